@@ -1,0 +1,43 @@
+// What an action is: a name, a parameter schema and a thin handler over the services in its context.
+import type { Catalog } from "../catalog/sqlite";
+import type { Credential, Instance } from "../catalog/types";
+import { ApiError, Language } from "../protocol/errors";
+import type { Params, Schema } from "../protocol/schema";
+import type { LocalTime } from "../protocol/time";
+import type { Services } from "../services";
+
+export interface ActionContext {
+  catalog: Catalog;
+  time: LocalTime;
+  services: Services;
+  credential: Credential;
+  accountId: string;
+  region: string;
+  language: Language;
+  requestId: string;
+  /** The caller's address, for download restrictions. */
+  clientIp: string;
+  /** Scheme://host[:port] the caller reached us on, for URLs we hand out. */
+  origin: string;
+}
+
+export interface Action<S extends Schema = Schema> {
+  name: string;
+  schema: S;
+  /** The parameter that names the instance the request acts on, for policy checks. */
+  instanceParam?: keyof S & string;
+  handle(params: Params<S>, ctx: ActionContext): Promise<Record<string, unknown>> | Record<string, unknown>;
+}
+
+export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
+  return a;
+}
+
+/** The caller's instance in the request's region; anything else is reported as not existing. */
+export function ownInstance(ctx: ActionContext, instanceId: string): Instance {
+  const i = ctx.catalog.instance(instanceId);
+  if (!i || i.deletedAt !== undefined || i.accountId !== ctx.accountId || i.region !== ctx.region) {
+    throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId });
+  }
+  return i;
+}

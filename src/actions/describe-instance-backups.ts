@@ -1,0 +1,47 @@
+// DescribeInstanceBackups: an instance's backups, newest first, paged and filtered (the seed's contract).
+import { BACKUP_STATUSES } from "../catalog/types";
+import { businessParameter } from "../protocol/errors";
+import { defineAction, ownInstance } from "./action";
+import { redisBackupSet } from "./format";
+
+const range = "InvalidParameter.InvalidParameter" as const;
+
+export default defineAction({
+  name: "DescribeInstanceBackups",
+  instanceParam: "InstanceId",
+  schema: {
+    InstanceId: { type: "string", required: true },
+    Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
+    Offset: { type: "integer", min: 0, rangeCode: range },
+    BeginTime: { type: "string" },
+    EndTime: { type: "string" },
+    Status: { type: "array", items: { type: "integer", rangeCode: range }, maxItems: 100 },
+    InstanceName: { type: "string" },
+  },
+  handle(p, ctx) {
+    const instance = ownInstance(ctx, p.InstanceId!);
+    const begin = p.BeginTime !== undefined ? parseTime(ctx.time.parse(p.BeginTime), "BeginTime", p.BeginTime) : undefined;
+    const end = p.EndTime !== undefined ? parseTime(ctx.time.parse(p.EndTime), "EndTime", p.EndTime) : undefined;
+    if (begin !== undefined && end !== undefined && begin > end) {
+      throw businessParameter(`\`BeginTime\` (${p.BeginTime}) is after \`EndTime\` (${p.EndTime})`);
+    }
+    for (const s of p.Status ?? []) {
+      if (!(BACKUP_STATUSES as readonly number[]).includes(s)) {
+        throw businessParameter(`\`Status\` values must be among 1, 2, 3, 4, -1, -2; got ${s}`);
+      }
+    }
+    if (p.InstanceName !== undefined && !instance.name.toLowerCase().includes(p.InstanceName.toLowerCase())) {
+      return { TotalCount: 0, BackupSet: [] };
+    }
+    // EndTime names a whole second: a backup that started within it is inside the window.
+    const { total, rows } = ctx.catalog.listBackups({
+      instanceId: instance.instanceId, limit: p.Limit ?? 20, offset: p.Offset ?? 0, begin, end: end === undefined ? undefined : end + 999, statuses: p.Status,
+    });
+    return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };
+  },
+});
+
+function parseTime(t: number | undefined, name: string, text: string): number {
+  if (t === undefined) throw businessParameter(`\`${name}\` must be a time like 2017-02-08 16:46:34, got ${JSON.stringify(text.slice(0, 40))}`);
+  return t;
+}

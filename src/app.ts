@@ -1,0 +1,133 @@
+// Assembles a running server from its configuration: data directory, catalogue, credentials, fixtures,
+// services, the request pipeline and the HTTP listener.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import type http from "node:http";
+import path from "node:path";
+import { Catalog } from "./catalog/sqlite";
+import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
+import { Pipeline } from "./gateway/pipeline";
+import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
+import { DEFAULT_REGIONS, RegionRules } from "./gateway/regions";
+import { createApiServer } from "./gateway/server";
+import { LocalTime } from "./protocol/time";
+import { Services, systemClock, Clock } from "./services";
+
+export interface ServeConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  seed?: string;
+  tz: string;
+  /** Requests per second per account and action; 0 = off. */
+  rateLimit: number;
+  rateLimits?: ReadonlyMap<string, number>;
+  regions: string[];
+  domain: string;
+  log?: (line: string) => void;
+  clock?: Clock;
+}
+
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 9000,
+  dataDir: "./data",
+  tz: "Asia/Shanghai",
+  rateLimit: 20,
+  domain: "tencentcloudapi.com",
+  regions: DEFAULT_REGIONS,
+};
+
+export function catalogFile(dataDir: string): string {
+  return path.join(dataDir, "catalog.db");
+}
+
+/** Creates the data directory owner-only and opens its catalogue. */
+export function openCatalog(dataDir: string): Catalog {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700);
+  return new Catalog(catalogFile(dataDir));
+}
+
+function randomToken(length: number, alphabet: string): string {
+  const bytes = crypto.randomBytes(length);
+  let out = "";
+  for (const b of bytes) out += alphabet[b % alphabet.length];
+  return out;
+}
+
+const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * CRS_SECRET_ID / CRS_SECRET_KEY define the default account's key. With no credential configured at all, one is
+ * generated, stored in the catalogue and returned so the caller can print it once.
+ */
+export function ensureCredentials(catalog: Catalog, env: NodeJS.ProcessEnv): { secretId: string; secretKey: string } | undefined {
+  const id = env.CRS_SECRET_ID;
+  const key = env.CRS_SECRET_KEY;
+  if (id && key) {
+    catalog.putCredential({ secretId: id, secretKey: key, accountId: DEFAULT_ACCOUNT });
+    return undefined;
+  }
+  if (id || key) throw new Error("set both CRS_SECRET_ID and CRS_SECRET_KEY, or neither");
+  if (catalog.credentialCount() > 0) return undefined;
+  const generated = { secretId: `AKID${randomToken(32, ALNUM)}`, secretKey: randomToken(32, ALNUM) };
+  catalog.putCredential({ ...generated, accountId: DEFAULT_ACCOUNT });
+  return generated;
+}
+
+export interface RunningServer {
+  server: http.Server;
+  url: string;
+  port: number;
+  services: Services;
+  close(): Promise<void>;
+}
+
+export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const log = cfg.log ?? ((line: string) => process.stdout.write(line + "\n"));
+  const time = new LocalTime(cfg.tz);
+  const regions = new RegionRules(cfg.regions, cfg.domain);
+  const catalog = openCatalog(cfg.dataDir);
+  try {
+    if (cfg.seed) loadSeedFile(catalog, cfg.seed, time, (r) => regions.has(r));
+    const generated = ensureCredentials(catalog, env);
+    if (generated) {
+      log(`crs-backup: no credentials were configured, so these were generated for account ${DEFAULT_ACCOUNT} and stored in ${catalogFile(cfg.dataDir)}; they are shown only this once:`);
+      log(`  SecretId:  ${generated.secretId}`);
+      log(`  SecretKey: ${generated.secretKey}`);
+    }
+  } catch (err) {
+    catalog.close();
+    throw err;
+  }
+  const services: Services = { catalog, time, clock: cfg.clock ?? systemClock };
+  const limiter = new RateLimiter(new MemoryBucketStore(), cfg.rateLimit, cfg.rateLimits);
+  const pipeline = new Pipeline({ services, regions, limiter });
+  const server = createApiServer({ pipeline, log });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(cfg.port, cfg.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as { port: number }).port;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`,
+    services,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => {
+          catalog.close();
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,86 @@
+// Versioned schema migrations. The SQL sticks to what SQLite and PostgreSQL share (BIGINT epoch milliseconds,
+// TEXT, plain indexes) so a PostgreSQL backend can run the same list.
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: "accounts, credentials, instances, backups, tasks",
+    sql: `
+CREATE TABLE accounts (
+  account_id TEXT PRIMARY KEY,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE credentials (
+  secret_id TEXT PRIMARY KEY,
+  secret_key TEXT NOT NULL,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  token TEXT,
+  policy TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE instances (
+  instance_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  region TEXT NOT NULL,
+  name TEXT NOT NULL,
+  redis_url TEXT,
+  instance_type INTEGER NOT NULL DEFAULT 17,
+  shard_num INTEGER NOT NULL DEFAULT 1,
+  redis_version TEXT,
+  created_at BIGINT NOT NULL,
+  auto_backup_weekdays TEXT NOT NULL DEFAULT 'Monday,Tuesday,Wednesday,Thursday,Friday,Saturday,Sunday',
+  auto_backup_period TEXT NOT NULL DEFAULT '00:00-01:00',
+  backup_storage_days INTEGER NOT NULL DEFAULT 7,
+  last_auto_window BIGINT NOT NULL DEFAULT 0,
+  deleted_at BIGINT
+);
+CREATE INDEX instances_by_account ON instances(account_id, region, instance_id);
+CREATE TABLE backups (
+  backup_id TEXT PRIMARY KEY,
+  instance_id TEXT NOT NULL REFERENCES instances(instance_id) ON DELETE CASCADE,
+  start_time BIGINT NOT NULL,
+  end_time BIGINT,
+  backup_type TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  remark TEXT NOT NULL DEFAULT '',
+  locked INTEGER NOT NULL DEFAULT 0,
+  backup_size BIGINT NOT NULL DEFAULT 0,
+  full_backup INTEGER NOT NULL DEFAULT 0,
+  instance_type INTEGER NOT NULL,
+  file_type TEXT NOT NULL DEFAULT '',
+  expire_time BIGINT,
+  encrypted INTEGER NOT NULL DEFAULT 0,
+  files TEXT NOT NULL DEFAULT '[]',
+  deleted_at BIGINT
+);
+-- Covers DescribeInstanceBackups: equality on instance, range on start time, filter on status, order by
+-- (start_time DESC, backup_id ASC) without touching the table until the page is chosen.
+CREATE INDEX backups_listing ON backups(instance_id, start_time DESC, backup_id, status);
+CREATE INDEX backups_by_status ON backups(status, expire_time);
+CREATE TABLE tasks (
+  task_id INTEGER PRIMARY KEY,
+  instance_id TEXT NOT NULL,
+  account_id TEXT NOT NULL,
+  task_type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  progress INTEGER NOT NULL DEFAULT 0,
+  start_time BIGINT NOT NULL,
+  end_time BIGINT,
+  message TEXT NOT NULL DEFAULT '',
+  backup_id TEXT
+);
+CREATE INDEX tasks_by_instance ON tasks(instance_id, start_time);
+CREATE INDEX tasks_by_status ON tasks(status);
+CREATE TABLE settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
+];

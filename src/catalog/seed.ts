@@ -1,0 +1,181 @@
+// Fixture files (like LocalStack's init data): credentials, instances and backups in the API's own field
+// names, validated whole and loaded in one transaction, so a bad file changes nothing.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import { parseRedisUrl } from "../backup/resp";
+import { LocalTime } from "../protocol/time";
+import type { Catalog } from "./sqlite";
+import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
+
+export const DEFAULT_ACCOUNT = "1300000000";
+export const INSTANCE_ID_PATTERN = /^crs-[a-z0-9]{8}$/;
+export const ALL_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAY = 86_400_000;
+
+export class SeedError extends Error {
+  override name = "SeedError";
+}
+
+type Json = Record<string, unknown>;
+
+class Reader {
+  constructor(private readonly where: string, private readonly obj: Json, allowed: string[]) {
+    for (const k of Object.keys(obj)) if (!allowed.includes(k)) this.fail(k, `is not a known field (known: ${allowed.join(", ")})`);
+  }
+  fail(field: string, why: string): never {
+    throw new SeedError(`${this.where}.${field}: ${why}`);
+  }
+  str(field: string, required: true): string;
+  str(field: string, required?: false): string | undefined;
+  str(field: string, required = false): string | undefined {
+    const v = this.obj[field];
+    if (v === undefined || v === null) {
+      if (required) this.fail(field, "is required");
+      return undefined;
+    }
+    if (typeof v !== "string") this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
+    if (required && v === "") this.fail(field, "must not be empty");
+    return v;
+  }
+  int(field: string, min: number, max: number): number | undefined {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return undefined;
+    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min || n > max) this.fail(field, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return n;
+  }
+  time(field: string, time: LocalTime): number | undefined {
+    const s = this.str(field);
+    if (s === undefined) return undefined;
+    const t = time.parse(s);
+    if (t === undefined) this.fail(field, `must be a time like 2018-09-04 12:51:21, got ${JSON.stringify(s)}`);
+    return t;
+  }
+  strings(field: string): string[] | undefined {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) this.fail(field, "must be an array of strings");
+    return v as string[];
+  }
+}
+
+function list(doc: Json, key: string): Json[] {
+  const v = doc[key];
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new SeedError(`${key}: must be an array`);
+  return v.map((item, i) => {
+    if (!item || typeof item !== "object" || Array.isArray(item)) throw new SeedError(`${key}[${i}]: must be an object`);
+    return item as Json;
+  });
+}
+
+export interface SeedData {
+  credentials: Credential[];
+  instances: Instance[];
+  backups: Backup[];
+}
+
+/** Parses and validates a fixture document; throws SeedError naming the entry and field at fault. */
+export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: string) => boolean; existingInstance: (id: string) => Instance | undefined; now: number }): SeedData {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new SeedError(`the file is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new SeedError("the file must hold a JSON object");
+  const root = doc as Json;
+  for (const k of Object.keys(root)) if (!["Credentials", "Instances", "Backups"].includes(k)) throw new SeedError(`${k}: is not a known section (Credentials, Instances, Backups)`);
+
+  const credentials = list(root, "Credentials").map((c, i) => {
+    const r: Reader = new Reader(`Credentials[${i}]`, c, ["SecretId", "SecretKey", "Account", "Token", "Policy"]);
+    const cred: Credential = { secretId: r.str("SecretId", true), secretKey: r.str("SecretKey", true), accountId: r.str("Account") ?? DEFAULT_ACCOUNT };
+    const token = r.str("Token");
+    if (token) cred.token = token;
+    const policy = c.Policy;
+    if (policy !== undefined) {
+      if (!policy || typeof policy !== "object" || Array.isArray(policy)) r.fail("Policy", "must be an object with Actions and/or Instances");
+      const pr: Reader = new Reader(`Credentials[${i}].Policy`, policy as Json, ["Actions", "Instances"]);
+      cred.policy = {};
+      const actions = pr.strings("Actions");
+      const instances = pr.strings("Instances");
+      if (actions) cred.policy.Actions = actions;
+      if (instances) cred.policy.Instances = instances;
+    }
+    return cred;
+  });
+
+  const seen = new Map<string, Instance>();
+  const instances = list(root, "Instances").map((o, i) => {
+    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays"]);
+    const id = r.str("InstanceId", true);
+    if (!INSTANCE_ID_PATTERN.test(id)) r.fail("InstanceId", `must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(id)}`);
+    if (seen.has(id)) r.fail("InstanceId", `${id} appears twice`);
+    const region = r.str("Region", true);
+    if (!opts.regions(region)) r.fail("Region", `${JSON.stringify(region)} is not a region of this server`);
+    const redis = r.str("Redis");
+    if (redis !== undefined) {
+      try {
+        parseRedisUrl(redis);
+      } catch (err) {
+        r.fail("Redis", (err as Error).message);
+      }
+    }
+    const inst: Instance = {
+      instanceId: id, accountId: r.str("Account") ?? DEFAULT_ACCOUNT, region, name: r.str("InstanceName") ?? id,
+      instanceType: r.int("InstanceType", 1, 1000) ?? 17, shardNum: 1, createdAt: opts.now,
+      autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: r.int("BackupStorageDays", 1, 1825) ?? 7, lastAutoWindow: 0,
+    };
+    if (redis !== undefined) inst.redisUrl = redis;
+    seen.set(id, inst);
+    return inst;
+  });
+
+  const backupIds = new Set<string>();
+  const backups = list(root, "Backups").map((o, i) => {
+    const r: Reader = new Reader(`Backups[${i}]`, o, [
+      "InstanceId", "BackupId", "StartTime", "EndTime", "BackupType", "Status", "Remark", "Locked", "BackupSize", "FullBackup",
+      "FileType", "ExpireTime", "InstanceType", "Encrypted",
+    ]);
+    const instanceId = r.str("InstanceId", true);
+    const inst = seen.get(instanceId) ?? opts.existingInstance(instanceId);
+    if (!inst) r.fail("InstanceId", `${instanceId} is neither in Instances nor already registered`);
+    const backupId = r.str("BackupId") ?? crypto.randomUUID();
+    if (backupIds.has(backupId)) r.fail("BackupId", `${backupId} appears twice`);
+    backupIds.add(backupId);
+    const status = r.int("Status", -2, 4) ?? 2;
+    if (!(BACKUP_STATUSES as readonly number[]).includes(status)) r.fail("Status", `must be one of 1, 2, 3, 4, -1, -2, got ${status}`);
+    const backupType = r.str("BackupType") ?? "0";
+    if (!["0", "1", "2"].includes(backupType)) r.fail("BackupType", `must be "0" (manual), "1" (automatic) or "2", got ${JSON.stringify(backupType)}`);
+    const start = r.time("StartTime", opts.time) ?? opts.now;
+    const end = r.time("EndTime", opts.time) ?? start;
+    if (end < start) r.fail("EndTime", "is before StartTime");
+    const encrypted = o.Encrypted;
+    if (encrypted !== undefined && typeof encrypted !== "boolean") r.fail("Encrypted", "must be true or false");
+    const b: Backup = {
+      backupId, instanceId, startTime: start, endTime: end, backupType, status: status as BackupStatus, remark: r.str("Remark") ?? "",
+      locked: r.int("Locked", 0, 1) ?? 0, backupSize: r.int("BackupSize", 0, Number.MAX_SAFE_INTEGER) ?? 0, fullBackup: r.int("FullBackup", 0, 1) ?? 0,
+      instanceType: r.int("InstanceType", 1, 1000) ?? inst.instanceType, fileType: r.str("FileType") ?? "RDB-Redis 7.0",
+      expireTime: r.time("ExpireTime", opts.time) ?? start + inst.backupStorageDays * DAY, encrypted: encrypted === true, files: [],
+    };
+    return b;
+  });
+  return { credentials, instances, backups };
+}
+
+/** Loads a fixture file into the catalogue, all or nothing. */
+export function loadSeedFile(catalog: Catalog, file: string, time: LocalTime, regions: (r: string) => boolean, now = Date.now()): SeedData {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new SeedError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const data = parseSeed(text, { time, regions, existingInstance: (id) => catalog.instance(id), now });
+  catalog.transaction(() => {
+    for (const c of data.credentials) catalog.putCredential(c);
+    for (const i of data.instances) catalog.upsertInstance(i);
+    for (const b of data.backups) catalog.upsertBackup(b);
+  });
+  return data;
+}

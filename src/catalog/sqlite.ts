@@ -1,0 +1,355 @@
+// The SQLite catalogue (better-sqlite3, WAL). Every statement is prepared once; listing statements are cached
+// per filter shape. The SQL is the portable subset PostgreSQL shares (placeholders aside).
+import Database from "better-sqlite3";
+import fs from "node:fs";
+import path from "node:path";
+import { migrations } from "./migrations";
+import type { Backup, BackupQuery, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskQuery, TaskStatus } from "./types";
+
+type Row = Record<string, unknown>;
+
+const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at";
+
+function toBackup(r: Row): Backup {
+  const b: Backup = {
+    backupId: r.backup_id as string,
+    instanceId: r.instance_id as string,
+    startTime: r.start_time as number,
+    backupType: r.backup_type as string,
+    status: r.status as BackupStatus,
+    remark: r.remark as string,
+    locked: r.locked as number,
+    backupSize: r.backup_size as number,
+    fullBackup: r.full_backup as number,
+    instanceType: r.instance_type as number,
+    fileType: r.file_type as string,
+    encrypted: r.encrypted === 1,
+    files: JSON.parse(r.files as string) as StoredFile[],
+  };
+  if (r.end_time !== null) b.endTime = r.end_time as number;
+  if (r.expire_time !== null) b.expireTime = r.expire_time as number;
+  if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
+  return b;
+}
+
+function toInstance(r: Row): Instance {
+  const i: Instance = {
+    instanceId: r.instance_id as string,
+    accountId: r.account_id as string,
+    region: r.region as string,
+    name: r.name as string,
+    instanceType: r.instance_type as number,
+    shardNum: r.shard_num as number,
+    createdAt: r.created_at as number,
+    autoBackupWeekDays: (r.auto_backup_weekdays as string).split(",").filter(Boolean),
+    autoBackupPeriod: r.auto_backup_period as string,
+    backupStorageDays: r.backup_storage_days as number,
+    lastAutoWindow: r.last_auto_window as number,
+  };
+  if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
+  if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
+  if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
+  return i;
+}
+
+function toTask(r: Row): Task {
+  const t: Task = {
+    taskId: r.task_id as number,
+    instanceId: r.instance_id as string,
+    accountId: r.account_id as string,
+    taskType: r.task_type as string,
+    status: r.status as TaskStatus,
+    progress: r.progress as number,
+    startTime: r.start_time as number,
+    message: r.message as string,
+  };
+  if (r.end_time !== null) t.endTime = r.end_time as number;
+  if (r.backup_id !== null) t.backupId = r.backup_id as string;
+  return t;
+}
+
+export class Catalog {
+  readonly db: Database.Database;
+  private readonly listCache = new Map<string, { rows: Database.Statement; count: Database.Statement }>();
+  private readonly stmt: Record<string, Database.Statement>;
+
+  /** Opens (creating owner-only if needed) the catalogue file and applies pending migrations. */
+  constructor(file: string) {
+    if (file !== ":memory:") {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      if (!fs.existsSync(file)) fs.closeSync(fs.openSync(file, "a", 0o600));
+    }
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) restrict(file + suffix);
+    this.migrate();
+    const p = (sql: string) => this.db.prepare(sql);
+    this.stmt = {
+      credential: p("SELECT secret_id, secret_key, account_id, token, policy FROM credentials WHERE secret_id = ?"),
+      credentialCount: p("SELECT count(*) AS n FROM credentials").pluck(),
+      upsertAccount: p("INSERT INTO accounts(account_id, created_at) VALUES (?, ?) ON CONFLICT(account_id) DO NOTHING"),
+      upsertCredential: p(`INSERT INTO credentials(secret_id, secret_key, account_id, token, policy, created_at) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT(secret_id) DO UPDATE SET secret_key = excluded.secret_key, account_id = excluded.account_id, token = excluded.token, policy = excluded.policy`),
+      instance: p("SELECT * FROM instances WHERE instance_id = ?"),
+      instancesOf: p("SELECT * FROM instances WHERE account_id = ? ORDER BY instance_id"),
+      allInstances: p("SELECT * FROM instances ORDER BY instance_id"),
+      insertInstance: p(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, created_at,
+        auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES
+        (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)`),
+      deleteInstance: p("DELETE FROM instances WHERE instance_id = ?"),
+      backup: p(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE backup_id = ?`),
+      insertBackup: p(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (@backupId, @instanceId, @startTime, @endTime, @backupType, @status, @remark,
+        @locked, @backupSize, @fullBackup, @instanceType, @fileType, @expireTime, @encrypted, @files, @deletedAt)`),
+      insertTask: p(`INSERT INTO tasks(instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id)
+        VALUES (@instanceId, @accountId, @taskType, @status, @progress, @startTime, @endTime, @message, @backupId)`),
+      task: p("SELECT * FROM tasks WHERE task_id = ?"),
+      setting: p("SELECT value FROM settings WHERE name = ?").pluck(),
+      putSetting: p("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
+    };
+  }
+
+  private migrate(): void {
+    this.db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
+    const applied = new Set(this.db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[]);
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
+      })();
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // --- accounts and credentials ---
+
+  credential(secretId: string): Credential | undefined {
+    const r = this.stmt.credential!.get(secretId) as Row | undefined;
+    if (!r) return undefined;
+    const c: Credential = { secretId: r.secret_id as string, secretKey: r.secret_key as string, accountId: r.account_id as string };
+    if (r.token) c.token = r.token as string;
+    if (r.policy) c.policy = JSON.parse(r.policy as string) as Policy;
+    return c;
+  }
+
+  credentialCount(): number {
+    return this.stmt.credentialCount!.get() as number;
+  }
+
+  putCredential(c: Credential): void {
+    const now = Date.now();
+    this.stmt.upsertAccount!.run(c.accountId, now);
+    this.stmt.upsertCredential!.run(c.secretId, c.secretKey, c.accountId, c.token ?? null, c.policy ? JSON.stringify(c.policy) : null, now);
+  }
+
+  ensureAccount(accountId: string): void {
+    this.stmt.upsertAccount!.run(accountId, Date.now());
+  }
+
+  // --- instances ---
+
+  instance(instanceId: string): Instance | undefined {
+    const r = this.stmt.instance!.get(instanceId) as Row | undefined;
+    return r ? toInstance(r) : undefined;
+  }
+
+  instances(accountId?: string): Instance[] {
+    const rows = (accountId === undefined ? this.stmt.allInstances!.all() : this.stmt.instancesOf!.all(accountId)) as Row[];
+    return rows.map(toInstance);
+  }
+
+  insertInstance(i: Instance): void {
+    this.ensureAccount(i.accountId);
+    this.stmt.insertInstance!.run({
+      ...i,
+      redisUrl: i.redisUrl ?? null,
+      redisVersion: i.redisVersion ?? null,
+      weekdays: i.autoBackupWeekDays.join(","),
+    });
+  }
+
+  updateInstance(instanceId: string, fields: Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>): void {
+    const cols: Record<string, unknown> = {};
+    if (fields.name !== undefined) cols.name = fields.name;
+    if (fields.instanceType !== undefined) cols.instance_type = fields.instanceType;
+    if (fields.shardNum !== undefined) cols.shard_num = fields.shardNum;
+    if (fields.redisVersion !== undefined) cols.redis_version = fields.redisVersion;
+    if (fields.autoBackupWeekDays !== undefined) cols.auto_backup_weekdays = fields.autoBackupWeekDays.join(",");
+    if (fields.autoBackupPeriod !== undefined) cols.auto_backup_period = fields.autoBackupPeriod;
+    if (fields.backupStorageDays !== undefined) cols.backup_storage_days = fields.backupStorageDays;
+    if (fields.lastAutoWindow !== undefined) cols.last_auto_window = fields.lastAutoWindow;
+    if (fields.redisUrl !== undefined) cols.redis_url = fields.redisUrl;
+    const names = Object.keys(cols);
+    if (!names.length) return;
+    this.db.prepare(`UPDATE instances SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE instance_id = @id`).run({ ...cols, id: instanceId });
+  }
+
+  /** Inserts, or updates the registration (never the backups) of an existing instance. */
+  upsertInstance(i: Instance): void {
+    if (this.instance(i.instanceId)) {
+      this.db.prepare("UPDATE instances SET account_id = ?, region = ?, name = ?, redis_url = ?, instance_type = ?, backup_storage_days = ?, deleted_at = NULL WHERE instance_id = ?")
+        .run(i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.backupStorageDays, i.instanceId);
+      this.ensureAccount(i.accountId);
+    } else this.insertInstance(i);
+  }
+
+  deleteInstance(instanceId: string): void {
+    this.stmt.deleteInstance!.run(instanceId);
+  }
+
+  // --- backups ---
+
+  backup(backupId: string): Backup | undefined {
+    const r = this.stmt.backup!.get(backupId) as Row | undefined;
+    return r ? toBackup(r) : undefined;
+  }
+
+  insertBackup(b: Backup): void {
+    this.stmt.insertBackup!.run({
+      ...b,
+      endTime: b.endTime ?? null,
+      expireTime: b.expireTime ?? null,
+      deletedAt: b.deletedAt ?? null,
+      encrypted: b.encrypted ? 1 : 0,
+      files: JSON.stringify(b.files),
+    });
+  }
+
+  upsertBackup(b: Backup): void {
+    if (this.backup(b.backupId)) this.deleteBackupRecord(b.backupId);
+    this.insertBackup(b);
+  }
+
+  updateBackup(backupId: string, fields: Partial<Omit<Backup, "backupId" | "instanceId">>): void {
+    const map: Record<string, string> = {
+      startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
+      backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
+    };
+    const cols: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(fields)) {
+      const col = map[k];
+      if (!col) continue;
+      cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
+    }
+    const names = Object.keys(cols);
+    if (!names.length) return;
+    this.db.prepare(`UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id`).run({ ...cols, id: backupId });
+  }
+
+  deleteBackupRecord(backupId: string): void {
+    this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(backupId);
+  }
+
+  /** One page of an instance's backups, newest first (ties by BackupId ascending), and the total count. */
+  listBackups(q: BackupQuery): { total: number; rows: Backup[] } {
+    const statuses = q.statuses && q.statuses.length ? [...new Set(q.statuses)].sort() : undefined;
+    const shape = `${q.begin !== undefined ? "b" : ""}${q.end !== undefined ? "e" : ""}${statuses ? statuses.length : 0}`;
+    let s = this.listCache.get(shape);
+    if (!s) {
+      const where = ["instance_id = ?"];
+      if (q.begin !== undefined) where.push("start_time >= ?");
+      if (q.end !== undefined) where.push("start_time <= ?");
+      if (statuses) where.push(`status IN (${statuses.map(() => "?").join(", ")})`);
+      const w = where.join(" AND ");
+      // The page is chosen on the covering index first; only its rows are read from the table.
+      s = {
+        rows: this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE rowid IN (SELECT rowid FROM backups WHERE ${w} ORDER BY start_time DESC, backup_id ASC LIMIT ? OFFSET ?) ORDER BY start_time DESC, backup_id ASC`),
+        count: this.db.prepare(`SELECT count(*) FROM backups WHERE ${w}`).pluck(),
+      };
+      this.listCache.set(shape, s);
+    }
+    const args: unknown[] = [q.instanceId];
+    if (q.begin !== undefined) args.push(q.begin);
+    if (q.end !== undefined) args.push(q.end);
+    if (statuses) args.push(...statuses);
+    const total = s.count.get(...args) as number;
+    const rows = total > q.offset ? (s.rows.all(...args, q.limit, q.offset) as Row[]).map(toBackup) : [];
+    return { total, rows };
+  }
+
+  /** Backups in a status whose expiry has passed (for retention). */
+  expiredBackups(now: number, limit = 500): Backup[] {
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND expire_time IS NOT NULL AND expire_time <= ? LIMIT ?`).all(now, limit) as Row[]).map(toBackup);
+  }
+
+  backupsInStatus(status: BackupStatus): Backup[] {
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = ?`).all(status) as Row[]).map(toBackup);
+  }
+
+  backupsOfInstance(instanceId: string): Backup[] {
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE instance_id = ?`).all(instanceId) as Row[]).map(toBackup);
+  }
+
+  // --- tasks ---
+
+  insertTask(t: Omit<Task, "taskId">): number {
+    const info = this.stmt.insertTask!.run({ ...t, endTime: t.endTime ?? null, backupId: t.backupId ?? null });
+    return Number(info.lastInsertRowid);
+  }
+
+  task(taskId: number): Task | undefined {
+    const r = this.stmt.task!.get(taskId) as Row | undefined;
+    return r ? toTask(r) : undefined;
+  }
+
+  updateTask(taskId: number, fields: Partial<Pick<Task, "status" | "progress" | "endTime" | "message" | "backupId">>): void {
+    const map: Record<string, string> = { status: "status", progress: "progress", endTime: "end_time", message: "message", backupId: "backup_id" };
+    const cols: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(fields)) if (map[k]) cols[map[k]!] = v ?? null;
+    const names = Object.keys(cols);
+    if (!names.length) return;
+    this.db.prepare(`UPDATE tasks SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE task_id = @id`).run({ ...cols, id: taskId });
+  }
+
+  tasksInStatus(statuses: TaskStatus[]): Task[] {
+    return (this.db.prepare(`SELECT * FROM tasks WHERE status IN (${statuses.map(() => "?").join(",")})`).all(...statuses) as Row[]).map(toTask);
+  }
+
+  listTasks(q: TaskQuery): { total: number; rows: Array<Task & { instanceName: string }> } {
+    const where = ["t.account_id = ?"];
+    const args: unknown[] = [q.accountId];
+    if (q.region !== undefined) { where.push("i.region = ?"); args.push(q.region); }
+    if (q.instanceId !== undefined) { where.push("t.instance_id = ?"); args.push(q.instanceId); }
+    if (q.instanceName !== undefined) { where.push("lower(i.name) LIKE ? ESCAPE '\\'"); args.push(`%${likeEscape(q.instanceName.toLowerCase())}%`); }
+    if (q.taskTypes?.length) { where.push(`t.task_type IN (${q.taskTypes.map(() => "?").join(",")})`); args.push(...q.taskTypes); }
+    if (q.statuses?.length) { where.push(`t.status IN (${q.statuses.map(() => "?").join(",")})`); args.push(...q.statuses); }
+    if (q.begin !== undefined) { where.push("t.start_time >= ?"); args.push(q.begin); }
+    if (q.end !== undefined) { where.push("t.start_time <= ?"); args.push(q.end); }
+    const from = `FROM tasks t JOIN instances i ON i.instance_id = t.instance_id WHERE ${where.join(" AND ")}`;
+    const total = this.db.prepare(`SELECT count(*) ${from}`).pluck().get(...args) as number;
+    const rows = this.db.prepare(`SELECT t.*, i.name AS instance_name ${from} ORDER BY t.start_time DESC, t.task_id DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as Row[];
+    return { total, rows: rows.map((r) => ({ ...toTask(r), instanceName: r.instance_name as string })) };
+  }
+
+  // --- settings ---
+
+  setting(name: string): string | undefined {
+    return this.stmt.setting!.get(name) as string | undefined;
+  }
+
+  putSetting(name: string, value: string): void {
+    this.stmt.putSetting!.run(name, value);
+  }
+}
+
+function likeEscape(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function restrict(file: string): void {
+  try {
+    fs.chmodSync(file, 0o600);
+  } catch {
+    // The WAL files appear on first write; SQLite creates them with the main file's mode.
+  }
+}

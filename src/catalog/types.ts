@@ -1,0 +1,105 @@
+// The catalogue's records and the storage-neutral interface the rest of the service uses. The SQLite
+// implementation is in sqlite.ts; a PostgreSQL one implements the same interface with the same SQL.
+
+export interface Policy {
+  /** Allowed actions; absent = every action. */
+  Actions?: string[];
+  /** Allowed instance ids; absent = every instance of the account. */
+  Instances?: string[];
+}
+
+export interface Credential {
+  secretId: string;
+  secretKey: string;
+  accountId: string;
+  token?: string;
+  policy?: Policy;
+}
+
+export interface Instance {
+  instanceId: string;
+  accountId: string;
+  region: string;
+  name: string;
+  /** redis://[user:password@]host:port or rediss://; absent for catalogue-only (fixture) instances. */
+  redisUrl?: string;
+  instanceType: number;
+  shardNum: number;
+  redisVersion?: string;
+  createdAt: number;
+  autoBackupWeekDays: string[];
+  autoBackupPeriod: string;
+  backupStorageDays: number;
+  /** Start of the last automatic-backup window that was served (epoch ms), so a window fires once. */
+  lastAutoWindow: number;
+  /** Set when the instance was removed; its backups stay listed as deleted for the audit trail. */
+  deletedAt?: number;
+}
+
+export type BackupStatus = 1 | 2 | 3 | 4 | -1 | -2;
+export const BACKUP_STATUSES: readonly BackupStatus[] = [1, 2, 3, 4, -1, -2];
+
+export interface StoredFile {
+  /** Blob key of the stored (compressed) file. */
+  key: string;
+  /** Size and SHA-256 of the plain RDB bytes. */
+  bytes: number;
+  sha256: string;
+  shard: number;
+}
+
+export interface Backup {
+  backupId: string;
+  instanceId: string;
+  startTime: number;
+  endTime?: number;
+  backupType: string;
+  status: BackupStatus;
+  remark: string;
+  locked: number;
+  backupSize: number;
+  fullBackup: number;
+  instanceType: number;
+  fileType: string;
+  expireTime?: number;
+  encrypted: boolean;
+  files: StoredFile[];
+  deletedAt?: number;
+}
+
+export type TaskStatus = "preparing" | "running" | "succeed" | "failed";
+
+export interface Task {
+  taskId: number;
+  instanceId: string;
+  accountId: string;
+  taskType: string;
+  status: TaskStatus;
+  progress: number;
+  startTime: number;
+  endTime?: number;
+  message: string;
+  backupId?: string;
+}
+
+export interface BackupQuery {
+  instanceId: string;
+  limit: number;
+  offset: number;
+  begin?: number;
+  end?: number;
+  statuses?: number[];
+}
+
+export interface TaskQuery {
+  accountId: string;
+  region?: string;
+  instanceId?: string;
+  instanceName?: string;
+  taskTypes?: string[];
+  statuses?: TaskStatus[];
+  begin?: number;
+  end?: number;
+  limit: number;
+  offset: number;
+}

@@ -1,0 +1,187 @@
+// The request pipeline, in the order a request meets it: protocol parsing -> authentication -> action and
+// version -> region and endpoint rules -> rate limit -> permission check -> parameters -> handler -> envelope.
+import crypto from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
+import { actions as defaultActions } from "../actions";
+import type { Action, ActionContext } from "../actions/action";
+import type { Credential } from "../catalog/types";
+import { ApiError, Language } from "../protocol/errors";
+import { decodeUrlEncoded, decodeUtf8, parseJsonBody, ParamObject, unflatten } from "../protocol/params";
+import { validate } from "../protocol/schema";
+import type { Services } from "../services";
+import { authenticateV1, authenticateV3, headerValue } from "./auth";
+import type { RateLimiter } from "./ratelimit";
+import type { RegionRules } from "./regions";
+
+export const API_VERSION = "2018-04-12";
+export const LIMITS = { query: 32 * 1024, v1Body: 1024 * 1024, v3Body: 10 * 1024 * 1024 };
+
+/** Parameters that belong to the protocol, not to an action. */
+const COMMON = new Set(["Action", "Version", "Region", "Timestamp", "Nonce", "SecretId", "Signature", "SignatureMethod", "Token", "Language", "RequestClient"]);
+
+export interface ApiRequest {
+  method: string;
+  /** The request target as received: `/?a=b`, or `http://host/?a=b` through a proxy. */
+  target: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  remoteAddress: string;
+  /** Set when the request was refused for its size before its body was read. */
+  tooLarge?: string;
+}
+
+export interface ApiResponse {
+  body: string;
+  action: string;
+  account: string;
+  code: string;
+  /** The unexpected fault behind an InternalError, for the log only. */
+  fault?: unknown;
+}
+
+export interface PipelineOptions {
+  services: Services;
+  regions: RegionRules;
+  limiter: RateLimiter;
+  actions?: ReadonlyMap<string, Action>;
+  /** Seconds since the epoch, for the signature window. */
+  nowSeconds?: () => number;
+}
+
+interface Parsed {
+  v3: boolean;
+  host: string;
+  rawQuery: string;
+  pairs: Array<[string, string]>;
+  common: Map<string, string>;
+  business: ParamObject;
+}
+
+function parseTarget(target: string, hostHeader: string | undefined): { host: string; path: string; rawQuery: string } {
+  let rest = target;
+  let host = hostHeader ?? "";
+  const abs = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
+  if (abs) {
+    // An absolute target comes from a client behind an HTTP proxy: the path is what follows the authority.
+    if (!host) host = abs[1]!;
+    rest = abs[2] || "/";
+  }
+  const q = rest.indexOf("?");
+  const path = q < 0 ? rest : rest.slice(0, q);
+  const rawQuery = q < 0 ? "" : rest.slice(q + 1);
+  return { host: host.trim().toLowerCase(), path, rawQuery };
+}
+
+function parseRequest(req: ApiRequest): Parsed {
+  const { host, path, rawQuery } = parseTarget(req.target, headerValue(req.headers, "host"));
+  if (path !== "/") throw new ApiError("InvalidRequest", { reason: `the API is served at path /, not ${path.slice(0, 100)}` });
+  // Node hands the target over as latin1; a byte outside ASCII must still be valid UTF-8.
+  if (/[^\x00-\x7f]/.test(rawQuery)) decodeUtf8(Buffer.from(rawQuery, "latin1"), "query string");
+  const v3 = req.headers.authorization !== undefined || req.headers["x-tc-action"] !== undefined;
+  const pairs = decodeUrlEncoded(rawQuery, "query string");
+  let json: ParamObject | undefined;
+  if (req.method === "POST" && req.body.length > 0) {
+    const type = (headerValue(req.headers, "content-type") ?? "").toLowerCase();
+    if (type.startsWith("application/json")) {
+      json = parseJsonBody(decodeUtf8(req.body, "JSON body"));
+    } else if (type.startsWith("application/x-www-form-urlencoded")) {
+      pairs.push(...decodeUrlEncoded(decodeUtf8(req.body, "form body"), "form body"));
+    } else {
+      throw new ApiError("InvalidParameter", { reason: `the Content-Type must be application/json or application/x-www-form-urlencoded, got ${JSON.stringify(type.slice(0, 80))}` });
+    }
+  }
+  const common = new Map<string, string>();
+  const businessPairs: Array<[string, string]> = [];
+  for (const [k, v] of pairs) {
+    if (COMMON.has(k)) {
+      if (common.has(k)) throw new ApiError("InvalidParameter", { reason: `the parameter \`${k}\` appears twice` });
+      common.set(k, v);
+    } else businessPairs.push([k, v]);
+  }
+  if (v3) {
+    for (const [name, header] of [["Action", "x-tc-action"], ["Version", "x-tc-version"], ["Region", "x-tc-region"], ["Language", "x-tc-language"]] as const) {
+      const v = headerValue(req.headers, header);
+      if (v !== undefined) common.set(name, v);
+    }
+  }
+  const business = unflatten(businessPairs, req.method === "GET" ? "query string" : "request");
+  if (json) {
+    for (const [k, v] of Object.entries(json)) {
+      if (COMMON.has(k)) continue;
+      if (k in business) throw new ApiError("InvalidParameter", { reason: `the parameter \`${k}\` is in both the query string and the body` });
+      business[k] = v;
+    }
+  }
+  return { v3, host, rawQuery, pairs, common, business };
+}
+
+function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
+  const v = common.get("Language") ?? headerValue(req.headers, "x-tc-language");
+  if (v === undefined || v === "" || v === "zh-CN") return "zh-CN";
+  if (v === "en-US") return "en-US";
+  throw new ApiError("InvalidParameterValue", { reason: `\`Language\` must be zh-CN or en-US, got ${JSON.stringify(v.slice(0, 40))}` });
+}
+
+function checkPolicy(c: Credential, action: string, instanceId: string | undefined): void {
+  const p = c.policy;
+  if (!p) return;
+  if (p.Actions && !p.Actions.includes(action) && !p.Actions.includes("*")) {
+    throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow the action \`${action}\`` });
+  }
+  if (instanceId !== undefined && p.Instances && !p.Instances.includes(instanceId) && !p.Instances.includes("*")) {
+    throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow access to the instance \`${instanceId}\`` });
+  }
+}
+
+export class Pipeline {
+  private readonly actions: ReadonlyMap<string, Action>;
+  private readonly nowSeconds: () => number;
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.actions = opts.actions ?? defaultActions;
+    this.nowSeconds = opts.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  async handle(req: ApiRequest): Promise<ApiResponse> {
+    const requestId = crypto.randomUUID();
+    let language: Language = "zh-CN";
+    let actionName = "-";
+    let account = "-";
+    try {
+      if (req.method !== "GET" && req.method !== "POST") throw new ApiError("UnsupportedProtocol", { method: req.method.slice(0, 20) });
+      if (req.tooLarge) throw new ApiError("RequestSizeLimitExceeded", { reason: req.tooLarge });
+      const parsed = parseRequest(req);
+      language = pickLanguage(req, parsed.common);
+      const name = parsed.common.get("Action");
+      if (!name) throw new ApiError("MissingParameter", { name: "Action" });
+      actionName = name.slice(0, 64);
+      const version = parsed.common.get("Version");
+      if (!version) throw new ApiError("MissingParameter", { name: "Version" });
+      const { catalog } = this.opts.services;
+      const credential = parsed.v3
+        ? authenticateV3({ method: req.method, host: parsed.host, rawQuery: parsed.rawQuery, headers: req.headers, body: req.body }, catalog, this.nowSeconds())
+        : authenticateV1({ method: req.method, host: parsed.host, pairs: parsed.pairs, common: parsed.common }, catalog, this.nowSeconds());
+      account = credential.accountId;
+      const action = this.actions.get(name);
+      if (!action) throw new ApiError("InvalidAction", { action: actionName });
+      if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
+      const region = parsed.common.get("Region");
+      if (!region) throw new ApiError("MissingParameter", { name: "Region" });
+      this.opts.regions.check(region, parsed.host.replace(/:\d+$/, ""));
+      this.opts.limiter.check(account, name);
+      checkPolicy(credential, name, undefined);
+      const params = validate(name, action.schema, parsed.business);
+      if (action.instanceParam) checkPolicy(credential, name, params[action.instanceParam] as string | undefined);
+      const ctx: ActionContext = {
+        catalog, time: this.opts.services.time, services: this.opts.services, credential, accountId: account, region, language, requestId,
+        clientIp: req.remoteAddress, origin: `http://${parsed.host}`,
+      };
+      const result = await action.handle(params, ctx);
+      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), action: actionName, account, code: "OK" };
+    } catch (err) {
+      const apiError = err instanceof ApiError ? err : new ApiError("InternalError");
+      const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
+      return { body, action: actionName, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// Tencent Cloud API signatures: TC3-HMAC-SHA256 (v3) and HmacSHA1/HmacSHA256 (v1). Pure functions; the
+// gateway decides which inputs to try (e.g. Host with and without its port).
+import crypto from "node:crypto";
+
+export const TC3_ALGORITHM = "TC3-HMAC-SHA256";
+export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+
+export function sha256Hex(data: string | Buffer): string {
+  return crypto.createHash("sha256").update(data).digest("hex");
+}
+
+function hmac(key: string | Buffer, data: string, alg = "sha256"): Buffer {
+  return crypto.createHmac(alg, key).update(data, "utf8").digest();
+}
+
+export interface Tc3Input {
+  method: string;
+  /** Raw query string as received, without `?` (empty for POST). */
+  canonicalQuery: string;
+  /** Signed header names, lower case, in the order of SignedHeaders. */
+  signedHeaders: string[];
+  /** Values for the signed headers, already lower-cased and trimmed. */
+  headerValues: Record<string, string>;
+  /** hex sha256 of the raw body, or of the literal UNSIGNED-PAYLOAD. */
+  payloadHash: string;
+  timestamp: string;
+  date: string;
+  service: string;
+  secretKey: string;
+}
+
+export function tc3CanonicalRequest(i: Tc3Input): string {
+  const names = [...i.signedHeaders].sort();
+  const canonicalHeaders = names.map((n) => `${n}:${i.headerValues[n] ?? ""}\n`).join("");
+  return [i.method.toUpperCase(), "/", i.canonicalQuery, canonicalHeaders, i.signedHeaders.join(";"), i.payloadHash].join("\n");
+}
+
+export function tc3Signature(i: Tc3Input): string {
+  const scope = `${i.date}/${i.service}/tc3_request`;
+  const stringToSign = `${TC3_ALGORITHM}\n${i.timestamp}\n${scope}\n${sha256Hex(tc3CanonicalRequest(i))}`;
+  const kDate = hmac(`TC3${i.secretKey}`, i.date);
+  const kService = hmac(kDate, i.service);
+  const kSigning = hmac(kService, "tc3_request");
+  return crypto.createHmac("sha256", kSigning).update(stringToSign, "utf8").digest("hex");
+}
+
+export interface ParsedAuthorization {
+  secretId: string;
+  date: string;
+  service: string;
+  signedHeaders: string[];
+  signature: string;
+}
+
+/** Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=hex`. */
+export function parseTc3Authorization(header: string): ParsedAuthorization | string {
+  const m = /^TC3-HMAC-SHA256\s+(.*)$/.exec(header.trim());
+  if (!m) return "the algorithm must be TC3-HMAC-SHA256";
+  const fields = new Map<string, string>();
+  for (const part of m[1]!.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) return `malformed element ${JSON.stringify(part.trim())}`;
+    fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  const credential = fields.get("Credential");
+  const signedHeaders = fields.get("SignedHeaders");
+  const signature = fields.get("Signature");
+  if (!credential) return "Credential is missing";
+  if (!signedHeaders) return "SignedHeaders is missing";
+  if (!signature) return "Signature is missing";
+  const scope = credential.split("/");
+  if (scope.length !== 4 || scope[3] !== "tc3_request" || !scope[0] || !scope[2]) {
+    return "Credential must be SecretId/Date/Service/tc3_request";
+  }
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(scope[1]!)) return "the date in Credential must be YYYY-MM-DD";
+  if (!/^[0-9a-f]{64}$/.test(signature)) return "Signature must be 64 lower-case hex digits";
+  const names = signedHeaders.split(";").map((s) => s.trim().toLowerCase());
+  if (names.some((n) => !n)) return "SignedHeaders has an empty name";
+  if (!names.includes("content-type") || !names.includes("host")) return "SignedHeaders must include content-type and host";
+  return { secretId: scope[0], date: scope[1]!, service: scope[2], signedHeaders: names, signature };
+}
+
+export type V1Method = "HmacSHA1" | "HmacSHA256";
+
+/** StringToSign of v1: METHOD + host + "/?" + sorted name=value pairs with raw (decoded) values. */
+export function v1StringToSign(method: string, host: string, params: ReadonlyArray<readonly [string, string]>): string {
+  const sorted = params.filter(([k]) => k !== "Signature").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `${method.toUpperCase()}${host}/?${sorted.map(([k, v]) => `${k}=${v}`).join("&")}`;
+}
+
+export function v1Signature(secretKey: string, stringToSign: string, method: V1Method): string {
+  return crypto.createHmac(method === "HmacSHA256" ? "sha256" : "sha1", secretKey).update(stringToSign, "utf8").digest("base64");
+}
+
+/** Constant-time comparison of two signatures (different lengths compare unequal without early exit on content). */
+export function signaturesEqual(a: string, b: string): boolean {
+  const ba = Buffer.from(a, "utf8");
+  const bb = Buffer.from(b, "utf8");
+  if (ba.length !== bb.length) {
+    crypto.timingSafeEqual(ba, ba);
+    return false;
+  }
+  return crypto.timingSafeEqual(ba, bb);
+}

@@ -1,0 +1,15 @@
+// The long-lived parts of a running server that actions reach through their context.
+import type { Catalog } from "./catalog/sqlite";
+import type { LocalTime } from "./protocol/time";
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface Services {
+  catalog: Catalog;
+  time: LocalTime;
+  clock: Clock;
+}

@@ -1,0 +1,83 @@
+// A real crs-backup server for tests: its own temporary data directory, a fixture file, a free port.
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import * as tencentcloud from "tencentcloud-sdk-nodejs";
+import { RunningServer, startServer, ServeConfig, DEFAULTS } from "../../src/app";
+
+export const RedisClient = tencentcloud.redis.v20180412.Client;
+export type SdkClient = InstanceType<typeof RedisClient>;
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  logs: string[];
+  client(opts?: { secretId?: string; secretKey?: string; token?: string; region?: string; signMethod?: "TC3-HMAC-SHA256" | "HmacSHA1" | "HmacSHA256"; reqMethod?: "POST" | "GET"; language?: "en-US" | "zh-CN"; endpoint?: string }): SdkClient;
+}
+
+export const KEY = { secretId: "AKIDtestdefault000000000000000001", secretKey: "testsecretkey0000000000000000001", account: "1300000001" };
+
+export async function startTestServer(seed: object, over: Partial<ServeConfig> = {}): Promise<TestServer> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-test-"));
+  const seedFile = path.join(dataDir, "seed.json");
+  fs.writeFileSync(seedFile, JSON.stringify(seed));
+  const logs: string[] = [];
+  const running = await startServer({ ...DEFAULTS, dataDir: path.join(dataDir, "data"), port: 0, seed: seedFile, log: (l) => logs.push(l), ...over }, {});
+  return {
+    ...running,
+    dataDir,
+    logs,
+    client(o = {}) {
+      return new RedisClient({
+        credential: { secretId: o.secretId ?? KEY.secretId, secretKey: o.secretKey ?? KEY.secretKey, token: o.token },
+        region: o.region ?? "ap-guangzhou",
+        profile: {
+          signMethod: o.signMethod ?? "TC3-HMAC-SHA256",
+          language: o.language,
+          httpProfile: { endpoint: o.endpoint ?? `127.0.0.1:${running.port}`, protocol: "http://", reqMethod: o.reqMethod ?? "POST" },
+        },
+      });
+    },
+  };
+}
+
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  json: { Response: Record<string, unknown> & { Error?: { Code: string; Message: string }; RequestId: string } };
+}
+
+/** Sends bytes exactly as given (for what the SDK cannot send). */
+export function rawRequest(port: number, opts: { method?: string; path?: string; headers?: Record<string, string | number>; body?: Buffer | string }): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, method: opts.method ?? "POST", path: opts.path ?? "/", headers: opts.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json: RawResponse["json"];
+        try {
+          json = JSON.parse(text) as RawResponse["json"];
+        } catch {
+          return reject(new Error(`not JSON (status ${res.statusCode}): ${text.slice(0, 200)}`));
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+    });
+    req.on("error", reject);
+    if (opts.body !== undefined) req.write(opts.body);
+    req.end();
+  });
+}
+
+export async function expectSdkError(p: Promise<unknown>, code: string): Promise<{ code: string; message: string; requestId: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { code?: string; message: string; requestId: string };
+    if (e.code !== code) throw new Error(`expected ${code}, got ${e.code}: ${e.message}`);
+    return e as { code: string; message: string; requestId: string };
+  }
+  throw new Error(`expected ${code}, but the call succeeded`);
+}
