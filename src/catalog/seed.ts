@@ -143,7 +143,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     const backupId = r.str("BackupId") ?? crypto.randomUUID();
     if (backupIds.has(backupId)) r.fail("BackupId", `${backupId} appears twice`);
     backupIds.add(backupId);
-    const status = r.int("Status", -2, 4) ?? 2;
+    const status = r.int("Status", -1000, 1000) ?? 2;
     if (!(BACKUP_STATUSES as readonly number[]).includes(status)) r.fail("Status", `must be one of 1, 2, 3, 4, -1, -2, got ${status}`);
     const backupType = r.str("BackupType") ?? "0";
     if (!["0", "1", "2"].includes(backupType)) r.fail("BackupType", `must be "0" (manual), "1" (automatic) or "2", got ${JSON.stringify(backupType)}`);

@@ -1,0 +1,129 @@
+// The crs-backup command as a user runs it: a real process, its output, its files and its signals.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { RedisClient, expectSdkError } from "./support/server";
+import { freePort, waitFor } from "./support/redis";
+
+const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
+
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  if (!("CRS_SECRET_ID" in extra)) delete env.CRS_SECRET_ID;
+  if (!("CRS_SECRET_KEY" in extra)) delete env.CRS_SECRET_KEY;
+  return env;
+}
+
+interface Served {
+  proc: ChildProcess;
+  out: () => string;
+  port: number;
+  exit: Promise<number | null>;
+}
+
+async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<Served> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  const exit = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  await waitFor("the server to listen", () => (out.includes("listening on") ? true : undefined), 10_000);
+  return { proc, out: () => out, port, exit };
+}
+
+function client(port: number, secretId: string, secretKey: string) {
+  return new RedisClient({ credential: { secretId, secretKey }, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
+}
+
+test("first start generates credentials, prints them once, keeps files owner-only and stops cleanly on SIGTERM", async () => {
+  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-")), "data");
+  const first = await serve(["--data", dir], cleanEnv());
+  const id = /SecretId:\s+(AKID\w+)/.exec(first.out())?.[1];
+  const key = /SecretKey:\s+(\w+)/.exec(first.out())?.[1];
+  assert.ok(id && key, first.out());
+  await expectSdkError(client(first.port, id, key).DescribeInstanceBackups({ InstanceId: "crs-00000000" }), "ResourceNotFound.InstanceNotExists");
+  await waitFor("the request's log line", () => (/action=DescribeInstanceBackups account=1300000000 code=ResourceNotFound.InstanceNotExists ms=/.test(first.out()) ? true : undefined));
+  assert.equal(first.out().split(key).length - 1, 1, "the secret key is printed exactly once");
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+  for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o077, 0, `${f} is owner-only`);
+  first.proc.kill("SIGTERM");
+  assert.equal(await first.exit, 0);
+
+  const second = await serve(["--data", dir], cleanEnv());
+  assert.doesNotMatch(second.out(), /SecretKey/);
+  await expectSdkError(client(second.port, id, key).DescribeInstanceBackups({ InstanceId: "crs-00000000" }), "ResourceNotFound.InstanceNotExists");
+  second.proc.kill("SIGTERM");
+  assert.equal(await second.exit, 0);
+});
+
+test("CRS_SECRET_ID / CRS_SECRET_KEY define the default account's key, and --seed loads fixtures", async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-"));
+  const seed = path.join(base, "seed.json");
+  fs.writeFileSync(seed, JSON.stringify({
+    Instances: [{ InstanceId: "crs-5a4py64p", InstanceName: "demo", Region: "ap-guangzhou" }],
+    Backups: [{ InstanceId: "crs-5a4py64p", BackupId: "2e4127f8-affe-11e8-941e-4846fb00c75d", StartTime: "2018-09-04 12:51:21", Remark: "测试使用" }],
+  }));
+  const s = await serve(["--data", path.join(base, "data"), "--seed", seed, "--tz", "UTC"], cleanEnv({ CRS_SECRET_ID: "AKIDfromenv", CRS_SECRET_KEY: "envkey" }));
+  try {
+    assert.doesNotMatch(s.out(), /SecretKey/);
+    const r = await client(s.port, "AKIDfromenv", "envkey").DescribeInstanceBackups({ InstanceId: "crs-5a4py64p" });
+    assert.equal(r.TotalCount, 1);
+    assert.equal(r.BackupSet![0]!.Remark, "测试使用");
+    assert.equal(r.BackupSet![0]!.StartTime, "2018-09-04 12:51:21");
+    assert.equal(r.BackupSet![0]!.ExpireTime, "2018-09-11 12:51:21");
+  } finally {
+    s.proc.kill("SIGTERM");
+    await s.exit;
+  }
+});
+
+test("crs-backup seed is all or nothing, and names the entry and field that is wrong", () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-"));
+  const data = path.join(base, "data");
+  const run = (doc: unknown) => {
+    const f = path.join(base, `seed-${Math.random()}.json`);
+    fs.writeFileSync(f, typeof doc === "string" ? doc : JSON.stringify(doc));
+    return spawnSync(process.execPath, [CLI, "seed", f, "--data", data], { encoding: "utf8", env: cleanEnv() });
+  };
+  const good = { Instances: [{ InstanceId: "crs-aaaaaaaa", Region: "ap-guangzhou" }], Backups: [{ InstanceId: "crs-aaaaaaaa", StartTime: "2024-01-01 00:00:00" }] };
+  const bad = {
+    Instances: [{ InstanceId: "crs-bbbbbbbb", Region: "ap-guangzhou" }],
+    Backups: [{ InstanceId: "crs-bbbbbbbb" }, { InstanceId: "crs-bbbbbbbb", Status: 9 }],
+  };
+  const cases: Array<[unknown, RegExp]> = [
+    [bad, /Backups\[1\]\.Status: must be one of 1, 2, 3, 4, -1, -2/],
+    [{ Instances: [{ InstanceId: "crs-BAD", Region: "ap-guangzhou" }] }, /Instances\[0\]\.InstanceId: must be crs- followed by 8/],
+    [{ Instances: [{ InstanceId: "crs-cccccccc", Region: "moon-1" }] }, /Instances\[0\]\.Region: "moon-1" is not a region/],
+    [{ Instances: [{ InstanceId: "crs-cccccccc", Region: "ap-guangzhou", Redis: "http://x" }] }, /Instances\[0\]\.Redis: scheme must be redis:\/\//],
+    [{ Backups: [{ InstanceId: "crs-dddddddd" }] }, /Backups\[0\]\.InstanceId: crs-dddddddd is neither/],
+    [{ Backups: [{ InstanceId: "crs-aaaaaaaa", StartTime: "yesterday" }] }, /Backups\[0\]\.StartTime: must be a time like/],
+    [{ Credentials: [{ SecretId: "AKIDx" }] }, /Credentials\[0\]\.SecretKey: is required/],
+    [{ Credentials: [{ SecretId: "AKIDx", SecretKey: "k", Policy: { Actions: "all" } }] }, /Credentials\[0\]\.Policy\.Actions: must be an array of strings/],
+    [{ Instances: [{ InstanceId: "crs-eeeeeeee", Region: "ap-guangzhou", Colour: "red" }] }, /Instances\[0\]\.Colour: is not a known field/],
+    ["{not json", /not valid JSON/],
+  ];
+  const ok = run(good);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /1 instance\(s\), 1 backup\(s\)/);
+  for (const [doc, message] of cases) {
+    const r = run(doc);
+    assert.equal(r.status, 1, `${JSON.stringify(doc)} should fail`);
+    assert.match(r.stderr, message);
+  }
+  // Nothing of the failed files landed: the instance from the first bad file is absent.
+  const check = run({ Backups: [{ InstanceId: "crs-bbbbbbbb" }] });
+  assert.match(check.stderr, /crs-bbbbbbbb is neither/);
+});
+
+test("bad command-line options are refused with usage", () => {
+  const r = spawnSync(process.execPath, [CLI, "serve", "--rate-limit", "lots"], { encoding: "utf8", env: cleanEnv() });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--rate-limit takes N or Action=N/);
+  const tz = spawnSync(process.execPath, [CLI, "serve", "--tz", "Mars/Olympus"], { encoding: "utf8", env: cleanEnv() });
+  assert.equal(tz.status, 2);
+  assert.match(tz.stderr, /unknown time zone/);
+});
