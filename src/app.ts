@@ -4,6 +4,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import type http from "node:http";
 import path from "node:path";
+import { BackupService } from "./backup/service";
+import { LocalBlobStore } from "./backup/storage";
 import { Catalog } from "./catalog/sqlite";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
 import { Pipeline } from "./gateway/pipeline";
@@ -40,6 +42,10 @@ export const DEFAULTS = {
 
 export function catalogFile(dataDir: string): string {
   return path.join(dataDir, "catalog.db");
+}
+
+export function filesDir(dataDir: string): string {
+  return path.join(dataDir, "files");
 }
 
 /** Creates the data directory owner-only and opens its catalogue. */
@@ -101,7 +107,14 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
     catalog.close();
     throw err;
   }
-  const services: Services = { catalog, time, clock: cfg.clock ?? systemClock };
+  const clock = cfg.clock ?? systemClock;
+  const store = new LocalBlobStore(filesDir(cfg.dataDir));
+  const backups = new BackupService({ catalog, store, clock, log });
+  const recovered = await backups.recover();
+  if (recovered.tasks || recovered.backups || recovered.tempFiles) {
+    log(`crs-backup: recovered from an interrupted run: ${recovered.tasks} task(s) marked failed, ${recovered.backups} unfinished backup(s) and ${recovered.tempFiles} partial file(s) removed`);
+  }
+  const services: Services = { catalog, time, clock, store, backups };
   const limiter = new RateLimiter(new MemoryBucketStore(), cfg.rateLimit, cfg.rateLimits);
   const pipeline = new Pipeline({ services, regions, limiter });
   const server = createApiServer({ pipeline, log });
@@ -120,13 +133,13 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
     url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`,
     services,
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => {
-          catalog.close();
-          resolve();
-        });
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-      });
+        await backups.shutdown();
+        await stopped;
+        catalog.close();
+      })();
       return closing;
     },
   };

@@ -1,6 +1,8 @@
 // The long-lived parts of a running server that actions reach through their context.
 import type { Catalog } from "./catalog/sqlite";
 import type { LocalTime } from "./protocol/time";
+import type { BackupService } from "./backup/service";
+import type { BlobStore } from "./backup/storage";
 
 export interface Clock {
   now(): number;
@@ -12,4 +14,6 @@ export interface Services {
   catalog: Catalog;
   time: LocalTime;
   clock: Clock;
+  store: BlobStore;
+  backups: BackupService;
 }

@@ -1,12 +1,13 @@
 // The crs-backup command as a user runs it: a real process, its output, its files and its signals.
-import { test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { RedisClient, expectSdkError } from "./support/server";
-import { freePort, waitFor } from "./support/redis";
+import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
+import { filesUnder, killWithChildren, send } from "./support/dataset";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 
@@ -126,4 +127,85 @@ test("bad command-line options are refused with usage", () => {
   const tz = spawnSync(process.execPath, [CLI, "serve", "--tz", "Mars/Olympus"], { encoding: "utf8", env: cleanEnv() });
   assert.equal(tz.status, 2);
   assert.match(tz.stderr, /unknown time zone/);
+});
+
+describe("backups from the command line, and a crash in the middle of one", () => {
+  let source: RedisProcess;
+  let slow: RedisProcess;
+  before(async () => {
+    source = await startRedis(["--requirepass", "pw1", "--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes"], { password: "pw1" });
+    slow = await startRedis(["--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "100", "--enable-debug-command", "yes"]);
+    await send(source.endpoint, [["DEBUG", "POPULATE", 20_000, "k", 100]]);
+    await send(slow.endpoint, [["DEBUG", "POPULATE", 50_000, "s", 16]]);
+  });
+  after(() => {
+    killWithChildren(source);
+    killWithChildren(slow);
+  });
+
+  test("instance add (password from the environment) / list (masked) / backup with progress / remove", () => {
+    const data = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-")), "data");
+    const cli = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [CLI, ...args, "--data", data], { encoding: "utf8", env: cleanEnv(env) });
+    const add = cli(["instance", "add", "--id", "crs-cli00001", "--name", "cache", "--redis", `redis://127.0.0.1:${source.port}`], { CRS_REDIS_PASSWORD: "pw1" });
+    assert.equal(add.status, 0, add.stderr);
+    assert.match(add.stdout, /registered crs-cli00001 \(cache, ap-guangzhou, account 1300000000\) -> redis:\/\/:\*\*\*@127\.0\.0\.1:\d+, Redis 7\.0\.\d+, 1 shard/);
+    const dup = cli(["instance", "add", "--id", "crs-cli00001", "--redis", `redis://127.0.0.1:${source.port}`]);
+    assert.equal(dup.status, 1);
+    assert.match(dup.stderr, /already registered/);
+    const badpw = cli(["instance", "add", "--redis", `redis://:wrong@127.0.0.1:${source.port}`]);
+    assert.equal(badpw.status, 1);
+    assert.match(badpw.stderr, /WRONGPASS|invalid password/i);
+    assert.doesNotMatch(badpw.stderr + badpw.stdout, /wrong@/);
+    const list = cli(["instance", "list"]);
+    assert.match(list.stdout, /crs-cli00001\tcache\tap-guangzhou\t1300000000\t17\t1\tredis:\/\/:\*\*\*@127\.0\.0\.1/);
+    assert.doesNotMatch(list.stdout, /pw1/);
+
+    const backup = cli(["backup", "crs-cli00001", "--remark", "from cli"]);
+    assert.equal(backup.status, 0, backup.stderr);
+    const backupId = backup.stdout.trim();
+    assert.match(backupId, /^[0-9a-f-]{36}$/);
+    assert.match(backup.stderr, /\[=+\] [\d.]+ (KB|MB)\s+[\d.]+ (B|KB|MB)\/s\s+[\d.]+s\s+shard 1\/1/);
+    assert.ok(fs.existsSync(path.join(data, "files", "backups", backupId, "shard-0.rdb.gz")));
+
+    const removed = cli(["instance", "remove", "crs-cli00001"]);
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.match(removed.stdout, /1 backup\(s\) deleted/);
+    assert.ok(!fs.existsSync(path.join(data, "files", "backups", backupId, "shard-0.rdb.gz")));
+    assert.doesNotMatch(cli(["instance", "list"]).stdout, /crs-cli00001/);
+  });
+
+  test("the service killed with SIGKILL during a backup, then restarted: the task is failed and nothing is left half-done", async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-"));
+    const data = path.join(base, "data");
+    const seed = path.join(base, "seed.json");
+    fs.writeFileSync(seed, JSON.stringify({ Instances: [{ InstanceId: "crs-kill0001", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] }));
+    const env = cleanEnv({ CRS_SECRET_ID: "AKIDkill", CRS_SECRET_KEY: "killkey" });
+    const first = await serve(["--data", data, "--seed", seed], env);
+    const { TaskId } = await client(first.port, "AKIDkill", "killkey").ManualBackupInstance({ InstanceId: "crs-kill0001" });
+    const partial = () => filesUnder(path.join(data, "files")).filter((f) => f.endsWith(".partial"));
+    await waitFor("bytes on disk", () => partial().some((f) => fs.statSync(f).size > 0) || undefined, 20_000);
+    first.proc.kill("SIGKILL");
+    await first.exit;
+
+    const second = await serve(["--data", data], env);
+    try {
+      assert.match(second.out(), /recovered from an interrupted run: 1 task\(s\) marked failed, 1 unfinished backup\(s\) and 1 partial file\(s\) removed/);
+      const c2 = client(second.port, "AKIDkill", "killkey");
+      const task = await c2.DescribeTaskInfo({ TaskId: TaskId! });
+      assert.equal(task.Status, "failed");
+      assert.match(task.TaskMessage!, /interrupted/);
+      assert.equal((await c2.DescribeInstanceBackups({ InstanceId: "crs-kill0001" })).TotalCount, 0);
+      assert.deepEqual(partial(), []);
+      // The instance works again afterwards.
+      const again = await c2.ManualBackupInstance({ InstanceId: "crs-kill0001" });
+      const done = await waitFor("the new backup", async () => {
+        const t = await c2.DescribeTaskInfo({ TaskId: again.TaskId! });
+        return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
+      }, 60_000, 100);
+      assert.equal(done.Status, "succeed", done.TaskMessage);
+    } finally {
+      second.proc.kill("SIGTERM");
+      await second.exit;
+    }
+  });
 });

@@ -33,6 +33,7 @@ CREATE TABLE instances (
   instance_type INTEGER NOT NULL DEFAULT 17,
   shard_num INTEGER NOT NULL DEFAULT 1,
   redis_version TEXT,
+  mem_size_mb INTEGER NOT NULL DEFAULT 0,
   created_at BIGINT NOT NULL,
   auto_backup_weekdays TEXT NOT NULL DEFAULT 'Monday,Tuesday,Wednesday,Thursday,Friday,Saturday,Sunday',
   auto_backup_period TEXT NOT NULL DEFAULT '00:00-01:00',
@@ -81,6 +82,48 @@ CREATE TABLE settings (
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
+`,
+  },
+  {
+    version: 2,
+    name: "backup counts per instance and status, listing versions (for DescribeInstanceBackups)",
+    // TotalCount without a time window is a sum over at most six rows instead of a count(*) over the index.
+    // backup_versions changes (to a fresh random value) whenever an instance's listing order or membership may
+    // have changed, by any connection or process, so an in-memory listing index can tell it is stale.
+    // Triggers are SQLite syntax; a PostgreSQL backend does the same with trigger functions.
+    sql: `
+CREATE TABLE backup_counts (
+  instance_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  n BIGINT NOT NULL,
+  PRIMARY KEY (instance_id, status)
+);
+CREATE TABLE backup_versions (
+  instance_id TEXT PRIMARY KEY,
+  version BIGINT NOT NULL
+);
+INSERT INTO backup_counts(instance_id, status, n) SELECT instance_id, status, count(*) FROM backups GROUP BY instance_id, status;
+INSERT INTO backup_versions(instance_id, version) SELECT instance_id, random() FROM backups GROUP BY instance_id;
+CREATE TRIGGER backups_listing_insert AFTER INSERT ON backups BEGIN
+  INSERT INTO backup_counts(instance_id, status, n) VALUES (new.instance_id, new.status, 1)
+    ON CONFLICT(instance_id, status) DO UPDATE SET n = n + 1;
+  INSERT INTO backup_versions(instance_id, version) VALUES (new.instance_id, random())
+    ON CONFLICT(instance_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER backups_listing_delete AFTER DELETE ON backups BEGIN
+  UPDATE backup_counts SET n = n - 1 WHERE instance_id = old.instance_id AND status = old.status;
+  INSERT INTO backup_versions(instance_id, version) VALUES (old.instance_id, random())
+    ON CONFLICT(instance_id) DO UPDATE SET version = excluded.version;
+END;
+CREATE TRIGGER backups_listing_update AFTER UPDATE OF backup_id, instance_id, start_time, status ON backups BEGIN
+  UPDATE backup_counts SET n = n - 1 WHERE instance_id = old.instance_id AND status = old.status;
+  INSERT INTO backup_counts(instance_id, status, n) VALUES (new.instance_id, new.status, 1)
+    ON CONFLICT(instance_id, status) DO UPDATE SET n = n + 1;
+  INSERT INTO backup_versions(instance_id, version) VALUES (old.instance_id, random())
+    ON CONFLICT(instance_id) DO UPDATE SET version = excluded.version;
+  INSERT INTO backup_versions(instance_id, version) VALUES (new.instance_id, random())
+    ON CONFLICT(instance_id) DO UPDATE SET version = excluded.version;
+END;
 `,
   },
 ];

@@ -123,7 +123,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     }
     const inst: Instance = {
       instanceId: id, accountId: r.str("Account") ?? DEFAULT_ACCOUNT, region, name: r.str("InstanceName") ?? id,
-      instanceType: r.int("InstanceType", 1, 1000) ?? 17, shardNum: 1, createdAt: opts.now,
+      instanceType: r.int("InstanceType", 1, 1000) ?? 17, shardNum: 1, memSizeMb: 0, createdAt: opts.now,
       autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: r.int("BackupStorageDays", 1, 1825) ?? 7, lastAutoWindow: 0,
     };
     if (redis !== undefined) inst.redisUrl = redis;

@@ -40,6 +40,7 @@ function toInstance(r: Row): Instance {
     name: r.name as string,
     instanceType: r.instance_type as number,
     shardNum: r.shard_num as number,
+    memSizeMb: r.mem_size_mb as number,
     createdAt: r.created_at as number,
     autoBackupWeekDays: (r.auto_backup_weekdays as string).split(",").filter(Boolean),
     autoBackupPeriod: r.auto_backup_period as string,
@@ -96,9 +97,9 @@ export class Catalog {
       instance: p("SELECT * FROM instances WHERE instance_id = ?"),
       instancesOf: p("SELECT * FROM instances WHERE account_id = ? ORDER BY instance_id"),
       allInstances: p("SELECT * FROM instances ORDER BY instance_id"),
-      insertInstance: p(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, created_at,
+      insertInstance: p(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at,
         auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES
-        (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)`),
+        (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @memSizeMb, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)`),
       deleteInstance: p("DELETE FROM instances WHERE instance_id = ?"),
       backup: p(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE backup_id = ?`),
       insertBackup: p(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (@backupId, @instanceId, @startTime, @endTime, @backupType, @status, @remark,
@@ -178,12 +179,14 @@ export class Catalog {
     });
   }
 
-  updateInstance(instanceId: string, fields: Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>): void {
+  updateInstance(instanceId: string, fields: Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>): void {
     const cols: Record<string, unknown> = {};
     if (fields.name !== undefined) cols.name = fields.name;
     if (fields.instanceType !== undefined) cols.instance_type = fields.instanceType;
     if (fields.shardNum !== undefined) cols.shard_num = fields.shardNum;
     if (fields.redisVersion !== undefined) cols.redis_version = fields.redisVersion;
+    if (fields.memSizeMb !== undefined) cols.mem_size_mb = fields.memSizeMb;
+    if (fields.deletedAt !== undefined) cols.deleted_at = fields.deletedAt;
     if (fields.autoBackupWeekDays !== undefined) cols.auto_backup_weekdays = fields.autoBackupWeekDays.join(",");
     if (fields.autoBackupPeriod !== undefined) cols.auto_backup_period = fields.autoBackupPeriod;
     if (fields.backupStorageDays !== undefined) cols.backup_storage_days = fields.backupStorageDays;
@@ -329,6 +332,21 @@ export class Catalog {
     const total = this.db.prepare(`SELECT count(*) ${from}`).pluck().get(...args) as number;
     const rows = this.db.prepare(`SELECT t.*, i.name AS instance_name ${from} ORDER BY t.start_time DESC, t.task_id DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as Row[];
     return { total, rows: rows.map((r) => ({ ...toTask(r), instanceName: r.instance_name as string })) };
+  }
+
+  // --- jobs ---
+
+  /**
+   * Records a backup in progress and its task in one IMMEDIATE transaction, unless the instance already has a
+   * backup in progress (from this or another process on the same file): then returns undefined.
+   */
+  beginBackup(b: Backup, t: Omit<Task, "taskId" | "backupId">): number | undefined {
+    return this.db.transaction(() => {
+      const busy = this.db.prepare("SELECT 1 FROM backups WHERE instance_id = ? AND status = 1 LIMIT 1").get(b.instanceId);
+      if (busy) return undefined;
+      this.insertBackup(b);
+      return this.insertTask({ ...t, backupId: b.backupId });
+    }).immediate();
   }
 
   // --- settings ---

@@ -26,6 +26,8 @@ export interface Instance {
   instanceType: number;
   shardNum: number;
   redisVersion?: string;
+  /** Memory size in MB (maxmemory, or used memory when unlimited) as last probed. */
+  memSizeMb: number;
   createdAt: number;
   autoBackupWeekDays: string[];
   autoBackupPeriod: string;

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 // The crs-backup command.
 import { parseArgs } from "node:util";
-import { DEFAULTS, openCatalog, ServeConfig, startServer } from "../app";
-import { loadSeedFile } from "../catalog/seed";
+import { DEFAULTS, filesDir, openCatalog, ServeConfig, startServer } from "../app";
+import { maskRedisUrl, registerInstance } from "../backup/instances";
+import { BackupService } from "../backup/service";
+import { LocalBlobStore } from "../backup/storage";
+import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
+import { systemClock } from "../services";
 import { RegionRules } from "../gateway/regions";
 import { LocalTime } from "../protocol/time";
 
@@ -12,8 +16,14 @@ Usage:
   crs-backup serve [--host 127.0.0.1] [--port 9000] [--data ./data] [--seed FILE] [--tz Asia/Shanghai]
                    [--rate-limit N | --rate-limit Action=N ...] [--regions r1,r2,...] [--domain tencentcloudapi.com]
   crs-backup seed FILE [--data ./data] [--tz Asia/Shanghai] [--regions ...]
+  crs-backup instance add --redis redis://[user:password@]host:port [--id crs-xxxxxxxx] [--name NAME]
+                          [--region ap-guangzhou] [--account 1300000000] [--no-check] [--data ./data]
+  crs-backup instance list [--data ./data]
+  crs-backup instance remove ID [--data ./data]
+  crs-backup backup ID [--remark TEXT] [--storage-days N] [--data ./data]
 
-Environment: CRS_SECRET_ID / CRS_SECRET_KEY set the default account's key.`;
+Environment: CRS_SECRET_ID / CRS_SECRET_KEY set the default account's key; CRS_REDIS_PASSWORD supplies the
+password for "instance add" instead of the URL (keeps it out of the process list).`;
 
 export class UsageError extends Error {}
 
@@ -96,6 +106,115 @@ function seed(argv: string[]): void {
   }
 }
 
+function withPassword(url: string, password: string | undefined): string {
+  if (!password) return url;
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, "");
+}
+
+async function instance(argv: string[]): Promise<void> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest, allowPositionals: true,
+    options: { ...commonOptions, redis: { type: "string" }, id: { type: "string" }, name: { type: "string" }, region: { type: "string" }, account: { type: "string" }, "no-check": { type: "boolean" } },
+  });
+  if (values.help) return void console.log(USAGE);
+  const regions = new RegionRules(regionsOf(values.regions), values.domain ?? DEFAULTS.domain);
+  const dataDir = values.data ?? DEFAULTS.dataDir;
+  const catalog = openCatalog(dataDir);
+  try {
+    switch (sub) {
+      case "add": {
+        if (!values.redis) throw new UsageError("instance add needs --redis redis://[user:password@]host:port");
+        const region = values.region ?? "ap-guangzhou";
+        if (!regions.has(region)) throw new UsageError(`--region ${region} is not a region of this server`);
+        const added = await registerInstance(catalog, {
+          instanceId: values.id, name: values.name, region, accountId: values.account ?? DEFAULT_ACCOUNT,
+          redisUrl: withPassword(values.redis, process.env.CRS_REDIS_PASSWORD), noCheck: values["no-check"], now: Date.now(),
+        });
+        console.log(`registered ${added.instanceId} (${added.name}, ${added.region}, account ${added.accountId}) -> ${maskRedisUrl(added.redisUrl!)}` +
+          (added.redisVersion ? `, Redis ${added.redisVersion}, ${added.shardNum} shard(s)` : ""));
+        return;
+      }
+      case "list": {
+        const rows = catalog.instances().filter((i) => i.deletedAt === undefined);
+        console.log(["INSTANCE", "NAME", "REGION", "ACCOUNT", "TYPE", "SHARDS", "REDIS"].join("\t"));
+        for (const i of rows) console.log([i.instanceId, i.name, i.region, i.accountId, i.instanceType, i.shardNum, i.redisUrl ? maskRedisUrl(i.redisUrl) : "-"].join("\t"));
+        return;
+      }
+      case "remove": {
+        if (positionals.length !== 1) throw new UsageError("instance remove takes one instance id");
+        const found = catalog.instance(positionals[0]!);
+        if (!found || found.deletedAt !== undefined) throw new Error(`no instance ${positionals[0]}`);
+        const service = new BackupService({ catalog, store: new LocalBlobStore(filesDir(dataDir)), clock: systemClock });
+        const removed = await service.removeInstance(found);
+        console.log(`removed ${found.instanceId}; ${removed} backup(s) deleted (kept as Status -2 records)`);
+        return;
+      }
+      default:
+        throw new UsageError("instance takes add, list or remove");
+    }
+  } finally {
+    catalog.close();
+  }
+}
+
+function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+async function backup(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { ...commonOptions, remark: { type: "string" }, "storage-days": { type: "string" } },
+  });
+  if (values.help) return void console.log(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError("backup takes one instance id");
+  const days = values["storage-days"] === undefined ? 0 : Number(values["storage-days"]);
+  if (!Number.isInteger(days) || days < 0 || days > 1825) throw new UsageError("--storage-days must be 0..1825");
+  const dataDir = values.data ?? DEFAULTS.dataDir;
+  const catalog = openCatalog(dataDir);
+  try {
+    const inst = catalog.instance(positionals[0]!);
+    if (!inst || inst.deletedAt !== undefined) throw new Error(`no instance ${positionals[0]}`);
+    const service = new BackupService({ catalog, store: new LocalBlobStore(filesDir(dataDir)), clock: systemClock });
+    const started = Date.now();
+    const tty = process.stderr.isTTY;
+    let last = 0;
+    const draw = (bytes: number, shard: number, shards: number, final = false) => {
+      const now = Date.now();
+      if (!final && now - last < 200) return;
+      last = now;
+      const secs = (now - started) / 1000;
+      const width = 24;
+      const pos = final ? width : Math.floor(secs * 4) % width;
+      const bar = final ? "=".repeat(width) : " ".repeat(pos) + "<=>".slice(0, width - pos) + " ".repeat(Math.max(0, width - pos - 3));
+      const line = `[${bar}] ${formatBytes(bytes)}  ${formatBytes(bytes / Math.max(secs, 0.001))}/s  ${secs.toFixed(1)}s  shard ${shard + 1}/${shards}`;
+      process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
+    };
+    let progress = { bytes: 0, shard: 0, shards: 1 };
+    const job = service.start(inst, { remark: values.remark, storageDays: days, onProgress: (p) => { progress = p; draw(p.bytes, p.shard, p.shards); } });
+    const outcome = await job.done;
+    if (!outcome.ok) {
+      if (tty) process.stderr.write("\n");
+      throw new Error(`backup failed: ${outcome.message}`);
+    }
+    draw(outcome.backup.backupSize, progress.shards - 1, progress.shards, true);
+    if (tty) process.stderr.write("\n");
+    console.log(outcome.backup.backupId);
+    return 0;
+  } finally {
+    catalog.close();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -106,6 +225,11 @@ export async function main(argv: string[]): Promise<number> {
       case "seed":
         seed(rest);
         return 0;
+      case "instance":
+        await instance(rest);
+        return 0;
+      case "backup":
+        return await backup(rest);
       case undefined:
       case "help":
       case "--help":

@@ -1,5 +1,5 @@
 // Real redis-server processes for tests: each on a free port in its own temporary directory.
-import { spawn, ChildProcess, execFileSync } from "node:child_process";
+import { spawn, ChildProcess, execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -89,4 +89,40 @@ export function redisCheckRdb(file: string): { ok: boolean; output: string } {
     const e = err as { stdout?: string; stderr?: string };
     return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}` };
   }
+}
+
+/** Starts `masters` cluster-enabled servers and joins them into one Redis Cluster (no replicas). */
+export async function startCluster(masters: number, password: string, extra: string[] = []): Promise<RedisProcess[]> {
+  const nodes = await Promise.all(Array.from({ length: masters }, () =>
+    startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", password, "--masterauth", password, ...extra], { password })));
+  await new Promise<void>((resolve, reject) =>
+    execFile("redis-cli", ["-a", password, "--no-auth-warning", "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve())));
+  for (const n of nodes) {
+    await waitFor("cluster_state:ok", async () => {
+      const c = await n.connect();
+      try {
+        return /cluster_state:ok/.test(String(await c.command("CLUSTER", "INFO"))) || undefined;
+      } finally {
+        c.close();
+      }
+    }, 20_000);
+  }
+  return nodes;
+}
+
+/** CRC16/XMODEM hash slot of a key (hash tags honoured), to route writes without a cluster client. */
+export function keySlot(key: string): number {
+  let k = key;
+  const open = k.indexOf("{");
+  if (open >= 0) {
+    const close = k.indexOf("}", open + 1);
+    if (close > open + 1) k = k.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of Buffer.from(k)) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
 }

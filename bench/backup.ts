@@ -1,0 +1,160 @@
+// Backup capture benchmark: our captureRdb (into a compressing LocalBlobStore writer, as production runs it)
+// versus `redis-cli --rdb`, on the same server, alternating rounds. Both run as separate processes so each
+// one's peak RSS (VmHWM) can be measured on its own.
+//
+//   npm run bench:backup                       # 3,000,000 keys (~1 GB used_memory), 3 rounds each
+//   BENCH_KEYS=200000 BENCH_ROUNDS=2 npm run bench:backup
+//
+// The server runs with repl-diskless-sync-delay 0 so neither tool waits for the default 5 s replica-batching
+// window (that would only dilute the comparison).
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { captureRdb } from "../src/backup/capture";
+import { RespConnection } from "../src/backup/resp";
+import { LocalBlobStore } from "../src/backup/storage";
+import { startRedis } from "../test/support/redis";
+
+interface ChildReport {
+  ms: number;
+  bytes: number;
+  storedBytes: number;
+  peakRssKb: number;
+  payload: string;
+}
+
+interface Row {
+  round: number;
+  tool: "redis-cli --rdb" | "captureRdb (gzip)";
+  wallMs: number;
+  /** For ours: connect-to-commit inside the process (what a long-running server pays). */
+  innerMs?: number;
+  bytes: number;
+  storedBytes: number;
+  peakRssKb: number;
+}
+
+function vmHwmKb(pid: number | "self"): number {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Child mode: one capture, then a JSON report on stdout. */
+async function child(port: number, root: string): Promise<void> {
+  const store = new LocalBlobStore(root);
+  const started = process.hrtime.bigint();
+  const writer = store.createWriter("bench/shard-0.rdb.gz", { compress: true });
+  const res = await captureRdb({ host: "127.0.0.1", port }, writer);
+  const committed = await writer.commit();
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const report: ChildReport = { ms, bytes: res.bytes, storedBytes: committed.storedBytes, peakRssKb: vmHwmKb("self"), payload: res.payload };
+  process.stdout.write(JSON.stringify(report));
+}
+
+/** Runs a command, returning wall time, stdout and peak RSS (via /usr/bin/time when present, else /proc polling). */
+async function runMeasured(cmd: string, args: string[]): Promise<{ wallMs: number; stdout: string; peakRssKb: number }> {
+  const timeBin = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined;
+  const timeOut = path.join(os.tmpdir(), `bench-time-${process.pid}-${Date.now()}`);
+  const [file, argv] = timeBin ? [timeBin, ["-o", timeOut, "-f", "%M", cmd, ...args]] : [cmd, args];
+  const started = process.hrtime.bigint();
+  const p = spawn(file, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  let polled = 0;
+  const poll = timeBin ? undefined : setInterval(() => (polled = Math.max(polled, vmHwmKb(p.pid!))), 20);
+  const code = await new Promise<number | null>((resolve) => p.on("exit", resolve));
+  const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+  if (poll) clearInterval(poll);
+  if (code !== 0) throw new Error(`${cmd} exited with ${code}`);
+  let peakRssKb = polled;
+  if (timeBin) {
+    peakRssKb = Number(fs.readFileSync(timeOut, "utf8").trim().split("\n").pop());
+    fs.rmSync(timeOut, { force: true });
+  }
+  return { wallMs, stdout, peakRssKb };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const mb = (kb: number): string => (kb / 1024).toFixed(1);
+const sec = (ms: number): string => (ms / 1000).toFixed(2);
+
+async function main(): Promise<void> {
+  const keys = Number(process.env.BENCH_KEYS ?? 3_000_000);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  const valueSize = Number(process.env.BENCH_VALUE_SIZE ?? 300); // ~1.1 GB used_memory at 3M keys
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-backup-"));
+  const redis = await startRedis(["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"]);
+  try {
+    const c = await RespConnection.connect(redis.endpoint);
+    const t0 = Date.now();
+    await c.command("DEBUG", "POPULATE", keys, "key", valueSize);
+    const info = String(await c.command("INFO", "memory"));
+    const usedMemory = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+    const server = String(await c.command("INFO", "server"));
+    const version = /redis_version:(\S+)/.exec(server)?.[1] ?? "?";
+    const diskless = String((await c.command("CONFIG", "GET", "repl-diskless-sync")) as unknown as string[]);
+    c.close();
+    console.error(`populated ${keys} keys (value size ${valueSize}) in ${Date.now() - t0} ms; used_memory ${(usedMemory / 1048576).toFixed(0)} MB`);
+
+    const self = path.join(__dirname, "backup.js");
+    const rows: Row[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const cliFile = path.join(work, `cli-${round}.rdb`);
+      const cli = await runMeasured("redis-cli", ["-p", String(redis.port), "--rdb", cliFile]);
+      rows.push({ round, tool: "redis-cli --rdb", wallMs: cli.wallMs, bytes: fs.statSync(cliFile).size, storedBytes: fs.statSync(cliFile).size, peakRssKb: cli.peakRssKb });
+      fs.rmSync(cliFile, { force: true });
+      console.error(`round ${round}: redis-cli ${sec(cli.wallMs)} s`);
+
+      const root = path.join(work, `ours-${round}`);
+      const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
+      const rep = JSON.parse(ours.stdout) as ChildReport;
+      rows.push({ round, tool: "captureRdb (gzip)", wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
+      fs.rmSync(root, { recursive: true, force: true });
+      console.error(`round ${round}: captureRdb ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start (${rep.payload})`);
+    }
+
+    const cliRows = rows.filter((r) => r.tool === "redis-cli --rdb");
+    const ourRows = rows.filter((r) => r.tool !== "redis-cli --rdb");
+    const cliMed = median(cliRows.map((r) => r.wallMs));
+    const oursInner = median(ourRows.map((r) => r.innerMs ?? r.wallMs));
+    const oursWall = median(ourRows.map((r) => r.wallMs));
+    const ourPeak = Math.max(...ourRows.map((r) => r.peakRssKb));
+    const out: string[] = [];
+    out.push(`Redis ${version}, ${keys.toLocaleString("en-US")} keys (DEBUG POPULATE, ${valueSize}-byte values), used_memory ${(usedMemory / 1048576).toFixed(0)} MB, repl-diskless-sync ${diskless.split(",")[1] ?? "?"}, ${os.cpus().length} CPUs, Node ${process.version}`);
+    out.push("");
+    out.push("| round | tool | wall s | in-process s | RDB bytes | stored bytes | peak RSS MB |");
+    out.push("|---|---|---|---|---|---|---|");
+    for (const r of rows) {
+      out.push(`| ${r.round} | ${r.tool} | ${sec(r.wallMs)} | ${r.innerMs !== undefined ? sec(r.innerMs) : "-"} | ${r.bytes} | ${r.storedBytes} | ${mb(r.peakRssKb)} |`);
+    }
+    out.push("");
+    out.push(`Median: redis-cli ${sec(cliMed)} s; captureRdb ${sec(oursInner)} s in-process (${sec(oursWall)} s including Node start-up).`);
+    out.push(`Ratio ours/redis-cli: ${(oursInner / cliMed).toFixed(3)} in-process, ${(oursWall / cliMed).toFixed(3)} whole process (goal <= 1.05).`);
+    out.push(`Peak RSS: ours ${mb(ourPeak)} MB (goal < 100 MB), redis-cli ${mb(Math.max(...cliRows.map((r) => r.peakRssKb)))} MB.`);
+    console.log(out.join("\n"));
+  } finally {
+    await redis.stop();
+    fs.rmSync(redis.dir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === "--child") {
+  child(Number(process.argv[3]), process.argv[4]).catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  });
+} else {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,30 @@
+// DescribeBackupDetail: one backup of one instance.
+import { ApiError } from "../protocol/errors";
+import { defineAction, ownInstance } from "./action";
+
+export default defineAction({
+  name: "DescribeBackupDetail",
+  instanceParam: "InstanceId",
+  schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true } },
+  handle(p, ctx) {
+    const instance = ownInstance(ctx, p.InstanceId!);
+    const b = ctx.catalog.backup(p.BackupId!);
+    if (!b || b.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
+    return {
+      BackupId: b.backupId,
+      StartTime: ctx.time.format(b.startTime),
+      EndTime: b.endTime !== undefined ? ctx.time.format(b.endTime) : "",
+      BackupType: b.backupType,
+      Status: b.status,
+      Remark: b.remark,
+      Locked: b.locked,
+      BackupSize: b.backupSize,
+      InstanceType: b.instanceType,
+      MemSize: instance.memSizeMb,
+      ShardNum: Math.max(1, b.files.length || instance.shardNum),
+      ReplicasNum: 0,
+      Encrypted: b.encrypted,
+      KeyAlgorithm: "",
+    };
+  },
+});

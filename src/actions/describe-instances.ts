@@ -1,0 +1,62 @@
+// DescribeInstances: the caller's instances in the region, with every field backup-centred clients read
+// (Terraform dereferences ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, InstanceName, Port,
+// ProjectId, InstanceId, UniqSubnetId, UniqVpcId and BillingMode without nil checks, so all are present).
+import { parseRedisUrl } from "../backup/resp";
+import type { Instance } from "../catalog/types";
+import type { LocalTime } from "../protocol/time";
+import { defineAction } from "./action";
+
+const range = "InvalidParameter.InvalidParameter" as const;
+
+function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
+  let host = "";
+  let port = 0;
+  let noAuth = true;
+  if (i.redisUrl) {
+    const ep = parseRedisUrl(i.redisUrl);
+    host = ep.host;
+    port = ep.port;
+    noAuth = !ep.password;
+  }
+  const cluster = [7, 9, 16, 18].includes(i.instanceType);
+  return {
+    InstanceName: i.name, InstanceId: i.instanceId, Appid: Number(i.accountId) || 0, ProjectId: 0, RegionId: 0, ZoneId: 0, VpcId: 0, SubnetId: 0,
+    Status: 2, WanIp: host, Port: port, Createtime: time.format(i.createdAt), Size: i.memSizeMb * Math.max(1, i.shardNum), SizeUsed: 0,
+    Type: i.instanceType, AutoRenewFlag: 0, DeadlineTime: "0000-00-00 00:00:00", Engine: "Redis", ProductType: cluster ? "cluster" : "standalone",
+    UniqVpcId: "", UniqSubnetId: "", BillingMode: 0, InstanceTitle: "运行中", OfflineTime: "0000-00-00 00:00:00", SubStatus: 0, Tags: [],
+    InstanceNode: [], RedisShardSize: i.memSizeMb, RedisShardNum: i.shardNum, RedisReplicasNum: 0, PriceId: 0, CloseTime: "0000-00-00 00:00:00",
+    SlaveReadWeight: 0, InstanceTags: [], ProjectName: "", NoAuth: noAuth, ClientLimit: 0, DtsStatus: 0, NetLimit: 0, PasswordFree: 0, ReadOnly: 0,
+    Region: i.region, WanAddress: "", CurrentRedisVersion: i.redisVersion ?? "", BackupMode: "normal",
+  };
+}
+
+export default defineAction({
+  name: "DescribeInstances",
+  instanceParam: "InstanceId",
+  schema: {
+    Limit: { type: "integer", min: 1, max: 1000, rangeCode: range },
+    Offset: { type: "integer", min: 0, rangeCode: range },
+    InstanceId: { type: "string" },
+    InstanceIds: { type: "array", items: { type: "string" } },
+    SearchKey: { type: "string" },
+    InstanceName: { type: "string" },
+    ProjectIds: { type: "array", items: { type: "integer" } },
+    OrderBy: { type: "string" },
+    OrderType: { type: "integer", min: 0, max: 1, rangeCode: range },
+  },
+  handle(p, ctx) {
+    const policy = ctx.credential.policy?.Instances;
+    const key = p.SearchKey?.toLowerCase();
+    let list = ctx.catalog.instances(ctx.accountId).filter((i) =>
+      i.deletedAt === undefined && i.region === ctx.region
+      && (p.InstanceId === undefined || i.instanceId === p.InstanceId)
+      && (p.InstanceIds === undefined || p.InstanceIds.length === 0 || p.InstanceIds.includes(i.instanceId))
+      && (p.InstanceName === undefined || i.name.toLowerCase().includes(p.InstanceName.toLowerCase()))
+      && (key === undefined || i.instanceId.includes(key) || i.name.toLowerCase().includes(key))
+      && (!policy || policy.includes("*") || policy.includes(i.instanceId)));
+    if (p.OrderBy === "createtime") list = list.sort((a, b) => a.createdAt - b.createdAt);
+    if (p.OrderType === 1) list = list.reverse();
+    const offset = p.Offset ?? 0;
+    return { TotalCount: list.length, InstanceSet: list.slice(offset, offset + (p.Limit ?? 20)).map((i) => instanceSet(i, ctx.time)) };
+  },
+});

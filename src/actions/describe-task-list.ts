@@ -1,0 +1,53 @@
+// DescribeTaskList: an account's tasks in the region, filtered and paged, newest first.
+import { RESULT_OF, STATUS_OF_RESULT } from "../backup/tasks";
+import type { TaskStatus } from "../catalog/types";
+import { businessParameter } from "../protocol/errors";
+import { defineAction } from "./action";
+
+const range = "InvalidParameter.InvalidParameter" as const;
+
+export default defineAction({
+  name: "DescribeTaskList",
+  instanceParam: "InstanceId",
+  schema: {
+    InstanceId: { type: "string" },
+    InstanceName: { type: "string" },
+    Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
+    Offset: { type: "integer", min: 0, rangeCode: range },
+    ProjectIds: { type: "array", items: { type: "integer" } },
+    TaskTypes: { type: "array", items: { type: "string", maxLength: 16 } },
+    BeginTime: { type: "string" },
+    EndTime: { type: "string" },
+    TaskStatus: { type: "array", items: { type: "integer" } },
+    Result: { type: "array", items: { type: "integer" } },
+    OperatorUin: { type: "array", items: { type: "integer" } },
+    OperateUin: { type: "array", items: { type: "string" } },
+  },
+  handle(p, ctx) {
+    const time = (name: "BeginTime" | "EndTime") => {
+      const text = p[name];
+      if (text === undefined) return undefined;
+      const t = ctx.time.parse(text);
+      if (t === undefined) throw businessParameter(`\`${name}\` must be a time like 2021-12-30 00:00:00, got ${JSON.stringify(text.slice(0, 40))}`);
+      return t;
+    };
+    const statuses = p.Result?.map((r) => {
+      const s = STATUS_OF_RESULT[r];
+      if (!s) throw businessParameter(`\`Result\` values must be among 0, 1, 2, 4; got ${r}`);
+      return s;
+    });
+    const end = time("EndTime");
+    const { total, rows } = ctx.catalog.listTasks({
+      accountId: ctx.accountId, region: ctx.region, instanceId: p.InstanceId, instanceName: p.InstanceName, taskTypes: p.TaskTypes,
+      statuses: statuses as TaskStatus[] | undefined, begin: time("BeginTime"), end: end === undefined ? undefined : end + 999,
+      limit: p.Limit ?? 20, offset: p.Offset ?? 0,
+    });
+    return {
+      TotalCount: total,
+      Tasks: rows.map((t) => ({
+        TaskId: t.taskId, StartTime: ctx.time.format(t.startTime), TaskType: t.taskType, InstanceName: t.instanceName, InstanceId: t.instanceId,
+        ProjectId: 0, Progress: t.progress, EndTime: t.endTime !== undefined ? ctx.time.format(t.endTime) : "", Result: RESULT_OF[t.status],
+      })),
+    };
+  },
+});

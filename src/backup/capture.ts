@@ -1,0 +1,469 @@
+// Takes an RDB snapshot of a running Redis over the network by speaking the replica side of the replication
+// handshake (what `redis-cli --rdb` does), streaming the payload straight into a sink while the RDB inspector
+// checks it on the way. Nothing is buffered beyond a socket chunk: memory stays flat for any snapshot size.
+import { Writable } from "node:stream";
+import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
+import { RdbFormatError, RdbInfo, RdbInspector } from "./rdb";
+
+export type CaptureErrorCode =
+  | "CONNECT" // refused, unreachable, DNS, TLS
+  | "AUTH" // WRONGPASS / NOAUTH
+  | "SYNC_REFUSED" // error reply to SYNC and PSYNC (NOPERM, renamed command, ...)
+  | "PROTOCOL" // the peer does not speak RESP / replication as expected
+  | "CLOSED" // connection lost before the snapshot was complete
+  | "STALL" // no bytes for timeoutMs
+  | "CORRUPT" // RDB validation failed (magic, version, truncation, CRC)
+  | "STORAGE" // the sink failed
+  | "ABORTED"; // the caller's AbortSignal fired
+
+/** A capture failure; `message` is written for an operator (it goes into the task's message as is). */
+export class CaptureError extends Error {
+  override name = "CaptureError";
+  constructor(readonly code: CaptureErrorCode, message: string) {
+    super(message);
+  }
+}
+
+export interface CaptureOptions {
+  /** Fails when the server sends nothing (not even a keep-alive) for this long. Default 60000. */
+  timeoutMs?: number;
+  /** Called with the running byte count after each received chunk. */
+  onProgress?: (bytes: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface CaptureResult {
+  bytes: number;
+  rdb: RdbInfo;
+  /** How the server framed the payload: `$EOF:<mark>` (diskless) or `$<len>` (disk-based). */
+  payload: "eof-mark" | "length";
+}
+
+const EOF_MARK_LEN = 40;
+const MAX_PREAMBLE_LINE = 1024;
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+const where = (ep: RedisEndpoint): string => `${ep.host}:${ep.port}`;
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}
+
+/** Turns a connect/AUTH failure into a CaptureError with an operator-friendly message. */
+function connectError(ep: RedisEndpoint, err: unknown): CaptureError {
+  if (err instanceof CaptureError) return err;
+  if (err instanceof RedisReplyError) {
+    if (/^(WRONGPASS|NOAUTH)|invalid (username-)?password|without any password configured/i.test(err.reply)) {
+      return new CaptureError("AUTH", `authentication refused by ${where(ep)}: ${err.reply}`);
+    }
+    return new CaptureError("PROTOCOL", `unexpected error reply from ${where(ep)}: ${err.reply}`);
+  }
+  if (err instanceof RespProtocolError) {
+    return new CaptureError("PROTOCOL", `${where(ep)} does not look like a Redis server: ${err.message}`);
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ECONNREFUSED") return new CaptureError("CONNECT", `connection refused by ${where(ep)} (is Redis running and the port right?)`);
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return new CaptureError("CONNECT", `cannot resolve host ${ep.host}`);
+  if (code === "ECONNRESET" || code === "EPIPE") return new CaptureError("CLOSED", `${where(ep)} closed the connection during the handshake (${code})`);
+  return new CaptureError("CONNECT", `cannot connect to ${where(ep)}: ${describe(err)}`);
+}
+
+/** Runs a handshake command with a deadline (a silent peer must not hang the task forever). */
+async function commandWithin(conn: RespConnection, ep: RedisEndpoint, timeoutMs: number, ...args: string[]): Promise<RespValue> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      conn.close();
+      reject(new CaptureError("STALL", `stalled: no reply to ${args[0]} from ${where(ep)} within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([conn.command(...args), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Connects and authenticates, bounded by timeoutMs, mapping failures to CaptureError. */
+export async function connectForCapture(ep: RedisEndpoint, timeoutMs: number): Promise<RespConnection> {
+  try {
+    // RespConnection.connect authenticates too; its own timer only covers the TCP/TLS connect, so race it.
+    let timer: NodeJS.Timeout | undefined;
+    const connecting = RespConnection.connect(ep, timeoutMs);
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        connecting.then((c) => c.close(), () => undefined);
+        reject(new CaptureError("STALL", `stalled: ${where(ep)} did not answer AUTH within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([connecting, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch (err) {
+    throw connectError(ep, err);
+  }
+}
+
+/**
+ * Streams one full snapshot of `endpoint` into `sink`. The sink's lifecycle is owned by the capture (like
+ * stream.pipeline): on success it is ended and 'finish' awaited (then call commit() on a BlobWriter); on any
+ * failure it is destroyed with the error and its 'close' awaited, so a BlobWriter has removed its temp file
+ * by the time the promise rejects.
+ */
+export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: CaptureOptions = {}): Promise<CaptureResult> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const sinkErrors = (err: Error): void => void err; // observed below; keeps an unhandled 'error' from crashing
+  sink.on("error", sinkErrors);
+  let conn: RespConnection | undefined;
+  try {
+    if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted before it started");
+    if (sink.destroyed || sink.writableEnded) throw new CaptureError("STORAGE", "the backup sink is already closed");
+    conn = await connectForCapture(endpoint, timeoutMs);
+    for (const args of [["REPLCONF", "capa", "eof"], ["REPLCONF", "rdb-only", "1"]]) {
+      try {
+        await commandWithin(conn, endpoint, timeoutMs, ...args);
+      } catch (err) {
+        // An error reply means an older server (or a user without +replconf): carry on like redis-cli does,
+        // except when it says we are not authenticated.
+        if (!(err instanceof RedisReplyError) || /^NOAUTH|^WRONGPASS/.test(err.reply)) throw err;
+      }
+    }
+    if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted");
+    const result = await transfer(endpoint, conn, sink, timeoutMs, opts);
+    await endSink(sink);
+    return result;
+  } catch (err) {
+    conn?.close();
+    const failure = err instanceof CaptureError ? err : connectError(endpoint, err);
+    await destroySink(sink, failure);
+    throw failure;
+  } finally {
+    sink.off("error", sinkErrors);
+  }
+}
+
+function endSink(sink: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onFinish = (): void => {
+      sink.off("error", onError);
+      resolve();
+    };
+    const onError = (err: Error): void => {
+      sink.off("finish", onFinish);
+      reject(new CaptureError("STORAGE", `writing the backup failed: ${describe(err)}`));
+    };
+    sink.once("finish", onFinish);
+    sink.once("error", onError);
+    sink.end();
+  });
+}
+
+async function destroySink(sink: Writable, err: Error): Promise<void> {
+  if (sink.closed) return;
+  await new Promise<void>((resolve) => {
+    // Streams created with emitClose:false never emit 'close'; don't wait forever for them.
+    const fallback = setTimeout(resolve, 5_000);
+    sink.once("close", () => {
+      clearTimeout(fallback);
+      resolve();
+    });
+    sink.destroy(err);
+  });
+}
+
+/** Sends SYNC on the raw socket and streams the payload into the sink. */
+function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeoutMs: number, opts: CaptureOptions): Promise<CaptureResult> {
+  return new Promise<CaptureResult>((resolve, reject) => {
+    const { socket, buffered } = conn.sendRaw(["SYNC"]);
+    const inspector = new RdbInspector();
+    let phase: "preamble" | "payload" | "done" = "preamble";
+    let command: "SYNC" | "PSYNC" = "SYNC";
+    let syncRefusal = "";
+    let preamble: Buffer = Buffer.alloc(0);
+    let eofMark: Buffer | undefined; // set for the $EOF: form
+    let expected = -1; // set for the $<len> form
+    let tail: Buffer = Buffer.alloc(0); // EOF form: the last (up to) 40 bytes, held back until we know they aren't the mark
+    let bytes = 0;
+    let paused = false;
+
+    const stallTimer = setTimeout(onStall, timeoutMs);
+    function onStall(): void {
+      if (paused) {
+        // Our own sink accepted nothing for that long (the timer was last refreshed when we paused).
+        fail(new CaptureError("STORAGE", `writing the backup stalled: storage accepted no data for ${timeoutMs} ms after ${bytes} bytes`));
+        return;
+      }
+      const what =
+        phase === "preamble"
+          ? `waiting for the snapshot after ${command} (not even keep-alives)`
+          : `after ${bytes}${expected >= 0 ? ` of ${expected}` : ""} bytes of the snapshot`;
+      fail(new CaptureError("STALL", `stalled: no data from ${where(ep)} for ${timeoutMs} ms ${what}`));
+    }
+
+    const onAbort = (): void => fail(new CaptureError("ABORTED", `capture aborted after ${bytes} bytes`));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+    function cleanup(): void {
+      phase = "done";
+      clearTimeout(stallTimer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      socket.off("error", onSocketError);
+      sink.off("error", onSinkError);
+      sink.off("close", onSinkClose);
+      sink.off("drain", onDrain);
+      socket.on("error", () => undefined); // late errors from the destroyed socket are irrelevant
+      socket.destroy();
+    }
+
+    function fail(err: Error): void {
+      if (phase === "done") return;
+      cleanup();
+      reject(err);
+    }
+
+    function complete(): void {
+      if (phase === "done") return;
+      // With rdb-only the server drops the link itself; older servers would go on streaming commands.
+      cleanup();
+      let rdb: RdbInfo;
+      try {
+        rdb = inspector.end();
+      } catch (err) {
+        reject(new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${describe(err)}`));
+        return;
+      }
+      resolve({ bytes, rdb, payload: eofMark ? "eof-mark" : "length" });
+    }
+
+    function emit(data: Buffer): void {
+      if (data.length === 0) return;
+      bytes += data.length;
+      try {
+        inspector.update(data);
+      } catch (err) {
+        if (err instanceof RdbFormatError) throw new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${err.message}`);
+        throw err;
+      }
+      if (!sink.write(data) && !paused) {
+        paused = true;
+        socket.pause();
+        sink.once("drain", onDrain);
+      }
+      opts.onProgress?.(bytes);
+    }
+
+    function onDrain(): void {
+      paused = false;
+      stallTimer.refresh();
+      if (phase !== "done") socket.resume();
+    }
+
+    /** Parses keep-alives and the payload header line; returns the bytes after it, or undefined if incomplete. */
+    function readPreamble(chunk: Buffer): Buffer | undefined {
+      preamble = preamble.length ? Buffer.concat([preamble, chunk]) : chunk;
+      for (;;) {
+        let start = 0;
+        while (start < preamble.length && preamble[start] === 0x0a) start++; // keep-alives while the server forks
+        preamble = preamble.subarray(start);
+        const eol = preamble.indexOf("\r\n");
+        if (eol < 0) {
+          if (preamble.length > MAX_PREAMBLE_LINE) throw protocolError();
+          return undefined;
+        }
+        const line = preamble.toString("latin1", 0, eol);
+        const rest = preamble.subarray(eol + 2);
+        preamble = rest;
+        if (line.startsWith("-")) {
+          if (command === "SYNC") {
+            // SYNC may be renamed/denied while PSYNC (what real replicas use) is allowed: try it once.
+            syncRefusal = line.slice(1);
+            command = "PSYNC";
+            socket.write("*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n");
+            continue;
+          }
+          throw new CaptureError("SYNC_REFUSED", syncRefusedMessage(ep, syncRefusal, line.slice(1)));
+        }
+        if (line.startsWith("+")) continue; // +FULLRESYNC <replid> <offset> (PSYNC)
+        if (line.startsWith("$EOF:") && line.length === 5 + EOF_MARK_LEN) {
+          eofMark = Buffer.from(line.slice(5), "latin1");
+          return rest;
+        }
+        if (/^\$[0-9]+$/.test(line)) {
+          expected = Number(line.slice(1));
+          return rest;
+        }
+        throw protocolError(line);
+      }
+    }
+
+    function protocolError(line?: string): CaptureError {
+      const shown = JSON.stringify((line ?? preamble.toString("latin1", 0, 60)).slice(0, 60));
+      return new CaptureError("PROTOCOL", `unexpected reply to ${command} from ${where(ep)}: ${shown} (not a Redis master?)`);
+    }
+
+    function onPayload(chunk: Buffer): void {
+      if (eofMark) {
+        const joined = tail.length ? Buffer.concat([tail, chunk]) : chunk;
+        // Searching the whole chunk (not just its end) also copes with an old server that appends
+        // replication traffic right after the mark in the same packet.
+        const at = joined.indexOf(eofMark);
+        if (at >= 0) {
+          emit(joined.subarray(0, at));
+          complete();
+          return;
+        }
+        const cut = Math.max(0, joined.length - EOF_MARK_LEN);
+        emit(joined.subarray(0, cut));
+        tail = joined.subarray(cut);
+      } else {
+        const take = Math.min(chunk.length, expected - bytes);
+        emit(chunk.subarray(0, take));
+        if (bytes === expected) complete();
+      }
+    }
+
+    function onData(chunk: Buffer): void {
+      if (phase === "done") return;
+      stallTimer.refresh();
+      try {
+        if (phase === "preamble") {
+          const rest = readPreamble(chunk);
+          if (rest === undefined) return;
+          phase = "payload";
+          preamble = Buffer.alloc(0);
+          if (expected === 0) return complete(); // inspector.end() reports the empty payload
+          if (rest.length) onPayload(rest);
+        } else {
+          onPayload(chunk);
+        }
+      } catch (err) {
+        fail(err instanceof CaptureError ? err : new CaptureError("PROTOCOL", describe(err)));
+      }
+    }
+
+    function onEnd(): void {
+      if (phase === "preamble") {
+        fail(new CaptureError("CLOSED", `${where(ep)} closed the connection after ${command}, before sending a snapshot`));
+      } else if (phase === "payload") {
+        const got = expected >= 0 ? `${bytes} of ${expected} bytes` : `${bytes + tail.length} bytes (end-of-transfer mark not seen)`;
+        fail(new CaptureError("CLOSED", `${where(ep)} closed the connection mid-transfer after ${got}`));
+      }
+    }
+
+    function onSocketError(err: Error): void {
+      const got = phase === "payload" ? ` after ${bytes} bytes` : "";
+      fail(new CaptureError("CLOSED", `connection to ${where(ep)} failed during the transfer${got}: ${describe(err)}`));
+    }
+
+    function onSinkError(err: Error): void {
+      fail(new CaptureError("STORAGE", `writing the backup failed after ${bytes} bytes: ${describe(err)}`));
+    }
+
+    function onSinkClose(): void {
+      fail(new CaptureError("STORAGE", `the backup sink was closed after ${bytes} bytes, before the snapshot was complete`));
+    }
+
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onEnd);
+    socket.on("error", onSocketError);
+    sink.on("error", onSinkError);
+    sink.on("close", onSinkClose);
+    if (buffered.length) onData(buffered);
+  });
+}
+
+function syncRefusedMessage(ep: RedisEndpoint, syncReply: string, psyncReply: string): string {
+  const both = `SYNC: ${syncReply}; PSYNC: ${psyncReply}`;
+  let hint = "";
+  if (/NOPERM/i.test(both)) hint = " — the user needs +sync, +psync and +replconf (or @admin)";
+  else if (/unknown command/i.test(both)) hint = " — the replication commands are renamed or disabled on this server";
+  return `${where(ep)} refused to send a snapshot (${both})${hint}`;
+}
+
+export interface ShardInfo {
+  /** Cluster node id (40 hex chars); undefined for a standalone server. */
+  id?: string;
+  endpoint: RedisEndpoint;
+  /** Inclusive slot ranges served by this master; empty for a standalone server. */
+  slots: Array<[number, number]>;
+}
+
+/**
+ * Finds what to back up: for a cluster, one endpoint per master that serves slots (same credentials/TLS),
+ * ordered by first slot; for a standalone server, the endpoint itself.
+ */
+export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000): Promise<{ cluster: boolean; masters: RedisEndpoint[]; shards: ShardInfo[] }> {
+  const conn = await connectForCapture(endpoint, timeoutMs);
+  try {
+    const run = async (...args: string[]): Promise<string> => {
+      try {
+        const v = await commandWithin(conn, endpoint, timeoutMs, ...args);
+        return Buffer.isBuffer(v) ? v.toString("utf8") : String(v);
+      } catch (err) {
+        if (err instanceof RedisReplyError) {
+          throw new CaptureError(/^NOAUTH|^WRONGPASS/.test(err.reply) ? "AUTH" : "PROTOCOL", `${args.join(" ")} failed on ${where(endpoint)}: ${err.reply}`);
+        }
+        throw err instanceof CaptureError ? err : connectError(endpoint, err);
+      }
+    };
+    const info = await run("INFO", "cluster");
+    if (!/^cluster_enabled:1\s*$/m.test(info)) {
+      return { cluster: false, masters: [endpoint], shards: [{ endpoint, slots: [] }] };
+    }
+    const shards = parseClusterNodes(await run("CLUSTER", "NODES"), endpoint);
+    if (shards.length === 0) throw new CaptureError("PROTOCOL", `${where(endpoint)} is in cluster mode but no master serves any slot`);
+    return { cluster: true, masters: shards.map((s) => s.endpoint), shards };
+  } finally {
+    conn.close();
+  }
+}
+
+/** Parses CLUSTER NODES output into slot-owning masters sorted by first slot. */
+export function parseClusterNodes(text: string, via: RedisEndpoint): ShardInfo[] {
+  const shards: ShardInfo[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line) continue;
+    const f = line.split(" ");
+    if (f.length < 8) throw new CaptureError("PROTOCOL", `unexpected CLUSTER NODES line: ${JSON.stringify(line.slice(0, 120))}`);
+    const [id, addr, flagText] = f;
+    const flags = flagText.split(",");
+    if (!flags.includes("master") || flags.includes("handshake") || flags.includes("noaddr")) continue;
+    const slots: Array<[number, number]> = [];
+    for (const s of f.slice(8)) {
+      if (s.startsWith("[")) continue; // migrating/importing markers
+      const m = /^(\d+)(?:-(\d+))?$/.exec(s);
+      if (m) slots.push([Number(m[1]), Number(m[2] ?? m[1])]);
+    }
+    if (slots.length === 0) continue; // a master without slots holds no keys
+    if (flags.includes("fail")) {
+      throw new CaptureError("CONNECT", `cluster master ${id} (${addr}) is marked as failed; a complete backup is not possible until it recovers`);
+    }
+    let endpoint: RedisEndpoint;
+    if (flags.includes("myself")) {
+      endpoint = via; // the address we were given works; the announced one may not (NAT, containers)
+    } else {
+      // ip:port@cport[,hostname]; the ip may be IPv6, so split at the last ':' before '@'
+      const hostPort = addr.split("@")[0];
+      const colon = hostPort.lastIndexOf(":");
+      const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, "$1") || via.host;
+      const port = Number(hostPort.slice(colon + 1));
+      if (!Number.isInteger(port) || port <= 0) throw new CaptureError("PROTOCOL", `cannot read the address of cluster node ${id}: ${addr}`);
+      endpoint = { ...via, host, port };
+    }
+    slots.sort((a, b) => a[0] - b[0]);
+    shards.push({ id, endpoint, slots });
+  }
+  shards.sort((a, b) => a.slots[0][0] - b.slots[0][0]);
+  return shards;
+}

@@ -1,0 +1,85 @@
+// Registering live Redis servers as instances: ids, probing what the server is, and keeping its password out
+// of anything printed.
+import crypto from "node:crypto";
+import type { Catalog } from "../catalog/sqlite";
+import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
+import type { Instance } from "../catalog/types";
+import { discoverShards } from "./capture";
+import { instanceTypeFor } from "./rdb";
+import { parseRedisUrl, RespConnection } from "./resp";
+
+const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+export function generateInstanceId(): string {
+  let id = "crs-";
+  for (const b of crypto.randomBytes(8)) id += ID_ALPHABET[b % ID_ALPHABET.length];
+  return id;
+}
+
+/** The URL with its password replaced, for display and logs. */
+export function maskRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+export interface RedisProbe {
+  redisVersion: string;
+  cluster: boolean;
+  shardNum: number;
+  instanceType: number;
+  memSizeMb: number;
+}
+
+/** Connects (authenticating), reads INFO and, for a cluster, its masters. */
+export async function probeRedis(url: string, timeoutMs = 5000): Promise<RedisProbe> {
+  const ep = parseRedisUrl(url);
+  const conn = await RespConnection.connect(ep, timeoutMs);
+  let info: string;
+  try {
+    const reply = await conn.command("INFO");
+    info = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply);
+  } finally {
+    conn.close();
+  }
+  const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(info)?.[1]?.trim();
+  const redisVersion = field("redis_version") ?? "0.0.0";
+  const cluster = field("cluster_enabled") === "1";
+  const shardNum = cluster ? (await discoverShards(ep, timeoutMs)).masters.length : 1;
+  const maxmemory = Number(field("maxmemory") ?? 0);
+  const used = Number(field("used_memory") ?? 0);
+  return { redisVersion, cluster, shardNum, instanceType: instanceTypeFor(redisVersion, cluster), memSizeMb: Math.ceil((maxmemory || used) / 1048576) };
+}
+
+export interface RegisterOptions {
+  instanceId?: string;
+  name?: string;
+  region: string;
+  accountId: string;
+  redisUrl: string;
+  /** Skip connecting to the server (register now, learn its version at the first backup). */
+  noCheck?: boolean;
+  now: number;
+}
+
+export async function registerInstance(catalog: Catalog, o: RegisterOptions): Promise<Instance> {
+  const instanceId = o.instanceId ?? generateInstanceId();
+  if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new Error(`instance id must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(instanceId)}`);
+  parseRedisUrl(o.redisUrl);
+  const existing = catalog.instance(instanceId);
+  if (existing && existing.deletedAt === undefined) throw new Error(`instance ${instanceId} is already registered`);
+  const probe = o.noCheck ? undefined : await probeRedis(o.redisUrl);
+  const instance: Instance = {
+    instanceId, accountId: o.accountId, region: o.region, name: o.name ?? instanceId, redisUrl: o.redisUrl,
+    instanceType: probe?.instanceType ?? 17, shardNum: probe?.shardNum ?? 1, memSizeMb: probe?.memSizeMb ?? 0, createdAt: o.now,
+    autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: 7, lastAutoWindow: 0,
+  };
+  if (probe) instance.redisVersion = probe.redisVersion;
+  catalog.upsertInstance(instance);
+  if (probe) catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
+  return catalog.instance(instanceId)!;
+}

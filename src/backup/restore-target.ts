@@ -1,0 +1,128 @@
+// Talking to the restore target as an ordinary client: connecting with error classification, reading INFO,
+// and knowing which RDB versions a given Redis can load.
+import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "./resp";
+import { RestoreError } from "./restore-error";
+
+/** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
+export function parseInfo(reply: RespValue): Map<string, string> {
+  const text = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply ?? "");
+  const out = new Map<string, string>();
+  for (const line of text.split("\r\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const i = line.indexOf(":");
+    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
+  }
+  return out;
+}
+
+export async function info(conn: RespConnection, section: string): Promise<Map<string, string>> {
+  return parseInfo(await conn.command("INFO", section));
+}
+
+/** Total keys over all databases, from INFO keyspace (`db0:keys=3,expires=1,...`). */
+export async function totalKeys(conn: RespConnection): Promise<number> {
+  let n = 0;
+  for (const [k, v] of await info(conn, "keyspace")) {
+    const m = /^db\d+$/.test(k) ? /(?:^|,)keys=(\d+)/.exec(v) : null;
+    if (m) n += Number(m[1]);
+  }
+  return n;
+}
+
+/**
+ * Highest RDB format version a Redis release loads (RDB_VERSION in src/rdb.h of each release). A server
+ * refusing a too-new RDB does so only after flushing its data, so we check before starting. Undefined means
+ * "unknown/newer than this table": let the target decide.
+ */
+export function maxRdbVersion(redisVersion: string): number | undefined {
+  const m = /^(\d+)\.(\d+)/.exec(redisVersion);
+  if (!m) return undefined;
+  const v = Number(m[1]) * 100 + Number(m[2]);
+  if (v < 302) return 6;
+  if (v < 400) return 7;
+  if (v < 500) return 8;
+  if (v < 700) return 9;
+  if (v < 702) return 10;
+  if (v < 704) return 11;
+  if (v < 800) return 12;
+  return undefined;
+}
+
+function replyText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Maps an error from the first exchanges with the target to a RestoreError with a precise kind. */
+export function classifyTargetError(err: unknown, ep: RedisEndpoint, doing: string): RestoreError {
+  if (err instanceof RestoreError) return err;
+  const where = `${ep.host}:${ep.port}`;
+  if (err instanceof RedisReplyError) {
+    const r = err.reply;
+    if (/^(WRONGPASS|NOAUTH)\b/.test(r) || /^ERR (invalid password|invalid username-password|AUTH .*without any password configured|Client sent AUTH)/i.test(r)) {
+      return new RestoreError("auth", `password rejected by target ${where}: ${r}`, { cause: err });
+    }
+    if (/^NOPERM\b/.test(r) || /^ERR unknown command/i.test(r)) {
+      return new RestoreError("permission", `target ${where} refused ${doing}: ${r}`, { cause: err });
+    }
+    if (/^LOADING\b/.test(r)) return new RestoreError("unsupported", `target ${where} is loading a dataset; try again later`, { cause: err });
+    return new RestoreError("unsupported", `target ${where} refused ${doing}: ${r}`, { cause: err });
+  }
+  return new RestoreError("connect", `cannot reach target ${where} (${doing}): ${replyText(err)}`, { cause: err });
+}
+
+/** Connects and authenticates; a PING makes a missing password show up here (NOAUTH) rather than later. */
+export async function openTarget(ep: RedisEndpoint, timeoutMs: number): Promise<RespConnection> {
+  let conn: RespConnection | undefined;
+  try {
+    conn = await RespConnection.connect(ep, timeoutMs);
+    await conn.command("PING");
+    return conn;
+  } catch (err) {
+    conn?.close();
+    throw classifyTargetError(err, ep, "PING");
+  }
+}
+
+/**
+ * Checks that the target accepts the endpoint's credentials without changing anything on it. Rejects with
+ * RestoreError kind 'auth' (wrong/missing password) or 'connect'.
+ */
+export async function verifyTargetPassword(target: RedisEndpoint, timeoutMs = 10_000): Promise<void> {
+  (await openTarget(target, timeoutMs)).close();
+}
+
+export interface TargetState {
+  version: string;
+  role: string;
+  masterHost?: string;
+  masterPort?: number;
+  clusterEnabled: boolean;
+  loading: boolean;
+  /** repl-diskless-load, when CONFIG GET is allowed ('disabled' | 'on-empty-db' | 'swapdb'). */
+  disklessLoad?: string;
+}
+
+export async function readTargetState(conn: RespConnection, ep: RedisEndpoint): Promise<TargetState> {
+  let server: Map<string, string>, repl: Map<string, string>, persistence: Map<string, string>, cluster: Map<string, string>;
+  try {
+    [server, repl, persistence, cluster] = await Promise.all(["server", "replication", "persistence", "cluster"].map((s) => info(conn, s)));
+  } catch (err) {
+    throw classifyTargetError(err, ep, "INFO");
+  }
+  let disklessLoad: string | undefined;
+  try {
+    const r = await conn.command("CONFIG", "GET", "repl-diskless-load");
+    if (Array.isArray(r) && r.length >= 2) disklessLoad = String(r[1]);
+  } catch {
+    // CONFIG is often renamed or blocked on managed services; the caller assumes the unsafe case.
+  }
+  return {
+    version: server.get("redis_version") ?? "unknown",
+    role: repl.get("role") ?? "unknown",
+    masterHost: repl.get("master_host"),
+    masterPort: repl.has("master_port") ? Number(repl.get("master_port")) : undefined,
+    clusterEnabled: cluster.get("cluster_enabled") === "1",
+    loading: persistence.get("loading") === "1" || persistence.get("async_loading") === "1",
+    disklessLoad,
+  };
+}

@@ -1,0 +1,391 @@
+// Restores an RDB into a running Redis by acting as its replication master: the target is told
+// `REPLICAOF <us>`, connects back, and we answer its PSYNC with a full resync whose payload is the backup.
+// The target flushes and loads it natively (any encoding, any RDB version it understands); then
+// `REPLICAOF NO ONE` makes it a master again. See /work/shared/spec/rdb-capture.md, last section.
+//
+// Safety rules, because a replica that fails to load leaves the target damaged:
+//  - we refuse before touching the target when we can tell the load would fail (not an RDB, RDB version newer
+//    than the target, bad checksum on targets that parse while receiving);
+//  - the RDB's 8-byte CRC trailer is withheld until the streamed CRC matches it, so a disk-loading target
+//    (the Redis default) never receives a complete corrupt file and keeps its data;
+//  - whatever happens after REPLICAOF, we send `REPLICAOF NO ONE` so the target ends up a master.
+import net from "node:net";
+import { Readable } from "node:stream";
+import { crc64Equals, crc64Init, crc64Update } from "./crc64";
+import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
+import { RestoreError } from "./restore-error";
+import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
+import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, totalKeys } from "./restore-target";
+
+export { RestoreError, RestoreErrorKind } from "./restore-error";
+export { verifyTargetPassword } from "./restore-target";
+
+export interface RdbSource {
+  /** Exact byte length of the plain (uncompressed) RDB. */
+  size: number;
+  /** A fresh stream of the RDB bytes; may be called twice (once to pre-verify the checksum). */
+  open(): Promise<Readable>;
+}
+
+export interface RestoreOptions {
+  /** Address the target connects to for the replication link. Default 127.0.0.1. */
+  advertiseHost?: string;
+  /** Interface our short-lived listener binds. Default: advertiseHost if it is loopback, else all interfaces. */
+  listenHost?: string;
+  /** Longest time without progress (connect-back is capped at 30 s of it). Default 120000. */
+  timeoutMs?: number;
+  onProgress?(sentBytes: number): void;
+  signal?: AbortSignal;
+}
+
+export interface RestoreResult {
+  /** Keys in the target after the restore, summed over all databases (DBSIZE when only db0 is used). */
+  keys: number;
+  /** Milliseconds from REPLICAOF until the target reported the data set loaded. */
+  loadMs: number;
+}
+
+const CONNECT_BACK_LIMIT_MS = 30_000;
+const POLL_MS = 20;
+const RDB_HEADER = 9; // "REDIS" + 4 ASCII digits
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function asBuffer(v: unknown): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v as string | Uint8Array);
+}
+
+/** Parses the RDB header; undefined when it is not an RDB. */
+function rdbVersion(head: Buffer): number | undefined {
+  if (head.length < RDB_HEADER || head.toString("latin1", 0, 5) !== "REDIS") return undefined;
+  const digits = head.toString("latin1", 5, 9);
+  return /^\d{4}$/.test(digits) ? Number(digits) : undefined;
+}
+
+/** RDB >= 5 ends with an 8-byte CRC-64 of everything before it (all zero when rdbchecksum was off). */
+const hasCrcTrailer = (version: number): boolean => version >= 5;
+
+/** Reads a whole RDB stream and reports whether its CRC trailer matches (true also when it is disabled). */
+async function checksumMatches(stream: Readable, size: number, guard: <T>(p: Promise<T>) => Promise<T>): Promise<boolean> {
+  const bodyEnd = size - 8;
+  const crc = crc64Init();
+  const trailer = Buffer.alloc(8);
+  let read = 0;
+  const it = stream[Symbol.asyncIterator]();
+  for (;;) {
+    const r = await guard(it.next());
+    if (r.done) break;
+    const chunk = asBuffer(r.value);
+    if (read + chunk.length > size) throw new RestoreError("source", `RDB source produced more than the announced ${size} bytes`);
+    const body = Math.max(0, Math.min(chunk.length, bodyEnd - read));
+    crc64Update(crc, chunk, 0, body);
+    if (body < chunk.length) chunk.copy(trailer, read + body - bodyEnd, body);
+    read += chunk.length;
+  }
+  if (read !== size) throw new RestoreError("source", `RDB source produced ${read} bytes, expected ${size}`);
+  return trailer.every((b) => b === 0) || crc64Equals(crc, trailer);
+}
+
+type Phase = "prepare" | "connect-back" | "transfer" | "load" | "finish";
+
+/** One restore run: owns every resource, the progress watchdog and the first failure. */
+class Session {
+  phase: Phase = "prepare";
+  conn?: RespConnection;
+  listener?: MasterListener;
+  replica?: SyncRequest;
+  private sources: Readable[] = [];
+  replicaofSent = false;
+  settled = false;
+  sent = 0;
+  private error?: RestoreError;
+  private lastProgress = Date.now();
+  private rejectFailed!: (e: RestoreError) => void;
+  private readonly failed: Promise<never>;
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly onAbort = (): void => this.fail(new RestoreError("aborted", "restore aborted by the caller"));
+
+  constructor(readonly target: RedisEndpoint, readonly rdb: RdbSource, readonly opts: RestoreOptions, readonly timeoutMs: number) {
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => undefined); // observed through guard(); never an unhandled rejection
+    this.watchdog = setInterval(() => this.checkProgress(), Math.max(50, Math.min(1000, timeoutMs / 4)));
+    opts.signal?.addEventListener("abort", this.onAbort, { once: true });
+    if (opts.signal?.aborted) this.onAbort();
+  }
+
+  get where(): string {
+    return `${this.target.host}:${this.target.port}`;
+  }
+
+  touch(): void {
+    this.lastProgress = Date.now();
+  }
+
+  fail(err: RestoreError): void {
+    if (this.error || this.settled) return;
+    this.error = err;
+    this.rejectFailed(err);
+  }
+
+  /** Races a step against the first failure (timeout, abort, lost link). */
+  guard<T>(p: Promise<T>): Promise<T> {
+    if (this.error) return Promise.reject(this.error);
+    return Promise.race([p, this.failed]);
+  }
+
+  async openSource(): Promise<Readable> {
+    let stream: Readable;
+    try {
+      stream = await this.guard(this.rdb.open());
+    } catch (err) {
+      if (err instanceof RestoreError) throw err;
+      throw new RestoreError("source", `cannot open the RDB: ${(err as Error).message}`, { cause: err });
+    }
+    this.sources.push(stream);
+    // A read error surfaces through the iterator; this listener only keeps it from being unhandled.
+    stream.on("error", () => undefined);
+    return stream;
+  }
+
+  private checkProgress(): void {
+    const limit = this.phase === "connect-back" ? Math.min(this.timeoutMs, CONNECT_BACK_LIMIT_MS) : this.timeoutMs;
+    if (Date.now() - this.lastProgress <= limit) return;
+    if (this.phase === "connect-back") {
+      this.fail(new RestoreError("connect", `target ${this.where} did not connect back to ${this.advertiseHost}:${this.listener?.port} within ${limit} ms; set advertiseHost to an address the target can reach`));
+    } else {
+      this.fail(new RestoreError("timeout", `no progress for ${limit} ms during ${this.phase} (${this.sent} of ${this.rdb.size} bytes sent)`));
+    }
+  }
+
+  get advertiseHost(): string {
+    return this.opts.advertiseHost ?? "127.0.0.1";
+  }
+
+  /** The replica's link or our client connection went away before we were done. */
+  watchLinks(): void {
+    const replicaClosed = (): void => {
+      const detail = this.phase === "transfer" ? `after receiving ${this.sent} of ${this.rdb.size} bytes` : "while loading";
+      this.fail(new RestoreError("load", `target ${this.where} closed the replication link ${detail}: it could not load the RDB (see the target's log)`));
+    };
+    const clientClosed = (): void => {
+      const during = this.phase === "transfer" || this.phase === "load";
+      this.fail(new RestoreError(during ? "load" : "connect", `lost the connection to target ${this.where} during ${this.phase}${during ? " (did it crash loading the RDB? see its log)" : ""}`));
+    };
+    const socket = this.replica!.socket;
+    if (socket.destroyed) replicaClosed();
+    else socket.once("close", replicaClosed);
+    this.conn!.socket.once("close", clientClosed);
+  }
+
+  /** After a failure: stop feeding the target and make it a master again. Returns a problem, if any. */
+  async restoreMasterRole(): Promise<string | undefined> {
+    this.settled = true;
+    // Closing the link first aborts a load that parses from the socket; the listener refuses its retries.
+    this.releaseNetwork();
+    if (!this.replicaofSent) return undefined;
+    const loadingDeadline = Date.now() + this.timeoutMs;
+    let connectFailures = 0;
+    let conn = this.conn;
+    for (;;) {
+      try {
+        conn ??= await RespConnection.connect(this.target, 5000);
+        await conn.command("REPLICAOF", "NO", "ONE");
+        if (conn !== this.conn) conn.close();
+        return undefined;
+      } catch (err) {
+        const loading = err instanceof RedisReplyError && /^LOADING\b/.test(err.reply);
+        if (!(err instanceof RedisReplyError)) {
+          conn?.close();
+          conn = undefined;
+          connectFailures++;
+        }
+        // A disk-loading target cannot be interrupted; it answers again once its load is over.
+        const giveUp = loading ? Date.now() > loadingDeadline : err instanceof RedisReplyError || connectFailures >= 10;
+        if (giveUp) {
+          conn?.close();
+          return `the target could not be switched back to master (${(err as Error).message}); run REPLICAOF NO ONE on it`;
+        }
+        await sleep(loading ? 100 : 250);
+      }
+    }
+  }
+
+  releaseNetwork(): void {
+    this.listener?.close();
+    for (const s of this.sources) s.destroy();
+  }
+
+  dispose(): void {
+    this.settled = true;
+    clearInterval(this.watchdog);
+    this.opts.signal?.removeEventListener("abort", this.onAbort);
+    this.releaseNetwork();
+    this.conn?.close();
+  }
+}
+
+/**
+ * Makes `target` load the RDB by acting as its replication master. The target's data is replaced by the
+ * backup's. Rejects with RestoreError (see its `kind`); after any failure the target is left a master.
+ * Targets that are replicas, in cluster mode, or use TLS for replication (tls-replication yes) are refused.
+ */
+export async function restoreRdb(target: RedisEndpoint, rdb: RdbSource, opts: RestoreOptions = {}): Promise<RestoreResult> {
+  const session = new Session(target, rdb, opts, opts.timeoutMs ?? 120_000);
+  try {
+    return await run(session);
+  } catch (err) {
+    let e = err instanceof RestoreError ? err : new RestoreError("load", `restore failed: ${(err as Error).message}`, { cause: err });
+    const problem = await session.restoreMasterRole();
+    if (problem) e = new RestoreError(e.kind, `${e.message}; also, ${problem}`, { cause: e.cause });
+    throw e;
+  } finally {
+    session.dispose();
+  }
+}
+
+async function run(s: Session): Promise<RestoreResult> {
+  const { target, rdb, opts } = s;
+  if (!Number.isSafeInteger(rdb.size) || rdb.size < RDB_HEADER + 1) {
+    throw new RestoreError("load", `an RDB of ${rdb.size} bytes cannot be valid`);
+  }
+  s.conn = await s.guard(openTarget(target, Math.min(s.timeoutMs, 10_000)));
+  const state = await s.guard(readTargetState(s.conn, target));
+  if (state.role !== "master") {
+    throw new RestoreError("unsupported", `target ${s.where} is a replica of ${state.masterHost}:${state.masterPort}; restore into its master, or run REPLICAOF NO ONE on it first`);
+  }
+  if (state.clusterEnabled) throw new RestoreError("unsupported", `target ${s.where} runs in cluster mode, where REPLICAOF to an outside master is not allowed`);
+  if (state.loading) throw new RestoreError("unsupported", `target ${s.where} is loading a data set; try again later`);
+
+  // Read the header before touching the target, keeping the bytes to send later.
+  const it = (await s.openSource())[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let headLen = 0;
+  while (headLen < RDB_HEADER) {
+    const r = await s.guard(it.next()).catch(sourceError);
+    if (r.done) break;
+    const b = asBuffer(r.value);
+    head.push(b);
+    headLen += b.length;
+  }
+  const first = Buffer.concat(head);
+  const version = rdbVersion(first);
+  if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version); the target was not touched");
+  const max = maxRdbVersion(state.version);
+  if (max !== undefined && version > max) {
+    throw new RestoreError("load", `RDB format version ${version} is newer than target ${s.where} (Redis ${state.version}) can load (up to ${max}); the target was not touched`);
+  }
+  // A target that parses while receiving (repl-diskless-load on-empty-db/swapdb, or unknown) would act on
+  // corrupt bytes before the trailer is checked, so verify the whole file first there.
+  if (state.disklessLoad !== "disabled" && hasCrcTrailer(version)) {
+    if (!(await checksumMatches(await s.openSource(), rdb.size, (p) => s.guard(p)).catch(sourceError))) {
+      throw new RestoreError("load", "the RDB checksum does not match its content (corrupt file); the target was not touched");
+    }
+  }
+
+  const advertise = s.advertiseHost;
+  s.listener = await MasterListener.listen(opts.listenHost ?? (isLoopback(advertise) ? advertise : undefined));
+  const port = s.listener.port;
+  const start = Date.now();
+  s.phase = "connect-back";
+  s.touch();
+  s.replicaofSent = true; // set before sending: if the reply is lost we must still undo it
+  try {
+    await s.guard(s.conn.command("REPLICAOF", advertise, port));
+  } catch (err) {
+    throw classifyTargetError(err, target, "REPLICAOF");
+  }
+  s.replica = await s.guard(s.listener.waitForSync());
+  s.watchLinks();
+
+  s.phase = "transfer";
+  s.touch();
+  await sendPayload(s, s.replica, first, it, version);
+
+  s.phase = "load";
+  s.touch();
+  await waitUntilLoaded(s, port);
+  const loadMs = Date.now() - start;
+
+  s.phase = "finish";
+  s.settled = true; // the target now drops our link on purpose
+  try {
+    await s.conn.command("REPLICAOF", "NO", "ONE");
+  } catch (err) {
+    s.settled = false;
+    throw new RestoreError("load", `data loaded, but REPLICAOF NO ONE failed: ${(err as Error).message}`, { cause: err });
+  }
+  const keys = await totalKeys(s.conn);
+  return { keys, loadMs };
+}
+
+function sourceError(err: unknown): never {
+  if (err instanceof RestoreError) throw err;
+  throw new RestoreError("source", `reading the RDB failed: ${(err as Error).message}`, { cause: err });
+}
+
+/** Streams preamble + RDB with backpressure; the CRC trailer goes out only if it matches what was sent. */
+async function sendPayload(s: Session, replica: SyncRequest, first: Buffer, it: AsyncIterator<unknown>, version: number): Promise<void> {
+  const size = s.rdb.size;
+  const socket: net.Socket = replica.socket;
+  const checkCrc = hasCrcTrailer(version) && size >= RDB_HEADER + 8;
+  const bodyEnd = checkCrc ? size - 8 : size;
+  const trailer = Buffer.alloc(size - bodyEnd);
+  const crc = crc64Init();
+  let read = 0;
+  const write = async (buf: Buffer): Promise<void> => {
+    await s.guard(writeWithBackpressure(socket, buf));
+    s.touch();
+  };
+  const feed = async (chunk: Buffer): Promise<void> => {
+    if (read + chunk.length > size) throw new RestoreError("source", `RDB source produced more than the announced ${size} bytes`);
+    const body = chunk.subarray(0, Math.max(0, Math.min(chunk.length, bodyEnd - read)));
+    if (body.length) {
+      if (checkCrc) crc64Update(crc, body);
+      await write(body);
+      s.sent += body.length;
+      s.opts.onProgress?.(s.sent);
+    }
+    if (body.length < chunk.length) chunk.copy(trailer, read + body.length - bodyEnd, body.length);
+    read += chunk.length;
+  };
+
+  await write(payloadPreamble(replica, s.listener!.replid, size));
+  await feed(first);
+  for (;;) {
+    const r = await s.guard(it.next()).catch(sourceError);
+    if (r.done) break;
+    await feed(asBuffer(r.value));
+  }
+  if (read !== size) throw new RestoreError("source", `RDB source produced ${read} bytes, expected ${size}`);
+  if (checkCrc && !trailer.every((b) => b === 0) && !crc64Equals(crc, trailer)) {
+    // The target is still waiting for the last 8 bytes; closing now makes it discard the partial transfer.
+    throw new RestoreError("load", `the RDB checksum does not match its content (corrupt file); the transfer was abandoned before the target loaded anything`);
+  }
+  if (trailer.length) await write(trailer);
+  s.sent = size;
+  s.opts.onProgress?.(size);
+}
+
+/** Polls the target until it reports our link up and its load finished. */
+async function waitUntilLoaded(s: Session, port: number): Promise<void> {
+  const conn = s.conn!;
+  let lastSig = "";
+  for (;;) {
+    const [repl, pers] = await s.guard(Promise.all([info(conn, "replication"), info(conn, "persistence")]));
+    if (repl.get("role") !== "slave" || Number(repl.get("master_port")) !== port) {
+      throw new RestoreError("load", `target ${s.where} stopped replicating from us during the load (role ${repl.get("role")}); was REPLICAOF run by someone else?`);
+    }
+    const sig = [repl.get("master_link_status"), repl.get("master_sync_read_bytes"), pers.get("loading"), pers.get("loading_loaded_bytes")].join("|");
+    if (sig !== lastSig) {
+      lastSig = sig;
+      s.touch();
+    }
+    const loaded = repl.get("master_link_status") === "up" && repl.get("master_sync_in_progress") === "0" && pers.get("loading") === "0" && pers.get("async_loading") !== "1";
+    if (loaded) return;
+    await s.guard(sleep(POLL_MS));
+  }
+}

@@ -1,0 +1,328 @@
+// Blob storage for backup files. The interface is small enough for an object store to implement later; the
+// local implementation guarantees a blob is either complete under its final name or absent (temp file +
+// fsync + atomic rename + directory fsync), and keeps everything owner-only.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { pipeline, Readable, Writable } from "node:stream";
+import zlib from "node:zlib";
+
+export interface BlobCommitResult {
+  /** Raw bytes written by the caller (before compression). */
+  bytes: number;
+  /** Hex sha256 of the raw bytes. */
+  sha256: string;
+  /** Bytes occupying storage (after compression). */
+  storedBytes: number;
+}
+
+export interface BlobWriter extends Writable {
+  /** Ends the stream if needed, makes the blob durable and visible under its key. */
+  commit(): Promise<BlobCommitResult>;
+  /** Discards everything written; the key is left untouched. Safe to call more than once or after errors. */
+  abort(): Promise<void>;
+}
+
+export interface BlobStore {
+  createWriter(key: string, opts?: { compress?: boolean }): BlobWriter;
+  /** `start`/`end` are inclusive byte offsets of the STORED bytes (as fs.createReadStream). */
+  openRead(key: string, opts?: { decompress?: boolean; start?: number; end?: number }): Promise<Readable>;
+  stat(key: string): Promise<{ size: number } | undefined>;
+  remove(key: string): Promise<void>;
+  /** Removes leftover temp files of writers that never committed (e.g. after a crash); returns how many. */
+  removeStale?(): Promise<number>;
+}
+
+const TEMP_SUFFIX = ".partial";
+
+/** Validates a relative key like `backups/<id>/shard-0.rdb.gz` and returns its path segments. */
+export function checkKey(key: string): string[] {
+  if (typeof key !== "string" || key.length === 0) throw new Error("blob key must be a non-empty string");
+  if (key.startsWith("/") || path.isAbsolute(key) || key.includes("\\") || key.includes("\0")) {
+    throw new Error(`blob key must be a relative path with '/' separators: ${JSON.stringify(key)}`);
+  }
+  const parts = key.split("/");
+  for (const p of parts) {
+    // A leading dot also rules out '.', '..' and our own hidden temp names.
+    if (p === "" || p.startsWith(".")) throw new Error(`invalid blob key ${JSON.stringify(key)}: empty, '..' or dot-prefixed segment`);
+  }
+  return parts;
+}
+
+export class LocalBlobStore implements BlobStore {
+  readonly root: string;
+  /** Temp files of writers still in progress in this process; removeStale leaves them alone. */
+  private readonly active = new Set<string>();
+
+  constructor(rootDir: string) {
+    this.root = path.resolve(rootDir);
+  }
+
+  /** Absolute path of a key (after validation). */
+  pathOf(key: string): string {
+    return path.join(this.root, ...checkKey(key));
+  }
+
+  createWriter(key: string, opts: { compress?: boolean } = {}): BlobWriter {
+    const finalPath = this.pathOf(key);
+    const tempPath = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.${crypto.randomBytes(6).toString("hex")}${TEMP_SUFFIX}`);
+    return new LocalBlobWriter(this.root, finalPath, tempPath, opts.compress === true, this.active);
+  }
+
+  async openRead(key: string, opts: { decompress?: boolean; start?: number; end?: number } = {}): Promise<Readable> {
+    // Open first so a missing blob rejects here rather than as a stream error later.
+    const fh = await fsp.open(this.pathOf(key), "r");
+    const raw = fh.createReadStream({ start: opts.start, end: opts.end });
+    if (!opts.decompress) return raw;
+    const gunzip = zlib.createGunzip();
+    pipeline(raw, gunzip, () => undefined); // errors surface on gunzip (pipeline destroys it with the error)
+    return gunzip;
+  }
+
+  async stat(key: string): Promise<{ size: number } | undefined> {
+    try {
+      const st = await fsp.stat(this.pathOf(key));
+      return st.isFile() ? { size: st.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async remove(key: string): Promise<void> {
+    const p = this.pathOf(key);
+    await fsp.rm(p, { force: true });
+    // Drop now-empty parent directories (backups/<id>/) up to, not including, the root.
+    let dir = path.dirname(p);
+    while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
+      try {
+        await fsp.rmdir(dir);
+      } catch {
+        break; // not empty (or already gone)
+      }
+      dir = path.dirname(dir);
+    }
+  }
+
+  async removeStale(): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw err;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) await walk(p);
+        else if (e.isFile() && e.name.startsWith(".") && e.name.endsWith(TEMP_SUFFIX) && !this.active.has(p)) {
+          await fsp.rm(p, { force: true });
+          removed++;
+        }
+      }
+    };
+    await walk(this.root);
+    return removed;
+  }
+}
+
+/** Creates each missing directory from root down to dir with mode 0o700. */
+async function mkdirPrivate(root: string, dir: string): Promise<void> {
+  await fsp.mkdir(root, { recursive: true, mode: 0o700 });
+  const rel = path.relative(root, dir);
+  if (!rel) return;
+  let cur = root;
+  for (const seg of rel.split(path.sep)) {
+    cur = path.join(cur, seg);
+    try {
+      await fsp.mkdir(cur, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes a FileHandle sequentially; each write completes before the next is accepted (natural backpressure). */
+class FileSink extends Writable {
+  storedBytes = 0;
+  constructor(private readonly fh: Promise<fsp.FileHandle>) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writeAll([chunk]).then(() => cb(), cb);
+  }
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.writeAll(chunks.map((c) => c.chunk)).then(() => cb(), cb);
+  }
+  private async writeAll(bufs: Buffer[]): Promise<void> {
+    const fh = await this.fh;
+    // writev may write partially; loop until every byte is on disk.
+    let pending = bufs;
+    while (pending.length) {
+      const { bytesWritten } = await fh.writev(pending);
+      this.storedBytes += bytesWritten;
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const b of pending) {
+        if (skip >= b.length) skip -= b.length;
+        else {
+          rest.push(skip ? b.subarray(skip) : b);
+          skip = 0;
+        }
+      }
+      pending = rest;
+    }
+  }
+}
+
+class LocalBlobWriter extends Writable implements BlobWriter {
+  private readonly hash = crypto.createHash("sha256");
+  private bytes = 0;
+  private readonly fh: Promise<fsp.FileHandle>;
+  private readonly sink: FileSink;
+  private readonly gzip: zlib.Gzip | undefined;
+  private committed: Promise<BlobCommitResult> | undefined;
+  private aborted: Promise<void> | undefined;
+  private fhClosed = false;
+
+  constructor(
+    root: string,
+    private readonly finalPath: string,
+    private readonly tempPath: string,
+    compress: boolean,
+    private readonly active: Set<string>,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+    // Failures are reported by commit() (and to pipeline()/other listeners); never crash the process on an
+    // 'error' nobody listens to, e.g. after captureRdb destroyed the writer because the source failed.
+    this.on("error", () => undefined);
+    active.add(tempPath);
+    this.fh = mkdirPrivate(root, path.dirname(finalPath)).then(() => fsp.open(tempPath, "wx", 0o600));
+    this.fh.catch((err: Error) => this.destroy(err)); // surfaces as the stream's error
+    this.sink = new FileSink(this.fh);
+    this.sink.on("error", (err) => this.destroy(err));
+    if (compress) {
+      // Level 1: capture speed matters more than the last few percent of size.
+      this.gzip = zlib.createGzip({ level: 1 });
+      this.gzip.on("error", (err) => this.destroy(err));
+      this.gzip.pipe(this.sink);
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    const target: Writable = this.gzip ?? this.sink;
+    // Backpressure: don't accept more until the next stage has room.
+    if (target.write(chunk)) cb();
+    else target.once("drain", () => cb());
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.sink.once("finish", () => {
+      this.fh
+        .then(async (fh) => {
+          await fh.sync();
+          this.fhClosed = true;
+          await fh.close();
+        })
+        .then(() => cb(), cb);
+    });
+    if (this.gzip) this.gzip.end(); // gzip's pipe ends the sink once flushed
+    else this.sink.end();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.gzip?.destroy();
+    this.sink.destroy();
+    const cleanFinish = !err && this.writableFinished;
+    const closeFh = this.fhClosed
+      ? Promise.resolve()
+      : this.fh.then((fh) => {
+          this.fhClosed = true;
+          return fh.close();
+        }, () => undefined);
+    closeFh
+      .catch(() => undefined)
+      .then(() => (cleanFinish ? undefined : this.removeTemp()))
+      .then(() => cb(err), () => cb(err));
+  }
+
+  private async removeTemp(): Promise<void> {
+    await fsp.rm(this.tempPath, { force: true });
+    this.active.delete(this.tempPath);
+  }
+
+  commit(): Promise<BlobCommitResult> {
+    if (this.aborted) return Promise.reject(new Error("blob writer was aborted"));
+    this.committed ??= this.doCommit();
+    return this.committed;
+  }
+
+  private async doCommit(): Promise<BlobCommitResult> {
+    if (!this.writableEnded) this.end();
+    await new Promise<void>((resolve, reject) => {
+      if (this.writableFinished) return resolve();
+      if (this.destroyed) return reject(this.errored ?? new Error("blob writer was destroyed before commit"));
+      const onFinish = (): void => {
+        this.off("error", onError);
+        this.off("close", onClose);
+        resolve();
+      };
+      const onError = (err: Error): void => {
+        this.off("finish", onFinish);
+        this.off("close", onClose);
+        reject(err);
+      };
+      const onClose = (): void => {
+        if (!this.writableFinished) onError(this.errored ?? new Error("blob writer was destroyed before commit"));
+      };
+      this.once("finish", onFinish);
+      this.once("error", onError);
+      this.once("close", onClose);
+    });
+    try {
+      await fsp.rename(this.tempPath, this.finalPath);
+      this.active.delete(this.tempPath);
+      await fsyncDir(path.dirname(this.finalPath));
+    } catch (err) {
+      await this.removeTemp().catch(() => undefined);
+      throw err;
+    }
+    return { bytes: this.bytes, sha256: this.hash.digest("hex"), storedBytes: this.sink.storedBytes };
+  }
+
+  abort(): Promise<void> {
+    this.aborted ??= (async () => {
+      if (this.committed) {
+        // A commit in flight wins; nothing to discard if it succeeded.
+        try {
+          await this.committed;
+          return;
+        } catch {
+          /* fall through to cleanup */
+        }
+      }
+      if (!this.closed) {
+        await new Promise<void>((resolve) => {
+          this.once("close", () => resolve());
+          this.destroy();
+        });
+      }
+      await this.removeTemp();
+    })();
+    return this.aborted;
+  }
+}

@@ -1,0 +1,25 @@
+// Task type codes (DescribeTaskList's TaskTypes) and names (DescribeTaskInfo's TaskType), and the mapping of
+// task states to DescribeTaskList's Result codes.
+import type { TaskStatus } from "../catalog/types";
+
+export const TASK = {
+  exportBackup: "009",
+  restore: "010",
+  backup: "012",
+  deleteBackup: "014",
+  autoBackup: "017",
+  removeBackupFile: "046",
+} as const;
+
+export const TASK_NAMES: Record<string, string> = {
+  "009": "FLOW_EXPORTBACKUP",
+  "010": "FLOW_RESTOREBACKUP",
+  "012": "FLOW_BACKUPINSTANCE",
+  "014": "FLOW_DELBACKUP",
+  "017": "FLOW_AUTOBACKUP",
+  "046": "FLOW_REMOVE_BACKUP_FILE",
+};
+
+/** DescribeTaskList Result: 0 init, 1 running, 2 done, 4 failed. */
+export const RESULT_OF: Record<TaskStatus, number> = { preparing: 0, running: 1, succeed: 2, failed: 4 };
+export const STATUS_OF_RESULT: Record<number, TaskStatus> = { 0: "preparing", 1: "running", 2: "succeed", 4: "failed" };

@@ -1,0 +1,177 @@
+// LocalBlobStore: atomic, owner-only, hashed, optionally gzip'd blobs with end-to-end backpressure.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import { checkKey, LocalBlobStore } from "../src/backup/storage";
+
+const roots: string[] = [];
+function newRoot(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-store-"));
+  roots.push(dir);
+  return path.join(dir, "blobs"); // not yet existing: the store creates it
+}
+after(() => {
+  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+});
+
+/** Every file below dir, relative, sorted (hidden ones included). */
+function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(path.relative(dir, p));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function sha256(b: Buffer): string {
+  return crypto.createHash("sha256").update(b).digest("hex");
+}
+
+describe("LocalBlobStore", () => {
+  test("writes raw and compressed blobs, hashing the raw bytes", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const data = Buffer.concat([crypto.randomBytes(300_000), Buffer.alloc(700_000, 7)]);
+    for (const compress of [false, true]) {
+      const key = `backups/b1/shard-0.rdb${compress ? ".gz" : ""}`;
+      const w = store.createWriter(key, { compress });
+      for (let i = 0; i < data.length; i += 65_536) w.write(data.subarray(i, i + 65_536));
+      // Not visible under its final name before commit.
+      assert.equal(await store.stat(key), undefined);
+      const res = await w.commit();
+      assert.equal(res.bytes, data.length);
+      assert.equal(res.sha256, sha256(data));
+      const st = await store.stat(key);
+      assert.equal(st?.size, res.storedBytes);
+      if (compress) {
+        assert.ok(res.storedBytes < data.length * 0.5, `compressed ${res.storedBytes}`);
+        assert.deepEqual(zlib.gunzipSync(fs.readFileSync(store.pathOf(key))), data);
+        assert.deepEqual(await readAll(await store.openRead(key, { decompress: true })), data);
+      } else {
+        assert.equal(res.storedBytes, data.length);
+        assert.deepEqual(await readAll(await store.openRead(key)), data);
+        assert.deepEqual(await readAll(await store.openRead(key, { start: 10, end: 19 })), data.subarray(10, 20));
+      }
+    }
+    assert.deepEqual(listFiles(root), ["backups/b1/shard-0.rdb", "backups/b1/shard-0.rdb.gz"]);
+  });
+
+  test("files are 0600 and directories 0700", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const w = store.createWriter("a/b/c.bin");
+    w.end(Buffer.from("x"));
+    await w.commit();
+    assert.equal(fs.statSync(root).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(path.join(root, "a")).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(path.join(root, "a/b")).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(store.pathOf("a/b/c.bin")).mode & 0o777, 0o600);
+  });
+
+  test("rejects unsafe keys", () => {
+    const store = new LocalBlobStore(newRoot());
+    for (const bad of ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", ".hidden", "a/.x.partial", "a\\b", "a/"]) {
+      assert.throws(() => store.createWriter(bad), /blob key/, bad);
+    }
+    assert.deepEqual(checkKey("backups/id/shard-0.rdb.gz"), ["backups", "id", "shard-0.rdb.gz"]);
+  });
+
+  test("abort and destroy leave neither the final file nor a temp file", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const w1 = store.createWriter("x/one.rdb", { compress: true });
+    w1.write(crypto.randomBytes(100_000));
+    await w1.abort();
+    await w1.abort(); // idempotent
+    await assert.rejects(w1.commit(), /aborted/);
+
+    const w2 = store.createWriter("x/two.rdb");
+    w2.write(crypto.randomBytes(100_000));
+    await new Promise<void>((resolve) => {
+      w2.once("close", () => resolve());
+      w2.destroy(new Error("source died"));
+    });
+    await assert.rejects(w2.commit(), /source died/);
+    assert.deepEqual(listFiles(root), []);
+  });
+
+  test("commit after an explicit end(), remove drops the blob and empty directories", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const w = store.createWriter("backups/id7/shard-0.rdb");
+    w.end(Buffer.from("hello"));
+    await new Promise<void>((resolve) => w.once("finish", () => resolve()));
+    const res = await w.commit();
+    assert.equal(res.bytes, 5);
+    assert.deepEqual(await w.commit(), res); // idempotent
+    await store.remove("backups/id7/shard-0.rdb");
+    await store.remove("backups/id7/shard-0.rdb"); // absent is fine
+    assert.equal(await store.stat("backups/id7/shard-0.rdb"), undefined);
+    assert.equal(fs.existsSync(path.join(root, "backups")), false);
+    await assert.rejects(store.openRead("backups/id7/shard-0.rdb"), /ENOENT/);
+  });
+
+  test("removeStale deletes leftovers of dead writers but not live ones", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const live = store.createWriter("b/live.rdb");
+    live.write(Buffer.from("in progress"));
+    // a leftover from a crashed process
+    fs.mkdirSync(path.join(root, "b", "old"), { recursive: true });
+    fs.writeFileSync(path.join(root, "b", "old", ".s.rdb.0123456789ab.partial"), "junk");
+    fs.writeFileSync(path.join(root, "b", "keep.rdb"), "complete blob");
+    await new Promise<void>((resolve) => live.write(Buffer.alloc(0), () => resolve())); // temp file exists now
+    assert.equal(await store.removeStale(), 1);
+    const left = listFiles(root);
+    assert.ok(left.includes("b/keep.rdb"));
+    assert.ok(left.some((f) => f.startsWith("b/.live.rdb.") && f.endsWith(".partial")), left.join(","));
+    await live.commit();
+    assert.deepEqual(listFiles(root), ["b/keep.rdb", "b/live.rdb"]);
+  });
+
+  test("1 GB through a compressing writer keeps memory flat (backpressure end to end)", async () => {
+    const store = new LocalBlobStore(newRoot());
+    const total = 1024 * 1024 * 1024;
+    const block = crypto.randomBytes(64 * 1024);
+    // Mostly repetitive with some random noise, so gzip has real work but the test stays fast.
+    const chunk = Buffer.concat([block.subarray(0, 4096), Buffer.alloc(60 * 1024, 1)]);
+    const hash = crypto.createHash("sha256");
+    let produced = 0;
+    let peakRss = 0;
+    const baseRss = process.memoryUsage().rss;
+    const source = new Readable({
+      read() {
+        if (produced >= total) return this.push(null);
+        produced += chunk.length;
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        hash.update(chunk);
+        this.push(chunk);
+      },
+    });
+    const w = store.createWriter("big/one.gz", { compress: true });
+    await pipeline(source, w);
+    const res = await w.commit();
+    assert.equal(res.bytes, total);
+    assert.equal(res.sha256, hash.digest("hex"));
+    const growth = peakRss - baseRss;
+    assert.ok(growth < 100 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MB`);
+  });
+});
