@@ -106,19 +106,30 @@ async function main(): Promise<void> {
 
     const self = path.join(__dirname, "backup.js");
     const rows: Row[] = [];
-    for (let round = 1; round <= rounds; round++) {
+    const runCli = async (round: number): Promise<void> => {
       const cliFile = path.join(work, `cli-${round}.rdb`);
       const cli = await runMeasured("redis-cli", ["-p", String(redis.port), "--rdb", cliFile]);
       rows.push({ round, tool: "redis-cli --rdb", wallMs: cli.wallMs, bytes: fs.statSync(cliFile).size, storedBytes: fs.statSync(cliFile).size, peakRssKb: cli.peakRssKb });
       fs.rmSync(cliFile, { force: true });
       console.error(`round ${round}: redis-cli ${sec(cli.wallMs)} s`);
-
+    };
+    const runOurs = async (round: number): Promise<void> => {
       const root = path.join(work, `ours-${round}`);
       const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
       const rep = JSON.parse(ours.stdout) as ChildReport;
       rows.push({ round, tool: "captureRdb (gzip)", wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
       fs.rmSync(root, { recursive: true, force: true });
       console.error(`round ${round}: captureRdb ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start (${rep.payload})`);
+    };
+    for (let round = 1; round <= rounds; round++) {
+      // Alternate who goes first so a drift in the server's speed doesn't favour either tool.
+      if (round % 2) {
+        await runCli(round);
+        await runOurs(round);
+      } else {
+        await runOurs(round);
+        await runCli(round);
+      }
     }
 
     const cliRows = rows.filter((r) => r.tool === "redis-cli --rdb");

@@ -4,6 +4,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import type http from "node:http";
 import path from "node:path";
+import { RestoreService } from "./backup/restores";
+import { Scheduler } from "./backup/scheduler";
+import { exportsOf, recoverExports } from "./backup/exports";
 import { BackupService } from "./backup/service";
 import { LocalBlobStore } from "./backup/storage";
 import { Catalog } from "./catalog/sqlite";
@@ -11,6 +14,7 @@ import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
 import { Pipeline } from "./gateway/pipeline";
 import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
 import { DEFAULT_REGIONS, RegionRules } from "./gateway/regions";
+import { createDownloadHandler, DOWNLOAD_PREFIX } from "./gateway/downloads";
 import { createApiServer } from "./gateway/server";
 import { LocalTime } from "./protocol/time";
 import { Services, systemClock, Clock } from "./services";
@@ -28,6 +32,12 @@ export interface ServeConfig {
   domain: string;
   log?: (line: string) => void;
   clock?: Clock;
+  /** Address target Redis servers use to reach our replication endpoint during a restore. */
+  advertiseHost?: string;
+  /** Days a deleted or expired backup's record is kept for the audit trail. */
+  auditDays?: number;
+  /** How often the scheduler runs (automatic backups, retention); 0 = only when tick() is called. */
+  schedulerIntervalMs?: number;
 }
 
 export const DEFAULTS = {
@@ -38,6 +48,9 @@ export const DEFAULTS = {
   rateLimit: 20,
   domain: "tencentcloudapi.com",
   regions: DEFAULT_REGIONS,
+  advertiseHost: "127.0.0.1",
+  auditDays: 90,
+  schedulerIntervalMs: 30_000,
 };
 
 export function catalogFile(dataDir: string): string {
@@ -114,10 +127,15 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
   if (recovered.tasks || recovered.backups || recovered.tempFiles) {
     log(`crs-backup: recovered from an interrupted run: ${recovered.tasks} task(s) marked failed, ${recovered.backups} unfinished backup(s) and ${recovered.tempFiles} partial file(s) removed`);
   }
-  const services: Services = { catalog, time, clock, store, backups };
+  const resetExports = await recoverExports({ catalog, store });
+  if (resetExports) log(`crs-backup: ${resetExports} interrupted export(s) reset to Status 2 and their partial files removed`);
+  const restores = new RestoreService({ catalog, store, clock, advertiseHost: cfg.advertiseHost ?? DEFAULTS.advertiseHost, log });
+  const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: cfg.auditDays ?? DEFAULTS.auditDays, log });
+  const services: Services = { catalog, time, clock, store, backups, restores, scheduler };
   const limiter = new RateLimiter(new MemoryBucketStore(), cfg.rateLimit, cfg.rateLimits);
   const pipeline = new Pipeline({ services, regions, limiter });
-  const server = createApiServer({ pipeline, log });
+  const exportJobs = exportsOf(services, log);
+  const server = createApiServer({ pipeline, log, routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services, { log }) }] });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(cfg.port, cfg.host, () => {
@@ -126,6 +144,8 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
     });
   });
   const port = (server.address() as { port: number }).port;
+  // After listening, so a window missed while the server was down is caught up at once if still open.
+  scheduler.start(cfg.schedulerIntervalMs ?? DEFAULTS.schedulerIntervalMs);
   let closing: Promise<void> | undefined;
   return {
     server,
@@ -136,7 +156,9 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        await backups.shutdown();
+        await scheduler.stop();
+        await exportJobs.shutdown();
+        await Promise.all([backups.shutdown(), restores.shutdown()]);
         await stopped;
         catalog.close();
       })();

@@ -3,6 +3,8 @@ import type { Catalog } from "./catalog/sqlite";
 import type { LocalTime } from "./protocol/time";
 import type { BackupService } from "./backup/service";
 import type { BlobStore } from "./backup/storage";
+import type { RestoreService } from "./backup/restores";
+import type { Scheduler } from "./backup/scheduler";
 
 export interface Clock {
   now(): number;
@@ -16,4 +18,6 @@ export interface Services {
   clock: Clock;
   store: BlobStore;
   backups: BackupService;
+  restores: RestoreService;
+  scheduler: Scheduler;
 }

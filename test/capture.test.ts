@@ -29,26 +29,8 @@ async function redis(extra: string[] = [], opts: { password?: string; username?:
   return r;
 }
 
-/** SIGKILLs a redis-server and any fork child it has (a BGSAVE child would otherwise outlive it). */
-function killWithChildren(r: RedisProcess): void {
-  const pid = r.proc.pid;
-  if (pid === undefined) return;
-  try {
-    for (const child of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(child), "SIGKILL");
-      } catch {
-        /* already gone */
-      }
-    }
-  } catch {
-    /* process gone */
-  }
-  r.kill();
-}
-
 after(async () => {
-  for (const r of servers) killWithChildren(r);
+  for (const r of servers) r.kill();
   for (const d of [...tempDirs, ...servers.map((s) => s.dir)]) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -273,7 +255,7 @@ describe("captureRdb against real Redis", { concurrency: 2 }, () => {
       onProgress: (bytes) => {
         if (!killed && bytes > 0) {
           killed = true;
-          killWithChildren(src);
+          src.kill(); // SIGKILL, fork child included
         }
       },
     }).then(
@@ -414,7 +396,7 @@ describe("captureRdb against real Redis", { concurrency: 2 }, () => {
       return true;
     });
     assert.deepEqual(filesUnder(root), []);
-    killWithChildren(src);
+    src.kill();
   });
 
   test("garbage instead of a snapshot: protocol error; corrupt payload: CRC error", async () => {

@@ -2,6 +2,7 @@
 // handshake (what `redis-cli --rdb` does), streaming the payload straight into a sink while the RDB inspector
 // checks it on the way. Nothing is buffered beyond a socket chunk: memory stays flat for any snapshot size.
 import { Writable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
 import { RdbFormatError, RdbInfo, RdbInspector } from "./rdb";
 
@@ -148,20 +149,14 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
   }
 }
 
-function endSink(sink: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onFinish = (): void => {
-      sink.off("error", onError);
-      resolve();
-    };
-    const onError = (err: Error): void => {
-      sink.off("finish", onFinish);
-      reject(new CaptureError("STORAGE", `writing the backup failed: ${describe(err)}`));
-    };
-    sink.once("finish", onFinish);
-    sink.once("error", onError);
-    sink.end();
-  });
+async function endSink(sink: Writable): Promise<void> {
+  sink.end();
+  try {
+    // Also rejects if the sink is destroyed before 'finish' (premature close), which plain events would miss.
+    await finished(sink, { readable: false });
+  } catch (err) {
+    throw new CaptureError("STORAGE", `writing the backup failed: ${describe(err)}`);
+  }
 }
 
 async function destroySink(sink: Writable, err: Error): Promise<void> {

@@ -51,9 +51,9 @@ export function blobKey(backupId: string, shard: number): string {
   return `backups/${backupId}/shard-${shard}.rdb.gz`;
 }
 
-/** Where the plain RDB files of an export live (removed with the backup). */
-export function exportPrefix(backupId: string): string {
-  return `exports/${backupId}`;
+/** Where the plain (downloadable) RDB file of an export of one shard lives; removed with the backup. */
+export function exportKey(backupId: string, shard: number): string {
+  return `exports/${backupId}/shard-${shard}.rdb`;
 }
 
 function describe(err: unknown): string {
@@ -158,8 +158,10 @@ export class BackupService {
       instanceId: backup.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup,
       status: "running", progress: 0, startTime: now, message: "", backupId: backup.backupId,
     });
-    for (const f of backup.files) await store.remove(f.key);
-    await store.remove(exportPrefix(backup.backupId)).catch(() => undefined);
+    for (const f of backup.files) {
+      await store.remove(f.key);
+      await store.remove(exportKey(backup.backupId, f.shard));
+    }
     catalog.transaction(() => {
       catalog.updateBackup(backup.backupId, { status, files: [], locked: 0, ...(status === -2 ? { deletedAt: now } : {}) });
       catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: this.o.clock.now() });
@@ -194,6 +196,8 @@ export class BackupService {
     catalog.transaction(() => {
       for (const t of tasks) catalog.updateTask(t.taskId, { status: "failed", endTime: now, message: "interrupted: the server stopped while the task was running" });
       for (const b of orphans) catalog.deleteBackupRecord(b.backupId);
+      // Locks are held by running jobs only; after a restart none is running.
+      for (const b of catalog.lockedBackups()) catalog.updateBackup(b.backupId, { locked: 0 });
     });
     const tempFiles = (await store.removeStale?.()) ?? 0;
     return { tasks: tasks.length, backups: orphans.length, tempFiles };

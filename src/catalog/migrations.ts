@@ -64,6 +64,7 @@ CREATE TABLE backups (
 -- (start_time DESC, backup_id ASC) without touching the table until the page is chosen.
 CREATE INDEX backups_listing ON backups(instance_id, start_time DESC, backup_id, status);
 CREATE INDEX backups_by_status ON backups(status, expire_time);
+CREATE INDEX backups_locked ON backups(locked) WHERE locked = 1;
 CREATE TABLE tasks (
   task_id INTEGER PRIMARY KEY,
   instance_id TEXT NOT NULL,

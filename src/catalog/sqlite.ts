@@ -3,6 +3,7 @@
 import Database from "better-sqlite3";
 import fs from "node:fs";
 import path from "node:path";
+import { ListingIndex } from "./listing-index";
 import { migrations } from "./migrations";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskQuery, TaskStatus } from "./types";
 
@@ -30,6 +31,52 @@ function toBackup(r: Row): Backup {
   if (r.expire_time !== null) b.expireTime = r.expire_time as number;
   if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
   return b;
+}
+
+const BACKUP_COLUMN_NAMES = BACKUP_COLUMNS.split(", ");
+const COL = Object.fromEntries(BACKUP_COLUMN_NAMES.map((c, i) => [c, i])) as Record<string, number>;
+
+/** toBackup over a raw row (columns in BACKUP_COLUMNS order from `at`), without better-sqlite3's row objects. */
+function rawToBackup(r: unknown[], at: number): Backup {
+  const o: Row = {};
+  for (let i = 0; i < BACKUP_COLUMN_NAMES.length; i++) o[BACKUP_COLUMN_NAMES[i]!] = r[at + i];
+  return toBackup(o);
+}
+
+interface ListingStats {
+  version: number | null;
+  counts: Map<number, number>;
+  total: number;
+}
+
+/** The Catalog's in-memory read caches and the change markers that keep them honest (see cachesUsable). */
+class ReadCaches {
+  seenChanges = -1;
+  seenDataVersion = -1;
+  dataVersionChecked = false;
+  readonly resetTick = () => {
+    this.dataVersionChecked = false;
+  };
+  readonly credentials = new Map<string, Credential | null>();
+  readonly instances = new Map<string, Instance | null>();
+  readonly stats = new Map<string, ListingStats>();
+  /** Least recently used first. */
+  readonly indexes = new Map<string, ListingIndex>();
+  /** Instances whose index failed twice at a version (odd rows, or rows moved under it): SQL until it changes. */
+  readonly failures = new Map<string, { version: number | null; n: number }>();
+  readonly byRowid: Database.Statement[] = [];
+}
+
+function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number): void {
+  if (m.size >= max) m.clear();
+  m.set(k, v);
+}
+
+function copyPolicy(p: Policy): Policy {
+  const c: Policy = { ...p };
+  if (p.Actions) c.Actions = [...p.Actions];
+  if (p.Instances) c.Instances = [...p.Instances];
+  return c;
 }
 
 function toInstance(r: Row): Instance {
@@ -71,7 +118,13 @@ function toTask(r: Row): Task {
 
 export class Catalog {
   readonly db: Database.Database;
-  private readonly listCache = new Map<string, { rows: Database.Statement; count: Database.Statement }>();
+  private readonly listCache = new Map<string, { page: Database.Statement; count: Database.Statement }>();
+  /**
+   * DescribeInstanceBackups hot path: instances with at least `indexThreshold` backups get an in-memory listing
+   * index (listing-index.ts); all indexes together stay under `indexBudgetBytes` (least recently used go first).
+   */
+  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
+  private readonly caches = new ReadCaches();
   private readonly stmt: Record<string, Database.Statement>;
 
   /** Opens (creating owner-only if needed) the catalogue file and applies pending migrations. */
@@ -85,6 +138,8 @@ export class Catalog {
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
+    // REPLACE conflict resolution then fires the delete trigger too, keeping backup_counts exact (migration 2).
+    this.db.pragma("recursive_triggers = ON");
     if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) restrict(file + suffix);
     this.migrate();
     const p = (sql: string) => this.db.prepare(sql);
@@ -109,6 +164,10 @@ export class Catalog {
       task: p("SELECT * FROM tasks WHERE task_id = ?"),
       setting: p("SELECT value FROM settings WHERE name = ?").pluck(),
       putSetting: p("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
+      totalChanges: p("SELECT total_changes()").pluck(),
+      dataVersion: p("PRAGMA data_version").pluck(),
+      listingStats: p("SELECT v.version, c.status, c.n FROM backup_versions v LEFT JOIN backup_counts c ON c.instance_id = v.instance_id WHERE v.instance_id = ?").raw(),
+      listingKeys: p("SELECT rowid, start_time, status, backup_id FROM backups WHERE instance_id = ? ORDER BY start_time DESC, backup_id ASC").raw(),
     };
   }
 
@@ -135,6 +194,16 @@ export class Catalog {
   // --- accounts and credentials ---
 
   credential(secretId: string): Credential | undefined {
+    const usable = this.cachesUsable();
+    let c = usable ? this.caches.credentials.get(secretId) : undefined;
+    if (c === undefined) {
+      c = this.readCredential(secretId) ?? null;
+      if (usable) boundedSet(this.caches.credentials, secretId, c, 10_000);
+    }
+    return c ? { ...c, ...(c.policy ? { policy: copyPolicy(c.policy) } : {}) } : undefined;
+  }
+
+  private readCredential(secretId: string): Credential | undefined {
     const r = this.stmt.credential!.get(secretId) as Row | undefined;
     if (!r) return undefined;
     const c: Credential = { secretId: r.secret_id as string, secretKey: r.secret_key as string, accountId: r.account_id as string };
@@ -160,6 +229,16 @@ export class Catalog {
   // --- instances ---
 
   instance(instanceId: string): Instance | undefined {
+    const usable = this.cachesUsable();
+    let i = usable ? this.caches.instances.get(instanceId) : undefined;
+    if (i === undefined) {
+      i = this.readInstance(instanceId) ?? null;
+      if (usable) boundedSet(this.caches.instances, instanceId, i, 100_000);
+    }
+    return i ? { ...i, autoBackupWeekDays: [...i.autoBackupWeekDays] } : undefined;
+  }
+
+  private readInstance(instanceId: string): Instance | undefined {
     const r = this.stmt.instance!.get(instanceId) as Row | undefined;
     return r ? toInstance(r) : undefined;
   }
@@ -253,9 +332,43 @@ export class Catalog {
     this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(backupId);
   }
 
-  /** One page of an instance's backups, newest first (ties by BackupId ascending), and the total count. */
+  /**
+   * One page of an instance's backups, newest first (ties by BackupId ascending), and the total count.
+   * Fast paths (outside transactions only): TotalCount without a time window comes from backup_counts; an
+   * instance with at least listingOptions.indexThreshold backups is answered from an in-memory ListingIndex
+   * (any offset, window or status set in O(log n + page)), validated against backup_versions and re-checked row
+   * by row; smaller instances read the page straight off the covering index. Everything else is plain SQL.
+   */
   listBackups(q: BackupQuery): { total: number; rows: Backup[] } {
-    const statuses = q.statuses && q.statuses.length ? [...new Set(q.statuses)].sort() : undefined;
+    const statuses = q.statuses && q.statuses.length ? [...new Set(q.statuses)].sort((a, b) => a - b) : undefined;
+    if (this.cachesUsable()) {
+      const stats = this.listingStats(q.instanceId);
+      if (stats.total >= this.listingOptions.indexThreshold) {
+        const index = this.listingIndex(q.instanceId, stats);
+        if (index) {
+          const { total, positions } = index.pick(q.offset, q.limit, q.begin, q.end, statuses);
+          const rows = this.rowsAt(index, positions);
+          if (rows) return { total, rows };
+          // A row changed under the index (a commit raced this request, or VACUUM renumbered rowids): forget it
+          // and answer from SQL.
+          this.dropListingIndex(q.instanceId);
+          this.indexFailed(q.instanceId, index.version);
+        }
+      } else if (q.begin === undefined && q.end === undefined) {
+        let total = stats.total;
+        if (statuses) {
+          total = 0;
+          for (const st of statuses) total += stats.counts.get(st) ?? 0;
+        }
+        return { total, rows: total > q.offset ? this.pageSql(q, statuses) : [] };
+      }
+    }
+    const total = q.begin === undefined && q.end === undefined ? this.countSql(q.instanceId, statuses) : this.windowCountSql(q, statuses);
+    return { total, rows: total > q.offset ? this.pageSql(q, statuses) : [] };
+  }
+
+  /** Statements for one filter shape: the page, read in index order, and the windowed count. */
+  private listStatements(q: BackupQuery, statuses: number[] | undefined): { page: Database.Statement; count: Database.Statement } {
     const shape = `${q.begin !== undefined ? "b" : ""}${q.end !== undefined ? "e" : ""}${statuses ? statuses.length : 0}`;
     let s = this.listCache.get(shape);
     if (!s) {
@@ -264,29 +377,185 @@ export class Catalog {
       if (q.end !== undefined) where.push("start_time <= ?");
       if (statuses) where.push(`status IN (${statuses.map(() => "?").join(", ")})`);
       const w = where.join(" AND ");
-      // The page is chosen on the covering index first; only its rows are read from the table.
+      // Walks backups_listing in order (no temporary B-tree); a skipped row is never read from the table.
       s = {
-        rows: this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE rowid IN (SELECT rowid FROM backups WHERE ${w} ORDER BY start_time DESC, backup_id ASC LIMIT ? OFFSET ?) ORDER BY start_time DESC, backup_id ASC`),
+        page: this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE ${w} ORDER BY start_time DESC, backup_id ASC LIMIT ? OFFSET ?`).raw(),
         count: this.db.prepare(`SELECT count(*) FROM backups WHERE ${w}`).pluck(),
       };
       this.listCache.set(shape, s);
     }
+    return s;
+  }
+
+  private listArgs(q: BackupQuery, statuses: number[] | undefined): unknown[] {
     const args: unknown[] = [q.instanceId];
     if (q.begin !== undefined) args.push(q.begin);
     if (q.end !== undefined) args.push(q.end);
     if (statuses) args.push(...statuses);
-    const total = s.count.get(...args) as number;
-    const rows = total > q.offset ? (s.rows.all(...args, q.limit, q.offset) as Row[]).map(toBackup) : [];
-    return { total, rows };
+    return args;
+  }
+
+  private pageSql(q: BackupQuery, statuses: number[] | undefined): Backup[] {
+    const rows = this.listStatements(q, statuses).page.all(...this.listArgs(q, statuses), q.limit, q.offset) as unknown[][];
+    return rows.map((r) => rawToBackup(r, 0));
+  }
+
+  private windowCountSql(q: BackupQuery, statuses: number[] | undefined): number {
+    return this.listStatements(q, statuses).count.get(...this.listArgs(q, statuses)) as number;
+  }
+
+  private countSql(instanceId: string, statuses: number[] | undefined): number {
+    const key = `counts${statuses ? statuses.length : 0}`;
+    let s = this.listCache.get(key);
+    if (!s) {
+      const w = statuses ? ` AND status IN (${statuses.map(() => "?").join(", ")})` : "";
+      const count = this.db.prepare(`SELECT coalesce(sum(n), 0) FROM backup_counts WHERE instance_id = ?${w}`).pluck();
+      s = { page: count, count };
+      this.listCache.set(key, s);
+    }
+    return s.count.get(instanceId, ...(statuses ?? [])) as number;
+  }
+
+  /**
+   * True when the in-memory read caches may be used, after dropping whatever may be stale: this connection's
+   * writes show in total_changes(), other connections' and processes' commits in PRAGMA data_version. The
+   * latter is read once per synchronous run of JavaScript (reset by a microtask), so every request sees every
+   * commit made before it started. Inside a transaction the caches are bypassed (a rollback would not show).
+   */
+  private cachesUsable(): boolean {
+    if (this.db.inTransaction) return false;
+    const c = this.caches;
+    const changes = this.stmt.totalChanges!.get() as number;
+    let changed = changes !== c.seenChanges;
+    if (!c.dataVersionChecked) {
+      const dv = this.stmt.dataVersion!.get() as number;
+      if (dv !== c.seenDataVersion) {
+        c.seenDataVersion = dv;
+        changed = true;
+      }
+      c.dataVersionChecked = true;
+      queueMicrotask(c.resetTick);
+    }
+    if (changed) {
+      c.seenChanges = changes;
+      this.invalidateCaches();
+    }
+    return true;
+  }
+
+  /** Drops cached credentials and instances and makes listing indexes re-validate before their next use. */
+  invalidateCaches(): void {
+    const c = this.caches;
+    c.credentials.clear();
+    c.instances.clear();
+    c.stats.clear();
+  }
+
+  /** Counts per status and the listing version of an instance, cached until the database changes. */
+  private listingStats(instanceId: string): ListingStats {
+    const c = this.caches;
+    let s = c.stats.get(instanceId);
+    if (s) return s;
+    const rows = this.stmt.listingStats!.all(instanceId) as unknown[][];
+    s = { version: rows.length ? (rows[0]![0] as number) : null, counts: new Map(), total: 0 };
+    for (const r of rows) {
+      if (r[1] === null) continue;
+      s.counts.set(r[1] as number, r[2] as number);
+      s.total += r[2] as number;
+    }
+    boundedSet(c.stats, instanceId, s, 100_000);
+    return s;
+  }
+
+  /** The instance's listing index at the current version, built (from the covering index) if needed. */
+  private listingIndex(instanceId: string, stats: ListingStats): ListingIndex | undefined {
+    const c = this.caches;
+    const have = c.indexes.get(instanceId);
+    if (have && have.version === stats.version && stats.version !== null) {
+      c.indexes.delete(instanceId); // most recently used last
+      c.indexes.set(instanceId, have);
+      return have;
+    }
+    if (have) this.dropListingIndex(instanceId);
+    const budget = this.listingOptions.indexBudgetBytes;
+    if (stats.total * 81 > budget) return undefined;
+    const failed = c.failures.get(instanceId);
+    if (failed && failed.version === stats.version && failed.n >= 2) return undefined;
+    // Version and keys from one read snapshot, so the index is labelled with the version it reflects.
+    const built = this.db.transaction(() => {
+      const version = (this.stmt.listingStats!.all(instanceId) as unknown[][])[0]?.[0] as number | undefined;
+      if (version === undefined || version !== stats.version) return undefined;
+      return ListingIndex.build(instanceId, version, this.stmt.listingKeys!.all(instanceId) as unknown[][]);
+    })();
+    if (!built) {
+      this.indexFailed(instanceId, stats.version);
+      return undefined;
+    }
+    // Status-set arrays grow after an index is built, so the sum is taken afresh (there are few indexes).
+    let used = 0;
+    for (const index of c.indexes.values()) used += index.bytes();
+    for (const [id, index] of c.indexes) {
+      if (used + built.bytes() <= budget) break;
+      used -= index.bytes();
+      c.indexes.delete(id);
+    }
+    c.indexes.set(instanceId, built);
+    return built;
+  }
+
+  private indexFailed(instanceId: string, version: number | null): void {
+    const f = this.caches.failures.get(instanceId);
+    if (f && f.version === version) f.n++;
+    else boundedSet(this.caches.failures, instanceId, { version, n: 1 }, 10_000);
+  }
+
+  private dropListingIndex(instanceId: string): void {
+    this.caches.indexes.delete(instanceId);
+  }
+
+  /** The rows at the given index positions, read by rowid; undefined if any no longer matches the index. */
+  private rowsAt(index: ListingIndex, positions: number[]): Backup[] | undefined {
+    const out: Backup[] = [];
+    const { rowids, starts, statuses, ids } = index.keys;
+    for (let from = 0; from < positions.length; from += 100) {
+      const chunk = positions.slice(from, from + 100);
+      const k = chunk.length;
+      let stmt = this.caches.byRowid[k];
+      if (!stmt) {
+        stmt = this.db.prepare(`SELECT rowid, ${BACKUP_COLUMNS} FROM backups WHERE rowid IN (${"?, ".repeat(k - 1)}?)`).raw();
+        this.caches.byRowid[k] = stmt;
+      }
+      const raw = stmt.all(...chunk.map((p) => rowids[p]!)) as unknown[][];
+      if (raw.length !== k) return undefined;
+      const byRowid = new Map<unknown, unknown[]>();
+      for (const r of raw) byRowid.set(r[0], r);
+      for (const p of chunk) {
+        const r = byRowid.get(rowids[p]!);
+        if (!r || r[1 + COL.backup_id] !== ids[p] || r[1 + COL.instance_id] !== index.instanceId || r[1 + COL.start_time] !== starts[p] || r[1 + COL.status] !== statuses[p]) {
+          return undefined;
+        }
+        out.push(rawToBackup(r, 1));
+      }
+    }
+    return out;
   }
 
   /** Backups in a status whose expiry has passed (for retention). */
   expiredBackups(now: number, limit = 500): Backup[] {
-    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND expire_time IS NOT NULL AND expire_time <= ? LIMIT ?`).all(now, limit) as Row[]).map(toBackup);
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND locked = 0 AND expire_time IS NOT NULL AND expire_time <= ? LIMIT ?`).all(now, limit) as Row[]).map(toBackup);
+  }
+
+  /** Ends the audit trail: drops records of backups deleted (or expired) before `before`. */
+  purgeRetired(before: number): number {
+    return this.db.prepare("DELETE FROM backups WHERE (status = -2 AND deleted_at < ?) OR (status = -1 AND expire_time < ?)").run(before, before).changes;
   }
 
   backupsInStatus(status: BackupStatus): Backup[] {
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = ?`).all(status) as Row[]).map(toBackup);
+  }
+
+  lockedBackups(): Backup[] {
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE locked = 1`).all() as Row[]).map(toBackup);
   }
 
   backupsOfInstance(instanceId: string): Backup[] {
@@ -335,6 +604,13 @@ export class Catalog {
   }
 
   // --- jobs ---
+
+  /** Locks a kept or exported backup for one holder; false when it is locked or not in such a status. */
+  lockBackup(backupId: string): boolean {
+    const changed = this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1;
+    if (changed) this.updateBackup(backupId, { locked: 1 });
+    return changed;
+  }
 
   /**
    * Records a backup in progress and its task in one IMMEDIATE transaction, unless the instance already has a

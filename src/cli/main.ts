@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULTS, filesDir, openCatalog, ServeConfig, startServer } from "../app";
 import { maskRedisUrl, registerInstance } from "../backup/instances";
+import { RestoreService } from "../backup/restores";
 import { BackupService } from "../backup/service";
 import { LocalBlobStore } from "../backup/storage";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
@@ -15,12 +16,15 @@ const USAGE = `crs-backup — a Tencent Cloud Redis (CRS 2018-04-12) compatible 
 Usage:
   crs-backup serve [--host 127.0.0.1] [--port 9000] [--data ./data] [--seed FILE] [--tz Asia/Shanghai]
                    [--rate-limit N | --rate-limit Action=N ...] [--regions r1,r2,...] [--domain tencentcloudapi.com]
+                   [--advertise-host 127.0.0.1] [--audit-days 90]
   crs-backup seed FILE [--data ./data] [--tz Asia/Shanghai] [--regions ...]
   crs-backup instance add --redis redis://[user:password@]host:port [--id crs-xxxxxxxx] [--name NAME]
                           [--region ap-guangzhou] [--account 1300000000] [--no-check] [--data ./data]
   crs-backup instance list [--data ./data]
   crs-backup instance remove ID [--data ./data]
   crs-backup backup ID [--remark TEXT] [--storage-days N] [--data ./data]
+  crs-backup backup delete BACKUP_ID [--data ./data]
+  crs-backup restore BACKUP_ID --instance ID [--advertise-host 127.0.0.1] [--data ./data]
 
 Environment: CRS_SECRET_ID / CRS_SECRET_KEY set the default account's key; CRS_REDIS_PASSWORD supplies the
 password for "instance add" instead of the URL (keeps it out of the process list).`;
@@ -65,7 +69,10 @@ function timeOf(tz: string | undefined): LocalTime {
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...commonOptions, host: { type: "string" }, port: { type: "string" }, seed: { type: "string" }, "rate-limit": { type: "string", multiple: true } },
+    options: {
+      ...commonOptions, host: { type: "string" }, port: { type: "string" }, seed: { type: "string" }, "rate-limit": { type: "string", multiple: true },
+      "advertise-host": { type: "string" }, "audit-days": { type: "string" },
+    },
   });
   if (values.help) return void console.log(USAGE);
   const port = values.port === undefined ? DEFAULTS.port : Number(values.port);
@@ -80,7 +87,10 @@ async function serve(argv: string[]): Promise<void> {
     ...parseRateLimits(values["rate-limit"]),
     regions: regionsOf(values.regions),
     domain: values.domain ?? DEFAULTS.domain,
+    advertiseHost: values["advertise-host"] ?? DEFAULTS.advertiseHost,
+    auditDays: values["audit-days"] === undefined ? DEFAULTS.auditDays : Number(values["audit-days"]),
   };
+  if (!Number.isInteger(cfg.auditDays) || cfg.auditDays! < 0) throw new UsageError(`--audit-days must be a whole number of days, got ${values["audit-days"]}`);
   const running = await startServer(cfg);
   console.log(`crs-backup listening on ${running.url} (data ${cfg.dataDir}, time zone ${cfg.tz}, rate limit ${cfg.rateLimit || "off"}/s)`);
   const stop = (signal: string) => {
@@ -170,7 +180,71 @@ function formatBytes(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
+function progressLine(started: number): (done: number, total: number | undefined, label: string, final?: boolean) => void {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (done, total, label, final = false) => {
+    const now = Date.now();
+    if (!final && now - last < 200) return;
+    last = now;
+    const secs = (now - started) / 1000;
+    const width = 24;
+    let bar: string;
+    if (total) bar = "=".repeat(Math.round((Math.min(done, total) / total) * width)).padEnd(width, " ");
+    else if (final) bar = "=".repeat(width);
+    else {
+      const pos = Math.floor(secs * 4) % width;
+      bar = (" ".repeat(pos) + "<=>").slice(0, width).padEnd(width, " ");
+    }
+    const line = `[${bar}] ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}  ${formatBytes(done / Math.max(secs, 0.001))}/s  ${secs.toFixed(1)}s  ${label}`;
+    process.stderr.write(tty ? `\r${line}\x1b[K${final ? "\n" : ""}` : `${line}\n`);
+  };
+}
+
+async function backupDelete(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: commonOptions });
+  if (positionals.length !== 1) throw new UsageError("backup delete takes one backup id");
+  const dataDir = values.data ?? DEFAULTS.dataDir;
+  const catalog = openCatalog(dataDir);
+  try {
+    const b = catalog.backup(positionals[0]!);
+    if (!b) throw new Error(`no backup ${positionals[0]}`);
+    if (b.status === -2) throw new Error(`backup ${b.backupId} is already deleted`);
+    const owner = catalog.instance(b.instanceId);
+    const service = new BackupService({ catalog, store: new LocalBlobStore(filesDir(dataDir)), clock: systemClock });
+    await service.retire(b, -2, owner?.accountId ?? DEFAULT_ACCOUNT);
+    console.log(`deleted ${b.backupId} (its files are removed; the record stays as Status -2)`);
+    return 0;
+  } finally {
+    catalog.close();
+  }
+}
+
+async function restore(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...commonOptions, instance: { type: "string" }, "advertise-host": { type: "string" } } });
+  if (positionals.length !== 1 || !values.instance) throw new UsageError("restore takes one backup id and --instance ID");
+  const dataDir = values.data ?? DEFAULTS.dataDir;
+  const catalog = openCatalog(dataDir);
+  try {
+    const b = catalog.backup(positionals[0]!);
+    if (!b) throw new Error(`no backup ${positionals[0]}`);
+    const target = catalog.instance(values.instance);
+    if (!target || target.deletedAt !== undefined) throw new Error(`no instance ${values.instance}`);
+    const service = new RestoreService({ catalog, store: new LocalBlobStore(filesDir(dataDir)), clock: systemClock, advertiseHost: values["advertise-host"] ?? DEFAULTS.advertiseHost });
+    const draw = progressLine(Date.now());
+    const job = service.start(b, target, (sent, total) => draw(sent, total, `into ${target.instanceId}`));
+    const outcome = await job.done;
+    if (!outcome.ok) throw new Error(`restore failed: ${outcome.message}`);
+    draw(b.backupSize, b.backupSize, `into ${target.instanceId}`, true);
+    console.log(`restored ${b.backupId} into ${target.instanceId}: ${outcome.keys} keys`);
+    return 0;
+  } finally {
+    catalog.close();
+  }
+}
+
 async function backup(argv: string[]): Promise<number> {
+  if (argv[0] === "delete") return backupDelete(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: { ...commonOptions, remark: { type: "string" }, "storage-days": { type: "string" } },
@@ -185,29 +259,15 @@ async function backup(argv: string[]): Promise<number> {
     const inst = catalog.instance(positionals[0]!);
     if (!inst || inst.deletedAt !== undefined) throw new Error(`no instance ${positionals[0]}`);
     const service = new BackupService({ catalog, store: new LocalBlobStore(filesDir(dataDir)), clock: systemClock });
-    const started = Date.now();
-    const tty = process.stderr.isTTY;
-    let last = 0;
-    const draw = (bytes: number, shard: number, shards: number, final = false) => {
-      const now = Date.now();
-      if (!final && now - last < 200) return;
-      last = now;
-      const secs = (now - started) / 1000;
-      const width = 24;
-      const pos = final ? width : Math.floor(secs * 4) % width;
-      const bar = final ? "=".repeat(width) : " ".repeat(pos) + "<=>".slice(0, width - pos) + " ".repeat(Math.max(0, width - pos - 3));
-      const line = `[${bar}] ${formatBytes(bytes)}  ${formatBytes(bytes / Math.max(secs, 0.001))}/s  ${secs.toFixed(1)}s  shard ${shard + 1}/${shards}`;
-      process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
-    };
-    let progress = { bytes: 0, shard: 0, shards: 1 };
-    const job = service.start(inst, { remark: values.remark, storageDays: days, onProgress: (p) => { progress = p; draw(p.bytes, p.shard, p.shards); } });
+    const draw = progressLine(Date.now());
+    let shards = 1;
+    const job = service.start(inst, { remark: values.remark, storageDays: days, onProgress: (p) => { shards = p.shards; draw(p.bytes, undefined, `shard ${p.shard + 1}/${p.shards}`); } });
     const outcome = await job.done;
     if (!outcome.ok) {
-      if (tty) process.stderr.write("\n");
+      if (process.stderr.isTTY) process.stderr.write("\n");
       throw new Error(`backup failed: ${outcome.message}`);
     }
-    draw(outcome.backup.backupSize, progress.shards - 1, progress.shards, true);
-    if (tty) process.stderr.write("\n");
+    draw(outcome.backup.backupSize, undefined, `shard ${shards}/${shards}`, true);
     console.log(outcome.backup.backupId);
     return 0;
   } finally {
@@ -230,6 +290,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case "backup":
         return await backup(rest);
+      case "restore":
+        return await restore(rest);
       case undefined:
       case "help":
       case "--help":

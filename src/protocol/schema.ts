@@ -22,10 +22,15 @@ export interface BooleanSpec extends Base {
 }
 export interface ArraySpec extends Base {
   type: "array";
-  items: StringSpec | IntegerSpec;
+  items: StringSpec | IntegerSpec | ObjectSpec;
   maxItems?: number;
 }
-export type FieldSpec = StringSpec | IntegerSpec | BooleanSpec | ArraySpec;
+/** A structure (e.g. DescribeBackupUrl's `LimitVpc.N`): its own fields, checked like top-level parameters. */
+export interface ObjectSpec extends Base {
+  type: "object";
+  fields: Record<string, StringSpec | IntegerSpec | BooleanSpec | ArraySpec>;
+}
+export type FieldSpec = StringSpec | IntegerSpec | BooleanSpec | ArraySpec | ObjectSpec;
 export type Schema = Record<string, FieldSpec>;
 
 type ValueOf<F extends FieldSpec> = F extends StringSpec
@@ -36,7 +41,9 @@ type ValueOf<F extends FieldSpec> = F extends StringSpec
       ? boolean
       : F extends ArraySpec
         ? Array<ValueOf<F["items"]>>
-        : never;
+        : F extends ObjectSpec
+          ? { [K in keyof F["fields"]]?: ValueOf<F["fields"][K]> }
+          : never;
 
 export type Params<S extends Schema> = { [K in keyof S]?: ValueOf<S[K]> };
 
@@ -75,7 +82,7 @@ function checkString(name: string, v: ParamValue, spec: StringSpec): string {
   return v;
 }
 
-function checkField(name: string, v: ParamValue, spec: FieldSpec): unknown {
+function checkField(name: string, v: ParamValue, spec: FieldSpec, action: string): unknown {
   switch (spec.type) {
     case "string":
       return checkString(name, v, spec);
@@ -89,24 +96,34 @@ function checkField(name: string, v: ParamValue, spec: FieldSpec): unknown {
       if (!Array.isArray(v)) throw invalidParameter(`\`${name}\` must be an array (\`${name}.0\`, \`${name}.1\`, ... in a query or form), got ${kindOf(v)}`);
       const max = spec.maxItems ?? 1000;
       if (v.length > max) throw invalidParameter(`\`${name}\` has more than ${max} items`);
-      return v.map((item, i) => checkField(`${name}.${i}`, item, spec.items));
+      return v.map((item, i) => checkField(`${name}.${i}`, item, spec.items, action));
+    }
+    case "object": {
+      if (v === null || typeof v !== "object" || Array.isArray(v) || v instanceof JsonNumber) {
+        throw invalidParameter(`\`${name}\` must be an object (\`${name}.Field\` in a query or form), got ${kindOf(v)}`);
+      }
+      return checkFields(v, spec.fields, action, `${name}.`);
     }
   }
 }
 
-/** Validates business parameters against a schema; `action` names the action in UnknownParameter. */
-export function validate<S extends Schema>(action: string, schema: S, input: ParamObject): Params<S> {
+function checkFields(input: ParamObject, fields: Record<string, FieldSpec>, action: string, prefix = ""): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const name of Object.keys(input)) {
-    if (!Object.prototype.hasOwnProperty.call(schema, name)) throw new ApiError("UnknownParameter", { name, action });
+    if (!Object.prototype.hasOwnProperty.call(fields, name)) throw new ApiError("UnknownParameter", { name: prefix + name, action });
   }
-  for (const [name, spec] of Object.entries(schema)) {
+  for (const [name, spec] of Object.entries(fields)) {
     const v = input[name];
     if (v === undefined || v === null || (spec.required && v === "")) {
-      if (spec.required) throw new ApiError("MissingParameter", { name });
+      if (spec.required) throw new ApiError("MissingParameter", { name: prefix + name });
       continue;
     }
-    out[name] = checkField(name, v, spec);
+    out[name] = checkField(prefix + name, v, spec, action);
   }
-  return out as Params<S>;
+  return out;
+}
+
+/** Validates business parameters against a schema; `action` names the action in UnknownParameter. */
+export function validate<S extends Schema>(action: string, schema: S, input: ParamObject): Params<S> {
+  return checkFields(input, schema, action) as Params<S>;
 }

@@ -68,13 +68,29 @@ export async function startRedis(extra: string[] = [], opts: { password?: string
     endpoint,
     proc,
     connect: () => RespConnection.connect(endpoint),
-    kill: () => { if (!exited) proc.kill("SIGKILL"); },
+    kill: () => {
+      if (exited) return;
+      // A BGSAVE/replication fork child would outlive its parent (still saving); kill it too.
+      for (const child of childPids(proc.pid)) {
+        try { process.kill(child, "SIGKILL"); } catch { /* already gone */ }
+      }
+      proc.kill("SIGKILL");
+    },
     stop: () => new Promise<void>((resolve) => {
       if (exited) return resolve();
       proc.once("exit", () => resolve());
       proc.kill("SIGTERM");
     }),
   };
+}
+
+function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return []; // not Linux, or the process is gone
+  }
 }
 
 function safeRead(p: string): string {

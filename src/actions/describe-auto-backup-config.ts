@@ -1,0 +1,12 @@
+// DescribeAutoBackupConfig: the instance's automatic backup schedule and retention.
+import { defineAction, ownInstance } from "./action";
+
+export default defineAction({
+  name: "DescribeAutoBackupConfig",
+  instanceParam: "InstanceId",
+  schema: { InstanceId: { type: "string", required: true } },
+  handle(p, ctx) {
+    const i = ownInstance(ctx, p.InstanceId!);
+    return { AutoBackupType: 1, WeekDays: i.autoBackupWeekDays, TimePeriod: i.autoBackupPeriod, BackupStorageDays: i.backupStorageDays, BinlogStorageDays: 0 };
+  },
+});

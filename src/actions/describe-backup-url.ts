@@ -1,0 +1,63 @@
+// DescribeBackupUrl: download links for a backup, one per shard. A kept backup (Status 2) is exported first
+// (Status 3 and Locked while it runs, then Status 4); an exported one is answered at once with fresh links.
+// The links are served by this server (src/gateway/downloads.ts) and work for 6 hours.
+import { describeStatus, ExportFailedError, exportsOf, ExportUnavailableError } from "../backup/exports";
+import { accountRestriction, checkRestriction, downloadFileName, issueLink } from "../gateway/downloads";
+import { ApiError } from "../protocol/errors";
+import type { Schema } from "../protocol/schema";
+import { defineAction, ownInstance } from "./action";
+
+/** The restriction fields DescribeBackupUrl and ModifyBackupDownloadRestriction share. */
+export const RESTRICTION_SCHEMA = {
+  LimitType: { type: "string", maxLength: 64 },
+  VpcComparisonSymbol: { type: "string", maxLength: 64 },
+  IpComparisonSymbol: { type: "string", maxLength: 64 },
+  LimitVpc: {
+    type: "array",
+    maxItems: 1000,
+    items: { type: "object", fields: { Region: { type: "string", required: true, maxLength: 64 }, VpcList: { type: "array", items: { type: "string", maxLength: 128 }, maxItems: 1000 } } },
+  },
+  LimitIp: { type: "array", items: { type: "string", maxLength: 128 }, maxItems: 1000 },
+} as const satisfies Schema;
+
+export default defineAction({
+  name: "DescribeBackupUrl",
+  instanceParam: "InstanceId",
+  schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true }, ...RESTRICTION_SCHEMA },
+  async handle(p, ctx) {
+    const instance = ownInstance(ctx, p.InstanceId!);
+    // The per-call restriction when LimitType is given, else the account's for this region.
+    const restriction = p.LimitType !== undefined ? checkRestriction(p) : accountRestriction(ctx.catalog, ctx.accountId, ctx.region);
+    const found = ctx.catalog.backup(p.BackupId!);
+    if (!found || found.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
+    if (found.status !== 2 && found.status !== 3 && found.status !== 4) {
+      throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: `backup ${found.backupId} cannot be downloaded (${describeStatus(found.status)})` });
+    }
+    let backup;
+    try {
+      backup = await exportsOf(ctx.services).ensureExported(found.backupId);
+    } catch (err) {
+      if (err instanceof ExportUnavailableError) {
+        if (err.reason === "missing") throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: found.backupId });
+        if (err.reason === "locked") throw new ApiError("ResourceUnavailable.BackupLockedError", { backupId: found.backupId });
+        throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: err.message });
+      }
+      if (err instanceof ExportFailedError) {
+        throw new ApiError("FailedOperation.SystemError", { reason: `the backup could not be converted to RDB files; it is left at Status 2 (RequestId ${ctx.requestId})` });
+      }
+      throw err;
+    }
+    const infos = [...backup.files]
+      .sort((a, b) => a.shard - b.shard)
+      .map((f) => {
+        const url = issueLink(ctx.services, { origin: ctx.origin, backup, shard: f.shard, accountId: ctx.accountId, restriction });
+        return { FileName: downloadFileName(backup, f.shard), FileSize: f.bytes, DownloadUrl: url, InnerDownloadUrl: url };
+      });
+    return {
+      DownloadUrl: infos.map((i) => i.DownloadUrl),
+      InnerDownloadUrl: infos.map((i) => i.InnerDownloadUrl),
+      Filenames: infos.map((i) => i.FileName),
+      BackupInfos: infos,
+    };
+  },
+});

@@ -1,0 +1,34 @@
+// ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
+import { parsePeriod, WEEKDAYS } from "../backup/scheduler";
+import { ApiError } from "../protocol/errors";
+import { defineAction, ownInstance } from "./action";
+
+const ORDER = [...WEEKDAYS.slice(1), WEEKDAYS[0]!];
+
+export default defineAction({
+  name: "ModifyAutoBackupConfig",
+  instanceParam: "InstanceId",
+  schema: {
+    InstanceId: { type: "string", required: true },
+    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true },
+    TimePeriod: { type: "string", required: true, maxLength: 32 },
+    AutoBackupType: { type: "integer", min: 1, max: 1 },
+    BackupStorageDays: { type: "integer", min: 1, max: 1825 },
+  },
+  handle(p, ctx) {
+    const i = ownInstance(ctx, p.InstanceId!);
+    if (p.WeekDays!.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });
+    const days = new Set<string>();
+    for (const d of p.WeekDays!) {
+      const day = ORDER.find((w) => w.toLowerCase() === d.toLowerCase());
+      if (!day) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: `${JSON.stringify(d)} is not one of ${ORDER.join(", ")}` });
+      days.add(day);
+    }
+    if (!parsePeriod(p.TimePeriod!)) {
+      throw new ApiError("InvalidParameter.Period", { reason: `must be whole hours HH:00-HH:00 with different hours (e.g. 01:00-02:00), got ${JSON.stringify(p.TimePeriod)}` });
+    }
+    const weekDays = ORDER.filter((d) => days.has(d));
+    ctx.catalog.updateInstance(i.instanceId, { autoBackupWeekDays: weekDays, autoBackupPeriod: p.TimePeriod!, ...(p.BackupStorageDays ? { backupStorageDays: p.BackupStorageDays } : {}) });
+    return { AutoBackupType: 1, WeekDays: weekDays, TimePeriod: p.TimePeriod };
+  },
+});

@@ -1,0 +1,50 @@
+// RestoreInstance: load one of the account's backups into a registered instance (the same one or another).
+import crypto from "node:crypto";
+import { parseRedisUrl } from "../backup/resp";
+import { BackupUnavailableError } from "../backup/restores";
+import { InstanceBusyError } from "../backup/service";
+import { ApiError } from "../protocol/errors";
+import { defineAction, ownInstance } from "./action";
+
+function samePassword(given: string, expected: string): boolean {
+  const a = crypto.createHash("sha256").update(given).digest();
+  const b = crypto.createHash("sha256").update(expected).digest();
+  return crypto.timingSafeEqual(a, b);
+}
+
+export default defineAction({
+  name: "RestoreInstance",
+  instanceParam: "InstanceId",
+  schema: {
+    InstanceId: { type: "string", required: true },
+    BackupId: { type: "string", required: true },
+    Password: { type: "string", maxLength: 512 },
+  },
+  handle(p, ctx) {
+    const target = ownInstance(ctx, p.InstanceId!);
+    const backup = ctx.catalog.backup(p.BackupId!);
+    const source = backup && ctx.catalog.instance(backup.instanceId);
+    if (!backup || !source || source.accountId !== ctx.accountId || source.region !== ctx.region) {
+      throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
+    }
+    if (!target.redisUrl) {
+      throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${target.instanceId} has no Redis server registered, so nothing can be restored into it` });
+    }
+    if (backup.status === -1 || backup.status === -2 || backup.status === 1) {
+      const what = backup.status === -1 ? "expired (-1)" : backup.status === -2 ? "deleted (-2)" : "still being taken (1)";
+      throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: `the backup ${backup.backupId} is ${what}` });
+    }
+    if (!samePassword(p.Password ?? "", parseRedisUrl(target.redisUrl).password ?? "")) throw new ApiError("InvalidParameterValue.PasswordError");
+    try {
+      return { TaskId: ctx.services.restores.start(backup, target).taskId };
+    } catch (err) {
+      if (err instanceof BackupUnavailableError) {
+        if (err.reason === "locked") throw new ApiError("ResourceUnavailable.BackupLockedError", { backupId: backup.backupId });
+        if (err.reason === "shards") throw new ApiError("UnsupportedOperation", { reason: err.message });
+        throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: err.message });
+      }
+      if (err instanceof InstanceBusyError) throw new ApiError("ResourceUnavailable.InstanceLockedError", { instanceId: target.instanceId, reason: err.message });
+      throw err;
+    }
+  },
+});

@@ -1,0 +1,117 @@
+// The lifecycle clock: automatic backups once per window on the chosen days (server time zone), retention
+// (Status -1 when ExpireTime passes, files removed; a locked backup waits until released) and the end of the
+// audit trail of deleted backups. One tick does one pass; the server ticks on an interval, tests tick by hand
+// with a clock they control.
+import type { Catalog } from "../catalog/sqlite";
+import type { Instance } from "../catalog/types";
+import type { LocalTime } from "../protocol/time";
+import type { Clock } from "../services";
+import { BackupService, DAY_MS, InstanceBusyError } from "./service";
+
+export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const HOUR_MS = 3_600_000;
+
+/** Parses `HH:00-HH:00` into start hour and length in hours (a window may cross midnight). */
+export function parsePeriod(period: string): { startHour: number; hours: number } | undefined {
+  const m = /^(\d{2}):00-(\d{2}):00$/.exec(period);
+  if (!m) return undefined;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (start > 23 || end > 23 || start === end) return undefined;
+  return { startHour: start, hours: (end - start + 24) % 24 };
+}
+
+/** The instance's backup window open at `now`, if any: its start (epoch ms). */
+export function openWindow(instance: Pick<Instance, "autoBackupWeekDays" | "autoBackupPeriod">, now: number, time: LocalTime): number | undefined {
+  const period = parsePeriod(instance.autoBackupPeriod);
+  if (!period) return undefined;
+  // A window that opened yesterday may still be open after midnight.
+  for (const daysBack of [0, 1]) {
+    const p = time.parts(now - daysBack * DAY_MS);
+    const start = time.parse(`${p.year}-${pad(p.month)}-${pad(p.day)} ${pad(period.startHour)}:00:00`);
+    if (start === undefined) continue;
+    const weekday = WEEKDAYS[time.parts(start).weekday]!;
+    if (start <= now && now < start + period.hours * HOUR_MS && instance.autoBackupWeekDays.includes(weekday)) return start;
+  }
+  return undefined;
+}
+
+function pad(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+export interface SchedulerOptions {
+  catalog: Catalog;
+  backups: BackupService;
+  clock: Clock;
+  time: LocalTime;
+  /** How long records of deleted (and expired) backups are kept, in days. */
+  auditDays: number;
+  log?: (line: string) => void;
+}
+
+export interface TickResult {
+  started: string[];
+  expired: string[];
+  purged: number;
+}
+
+export class Scheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<TickResult> | undefined;
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  /** One pass over automatic backups, retention and the audit trail; concurrent calls share the pass. */
+  tick(): Promise<TickResult> {
+    this.ticking ??= this.pass().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async pass(): Promise<TickResult> {
+    const { catalog, backups, clock, time } = this.o;
+    const now = clock.now();
+    const result: TickResult = { started: [], expired: [], purged: 0 };
+    for (const instance of catalog.instances()) {
+      if (instance.deletedAt !== undefined || !instance.redisUrl) continue;
+      const window = openWindow(instance, now, time);
+      if (window === undefined || instance.lastAutoWindow >= window) continue;
+      try {
+        backups.start(instance, { automatic: true });
+        catalog.updateInstance(instance.instanceId, { lastAutoWindow: window });
+        result.started.push(instance.instanceId);
+      } catch (err) {
+        // A manual backup is running: try again on a later tick while the window is open.
+        if (!(err instanceof InstanceBusyError)) this.o.log?.(`automatic backup of ${instance.instanceId} not started: ${(err as Error).message}`);
+      }
+    }
+    for (const b of catalog.expiredBackups(now)) {
+      if (b.locked) continue; // held by an export or a restore: expires once released
+      const owner = catalog.instance(b.instanceId);
+      try {
+        await backups.retire(b, -1, owner?.accountId ?? "");
+        result.expired.push(b.backupId);
+      } catch (err) {
+        this.o.log?.(`expiry of backup ${b.backupId} deferred: ${(err as Error).message}`);
+      }
+    }
+    result.purged = catalog.purgeRetired(now - this.o.auditDays * DAY_MS);
+    if (result.started.length || result.expired.length || result.purged) {
+      this.o.log?.(`scheduler: ${result.started.length} automatic backup(s) started, ${result.expired.length} backup(s) expired, ${result.purged} old record(s) purged`);
+    }
+    return result;
+  }
+
+  start(intervalMs: number): void {
+    if (intervalMs <= 0) return;
+    void this.tick();
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+  }
+}
