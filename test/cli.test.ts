@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { RedisClient, expectSdkError } from "./support/server";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
-import { filesUnder, killWithChildren, send } from "./support/dataset";
+import { dbsize, filesUnder, killWithChildren, send } from "./support/dataset";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 
@@ -172,6 +172,32 @@ describe("backups from the command line, and a crash in the middle of one", () =
     assert.match(removed.stdout, /1 backup\(s\) deleted/);
     assert.ok(!fs.existsSync(path.join(data, "files", "backups", backupId, "shard-0.rdb.gz")));
     assert.doesNotMatch(cli(["instance", "list"]).stdout, /crs-cli00001/);
+  });
+
+  test("backup delete and restore from the command line", async () => {
+    const data = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-")), "data");
+    const cli = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [CLI, ...args, "--data", data], { encoding: "utf8", env: cleanEnv(env) });
+    const target = await startRedis(["--requirepass", "tpw"], { password: "tpw" });
+    try {
+      await send(target.endpoint, [["SET", "stale", "1"]]);
+      assert.equal(cli(["instance", "add", "--id", "crs-cli00002", "--redis", `redis://127.0.0.1:${source.port}`], { CRS_REDIS_PASSWORD: "pw1" }).status, 0);
+      assert.equal(cli(["instance", "add", "--id", "crs-cli00003", "--redis", `redis://:tpw@127.0.0.1:${target.port}`]).status, 0);
+      const first = cli(["backup", "crs-cli00002"]).stdout.trim();
+      const second = cli(["backup", "crs-cli00002"]).stdout.trim();
+      const del = cli(["backup", "delete", first]);
+      assert.equal(del.status, 0, del.stderr);
+      assert.match(del.stdout, /deleted .* Status -2/);
+      assert.ok(!fs.existsSync(path.join(data, "files", "backups", first)));
+      const again = cli(["restore", first, "--instance", "crs-cli00003"]);
+      assert.equal(again.status, 1);
+      assert.match(again.stderr, /Status -2/);
+      const restored = cli(["restore", second, "--instance", "crs-cli00003"]);
+      assert.equal(restored.status, 0, restored.stderr);
+      assert.match(restored.stdout, /restored .* into crs-cli00003: 20000 keys/);
+      assert.equal(await dbsize(target.endpoint), 20_000);
+    } finally {
+      killWithChildren(target);
+    }
   });
 
   test("the service killed with SIGKILL during a backup, then restarted: the task is failed and nothing is left half-done", async () => {
