@@ -10,7 +10,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { discoverShards } from "../src/backup/capture";
 import { LocalBlobStore } from "../src/backup/storage";
-import { assertSameData, dbsize, filesUnder, killWithChildren, send, writeMixedDataset } from "./support/dataset";
+import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
 import { expectSdkError, KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 import { OTHER } from "./fixtures";
@@ -61,7 +61,7 @@ before(async () => {
 
 after(async () => {
   await srv?.close();
-  for (const r of servers) killWithChildren(r);
+  for (const r of servers) r.kill();
 });
 
 /** Polls DescribeTaskInfo the way Terraform does: preparing/running wait, anything else ends. */
@@ -179,7 +179,7 @@ describe("failures are tasks with a precise message, and leave neither a listed 
     srv.services.catalog.upsertInstance({ ...srv.services.catalog.instance(ID.gone)!, instanceId: "crs-bk00000a", name: "dying", redisUrl: `redis://127.0.0.1:${dying.port}` });
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: "crs-bk00000a" });
     await waitFor("bytes to arrive", () => partialFiles().some((f) => fs.statSync(f).size > 0) || undefined, 20_000);
-    killWithChildren(dying);
+    dying.kill();
     const task = await waitTask(TaskId!);
     assert.equal(task.Status, "failed");
     assert.match(task.TaskMessage!, /closed the connection|mid-transfer|ECONNRESET/i);

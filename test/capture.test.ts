@@ -2,7 +2,6 @@
 // redis-check-rdb and by loading it into a fresh redis-server and comparing the data with the source.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -10,9 +9,10 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { captureRdb, CaptureError, CaptureResult, discoverShards, parseClusterNodes } from "../src/backup/capture";
-import { RedisEndpoint, RespConnection, RespValue } from "../src/backup/resp";
+import { RedisEndpoint, RespConnection } from "../src/backup/resp";
 import { BlobWriter, LocalBlobStore } from "../src/backup/storage";
-import { redisCheckRdb, RedisProcess, startRedis, waitFor } from "./support/redis";
+import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
+import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
 
 const servers: RedisProcess[] = [];
 const tempDirs: string[] = [];
@@ -33,124 +33,6 @@ after(async () => {
   for (const r of servers) r.kill();
   for (const d of [...tempDirs, ...servers.map((s) => s.dir)]) fs.rmSync(d, { recursive: true, force: true });
 });
-
-async function send(ep: RedisEndpoint, commands: Array<Array<string | number>>): Promise<RespValue[]> {
-  const c = await RespConnection.connect(ep);
-  try {
-    return await Promise.all(commands.map((args) => c.command(...args))); // pipelined
-  } finally {
-    c.close();
-  }
-}
-
-const LONG_TTL_MS = 3_600_000;
-
-/** Writes keys of every type and common encoding (in db 0 and db 3); returns the number of keys. */
-async function writeMixedDataset(ep: RedisEndpoint, prefix = "m:"): Promise<number> {
-  const cmds: Array<Array<string | number>> = [];
-  const p = prefix;
-  cmds.push(["SET", `${p}str`, "hello"]);
-  cmds.push(["SET", `${p}int`, 12345]);
-  cmds.push(["SET", `${p}bin`, "\u0000\u00ff\r\n binary"]);
-  cmds.push(["SET", `${p}big`, "compressible ".repeat(10_000)]); // LZF-compressed in the RDB
-  cmds.push(["SET", `${p}ttl`, "soon", "PX", LONG_TTL_MS]);
-  cmds.push(["RPUSH", `${p}list:small`, "a", "b", "c", 1, 2, 3]);
-  cmds.push(["RPUSH", `${p}list:big`, ...Array.from({ length: 2000 }, (_, i) => `item-${i}-${"x".repeat(i % 50)}`)]);
-  cmds.push(["SADD", `${p}set:int`, 1, 2, 3, 100, 100000]);
-  cmds.push(["SADD", `${p}set:str`, ...Array.from({ length: 500 }, (_, i) => `member-${i}`)]);
-  cmds.push(["ZADD", `${p}zset:small`, 1, "a", 2.5, "b", -3, "c"]);
-  cmds.push(["ZADD", `${p}zset:big`, ...Array.from({ length: 400 }, (_, i) => [i * 1.5, `z${i}`]).flat()]);
-  cmds.push(["HSET", `${p}hash:small`, "f1", "v1", "f2", 2]);
-  cmds.push(["HSET", `${p}hash:big`, ...Array.from({ length: 600 }, (_, i) => [`field${i}`, `value-${i}-${"y".repeat(i % 80)}`]).flat()]);
-  cmds.push(["PEXPIRE", `${p}hash:big`, LONG_TTL_MS * 2]);
-  for (let i = 0; i < 150; i++) cmds.push(["XADD", `${p}stream`, `${1_000_000 + i}-0`, "n", i, "payload", "p".repeat(i % 30)]);
-  cmds.push(["XGROUP", "CREATE", `${p}stream`, "grp", "1000010-0"]);
-  cmds.push(["XREADGROUP", "GROUP", "grp", "alice", "COUNT", 5, "STREAMS", `${p}stream`, ">"]);
-  cmds.push(["SELECT", 3]);
-  cmds.push(["SET", `${p}db3:str`, "in db 3"]);
-  cmds.push(["LPUSH", `${p}db3:list`, "x", "y"]);
-  cmds.push(["SET", `${p}db3:ttl`, "v", "EX", 7200]);
-  await send(ep, cmds);
-  return 17;
-}
-
-/** Everything observable about a key, normalised so that element order from unordered types doesn't matter. */
-async function snapshotKey(c: RespConnection, key: string): Promise<unknown> {
-  const type = String(await c.command("TYPE", key));
-  const str = (v: RespValue): unknown => (Buffer.isBuffer(v) ? v.toString("latin1") : Array.isArray(v) ? v.map(str) : v);
-  let value: unknown;
-  switch (type) {
-    case "string":
-      value = str(await c.command("GET", key));
-      break;
-    case "list":
-      value = str(await c.command("LRANGE", key, 0, -1));
-      break;
-    case "set":
-      value = (str(await c.command("SMEMBERS", key)) as string[]).sort();
-      break;
-    case "zset":
-      value = str(await c.command("ZRANGE", key, 0, -1, "WITHSCORES"));
-      break;
-    case "hash": {
-      const flat = str(await c.command("HGETALL", key)) as string[];
-      const pairs: string[] = [];
-      for (let i = 0; i < flat.length; i += 2) pairs.push(`${flat[i]}=${flat[i + 1]}`);
-      value = pairs.sort();
-      break;
-    }
-    case "stream":
-      value = {
-        entries: str(await c.command("XRANGE", key, "-", "+")),
-        groups: str(await c.command("XINFO", "GROUPS", key)),
-        len: await c.command("XLEN", key),
-      };
-      break;
-    default:
-      throw new Error(`unexpected type ${type} for ${key}`);
-  }
-  return { type, value, ttl: Number(await c.command("PTTL", key)) };
-}
-
-async function allKeys(c: RespConnection): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = "0";
-  do {
-    const [next, batch] = (await c.command("SCAN", cursor, "COUNT", 1000)) as [Buffer, Buffer[]];
-    cursor = next.toString();
-    for (const k of batch) keys.push(k.toString("latin1"));
-  } while (cursor !== "0");
-  return keys.sort();
-}
-
-/** Compares every key of dbs 0..15 between two servers: type, value and TTL (within a tolerance). */
-async function assertSameData(source: RedisEndpoint, copy: RedisEndpoint): Promise<number> {
-  const a = await RespConnection.connect(source);
-  const b = await RespConnection.connect(copy);
-  let compared = 0;
-  try {
-    for (let db = 0; db < 16; db++) {
-      await a.command("SELECT", db);
-      await b.command("SELECT", db);
-      const keysA = await allKeys(a);
-      assert.deepEqual(await allKeys(b), keysA, `keys of db ${db}`);
-      for (const key of keysA) {
-        const sa = (await snapshotKey(a, key)) as { ttl: number };
-        const sb = (await snapshotKey(b, key)) as { ttl: number };
-        if (sa.ttl >= 0 || sb.ttl >= 0) {
-          assert.ok(sa.ttl > 0 && sb.ttl > 0 && Math.abs(sa.ttl - sb.ttl) < 10_000, `ttl of ${key}: ${sa.ttl} vs ${sb.ttl}`);
-          sa.ttl = sb.ttl = 1;
-        }
-        assert.deepEqual(sb, sa, `key ${key} in db ${db}`);
-        compared++;
-      }
-    }
-  } finally {
-    a.close();
-    b.close();
-  }
-  return compared;
-}
 
 /** Loads an RDB file into a fresh redis-server (its own dir) and returns it. */
 async function loadRdb(file: string): Promise<RedisProcess> {
@@ -181,14 +63,44 @@ async function captureToStore(ep: RedisEndpoint, opts: { compress?: boolean; tim
   return { res, file, store, key };
 }
 
-function filesUnder(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath ?? e.path, e.name));
+/**
+ * A fake master on a free port: answers REPLCONF with +OK and SYNC with `payload`, then closes; or, given a
+ * function, lets it answer each command itself.
+ */
+async function fakeMaster<T>(payload: Buffer | ((s: net.Socket, cmd: string) => void), use: (ep: RedisEndpoint) => Promise<T>): Promise<T> {
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((s) => {
+    sockets.push(s);
+    s.setNoDelay(true);
+    s.on("error", () => undefined);
+    // The client waits for each reply, so every data event carries exactly one command.
+    s.on("data", (d) => {
+      const cmd = d.toString("latin1");
+      if (typeof payload === "function") payload(s, cmd);
+      else if (cmd.includes("SYNC")) s.end(payload);
+      else if (cmd.includes("REPLCONF")) s.write("+OK\r\n");
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  try {
+    return await use({ host: "127.0.0.1", port: (srv.address() as net.AddressInfo).port });
+  } finally {
+    for (const s of sockets) s.destroy();
+    srv.close();
+  }
 }
 
-async function dbsize(ep: RedisEndpoint): Promise<number> {
-  const [n] = await send(ep, [["DBSIZE"]]);
-  return Number(n);
+/** Runs a capture that must fail against a fake master, returning the error. */
+function fakeCaptureError(payload: Buffer): Promise<CaptureError> {
+  return fakeMaster(payload, (ep) =>
+    captureRdb(ep, new LocalBlobStore(path.join(tempDir(), "s")).createWriter("b/x.rdb"), { timeoutMs: 2000 }).then(
+      () => assert.fail("should fail"),
+      (e: unknown) => {
+        assert.ok(e instanceof CaptureError, String(e));
+        return e;
+      },
+    ),
+  );
 }
 
 describe("captureRdb against real Redis", { concurrency: 2 }, () => {
@@ -288,12 +200,17 @@ describe("captureRdb against real Redis", { concurrency: 2 }, () => {
     // Never more than the high-water mark plus the chunk that crossed it.
     assert.ok(maxBuffered <= 64 * 1024 + 128 * 1024, `sink buffered up to ${maxBuffered} bytes`);
 
+    // A sink that never accepts: the capture must not wait forever. (A fake master sends a payload at once,
+    // so the only thing that can stall is the sink, whatever the machine's load.)
+    const big = Buffer.concat([Buffer.from("$10000000\r\nREDIS0010"), Buffer.alloc(10_000_000 - 9)]);
     const stuck = new Writable({ highWaterMark: 1024, write: () => undefined /* never calls back */ });
-    await assert.rejects(captureRdb(src.endpoint, stuck, { timeoutMs: 300 }), (e: unknown) => {
-      assert.ok(e instanceof CaptureError && e.code === "STORAGE", String(e));
-      assert.match(e.message, /^writing the backup stalled: storage accepted no data for 300 ms after \d+ bytes$/);
-      return true;
-    });
+    await fakeMaster(big, (ep) =>
+      assert.rejects(captureRdb(ep, stuck, { timeoutMs: 300 }), (e: unknown) => {
+        assert.ok(e instanceof CaptureError && e.code === "STORAGE", String(e));
+        assert.match(e.message, /^writing the backup stalled: storage accepted no data for 300 ms after \d+ bytes$/);
+        return true;
+      }),
+    );
     assert.ok(stuck.destroyed);
 
     const root = path.join(tempDir(), "store");
@@ -399,82 +316,72 @@ describe("captureRdb against real Redis", { concurrency: 2 }, () => {
     src.kill();
   });
 
-  test("garbage instead of a snapshot: protocol error; corrupt payload: CRC error", async () => {
-    // A fake master: answers the handshake, then sends a given payload.
-    const fake = async (payload: Buffer): Promise<unknown> => {
-      const srv = net.createServer((s) => {
-        s.on("error", () => undefined);
-        // The client waits for each reply, so every data event carries exactly one command.
-        s.on("data", (d) => {
-          const cmd = d.toString("latin1");
-          if (cmd.includes("SYNC")) s.end(payload);
-          else if (cmd.includes("REPLCONF")) s.write("+OK\r\n");
-        });
-      });
-      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-      const port = (srv.address() as net.AddressInfo).port;
-      try {
-        return await captureRdb({ host: "127.0.0.1", port }, new LocalBlobStore(path.join(tempDir(), "s")).createWriter("b/x.rdb"), { timeoutMs: 2000 }).then(
-          () => assert.fail("should fail"),
-          (e: unknown) => e,
-        );
-      } finally {
-        srv.close();
+  test("an old master without rdb-only: keep-alives, split EOF mark, replication traffic after the payload", async () => {
+    const src = await redis();
+    await writeMixedDataset(src.endpoint);
+    await send(src.endpoint, [["SAVE"]]);
+    const rdb = fs.readFileSync(path.join(src.dir, "dump.rdb"));
+    const mark = Buffer.from("abcdefghij".repeat(4));
+    const writeSlowly = async (s: net.Socket, parts: Buffer[]): Promise<void> => {
+      for (const part of parts) {
+        await new Promise<void>((resolve) => s.write(part, () => setImmediate(resolve)));
       }
     };
-    const garbage = (await fake(Buffer.from("\n\nHTTP/1.1 400 Bad Request\r\n\r\n"))) as CaptureError;
+    for (const form of ["eof-mark", "length"] as const) {
+      let hungUp = false;
+      const hungUpWatched = new Set<net.Socket>();
+      const res = await fakeMaster(
+        (s, cmd) => {
+          if (!hungUpWatched.has(s)) hungUpWatched.add(s.once("close", () => (hungUp = true)));
+          if (cmd.includes("rdb-only")) s.write("-ERR Unrecognized REPLCONF option: rdb-only\r\n");
+          else if (cmd.includes("REPLCONF")) s.write("+OK\r\n");
+          else if (cmd.includes("SYNC")) {
+            const header = form === "eof-mark" ? Buffer.from(`$EOF:${mark}\r\n`) : Buffer.from(`$${rdb.length}\r\n`);
+            const body = form === "eof-mark" ? Buffer.concat([rdb, mark]) : rdb;
+            // The mark (or the last bytes) cut across writes; then the replication stream, and no close.
+            const cut = body.length - 17;
+            void writeSlowly(s, [Buffer.from("\n"), Buffer.from("\n"), header, body.subarray(0, 5), body.subarray(5, cut), body.subarray(cut), Buffer.from("*1\r\n$4\r\nPING\r\n")]);
+          }
+        },
+        async (ep) => {
+          const r = await captureRdb(ep, new Writable({ write: (_c, _e, cb) => cb() }), { timeoutMs: 5000 });
+          // We must hang up ourselves: this server would go on streaming forever.
+          await waitFor("the client to close the replication link", () => hungUp || undefined, 5000);
+          return r;
+        },
+      );
+      assert.equal(res.payload, form);
+      assert.equal(res.bytes, rdb.length);
+      assert.equal(res.rdb.checksum, "ok");
+    }
+  });
+
+  test("garbage instead of a snapshot: protocol error; corrupt payload: CRC error", async () => {
+    const garbage = await fakeCaptureError(Buffer.from("\n\nHTTP/1.1 400 Bad Request\r\n\r\n"));
     assert.equal(garbage.code, "PROTOCOL");
     assert.match(garbage.message, /unexpected reply to SYNC from 127\.0\.0\.1:\d+: "HTTP\/1\.1 400 Bad Request" \(not a Redis master\?\)/);
 
-    // A real RDB with one flipped byte, sent with the EOF-mark framing split oddly.
+    // A real RDB with one flipped byte, sent with the EOF-mark framing.
     const src = await redis();
     await writeMixedDataset(src.endpoint);
     await send(src.endpoint, [["SAVE"]]);
     const rdb = fs.readFileSync(path.join(src.dir, "dump.rdb"));
     rdb[Math.floor(rdb.length / 2)] ^= 0x01;
     const mark = "0123456789abcdef0123456789abcdef01234567";
-    const corrupt = (await fake(Buffer.concat([Buffer.from(`\n$EOF:${mark}\r\n`), rdb, Buffer.from(mark)]))) as CaptureError;
+    const corrupt = await fakeCaptureError(Buffer.concat([Buffer.from(`\n$EOF:${mark}\r\n`), rdb, Buffer.from(mark)]));
     assert.equal(corrupt.code, "CORRUPT");
     assert.match(corrupt.message, /corrupt snapshot from 127\.0\.0\.1:\d+: RDB checksum mismatch/);
 
-    const short = (await fake(Buffer.concat([Buffer.from(`$${rdb.length}\r\n`), rdb.subarray(0, 1000)]))) as CaptureError;
+    const short = await fakeCaptureError(Buffer.concat([Buffer.from(`$${rdb.length}\r\n`), rdb.subarray(0, 1000)]));
     assert.equal(short.code, "CLOSED");
     assert.match(short.message, new RegExp(`closed the connection mid-transfer after 1000 of ${rdb.length} bytes`));
   });
 });
 
-/** CRC16/XMODEM key slot, to route writes in the cluster test without a cluster client. */
-function keySlot(key: string): number {
-  let k = key;
-  const open = k.indexOf("{");
-  if (open >= 0) {
-    const close = k.indexOf("}", open + 1);
-    if (close > open + 1) k = k.slice(open + 1, close);
-  }
-  let crc = 0;
-  for (const byte of Buffer.from(k)) {
-    crc ^= byte << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
-
 describe("Redis Cluster", () => {
   test("three masters: one valid RDB per master, key counts add up", async () => {
-    const nodes = await Promise.all([0, 1, 2].map(() => redis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", "cpw", "--masterauth", "cpw"], { password: "cpw" })));
-    await new Promise<void>((resolve, reject) =>
-      execFile(
-        "redis-cli",
-        ["-a", "cpw", "--no-auth-warning", "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
-        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve()),
-      ),
-    );
-    for (const n of nodes) {
-      await waitFor("cluster_state:ok", async () => {
-        const [info] = await send(n.endpoint, [["CLUSTER", "INFO"]]);
-        return /cluster_state:ok/.test(String(info)) || undefined;
-      });
-    }
+    const nodes = await startCluster(3, "cpw", ["--repl-diskless-sync-delay", "0"]);
+    servers.push(...nodes);
     const topo = await discoverShards(nodes[1].endpoint);
     assert.equal(topo.cluster, true);
     assert.deepEqual(

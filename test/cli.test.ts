@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { RedisClient, expectSdkError } from "./support/server";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
-import { dbsize, filesUnder, killWithChildren, send } from "./support/dataset";
+import { dbsize, filesUnder, send } from "./support/dataset";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 
@@ -139,8 +139,8 @@ describe("backups from the command line, and a crash in the middle of one", () =
     await send(slow.endpoint, [["DEBUG", "POPULATE", 50_000, "s", 16]]);
   });
   after(() => {
-    killWithChildren(source);
-    killWithChildren(slow);
+    source.kill();
+    slow.kill();
   });
 
   test("instance add (password from the environment) / list (masked) / backup with progress / remove", () => {
@@ -196,7 +196,7 @@ describe("backups from the command line, and a crash in the middle of one", () =
       assert.match(restored.stdout, /restored .* into crs-cli00003: 20000 keys/);
       assert.equal(await dbsize(target.endpoint), 20_000);
     } finally {
-      killWithChildren(target);
+      target.kill();
     }
   });
 

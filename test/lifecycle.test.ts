@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { startServer } from "../src/app";
 import { LocalTime } from "../src/protocol/time";
-import { assertSameData, dbsize, killWithChildren, send, writeMixedDataset } from "./support/dataset";
+import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
 
@@ -46,7 +46,7 @@ before(async () => {
 
 after(async () => {
   await srv?.close();
-  for (const r of servers) killWithChildren(r);
+  for (const r of servers) r.kill();
 });
 
 async function settled(taskId: number): Promise<{ Status?: string; TaskMessage?: string }> {

@@ -122,6 +122,7 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
   const sinkErrors = (err: Error): void => void err; // observed below; keeps an unhandled 'error' from crashing
   sink.on("error", sinkErrors);
   let conn: RespConnection | undefined;
+  let replconfRefusal: string | undefined;
   try {
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted before it started");
     if (sink.destroyed || sink.writableEnded) throw new CaptureError("STORAGE", "the backup sink is already closed");
@@ -133,6 +134,7 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
         // An error reply means an older server (or a user without +replconf): carry on like redis-cli does,
         // except when it says we are not authenticated.
         if (!(err instanceof RedisReplyError) || /^NOAUTH|^WRONGPASS/.test(err.reply)) throw err;
+        replconfRefusal ??= err.reply;
       }
     }
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted");
@@ -141,7 +143,11 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
     return result;
   } catch (err) {
     conn?.close();
-    const failure = err instanceof CaptureError ? err : connectError(endpoint, err);
+    let failure = err instanceof CaptureError ? err : connectError(endpoint, err);
+    if (failure.code === "CLOSED" && replconfRefusal) {
+      // e.g. "max number of clients reached": the REPLCONF reply explains the hang-up better than we can.
+      failure = new CaptureError("CLOSED", `${failure.message}; earlier it answered REPLCONF with: ${replconfRefusal}`);
+    }
     await destroySink(sink, failure);
     throw failure;
   } finally {
@@ -305,20 +311,35 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
       return new CaptureError("PROTOCOL", `unexpected reply to ${command} from ${where(ep)}: ${shown} (not a Redis master?)`);
     }
 
+    function finish(last: Buffer): void {
+      emit(last);
+      complete();
+    }
+
     function onPayload(chunk: Buffer): void {
       if (eofMark) {
-        const joined = tail.length ? Buffer.concat([tail, chunk]) : chunk;
-        // Searching the whole chunk (not just its end) also copes with an old server that appends
-        // replication traffic right after the mark in the same packet.
-        const at = joined.indexOf(eofMark);
-        if (at >= 0) {
-          emit(joined.subarray(0, at));
-          complete();
+        // Without concatenating tail + chunk (that would copy every chunk): look for the mark across the
+        // boundary first, then inside the chunk. Searching the whole chunk (not just its end) also copes with
+        // an old server that appends replication traffic right after the mark in the same packet.
+        if (chunk.length < EOF_MARK_LEN) {
+          const joined = Buffer.concat([tail, chunk]);
+          const at = joined.indexOf(eofMark);
+          if (at >= 0) return finish(joined.subarray(0, at));
+          const cut = Math.max(0, joined.length - EOF_MARK_LEN);
+          emit(joined.subarray(0, cut));
+          tail = joined.subarray(cut);
           return;
         }
-        const cut = Math.max(0, joined.length - EOF_MARK_LEN);
-        emit(joined.subarray(0, cut));
-        tail = joined.subarray(cut);
+        const seam = tail.length ? Buffer.concat([tail, chunk.subarray(0, EOF_MARK_LEN - 1)]).indexOf(eofMark) : -1;
+        if (seam >= 0) return finish(tail.subarray(0, seam));
+        const at = chunk.indexOf(eofMark);
+        if (at >= 0) {
+          emit(tail);
+          return finish(chunk.subarray(0, at));
+        }
+        emit(tail);
+        emit(chunk.subarray(0, chunk.length - EOF_MARK_LEN));
+        tail = Buffer.from(chunk.subarray(chunk.length - EOF_MARK_LEN)); // small copy: don't pin the chunk
       } else {
         const take = Math.min(chunk.length, expected - bytes);
         emit(chunk.subarray(0, take));

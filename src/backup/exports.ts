@@ -144,10 +144,14 @@ export class ExportService {
         catalog.updateTask(taskId, { progress: Math.floor(((i + 1) / files.length) * 99) });
       }
       const end = this.o.clock.now();
-      catalog.transaction(() => {
+      const kept = catalog.transaction(() => {
+        // Only our own claim is turned into Status 4: a backup retired meanwhile stays retired.
+        if (catalog.backup(b.backupId)?.status !== 3) return false;
         catalog.updateBackup(b.backupId, { status: 4, locked: 0 });
         catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: end });
+        return true;
       });
+      if (!kept) throw new ExportFailedError(`backup ${b.backupId} left Status 3 while it was being exported`);
       this.o.log?.(`export of backup ${b.backupId}: ${files.length} file(s), ${files.reduce((n, f) => n + f.bytes, 0)} bytes, ${end - started} ms`);
       return { ...b, status: 4, locked: 0 };
     } catch (err) {
@@ -155,7 +159,7 @@ export class ExportService {
       for (const f of b.files) await store.remove(exportKey(b.backupId, f.shard)).catch(() => undefined);
       try {
         catalog.transaction(() => {
-          catalog.updateBackup(b.backupId, { status: 2, locked: 0 });
+          if (catalog.backup(b.backupId)?.status === 3) catalog.updateBackup(b.backupId, { status: 2, locked: 0 });
           catalog.updateTask(taskId, { status: "failed", endTime: this.o.clock.now(), message });
         });
       } catch (dbErr) {

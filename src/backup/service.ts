@@ -149,8 +149,10 @@ export class BackupService {
    * Ends a backup's life: its files are removed and it becomes Status -1 (expired, task 046) or -2 (deleted,
    * task 014); the record stays for the audit trail. A locked backup (export, restore) is refused.
    */
-  async retire(backup: Backup, status: -1 | -2, accountId: string): Promise<void> {
+  async retire(given: Backup, status: -1 | -2, accountId: string): Promise<void> {
     const { catalog, store } = this.o;
+    // The caller's copy may be stale: an export or a restore may have locked it since.
+    const backup = catalog.backup(given.backupId) ?? given;
     if (backup.locked) throw new InstanceBusyError(`backup ${backup.backupId} is locked by an export or a restore`);
     if (backup.status === 1) throw new InstanceBusyError(`backup ${backup.backupId} is still being taken`);
     const now = this.o.clock.now();
@@ -191,7 +193,11 @@ export class BackupService {
     const { catalog, store } = this.o;
     const now = this.o.clock.now();
     const tasks = catalog.tasksInStatus(["preparing", "running"]).filter((t) => !this.running.has(t.taskId));
-    const orphans = catalog.backupsInStatus(1);
+    // Only the backups of interrupted capture tasks: a Status 1 fixture record has no task and stays as given.
+    const orphans = tasks
+      .filter((t) => (t.taskType === TASK.backup || t.taskType === TASK.autoBackup) && t.backupId !== undefined)
+      .map((t) => catalog.backup(t.backupId!))
+      .filter((b): b is Backup => b !== undefined && b.status === 1);
     for (const b of orphans) for (const f of b.files) await store.remove(f.key).catch(() => undefined);
     catalog.transaction(() => {
       for (const t of tasks) catalog.updateTask(t.taskId, { status: "failed", endTime: now, message: "interrupted: the server stopped while the task was running" });

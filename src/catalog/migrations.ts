@@ -58,7 +58,9 @@ CREATE TABLE backups (
   expire_time BIGINT,
   encrypted INTEGER NOT NULL DEFAULT 0,
   files TEXT NOT NULL DEFAULT '[]',
-  deleted_at BIGINT
+  deleted_at BIGINT,
+  -- Loaded from a fixture file: static data the lifecycle (expiry, purge, recovery) leaves as given.
+  fixture INTEGER NOT NULL DEFAULT 0
 );
 -- Covers DescribeInstanceBackups: equality on instance, range on start time, filter on status, order by
 -- (start_time DESC, backup_id ASC) without touching the table until the page is chosen.
@@ -87,7 +89,7 @@ CREATE TABLE settings (
   },
   {
     version: 2,
-    name: "backup counts per instance and status, listing versions (for DescribeInstanceBackups)",
+    name: "backup counts per instance and status, listing versions (for DescribeInstanceBackups), deleted-backup index",
     // TotalCount without a time window is a sum over at most six rows instead of a count(*) over the index.
     // backup_versions changes (to a fresh random value) whenever an instance's listing order or membership may
     // have changed, by any connection or process, so an in-memory listing index can tell it is stale.
@@ -105,6 +107,9 @@ CREATE TABLE backup_versions (
 );
 INSERT INTO backup_counts(instance_id, status, n) SELECT instance_id, status, count(*) FROM backups GROUP BY instance_id, status;
 INSERT INTO backup_versions(instance_id, version) SELECT instance_id, random() FROM backups GROUP BY instance_id;
+-- The scheduler's purge of deleted records (status -2, deleted_at past the audit window) otherwise reads every
+-- status -2 row, blocking the event loop for 100+ ms per pass on a million-backup catalogue.
+CREATE INDEX backups_deleted ON backups(status, deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE TRIGGER backups_listing_insert AFTER INSERT ON backups BEGIN
   INSERT INTO backup_counts(instance_id, status, n) VALUES (new.instance_id, new.status, 1)
     ON CONFLICT(instance_id, status) DO UPDATE SET n = n + 1;

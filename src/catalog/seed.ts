@@ -156,7 +156,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
       backupId, instanceId, startTime: start, endTime: end, backupType, status: status as BackupStatus, remark: r.str("Remark") ?? "",
       locked: r.int("Locked", 0, 1) ?? 0, backupSize: r.int("BackupSize", 0, Number.MAX_SAFE_INTEGER) ?? 0, fullBackup: r.int("FullBackup", 0, 1) ?? 0,
       instanceType: r.int("InstanceType", 1, 1000) ?? inst.instanceType, fileType: r.str("FileType") ?? "RDB-Redis 7.0",
-      expireTime: r.time("ExpireTime", opts.time) ?? start + inst.backupStorageDays * DAY, encrypted: encrypted === true, files: [],
+      expireTime: r.time("ExpireTime", opts.time) ?? start + inst.backupStorageDays * DAY, encrypted: encrypted === true, files: [], fixture: true,
     };
     return b;
   });

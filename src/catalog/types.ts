@@ -67,6 +67,8 @@ export interface Backup {
   encrypted: boolean;
   files: StoredFile[];
   deletedAt?: number;
+  /** Loaded from a fixture file: left as given by expiry, purge and recovery. */
+  fixture?: boolean;
 }
 
 export type TaskStatus = "preparing" | "running" | "succeed" | "failed";

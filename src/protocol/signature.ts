@@ -35,13 +35,29 @@ export function tc3CanonicalRequest(i: Tc3Input): string {
   return [i.method.toUpperCase(), "/", i.canonicalQuery, canonicalHeaders, i.signedHeaders.join(";"), i.payloadHash].join("\n");
 }
 
+/**
+ * The derived signing key depends only on key, date and service, so it is memoised (as the cloud SDKs do):
+ * three of the four HMACs of a signature. Every request's signature is still computed and compared in full.
+ */
+const signingKeys = new Map<string, Buffer>();
+
+function tc3SigningKey(secretKey: string, date: string, service: string): Buffer {
+  const memo = `${date}\n${service}\n${secretKey}`;
+  let k = signingKeys.get(memo);
+  if (!k) {
+    const kDate = hmac(`TC3${secretKey}`, date);
+    const kService = hmac(kDate, service);
+    k = hmac(kService, "tc3_request");
+    if (signingKeys.size >= 1000) signingKeys.clear();
+    signingKeys.set(memo, k);
+  }
+  return k;
+}
+
 export function tc3Signature(i: Tc3Input): string {
   const scope = `${i.date}/${i.service}/tc3_request`;
   const stringToSign = `${TC3_ALGORITHM}\n${i.timestamp}\n${scope}\n${sha256Hex(tc3CanonicalRequest(i))}`;
-  const kDate = hmac(`TC3${i.secretKey}`, i.date);
-  const kService = hmac(kDate, i.service);
-  const kSigning = hmac(kService, "tc3_request");
-  return crypto.createHmac("sha256", kSigning).update(stringToSign, "utf8").digest("hex");
+  return crypto.createHmac("sha256", tc3SigningKey(i.secretKey, i.date, i.service)).update(stringToSign, "utf8").digest("hex");
 }
 
 export interface ParsedAuthorization {

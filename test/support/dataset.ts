@@ -4,25 +4,6 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { RedisEndpoint, RespConnection, RespValue } from "../../src/backup/resp";
-import type { RedisProcess } from "./redis";
-
-/** SIGKILLs a redis-server and any fork child it has (a BGSAVE child would otherwise outlive it). */
-export function killWithChildren(r: RedisProcess): void {
-  const pid = r.proc.pid;
-  if (pid === undefined) return;
-  try {
-    for (const child of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(child), "SIGKILL");
-      } catch {
-        /* already gone */
-      }
-    }
-  } catch {
-    /* process gone */
-  }
-  r.kill();
-}
 
 export async function send(ep: RedisEndpoint, commands: Array<Array<string | number>>): Promise<RespValue[]> {
   const c = await RespConnection.connect(ep);
