@@ -1,15 +1,12 @@
 // npm run bench:api — DescribeInstanceBackups under load against a bare node:http server, in one run.
 // A catalogue of 1,000,000 backups (1,000 instances, one with 100,000); signed requests at 50 connections,
 // mixed: first pages, deep offsets, time windows, status filters. Env: BENCH_BACKUPS, BENCH_SECONDS.
-import autocannon from "autocannon";
-import { spawn, ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { catalogFile, openCatalog } from "../src/app";
-import { sha256Hex, tc3Signature } from "../src/protocol/signature";
 import { LocalTime } from "../src/protocol/time";
+import { CLI, load, LoadResult, send, SignedRequest, signedRequest, spawnLogged, waitForHttp } from "./support";
 
 const TOTAL = Number(process.env.BENCH_BACKUPS ?? 1_000_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -18,7 +15,6 @@ const BIG = Math.min(100_000, Math.floor(TOTAL / 10));
 const KEY = { secretId: "AKIDbench0000000000000000000000001", secretKey: "benchsecret" };
 const ACCOUNT = "1300000009";
 const START = Date.UTC(2023, 0, 1);
-const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 // Expiry far beyond the run, so the scheduler's retention (expire, then purge after --audit-days) leaves the
 // catalogue alone: the bench measures reads of a fixed catalogue, not the retirement of a million backups.
 const EXPIRE_AFTER = 50 * 365 * 86_400_000;
@@ -27,7 +23,7 @@ function instanceId(i: number): string {
   return `crs-${i.toString(36).padStart(8, "0")}`;
 }
 
-function buildCatalogue(dataDir: string): void {
+export function buildCatalogue(dataDir: string): void {
   const catalog = openCatalog(dataDir);
   catalog.putCredential({ ...KEY, accountId: ACCOUNT });
   const perInstance = Math.floor((TOTAL - BIG) / (INSTANCES - 1));
@@ -54,34 +50,8 @@ function buildCatalogue(dataDir: string): void {
   catalog.close();
 }
 
-interface Req {
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: string;
-}
-
-function signed(port: number, body: string): Req {
-  const ts = Math.floor(Date.now() / 1000);
-  const date = new Date(ts * 1000).toISOString().slice(0, 10);
-  const sig = tc3Signature({
-    method: "POST", canonicalQuery: "", signedHeaders: ["content-type", "host"], headerValues: { "content-type": "application/json", host: "127.0.0.1" },
-    payloadHash: sha256Hex(body), timestamp: String(ts), date, service: "127", secretKey: KEY.secretKey,
-  });
-  return {
-    method: "POST",
-    path: "/",
-    body,
-    headers: {
-      host: `127.0.0.1:${port}`, "content-type": "application/json", "x-tc-action": "DescribeInstanceBackups", "x-tc-version": "2018-04-12",
-      "x-tc-region": "ap-guangzhou", "x-tc-timestamp": String(ts),
-      authorization: `TC3-HMAC-SHA256 Credential=${KEY.secretId}/${date}/127/tc3_request, SignedHeaders=content-type;host, Signature=${sig}`,
-    },
-  };
-}
-
 /** The mix: 40% first pages, 20% deep offsets on the big instance, 20% time windows, 20% status filters. */
-function workload(port: number, count: number): Req[] {
+export function workload(port: number, count: number): SignedRequest[] {
   const time = new LocalTime("Asia/Shanghai");
   const perInstance = Math.floor((TOTAL - BIG) / (INSTANCES - 1));
   let seed = 42;
@@ -89,7 +59,7 @@ function workload(port: number, count: number): Req[] {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
     return seed % n;
   };
-  const out: Req[] = [];
+  const out: SignedRequest[] = [];
   for (let k = 0; k < count; k++) {
     const kind = k % 5;
     let params: Record<string, unknown>;
@@ -101,49 +71,9 @@ function workload(port: number, count: number): Req[] {
       const from = rnd(span);
       params = { InstanceId: instanceId(big ? 0 : 1 + rnd(INSTANCES - 1)), BeginTime: time.format(START + from * 3_600_000), EndTime: time.format(START + (from + 24 * 14) * 3_600_000), Limit: 20 };
     } else params = { InstanceId: instanceId(rnd(5) === 0 ? 0 : rnd(INSTANCES)), Status: rnd(2) ? [2] : [-1, 4], Limit: 20, Offset: rnd(3) * 20 };
-    out.push(signed(port, JSON.stringify(params)));
+    out.push(signedRequest(port, KEY, JSON.stringify(params)));
   }
   return out;
-}
-
-async function waitForHttp(port: number, deadlineMs: number): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const okay = await new Promise<boolean>((resolve) => {
-      const r = http.get({ host: "127.0.0.1", port, path: "/" }, (res) => {
-        res.resume();
-        resolve(true);
-      });
-      r.on("error", () => resolve(false));
-    });
-    if (okay) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} did not answer`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function post(port: number, req: Req): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const r = http.request({ host: "127.0.0.1", port, method: "POST", path: "/", headers: req.headers }, (res) => {
-      let s = "";
-      res.on("data", (c: Buffer) => (s += c.toString()));
-      res.on("end", () => resolve(s));
-    });
-    r.on("error", reject);
-    r.end(req.body);
-  });
-}
-
-async function load(port: number, requests: Req[]): Promise<{ rps: number; p50: number; p99: number; errors: number; non2xx: number }> {
-  const result = await autocannon({
-    url: `http://127.0.0.1:${port}`, connections: 50, duration: SECONDS, requests: requests.map((r) => ({ method: "POST", path: r.path, headers: r.headers, body: r.body })),
-  });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors, non2xx: result.non2xx };
-}
-
-function spawnServer(args: string[], logFile: string): ChildProcess {
-  const fd = fs.openSync(logFile, "a");
-  return spawn(process.execPath, args, { stdio: ["ignore", fd, fd], env: { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" } });
 }
 
 async function main(): Promise<void> {
@@ -157,7 +87,7 @@ async function main(): Promise<void> {
   const ourPort = 19000 + Math.floor(Math.random() * 1000);
   const barePort = ourPort + 1000;
   t = Date.now();
-  const ours = spawnServer([CLI, "serve", "--data", dataDir, "--port", String(ourPort), "--rate-limit", "1000000000"], path.join(dir, "server.log"));
+  const ours = spawnLogged([CLI, "serve", "--data", dataDir, "--port", String(ourPort), "--rate-limit", "1000000000"], path.join(dir, "server.log"));
   await waitForHttp(ourPort, 30_000);
   const startMs = Date.now() - t;
 
@@ -165,18 +95,19 @@ async function main(): Promise<void> {
   // Every kind of request must succeed; a sample page fixes the size of the bare server's answer.
   let sample = "";
   for (const r of requests.slice(0, 10)) {
-    const body = await post(ourPort, r);
+    const body = await send(ourPort, r);
     if (body.includes('"Error"')) throw new Error(`request failed: ${body}`);
     if (!sample && r.body.includes('"Offset":0') && !r.body.includes("Status")) sample = body;
   }
-  const bare = spawnServer([path.join(__dirname, "bare-server.js"), String(barePort), String(Buffer.byteLength(sample))], path.join(dir, "bare.log"));
+  const bare = spawnLogged([path.join(__dirname, "bare-server.js"), String(barePort), String(Buffer.byteLength(sample))], path.join(dir, "bare.log"));
   await waitForHttp(barePort, 10_000);
 
-  const rows: Array<{ round: number; name: string; r: Awaited<ReturnType<typeof load>> }> = [];
-  await load(ourPort, requests.slice(0, 200)); // warm-up
+  const rows: Array<{ round: number; name: string; r: LoadResult }> = [];
+  const run = { connections: 50, seconds: SECONDS };
+  await load(ourPort, requests.slice(0, 200), { connections: 50, seconds: 2 }); // warm-up
   for (let round = 1; round <= 2; round++) {
-    rows.push({ round, name: "bare node:http", r: await load(barePort, requests) });
-    rows.push({ round, name: "crs-backup", r: await load(ourPort, requests) });
+    rows.push({ round, name: "bare node:http", r: await load(barePort, requests, run) });
+    rows.push({ round, name: "crs-backup", r: await load(ourPort, requests, run) });
   }
   ours.kill("SIGTERM");
   bare.kill("SIGTERM");
@@ -184,8 +115,8 @@ async function main(): Promise<void> {
   console.log(`\nbody size ${Buffer.byteLength(sample)} bytes; 50 connections; ${SECONDS} s per run; ${os.cpus().length} cores (load generator on the same machine)\n`);
   console.log("| round | server | req/s | p50 ms | p99 ms | errors |");
   console.log("|---|---|---|---|---|---|");
-  for (const { round, name, r } of rows) console.log(`| ${round} | ${name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx} |`);
-  const avg = (name: string, f: (r: Awaited<ReturnType<typeof load>>) => number) => {
+  for (const { round, name, r } of rows) console.log(`| ${round} | ${name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
+  const avg = (name: string, f: (r: LoadResult) => number) => {
     const xs = rows.filter((x) => x.name === name).map((x) => f(x.r));
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
@@ -196,7 +127,7 @@ async function main(): Promise<void> {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-main().catch((err) => {
+if (require.main === module) main().catch((err) => {
   console.error(err);
   process.exit(1);
 });

