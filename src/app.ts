@@ -95,6 +95,36 @@ export function ensureCredentials(catalog: Catalog, env: NodeJS.ProcessEnv): { s
   return generated;
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * One server per data directory: start-up recovery fails every task it finds running, which would break a
+ * live server's jobs. A lock file left by a dead process is taken over. Returns the release function.
+ */
+export function lockDataDir(dataDir: string): () => void {
+  const file = path.join(dataDir, "server.pid");
+  for (;;) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: "wx", mode: 0o600 });
+      return () => fs.rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number(fs.readFileSync(file, "utf8"));
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+        throw new Error(`another crs-backup server (pid ${pid}) is using ${dataDir}`);
+      }
+      fs.rmSync(file, { force: true });
+    }
+  }
+}
+
 export interface RunningServer {
   server: http.Server;
   url: string;
@@ -108,6 +138,13 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
   const time = new LocalTime(cfg.tz);
   const regions = new RegionRules(cfg.regions, cfg.domain);
   const catalog = openCatalog(cfg.dataDir);
+  let unlock: () => void;
+  try {
+    unlock = lockDataDir(cfg.dataDir);
+  } catch (err) {
+    catalog.close();
+    throw err;
+  }
   try {
     if (cfg.seed) loadSeedFile(catalog, cfg.seed, time, (r) => regions.has(r));
     const generated = ensureCredentials(catalog, env);
@@ -117,6 +154,7 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
       log(`  SecretKey: ${generated.secretKey}`);
     }
   } catch (err) {
+    unlock();
     catalog.close();
     throw err;
   }
@@ -136,13 +174,19 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
   const pipeline = new Pipeline({ services, regions, limiter });
   const exportJobs = exportsOf(services, log);
   const server = createApiServer({ pipeline, log, routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services, { log }) }] });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(cfg.port, cfg.host, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(cfg.port, cfg.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    unlock();
+    catalog.close();
+    throw err;
+  }
   const port = (server.address() as { port: number }).port;
   // After listening, so a window missed while the server was down is caught up at once if still open.
   scheduler.start(cfg.schedulerIntervalMs ?? DEFAULTS.schedulerIntervalMs);
@@ -159,8 +203,11 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
         await scheduler.stop();
         await exportJobs.shutdown();
         await Promise.all([backups.shutdown(), restores.shutdown()]);
+        // A long download must not hold the shutdown open.
+        server.closeAllConnections();
         await stopped;
         catalog.close();
+        unlock();
       })();
       return closing;
     },

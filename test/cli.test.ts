@@ -51,6 +51,10 @@ test("first start generates credentials, prints them once, keeps files owner-onl
   assert.equal(first.out().split(key).length - 1, 1, "the secret key is printed exactly once");
   assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
   for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o077, 0, `${f} is owner-only`);
+  // A second server on the same data directory is refused before it touches anything.
+  const clash = spawnSync(process.execPath, [CLI, "serve", "--data", dir, "--port", String(await freePort())], { encoding: "utf8", env: cleanEnv(), timeout: 10_000 });
+  assert.equal(clash.status, 1);
+  assert.match(clash.stderr, /another crs-backup server \(pid \d+\) is using/);
   first.proc.kill("SIGTERM");
   assert.equal(await first.exit, 0);
 

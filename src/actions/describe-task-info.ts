@@ -10,7 +10,9 @@ export default defineAction({
     const task = ctx.catalog.task(p.TaskId!);
     const instance = task && ctx.catalog.instance(task.instanceId);
     // Another account's or region's task is as absent as an unknown one.
-    if (!task || task.accountId !== ctx.accountId || (instance && instance.region !== ctx.region)) {
+    const allowed = ctx.credential.policy?.Instances;
+    const hidden = allowed !== undefined && !allowed.includes("*") && task !== undefined && !allowed.includes(task.instanceId);
+    if (!task || hidden || task.accountId !== ctx.accountId || (instance && instance.region !== ctx.region)) {
       throw new ApiError("ResourceNotFound.TaskNotExists", { taskId: p.TaskId! });
     }
     return {

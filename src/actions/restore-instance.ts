@@ -27,6 +27,10 @@ export default defineAction({
     if (!backup || !source || source.accountId !== ctx.accountId || source.region !== ctx.region) {
       throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     }
+    const allowed = ctx.credential.policy?.Instances;
+    if (allowed && !allowed.includes("*") && !allowed.includes(source.instanceId)) {
+      throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow access to the instance \`${source.instanceId}\` the backup belongs to` });
+    }
     if (!target.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${target.instanceId} has no Redis server registered, so nothing can be restored into it` });
     }

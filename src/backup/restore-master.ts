@@ -42,11 +42,15 @@ export class MasterListener {
   private chosen: SyncRequest | undefined;
   private waiters: Array<(r: SyncRequest) => void> = [];
 
-  private constructor(private readonly server: net.Server) {
-    server.on("connection", (s) => this.onConnection(s));
+  private constructor(private readonly server: net.Server, allowPeer?: (address: string) => boolean) {
+    server.on("connection", (s) => {
+      // Only the target may fetch the snapshot: anyone else reaching the port would be handed a user's data.
+      if (allowPeer && !allowPeer(normalizeAddress(s.remoteAddress ?? ""))) return void s.destroy();
+      this.onConnection(s);
+    });
   }
 
-  static listen(host: string | undefined): Promise<MasterListener> {
+  static listen(host: string | undefined, allowPeer?: (address: string) => boolean): Promise<MasterListener> {
     return new Promise((resolve, reject) => {
       const server = net.createServer();
       server.once("error", reject);
@@ -54,7 +58,7 @@ export class MasterListener {
         server.off("error", reject);
         // Errors after listening (e.g. EMFILE on accept) must not crash the process; the restore times out.
         server.on("error", () => undefined);
-        resolve(new MasterListener(server));
+        resolve(new MasterListener(server, allowPeer));
       });
     });
   }
@@ -158,4 +162,9 @@ export function writeWithBackpressure(socket: net.Socket, buf: Uint8Array): Prom
 /** The line(s) that precede the RDB bytes. Offset 0: the target's replication history starts anew. */
 export function payloadPreamble(req: SyncRequest, replid: string, size: number): Buffer {
   return Buffer.from(`${req.psync ? `+FULLRESYNC ${replid} 0\r\n` : ""}$${size}\r\n`, "latin1");
+}
+
+/** `::ffff:127.0.0.1` and `127.0.0.1` are the same peer. */
+export function normalizeAddress(address: string): string {
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }

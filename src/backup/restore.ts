@@ -14,7 +14,7 @@ import { Readable } from "node:stream";
 import { crc64Equals, crc64Init, crc64Update } from "./crc64";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError } from "./restore-error";
-import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
+import { normalizeAddress, MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
 import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, totalKeys } from "./restore-target";
 
 export { RestoreError, RestoreErrorKind } from "./restore-error";
@@ -287,7 +287,11 @@ async function run(s: Session): Promise<RestoreResult> {
   }
 
   const advertise = s.advertiseHost;
-  s.listener = await MasterListener.listen(opts.listenHost ?? (isLoopback(advertise) ? advertise : undefined));
+  // The target connects back from the address we reach it at (no NAT between us is assumed); loopback peers
+  // are one machine whatever loopback address they use.
+  const targetAddress = normalizeAddress(s.conn.socket.remoteAddress ?? "");
+  const allowPeer = (peer: string) => peer === targetAddress || (isLoopback(peer) && isLoopback(targetAddress));
+  s.listener = await MasterListener.listen(opts.listenHost ?? (isLoopback(advertise) ? advertise : undefined), allowPeer);
   const port = s.listener.port;
   const start = Date.now();
   s.phase = "connect-back";

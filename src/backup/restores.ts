@@ -39,9 +39,11 @@ export class RestoreService {
   /** Checks and locks, records the task and starts loading `backup` into `target`. */
   start(backup: Backup, target: Instance, onProgress?: (sent: number, total: number) => void): StartedRestore {
     const { catalog } = this.o;
+    if (backup.status === 3 || backup.locked) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`);
     if (backup.status !== 2 && backup.status !== 4) {
       throw new BackupUnavailableError("status", `backup ${backup.backupId} has Status ${backup.status}; only a kept backup (2) or an exported one (4) can be restored`);
     }
+    if (backup.files.length === 0) throw new BackupUnavailableError("status", `backup ${backup.backupId} has no stored file (a catalogue-only record)`);
     if (backup.files.length !== 1) {
       throw new BackupUnavailableError("shards", `backup ${backup.backupId} has ${backup.files.length} shards; restoring a cluster backup is not supported yet`);
     }
@@ -76,11 +78,16 @@ export class RestoreService {
         this.o.log?.(`restore of backup ${backup.backupId} into ${target.instanceId} failed: ${message}`);
         return { ok: false, message, kind: err instanceof RestoreError ? err.kind : undefined };
       } finally {
-        catalog.updateBackup(backup.backupId, { locked: 0 });
+        try {
+          catalog.updateBackup(backup.backupId, { locked: 0 });
+        } catch (err) {
+          this.o.log?.(`could not release backup ${backup.backupId} (released at the next start): ${(err as Error).message}`);
+        }
         this.targets.delete(target.instanceId);
         this.running.delete(taskId);
       }
     })();
+    done.catch(() => undefined);
     this.running.set(taskId, { abort, done });
     return { taskId, done };
   }

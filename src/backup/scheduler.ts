@@ -104,14 +104,17 @@ export class Scheduler {
 
   start(intervalMs: number): void {
     if (intervalMs <= 0) return;
-    void this.tick();
-    this.timer = setInterval(() => void this.tick(), intervalMs);
+    // A failed pass (e.g. the catalogue busy past its timeout) is logged and retried on the next one; an
+    // unhandled rejection would stop the server.
+    const run = () => void this.tick().catch((err: unknown) => this.o.log?.(`scheduler pass failed: ${(err as Error).message}`));
+    run();
+    this.timer = setInterval(run, intervalMs);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.ticking;
+    await this.ticking?.catch(() => undefined);
   }
 }

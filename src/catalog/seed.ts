@@ -12,6 +12,9 @@ export const INSTANCE_ID_PATTERN = /^crs-[a-z0-9]{8}$/;
 export const ALL_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const DAY = 86_400_000;
 
+/** Fields whose values never appear in an error message. */
+const SECRET_FIELDS = new Set(["SecretKey", "Token", "Redis"]);
+
 export class SeedError extends Error {
   override name = "SeedError";
 }
@@ -33,7 +36,7 @@ class Reader {
       if (required) this.fail(field, "is required");
       return undefined;
     }
-    if (typeof v !== "string") this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== "string") this.fail(field, SECRET_FIELDS.has(field) ? "must be a string" : `must be a string, got ${JSON.stringify(v)}`);
     if (required && v === "") this.fail(field, "must not be empty");
     return v;
   }

@@ -627,6 +627,7 @@ export class Catalog {
     const args: unknown[] = [q.accountId];
     if (q.region !== undefined) { where.push("i.region = ?"); args.push(q.region); }
     if (q.instanceId !== undefined) { where.push("t.instance_id = ?"); args.push(q.instanceId); }
+    if (q.instanceIds !== undefined) { where.push(`t.instance_id IN (${q.instanceIds.map(() => "?").join(",") || "NULL"})`); args.push(...q.instanceIds); }
     if (q.instanceName !== undefined) { where.push("lower(i.name) LIKE ? ESCAPE '\\'"); args.push(`%${likeEscape(q.instanceName.toLowerCase())}%`); }
     if (q.taskTypes?.length) { where.push(`t.task_type IN (${q.taskTypes.map(() => "?").join(",")})`); args.push(...q.taskTypes); }
     if (q.statuses?.length) { where.push(`t.status IN (${q.statuses.map(() => "?").join(",")})`); args.push(...q.statuses); }

@@ -99,6 +99,8 @@ export interface TaskQuery {
   accountId: string;
   region?: string;
   instanceId?: string;
+  /** Only tasks of these instances (a credential's policy). */
+  instanceIds?: string[];
   instanceName?: string;
   taskTypes?: string[];
   statuses?: TaskStatus[];
