@@ -1,9 +1,9 @@
 // Assembles a running server from its configuration: data directory, catalogue, credentials, fixtures,
 // services, the request pipeline and the HTTP listener.
-import crypto from "node:crypto";
 import fs from "node:fs";
 import type http from "node:http";
 import path from "node:path";
+import { randomString } from "./backup/instances";
 import { RestoreService } from "./backup/restores";
 import { Scheduler } from "./backup/scheduler";
 import { exportsOf, recoverExports } from "./backup/exports";
@@ -68,13 +68,6 @@ export function openCatalog(dataDir: string): Catalog {
   return new Catalog(catalogFile(dataDir));
 }
 
-function randomToken(length: number, alphabet: string): string {
-  const bytes = crypto.randomBytes(length);
-  let out = "";
-  for (const b of bytes) out += alphabet[b % alphabet.length];
-  return out;
-}
-
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /**
@@ -90,7 +83,7 @@ export function ensureCredentials(catalog: Catalog, env: NodeJS.ProcessEnv): { s
   }
   if (id || key) throw new Error("set both CRS_SECRET_ID and CRS_SECRET_KEY, or neither");
   if (catalog.credentialCount() > 0) return undefined;
-  const generated = { secretId: `AKID${randomToken(32, ALNUM)}`, secretKey: randomToken(32, ALNUM) };
+  const generated = { secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM) };
   catalog.putCredential({ ...generated, accountId: DEFAULT_ACCOUNT });
   return generated;
 }

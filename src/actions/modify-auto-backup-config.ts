@@ -1,9 +1,9 @@
 // ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
-import { parsePeriod, WEEKDAYS } from "../backup/scheduler";
+import { parsePeriod } from "../backup/scheduler";
+import { ALL_WEEKDAYS as ORDER } from "../catalog/seed";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ownInstance } from "./action";
 
-const ORDER = [...WEEKDAYS.slice(1), WEEKDAYS[0]!];
 
 export default defineAction({
   name: "ModifyAutoBackupConfig",

@@ -10,10 +10,15 @@ import { parseRedisUrl, RespConnection } from "./resp";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
+/** A random string over `alphabet` (ids, generated keys). */
+export function randomString(length: number, alphabet: string): string {
+  let out = "";
+  for (const b of crypto.randomBytes(length)) out += alphabet[b % alphabet.length];
+  return out;
+}
+
 export function generateInstanceId(): string {
-  let id = "crs-";
-  for (const b of crypto.randomBytes(8)) id += ID_ALPHABET[b % ID_ALPHABET.length];
-  return id;
+  return `crs-${randomString(8, ID_ALPHABET)}`;
 }
 
 /** The URL with its password replaced, for display and logs. */

@@ -643,9 +643,7 @@ export class Catalog {
 
   /** Locks a kept or exported backup for one holder; false when it is locked or not in such a status. */
   lockBackup(backupId: string): boolean {
-    const changed = this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1;
-    if (changed) this.updateBackup(backupId, { locked: 1 });
-    return changed;
+    return this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1;
   }
 
   /**

@@ -57,7 +57,7 @@ interface Parsed {
   business: ParamObject;
 }
 
-function parseTarget(target: string, hostHeader: string | undefined): { host: string; path: string; rawQuery: string } {
+export function parseTarget(target: string, hostHeader: string | undefined): { host: string; path: string; rawQuery: string } {
   let rest = target;
   let host = hostHeader ?? "";
   const abs = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);

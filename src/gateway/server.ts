@@ -1,9 +1,10 @@
 // The HTTP server: reads a request within its size limits, runs it through the pipeline and answers 200 with
 // application/json, echoing X-TC-TraceId. Non-API paths (file downloads) go to their own handlers.
+import crypto from "node:crypto";
 import http from "node:http";
 import type net from "node:net";
 import { headerValue } from "./auth";
-import { ApiRequest, LIMITS, Pipeline } from "./pipeline";
+import { ApiRequest, LIMITS, parseTarget, Pipeline } from "./pipeline";
 
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -17,12 +18,6 @@ export interface ServerOptions {
 const SIZE_ERROR_BODY = (requestId: string) =>
   JSON.stringify({ Response: { Error: { Code: "RequestSizeLimitExceeded", Message: "请求包超过限制大小：the request headers are too large." }, RequestId: requestId } });
 
-function pathOf(target: string): string {
-  const abs = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
-  const rest = abs ? abs[1] || "/" : target;
-  const q = rest.indexOf("?");
-  return q < 0 ? rest : rest.slice(0, q);
-}
 
 export function createApiServer(opts: ServerOptions): http.Server {
   const log = opts.log ?? ((line: string) => process.stdout.write(line + "\n"));
@@ -30,7 +25,7 @@ export function createApiServer(opts: ServerOptions): http.Server {
   const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     const started = process.hrtime.bigint();
     const target = req.url ?? "/";
-    const path = pathOf(target);
+    const path = parseTarget(target, undefined).path;
     if (path !== "/") {
       const route = opts.routes?.find((r) => path.startsWith(r.prefix));
       if (route) return route.handler(req, res);
