@@ -11,9 +11,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { captureRdb } from "../src/backup/capture";
-import { RespConnection } from "../src/backup/resp";
-import { LocalBlobStore } from "../src/backup/storage";
+import { captureRdb } from "../src/redis/capture";
+import { RespConnection } from "../src/redis/resp";
+import { LocalBlobStore } from "../src/storage/local";
 import { startRedis } from "../test/support/redis";
 import { CLI, load, LoadResult, send, signedRequest, spawnLogged, waitForHttp } from "./support";
 

@@ -5,9 +5,9 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { restoreRdb } from "../src/backup/restore";
-import { RespConnection } from "../src/backup/resp";
-import { LocalBlobStore } from "../src/backup/storage";
+import { restoreRdb } from "../src/redis/restore";
+import { RespConnection } from "../src/redis/resp";
+import { LocalBlobStore } from "../src/storage/local";
 import { pipeline } from "node:stream/promises";
 import { startRedis, RedisProcess } from "../test/support/redis";
 

@@ -1,10 +1,10 @@
 // The long-lived parts of a running server that actions reach through their context.
-import type { Catalog } from "./catalog/sqlite";
+import type { Catalog } from "./catalog/sqlite/sqlite";
 import type { LocalTime } from "./protocol/time";
-import type { BackupService } from "./backup/service";
-import type { BlobStore } from "./backup/storage";
-import type { RestoreService } from "./backup/restores";
-import type { Scheduler } from "./backup/scheduler";
+import type { BackupService } from "./jobs/backups";
+import type { BlobStore } from "./storage/blob-store";
+import type { RestoreService } from "./jobs/restores";
+import type { Scheduler } from "./jobs/scheduler";
 
 export interface Clock {
   now(): number;

@@ -8,9 +8,10 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { captureRdb, CaptureError, CaptureResult, discoverShards, parseClusterNodes } from "../src/backup/capture";
-import { RedisEndpoint, RespConnection } from "../src/backup/resp";
-import { BlobWriter, LocalBlobStore } from "../src/backup/storage";
+import { captureRdb, CaptureError, CaptureResult, discoverShards, parseClusterNodes } from "../src/redis/capture";
+import { RedisEndpoint, RespConnection } from "../src/redis/resp";
+import type { BlobWriter } from "../src/storage/blob-store";
+import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
 

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { Catalog } from "../src/catalog/sqlite";
+import { Catalog } from "../src/catalog/sqlite/sqlite";
 import type { Backup, BackupQuery, BackupStatus } from "../src/catalog/types";
 
 const STATUSES: BackupStatus[] = [1, 2, 3, 4, -1, -2];

@@ -6,8 +6,8 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { RespConnection, RespValue } from "../src/backup/resp";
-import { RdbSource, restoreRdb, RestoreError, verifyTargetPassword } from "../src/backup/restore";
+import { RespConnection, RespValue } from "../src/redis/resp";
+import { RdbSource, restoreRdb, RestoreError, verifyTargetPassword } from "../src/redis/restore";
 import { redisCheckRdb, RedisProcess, startRedis } from "./support/redis";
 
 const PASSWORD = "s3cret-restore";

@@ -8,7 +8,8 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import { checkKey, LocalBlobStore } from "../src/backup/storage";
+import { checkKey } from "../src/storage/blob-store";
+import { LocalBlobStore } from "../src/storage/local";
 
 const roots: string[] = [];
 function newRoot(): string {

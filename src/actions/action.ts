@@ -1,5 +1,5 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Credential, Instance } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";

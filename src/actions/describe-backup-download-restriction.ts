@@ -1,5 +1,5 @@
 // DescribeBackupDownloadRestriction: the account's download restriction in the request's region (default NoLimit).
-import { accountRestriction } from "../gateway/downloads";
+import { accountRestriction } from "../downloads/downloads";
 import { defineAction } from "./action";
 
 export default defineAction({

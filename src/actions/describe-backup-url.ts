@@ -1,8 +1,8 @@
 // DescribeBackupUrl: download links for a backup, one per shard. A kept backup (Status 2) is exported first
 // (Status 3 and Locked while it runs, then Status 4); an exported one is answered at once with fresh links.
 // The links are served by this server (src/gateway/downloads.ts) and work for 6 hours.
-import { describeStatus, ExportFailedError, exportsOf, ExportUnavailableError } from "../backup/exports";
-import { accountRestriction, checkRestriction, downloadFileName, issueLink } from "../gateway/downloads";
+import { describeStatus, ExportFailedError, exportsOf, ExportUnavailableError } from "../jobs/exports";
+import { accountRestriction, checkRestriction, downloadFileName, issueLink } from "../downloads/downloads";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
 import { defineAction, ownInstance } from "./action";

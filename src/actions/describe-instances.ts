@@ -1,7 +1,7 @@
 // DescribeInstances: the caller's instances in the region, with every field backup-centred clients read
 // (Terraform dereferences ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, InstanceName, Port,
 // ProjectId, InstanceId, UniqSubnetId, UniqVpcId and BillingMode without nil checks, so all are present).
-import { parseRedisUrl } from "../backup/resp";
+import { parseRedisUrl } from "../redis/resp";
 import type { Instance } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
 import { defineAction } from "./action";

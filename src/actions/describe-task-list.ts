@@ -1,5 +1,5 @@
 // DescribeTaskList: an account's tasks in the region, filtered and paged, newest first.
-import { RESULT_OF, STATUS_OF_RESULT } from "../backup/tasks";
+import { RESULT_OF, STATUS_OF_RESULT } from "../jobs/tasks";
 import type { TaskStatus } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
 import { defineAction } from "./action";

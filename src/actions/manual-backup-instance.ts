@@ -1,5 +1,5 @@
 // ManualBackupInstance: start a backup of a live instance; the TaskId comes back at once.
-import { InstanceBusyError } from "../backup/service";
+import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ownInstance } from "./action";
 

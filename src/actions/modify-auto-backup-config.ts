@@ -1,5 +1,5 @@
 // ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
-import { parsePeriod } from "../backup/scheduler";
+import { parsePeriod } from "../jobs/scheduler";
 import { ALL_WEEKDAYS as ORDER } from "../catalog/seed";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ownInstance } from "./action";

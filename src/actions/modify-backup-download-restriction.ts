@@ -1,6 +1,6 @@
 // ModifyBackupDownloadRestriction: sets the account's download restriction in the request's region. It applies
 // to links issued afterwards (a link carries the restriction in force when it was issued).
-import { checkRestriction, putAccountRestriction } from "../gateway/downloads";
+import { checkRestriction, putAccountRestriction } from "../downloads/downloads";
 import { defineAction } from "./action";
 import { RESTRICTION_SCHEMA } from "./describe-backup-url";
 

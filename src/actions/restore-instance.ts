@@ -1,8 +1,8 @@
 // RestoreInstance: load one of the account's backups into a registered instance (the same one or another).
 import crypto from "node:crypto";
-import { parseRedisUrl } from "../backup/resp";
-import { BackupUnavailableError } from "../backup/restores";
-import { InstanceBusyError } from "../backup/service";
+import { parseRedisUrl } from "../redis/resp";
+import { BackupUnavailableError } from "../jobs/restores";
+import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ownInstance } from "./action";
 

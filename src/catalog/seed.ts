@@ -2,9 +2,9 @@
 // names, validated whole and loaded in one transaction, so a bad file changes nothing.
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { parseRedisUrl } from "../backup/resp";
+import { parseRedisUrl } from "../redis/resp";
 import { LocalTime } from "../protocol/time";
-import type { Catalog } from "./sqlite";
+import type { Catalog } from "./sqlite/sqlite";
 import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
 
 export const DEFAULT_ACCOUNT = "1300000000";

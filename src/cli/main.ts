@@ -2,10 +2,10 @@
 // The crs-backup command.
 import { parseArgs } from "node:util";
 import { DEFAULTS, filesDir, openCatalog, ServeConfig, startServer } from "../app";
-import { maskRedisUrl, registerInstance } from "../backup/instances";
-import { RestoreService } from "../backup/restores";
-import { BackupService } from "../backup/service";
-import { LocalBlobStore } from "../backup/storage";
+import { maskRedisUrl, registerInstance } from "../jobs/instances";
+import { RestoreService } from "../jobs/restores";
+import { BackupService } from "../jobs/backups";
+import { LocalBlobStore } from "../storage/local";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
 import { systemClock } from "../services";
 import { RegionRules } from "../gateway/regions";

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { RespConnection, RedisEndpoint } from "../../src/backup/resp";
+import { RespConnection, RedisEndpoint } from "../../src/redis/resp";
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -7,11 +7,11 @@
 import crypto from "node:crypto";
 import { Transform, TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Backup } from "../catalog/types";
 import type { Clock, Services } from "../services";
-import { exportKey } from "./service";
-import type { BlobStore } from "./storage";
+import { exportKey } from "./backups";
+import type { BlobStore } from "../storage/blob-store";
 import { TASK } from "./tasks";
 
 /** Why a backup cannot be exported now. */

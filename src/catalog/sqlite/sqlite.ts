@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { ListingIndex } from "./listing-index";
 import { migrations } from "./migrations";
-import type { Backup, BackupQuery, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskQuery, TaskStatus } from "./types";
+import type { Backup, BackupQuery, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskQuery, TaskStatus } from "../types";
 
 type Row = Record<string, unknown>;
 

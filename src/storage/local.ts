@@ -1,54 +1,14 @@
-// Blob storage for backup files. The interface is small enough for an object store to implement later; the
-// local implementation guarantees a blob is either complete under its final name or absent (temp file +
-// fsync + atomic rename + directory fsync), and keeps everything owner-only.
+// The local-directory blob store (the embedded default). A blob is either complete under its final name or
+// absent (temp file + fsync + atomic rename + directory fsync), and everything is kept owner-only.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { pipeline, Readable, Writable } from "node:stream";
 import zlib from "node:zlib";
-
-export interface BlobCommitResult {
-  /** Raw bytes written by the caller (before compression). */
-  bytes: number;
-  /** Hex sha256 of the raw bytes. */
-  sha256: string;
-  /** Bytes occupying storage (after compression). */
-  storedBytes: number;
-}
-
-export interface BlobWriter extends Writable {
-  /** Ends the stream if needed, makes the blob durable and visible under its key. */
-  commit(): Promise<BlobCommitResult>;
-  /** Discards everything written; the key is left untouched. Safe to call more than once or after errors. */
-  abort(): Promise<void>;
-}
-
-export interface BlobStore {
-  createWriter(key: string, opts?: { compress?: boolean }): BlobWriter;
-  /** `start`/`end` are inclusive byte offsets of the STORED bytes (as fs.createReadStream). */
-  openRead(key: string, opts?: { decompress?: boolean; start?: number; end?: number }): Promise<Readable>;
-  stat(key: string): Promise<{ size: number } | undefined>;
-  remove(key: string): Promise<void>;
-  /** Removes leftover temp files of writers that never committed (e.g. after a crash); returns how many. */
-  removeStale?(): Promise<number>;
-}
+import { BlobCommitResult, BlobStore, BlobWriter, checkKey } from "./blob-store";
 
 const TEMP_SUFFIX = ".partial";
-
-/** Validates a relative key like `backups/<id>/shard-0.rdb.gz` and returns its path segments. */
-export function checkKey(key: string): string[] {
-  if (typeof key !== "string" || key.length === 0) throw new Error("blob key must be a non-empty string");
-  if (key.startsWith("/") || path.isAbsolute(key) || key.includes("\\") || key.includes("\0")) {
-    throw new Error(`blob key must be a relative path with '/' separators: ${JSON.stringify(key)}`);
-  }
-  const parts = key.split("/");
-  for (const p of parts) {
-    // A leading dot also rules out '.', '..' and our own hidden temp names.
-    if (p === "" || p.startsWith(".")) throw new Error(`invalid blob key ${JSON.stringify(key)}: empty, '..' or dot-prefixed segment`);
-  }
-  return parts;
-}
 
 export class LocalBlobStore implements BlobStore {
   readonly root: string;

@@ -1,12 +1,12 @@
 // Registering live Redis servers as instances: ids, probing what the server is, and keeping its password out
 // of anything printed.
 import crypto from "node:crypto";
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
 import type { Instance } from "../catalog/types";
-import { discoverShards } from "./capture";
-import { instanceTypeFor } from "./rdb";
-import { parseRedisUrl, RespConnection } from "./resp";
+import { discoverShards } from "../redis/capture";
+import { instanceTypeFor } from "../redis/rdb";
+import { parseRedisUrl, RespConnection } from "../redis/resp";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 

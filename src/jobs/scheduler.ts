@@ -2,11 +2,11 @@
 // (Status -1 when ExpireTime passes, files removed; a locked backup waits until released) and the end of the
 // audit trail of deleted backups. One tick does one pass; the server ticks on an interval, tests tick by hand
 // with a clock they control.
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Instance } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
 import type { Clock } from "../services";
-import { BackupService, DAY_MS, InstanceBusyError } from "./service";
+import { BackupService, DAY_MS, InstanceBusyError } from "./backups";
 
 export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 const HOUR_MS = 3_600_000;

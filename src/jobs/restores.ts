@@ -1,12 +1,12 @@
 // Restores as jobs (task 010): the backup is locked while a registered instance loads it through the master
 // side of the replication protocol (restore.ts), and released whatever happens.
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Backup, Instance } from "../catalog/types";
 import type { Clock } from "../services";
-import { restoreRdb, RestoreError } from "./restore";
-import { parseRedisUrl } from "./resp";
-import { InstanceBusyError } from "./service";
-import type { BlobStore } from "./storage";
+import { restoreRdb, RestoreError } from "../redis/restore";
+import { parseRedisUrl } from "../redis/resp";
+import { InstanceBusyError } from "./backups";
+import type { BlobStore } from "../storage/blob-store";
 import { TASK } from "./tasks";
 
 export class BackupUnavailableError extends Error {

@@ -10,12 +10,12 @@ import crypto from "node:crypto";
 import type http from "node:http";
 import net from "node:net";
 import { pipeline } from "node:stream";
-import { exportKey } from "../backup/service";
-import type { Catalog } from "../catalog/sqlite";
+import { exportKey } from "../jobs/backups";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Backup } from "../catalog/types";
 import { ApiError } from "../protocol/errors";
 import type { Services } from "../services";
-import type { RawHandler } from "./server";
+import type { RawHandler } from "../gateway/server";
 
 export const DOWNLOAD_PREFIX = "/download/";
 /** How long a link works: the cloud's 6 hours. */

@@ -2,13 +2,13 @@
 // shard into blob storage, and the outcome is recorded in one transaction. A failed attempt leaves no file and
 // no listed backup; an interrupted one is cleaned up at the next start.
 import crypto from "node:crypto";
-import type { Catalog } from "../catalog/sqlite";
+import type { Catalog } from "../catalog/sqlite/sqlite";
 import type { Backup, Instance, StoredFile } from "../catalog/types";
 import type { Clock } from "../services";
-import { captureRdb, CaptureError, discoverShards } from "./capture";
-import { fileTypeFor, instanceTypeFor } from "./rdb";
-import { parseRedisUrl } from "./resp";
-import type { BlobStore } from "./storage";
+import { captureRdb, CaptureError, discoverShards } from "../redis/capture";
+import { fileTypeFor, instanceTypeFor } from "../redis/rdb";
+import { parseRedisUrl } from "../redis/resp";
+import type { BlobStore } from "../storage/blob-store";
 import { TASK } from "./tasks";
 
 export const DAY_MS = 86_400_000;
