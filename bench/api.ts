@@ -4,7 +4,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { catalogFile, openCatalog } from "../src/app";
+import fs0 from "node:fs";
+import { catalogFile } from "../src/app";
+import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
 import { LocalTime } from "../src/protocol/time";
 import { CLI, load, LoadResult, send, SignedRequest, signedRequest, spawnLogged, waitForHttp } from "./support";
 
@@ -23,15 +25,16 @@ function instanceId(i: number): string {
   return `crs-${i.toString(36).padStart(8, "0")}`;
 }
 
-export function buildCatalogue(dataDir: string): void {
-  const catalog = openCatalog(dataDir);
-  catalog.putCredential({ ...KEY, accountId: ACCOUNT });
+export async function buildCatalogue(dataDir: string): Promise<void> {
+  fs0.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const catalog = new SqliteCatalog(catalogFile(dataDir));
+  await catalog.putCredential({ ...KEY, accountId: ACCOUNT });
   const perInstance = Math.floor((TOTAL - BIG) / (INSTANCES - 1));
   const insertInstance = catalog.db.prepare("INSERT INTO instances(instance_id, account_id, region, name, created_at) VALUES (?, ?, 'ap-guangzhou', ?, ?)");
   const insertBackup = catalog.db.prepare(`INSERT INTO backups(backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, instance_type, file_type, expire_time)
     VALUES (?, ?, ?, ?, ?, ?, '', 0, ?, 17, 'RDB-Redis 7.0', ?)`);
   const statuses = [2, 2, 2, 2, -1, -1, 4, -2];
-  catalog.transaction(() => {
+  catalog.db.transaction(() => {
     let made = 0;
     for (let i = 0; i < INSTANCES; i++) {
       const id = instanceId(i);
@@ -45,9 +48,9 @@ export function buildCatalogue(dataDir: string): void {
       }
       made += n;
     }
-  });
+  })();
   catalog.db.pragma("wal_checkpoint(TRUNCATE)");
-  catalog.close();
+  await catalog.close();
 }
 
 /** The mix: 40% first pages, 20% deep offsets on the big instance, 20% time windows, 20% status filters. */
@@ -80,7 +83,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-api-"));
   const dataDir = path.join(dir, "data");
   let t = Date.now();
-  buildCatalogue(dataDir);
+  await buildCatalogue(dataDir);
   const size = fs.statSync(catalogFile(dataDir)).size;
   console.log(`catalogue: ${TOTAL.toLocaleString("en-US")} backups, ${INSTANCES} instances (one with ${BIG.toLocaleString("en-US")}), ${(size / 1e6).toFixed(0)} MB, built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 

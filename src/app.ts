@@ -1,116 +1,118 @@
-// Assembles a running server from its configuration: data directory, catalogue, credentials, fixtures,
-// services, the request pipeline and the HTTP listener.
+// Assembles a running server from its configuration: services, credentials, fixtures, recovery, the request
+// pipeline and the HTTP listener.
 import fs from "node:fs";
 import type http from "node:http";
 import path from "node:path";
-import { randomString } from "./jobs/instances";
-import { RestoreService } from "./jobs/restores";
-import { Scheduler } from "./jobs/scheduler";
-import { exportsOf, recoverExports } from "./jobs/exports";
-import { BackupService } from "./jobs/backups";
-import { LocalBlobStore } from "./storage/local";
-import { Catalog } from "./catalog/sqlite/sqlite";
+import { CatalogFullError, type Catalog } from "./catalog/catalog";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
+import { sqlitePath } from "./catalog/open";
+import { Config, catalogUrl } from "./config";
+import { createDownloadHandler } from "./downloads/handler";
+import { DOWNLOAD_PREFIX } from "./downloads/links";
 import { Pipeline } from "./gateway/pipeline";
 import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
-import { DEFAULT_REGIONS, RegionRules } from "./gateway/regions";
-import { createDownloadHandler, DOWNLOAD_PREFIX } from "./downloads/downloads";
 import { createApiServer } from "./gateway/server";
-import { LocalTime } from "./protocol/time";
-import { Services, systemClock, Clock } from "./services";
+import { randomString } from "./jobs/instances";
+import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
+import { createServices, Services } from "./services";
 
-export interface ServeConfig {
-  host: string;
-  port: number;
-  dataDir: string;
-  seed?: string;
-  tz: string;
-  /** Requests per second per account and action; 0 = off. */
-  rateLimit: number;
-  rateLimits?: ReadonlyMap<string, number>;
-  regions: string[];
-  domain: string;
-  log?: (line: string) => void;
-  clock?: Clock;
-  /** Address target Redis servers use to reach our replication endpoint during a restore. */
-  advertiseHost?: string;
-  /** Days a deleted or expired backup's record is kept for the audit trail. */
-  auditDays?: number;
-  /** How often the scheduler runs (automatic backups, retention); 0 = only when tick() is called. */
-  schedulerIntervalMs?: number;
-}
-
-export const DEFAULTS = {
-  host: "127.0.0.1",
-  port: 9000,
-  dataDir: "./data",
-  tz: "Asia/Shanghai",
-  rateLimit: 20,
-  domain: "tencentcloudapi.com",
-  regions: DEFAULT_REGIONS,
-  advertiseHost: "127.0.0.1",
-  auditDays: 90,
-  schedulerIntervalMs: 30_000,
-};
-
-export function catalogFile(dataDir: string): string {
-  return path.join(dataDir, "catalog.db");
-}
-
-export function filesDir(dataDir: string): string {
-  return path.join(dataDir, "files");
-}
-
-/** Creates the data directory owner-only and opens its catalogue. */
-export function openCatalog(dataDir: string): Catalog {
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(dataDir, 0o700);
-  return new Catalog(catalogFile(dataDir));
-}
+export { DEFAULTS, catalogFile, filesDir } from "./config";
+export type { Config as ServeConfig } from "./config";
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/** Settings that remember a generated key until it has been shown, and which key was generated. */
+const GENERATED = "credentials.generated";
+const UNSHOWN = "credentials.generated.unshown";
+
+export interface GeneratedKey {
+  secretId: string;
+  secretKey: string;
+}
 
 /**
  * CRS_SECRET_ID / CRS_SECRET_KEY define the default account's key. With no credential configured at all, one is
- * generated, stored in the catalogue and returned so the caller can print it once.
+ * generated and stored; it is returned (to be printed) on every start until a start has shown it, so a first
+ * start that fails to listen does not lose it. Returns notes for the operator as well.
  */
-export function ensureCredentials(catalog: Catalog, env: NodeJS.ProcessEnv): { secretId: string; secretKey: string } | undefined {
+export async function ensureCredentials(catalog: Catalog, env: NodeJS.ProcessEnv): Promise<{ generated?: GeneratedKey; notes: string[] }> {
   const id = env.CRS_SECRET_ID;
   const key = env.CRS_SECRET_KEY;
-  if (id && key) {
-    catalog.putCredential({ secretId: id, secretKey: key, accountId: DEFAULT_ACCOUNT });
-    return undefined;
+  const notes: string[] = [];
+  if (id || key) {
+    if (!id || !key) throw new Error("set both CRS_SECRET_ID and CRS_SECRET_KEY, or neither");
+    await catalog.putCredential({ secretId: id, secretKey: key, accountId: DEFAULT_ACCOUNT });
+    const generated = await catalog.setting(GENERATED);
+    if (generated && generated !== id && (await catalog.credential(generated))) {
+      notes.push(`CRS_SECRET_ID is set, so ${id} is a key of account ${DEFAULT_ACCOUNT}; the key generated earlier (${generated}) still works too — revoke it with: crs-backup key revoke ${generated}`);
+    }
+    return { notes };
   }
-  if (id || key) throw new Error("set both CRS_SECRET_ID and CRS_SECRET_KEY, or neither");
-  if (catalog.credentialCount() > 0) return undefined;
+  const unshown = await catalog.setting(UNSHOWN);
+  if (unshown) {
+    const c = await catalog.credential(unshown);
+    if (c) return { generated: { secretId: c.secretId, secretKey: c.secretKey }, notes };
+  }
+  if ((await catalog.credentialCount()) > 0) return { notes };
   const generated = { secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM) };
-  catalog.putCredential({ ...generated, accountId: DEFAULT_ACCOUNT });
-  return generated;
+  await catalog.transaction(async (tx) => {
+    await tx.putCredential({ ...generated, accountId: DEFAULT_ACCOUNT });
+    await tx.putSetting(GENERATED, generated.secretId);
+    await tx.putSetting(UNSHOWN, generated.secretId);
+  });
+  return { generated, notes };
 }
 
-function alive(pid: number): boolean {
+/** The start time of a process (field 22 of /proc/PID/stat), to tell a live owner from a reused PID. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number, start: string | undefined): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  // Same PID, different start time: the PID was reused by an unrelated process after ours died.
+  const now = processStart(pid);
+  return start === undefined || now === undefined || now === start;
 }
 
 /**
- * One server per data directory: start-up recovery fails every task it finds running, which would break a
- * live server's jobs. A lock file left by a dead process is taken over. Returns the release function.
+ * One server per embedded data directory: its SQLite catalogue and files serve one node, and start-up recovery
+ * treats every task a server left running as dead. The lock file holds the PID and that process's start time,
+ * so a lock left by a dead process is taken over even when its PID now belongs to something else. Returns the
+ * release function.
  */
 export function lockDataDir(dataDir: string): () => void {
   const file = path.join(dataDir, "server.pid");
+  const mine = JSON.stringify({ pid: process.pid, start: processStart(process.pid) });
   for (;;) {
     try {
-      fs.writeFileSync(file, String(process.pid), { flag: "wx", mode: 0o600 });
-      return () => fs.rmSync(file, { force: true });
+      fs.writeFileSync(file, mine, { flag: "wx", mode: 0o600 });
+      return () => {
+        try {
+          if (fs.readFileSync(file, "utf8") === mine) fs.rmSync(file, { force: true });
+        } catch {
+          // already gone
+        }
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const pid = Number(fs.readFileSync(file, "utf8"));
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      let held: { pid?: number; start?: string } = {};
+      try {
+        const text = fs.readFileSync(file, "utf8");
+        held = text.startsWith("{") ? (JSON.parse(text) as typeof held) : { pid: Number(text) };
+      } catch {
+        // unreadable or half-written: treat as stale
+      }
+      const pid = held.pid;
+      if (pid !== undefined && Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid, held.start)) {
         throw new Error(`another crs-backup server (pid ${pid}) is using ${dataDir}`);
       }
       fs.rmSync(file, { force: true });
@@ -126,80 +128,101 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
-  const log = cfg.log ?? ((line: string) => process.stdout.write(line + "\n"));
-  const time = new LocalTime(cfg.tz);
-  const regions = new RegionRules(cfg.regions, cfg.domain);
-  const catalog = openCatalog(cfg.dataDir);
-  let unlock: () => void;
-  try {
-    unlock = lockDataDir(cfg.dataDir);
-  } catch (err) {
-    catalog.close();
-    throw err;
+/** Explains a start-up failure caused by a full disk instead of letting a raw ENOSPC / SQLITE_FULL through. */
+function startupError(err: unknown, config: Config): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof CatalogFullError || e?.code === "ENOSPC" || e?.code === "SQLITE_FULL") {
+    return new Error(`no space left for the data directory ${path.resolve(config.dataDir)} (${e.message}); free some space and start again`);
   }
+  return err as Error;
+}
+
+export interface StartOptions {
+  /** Where the generated key is shown (default: the logger, as a warning). */
+  announce?: (line: string) => void;
+}
+
+export async function startServer(config: Config, env: NodeJS.ProcessEnv = process.env, opts: StartOptions = {}): Promise<RunningServer> {
+  let services: Services;
   try {
-    if (cfg.seed) loadSeedFile(catalog, cfg.seed, time, (r) => regions.has(r));
-    const generated = ensureCredentials(catalog, env);
-    if (generated) {
-      log(`crs-backup: no credentials were configured, so these were generated for account ${DEFAULT_ACCOUNT} and stored in ${catalogFile(cfg.dataDir)}; they are shown only this once:`);
-      log(`  SecretId:  ${generated.secretId}`);
-      log(`  SecretKey: ${generated.secretKey}`);
-    }
+    services = await createServices(config, { role: "serve" });
   } catch (err) {
+    throw startupError(err, config);
+  }
+  const { catalog, logger } = services;
+  const embedded = sqlitePath(catalogUrl(config)) !== undefined;
+  let unlock = (): void => undefined;
+  let generated: GeneratedKey | undefined;
+  try {
+    if (embedded) unlock = lockDataDir(config.dataDir);
+    if (config.seed) await loadSeedFile(catalog, config.seed, services.time, (r) => services.regions.has(r));
+    const creds = await ensureCredentials(catalog, env);
+    generated = creds.generated;
+    for (const note of creds.notes) logger.warn(note);
+    // With the embedded catalogue this server is the only node (it holds the lock): every task a server left
+    // running is dead, so it is recovered now rather than when its lease lapses.
+    const recovered = await services.runner.recoverLapsed((owner) => embedded && (owner === undefined || owner.startsWith("serve:")));
+    if (recovered) logger.warn({ recovered }, "recovered tasks interrupted by a previous run");
+    const swept = await sweepOrphanStates({ catalog, store: services.store });
+    if (swept.exports || swept.locks || swept.unfinished) logger.warn(swept, "repaired backup states no task accounted for");
+    const stale = (await services.store.removeStale?.()) ?? 0;
+    if (stale) logger.warn({ files: stale }, "removed partial files left by interrupted writers");
+  } catch (err) {
+    await services.close().catch(() => undefined);
     unlock();
-    catalog.close();
-    throw err;
+    throw startupError(err, config);
   }
-  const clock = cfg.clock ?? systemClock;
-  const store = new LocalBlobStore(filesDir(cfg.dataDir));
-  const backups = new BackupService({ catalog, store, clock, log });
-  const recovered = await backups.recover();
-  if (recovered.tasks || recovered.backups || recovered.tempFiles) {
-    log(`crs-backup: recovered from an interrupted run: ${recovered.tasks} task(s) marked failed, ${recovered.backups} unfinished backup(s) and ${recovered.tempFiles} partial file(s) removed`);
-  }
-  const resetExports = await recoverExports({ catalog, store });
-  if (resetExports) log(`crs-backup: ${resetExports} interrupted export(s) reset to Status 2 and their partial files removed`);
-  const restores = new RestoreService({ catalog, store, clock, advertiseHost: cfg.advertiseHost ?? DEFAULTS.advertiseHost, log });
-  const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: cfg.auditDays ?? DEFAULTS.auditDays, log });
-  const services: Services = { catalog, time, clock, store, backups, restores, scheduler };
-  const limiter = new RateLimiter(new MemoryBucketStore(), cfg.rateLimit, cfg.rateLimits);
-  const pipeline = new Pipeline({ services, regions, limiter });
-  const exportJobs = exportsOf(services, log);
-  const server = createApiServer({ pipeline, log, routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services, { log }) }] });
+  const limiter = new RateLimiter(new MemoryBucketStore(), config.rateLimit, config.rateLimits);
+  const pipeline = new Pipeline({ services, regions: services.regions, limiter });
+  const server = createApiServer({
+    pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services) }],
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(cfg.port, cfg.host, () => {
+      server.listen(config.port, config.host, () => {
         server.off("error", reject);
         resolve();
       });
     });
   } catch (err) {
+    await services.close().catch(() => undefined);
     unlock();
-    catalog.close();
     throw err;
   }
   const port = (server.address() as { port: number }).port;
+  if (generated) {
+    const out = opts.announce ?? ((line: string) => logger.warn(line));
+    out(`crs-backup: no credentials were configured, so these were generated for account ${DEFAULT_ACCOUNT} and stored in the catalogue (${catalog.describe()}); they are shown until a server has started with them once:`);
+    out(`  SecretId:  ${generated.secretId}`);
+    out(`  SecretKey: ${generated.secretKey}`);
+    await catalog.putSetting(UNSHOWN, "").catch(() => undefined);
+  }
+  services.runner.start();
   // After listening, so a window missed while the server was down is caught up at once if still open.
-  scheduler.start(cfg.schedulerIntervalMs ?? DEFAULTS.schedulerIntervalMs);
+  services.scheduler.start(config.schedulerIntervalMs);
+  // Storage against the catalogue: orphans of crashes removed (in the background: a large bucket takes a while).
+  const reconciled = reconcileStorage({ catalog, store: services.store }).then((r) => {
+    if (r.orphans.length) logger.warn({ orphans: r.orphans.length, removed: r.removed, examples: r.orphans.slice(0, 5) }, "removed files no backup accounts for");
+  }, (err: unknown) => logger.error({ err }, "reconciling storage with the catalogue failed"));
   let closing: Promise<void> | undefined;
   return {
     server,
     port,
-    url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`,
+    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     services,
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        await scheduler.stop();
-        await exportJobs.shutdown();
-        await Promise.all([backups.shutdown(), restores.shutdown()]);
+        await reconciled;
+        await services.scheduler.stop();
+        await services.runner.stop();
         // A long download must not hold the shutdown open.
         server.closeAllConnections();
         await stopped;
-        catalog.close();
+        await services.close();
         unlock();
       })();
       return closing;

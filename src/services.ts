@@ -1,23 +1,92 @@
-// The long-lived parts of a running server that actions reach through their context.
-import type { Catalog } from "./catalog/sqlite/sqlite";
-import type { LocalTime } from "./protocol/time";
-import type { BackupService } from "./jobs/backups";
+// One place builds everything a crs-backup process uses — `serve` and every CLI command alike — from its Config:
+// the logger, the catalogue, the blob store, the task runner with its job kinds, the scheduler, the link signer.
+// Nothing else constructs a catalogue or a store, so each engine (SQLite or PostgreSQL, a directory or S3) is
+// chosen here once.
+import fs from "node:fs";
+import { Clock, Config, catalogUrl, dataDirUsed, storageUrl, systemClock } from "./config";
+import type { Catalog } from "./catalog/catalog";
+import { openCatalog } from "./catalog/open";
+import { LinkSigner } from "./downloads/links";
+import { BackupJobs, RetireJobs } from "./jobs/backups";
+import { ExportJobs } from "./jobs/exports";
+import { RestoreJobs } from "./jobs/restores";
+import { makeNodeId, TaskRunner } from "./jobs/runner";
+import { Scheduler } from "./jobs/scheduler";
+import { createLogger, Logger } from "./log";
+import { LocalTime } from "./protocol/time";
+import { RegionRules } from "./gateway/regions";
 import type { BlobStore } from "./storage/blob-store";
-import type { RestoreService } from "./jobs/restores";
-import type { Scheduler } from "./jobs/scheduler";
+import { openBlobStore } from "./storage/open";
 
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
+export type { Clock } from "./config";
+export { systemClock } from "./config";
 
 export interface Services {
-  catalog: Catalog;
-  time: LocalTime;
+  config: Config;
+  logger: Logger;
   clock: Clock;
+  time: LocalTime;
+  regions: RegionRules;
+  catalog: Catalog;
   store: BlobStore;
-  backups: BackupService;
-  restores: RestoreService;
+  /** Who this process is in task leases. */
+  nodeId: string;
+  runner: TaskRunner;
+  backups: BackupJobs;
+  exports: ExportJobs;
+  restores: RestoreJobs;
   scheduler: Scheduler;
+  links: LinkSigner;
+  /** Stops the runner and the scheduler (their jobs record their end), then closes the catalogue. */
+  close(): Promise<void>;
+}
+
+export interface ServicesOptions {
+  /** `serve` takes queued tasks and recovers others'; a CLI command runs only the task it asks for. */
+  role: "serve" | "cli";
+}
+
+/** Makes the data directory owner-only when the embedded catalogue or files live in it. */
+function prepareDataDir(config: Config): void {
+  if (!dataDirUsed(config)) return;
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(config.dataDir, 0o700);
+}
+
+export async function createServices(config: Config, o: ServicesOptions): Promise<Services> {
+  const logger = config.logger ?? createLogger({ level: config.logLevel });
+  const clock = config.clock ?? systemClock;
+  const time = new LocalTime(config.tz);
+  const regions = new RegionRules(config.regions, config.domain);
+  prepareDataDir(config);
+  const catalog = await openCatalog(catalogUrl(config));
+  try {
+    const store = await openBlobStore(storageUrl(config), config.s3 ?? {});
+    const nodeId = makeNodeId(o.role, o.role === "serve" ? config.nodeId : undefined);
+    const runner = new TaskRunner({
+      catalog, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs,
+      concurrency: { redis: config.concurrency, files: Math.max(2, config.concurrency) }, takeQueued: o.role === "serve",
+    });
+    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts });
+    const exports = new ExportJobs({ catalog, store, clock, logger, runner });
+    const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost });
+    for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
+    const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
+    const links = await LinkSigner.open(catalog);
+    let closing: Promise<void> | undefined;
+    return {
+      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, exports, restores, scheduler, links,
+      close() {
+        closing ??= (async () => {
+          await scheduler.stop();
+          await runner.stop();
+          await catalog.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await catalog.close().catch(() => undefined);
+    throw err;
+  }
 }

@@ -207,11 +207,16 @@ test("an unexpected fault is InternalError with the cause in the log, not in the
   assert.match(String((out.fault as Error).message), /disk on fire/);
 });
 
-test("the log has one line per request with action, account, code and time, and never a secret", async () => {
-  await postJson(JSON.stringify({ InstanceId: MAIN, Limit: 1 }), { headers: { "X-TC-TraceId": "log-check" } });
-  const line = srv.logs.filter((l) => l.includes("action=DescribeInstanceBackups") && l.includes("code=OK")).pop();
-  assert.ok(line);
-  assert.match(line, /account=1300000001 code=OK ms=\d+\.\d+/);
+test("the log has one JSON line per request with RequestId, action, account, code and time, and never a secret", async () => {
+  const r = await postJson(JSON.stringify({ InstanceId: MAIN, Limit: 1 }), { headers: { "X-TC-TraceId": "log-check" } });
+  const lines = srv.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const line = lines.find((l) => l.msg === "request" && l.requestId === r.json.Response.RequestId);
+  assert.ok(line, "a line for the request, keyed by its RequestId");
+  assert.equal(line.action, "DescribeInstanceBackups");
+  assert.equal(line.account, "1300000001");
+  assert.equal(line.code, "OK");
+  assert.equal(typeof line.ms, "number");
+  assert.match(String(line.time), /^\d{4}-\d\d-\d\dT/);
   assert.ok(srv.logs.every((l) => !l.includes(KEY.secretKey)));
 });
 

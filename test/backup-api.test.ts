@@ -176,7 +176,7 @@ describe("failures are tasks with a precise message, and leave neither a listed 
   test("a source killed in the middle of the transfer", async () => {
     const dying = await redis(["--rdb-key-save-delay", "200"]);
     await send(dying.endpoint, [["DEBUG", "POPULATE", 50_000, "d", 32]]);
-    srv.services.catalog.upsertInstance({ ...srv.services.catalog.instance(ID.gone)!, instanceId: "crs-bk00000a", name: "dying", redisUrl: `redis://127.0.0.1:${dying.port}` });
+    await srv.services.catalog.upsertInstance({ ...(await srv.services.catalog.instance(ID.gone))!, instanceId: "crs-bk00000a", name: "dying", redisUrl: `redis://127.0.0.1:${dying.port}` });
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: "crs-bk00000a" });
     await waitFor("bytes to arrive", () => partialFiles().some((f) => fs.statSync(f).size > 0) || undefined, 20_000);
     dying.kill();
@@ -217,7 +217,7 @@ test("a three-master Redis Cluster gives one RDB per master", async () => {
     topo.get(owner)!.push(["SET", key, `v${i}`]);
   }
   await Promise.all([...topo].map(([owner, cmds]) => send(shards[owner]!.endpoint, cmds)));
-  srv.services.catalog.upsertInstance({ ...srv.services.catalog.instance(ID.gone)!, instanceId: ID.cluster, name: "cluster", redisUrl: `redis://:cpw@127.0.0.1:${nodes[1]!.port}` });
+  await srv.services.catalog.upsertInstance({ ...(await srv.services.catalog.instance(ID.gone))!, instanceId: ID.cluster, name: "cluster", redisUrl: `redis://:cpw@127.0.0.1:${nodes[1]!.port}` });
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.cluster });
   const task = await waitTask(TaskId!);
   assert.equal(task.Status, "succeed", task.TaskMessage);

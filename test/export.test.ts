@@ -13,7 +13,9 @@ import path from "node:path";
 import { pipeline, Readable, Transform } from "node:stream";
 import { DEFAULTS, startServer } from "../src/app";
 import type { Backup } from "../src/catalog/types";
-import { parseRange, restrictionAllows, DEFAULT_RESTRICTION } from "../src/downloads/downloads";
+import { parseRange } from "../src/downloads/handler";
+import { restrictionAllows, DEFAULT_RESTRICTION } from "../src/downloads/restrictions";
+import { silentLogger } from "../src/log";
 import type { BlobStore } from "../src/storage/blob-store";
 import { filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { redisCheckRdb, RedisProcess, startRedis, waitFor } from "./support/redis";
@@ -69,7 +71,7 @@ async function takeBackup(instanceId = ID.main): Promise<Backup> {
   const t = await waitTask(TaskId!);
   assert.equal(t.Status, "succeed", t.TaskMessage);
   const page = await c.DescribeInstanceBackups({ InstanceId: instanceId, Status: [2], Limit: 1 });
-  const b = srv.services.catalog.backup(page.BackupSet![0]!.BackupId!)!;
+  const b = (await srv.services.catalog.backup(page.BackupSet![0]!.BackupId!))!;
   assert.equal(b.status, 2);
   assert.equal(b.files.length, 1);
   return b;
@@ -363,10 +365,10 @@ describe("DescribeBackupUrl", () => {
     // A catalogue-only backup has no file to hand out.
     await expectSdkError(c.DescribeBackupUrl({ InstanceId: ID.fixture, BackupId: "fx-kept" }), "ResourceUnavailable.BackupStatusInvalid");
     // A backup being taken (Status 1): recorded as ManualBackupInstance records it.
-    srv.services.catalog.insertBackup({ ...backup, backupId: "in-progress-1", status: 1, files: [] });
+    await srv.services.catalog.insertBackup({ ...backup, backupId: "in-progress-1", status: 1, files: [] });
     const e = await expectSdkError(c.DescribeBackupUrl({ InstanceId: ID.main, BackupId: "in-progress-1" }), "ResourceUnavailable.BackupStatusInvalid");
     assert.match(e.message, /Status 1/);
-    srv.services.catalog.deleteBackupRecord("in-progress-1");
+    await srv.services.catalog.deleteBackupRecord("in-progress-1");
   });
 
   test("an expired backup: BackupStatusInvalid, its export files are gone and its old links answer 410", async () => {
@@ -375,7 +377,7 @@ describe("DescribeBackupUrl", () => {
     const url = r.BackupInfos![0]!.DownloadUrl!;
     assert.equal((await fetchUrl(url, { method: "HEAD" })).status, 200);
     assert.equal(exportFiles(b.backupId).length, 1);
-    await srv.services.backups.retire(srv.services.catalog.backup(b.backupId)!, -1, KEY.account);
+    await srv.services.backups.retire((await srv.services.catalog.backup(b.backupId))!, -1, KEY.account);
     const e = await expectSdkError(c.DescribeBackupUrl({ InstanceId: ID.second, BackupId: b.backupId }), "ResourceUnavailable.BackupStatusInvalid");
     assert.match(e.message, /Status -1/);
     const gone = await fetchUrl(url);
@@ -395,23 +397,23 @@ describe("a failed export leaves the backup as it was", () => {
   test("bytes that do not match the capture: FailedOperation.SystemError, Status 2, unlocked, no export file", async () => {
     const b = await takeBackup(ID.second);
     const real = b.files;
-    srv.services.catalog.updateBackup(b.backupId, { files: real.map((f) => ({ ...f, sha256: "0".repeat(64) })) });
+    await srv.services.catalog.updateBackup(b.backupId, { files: real.map((f) => ({ ...f, sha256: "0".repeat(64) })) });
     try {
       await expectSdkError(c.DescribeBackupUrl({ InstanceId: ID.second, BackupId: b.backupId }), "FailedOperation.SystemError");
     } finally {
-      srv.services.catalog.updateBackup(b.backupId, { files: real });
+      await srv.services.catalog.updateBackup(b.backupId, { files: real });
     }
-    const after = srv.services.catalog.backup(b.backupId)!;
+    const after = (await srv.services.catalog.backup(b.backupId))!;
     assert.equal(after.status, 2);
     assert.equal(after.locked, 0);
     assert.deepEqual(exportFiles(b.backupId), []);
-    assert.ok(srv.logs.some((l) => l.includes(`export of backup ${b.backupId} failed`) && l.includes("does not match")));
+    assert.ok(srv.logs.some((l) => l.includes(b.backupId) && l.includes("task failed") && l.includes("does not match")));
     const failed = await c.DescribeTaskList({ InstanceId: ID.second, TaskTypes: ["009"], Result: [4] });
     assert.ok(failed.TotalCount! >= 1);
     // With the record intact the same backup exports fine.
     const ok = await c.DescribeBackupUrl({ InstanceId: ID.second, BackupId: b.backupId });
     assert.equal(ok.BackupInfos!.length, 1);
-    assert.equal(srv.services.catalog.backup(b.backupId)!.status, 4);
+    assert.equal((await srv.services.catalog.backup(b.backupId))!.status, 4);
   });
 
   test("a read that breaks part-way: Status 2, unlocked, no export file, no temp file", async () => {
@@ -437,7 +439,7 @@ describe("a failed export leaves the backup as it was", () => {
     } finally {
       delete (store as { openRead?: unknown }).openRead;
     }
-    const after = srv.services.catalog.backup(b.backupId)!;
+    const after = (await srv.services.catalog.backup(b.backupId))!;
     assert.equal(after.status, 2);
     assert.equal(after.locked, 0);
     assert.deepEqual(exportFiles(b.backupId), []);
@@ -475,9 +477,9 @@ describe("after a crash during an export", () => {
     assert.equal(exportFiles(b.backupId).length, 1);
     const dataDir = path.join(srv.dataDir, "data");
     // What a crash mid-export leaves: the record at Status 3 and Locked 1, an export file on disk.
-    srv.services.catalog.updateBackup(b.backupId, { status: 3, locked: 1 });
+    await srv.services.catalog.updateBackup(b.backupId, { status: 3, locked: 1 });
     await srv.close();
-    const again = await startServer({ ...DEFAULTS, dataDir, port: 0, log: () => undefined, rateLimit: 0, schedulerIntervalMs: 0 }, {});
+    const again = await startServer({ ...DEFAULTS, dataDir, port: 0, logger: silentLogger, rateLimit: 0, schedulerIntervalMs: 0 }, {});
     try {
       const client = new RedisClient({
         credential: { secretId: KEY.secretId, secretKey: KEY.secretKey }, region: "ap-guangzhou",

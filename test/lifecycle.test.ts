@@ -4,7 +4,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer } from "../src/app";
+import { DEFAULTS, startServer } from "../src/app";
+import { silentLogger } from "../src/log";
 import { LocalTime } from "../src/protocol/time";
 import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
@@ -112,8 +113,7 @@ describe("automatic backups", () => {
     // A second server process on a copy of the catalogue, started inside an open window.
     const copy = path.join(srv.dataDir, "copy");
     fs.cpSync(dataDir, copy, { recursive: true });
-    const logs: string[] = [];
-    const second = await startServer({ host: "127.0.0.1", port: 0, dataDir: copy, tz: "Asia/Shanghai", rateLimit: 0, regions: ["ap-guangzhou"], domain: "tencentcloudapi.com", clock: other, schedulerIntervalMs: 3_600_000, log: (l) => logs.push(l) }, {});
+    const second = await startServer({ ...DEFAULTS, port: 0, dataDir: copy, rateLimit: 0, regions: ["ap-guangzhou"], clock: other, schedulerIntervalMs: 3_600_000, logger: silentLogger, pollMs: 100 }, {});
     try {
       const c2 = new RedisClient({ credential: { secretId: KEY.secretId, secretKey: KEY.secretKey }, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${second.port}`, protocol: "http://" } } });
       const auto = await waitFor("the catch-up backup", async () => {
@@ -149,11 +149,11 @@ describe("retention, deletion and the audit trail", () => {
   });
 
   test("a locked backup outlives its ExpireTime until it is released", async () => {
-    assert.ok(srv.services.catalog.lockBackup(manual));
+    assert.ok(await srv.services.catalog.lockBackup(manual));
     clock.t = at("2024-06-10 13:00:00");
     await srv.services.scheduler.tick();
     assert.equal((await c.DescribeBackupDetail({ InstanceId: MAIN, BackupId: manual })).Status, 2);
-    srv.services.catalog.updateBackup(manual, { locked: 0 });
+    await srv.services.catalog.updateBackup(manual, { locked: 0 });
     await srv.services.scheduler.tick();
     const d = await c.DescribeBackupDetail({ InstanceId: MAIN, BackupId: manual });
     assert.equal(d.Status, -1);
@@ -163,7 +163,7 @@ describe("retention, deletion and the audit trail", () => {
   test("a deleted backup is -2 with its file removed (task 014), and its record is purged after the audit period", async () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN });
     assert.equal((await settled(TaskId!)).Status, "succeed");
-    const b = srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [2] })).BackupSet![0]!.BackupId!)!;
+    const b = (await srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [2] })).BackupSet![0]!.BackupId!))!;
     await srv.services.backups.retire(b, -2, KEY.account);
     const deleted = await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [-2] });
     assert.deepEqual(deleted.BackupSet!.map((x) => x.BackupId), [b.backupId]);
@@ -194,7 +194,7 @@ describe("RestoreInstance", () => {
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: backupId }), "InvalidParameterValue.PasswordError");
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN });
     assert.equal((await settled(TaskId!)).Status, "succeed");
-    const doomed = srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 })).BackupSet![0]!.BackupId!)!;
+    const doomed = (await srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 })).BackupSet![0]!.BackupId!))!;
     await srv.services.backups.retire(doomed, -1, KEY.account);
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: doomed.backupId, Password: "tpw" }), "ResourceUnavailable.BackupStatusAbnormal");
     await srv.services.backups.retire({ ...doomed, status: -1 }, -2, KEY.account);

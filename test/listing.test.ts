@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { Catalog } from "../src/catalog/sqlite/sqlite";
+import { SqliteCatalog as Catalog } from "../src/catalog/sqlite/sqlite";
 import type { Backup, BackupQuery, BackupStatus } from "../src/catalog/types";
 
 const STATUSES: BackupStatus[] = [1, 2, 3, 4, -1, -2];
@@ -42,7 +42,7 @@ function backup(instanceId: string, over: Partial<Backup> = {}): Backup {
 }
 
 function addInstance(c: Catalog, id: string): void {
-  c.ensureAccount("1300000000");
+  c.db.prepare("INSERT INTO accounts(account_id, created_at) VALUES ('1300000000', 0) ON CONFLICT DO NOTHING").run();
   c.db.prepare("INSERT INTO instances(instance_id, account_id, region, name, created_at) VALUES (?, '1300000000', 'ap-guangzhou', ?, 0)").run(id, id);
 }
 
@@ -77,17 +77,17 @@ function randomQuery(instanceId: string, size: number): BackupQuery {
   return q;
 }
 
-function check(c: Catalog, rounds: number, instances = [BIG, BIG2, SMALL]): void {
+async function check(c: Catalog, rounds: number, instances = [BIG, BIG2, SMALL]): Promise<void> {
   for (let i = 0; i < rounds; i++) {
     const id = instances[rnd(instances.length)]!;
     const size = c.db.prepare("SELECT count(*) FROM backups WHERE instance_id = ?").pluck().get(id) as number;
     const q = randomQuery(id, size);
     const want = naive(c, q);
-    const got = c.listBackups(q);
+    const got = await c.listBackups(q);
     const label = JSON.stringify(q);
     assert.equal(got.total, want.total, `TotalCount of ${label}`);
     assert.deepEqual(got.rows.map((r) => r.backupId), want.ids, `page of ${label}`);
-    for (const r of got.rows) assert.deepEqual(r, c.backup(r.backupId), `row ${r.backupId} of ${label}`);
+    for (const r of got.rows) assert.deepEqual(r, await c.backup(r.backupId), `row ${r.backupId} of ${label}`);
   }
 }
 
@@ -97,52 +97,52 @@ function indexed(c: Catalog, id: string): boolean {
   return (c as unknown as { caches: { indexes: Map<string, unknown> } }).caches.indexes.has(id);
 }
 
-before(() => {
+before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-listing-"));
   const file = path.join(dir, "catalog.db");
   a = new Catalog(file);
   a.listingOptions.indexThreshold = 300;
   for (const id of [BIG, BIG2, SMALL]) addInstance(a, id);
-  a.transaction(() => {
-    for (let i = 0; i < 3000; i++) a.insertBackup(backup(BIG));
-    for (let i = 0; i < 800; i++) a.insertBackup(backup(BIG2));
-    for (let i = 0; i < 150; i++) a.insertBackup(backup(SMALL));
+  await a.transaction(async (tx) => {
+    for (let i = 0; i < 3000; i++) await tx.insertBackup(backup(BIG));
+    for (let i = 0; i < 800; i++) await tx.insertBackup(backup(BIG2));
+    for (let i = 0; i < 150; i++) await tx.insertBackup(backup(SMALL));
   });
   b = new Catalog(file);
 });
 
-after(() => {
-  a.close();
-  b.close();
+after(async () => {
+  await a.close();
+  await b.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test("random queries match the naive answer, on indexed and small instances", () => {
-  check(a, 600);
+test("random queries match the naive answer, on indexed and small instances", async () => {
+  await check(a, 600);
   assert.ok(indexed(a, BIG) && indexed(a, BIG2), "the large instances are served from a listing index");
   assert.ok(!indexed(a, SMALL), "the small one is not");
 });
 
-test("writes through every Catalog method are seen at once", () => {
+test("writes through every Catalog method are seen at once", async () => {
   for (let round = 0; round < 12; round++) {
     const ids = a.db.prepare("SELECT backup_id FROM backups WHERE instance_id IN (?, ?) ORDER BY rowid").pluck().all(BIG, SMALL) as string[];
     const pick = () => ids[rnd(ids.length)]!;
     switch (round % 6) {
       case 0:
-        for (let i = 0; i < 5; i++) a.insertBackup(backup(rnd(2) ? BIG : SMALL));
+        for (let i = 0; i < 5; i++) await a.insertBackup(backup(rnd(2) ? BIG : SMALL));
         break;
       case 1:
-        a.updateBackup(pick(), { status: STATUSES[rnd(6)]! });
-        a.updateBackup(pick(), { startTime: T0 + rnd(400) * MIN });
-        a.updateBackup(pick(), { remark: `changed ${round}`, backupSize: 7 });
+        await a.updateBackup(pick(), { status: STATUSES[rnd(6)]! });
+        await a.updateBackup(pick(), { startTime: T0 + rnd(400) * MIN });
+        await a.updateBackup(pick(), { remark: `changed ${round}`, backupSize: 7 });
         break;
       case 2: {
-        const old = a.backup(pick())!;
-        a.upsertBackup({ ...old, status: STATUSES[rnd(6)]!, startTime: old.startTime + MIN, remark: "upserted" });
+        const old = (await a.backup(pick()))!;
+        await a.upsertBackup({ ...old, status: STATUSES[rnd(6)]!, startTime: old.startTime + MIN, remark: "upserted" });
         break;
       }
       case 3:
-        for (let i = 0; i < 4; i++) a.deleteBackupRecord(pick());
+        for (let i = 0; i < 4; i++) await a.deleteBackupRecord(pick());
         break;
       case 4:
         // Moved to another instance: both listings change.
@@ -153,76 +153,76 @@ test("writes through every Catalog method are seen at once", () => {
           .run(pick(), BIG, T0 + rnd(400) * MIN, STATUSES[rnd(6)]!);
         break;
     }
-    check(a, 80);
+    await check(a, 80);
   }
 });
 
-test("inside a transaction, and after a rollback", () => {
-  a.transaction(() => {
-    for (let i = 0; i < 10; i++) a.insertBackup(backup(BIG));
-    a.updateBackup(a.db.prepare("SELECT backup_id FROM backups WHERE instance_id = ? LIMIT 1").pluck().get(BIG) as string, { status: -2 });
-    check(a, 40);
+test("inside a transaction, and after a rollback", async () => {
+  await a.transaction(async (tx) => {
+    for (let i = 0; i < 10; i++) await tx.insertBackup(backup(BIG));
+    await tx.updateBackup(a.db.prepare("SELECT backup_id FROM backups WHERE instance_id = ? LIMIT 1").pluck().get(BIG) as string, { status: -2 });
+    await check(a, 40);
   });
-  check(a, 40);
+  await check(a, 40);
   const before = naive(a, { instanceId: BIG, limit: 100, offset: 0 });
-  assert.throws(() =>
-    a.transaction(() => {
-      for (let i = 0; i < 10; i++) a.insertBackup(backup(BIG, { startTime: T0 + 500 * MIN }));
-      a.listBackups({ instanceId: BIG, limit: 20, offset: 0 });
+  await assert.rejects(() =>
+    a.transaction(async (tx) => {
+      for (let i = 0; i < 10; i++) await tx.insertBackup(backup(BIG, { startTime: T0 + 500 * MIN }));
+      await tx.listBackups({ instanceId: BIG, limit: 20, offset: 0 });
       throw new Error("roll back");
     }),
   );
-  const after = a.listBackups({ instanceId: BIG, limit: 100, offset: 0 });
+  const after = await a.listBackups({ instanceId: BIG, limit: 100, offset: 0 });
   assert.equal(after.total, before.total);
   assert.deepEqual(after.rows.map((r) => r.backupId), before.ids);
-  check(a, 60);
+  await check(a, 60);
 });
 
 test("commits from a second connection on the same file are seen by the next request", async () => {
   for (let round = 0; round < 8; round++) {
-    check(a, 20);
+    await check(a, 20);
     const victim = a.db.prepare("SELECT backup_id FROM backups WHERE instance_id = ? ORDER BY random() LIMIT 1").pluck().get(BIG) as string;
     switch (round % 4) {
       case 0:
-        b.insertBackup(backup(BIG, { startTime: T0 + 399 * MIN }));
+        await b.insertBackup(backup(BIG, { startTime: T0 + 399 * MIN }));
         break;
       case 1:
-        b.updateBackup(victim, { status: victim.charCodeAt(0) % 2 ? 4 : -1, startTime: T0 + rnd(400) * MIN });
+        await b.updateBackup(victim, { status: victim.charCodeAt(0) % 2 ? 4 : -1, startTime: T0 + rnd(400) * MIN });
         break;
       case 2:
-        b.deleteBackupRecord(victim);
+        await b.deleteBackupRecord(victim);
         break;
       case 3:
-        b.transaction(() => {
-          for (let i = 0; i < 20; i++) b.insertBackup(backup(rnd(2) ? BIG : BIG2));
+        await b.transaction(async (tx) => {
+          for (let i = 0; i < 20; i++) await tx.insertBackup(backup(rnd(2) ? BIG : BIG2));
         });
         break;
     }
     await tick();
-    check(a, 60);
+    await check(a, 60);
   }
 });
 
 test("a VACUUM by another connection (which renumbers rowids) never serves a wrong row", async () => {
-  check(a, 50);
+  await check(a, 50);
   // Deleting early rows and vacuuming shifts the implicit rowids of the rest.
   b.db.prepare("DELETE FROM backups WHERE rowid IN (SELECT rowid FROM backups ORDER BY rowid LIMIT 200)").run();
   b.db.exec("VACUUM");
   await tick();
-  check(a, 300);
+  await check(a, 300);
 });
 
 test("an instance deleted (its backups cascade) and a memory budget that holds one index at a time", async () => {
   const size = (id: string) => a.db.prepare("SELECT count(*) FROM backups WHERE instance_id = ?").pluck().get(id) as number;
   a.listingOptions.indexBudgetBytes = Math.floor((size(BIG) + size(BIG2)) * 81 * 0.8);
-  a.insertBackup(backup(BIG));
-  a.insertBackup(backup(BIG2)); // both indexes are rebuilt under the new budget
-  check(a, 200);
+  await a.insertBackup(backup(BIG));
+  await a.insertBackup(backup(BIG2)); // both indexes are rebuilt under the new budget
+  await check(a, 200);
   assert.ok(!(indexed(a, BIG) && indexed(a, BIG2)), "the budget holds one index");
-  b.deleteInstance(BIG2);
+  b.db.prepare("DELETE FROM instances WHERE instance_id = ?").run(BIG2);
   await tick();
-  check(a, 100);
-  assert.equal(a.listBackups({ instanceId: BIG2, limit: 20, offset: 0 }).total, 0);
+  await check(a, 100);
+  assert.equal((await a.listBackups({ instanceId: BIG2, limit: 20, offset: 0 })).total, 0);
   assert.equal(a.db.prepare("SELECT coalesce(sum(n), 0) FROM backup_counts WHERE instance_id = ?").pluck().get(BIG2), 0);
 });
 

@@ -1,5 +1,5 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
-import type { Catalog } from "../catalog/sqlite/sqlite";
+import type { Catalog } from "../catalog/catalog";
 import type { Credential, Instance } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";
@@ -34,8 +34,8 @@ export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
 }
 
 /** The caller's instance in the request's region; anything else is reported as not existing. */
-export function ownInstance(ctx: ActionContext, instanceId: string): Instance {
-  const i = ctx.catalog.instance(instanceId);
+export async function ownInstance(ctx: ActionContext, instanceId: string): Promise<Instance> {
+  const i = await ctx.catalog.instance(instanceId);
   if (!i || i.deletedAt !== undefined || i.accountId !== ctx.accountId || i.region !== ctx.region) {
     throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId });
   }

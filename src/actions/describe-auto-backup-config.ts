@@ -5,8 +5,8 @@ export default defineAction({
   name: "DescribeAutoBackupConfig",
   instanceParam: "InstanceId",
   schema: { InstanceId: { type: "string", required: true } },
-  handle(p, ctx) {
-    const i = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const i = await ownInstance(ctx, p.InstanceId!);
     return { AutoBackupType: 1, WeekDays: i.autoBackupWeekDays, TimePeriod: i.autoBackupPeriod, BackupStorageDays: i.backupStorageDays, BinlogStorageDays: 0 };
   },
 });

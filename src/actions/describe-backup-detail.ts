@@ -6,9 +6,9 @@ export default defineAction({
   name: "DescribeBackupDetail",
   instanceParam: "InstanceId",
   schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true } },
-  handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
-    const b = ctx.catalog.backup(p.BackupId!);
+  async handle(p, ctx) {
+    const instance = await ownInstance(ctx, p.InstanceId!);
+    const b = await ctx.catalog.backup(p.BackupId!);
     if (!b || b.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     return {
       BackupId: b.backupId,

@@ -1,8 +1,9 @@
 // DescribeBackupUrl: download links for a backup, one per shard. A kept backup (Status 2) is exported first
 // (Status 3 and Locked while it runs, then Status 4); an exported one is answered at once with fresh links.
-// The links are served by this server (src/gateway/downloads.ts) and work for 6 hours.
-import { describeStatus, ExportFailedError, exportsOf, ExportUnavailableError } from "../jobs/exports";
-import { accountRestriction, checkRestriction, downloadFileName, issueLink } from "../downloads/downloads";
+// The links are served by this server (src/downloads/) and work for 6 hours.
+import { describeStatus, ExportFailedError, ExportUnavailableError } from "../jobs/exports";
+import { downloadFileName, issueLink } from "../downloads/links";
+import { accountRestriction, checkRestriction } from "../downloads/restrictions";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
 import { defineAction, ownInstance } from "./action";
@@ -25,17 +26,17 @@ export default defineAction({
   instanceParam: "InstanceId",
   schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true }, ...RESTRICTION_SCHEMA },
   async handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+    const instance = await ownInstance(ctx, p.InstanceId!);
     // The per-call restriction when LimitType is given, else the account's for this region.
-    const restriction = p.LimitType !== undefined ? checkRestriction(p) : accountRestriction(ctx.catalog, ctx.accountId, ctx.region);
-    const found = ctx.catalog.backup(p.BackupId!);
+    const restriction = p.LimitType !== undefined ? checkRestriction(p) : await accountRestriction(ctx.catalog, ctx.accountId, ctx.region);
+    const found = await ctx.catalog.backup(p.BackupId!);
     if (!found || found.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     if (found.status !== 2 && found.status !== 3 && found.status !== 4) {
       throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: `backup ${found.backupId} cannot be downloaded (${describeStatus(found.status)})` });
     }
     let backup;
     try {
-      backup = await exportsOf(ctx.services).ensureExported(found.backupId);
+      backup = await ctx.services.exports.ensureExported(found.backupId);
     } catch (err) {
       if (err instanceof ExportUnavailableError) {
         if (err.reason === "missing") throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: found.backupId });
@@ -50,7 +51,7 @@ export default defineAction({
     const infos = [...backup.files]
       .sort((a, b) => a.shard - b.shard)
       .map((f) => {
-        const url = issueLink(ctx.services, { origin: ctx.origin, backup, shard: f.shard, accountId: ctx.accountId, restriction });
+        const url = issueLink(ctx.services.links, ctx.services.clock.now(), { origin: ctx.origin, backup, shard: f.shard, accountId: ctx.accountId, restriction });
         return { FileName: downloadFileName(backup, f.shard), FileSize: f.bytes, DownloadUrl: url, InnerDownloadUrl: url };
       });
     return {

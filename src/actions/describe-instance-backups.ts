@@ -18,8 +18,8 @@ export default defineAction({
     Status: { type: "array", items: { type: "integer", rangeCode: range }, maxItems: 100 },
     InstanceName: { type: "string" },
   },
-  handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const instance = await ownInstance(ctx, p.InstanceId!);
     const begin = p.BeginTime !== undefined ? parseTime(ctx.time.parse(p.BeginTime), "BeginTime", p.BeginTime) : undefined;
     const end = p.EndTime !== undefined ? parseTime(ctx.time.parse(p.EndTime), "EndTime", p.EndTime) : undefined;
     if (begin !== undefined && end !== undefined && begin > end) {
@@ -34,7 +34,7 @@ export default defineAction({
       return { TotalCount: 0, BackupSet: [] };
     }
     // EndTime names a whole second: a backup that started within it is inside the window.
-    const { total, rows } = ctx.catalog.listBackups({
+    const { total, rows } = await ctx.catalog.listBackups({
       instanceId: instance.instanceId, limit: p.Limit ?? 20, offset: p.Offset ?? 0, begin, end: end === undefined ? undefined : end + 999, statuses: p.Status,
     });
     return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };

@@ -44,10 +44,10 @@ export default defineAction({
     OrderBy: { type: "string" },
     OrderType: { type: "integer", min: 0, max: 1, rangeCode: range },
   },
-  handle(p, ctx) {
+  async handle(p, ctx) {
     const policy = ctx.credential.policy?.Instances;
     const key = p.SearchKey?.toLowerCase();
-    let list = ctx.catalog.instances(ctx.accountId).filter((i) =>
+    let list = (await ctx.catalog.instances(ctx.accountId)).filter((i) =>
       i.deletedAt === undefined && i.region === ctx.region
       && (p.InstanceId === undefined || i.instanceId === p.InstanceId)
       && (p.InstanceIds === undefined || p.InstanceIds.length === 0 || p.InstanceIds.includes(i.instanceId))

@@ -23,7 +23,7 @@ export default defineAction({
     OperatorUin: { type: "array", items: { type: "integer" } },
     OperateUin: { type: "array", items: { type: "string" } },
   },
-  handle(p, ctx) {
+  async handle(p, ctx) {
     const time = (name: "BeginTime" | "EndTime") => {
       const text = p[name];
       if (text === undefined) return undefined;
@@ -38,7 +38,7 @@ export default defineAction({
     });
     const end = time("EndTime");
     const allowed = ctx.credential.policy?.Instances;
-    const { total, rows } = ctx.catalog.listTasks({
+    const { total, rows } = await ctx.catalog.listTasks({
       accountId: ctx.accountId, region: ctx.region, instanceId: p.InstanceId, instanceName: p.InstanceName, taskTypes: p.TaskTypes,
       instanceIds: allowed && !allowed.includes("*") ? allowed : undefined,
       statuses: statuses as TaskStatus[] | undefined, begin: time("BeginTime"), end: end === undefined ? undefined : end + 999,

@@ -11,14 +11,14 @@ export default defineAction({
     Remark: { type: "string", maxLength: 256 },
     StorageDays: { type: "integer", min: 0, max: 1825 },
   },
-  handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const instance = await ownInstance(ctx, p.InstanceId!);
     if (!instance.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${instance.instanceId} has no Redis server registered (a catalogue-only instance), so it cannot be backed up` });
     }
     try {
-      const started = ctx.services.backups.start(instance, { remark: p.Remark, storageDays: p.StorageDays });
-      return { TaskId: started.taskId };
+      const started = await ctx.services.backups.enqueue(instance, { remark: p.Remark, storageDays: p.StorageDays });
+      return { TaskId: started!.taskId };
     } catch (err) {
       if (err instanceof InstanceBusyError) throw new ApiError("ResourceUnavailable.InstanceLockedError", { instanceId: instance.instanceId, reason: "a backup is in progress" });
       throw err;

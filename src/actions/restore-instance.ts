@@ -20,10 +20,10 @@ export default defineAction({
     BackupId: { type: "string", required: true },
     Password: { type: "string", maxLength: 512 },
   },
-  handle(p, ctx) {
-    const target = ownInstance(ctx, p.InstanceId!);
-    const backup = ctx.catalog.backup(p.BackupId!);
-    const source = backup && ctx.catalog.instance(backup.instanceId);
+  async handle(p, ctx) {
+    const target = await ownInstance(ctx, p.InstanceId!);
+    const backup = await ctx.catalog.backup(p.BackupId!);
+    const source = backup && (await ctx.catalog.instance(backup.instanceId));
     if (!backup || !source || source.accountId !== ctx.accountId || source.region !== ctx.region) {
       throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     }
@@ -40,7 +40,7 @@ export default defineAction({
     }
     if (!samePassword(p.Password ?? "", parseRedisUrl(target.redisUrl).password ?? "")) throw new ApiError("InvalidParameterValue.PasswordError");
     try {
-      return { TaskId: ctx.services.restores.start(backup, target).taskId };
+      return { TaskId: (await ctx.services.restores.enqueue(backup, target)).taskId };
     } catch (err) {
       if (err instanceof BackupUnavailableError) {
         if (err.reason === "locked") throw new ApiError("ResourceUnavailable.BackupLockedError", { backupId: backup.backupId });

@@ -4,7 +4,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import { parseRedisUrl } from "../redis/resp";
 import { LocalTime } from "../protocol/time";
-import type { Catalog } from "./sqlite/sqlite";
+import type { Catalog } from "./catalog";
 import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
 
 export const DEFAULT_ACCOUNT = "1300000000";
@@ -167,18 +167,19 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
 }
 
 /** Loads a fixture file into the catalogue, all or nothing. */
-export function loadSeedFile(catalog: Catalog, file: string, time: LocalTime, regions: (r: string) => boolean, now = Date.now()): SeedData {
+export async function loadSeedFile(catalog: Catalog, file: string, time: LocalTime, regions: (r: string) => boolean, now = Date.now()): Promise<SeedData> {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (err) {
     throw new SeedError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const data = parseSeed(text, { time, regions, existingInstance: (id) => catalog.instance(id), now });
-  catalog.transaction(() => {
-    for (const c of data.credentials) catalog.putCredential(c);
-    for (const i of data.instances) catalog.upsertInstance(i);
-    for (const b of data.backups) catalog.upsertBackup(b);
+  const known = new Map((await catalog.instances()).map((i) => [i.instanceId, i]));
+  const data = parseSeed(text, { time, regions, existingInstance: (id) => known.get(id), now });
+  await catalog.transaction(async (tx) => {
+    for (const c of data.credentials) await tx.putCredential(c);
+    for (const i of data.instances) await tx.upsertInstance(i);
+    for (const b of data.backups) await tx.upsertBackup(b);
   });
   return data;
 }

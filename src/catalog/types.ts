@@ -1,5 +1,5 @@
-// The catalogue's records and the storage-neutral interface the rest of the service uses. The SQLite
-// implementation is in sqlite.ts; a PostgreSQL one implements the same interface with the same SQL.
+// The catalogue's records, as every backend stores them and every caller reads them (catalog.ts is the
+// interface over them).
 
 export interface Policy {
   /** Allowed actions; absent = every action. */
@@ -38,6 +38,9 @@ export interface Instance {
   deletedAt?: number;
 }
 
+/** The instance fields that change after registration. */
+export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>;
+
 export type BackupStatus = 1 | 2 | 3 | 4 | -1 | -2;
 export const BACKUP_STATUSES: readonly BackupStatus[] = [1, 2, 3, 4, -1, -2];
 
@@ -48,6 +51,12 @@ export interface StoredFile {
   bytes: number;
   sha256: string;
   shard: number;
+  /** Bytes the blob occupies in storage (compressed); absent on records made before it was recorded. */
+  storedBytes?: number;
+  /** The `DEBUG DIGEST` of the shard's data set, computed from the RDB while it was captured (40 hex digits). */
+  digest?: string;
+  /** Keys in the shard's RDB, counted while it was captured. */
+  keys?: number;
 }
 
 export interface Backup {
@@ -84,7 +93,18 @@ export interface Task {
   endTime?: number;
   message: string;
   backupId?: string;
+  /** The node running the task (claimed from the queue), while it runs. */
+  owner?: string;
+  /** Until when the owner's claim holds (epoch ms); the owner renews it, a lapsed one is recovered by any node. */
+  leaseUntil?: number;
+  /** What the job needs to run (JSON): e.g. a backup's remark and retention, a restore's target. */
+  params?: Record<string, unknown>;
+  /** What recovery needs to know if the owner dies (JSON): e.g. the endpoint a restore target replicates from. */
+  state?: Record<string, unknown>;
 }
+
+/** The task fields that change while it runs. */
+export type TaskFields = Partial<Pick<Task, "status" | "progress" | "endTime" | "message" | "backupId" | "state" | "owner" | "leaseUntil">>;
 
 export interface BackupQuery {
   instanceId: string;

@@ -9,7 +9,7 @@ import type { Credential } from "../catalog/types";
 export const TIMESTAMP_WINDOW_S = 300;
 
 export interface CredentialSource {
-  credential(secretId: string): Credential | undefined;
+  credential(secretId: string): Promise<Credential | undefined>;
 }
 
 /** The Host header as sent and without its port, in the order the most common client needs them. */
@@ -27,8 +27,8 @@ function checkTimestamp(text: string | undefined, name: string, nowS: number): n
   return ts;
 }
 
-function lookup(source: CredentialSource, secretId: string): Credential {
-  const c = source.credential(secretId);
+async function lookup(source: CredentialSource, secretId: string): Promise<Credential> {
+  const c = await source.credential(secretId);
   if (!c) throw new ApiError("AuthFailure.SecretIdNotFound");
   return c;
 }
@@ -47,14 +47,14 @@ export interface V3Request {
   body: Buffer;
 }
 
-export function authenticateV3(req: V3Request, source: CredentialSource, nowS: number): Credential {
+export async function authenticateV3(req: V3Request, source: CredentialSource, nowS: number): Promise<Credential> {
   const header = req.headers.authorization;
   if (header === undefined || header === "") throw new ApiError("MissingParameter", { name: "Authorization" });
   const auth = parseTc3Authorization(header);
   if (typeof auth === "string") throw new ApiError("AuthFailure.InvalidAuthorization", { reason: auth });
   const timestampText = headerValue(req.headers, "x-tc-timestamp");
   const ts = checkTimestamp(timestampText, "X-TC-Timestamp", nowS);
-  const credential = lookup(source, auth.secretId);
+  const credential = await lookup(source, auth.secretId);
   const date = new Date(ts * 1000).toISOString().slice(0, 10);
   if (auth.date !== date) {
     throw new ApiError("AuthFailure.SignatureFailure", { reason: `The date ${auth.date} in Credential is not the UTC date ${date} of X-TC-Timestamp.` });
@@ -86,7 +86,7 @@ export interface V1Request {
   common: Map<string, string>;
 }
 
-export function authenticateV1(req: V1Request, source: CredentialSource, nowS: number): Credential {
+export async function authenticateV1(req: V1Request, source: CredentialSource, nowS: number): Promise<Credential> {
   const signature = req.common.get("Signature");
   const secretId = req.common.get("SecretId");
   if (!secretId) throw new ApiError("MissingParameter", { name: "SecretId" });
@@ -99,7 +99,7 @@ export function authenticateV1(req: V1Request, source: CredentialSource, nowS: n
     throw new ApiError("InvalidParameterValue", { reason: "`SignatureMethod` must be HmacSHA1 or HmacSHA256" });
   }
   checkTimestamp(req.common.get("Timestamp"), "Timestamp", nowS);
-  const credential = lookup(source, secretId);
+  const credential = await lookup(source, secretId);
   // The Go SDK leaves empty values out of what it signs; the Node SDK signs the host with its port.
   const nonEmpty = req.pairs.filter(([, v]) => v !== "");
   const variants = nonEmpty.length === req.pairs.length ? [req.pairs] : [req.pairs, nonEmpty];

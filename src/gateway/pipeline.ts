@@ -32,6 +32,7 @@ export interface ApiRequest {
 
 export interface ApiResponse {
   body: string;
+  requestId: string;
   action: string;
   account: string;
   code: string;
@@ -159,8 +160,8 @@ export class Pipeline {
       if (!version) throw new ApiError("MissingParameter", { name: "Version" });
       const { catalog } = this.opts.services;
       const credential = parsed.v3
-        ? authenticateV3({ method: req.method, host: parsed.host, rawQuery: parsed.rawQuery, headers: req.headers, body: req.body }, catalog, this.nowSeconds())
-        : authenticateV1({ method: req.method, host: parsed.host, pairs: parsed.pairs, common: parsed.common }, catalog, this.nowSeconds());
+        ? await authenticateV3({ method: req.method, host: parsed.host, rawQuery: parsed.rawQuery, headers: req.headers, body: req.body }, catalog, this.nowSeconds())
+        : await authenticateV1({ method: req.method, host: parsed.host, pairs: parsed.pairs, common: parsed.common }, catalog, this.nowSeconds());
       account = credential.accountId;
       const action = this.actions.get(name);
       if (!action) throw new ApiError("InvalidAction", { action: actionName });
@@ -177,11 +178,11 @@ export class Pipeline {
         clientIp: req.remoteAddress, origin: `http://${parsed.host}`,
       };
       const result = await action.handle(params, ctx);
-      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), action: actionName, account, code: "OK" };
+      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
       const apiError = err instanceof ApiError ? err : new ApiError("InternalError");
       const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
-      return { body, action: actionName, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
+      return { body, requestId, action: actionName, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
     }
   }
 }

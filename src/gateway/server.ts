@@ -3,6 +3,7 @@
 import crypto from "node:crypto";
 import http from "node:http";
 import type net from "node:net";
+import type { Logger } from "../log";
 import { headerValue } from "./auth";
 import { ApiRequest, LIMITS, parseTarget, Pipeline } from "./pipeline";
 
@@ -12,7 +13,9 @@ export interface ServerOptions {
   pipeline: Pipeline;
   /** Handlers for paths other than the API's `/`, by path prefix. */
   routes?: ReadonlyArray<{ prefix: string; handler: RawHandler }>;
-  log?: (line: string) => void;
+  logger: Logger;
+  /** How long an idle keep-alive connection stays open (clients pausing between calls must not meet a closed one). */
+  keepAliveTimeoutMs?: number;
 }
 
 const SIZE_ERROR_BODY = (requestId: string) =>
@@ -20,9 +23,9 @@ const SIZE_ERROR_BODY = (requestId: string) =>
 
 
 export function createApiServer(opts: ServerOptions): http.Server {
-  const log = opts.log ?? ((line: string) => process.stdout.write(line + "\n"));
+  const logger = opts.logger;
   // Headers up to 64 KiB so that a GET over the documented 32 KiB gets our envelope rather than Node's 431.
-  const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+  const server = http.createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000 }, (req, res) => {
     const started = process.hrtime.bigint();
     const target = req.url ?? "/";
     const path = parseTarget(target, undefined).path;
@@ -47,11 +50,12 @@ export function createApiServer(opts: ServerOptions): http.Server {
         if (apiReq.tooLarge) headers.Connection = "close";
         res.writeHead(200, headers);
         res.end(out.body);
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        log(`${new Date().toISOString()} action=${out.action} account=${out.account} code=${out.code} ms=${ms.toFixed(2)}`);
-        if (out.fault) log(`  internal error: ${out.fault instanceof Error ? out.fault.stack ?? out.fault.message : String(out.fault)}`);
+        const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
+        const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
+        if (out.fault) logger.error({ ...line, err: out.fault }, "request failed with an internal error");
+        else logger.info(line, "request");
       }, (err: unknown) => {
-        log(`  pipeline failure: ${String(err)}`);
+        logger.error({ err }, "pipeline failure");
         res.destroy();
       });
     };

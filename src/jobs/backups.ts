@@ -1,26 +1,30 @@
-// Backups as jobs: a backup record (Status 1) and a task are written together, the capture streams each
-// shard into blob storage, and the outcome is recorded in one transaction. A failed attempt leaves no file and
-// no listed backup; an interrupted one is cleaned up at the next start.
+// Backups as jobs (tasks 012 manual, 017 automatic). Asking for one records the backup (Status 1) and a queued
+// task together, unless the instance already has a backup task in progress — that task is the instance's lock,
+// in the catalogue, for every node and process. A node's runner then claims the task and streams each shard
+// into blob storage; the backup becomes Status 2 in the same transaction that marks the task succeeded. A failed
+// or interrupted attempt leaves no file and no listed backup (undo + failed below).
+//
+// Retirement (tasks 014 delete, 046 expire) ends a backup's life: one conditional write moves it to -2 or -1
+// (so two nodes never both retire it) and records a task holding the list of files; then the files go. If the
+// node dies in between, recovery finishes removing them.
 import crypto from "node:crypto";
-import type { Catalog } from "../catalog/sqlite/sqlite";
-import type { Backup, Instance, StoredFile } from "../catalog/types";
-import type { Clock } from "../services";
+import type { Catalog, CatalogTx } from "../catalog/catalog";
+import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
+import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture";
 import { fileTypeFor, instanceTypeFor } from "../redis/rdb";
 import { parseRedisUrl } from "../redis/resp";
 import type { BlobStore } from "../storage/blob-store";
+import type { Clock } from "../services";
+import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
+import { testHook } from "./test-hooks";
 
 export const DAY_MS = 86_400_000;
 
+/** The instance (or backup) is held by another operation. */
 export class InstanceBusyError extends Error {
   override name = "InstanceBusyError";
-}
-
-export interface BackupProgress {
-  shard: number;
-  shards: number;
-  bytes: number;
 }
 
 export interface StartBackupOptions {
@@ -28,23 +32,20 @@ export interface StartBackupOptions {
   /** Retention in days; 0 or absent = the instance's own (default 7). */
   storageDays?: number;
   automatic?: boolean;
-  onProgress?: (p: BackupProgress) => void;
 }
 
-export interface StartedBackup {
-  taskId: number;
-  backupId: string;
-  /** Settles when the job ends: the finished backup, or the failure's message. */
-  done: Promise<{ ok: true; backup: Backup } | { ok: false; message: string }>;
-}
-
-export interface BackupServiceOptions {
+export interface BackupJobsOptions {
   catalog: Catalog;
   store: BlobStore;
   clock: Clock;
-  log?: (line: string) => void;
+  logger: Logger;
+  runner: TaskRunner;
+  /** Lease of the retirement tasks run where they are asked for. */
+  leaseMs: number;
   /** Stall timeout of a capture. */
   captureTimeoutMs?: number;
+  /** Hosts a cluster may announce its nodes on besides the registered one (never sent credentials otherwise). */
+  clusterHosts?: readonly string[];
 }
 
 export function blobKey(backupId: string, shard: number): string {
@@ -56,24 +57,32 @@ export function exportKey(backupId: string, shard: number): string {
   return `exports/${backupId}/shard-${shard}.rdb`;
 }
 
-function describe(err: unknown): string {
-  if (err instanceof CaptureError) return err.message;
-  return err instanceof Error ? err.message : String(err);
+/** Every blob of a backup, recorded or not (a crash can leave a committed shard the record does not list yet). */
+export async function removeBackupBlobs(store: BlobStore, backupId: string, known: readonly StoredFile[] = []): Promise<void> {
+  const keys = new Set<string>();
+  for (const f of known) {
+    keys.add(f.key);
+    keys.add(exportKey(backupId, f.shard));
+  }
+  for (const prefix of [`backups/${backupId}/`, `exports/${backupId}/`]) {
+    for await (const blob of store.list(prefix)) keys.add(blob.key);
+  }
+  for (const key of keys) await store.remove(key);
 }
 
-export class BackupService {
-  private readonly running = new Map<number, { abort: AbortController; done: Promise<unknown> }>();
+export class BackupJobs implements JobKind {
+  readonly taskTypes = [TASK.backup, TASK.autoBackup];
+  readonly pool = "redis" as const;
 
-  constructor(private readonly o: BackupServiceOptions) {}
+  constructor(private readonly o: BackupJobsOptions) {}
 
-  private get catalog(): Catalog {
-    return this.o.catalog;
-  }
-
-  /** Registers the backup (Status 1) and its task and starts the capture; throws InstanceBusyError if one runs. */
-  start(instance: Instance, opts: StartBackupOptions = {}): StartedBackup {
+  /**
+   * Records the backup (Status 1) and its queued task in one transaction and wakes the runner; throws
+   * InstanceBusyError when a backup of the instance is already queued or running. With `window`, also marks
+   * that automatic-backup window as served — unless another node already did (then returns undefined).
+   */
+  async enqueue(instance: Instance, opts: StartBackupOptions = {}, window?: number): Promise<{ taskId: number; backupId: string } | undefined> {
     if (!instance.redisUrl) throw new Error(`instance ${instance.instanceId} has no Redis connection registered`);
-    const endpoint = parseRedisUrl(instance.redisUrl);
     const now = this.o.clock.now();
     const days = opts.storageDays && opts.storageDays > 0 ? opts.storageDays : instance.backupStorageDays;
     const backup: Backup = {
@@ -81,137 +90,150 @@ export class BackupService {
       remark: opts.remark ?? "", locked: 0, backupSize: 0, fullBackup: 0, instanceType: instance.instanceType,
       fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion) : "", expireTime: now + days * DAY_MS, encrypted: false, files: [],
     };
-    const taskId = this.catalog.beginBackup(backup, {
-      instanceId: instance.instanceId, accountId: instance.accountId, taskType: opts.automatic ? TASK.autoBackup : TASK.backup,
-      status: "preparing", progress: 0, startTime: now, message: "",
+    const taskId = await this.o.catalog.transaction(async (tx) => {
+      const locked = await tx.lockInstance(instance.instanceId);
+      if (!locked || locked.deletedAt !== undefined) throw new InstanceBusyError(`instance ${instance.instanceId} was removed`);
+      if (window !== undefined && locked.lastAutoWindow >= window) return undefined; // another node served it
+      if ((await tx.activeTasks(instance.instanceId, this.taskTypes)).length) throw new InstanceBusyError(`instance ${instance.instanceId} already has a backup in progress`);
+      await tx.insertBackup(backup);
+      if (window !== undefined) await tx.updateInstance(instance.instanceId, { lastAutoWindow: window });
+      return tx.insertTask({
+        instanceId: instance.instanceId, accountId: instance.accountId, taskType: opts.automatic ? TASK.autoBackup : TASK.backup,
+        status: "preparing", progress: 0, startTime: now, message: "", backupId: backup.backupId,
+      });
     });
-    if (taskId === undefined) throw new InstanceBusyError(`instance ${instance.instanceId} already has a backup in progress`);
-    const abort = new AbortController();
-    const done = this.run(backup, taskId, endpoint, abort.signal, opts.onProgress);
-    this.running.set(taskId, { abort, done });
-    done.finally(() => this.running.delete(taskId)).catch(() => undefined);
-    return { taskId, backupId: backup.backupId, done };
+    if (taskId === undefined) return undefined;
+    this.o.runner.kick();
+    return { taskId, backupId: backup.backupId };
   }
 
-  private async run(backup: Backup, taskId: number, endpoint: ReturnType<typeof parseRedisUrl>, signal: AbortSignal, onProgress?: (p: BackupProgress) => void): Promise<{ ok: true; backup: Backup } | { ok: false; message: string }> {
+  async run(ctx: JobContext): Promise<JobSuccess> {
     const { catalog, store } = this.o;
+    const task = ctx.task;
+    const backup = task.backupId ? await catalog.backup(task.backupId) : undefined;
+    if (!backup || backup.status !== 1) throw new Error(`backup ${task.backupId} is no longer waiting to be taken`);
+    const instance = await catalog.instance(task.instanceId);
+    if (!instance?.redisUrl || instance.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
+    const endpoint = parseRedisUrl(instance.redisUrl);
     const files: StoredFile[] = [];
-    try {
-      catalog.updateTask(taskId, { status: "running" });
-      const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000);
-      let total = 0;
-      let redisVersion: string | undefined;
-      for (const [shard, ep] of topology.masters.entries()) {
-        if (signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
-        const key = blobKey(backup.backupId, shard);
-        const writer = store.createWriter(key, { compress: true });
-        try {
-          const result = await captureRdb(ep, writer, {
-            timeoutMs: this.o.captureTimeoutMs, signal,
-            onProgress: (bytes) => onProgress?.({ shard, shards: topology.masters.length, bytes: total + bytes }),
-          });
-          const committed = await writer.commit();
-          files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard });
-          total += committed.bytes;
-          redisVersion ??= result.rdb.redisVersion;
-          // Recorded per shard, so a crash part-way leaves a list of what to remove.
-          catalog.updateBackup(backup.backupId, { files });
-          catalog.updateTask(taskId, { progress: Math.floor(((shard + 1) / topology.masters.length) * 99) });
-        } catch (err) {
-          await writer.abort();
-          throw err;
-        }
+    const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000);
+    let total = 0;
+    let redisVersion: string | undefined;
+    for (const [shard, ep] of topology.masters.entries()) {
+      if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
+      const key = blobKey(backup.backupId, shard);
+      const writer = store.createWriter(key, { compress: true });
+      try {
+        const result = await captureRdb(ep, writer, {
+          timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal,
+          onProgress: (bytes) => ctx.local?.onProgress?.(total + bytes, undefined, `shard ${shard + 1}/${topology.masters.length}`),
+        });
+        const committed = await writer.commit();
+        testHook("backup-shard-committed");
+        files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes });
+        total += committed.bytes;
+        redisVersion ??= result.rdb.redisVersion;
+        // Recorded per shard, so a crash part-way leaves a list of what to remove.
+        await catalog.updateBackup(backup.backupId, { files });
+        ctx.progress(((shard + 1) / topology.masters.length) * 99);
+      } catch (err) {
+        await writer.abort();
+        throw err;
       }
-      const end = this.o.clock.now();
-      const version = redisVersion ?? "0.0.0";
-      const instanceType = instanceTypeFor(version, topology.cluster);
-      const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version), instanceType, files };
-      catalog.transaction(() => {
-        catalog.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files });
-        catalog.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
-        catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: end });
-      });
-      this.o.log?.(`backup ${backup.backupId} of ${backup.instanceId}: ${total} bytes in ${files.length} shard(s), ${end - backup.startTime} ms`);
-      return { ok: true, backup: finished };
-    } catch (err) {
-      const message = describe(err);
-      for (const f of files) await store.remove(f.key).catch(() => undefined);
-      catalog.transaction(() => {
-        catalog.deleteBackupRecord(backup.backupId);
-        catalog.updateTask(taskId, { status: "failed", endTime: this.o.clock.now(), message });
-      });
-      this.o.log?.(`backup ${backup.backupId} of ${backup.instanceId} failed: ${message}`);
-      return { ok: false, message };
     }
+    const end = this.o.clock.now();
+    const version = redisVersion ?? "0.0.0";
+    const instanceType = instanceTypeFor(version, topology.cluster);
+    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version), instanceType, files };
+    return {
+      message: `${total} bytes in ${files.length} shard(s)`,
+      result: finished,
+      commit: async (tx) => {
+        await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files });
+        await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
+      },
+    };
+  }
+
+  async undo(task: Task): Promise<Undone> {
+    if (!task.backupId) return {};
+    const b = await this.o.catalog.backup(task.backupId);
+    // Only an unfinished backup's files: a backup that reached Status 2 is kept.
+    if (b && b.status !== 1) return {};
+    await removeBackupBlobs(this.o.store, task.backupId, b?.files ?? []);
+    return {};
+  }
+
+  async failed(tx: CatalogTx, task: Task): Promise<void> {
+    if (!task.backupId) return;
+    const b = await tx.backup(task.backupId);
+    if (b?.status === 1) await tx.deleteBackupRecord(task.backupId);
   }
 
   /**
-   * Ends a backup's life: its files are removed and it becomes Status -1 (expired, task 046) or -2 (deleted,
-   * task 014); the record stays for the audit trail. A locked backup (export, restore) is refused.
+   * Ends a backup's life: Status -1 (expired, task 046) or -2 (deleted, task 014), files removed, the record kept
+   * for the audit trail. A locked backup (export, restore) or one still being taken is refused; one already
+   * retired (by another node) is left as is.
    */
-  async retire(given: Backup, status: -1 | -2, accountId: string): Promise<void> {
-    const { catalog, store } = this.o;
-    // The caller's copy may be stale: an export or a restore may have locked it since.
-    const backup = catalog.backup(given.backupId) ?? given;
-    if (backup.locked) throw new InstanceBusyError(`backup ${backup.backupId} is locked by an export or a restore`);
-    if (backup.status === 1) throw new InstanceBusyError(`backup ${backup.backupId} is still being taken`);
+  async retire(given: Backup, status: -1 | -2, accountId: string): Promise<boolean> {
+    const { catalog } = this.o;
     const now = this.o.clock.now();
-    const taskId = catalog.insertTask({
-      instanceId: backup.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup,
-      status: "running", progress: 0, startTime: now, message: "", backupId: backup.backupId,
+    const taskId = await catalog.transaction(async (tx) => {
+      const b = await tx.backup(given.backupId);
+      if (!b || b.status === status || b.status === -2) return undefined;
+      if (b.locked) throw new InstanceBusyError(`backup ${b.backupId} is locked by an export or a restore`);
+      if (b.status === 1 || b.status === 3) throw new InstanceBusyError(`backup ${b.backupId} is ${b.status === 1 ? "still being taken" : "being exported"}`);
+      // An expired backup can still be deleted (its record then carries the deletion); files are gone already.
+      const from = status === -2 ? ([2, 4, -1] as const) : ([2, 4] as const);
+      if (!(await tx.transitionBackup(b.backupId, from, status, { files: [], ...(status === -2 ? { deletedAt: now } : {}) }))) return undefined;
+      return tx.insertTask({
+        instanceId: b.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup, status: "running", progress: 0,
+        startTime: now, message: "", backupId: b.backupId, owner: this.o.runner.nodeId, leaseUntil: now + this.o.leaseMs, params: { files: b.files },
+      });
     });
-    for (const f of backup.files) {
-      await store.remove(f.key);
-      await store.remove(exportKey(backup.backupId, f.shard));
-    }
-    catalog.transaction(() => {
-      catalog.updateBackup(backup.backupId, { status, files: [], locked: 0, ...(status === -2 ? { deletedAt: now } : {}) });
-      catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: this.o.clock.now() });
-    });
+    if (taskId === undefined) return false;
+    await removeBackupBlobs(this.o.store, given.backupId, given.files);
+    await catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: this.o.clock.now(), leaseUntil: undefined });
+    return true;
   }
 
   /** Removes an instance: its backups become Status -2 with their files gone; records stay for the audit trail. */
   async removeInstance(instance: Instance): Promise<number> {
-    const backups = this.o.catalog.backupsOfInstance(instance.instanceId);
-    const busy = backups.find((b) => b.status === 1 || b.locked);
-    if (busy) throw new InstanceBusyError(`instance ${instance.instanceId} has backup ${busy.backupId} in progress or locked`);
+    const backups = await this.o.catalog.backupsOfInstance(instance.instanceId);
+    const active = await this.o.catalog.activeTasks(instance.instanceId, [...this.taskTypes, TASK.restore, TASK.exportBackup]);
+    const busy = backups.find((b) => (b.status === 1 && !b.fixture) || b.status === 3 || (b.locked && !b.fixture));
+    if (active.length || busy) throw new InstanceBusyError(`instance ${instance.instanceId} has ${busy ? `backup ${busy.backupId}` : `task ${active[0]!.taskId}`} in progress or locked`);
     let n = 0;
     for (const b of backups) {
       if (b.status === -2) continue;
-      await this.retire(b, -2, instance.accountId);
-      n++;
+      // Fixture records are static data: those that could not be retired (in progress, locked) are left as given.
+      if (b.fixture && (b.locked || b.status === 1 || b.status === 3)) continue;
+      if (await this.retire(b, -2, instance.accountId)) n++;
     }
-    this.o.catalog.updateInstance(instance.instanceId, { deletedAt: this.o.clock.now() });
+    await this.o.catalog.updateInstance(instance.instanceId, { deletedAt: this.o.clock.now() });
     return n;
   }
+}
 
-  /**
-   * After a crash or restart: tasks that were running are failed, their backups removed with their files,
-   * and leftover temporary files deleted.
-   */
-  async recover(): Promise<{ tasks: number; backups: number; tempFiles: number }> {
-    const { catalog, store } = this.o;
-    const now = this.o.clock.now();
-    const tasks = catalog.tasksInStatus(["preparing", "running"]).filter((t) => !this.running.has(t.taskId));
-    // Only the backups of interrupted capture tasks: a Status 1 fixture record has no task and stays as given.
-    const orphans = tasks
-      .filter((t) => (t.taskType === TASK.backup || t.taskType === TASK.autoBackup) && t.backupId !== undefined)
-      .map((t) => catalog.backup(t.backupId!))
-      .filter((b): b is Backup => b !== undefined && b.status === 1);
-    for (const b of orphans) for (const f of b.files) await store.remove(f.key).catch(() => undefined);
-    catalog.transaction(() => {
-      for (const t of tasks) catalog.updateTask(t.taskId, { status: "failed", endTime: now, message: "interrupted: the server stopped while the task was running" });
-      for (const b of orphans) catalog.deleteBackupRecord(b.backupId);
-      // Locks are held by running jobs only; after a restart none is running.
-      for (const b of catalog.lockedBackups()) catalog.updateBackup(b.backupId, { locked: 0 });
-    });
-    const tempFiles = (await store.removeStale?.()) ?? 0;
-    return { tasks: tasks.length, backups: orphans.length, tempFiles };
+/** Retirement tasks (014, 046) are run where they are asked for; this kind only finishes those whose node died. */
+export class RetireJobs implements JobKind {
+  readonly taskTypes = [TASK.deleteBackup, TASK.removeBackupFile];
+  readonly pool = "files" as const;
+
+  constructor(private readonly store: BlobStore) {}
+
+  async run(ctx: JobContext): Promise<JobSuccess> {
+    await this.undo(ctx.task);
+    return {};
   }
 
-  /** Cancels running captures and waits for them to record their end. */
-  async shutdown(): Promise<void> {
-    for (const job of this.running.values()) job.abort.abort();
-    await Promise.allSettled([...this.running.values()].map((j) => j.done));
+  /** The backup is already -1/-2 (the transition came first): removing its files finishes the job. */
+  async undo(task: Task): Promise<Undone> {
+    if (task.backupId) await removeBackupBlobs(this.store, task.backupId, (task.params?.files as StoredFile[] | undefined) ?? []);
+    return { outcome: "succeed", note: "its files were removed by the recovery" };
+  }
+
+  async failed(): Promise<void> {
+    // Nothing to roll back: the status change is the retirement itself.
   }
 }

@@ -2,16 +2,19 @@
 // that runs the backup is Status 3 and Locked 1; afterwards Status 4 and unlocked. Each shard's stored gzip blob is
 // decompressed into a blob writer at exportKey(); the bytes are checked against the StoredFile's size and sha256
 // before the file becomes visible, so an export file is either exactly the RDB Redis sent or absent. A failure
-// removes every export file and puts the backup back to Status 2, unlocked. One export per backup at a time: a
-// second caller shares the first one's promise.
+// (or the death of the node running it) removes every export file and puts the backup back to Status 2, unlocked.
+// One export per backup at a time: the claim (2 or 4 -> 3) is one conditional write, and a second caller — on
+// any node — waits for the task already running.
 import crypto from "node:crypto";
 import { Transform, TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Catalog } from "../catalog/sqlite/sqlite";
-import type { Backup } from "../catalog/types";
-import type { Clock, Services } from "../services";
-import { exportKey } from "./backups";
+import type { Catalog, CatalogTx } from "../catalog/catalog";
+import type { Backup, Task } from "../catalog/types";
+import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
+import type { Clock } from "../services";
+import { exportKey } from "./backups";
+import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
 
 /** Why a backup cannot be exported now. */
@@ -27,11 +30,12 @@ export class ExportFailedError extends Error {
   override name = "ExportFailedError";
 }
 
-export interface ExportServiceOptions {
+export interface ExportJobsOptions {
   catalog: Catalog;
   store: BlobStore;
   clock: Clock;
-  log?: (line: string) => void;
+  logger: Logger;
+  runner: TaskRunner;
 }
 
 /** The words for a backup status in messages. */
@@ -58,26 +62,56 @@ class Digest extends Transform {
   }
 }
 
-export class ExportService {
-  private readonly inflight = new Map<string, { promise: Promise<Backup>; abort: AbortController }>();
+export class ExportJobs implements JobKind {
+  readonly taskTypes = [TASK.exportBackup];
+  readonly pool = "files" as const;
 
-  constructor(private readonly o: ExportServiceOptions) {}
+  constructor(private readonly o: ExportJobsOptions) {}
 
   /**
    * The backup with its export in place: at once for an exported backup whose files are all present, else
-   * after exporting it (shared with a concurrent caller). Throws ExportUnavailableError (status, lock) or
-   * ExportFailedError.
+   * after exporting it (shared with a concurrent caller, on this node or another). Throws
+   * ExportUnavailableError (status, lock) or ExportFailedError.
    */
   async ensureExported(backupId: string): Promise<Backup> {
-    const running = this.inflight.get(backupId);
-    if (running) return running.promise;
-    const b = this.o.catalog.backup(backupId);
+    const { catalog } = this.o;
+    const b = await catalog.backup(backupId);
     if (!b) throw new ExportUnavailableError("missing", `backup ${backupId} does not exist`);
-    if (b.status === 4 && (await this.exportComplete(b))) return b;
-    // Re-check after the await: another caller may have started meanwhile.
-    const again = this.inflight.get(backupId);
-    if (again) return again.promise;
-    return this.start(backupId).promise;
+    if (b.status === 4 && !b.locked && (await this.exportComplete(b))) return b;
+    const taskId = (await this.runningExport(b)) ?? (await this.enqueue(backupId));
+    const outcome = await this.o.runner.waitFor(taskId);
+    if (!outcome.ok) throw new ExportFailedError(outcome.message);
+    const done = await catalog.backup(backupId);
+    if (!done || done.status !== 4) throw new ExportFailedError(`backup ${backupId} left Status 4 right after its export (${done ? describeStatus(done.status) : "removed"})`);
+    return done;
+  }
+
+  private async runningExport(b: Backup): Promise<number | undefined> {
+    if (b.status !== 3) return undefined;
+    return (await this.o.catalog.activeTasks(b.instanceId, this.taskTypes)).find((t) => t.backupId === b.backupId)?.taskId;
+  }
+
+  /** Claims the backup (2 or 4 -> 3, Locked 1) and queues the export, or joins the one already running. */
+  private async enqueue(backupId: string): Promise<number> {
+    const now = this.o.clock.now();
+    const taskId = await this.o.catalog.transaction(async (tx) => {
+      const cur = await tx.backup(backupId);
+      if (!cur) throw new ExportUnavailableError("missing", `backup ${backupId} does not exist`);
+      if (cur.status === 3) {
+        const running = (await tx.activeTasks(cur.instanceId, this.taskTypes)).find((t) => t.backupId === backupId);
+        if (running) return running.taskId;
+      }
+      if (cur.status !== 2 && cur.status !== 4) throw new ExportUnavailableError("status", `backup ${backupId} cannot be exported (${describeStatus(cur.status)})`);
+      if (cur.locked) throw new ExportUnavailableError("locked", `backup ${backupId} is locked by another operation`);
+      if (!cur.files.length) throw new ExportUnavailableError("status", `backup ${backupId} has no stored files (a catalogue-only record)`);
+      if (!(await tx.transitionBackup(backupId, [2, 4], 3, { locked: 1 }))) throw new ExportUnavailableError("locked", `backup ${backupId} is locked by another operation`);
+      const instance = await tx.instance(cur.instanceId);
+      return tx.insertTask({
+        instanceId: cur.instanceId, accountId: instance?.accountId ?? "", taskType: TASK.exportBackup, status: "preparing", progress: 0, startTime: now, message: "", backupId,
+      });
+    });
+    this.o.runner.kick();
+    return taskId;
   }
 
   /** Whether every shard's export file is present with the captured size. */
@@ -90,118 +124,54 @@ export class ExportService {
     return true;
   }
 
-  /** Synchronously claims the backup (2 or 4 -> 3, Locked 1) and starts the export. */
-  private start(backupId: string): { promise: Promise<Backup>; abort: AbortController } {
-    const { catalog } = this.o;
-    const now = this.o.clock.now();
-    const claimed = catalog.transaction(() => {
-      const cur = catalog.backup(backupId);
-      if (!cur) throw new ExportUnavailableError("missing", `backup ${backupId} does not exist`);
-      if (cur.status !== 2 && cur.status !== 4) throw new ExportUnavailableError("status", `backup ${backupId} cannot be exported (${describeStatus(cur.status)})`);
-      if (cur.locked) throw new ExportUnavailableError("locked", `backup ${backupId} is locked by another operation`);
-      if (!cur.files.length) throw new ExportUnavailableError("status", `backup ${backupId} has no stored files (a catalogue-only record)`);
-      catalog.updateBackup(backupId, { status: 3, locked: 1 });
-      const instance = catalog.instance(cur.instanceId);
-      const taskId = catalog.insertTask({
-        instanceId: cur.instanceId, accountId: instance?.accountId ?? "", taskType: TASK.exportBackup, status: "running", progress: 0, startTime: now, message: "", backupId,
-      });
-      return { backup: cur, taskId };
-    });
-    const abort = new AbortController();
-    const promise = this.run(claimed.backup, claimed.taskId, abort.signal);
-    const entry = { promise, abort };
-    this.inflight.set(backupId, entry);
-    promise.finally(() => this.inflight.delete(backupId)).catch(() => undefined);
-    return entry;
-  }
-
-  private async run(b: Backup, taskId: number, signal: AbortSignal): Promise<Backup> {
+  async run(ctx: JobContext): Promise<JobSuccess> {
     const { catalog, store } = this.o;
-    const started = this.o.clock.now();
-    try {
-      const files = [...b.files].sort((x, y) => x.shard - y.shard);
-      for (const [i, f] of files.entries()) {
-        const key = exportKey(b.backupId, f.shard);
-        await store.remove(key); // a stale or short file from an earlier export
-        const writer = store.createWriter(key, { compress: false });
-        try {
-          const source = await store.openRead(f.key, { decompress: true });
-          const digest = new Digest();
-          await pipeline(source, digest, writer, { signal });
-          const sha256 = digest.hash.digest("hex");
-          if (digest.bytes !== f.bytes || sha256 !== f.sha256) {
-            throw new ExportFailedError(`shard ${f.shard} of backup ${b.backupId} does not match its capture: ${digest.bytes} bytes with sha256 ${sha256}, expected ${f.bytes} bytes with sha256 ${f.sha256}`);
-          }
-          const committed = await writer.commit();
-          if (committed.bytes !== f.bytes || committed.sha256 !== f.sha256) {
-            await store.remove(key);
-            throw new ExportFailedError(`the export of shard ${f.shard} of backup ${b.backupId} was not written intact`);
-          }
-        } catch (err) {
-          await writer.abort().catch(() => undefined);
-          throw err;
-        }
-        catalog.updateTask(taskId, { progress: Math.floor(((i + 1) / files.length) * 99) });
-      }
-      const end = this.o.clock.now();
-      const kept = catalog.transaction(() => {
-        // Only our own claim is turned into Status 4: a backup retired meanwhile stays retired.
-        if (catalog.backup(b.backupId)?.status !== 3) return false;
-        catalog.updateBackup(b.backupId, { status: 4, locked: 0 });
-        catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: end });
-        return true;
-      });
-      if (!kept) throw new ExportFailedError(`backup ${b.backupId} left Status 3 while it was being exported`);
-      this.o.log?.(`export of backup ${b.backupId}: ${files.length} file(s), ${files.reduce((n, f) => n + f.bytes, 0)} bytes, ${end - started} ms`);
-      return { ...b, status: 4, locked: 0 };
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      for (const f of b.files) await store.remove(exportKey(b.backupId, f.shard)).catch(() => undefined);
+    const b = ctx.task.backupId ? await catalog.backup(ctx.task.backupId) : undefined;
+    if (!b || b.status !== 3) throw new ExportFailedError(`backup ${ctx.task.backupId} is no longer waiting to be exported`);
+    const files = [...b.files].sort((x, y) => x.shard - y.shard);
+    for (const [i, f] of files.entries()) {
+      const key = exportKey(b.backupId, f.shard);
+      await store.remove(key); // a stale or short file from an earlier export
+      const writer = store.createWriter(key, { compress: false });
       try {
-        catalog.transaction(() => {
-          if (catalog.backup(b.backupId)?.status === 3) catalog.updateBackup(b.backupId, { status: 2, locked: 0 });
-          catalog.updateTask(taskId, { status: "failed", endTime: this.o.clock.now(), message });
-        });
-      } catch (dbErr) {
-        this.o.log?.(`export of backup ${b.backupId}: could not record the failure: ${String(dbErr)}`);
+        const source = await store.openRead(f.key, { decompress: true });
+        const digest = new Digest();
+        await pipeline(source, digest, writer, { signal: ctx.signal });
+        const sha256 = digest.hash.digest("hex");
+        if (digest.bytes !== f.bytes || sha256 !== f.sha256) {
+          throw new ExportFailedError(`shard ${f.shard} of backup ${b.backupId} does not match its capture: ${digest.bytes} bytes with sha256 ${sha256}, expected ${f.bytes} bytes with sha256 ${f.sha256}`);
+        }
+        const committed = await writer.commit();
+        if (committed.bytes !== f.bytes || committed.sha256 !== f.sha256) {
+          await store.remove(key);
+          throw new ExportFailedError(`the export of shard ${f.shard} of backup ${b.backupId} was not written intact`);
+        }
+      } catch (err) {
+        await writer.abort().catch(() => undefined);
+        throw err;
       }
-      this.o.log?.(`export of backup ${b.backupId} failed, back to Status 2: ${err instanceof Error ? err.stack ?? message : message}`);
-      throw err instanceof ExportFailedError ? err : new ExportFailedError(`the export of backup ${b.backupId} failed: ${message}`);
+      ctx.progress(((i + 1) / files.length) * 99);
     }
+    return {
+      message: `${files.length} file(s), ${files.reduce((n, f) => n + f.bytes, 0)} bytes`,
+      commit: async (tx) => {
+        // Only our own claim becomes Status 4: a backup retired meanwhile stays retired.
+        if (!(await tx.transitionBackup(b.backupId, [3], 4, { locked: 0 }, 1))) {
+          throw new ExportFailedError(`backup ${b.backupId} left Status 3 while it was being exported`);
+        }
+      },
+    };
   }
 
-  /** Cancels running exports and waits until each has put its backup back. */
-  async shutdown(): Promise<void> {
-    for (const e of this.inflight.values()) e.abort.abort();
-    await Promise.allSettled([...this.inflight.values()].map((e) => e.promise));
+  async undo(task: Task): Promise<Undone> {
+    if (!task.backupId) return {};
+    const b = await this.o.catalog.backup(task.backupId);
+    if (b && b.status === 4) return {}; // exported after all: keep the files
+    for (const f of b?.files ?? []) await this.o.store.remove(exportKey(task.backupId, f.shard));
+    return {};
   }
-}
 
-const services = new WeakMap<Services, ExportService>();
-
-/** The export service of a running server (created on first use, sharing the server's catalogue, store and clock). */
-export function exportsOf(s: Services, log?: (line: string) => void): ExportService {
-  let e = services.get(s);
-  if (!e) {
-    e = new ExportService({ catalog: s.catalog, store: s.store, clock: s.clock, log });
-    services.set(s, e);
+  async failed(tx: CatalogTx, task: Task): Promise<void> {
+    if (task.backupId) await tx.transitionBackup(task.backupId, [3], 2, { locked: 0 }, 1);
   }
-  return e;
-}
-
-/**
- * After a crash or restart: a (captured) backup left at Status 3 goes back to Status 2, unlocked, without its partial
- * export files (temporary files are removed by the store's removeStale). Returns how many were reset.
- */
-export async function recoverExports(o: { catalog: Catalog; store: BlobStore }): Promise<number> {
-  const { catalog, store } = o;
-  // Only backups with stored files can have been exported; a fixture may list Status 3 on purpose.
-  const stuck = catalog.backupsInStatus(3).filter((b) => b.files.length > 0);
-  for (const b of stuck) {
-    for (const f of b.files) await store.remove(exportKey(b.backupId, f.shard)).catch(() => undefined);
-  }
-  catalog.transaction(() => {
-    for (const b of stuck) catalog.updateBackup(b.backupId, { status: 2, locked: 0 });
-  });
-  return stuck.length;
 }

@@ -1,7 +1,7 @@
 // Registering live Redis servers as instances: ids, probing what the server is, and keeping its password out
 // of anything printed.
 import crypto from "node:crypto";
-import type { Catalog } from "../catalog/sqlite/sqlite";
+import type { Catalog } from "../catalog/catalog";
 import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
 import type { Instance } from "../catalog/types";
 import { discoverShards } from "../redis/capture";
@@ -75,7 +75,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
   const instanceId = o.instanceId ?? generateInstanceId();
   if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new Error(`instance id must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(instanceId)}`);
   parseRedisUrl(o.redisUrl);
-  const existing = catalog.instance(instanceId);
+  const existing = await catalog.instance(instanceId);
   if (existing && existing.deletedAt === undefined) throw new Error(`instance ${instanceId} is already registered`);
   const probe = o.noCheck ? undefined : await probeRedis(o.redisUrl);
   const instance: Instance = {
@@ -84,7 +84,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
     autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: 7, lastAutoWindow: 0,
   };
   if (probe) instance.redisVersion = probe.redisVersion;
-  catalog.upsertInstance(instance);
-  if (probe) catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
-  return catalog.instance(instanceId)!;
+  await catalog.upsertInstance(instance);
+  if (probe) await catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
+  return (await catalog.instance(instanceId))!;
 }

@@ -1,12 +1,15 @@
 // The lifecycle clock: automatic backups once per window on the chosen days (server time zone), retention
 // (Status -1 when ExpireTime passes, files removed; a locked backup waits until released) and the end of the
 // audit trail of deleted backups. One tick does one pass; the server ticks on an interval, tests tick by hand
-// with a clock they control.
-import type { Catalog } from "../catalog/sqlite/sqlite";
+// with a clock they control. Every node ticks: a window is served once (the instance's lastAutoWindow is set in
+// the transaction that queues the backup, under the instance's lock) and a backup expires once (a conditional
+// status change), whichever node gets there first.
+import type { Catalog } from "../catalog/catalog";
 import type { Instance } from "../catalog/types";
+import type { Logger } from "../log";
 import type { LocalTime } from "../protocol/time";
 import type { Clock } from "../services";
-import { BackupService, DAY_MS, InstanceBusyError } from "./backups";
+import { BackupJobs, DAY_MS, InstanceBusyError } from "./backups";
 
 export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 const HOUR_MS = 3_600_000;
@@ -42,12 +45,14 @@ function pad(n: number): string {
 
 export interface SchedulerOptions {
   catalog: Catalog;
-  backups: BackupService;
+  backups: BackupJobs;
   clock: Clock;
   time: LocalTime;
   /** How long records of deleted (and expired) backups are kept, in days. */
   auditDays: number;
-  log?: (line: string) => void;
+  /** Whether automatic backups are taken at all (off: retention and purging still run). */
+  autoBackups: boolean;
+  logger: Logger;
 }
 
 export interface TickResult {
@@ -69,35 +74,35 @@ export class Scheduler {
   }
 
   private async pass(): Promise<TickResult> {
-    const { catalog, backups, clock, time } = this.o;
+    const { catalog, backups, clock, time, logger } = this.o;
     const now = clock.now();
     const result: TickResult = { started: [], expired: [], purged: 0 };
-    for (const instance of catalog.instances()) {
+    for (const instance of this.o.autoBackups ? await catalog.instances() : []) {
       if (instance.deletedAt !== undefined || !instance.redisUrl) continue;
       const window = openWindow(instance, now, time);
       if (window === undefined || instance.lastAutoWindow >= window) continue;
       try {
-        backups.start(instance, { automatic: true });
-        catalog.updateInstance(instance.instanceId, { lastAutoWindow: window });
-        result.started.push(instance.instanceId);
+        if (await backups.enqueue(instance, { automatic: true }, window)) {
+          result.started.push(instance.instanceId);
+          logger.info({ instanceId: instance.instanceId, window: new Date(window).toISOString() }, "automatic backup queued");
+        }
       } catch (err) {
         // A manual backup is running: try again on a later tick while the window is open.
-        if (!(err instanceof InstanceBusyError)) this.o.log?.(`automatic backup of ${instance.instanceId} not started: ${(err as Error).message}`);
+        if (!(err instanceof InstanceBusyError)) logger.warn({ err, instanceId: instance.instanceId }, "automatic backup not started");
       }
     }
-    for (const b of catalog.expiredBackups(now)) {
+    for (const b of await catalog.expiredBackups(now)) {
       if (b.locked) continue; // held by an export or a restore: expires once released
-      const owner = catalog.instance(b.instanceId);
+      const owner = await catalog.instance(b.instanceId);
       try {
-        await backups.retire(b, -1, owner?.accountId ?? "");
-        result.expired.push(b.backupId);
+        if (await backups.retire(b, -1, owner?.accountId ?? "")) result.expired.push(b.backupId);
       } catch (err) {
-        this.o.log?.(`expiry of backup ${b.backupId} deferred: ${(err as Error).message}`);
+        logger.info({ backupId: b.backupId, reason: (err as Error).message }, "expiry of a backup deferred");
       }
     }
-    result.purged = catalog.purgeRetired(now - this.o.auditDays * DAY_MS);
+    result.purged = await catalog.purgeRetired(now - this.o.auditDays * DAY_MS);
     if (result.started.length || result.expired.length || result.purged) {
-      this.o.log?.(`scheduler: ${result.started.length} automatic backup(s) started, ${result.expired.length} backup(s) expired, ${result.purged} old record(s) purged`);
+      logger.info({ started: result.started.length, expired: result.expired.length, purged: result.purged }, "scheduler pass");
     }
     return result;
   }
@@ -106,7 +111,7 @@ export class Scheduler {
     if (intervalMs <= 0) return;
     // A failed pass (e.g. the catalogue busy past its timeout) is logged and retried on the next one; an
     // unhandled rejection would stop the server.
-    const run = () => void this.tick().catch((err: unknown) => this.o.log?.(`scheduler pass failed: ${(err as Error).message}`));
+    const run = () => void this.tick().catch((err: unknown) => this.o.logger.error({ err }, "scheduler pass failed; retrying on the next one"));
     run();
     this.timer = setInterval(run, intervalMs);
     this.timer.unref();

@@ -126,3 +126,42 @@ export async function readTargetState(conn: RespConnection, ep: RedisEndpoint): 
     disklessLoad,
   };
 }
+
+export interface ReleasedTarget {
+  /** Whether the target was still replicating from the endpoint and has been made a master again. */
+  released: boolean;
+  /** What the target reported: its role and, for a replica, its master. */
+  role: string;
+  /** Keys in the target afterwards (all databases). */
+  keys: number;
+}
+
+/**
+ * After the process that ran a restore died: if `target` still replicates from `endpoint` (our short-lived
+ * replication endpoint, gone with that process), make it a master again (REPLICAOF NO ONE). A target that
+ * replicates from anything else was changed by someone else since and is left alone.
+ */
+export async function releaseTarget(target: RedisEndpoint, endpoint: { host: string; port: number }, timeoutMs = 10_000): Promise<ReleasedTarget> {
+  const conn = await openTarget(target, timeoutMs);
+  try {
+    const repl = await info(conn, "replication");
+    const role = repl.get("role") ?? "unknown";
+    const ours = role === "slave" && repl.get("master_host") === endpoint.host && Number(repl.get("master_port")) === endpoint.port;
+    if (ours) {
+      // A target still loading answers LOADING until it is done; wait for it rather than leave it a replica.
+      const deadline = Date.now() + Math.max(timeoutMs, 60_000);
+      for (;;) {
+        try {
+          await conn.command("REPLICAOF", "NO", "ONE");
+          break;
+        } catch (err) {
+          if (!(err instanceof RedisReplyError && /^LOADING\b/.test(err.reply)) || Date.now() > deadline) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
+    return { released: ours, role: ours ? "master" : role, keys: await totalKeys(conn) };
+  } finally {
+    conn.close();
+  }
+}

@@ -35,6 +35,11 @@ export interface RestoreOptions {
   /** Longest time without progress (connect-back is capped at 30 s of it). Default 120000. */
   timeoutMs?: number;
   onProgress?(sentBytes: number): void;
+  /**
+   * Awaited just before the target is told REPLICAOF <endpoint>: the caller records the endpoint durably, so
+   * that if this process dies the target can be found and switched back to master (releaseTarget).
+   */
+  beforeReplicaOf?(endpoint: { host: string; port: number }): Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -296,6 +301,7 @@ async function run(s: Session): Promise<RestoreResult> {
   const start = Date.now();
   s.phase = "connect-back";
   s.touch();
+  await s.guard(opts.beforeReplicaOf?.({ host: advertise, port }) ?? Promise.resolve());
   s.replicaofSent = true; // set before sending: if the reply is lost we must still undo it
   try {
     await s.guard(s.conn.command("REPLICAOF", advertise, port));

@@ -26,6 +26,8 @@ export interface BlobStore {
   openRead(key: string, opts?: { decompress?: boolean; start?: number; end?: number }): Promise<Readable>;
   stat(key: string): Promise<{ size: number } | undefined>;
   remove(key: string): Promise<void>;
+  /** Committed blobs whose key starts with `prefix`. */
+  list(prefix: string): AsyncIterable<{ key: string; size: number }>;
   /** Removes leftover temp files of writers that never committed (e.g. after a crash); returns how many. */
   removeStale?(): Promise<number>;
 }

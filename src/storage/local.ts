@@ -67,6 +67,25 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
+  async *list(prefix: string): AsyncIterable<{ key: string; size: number }> {
+    const walk = async function* (dir: string, rel: string): AsyncGenerator<{ key: string; size: number }> {
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw err;
+      }
+      for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        if (e.name.startsWith(".")) continue; // temp files of writers
+        const key = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) yield* walk(path.join(dir, e.name), key);
+        else if (e.isFile() && key.startsWith(prefix)) yield { key, size: (await fsp.stat(path.join(dir, e.name))).size };
+      }
+    };
+    yield* walk(this.root, "");
+  }
+
   async removeStale(): Promise<number> {
     let removed = 0;
     const walk = async (dir: string): Promise<void> => {

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import * as tencentcloud from "tencentcloud-sdk-nodejs";
 import { RunningServer, startServer, ServeConfig, DEFAULTS } from "../../src/app";
+import { createLogger, memoryDestination } from "../../src/log";
 
 export const RedisClient = tencentcloud.redis.v20180412.Client;
 export type SdkClient = InstanceType<typeof RedisClient>;
@@ -21,8 +22,10 @@ export async function startTestServer(seed: object, over: Partial<ServeConfig> =
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-test-"));
   const seedFile = path.join(dataDir, "seed.json");
   fs.writeFileSync(seedFile, JSON.stringify(seed));
-  const logs: string[] = [];
-  const running = await startServer({ ...DEFAULTS, dataDir: path.join(dataDir, "data"), port: 0, seed: seedFile, log: (l) => logs.push(l), ...over }, {});
+  // Log lines (JSON) kept for the tests to read.
+  const { stream, lines: logs } = memoryDestination();
+  const logger = createLogger({ destination: stream, level: "debug", pretty: false });
+  const running = await startServer({ ...DEFAULTS, dataDir: path.join(dataDir, "data"), port: 0, seed: seedFile, logger, leaseMs: 5_000, pollMs: 200, ...over }, {});
   return {
     ...running,
     dataDir,

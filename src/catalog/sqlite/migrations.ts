@@ -1,5 +1,5 @@
-// Versioned schema migrations. The SQL sticks to what SQLite and PostgreSQL share (BIGINT epoch milliseconds,
-// TEXT, plain indexes) so a PostgreSQL backend can run the same list.
+// Versioned schema migrations of the SQLite catalogue (the PostgreSQL ones are in ../postgres/migrations.ts and
+// keep the same tables, columns and numbering). Applied in order on open and by `crs-backup migrate`.
 
 export interface Migration {
   version: number;
@@ -130,6 +130,20 @@ CREATE TRIGGER backups_listing_update AFTER UPDATE OF backup_id, instance_id, st
   INSERT INTO backup_versions(instance_id, version) VALUES (new.instance_id, random())
     ON CONFLICT(instance_id) DO UPDATE SET version = excluded.version;
 END;
+`,
+  },
+  {
+    version: 3,
+    name: "task queue: owner, lease, parameters and recovery state of each task",
+    // A task is queued (preparing, no owner), claimed by one node (owner + lease_until, renewed while it runs)
+    // and, if its owner dies, recovered by any node once the lease has lapsed.
+    sql: `
+ALTER TABLE tasks ADD COLUMN owner TEXT;
+ALTER TABLE tasks ADD COLUMN lease_until BIGINT;
+ALTER TABLE tasks ADD COLUMN params TEXT;
+ALTER TABLE tasks ADD COLUMN state TEXT;
+CREATE INDEX tasks_queue ON tasks(status, task_id) WHERE status IN ('preparing', 'running');
+CREATE INDEX tasks_by_backup ON tasks(backup_id) WHERE backup_id IS NOT NULL;
 `,
   },
 ];

@@ -1,38 +1,17 @@
-// The SQLite catalogue (better-sqlite3, WAL). Every statement is prepared once; listing statements are cached
-// per filter shape. The SQL is the portable subset PostgreSQL shares (placeholders aside).
+// The SQLite catalogue (better-sqlite3, WAL): the embedded default. Every statement is prepared once; listing
+// statements are cached per filter shape. better-sqlite3 is synchronous, so each method does its work in one
+// synchronous run and returns a settled promise; an open transaction holds every other caller back (see
+// transaction()), which is what keeps an asynchronous interface over one connection atomic.
+import { AsyncLocalStorage } from "node:async_hooks";
 import Database from "better-sqlite3";
 import fs from "node:fs";
 import path from "node:path";
+import { BoundedCache, roughSize } from "../bounded-cache";
+import { Catalog, CatalogFullError, CatalogStats, CatalogTx } from "../catalog";
 import { ListingIndex } from "./listing-index";
 import { migrations } from "./migrations";
-import type { Backup, BackupQuery, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskQuery, TaskStatus } from "../types";
-
-type Row = Record<string, unknown>;
-
-const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture";
-
-function toBackup(r: Row): Backup {
-  const b: Backup = {
-    backupId: r.backup_id as string,
-    instanceId: r.instance_id as string,
-    startTime: r.start_time as number,
-    backupType: r.backup_type as string,
-    status: r.status as BackupStatus,
-    remark: r.remark as string,
-    locked: r.locked as number,
-    backupSize: r.backup_size as number,
-    fullBackup: r.full_backup as number,
-    instanceType: r.instance_type as number,
-    fileType: r.file_type as string,
-    encrypted: r.encrypted === 1,
-    fixture: r.fixture === 1,
-    files: JSON.parse(r.files as string) as StoredFile[],
-  };
-  if (r.end_time !== null) b.endTime = r.end_time as number;
-  if (r.expire_time !== null) b.expireTime = r.expire_time as number;
-  if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
-  return b;
-}
+import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
+import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
 
 const BACKUP_COLUMN_NAMES = BACKUP_COLUMNS.split(", ");
 const COL = Object.fromEntries(BACKUP_COLUMN_NAMES.map((c, i) => [c, i])) as Record<string, number>;
@@ -71,69 +50,27 @@ class ReadCaches {
   readonly resetTick = () => {
     this.dataVersionChecked = false;
   };
-  readonly credentials = new Map<string, Credential | null>();
-  readonly instances = new Map<string, Instance | null>();
-  readonly stats = new Map<string, ListingStats>();
+  // Keyed by what callers send: bounded by bytes as well as entries (a flood of long unknown ids must not pin
+  // memory). Misses are cached too (null), so unknown ids cost no query either.
+  readonly credentials = new BoundedCache<string, Credential | null>(10_000, 4 << 20, roughSize);
+  readonly instances = new BoundedCache<string, Instance | null>(100_000, 32 << 20, roughSize);
+  readonly stats = new BoundedCache<string, ListingStats>(100_000, 16 << 20, (s) => 64 + s.counts.size * 32);
   /** Least recently used first. */
   readonly indexes = new Map<string, ListingIndex>();
   /** Instances whose index failed twice at a version (odd rows, or rows moved under it): SQL until it changes. */
-  readonly failures = new Map<string, { version: number | null; n: number }>();
+  readonly failures = new BoundedCache<string, { version: number | null; n: number }>(10_000, 1 << 20);
   readonly byRowid: Array<{ raw: Database.Statement; json: Database.Statement }> = [];
   /** Rows are read as JSON text (one string per row or page, parsed by V8) unless that ever fails. */
   jsonRows = true;
 }
 
-function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number): void {
-  if (m.size >= max) m.clear();
-  m.set(k, v);
-}
-
-function copyPolicy(p: Policy): Policy {
-  const c: Policy = { ...p };
-  if (p.Actions) c.Actions = [...p.Actions];
-  if (p.Instances) c.Instances = [...p.Instances];
-  return c;
-}
-
-function toInstance(r: Row): Instance {
-  const i: Instance = {
-    instanceId: r.instance_id as string,
-    accountId: r.account_id as string,
-    region: r.region as string,
-    name: r.name as string,
-    instanceType: r.instance_type as number,
-    shardNum: r.shard_num as number,
-    memSizeMb: r.mem_size_mb as number,
-    createdAt: r.created_at as number,
-    autoBackupWeekDays: (r.auto_backup_weekdays as string).split(",").filter(Boolean),
-    autoBackupPeriod: r.auto_backup_period as string,
-    backupStorageDays: r.backup_storage_days as number,
-    lastAutoWindow: r.last_auto_window as number,
-  };
-  if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
-  if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
-  if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
-  return i;
-}
-
-function toTask(r: Row): Task {
-  const t: Task = {
-    taskId: r.task_id as number,
-    instanceId: r.instance_id as string,
-    accountId: r.account_id as string,
-    taskType: r.task_type as string,
-    status: r.status as TaskStatus,
-    progress: r.progress as number,
-    startTime: r.start_time as number,
-    message: r.message as string,
-  };
-  if (r.end_time !== null) t.endTime = r.end_time as number;
-  if (r.backup_id !== null) t.backupId = r.backup_id as string;
-  return t;
-}
-
-export class Catalog {
+export class SqliteCatalog implements Catalog {
+  readonly kind = "sqlite" as const;
   readonly db: Database.Database;
+  /** Migrations applied when this catalogue was opened. */
+  readonly appliedAtOpen: number[];
+  private txOpen: Promise<void> | undefined;
+  private readonly txScope = new AsyncLocalStorage<Promise<void>>();
   private readonly listCache = new Map<string, { page: Database.Statement; pageJson: Database.Statement; count: Database.Statement }>();
   /**
    * DescribeInstanceBackups hot path: instances with at least `indexThreshold` backups get an in-memory listing
@@ -144,7 +81,7 @@ export class Catalog {
   private readonly stmt: Record<string, Database.Statement>;
 
   /** Opens (creating owner-only if needed) the catalogue file and applies pending migrations. */
-  constructor(file: string) {
+  constructor(readonly file: string) {
     if (file !== ":memory:") {
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
       if (!fs.existsSync(file)) fs.closeSync(fs.openSync(file, "a", 0o600));
@@ -163,7 +100,7 @@ export class Catalog {
     // listing pages of random instances of a million-backup catalogue cost about 40% less.
     if (file !== ":memory:") this.db.pragma("mmap_size = 1073741824");
     if (file !== ":memory:") for (const suffix of ["-wal", "-shm"]) restrict(file + suffix);
-    this.migrate();
+    this.appliedAtOpen = this.runMigrations();
     const p = (sql: string) => this.db.prepare(sql);
     this.stmt = {
       credential: p("SELECT secret_id, secret_key, account_id, token, policy FROM credentials WHERE secret_id = ?"),
@@ -174,15 +111,11 @@ export class Catalog {
       instance: p("SELECT * FROM instances WHERE instance_id = ?"),
       instancesOf: p("SELECT * FROM instances WHERE account_id = ? ORDER BY instance_id"),
       allInstances: p("SELECT * FROM instances ORDER BY instance_id"),
-      insertInstance: p(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at,
-        auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES
-        (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @memSizeMb, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)`),
-      deleteInstance: p("DELETE FROM instances WHERE instance_id = ?"),
       backup: p(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE backup_id = ?`),
       insertBackup: p(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (@backupId, @instanceId, @startTime, @endTime, @backupType, @status, @remark,
         @locked, @backupSize, @fullBackup, @instanceType, @fileType, @expireTime, @encrypted, @files, @deletedAt, @fixture)`),
-      insertTask: p(`INSERT INTO tasks(instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id)
-        VALUES (@instanceId, @accountId, @taskType, @status, @progress, @startTime, @endTime, @message, @backupId)`),
+      insertTask: p(`INSERT INTO tasks(instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id, owner, lease_until, params, state)
+        VALUES (@instanceId, @accountId, @taskType, @status, @progress, @startTime, @endTime, @message, @backupId, @owner, @leaseUntil, @params, @state)`),
       task: p("SELECT * FROM tasks WHERE task_id = ?"),
       setting: p("SELECT value FROM settings WHERE name = ?").pluck(),
       putSetting: p("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
@@ -193,94 +126,171 @@ export class Catalog {
     };
   }
 
-  private migrate(): void {
+  private runMigrations(): number[] {
     this.db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
     const applied = new Set(this.db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[]);
+    const now: number[] = [];
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
       this.db.transaction(() => {
         this.db.exec(m.sql);
         this.db.prepare("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
       })();
+      now.push(m.version);
     }
+    return now;
   }
 
-  close(): void {
+  describe(): string {
+    return `sqlite:${this.file}`;
+  }
+
+  async migrate(): Promise<number[]> {
+    await this.gate();
+    return this.runMigrations();
+  }
+
+  async pendingMigrations(): Promise<number[]> {
+    await this.gate();
+    const applied = new Set(this.db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[]);
+    return migrations.map((m) => m.version).filter((v) => !applied.has(v));
+  }
+
+  async ping(): Promise<void> {
+    await this.gate();
+    this.db.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    await this.gate();
     this.db.close();
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+  // --- transactions ---
+
+  /**
+   * Waits while a transaction is open, unless the caller runs inside it. better-sqlite3 has one connection: a
+   * query from another request while our BEGIN is open would silently join the transaction. AsyncLocalStorage
+   * tells the transaction's own continuations apart, so code inside it may use the catalogue or the tx alike.
+   */
+  private gate(): Promise<void> | void {
+    if (this.txOpen && this.txScope.getStore() !== this.txOpen) return this.txOpen.then(() => this.gate());
+  }
+
+  async transaction<T>(fn: (tx: CatalogTx) => Promise<T>): Promise<T> {
+    await this.gate();
+    let release!: () => void;
+    const open = new Promise<void>((resolve) => (release = resolve));
+    this.txOpen = open;
+    try {
+      return await this.txScope.run(open, async () => {
+        this.db.exec("BEGIN IMMEDIATE");
+        try {
+          const result = await fn(this);
+          this.db.exec("COMMIT");
+          return result;
+        } catch (err) {
+          if (this.db.inTransaction) this.db.exec("ROLLBACK");
+          throw err;
+        }
+      });
+    } catch (err) {
+      throw full(err);
+    } finally {
+      this.txOpen = undefined;
+      release();
+    }
+  }
+
+  /** Runs one write, turning SQLite's "database or disk is full" into CatalogFullError. */
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw full(err);
+    }
   }
 
   // --- accounts and credentials ---
 
-  credential(secretId: string): Credential | undefined {
+  async credential(secretId: string): Promise<Credential | undefined> {
+    await this.gate();
     const usable = this.cachesUsable();
     let c = usable ? this.caches.credentials.get(secretId) : undefined;
     if (c === undefined) {
       c = this.readCredential(secretId) ?? null;
-      if (usable) boundedSet(this.caches.credentials, secretId, c, 10_000);
+      if (usable) this.caches.credentials.set(secretId, c);
     }
     return c ? { ...c, ...(c.policy ? { policy: copyPolicy(c.policy) } : {}) } : undefined;
   }
 
   private readCredential(secretId: string): Credential | undefined {
     const r = this.stmt.credential!.get(secretId) as Row | undefined;
-    if (!r) return undefined;
-    const c: Credential = { secretId: r.secret_id as string, secretKey: r.secret_key as string, accountId: r.account_id as string };
-    if (r.token) c.token = r.token as string;
-    if (r.policy) c.policy = JSON.parse(r.policy as string) as Policy;
-    return c;
+    return r ? toCredential(r) : undefined;
   }
 
-  credentialCount(): number {
+  async credentials(accountId?: string): Promise<Credential[]> {
+    await this.gate();
+    const rows = (accountId === undefined
+      ? this.db.prepare("SELECT secret_id, secret_key, account_id, token, policy FROM credentials ORDER BY account_id, secret_id").all()
+      : this.db.prepare("SELECT secret_id, secret_key, account_id, token, policy FROM credentials WHERE account_id = ? ORDER BY secret_id").all(accountId)) as Row[];
+    return rows.map(toCredential);
+  }
+
+  async credentialCount(): Promise<number> {
+    await this.gate();
     return this.stmt.credentialCount!.get() as number;
   }
 
-  putCredential(c: Credential): void {
+  async putCredential(c: Credential): Promise<void> {
+    await this.gate();
     const now = Date.now();
-    this.stmt.upsertAccount!.run(c.accountId, now);
-    this.stmt.upsertCredential!.run(c.secretId, c.secretKey, c.accountId, c.token ?? null, c.policy ? JSON.stringify(c.policy) : null, now);
+    this.write(() => {
+      this.stmt.upsertAccount!.run(c.accountId, now);
+      this.stmt.upsertCredential!.run(c.secretId, c.secretKey, c.accountId, c.token ?? null, c.policy ? JSON.stringify(c.policy) : null, now);
+    });
   }
 
-  ensureAccount(accountId: string): void {
+  async deleteCredential(secretId: string): Promise<boolean> {
+    await this.gate();
+    return this.write(() => this.db.prepare("DELETE FROM credentials WHERE secret_id = ?").run(secretId).changes === 1);
+  }
+
+  private ensureAccount(accountId: string): void {
     this.stmt.upsertAccount!.run(accountId, Date.now());
   }
 
   // --- instances ---
 
-  instance(instanceId: string): Instance | undefined {
+  async instance(instanceId: string): Promise<Instance | undefined> {
+    await this.gate();
+    return this.cachedInstance(instanceId);
+  }
+
+  private cachedInstance(instanceId: string): Instance | undefined {
     const usable = this.cachesUsable();
     let i = usable ? this.caches.instances.get(instanceId) : undefined;
     if (i === undefined) {
-      i = this.readInstance(instanceId) ?? null;
-      if (usable) boundedSet(this.caches.instances, instanceId, i, 100_000);
+      const r = this.stmt.instance!.get(instanceId) as Row | undefined;
+      i = r ? toInstance(r) : null;
+      if (usable) this.caches.instances.set(instanceId, i);
     }
     return i ? { ...i, autoBackupWeekDays: [...i.autoBackupWeekDays] } : undefined;
   }
 
-  private readInstance(instanceId: string): Instance | undefined {
-    const r = this.stmt.instance!.get(instanceId) as Row | undefined;
-    return r ? toInstance(r) : undefined;
-  }
-
-  instances(accountId?: string): Instance[] {
+  async instances(accountId?: string): Promise<Instance[]> {
+    await this.gate();
     const rows = (accountId === undefined ? this.stmt.allInstances!.all() : this.stmt.instancesOf!.all(accountId)) as Row[];
     return rows.map(toInstance);
   }
 
-  insertInstance(i: Instance): void {
-    this.ensureAccount(i.accountId);
-    this.stmt.insertInstance!.run({
-      ...i,
-      redisUrl: i.redisUrl ?? null,
-      redisVersion: i.redisVersion ?? null,
-      weekdays: i.autoBackupWeekDays.join(","),
-    });
+  async lockInstance(instanceId: string): Promise<Instance | undefined> {
+    // Every write transaction here is BEGIN IMMEDIATE: it already excludes every other writer.
+    return this.instance(instanceId);
   }
 
-  updateInstance(instanceId: string, fields: Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>): void {
+  async updateInstance(instanceId: string, fields: InstanceFields): Promise<void> {
+    await this.gate();
     const cols: Record<string, unknown> = {};
     if (fields.name !== undefined) cols.name = fields.name;
     if (fields.instanceType !== undefined) cols.instance_type = fields.instanceType;
@@ -295,30 +305,37 @@ export class Catalog {
     if (fields.redisUrl !== undefined) cols.redis_url = fields.redisUrl;
     const names = Object.keys(cols);
     if (!names.length) return;
-    this.db.prepare(`UPDATE instances SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE instance_id = @id`).run({ ...cols, id: instanceId });
+    this.write(() => this.db.prepare(`UPDATE instances SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE instance_id = @id`).run({ ...cols, id: instanceId }));
   }
 
-  /** Inserts, or updates the registration (never the backups) of an existing instance. */
-  upsertInstance(i: Instance): void {
-    if (this.instance(i.instanceId)) {
-      this.db.prepare("UPDATE instances SET account_id = ?, region = ?, name = ?, redis_url = ?, instance_type = ?, backup_storage_days = ?, deleted_at = NULL WHERE instance_id = ?")
-        .run(i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.backupStorageDays, i.instanceId);
+  async upsertInstance(i: Instance): Promise<void> {
+    await this.gate();
+    this.write(() => {
       this.ensureAccount(i.accountId);
-    } else this.insertInstance(i);
-  }
-
-  deleteInstance(instanceId: string): void {
-    this.stmt.deleteInstance!.run(instanceId);
+      // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
+      this.db.prepare(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at,
+          auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES
+          (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @memSizeMb, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)
+        ON CONFLICT(instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url,
+          instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, deleted_at = NULL`)
+        .run({ ...i, redisUrl: i.redisUrl ?? null, redisVersion: i.redisVersion ?? null, weekdays: i.autoBackupWeekDays.join(",") });
+    });
   }
 
   // --- backups ---
 
-  backup(backupId: string): Backup | undefined {
+  async backup(backupId: string): Promise<Backup | undefined> {
+    await this.gate();
     const r = this.stmt.backup!.get(backupId) as Row | undefined;
     return r ? toBackup(r) : undefined;
   }
 
-  insertBackup(b: Backup): void {
+  async insertBackup(b: Backup): Promise<void> {
+    await this.gate();
+    this.write(() => this.insertBackupRow(b));
+  }
+
+  private insertBackupRow(b: Backup): void {
     this.stmt.insertBackup!.run({
       ...b,
       endTime: b.endTime ?? null,
@@ -330,29 +347,33 @@ export class Catalog {
     });
   }
 
-  upsertBackup(b: Backup): void {
-    if (this.backup(b.backupId)) this.deleteBackupRecord(b.backupId);
-    this.insertBackup(b);
+  async upsertBackup(b: Backup): Promise<void> {
+    await this.gate();
+    this.write(() => {
+      this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(b.backupId);
+      this.insertBackupRow(b);
+    });
   }
 
-  updateBackup(backupId: string, fields: Partial<Omit<Backup, "backupId" | "instanceId">>): void {
-    const map: Record<string, string> = {
-      startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
-      backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
-    };
-    const cols: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(fields)) {
-      const col = map[k];
-      if (!col) continue;
-      cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
-    }
-    const names = Object.keys(cols);
+  async updateBackup(backupId: string, fields: Partial<Omit<Backup, "backupId" | "instanceId">>): Promise<void> {
+    await this.gate();
+    const { names, cols } = backupColumns(fields);
     if (!names.length) return;
-    this.db.prepare(`UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id`).run({ ...cols, id: backupId });
+    this.write(() => this.db.prepare(`UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id`).run({ ...cols, id: backupId }));
   }
 
-  deleteBackupRecord(backupId: string): void {
-    this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(backupId);
+  async transitionBackup(backupId: string, from: readonly BackupStatus[], to: BackupStatus, fields: Partial<Omit<Backup, "backupId" | "instanceId" | "status">> = {}, locked = 0): Promise<boolean> {
+    await this.gate();
+    const { names, cols } = backupColumns({ ...fields, status: to });
+    const sql = `UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id AND locked = @expectLocked AND status IN (${from.map((_, i) => `@from${i}`).join(", ")})`;
+    const args: Record<string, unknown> = { ...cols, id: backupId, expectLocked: locked };
+    from.forEach((st, i) => (args[`from${i}`] = st));
+    return this.write(() => this.db.prepare(sql).run(args).changes === 1);
+  }
+
+  async deleteBackupRecord(backupId: string): Promise<void> {
+    await this.gate();
+    this.write(() => this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(backupId));
   }
 
   /**
@@ -362,7 +383,12 @@ export class Catalog {
    * (any offset, window or status set in O(log n + page)), validated against backup_versions and re-checked row
    * by row; smaller instances read the page straight off the covering index. Everything else is plain SQL.
    */
-  listBackups(q: BackupQuery): { total: number; rows: Backup[] } {
+  async listBackups(q: BackupQuery): Promise<{ total: number; rows: Backup[] }> {
+    await this.gate();
+    return this.list(q);
+  }
+
+  private list(q: BackupQuery): { total: number; rows: Backup[] } {
     const statuses = q.statuses && q.statuses.length ? [...new Set(q.statuses)].sort((a, b) => a - b) : undefined;
     if (this.cachesUsable()) {
       const stats = this.listingStats(q.instanceId);
@@ -490,7 +516,7 @@ export class Catalog {
       s.counts.set(r[1] as number, r[2] as number);
       s.total += r[2] as number;
     }
-    boundedSet(c.stats, instanceId, s, 100_000);
+    c.stats.set(instanceId, s);
     return s;
   }
 
@@ -533,7 +559,7 @@ export class Catalog {
   private indexFailed(instanceId: string, version: number | null): void {
     const f = this.caches.failures.get(instanceId);
     if (f && f.version === version) f.n++;
-    else boundedSet(this.caches.failures, instanceId, { version, n: 1 }, 10_000);
+    else this.caches.failures.set(instanceId, { version, n: 1 });
   }
 
   private dropListingIndex(instanceId: string): void {
@@ -574,55 +600,67 @@ export class Catalog {
     return out;
   }
 
-  /** Backups in a status whose expiry has passed (for retention). */
   /** Stored backups past their expiry; fixture records are static data and never expire. */
-  expiredBackups(now: number, limit = 500): Backup[] {
+  async expiredBackups(now: number, limit = 500): Promise<Backup[]> {
+    await this.gate();
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND locked = 0 AND fixture = 0 AND expire_time IS NOT NULL AND expire_time <= ? LIMIT ?`).all(now, limit) as Row[]).map(toBackup);
   }
 
-  /** Ends the audit trail: drops records of backups deleted (or expired) before `before`. */
-  purgeRetired(before: number): number {
-    return this.db.prepare("DELETE FROM backups WHERE fixture = 0 AND ((status = -2 AND deleted_at < ?) OR (status = -1 AND expire_time < ?))").run(before, before).changes;
+  async purgeRetired(before: number): Promise<number> {
+    await this.gate();
+    return this.write(() => this.db.prepare("DELETE FROM backups WHERE fixture = 0 AND ((status = -2 AND deleted_at < ?) OR (status = -1 AND expire_time < ?))").run(before, before).changes);
   }
 
-  backupsInStatus(status: BackupStatus): Backup[] {
+  async backupsInStatus(status: BackupStatus): Promise<Backup[]> {
+    await this.gate();
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = ?`).all(status) as Row[]).map(toBackup);
   }
 
-  lockedBackups(): Backup[] {
-    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE locked = 1 AND fixture = 0`).all() as Row[]).map(toBackup);
+  async backupsOfInstance(instanceId: string): Promise<Backup[]> {
+    await this.gate();
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE instance_id = ?`).all(instanceId) as Row[]).map(toBackup);
   }
 
-  backupsOfInstance(instanceId: string): Backup[] {
-    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE instance_id = ?`).all(instanceId) as Row[]).map(toBackup);
+  async lockBackup(backupId: string): Promise<boolean> {
+    await this.gate();
+    return this.write(() => this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1);
   }
 
   // --- tasks ---
 
-  insertTask(t: Omit<Task, "taskId">): number {
-    const info = this.stmt.insertTask!.run({ ...t, endTime: t.endTime ?? null, backupId: t.backupId ?? null });
+  async insertTask(t: Omit<Task, "taskId">): Promise<number> {
+    await this.gate();
+    const info = this.write(() => this.stmt.insertTask!.run(taskRow(t)));
     return Number(info.lastInsertRowid);
   }
 
-  task(taskId: number): Task | undefined {
+  async task(taskId: number): Promise<Task | undefined> {
+    await this.gate();
     const r = this.stmt.task!.get(taskId) as Row | undefined;
     return r ? toTask(r) : undefined;
   }
 
-  updateTask(taskId: number, fields: Partial<Pick<Task, "status" | "progress" | "endTime" | "message" | "backupId">>): void {
-    const map: Record<string, string> = { status: "status", progress: "progress", endTime: "end_time", message: "message", backupId: "backup_id" };
-    const cols: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(fields)) if (map[k]) cols[map[k]!] = v ?? null;
-    const names = Object.keys(cols);
+  async updateTask(taskId: number, fields: TaskFields): Promise<void> {
+    await this.gate();
+    const { names, cols } = taskColumns(fields);
     if (!names.length) return;
-    this.db.prepare(`UPDATE tasks SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE task_id = @id`).run({ ...cols, id: taskId });
+    this.write(() => this.db.prepare(`UPDATE tasks SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE task_id = @id`).run({ ...cols, id: taskId }));
   }
 
-  tasksInStatus(statuses: TaskStatus[]): Task[] {
-    return (this.db.prepare(`SELECT * FROM tasks WHERE status IN (${statuses.map(() => "?").join(",")})`).all(...statuses) as Row[]).map(toTask);
+  async tasksInStatus(statuses: TaskStatus[]): Promise<Task[]> {
+    await this.gate();
+    return (this.db.prepare(`SELECT * FROM tasks WHERE status IN (${statuses.map(() => "?").join(",")}) ORDER BY task_id`).all(...statuses) as Row[]).map(toTask);
   }
 
-  listTasks(q: TaskQuery): { total: number; rows: Array<Task & { instanceName: string }> } {
+  async activeTasks(instanceId: string, taskTypes: readonly string[]): Promise<Task[]> {
+    await this.gate();
+    const rows = this.db.prepare(`SELECT * FROM tasks WHERE status IN ('preparing', 'running') AND instance_id = ? AND task_type IN (${taskTypes.map(() => "?").join(",")}) ORDER BY task_id`)
+      .all(instanceId, ...taskTypes) as Row[];
+    return rows.map(toTask);
+  }
+
+  async listTasks(q: TaskQuery): Promise<{ total: number; rows: Array<Task & { instanceName: string }> }> {
+    await this.gate();
     const where = ["t.account_id = ?"];
     const args: unknown[] = [q.accountId];
     if (q.region !== undefined) { where.push("i.region = ?"); args.push(q.region); }
@@ -639,39 +677,77 @@ export class Catalog {
     return { total, rows: rows.map((r) => ({ ...toTask(r), instanceName: r.instance_name as string })) };
   }
 
-  // --- jobs ---
+  // --- the task queue ---
 
-  /** Locks a kept or exported backup for one holder; false when it is locked or not in such a status. */
-  lockBackup(backupId: string): boolean {
-    return this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1;
+  async claimTask(nodeId: string, taskTypes: readonly string[], leaseUntil: number, _now: number): Promise<Task | undefined> {
+    await this.gate();
+    // One statement: the sub-select and the update see the same snapshot, and SQLite has one writer at a time.
+    const r = this.write(() => this.db.prepare(`UPDATE tasks SET owner = ?, lease_until = ?, status = 'running'
+      WHERE task_id = (SELECT task_id FROM tasks WHERE status = 'preparing' AND owner IS NULL AND task_type IN (${taskTypes.map(() => "?").join(",")}) ORDER BY task_id LIMIT 1)
+      RETURNING *`).get(nodeId, leaseUntil, ...taskTypes)) as Row | undefined;
+    return r ? toTask(r) : undefined;
   }
 
-  /**
-   * Records a backup in progress and its task in one IMMEDIATE transaction, unless the instance already has a
-   * backup in progress (from this or another process on the same file): then returns undefined.
-   */
-  beginBackup(b: Backup, t: Omit<Task, "taskId" | "backupId">): number | undefined {
-    return this.db.transaction(() => {
-      const busy = this.db.prepare("SELECT 1 FROM backups WHERE instance_id = ? AND status = 1 LIMIT 1").get(b.instanceId);
-      if (busy) return undefined;
-      this.insertBackup(b);
-      return this.insertTask({ ...t, backupId: b.backupId });
-    }).immediate();
+  async claimTaskById(taskId: number, nodeId: string, leaseUntil: number, _now: number): Promise<boolean> {
+    await this.gate();
+    return this.write(() => this.db.prepare("UPDATE tasks SET owner = ?, lease_until = ?, status = 'running' WHERE task_id = ? AND status = 'preparing' AND owner IS NULL")
+      .run(nodeId, leaseUntil, taskId).changes === 1);
+  }
+
+  async renewLease(taskId: number, nodeId: string, leaseUntil: number): Promise<boolean> {
+    await this.gate();
+    return this.write(() => this.db.prepare("UPDATE tasks SET lease_until = ? WHERE task_id = ? AND owner = ? AND status = 'running'").run(leaseUntil, taskId, nodeId).changes === 1);
+  }
+
+  async takeOver(taskId: number, previousOwner: string | undefined, nodeId: string, leaseUntil: number, now: number, deadOwner?: string): Promise<boolean> {
+    await this.gate();
+    return this.write(() => this.db.prepare("UPDATE tasks SET owner = ?, lease_until = ? WHERE task_id = ? AND status = 'running' AND owner IS ? AND (lease_until IS NULL OR lease_until < ? OR owner = ?)")
+      .run(nodeId, leaseUntil, taskId, previousOwner ?? null, now, deadOwner ?? null).changes === 1);
   }
 
   // --- settings ---
 
-  setting(name: string): string | undefined {
+  async setting(name: string): Promise<string | undefined> {
+    await this.gate();
     return this.stmt.setting!.get(name) as string | undefined;
   }
 
-  putSetting(name: string, value: string): void {
-    this.stmt.putSetting!.run(name, value);
+  async putSetting(name: string, value: string): Promise<void> {
+    await this.gate();
+    this.write(() => this.stmt.putSetting!.run(name, value));
+  }
+
+  async settingOnce(name: string, value: string): Promise<string> {
+    await this.gate();
+    this.write(() => this.db.prepare("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING").run(name, value));
+    return this.stmt.setting!.get(name) as string;
+  }
+
+  async stats(): Promise<CatalogStats> {
+    await this.gate();
+    const byStatus: Record<string, number> = {};
+    let backups = 0;
+    for (const r of this.db.prepare("SELECT status, sum(n) AS n FROM backup_counts GROUP BY status").all() as Row[]) {
+      byStatus[String(r.status)] = Number(r.n);
+      backups += Number(r.n);
+    }
+    const tasks = this.db.prepare("SELECT status, count(*) AS n FROM tasks WHERE status IN ('preparing', 'running') GROUP BY status").all() as Row[];
+    const stored = this.db.prepare("SELECT coalesce(sum(backup_size), 0) FROM backups WHERE status IN (1, 2, 3, 4)").pluck().get() as number;
+    return {
+      instances: this.db.prepare("SELECT count(*) FROM instances WHERE deleted_at IS NULL").pluck().get() as number,
+      backups, backupsByStatus: byStatus,
+      tasksRunning: Number(tasks.find((t) => t.status === "running")?.n ?? 0),
+      tasksQueued: Number(tasks.find((t) => t.status === "preparing")?.n ?? 0),
+      storedBytes: stored,
+    };
   }
 }
 
-function likeEscape(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+/** SQLite's SQLITE_FULL (and the OS's ENOSPC under it) as a CatalogFullError; anything else as is. */
+function full(err: unknown): unknown {
+  const e = err as { code?: string; message?: string };
+  if (e && (e.code === "SQLITE_FULL" || /database or disk is full/i.test(e.message ?? ""))) return new CatalogFullError(`the catalogue's disk is full: ${e.message}`);
+  return err;
 }
 
 function restrict(file: string): void {

@@ -1,0 +1,130 @@
+// Rows as both catalogue backends store them (the same tables and columns) and the records they map to, plus the
+// column maps of partial updates. Shared so that SQLite and PostgreSQL read and write records identically.
+import type { Backup, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
+
+export type Row = Record<string, unknown>;
+
+export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture";
+
+export function toBackup(r: Row): Backup {
+  const b: Backup = {
+    backupId: r.backup_id as string,
+    instanceId: r.instance_id as string,
+    startTime: r.start_time as number,
+    backupType: r.backup_type as string,
+    status: r.status as BackupStatus,
+    remark: r.remark as string,
+    locked: r.locked as number,
+    backupSize: r.backup_size as number,
+    fullBackup: r.full_backup as number,
+    instanceType: r.instance_type as number,
+    fileType: r.file_type as string,
+    encrypted: r.encrypted === 1,
+    fixture: r.fixture === 1,
+    files: JSON.parse(r.files as string) as StoredFile[],
+  };
+  if (r.end_time !== null) b.endTime = r.end_time as number;
+  if (r.expire_time !== null) b.expireTime = r.expire_time as number;
+  if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
+  return b;
+}
+
+
+export function copyPolicy(p: Policy): Policy {
+  const c: Policy = { ...p };
+  if (p.Actions) c.Actions = [...p.Actions];
+  if (p.Instances) c.Instances = [...p.Instances];
+  return c;
+}
+
+export function toInstance(r: Row): Instance {
+  const i: Instance = {
+    instanceId: r.instance_id as string,
+    accountId: r.account_id as string,
+    region: r.region as string,
+    name: r.name as string,
+    instanceType: r.instance_type as number,
+    shardNum: r.shard_num as number,
+    memSizeMb: r.mem_size_mb as number,
+    createdAt: r.created_at as number,
+    autoBackupWeekDays: (r.auto_backup_weekdays as string).split(",").filter(Boolean),
+    autoBackupPeriod: r.auto_backup_period as string,
+    backupStorageDays: r.backup_storage_days as number,
+    lastAutoWindow: r.last_auto_window as number,
+  };
+  if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
+  if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
+  if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
+  return i;
+}
+
+export function toTask(r: Row): Task {
+  const t: Task = {
+    taskId: r.task_id as number,
+    instanceId: r.instance_id as string,
+    accountId: r.account_id as string,
+    taskType: r.task_type as string,
+    status: r.status as TaskStatus,
+    progress: r.progress as number,
+    startTime: r.start_time as number,
+    message: r.message as string,
+  };
+  if (r.end_time !== null) t.endTime = r.end_time as number;
+  if (r.backup_id !== null) t.backupId = r.backup_id as string;
+  if (r.owner !== null && r.owner !== undefined) t.owner = r.owner as string;
+  if (r.lease_until !== null && r.lease_until !== undefined) t.leaseUntil = r.lease_until as number;
+  if (typeof r.params === "string") t.params = JSON.parse(r.params) as Record<string, unknown>;
+  if (typeof r.state === "string") t.state = JSON.parse(r.state) as Record<string, unknown>;
+  return t;
+}
+
+export function toCredential(r: Row): Credential {
+  const c: Credential = { secretId: r.secret_id as string, secretKey: r.secret_key as string, accountId: r.account_id as string };
+  if (r.token) c.token = r.token as string;
+  if (r.policy) c.policy = JSON.parse(r.policy as string) as Policy;
+  return c;
+}
+
+
+export function likeEscape(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+
+export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
+  startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
+  backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
+};
+
+export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): { names: string[]; cols: Record<string, unknown> } {
+  const cols: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    const col = BACKUP_FIELD_COLUMNS[k];
+    if (!col) continue;
+    cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
+  }
+  return { names: Object.keys(cols), cols };
+}
+
+export const TASK_FIELD_COLUMNS: Record<string, string> = {
+  status: "status", progress: "progress", endTime: "end_time", message: "message", backupId: "backup_id", state: "state", owner: "owner", leaseUntil: "lease_until",
+};
+
+export function taskColumns(fields: TaskFields): { names: string[]; cols: Record<string, unknown> } {
+  const cols: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    const col = TASK_FIELD_COLUMNS[k];
+    if (!col) continue;
+    cols[col] = k === "state" ? (v === undefined ? null : JSON.stringify(v)) : v ?? null;
+  }
+  return { names: Object.keys(cols), cols };
+}
+
+export function taskRow(t: Omit<Task, "taskId">): Record<string, unknown> {
+  return {
+    instanceId: t.instanceId, accountId: t.accountId, taskType: t.taskType, status: t.status, progress: t.progress, startTime: t.startTime,
+    endTime: t.endTime ?? null, message: t.message, backupId: t.backupId ?? null, owner: t.owner ?? null, leaseUntil: t.leaseUntil ?? null,
+    params: t.params ? JSON.stringify(t.params) : null, state: t.state ? JSON.stringify(t.state) : null,
+  };
+}
+

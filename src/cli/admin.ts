@@ -1,0 +1,144 @@
+// Catalogue administration from the command line: fixtures, instances, keys, tasks, migrations, storage checks.
+import type { Command } from "commander";
+import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
+import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances";
+import { reconcileStorage } from "../jobs/reconcile";
+import { TASK_NAMES } from "../jobs/tasks";
+import { withServices, withSettings } from "./main";
+import { OutputFormat, printRows } from "./output";
+import { UsageError } from "./settings";
+
+const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+function outputOption(cmd: Command): Command {
+  return cmd.option("--output <format>", "table or json", "table");
+}
+
+function formatOf(v: unknown): OutputFormat {
+  if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function withPassword(url: string, password: string | undefined): string {
+  if (!password) return url;
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, "");
+}
+
+/** Explains the errors a first registration meets most, with what to do. */
+function explainProbe(err: Error, url: string): Error {
+  if (/NOAUTH|Authentication required/i.test(err.message)) {
+    return new Error(`${maskRedisUrl(url)} requires a password (${err.message.trim()}): give it in CRS_REDIS_PASSWORD, or in the URL as redis://:PASSWORD@host:port (redis://USER:PASSWORD@host:port for an ACL user)`);
+  }
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(err.message)) {
+    return new Error(`${maskRedisUrl(url)} refused the password (${err.message.trim()}): check CRS_REDIS_PASSWORD or the URL's user and password`);
+  }
+  return err;
+}
+
+export function registerAdminCommands(program: Command): void {
+  withSettings(program.command("seed <file>").description("load a fixture file into the catalogue, all or nothing"), "all")
+    .action(async (file: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      const data = await loadSeedFile(s.catalog, file, s.time, (r) => s.regions.has(r));
+      console.log(`loaded ${data.credentials.length} credential(s), ${data.instances.length} instance(s), ${data.backups.length} backup(s)`);
+    }));
+
+  const instance = program.command("instance").description("register, list and remove the Redis servers backed up");
+  withSettings(instance.command("add").description("register a running Redis (standalone, or a cluster through any node)"), "all")
+    .requiredOption("--redis <url>", "redis://[user:password@]host:port, or rediss:// for TLS")
+    .option("--id <id>", "instance id (crs- and 8 lower-case letters or digits; default random)")
+    .option("--name <name>", "instance name")
+    .option("--region <region>", "region", "ap-guangzhou")
+    .option("--account <account>", "owning account", DEFAULT_ACCOUNT)
+    .option("--no-check", "register without connecting (the version is learnt at the first backup)")
+    .action(async (o: { redis: string; id?: string; name?: string; region: string; account: string; check: boolean }, cmd: Command) => withServices(cmd, async (s) => {
+      if (!s.regions.has(o.region)) throw new UsageError(`--region ${o.region} is not a region of this server`);
+      const url = withPassword(o.redis, process.env.CRS_REDIS_PASSWORD);
+      const added = await registerInstance(s.catalog, {
+        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(),
+      }).catch((err: Error) => { throw explainProbe(err, url); });
+      console.log(`registered ${added.instanceId} (${added.name}, ${added.region}, account ${added.accountId}) -> ${maskRedisUrl(added.redisUrl!)}` +
+        (added.redisVersion ? `, Redis ${added.redisVersion}, ${added.shardNum} shard(s)` : ""));
+    }));
+  outputOption(withSettings(instance.command("list").description("registered instances (passwords shown as ***)"), "all"))
+    .action(async (o: { output: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const rows = (await s.catalog.instances()).filter((i) => i.deletedAt === undefined).map((i) => ({
+        instance: i.instanceId, name: i.name, region: i.region, account: i.accountId, type: i.instanceType, shards: i.shardNum, redis: i.redisUrl ? maskRedisUrl(i.redisUrl) : "-",
+      }));
+      printRows(rows, formatOf(o.output), ["instance", "name", "region", "account", "type", "shards", "redis"]);
+    }));
+  withSettings(instance.command("remove <id>").description("remove an instance; its backups are deleted (kept as Status -2 records)"), "all")
+    .action(async (id: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      const found = await s.catalog.instance(id);
+      if (!found || found.deletedAt !== undefined) throw new Error(`no instance ${id}`);
+      const removed = await s.backups.removeInstance(found);
+      console.log(`removed ${found.instanceId}; ${removed} backup(s) deleted (kept as Status -2 records)`);
+    }));
+
+  const key = program.command("key").description("API keys (SecretId / SecretKey) of the accounts");
+  outputOption(withSettings(key.command("list").description("keys, without their secrets").option("--account <account>", "only this account's"), "all"))
+    .action(async (o: { output: string; account?: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const rows = (await s.catalog.credentials(o.account)).map((c) => ({
+        secretId: c.secretId, account: c.accountId, temporary: c.token ? "yes" : "no", policy: c.policy ? JSON.stringify(c.policy) : "-",
+      }));
+      printRows(rows, formatOf(o.output), ["secretId", "account", "temporary", "policy"]);
+    }));
+  outputOption(withSettings(key.command("add").description("generate a key for an account (its secret is printed once)").option("--account <account>", "account", DEFAULT_ACCOUNT), "all"))
+    .action(async (o: { output: string; account: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const made = { secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM), account: o.account };
+      await s.catalog.putCredential({ secretId: made.secretId, secretKey: made.secretKey, accountId: o.account });
+      printRows([made], formatOf(o.output), ["secretId", "secretKey", "account"]);
+    }));
+  withSettings(key.command("revoke <secretId>").description("delete a key: requests signed with it fail at once"), "all")
+    .action(async (secretId: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      if (!(await s.catalog.deleteCredential(secretId))) throw new Error(`no key ${secretId}`);
+      console.log(`revoked ${secretId}`);
+    }));
+  outputOption(withSettings(key.command("rotate <secretId>").description("replace a key by a new one of the same account and policy (the old one is revoked)"), "all"))
+    .action(async (secretId: string, o: { output: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const old = await s.catalog.credential(secretId);
+      if (!old) throw new Error(`no key ${secretId}`);
+      const made = { ...old, secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM) };
+      await s.catalog.transaction(async (tx) => {
+        await tx.putCredential(made);
+        await tx.deleteCredential(secretId);
+      });
+      printRows([{ secretId: made.secretId, secretKey: made.secretKey, account: made.accountId, replaces: secretId }], formatOf(o.output), ["secretId", "secretKey", "account", "replaces"]);
+    }));
+
+  const task = program.command("task").description("tasks (backups, restores, exports, deletions)");
+  outputOption(withSettings(task.command("list").description("tasks, newest first")
+    .option("--instance <id>", "only this instance's").option("--account <account>", "account", DEFAULT_ACCOUNT).option("--limit <n>", "at most this many", "20"), "all"))
+    .action(async (o: { output: string; instance?: string; account: string; limit: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const limit = Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError(`--limit must be 1..1000, got ${o.limit}`);
+      const { rows } = await s.catalog.listTasks({ accountId: o.account, instanceId: o.instance, limit, offset: 0 });
+      printRows(rows.map((t) => ({
+        taskId: t.taskId, type: TASK_NAMES[t.taskType] ?? t.taskType, instance: t.instanceId, status: t.status, progress: t.progress,
+        start: s.time.format(t.startTime), end: t.endTime !== undefined ? s.time.format(t.endTime) : "", backupId: t.backupId ?? "", message: t.message,
+      })), formatOf(o.output), ["taskId", "type", "instance", "status", "progress", "start", "end", "backupId", "message"]);
+    }));
+
+  withSettings(program.command("migrate").description("apply pending catalogue migrations (serve also does at start)"), "all")
+    .action(async (_o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      const applied = await s.catalog.migrate();
+      const pending = await s.catalog.pendingMigrations();
+      console.log(`${s.catalog.describe()}: ${applied.length ? `applied ${applied.join(", ")}` : "up to date"}${pending.length ? `; still pending ${pending.join(", ")}` : ""}`);
+    }));
+
+  const storage = program.command("storage").description("backup files in storage");
+  outputOption(withSettings(storage.command("check").description("every catalogued file present with its size; files no backup accounts for removed")
+    .option("--dry-run", "report orphan files without removing them"), "all"))
+    .action(async (o: { output: string; dryRun?: boolean }, cmd: Command) => withServices(cmd, async (s) => {
+      const r = await reconcileStorage({ catalog: s.catalog, store: s.store, dryRun: o.dryRun, checkFiles: true });
+      if (formatOf(o.output) === "json") process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else {
+        console.log(`${r.blobs} file(s) checked; ${r.orphans.length} orphan(s)${o.dryRun ? " (not removed: --dry-run)" : `, ${r.removed} removed`}; ${r.missing.length} missing; ${r.sizeMismatch.length} with the wrong size; ${r.inProgress} backup(s) in progress left alone`);
+        for (const k of r.orphans) console.log(`orphan   ${k}`);
+        for (const k of r.missing) console.log(`missing  ${k}`);
+        for (const k of r.sizeMismatch) console.log(`size     ${k}`);
+      }
+      if (r.missing.length || r.sizeMismatch.length) process.exitCode = 1;
+    }));
+}

@@ -1,0 +1,95 @@
+// Backups from the command line: take one now (run in this process, with a progress bar), list, delete, restore.
+import type { Command } from "commander";
+import { BACKUP_STATUSES } from "../catalog/types";
+import { InstanceBusyError } from "../jobs/backups";
+import { withServices, withSettings } from "./main";
+import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
+import { UsageError } from "./settings";
+import type { Backup } from "../catalog/types";
+
+function formatOf(v: unknown): OutputFormat {
+  if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function registerBackupCommands(program: Command): void {
+  const backup = program.command("backup").description("take, list and delete backups");
+
+  withSettings(backup.command("take <instance>", { isDefault: true }).description("back up an instance now, in this process (the default: `crs-backup backup ID`); prints the BackupId")
+    .option("--remark <text>", "the backup's remark")
+    .option("--storage-days <n>", "retention in days (0 = the instance's)", "0"), "all")
+    .action(async (instanceId: string, o: { remark?: string; storageDays: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const days = Number(o.storageDays);
+      if (!Number.isInteger(days) || days < 0 || days > 1825) throw new UsageError("--storage-days must be 0..1825");
+      const inst = await s.catalog.instance(instanceId);
+      if (!inst || inst.deletedAt !== undefined) throw new Error(`no instance ${instanceId}`);
+      if (!inst.redisUrl) throw new Error(`${instanceId} has no Redis server registered (a catalogue-only instance), so it cannot be backed up`);
+      let queued;
+      try {
+        queued = await s.backups.enqueue(inst, { remark: o.remark, storageDays: days });
+      } catch (err) {
+        if (err instanceof InstanceBusyError) throw new Error(`${err.message} (a server or another command is taking it)`);
+        throw err;
+      }
+      const bar = progressBar();
+      let last = { done: 0, label: "" };
+      const outcome = await s.runner.runHere(queued!.taskId, {
+        onProgress: (done, total, label) => {
+          last = { done, label };
+          bar.update(done, total, label);
+        },
+      });
+      bar.stop(outcome.ok ? last : undefined);
+      if (!outcome.ok) throw new Error(`backup failed: ${outcome.message}`);
+      const b = (outcome.result as Backup | undefined) ?? (await s.catalog.backup(queued!.backupId));
+      if (b) process.stderr.write(`backup ${b.backupId} of ${instanceId}: ${formatBytes(b.backupSize)} in ${b.files.length} shard(s)\n`);
+      console.log(queued!.backupId);
+    }));
+
+  withSettings(backup.command("delete <backupId>").description("delete a backup: its files are removed, the record stays as Status -2"), "all")
+    .action(async (backupId: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      const b = await s.catalog.backup(backupId);
+      if (!b) throw new Error(`no backup ${backupId}`);
+      if (b.status === -2) throw new Error(`backup ${b.backupId} is already deleted`);
+      const owner = await s.catalog.instance(b.instanceId);
+      await s.backups.retire(b, -2, owner?.accountId ?? "");
+      console.log(`deleted ${b.backupId} (its files are removed; the record stays as Status -2)`);
+    }));
+
+  withSettings(backup.command("list <instance>").description("an instance's backups, newest first")
+    .option("--status <list>", "only these statuses (comma-separated: 1,2,3,4,-1,-2)")
+    .option("--limit <n>", "at most this many", "20")
+    .option("--output <format>", "table or json", "table"), "all")
+    .action(async (instanceId: string, o: { status?: string; limit: string; output: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const limit = Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError(`--limit must be 1..1000, got ${o.limit}`);
+      const statuses = o.status?.split(",").map((x) => Number(x.trim()));
+      if (statuses?.some((x) => !(BACKUP_STATUSES as readonly number[]).includes(x))) throw new UsageError(`--status takes 1, 2, 3, 4, -1, -2, got ${o.status}`);
+      const inst = await s.catalog.instance(instanceId);
+      if (!inst) throw new Error(`no instance ${instanceId}`);
+      const { total, rows } = await s.catalog.listBackups({ instanceId, limit, offset: 0, statuses });
+      const format = formatOf(o.output);
+      printRows(rows.map((b) => ({
+        backupId: b.backupId, start: s.time.format(b.startTime), end: b.endTime !== undefined ? s.time.format(b.endTime) : "", type: b.backupType === "1" ? "auto" : "manual",
+        status: b.status, locked: b.locked, size: format === "json" ? b.backupSize : formatBytes(b.backupSize), shards: b.files.length, fileType: b.fileType,
+        expire: b.expireTime !== undefined ? s.time.format(b.expireTime) : "", remark: b.remark,
+      })), format, ["backupId", "start", "end", "type", "status", "locked", "size", "shards", "fileType", "expire", "remark"]);
+      if (format === "table" && total > rows.length) console.log(`(${rows.length} of ${total}; --limit for more)`);
+    }));
+
+  withSettings(program.command("restore <backupId>").description("load a backup into a registered instance (its data is replaced)")
+    .requiredOption("--instance <id>", "the instance to restore into"), "all")
+    .action(async (backupId: string, o: { instance: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const b = await s.catalog.backup(backupId);
+      if (!b) throw new Error(`no backup ${backupId}`);
+      const target = await s.catalog.instance(o.instance);
+      if (!target || target.deletedAt !== undefined) throw new Error(`no instance ${o.instance}`);
+      const { taskId } = await s.restores.enqueue(b, target);
+      const bar = progressBar();
+      const outcome = await s.runner.runHere(taskId, { onProgress: (done, total, label) => bar.update(done, total, label) });
+      bar.stop(outcome.ok ? { done: b.backupSize, label: `into ${target.instanceId}` } : undefined);
+      if (!outcome.ok) throw new Error(`restore failed: ${outcome.message}`);
+      const keys = (outcome.result as { keys?: number } | undefined)?.keys;
+      console.log(`restored ${b.backupId} into ${target.instanceId}${keys !== undefined ? `: ${keys} keys` : ""}`);
+    }));
+}

@@ -1,0 +1,32 @@
+// `crs-backup serve`: the API server on its settings, until SIGTERM or SIGINT.
+import type { Command } from "commander";
+import fs from "node:fs";
+import path from "node:path";
+import { startServer } from "../app";
+import { catalogUrl, storageUrl } from "../config";
+import { sqlitePath } from "../catalog/open";
+import { createLogger } from "../log";
+import { configOf, withSettings } from "./main";
+
+export function serveCommand(program: Command): void {
+  const cmd = program.command("serve").description("run the API server (and this node's share of backups, restores and exports)");
+  withSettings(cmd, "serve").action(async (_opts: unknown, self: Command) => {
+    const config = configOf(self, "serve");
+    const logger = createLogger({ level: config.logLevel });
+    config.logger = logger;
+    const file = sqlitePath(catalogUrl(config));
+    const existed = file === undefined || file === ":memory:" || fs.existsSync(file);
+    // The generated key (first start) goes to stdout as plain lines, where an operator reads it.
+    const running = await startServer(config, process.env, { announce: (line) => process.stdout.write(`${line}\n`) });
+    if (!existed) logger.warn({ catalogue: path.resolve(file!), dataDir: path.resolve(config.dataDir) }, "created a new, empty catalogue");
+    const s = running.services;
+    logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: storageUrl(config), tz: config.tz, rateLimit: config.rateLimit || "off" },
+      `crs-backup listening on ${running.url}`);
+    const stop = (signal: string) => {
+      logger.info({ signal }, "shutting down");
+      running.close().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}

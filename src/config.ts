@@ -1,0 +1,111 @@
+// What a crs-backup process is told: the settings of `serve` (and the subset every other command shares), their
+// defaults, and where the catalogue and the files live by default.
+import path from "node:path";
+import type { Logger, LogLevel } from "./log";
+import { DEFAULT_REGIONS } from "./gateway/regions";
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface S3Options {
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  /** A file with the access key (instead of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). */
+  keyFile?: string;
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  /** The embedded defaults' home: catalog.db, files/, server.pid. */
+  dataDir: string;
+  /** `sqlite:PATH`, a path, or `postgres://…`; default sqlite:DATA/catalog.db. */
+  catalog?: string;
+  /** `file:PATH`, a path, or `s3://bucket/prefix`; default file:DATA/files. */
+  storage?: string;
+  s3?: S3Options;
+  seed?: string;
+  tz: string;
+  /** Requests per second per account and action; 0 = off. */
+  rateLimit: number;
+  rateLimits?: ReadonlyMap<string, number>;
+  /** `redis://…` to share the rate limit between nodes; default: each node keeps its own. */
+  rateLimitStore?: string;
+  regions: string[];
+  domain: string;
+  /** Address target Redis servers use to reach this node's replication endpoint during a restore. */
+  advertiseHost: string;
+  /** Days a deleted or expired backup's record is kept for the audit trail. */
+  auditDays: number;
+  /** How often the scheduler runs (automatic backups, retention); 0 = only when tick() is called. */
+  schedulerIntervalMs: number;
+  /** Whether instances are backed up on their schedules at all. */
+  autoBackups: boolean;
+  /** Simultaneous backups/restores on this node; more wait in the queue. */
+  concurrency: number;
+  /** How long a node's claim on a task holds without renewal; a dead node's tasks are recovered after it. */
+  leaseMs: number;
+  /** How often a node looks for queued tasks and lapsed leases. */
+  pollMs: number;
+  /** Who this node is in task leases; default serve:<host>:<pid>:<random>. */
+  nodeId?: string;
+  /** How long an idle keep-alive connection is kept open. */
+  keepAliveTimeoutMs: number;
+  /** Hosts a Redis Cluster may announce its nodes on, besides each instance's registered host. */
+  clusterHosts: string[];
+  logLevel: LogLevel;
+  /** Injected by tests and tools. */
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export const DEFAULTS: Config = {
+  host: "127.0.0.1",
+  port: 9000,
+  dataDir: "./data",
+  tz: "Asia/Shanghai",
+  rateLimit: 20,
+  domain: "tencentcloudapi.com",
+  regions: DEFAULT_REGIONS,
+  advertiseHost: "127.0.0.1",
+  auditDays: 90,
+  schedulerIntervalMs: 30_000,
+  autoBackups: true,
+  concurrency: 2,
+  leaseMs: 30_000,
+  pollMs: 1_000,
+  keepAliveTimeoutMs: 65_000,
+  clusterHosts: [],
+  logLevel: "info",
+};
+
+export function catalogFile(dataDir: string): string {
+  return path.join(dataDir, "catalog.db");
+}
+
+export function filesDir(dataDir: string): string {
+  return path.join(dataDir, "files");
+}
+
+/** The catalogue URL in force: the configured one, or the embedded SQLite file in the data directory. */
+export function catalogUrl(c: Pick<Config, "catalog" | "dataDir">): string {
+  return c.catalog ?? `sqlite:${catalogFile(c.dataDir)}`;
+}
+
+/** The storage URL in force: the configured one, or the files folder in the data directory. */
+export function storageUrl(c: Pick<Config, "storage" | "dataDir">): string {
+  return c.storage ?? `file:${filesDir(c.dataDir)}`;
+}
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
+}
+
+/** Whether anything lives in the data directory (the embedded catalogue, local files or the server lock). */
+export function dataDirUsed(c: Pick<Config, "catalog" | "storage">): boolean {
+  return c.catalog === undefined || c.storage === undefined || !isPostgresUrl(c.catalog);
+}

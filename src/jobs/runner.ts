@@ -1,0 +1,417 @@
+// The task runner: how a node takes work from the catalogue's queue, keeps it, and how any node finishes the
+// work of one that died.
+//
+// - A task is queued in the catalogue (status preparing, no owner) by whoever asked for it. Each node claims
+//   queued tasks of the kinds it runs while it has room (`concurrency` per pool), as one conditional write, so
+//   exactly one node runs each task. A node that queues work kicks its own runner, so on one node nothing waits
+//   for a poll.
+// - The owner renews its lease (a time in the catalogue) while the job runs. A job whose lease cannot be
+//   renewed, or was taken over, is aborted: the catalogue, not process memory, says who owns a task.
+// - Any node looks for running tasks whose lease has lapsed and recovers them: it takes the task over, undoes
+//   what the dead owner left outside the catalogue (partial files, a Redis left as our replica) and records the
+//   outcome together with the job's own catalogue rollback, in one transaction. Recovery is idempotent: if the
+//   recovering node dies too, the next one repeats it.
+// - Failures are recorded the same way. A recording that fails (the catalogue's disk is full, PostgreSQL is
+//   away) is retried until it succeeds or the lease lapses, and then the recovery path does it.
+import crypto from "node:crypto";
+import os from "node:os";
+import { Catalog, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
+import type { Task } from "../catalog/types";
+import type { Logger } from "../log";
+import type { Clock } from "../services";
+
+export interface JobContext {
+  task: Task;
+  nodeId: string;
+  /** Aborted when the node shuts down or loses the task's lease. */
+  signal: AbortSignal;
+  /** Records progress (0..100); best effort, throttled. */
+  progress(percent: number): void;
+  /** Persists what recovery needs before an action it would have to undo (awaited: it must be durable first). */
+  saveState(state: Record<string, unknown>): Promise<void>;
+  /** In-process observers (the CLI's progress bar), when the task runs where it was asked for. */
+  local?: LocalHooks;
+}
+
+export interface LocalHooks {
+  onProgress?(done: number, total: number | undefined, label: string): void;
+}
+
+/** What a run hands back on success: the catalogue changes that make it visible, run with the task's success. */
+export interface JobSuccess {
+  commit?(tx: CatalogTx): Promise<void>;
+  message?: string;
+  /** The job's own result, for in-process waiters (e.g. the finished Backup). */
+  result?: unknown;
+}
+
+export interface Undone {
+  /** The real outcome found while undoing (a restore target that had loaded everything): succeed. */
+  outcome?: "succeed" | "failed";
+  /** Added to the task's message. */
+  note?: string;
+}
+
+export interface JobKind {
+  /** Task type codes this kind runs (e.g. 012 and 017). */
+  readonly taskTypes: readonly string[];
+  /** Concurrency pool: long Redis-facing work, or short file work. */
+  readonly pool: "redis" | "files";
+  run(ctx: JobContext): Promise<JobSuccess>;
+  /** Undoes what a failed or dead run left outside the catalogue; idempotent, never throws for "already gone". */
+  undo(task: Task, why: "failed" | "interrupted"): Promise<Undone>;
+  /** The catalogue side of a failure (e.g. drop the unfinished backup record); idempotent. */
+  failed(tx: CatalogTx, task: Task): Promise<void>;
+  /** The catalogue side of a recovery that found the work done (see Undone.outcome). */
+  recovered?(tx: CatalogTx, task: Task): Promise<void>;
+}
+
+export interface RunnerOptions {
+  catalog: Catalog;
+  clock: Clock;
+  logger: Logger;
+  nodeId: string;
+  /** How long a claim holds without renewal. */
+  leaseMs: number;
+  /** Simultaneous jobs per pool on this node. */
+  concurrency: { redis: number; files: number };
+  /** How often queued tasks and lapsed leases are looked for (a local kick makes it immediate). */
+  pollMs: number;
+  /** Whether this node takes queued tasks (a CLI process runs only its own). */
+  takeQueued: boolean;
+}
+
+export type TaskResult = { ok: true; task: Task; result?: unknown } | { ok: false; task: Task; message: string };
+
+interface Running {
+  task: Task;
+  abort: AbortController;
+  done: Promise<TaskResult>;
+}
+
+/** A process-unique node id: who holds a task's lease. `serve:` nodes are servers, `cli:` one-off commands. */
+export function makeNodeId(role: "serve" | "cli", given?: string): string {
+  if (given) return given;
+  return `${role}:${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString("hex")}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class TaskRunner {
+  private readonly kinds = new Map<string, JobKind>();
+  private readonly running = new Map<number, Running>();
+  private readonly waiters = new Map<number, Array<(r: TaskResult) => void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private recovering = new Set<number>();
+
+  constructor(private readonly o: RunnerOptions) {}
+
+  get nodeId(): string {
+    return this.o.nodeId;
+  }
+
+  register(kind: JobKind): void {
+    for (const t of kind.taskTypes) this.kinds.set(t, kind);
+  }
+
+  /** Jobs running on this node now. */
+  get active(): number {
+    return this.running.size;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.kick();
+    this.timer = setInterval(() => this.kick(), this.o.pollMs);
+    this.timer.unref();
+  }
+
+  /** Looks for work now (after queueing a task here). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = this.pump()
+      .catch((err: unknown) => this.o.logger.warn({ err }, "task runner pass failed; retrying on the next one"))
+      .finally(() => {
+        this.pumping = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async pump(): Promise<void> {
+    await this.recoverLapsed();
+    if (!this.o.takeQueued) return;
+    for (const pool of ["redis", "files"] as const) {
+      const types = [...this.kinds.entries()].filter(([, k]) => k.pool === pool).map(([t]) => t);
+      while (!this.stopped && this.inPool(pool) < this.o.concurrency[pool]) {
+        const now = this.o.clock.now();
+        const task = await this.o.catalog.claimTask(this.o.nodeId, types, now + this.o.leaseMs, now);
+        if (!task) break;
+        this.launch(task);
+      }
+    }
+  }
+
+  private inPool(pool: "redis" | "files"): number {
+    let n = 0;
+    for (const r of this.running.values()) if (this.kinds.get(r.task.taskType)?.pool === pool) n++;
+    return n;
+  }
+
+  /**
+   * Runs a task this process queued, here, whatever the pools' room (the CLI): claims it by id. When another
+   * node claimed it first, waits for that node's outcome instead.
+   */
+  async runHere(taskId: number, local?: LocalHooks): Promise<TaskResult> {
+    const now = this.o.clock.now();
+    if (await this.o.catalog.claimTaskById(taskId, this.o.nodeId, now + this.o.leaseMs, now)) {
+      const task = await this.o.catalog.task(taskId);
+      if (task) return this.launch(task, local).done;
+    }
+    return this.waitFor(taskId);
+  }
+
+  /** Resolves when a task ends, wherever it runs (in-process at once; another node's by polling the catalogue). */
+  waitFor(taskId: number, pollMs = 200): Promise<TaskResult> {
+    const here = this.running.get(taskId);
+    if (here) return here.done;
+    return new Promise<TaskResult>((resolve) => {
+      const list = this.waiters.get(taskId) ?? [];
+      list.push(resolve);
+      this.waiters.set(taskId, list);
+      const poll = async (): Promise<void> => {
+        while (this.waiters.has(taskId)) {
+          try {
+            const t = await this.o.catalog.task(taskId);
+            if (!t) return this.settle(taskId, { ok: false, task: { taskId } as Task, message: `task ${taskId} no longer exists` });
+            if (t.status === "succeed") return this.settle(taskId, { ok: true, task: t });
+            if (t.status === "failed") return this.settle(taskId, { ok: false, task: t, message: t.message });
+          } catch {
+            // The catalogue is briefly unreachable: keep waiting.
+          }
+          await sleep(pollMs);
+        }
+      };
+      void poll();
+    });
+  }
+
+  private settle(taskId: number, r: TaskResult): void {
+    const list = this.waiters.get(taskId);
+    this.waiters.delete(taskId);
+    for (const w of list ?? []) w(r);
+  }
+
+  private launch(task: Task, local?: LocalHooks): Running {
+    const kind = this.kinds.get(task.taskType);
+    const abort = new AbortController();
+    const entry: Running = { task, abort, done: undefined as unknown as Promise<TaskResult> };
+    this.running.set(task.taskId, entry);
+    entry.done = this.execute(task, kind, abort, local).then((r) => {
+      this.running.delete(task.taskId);
+      this.settle(task.taskId, r);
+      this.kick(); // room for the next one
+      return r;
+    });
+    return entry;
+  }
+
+  private async execute(task: Task, kind: JobKind | undefined, abort: AbortController, local?: LocalHooks): Promise<TaskResult> {
+    const log = this.o.logger.child({ taskId: task.taskId, taskType: task.taskType, instanceId: task.instanceId, ...(task.backupId ? { backupId: task.backupId } : {}) });
+    if (!kind) {
+      const message = `this node cannot run tasks of type ${task.taskType}`;
+      await this.record(task, log, async (tx) => this.markTask(tx, task, "failed", message)).catch(() => false);
+      return { ok: false, task, message };
+    }
+    const lease = this.keepLease(task, abort, log);
+    let lastProgress = 0;
+    let progressAt = 0;
+    const ctx: JobContext = {
+      task, nodeId: this.o.nodeId, signal: abort.signal, local,
+      progress: (percent) => {
+        const p = Math.max(0, Math.min(99, Math.floor(percent)));
+        const now = Date.now();
+        if (p === lastProgress || now - progressAt < 500) return;
+        lastProgress = p;
+        progressAt = now;
+        this.o.catalog.updateTask(task.taskId, { progress: p }).catch(() => undefined);
+      },
+      saveState: async (state) => {
+        task.state = { ...(task.state ?? {}), ...state };
+        await this.o.catalog.updateTask(task.taskId, { state: task.state });
+      },
+    };
+    log.info("task started");
+    const started = Date.now();
+    try {
+      const success = await kind.run(ctx);
+      lease.stop();
+      const message = success.message ?? "";
+      const committed = await this.record(task, log, async (tx) => {
+        if (!(await this.stillOurs(tx, task))) return false;
+        await success.commit?.(tx);
+        await this.markTask(tx, task, "succeed", message);
+        return true;
+      });
+      if (committed) {
+        log.info({ ms: Date.now() - started, message: message || undefined }, "task succeeded");
+        return { ok: true, task: { ...task, status: "succeed", progress: 100, message }, result: success.result };
+      }
+      // The commit could not be written in time (or another node took the task over): the recovery path owns it.
+      const lost = "the outcome could not be recorded before the task's lease lapsed; it is recovered as interrupted";
+      await kind.undo(task, "interrupted").catch(() => undefined);
+      return { ok: false, task, message: lost };
+    } catch (err) {
+      lease.stop();
+      let message = err instanceof Error ? err.message : String(err);
+      if (abort.signal.aborted && abort.signal.reason instanceof Error) message = `${abort.signal.reason.message}: ${message}`;
+      const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
+      if (undone.note) message = `${message}; ${undone.note}`;
+      try {
+        await this.record(task, log, async (tx) => {
+          if (!(await this.stillOurs(tx, task))) return false;
+          await kind.failed(tx, task);
+          await this.markTask(tx, task, "failed", message);
+          return true;
+        });
+      } catch (recordErr) {
+        // Left running: its lease lapses and recovery records the failure.
+        log.error({ err: recordErr }, "the task's failure could not be recorded; it is recovered once its lease lapses");
+      }
+      log.warn({ ms: Date.now() - started, message }, "task failed");
+      return { ok: false, task: { ...task, status: "failed", message }, message };
+    }
+  }
+
+  /** Whether this node still owns the task (a lapsed lease may have been taken over by a recovering node). */
+  private async stillOurs(tx: CatalogTx, task: Task): Promise<boolean> {
+    const now = await tx.task(task.taskId);
+    return now?.status === "running" && now.owner === this.o.nodeId;
+  }
+
+  private async markTask(tx: CatalogTx, task: Task, status: "succeed" | "failed", message: string): Promise<void> {
+    await tx.updateTask(task.taskId, { status, message, endTime: this.o.clock.now(), ...(status === "succeed" ? { progress: 100 } : {}), leaseUntil: undefined });
+  }
+
+  /**
+   * Writes a task's outcome, retrying while the catalogue refuses (disk full, unreachable) and the task's lease
+   * has not lapsed. Returns what the write returned, or false when it gave up (recovery takes over).
+   */
+  private async record(task: Task, log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>): Promise<boolean> {
+    const deadline = Date.now() + this.o.leaseMs;
+    let delay = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.o.catalog.transaction(write);
+        return r !== false;
+      } catch (err) {
+        if (!isTransientCatalogError(err)) throw err;
+        if (attempt === 1) log.error({ err }, "recording the task's outcome failed; retrying");
+        if (Date.now() + delay > deadline || this.stoppedHard) {
+          log.error({ err }, "giving up recording the task's outcome; it will be recovered once the catalogue accepts writes");
+          return false;
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  private stoppedHard = false;
+
+  /** Renews the task's lease every third of its length; aborts the job when the lease is lost. */
+  private keepLease(task: Task, abort: AbortController, log: Logger): { stop(): void } {
+    let leaseEnd = task.leaseUntil ?? this.o.clock.now() + this.o.leaseMs;
+    const timer = setInterval(() => {
+      const until = this.o.clock.now() + this.o.leaseMs;
+      this.o.catalog.renewLease(task.taskId, this.o.nodeId, until).then((ok) => {
+        if (ok) leaseEnd = until;
+        else if (!abort.signal.aborted) {
+          log.warn("task lease lost (taken over by another node); stopping it");
+          abort.abort(new Error("the task's lease was lost"));
+        }
+      }, (err: unknown) => {
+        if (this.o.clock.now() > leaseEnd && !abort.signal.aborted) {
+          log.error({ err }, "task lease could not be renewed before it lapsed; stopping it");
+          abort.abort(new Error("the task's lease could not be renewed"));
+        }
+      });
+    }, Math.max(50, Math.floor(this.o.leaseMs / 3)));
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+
+  /**
+   * Recovers running tasks whose owner is gone: leases that lapsed, or (at start) tasks of owners this node
+   * knows to be dead. Each is taken over with one conditional write, so only one node recovers it.
+   */
+  async recoverLapsed(deadOwners: (owner: string | undefined) => boolean = () => false): Promise<number> {
+    const now = this.o.clock.now();
+    const candidates = (await this.o.catalog.tasksInStatus(["running"])).filter((t) =>
+      !this.running.has(t.taskId) && !this.recovering.has(t.taskId) && (t.leaseUntil === undefined || t.leaseUntil < now || deadOwners(t.owner)));
+    let n = 0;
+    for (const t of candidates) {
+      const dead = deadOwners(t.owner) ? t.owner : undefined;
+      if (!(await this.o.catalog.takeOver(t.taskId, t.owner, this.o.nodeId, now + this.o.leaseMs, now, dead))) continue;
+      this.recovering.add(t.taskId);
+      try {
+        await this.recoverOne({ ...t, owner: this.o.nodeId });
+        n++;
+      } finally {
+        this.recovering.delete(t.taskId);
+      }
+    }
+    return n;
+  }
+
+  private async recoverOne(task: Task): Promise<void> {
+    const log = this.o.logger.child({ taskId: task.taskId, taskType: task.taskType, instanceId: task.instanceId, ...(task.backupId ? { backupId: task.backupId } : {}) });
+    const kind = this.kinds.get(task.taskType);
+    let undone: Undone = {};
+    if (kind) {
+      try {
+        undone = await kind.undo(task, "interrupted");
+      } catch (err) {
+        // Leave it to a later pass (the lease we took lapses and someone tries again).
+        log.error({ err }, "recovering an interrupted task failed; it will be retried");
+        return;
+      }
+    }
+    const succeeded = undone.outcome === "succeed";
+    const message = `interrupted: the node running it (${task.owner === this.o.nodeId ? "a previous run" : "another node"}) stopped${undone.note ? `; ${undone.note}` : ""}`;
+    try {
+      await this.record(task, log, async (tx) => {
+        if (!(await this.stillOurs(tx, task))) return false;
+        if (succeeded) await kind?.recovered?.(tx, task);
+        else if (kind) await kind.failed(tx, task);
+        await this.markTask(tx, task, succeeded ? "succeed" : "failed", message);
+        return true;
+      });
+    } catch (err) {
+      log.error({ err }, "recording a recovered task failed; it will be retried");
+      return;
+    }
+    log.warn({ outcome: succeeded ? "succeed" : "failed", message }, "recovered an interrupted task");
+  }
+
+  /** Stops taking work, aborts running jobs and waits until each has recorded its end. */
+  async stop(reason = "the server is shutting down"): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const r of this.running.values()) r.abort.abort(new Error(`cancelled: ${reason}`));
+    await Promise.allSettled([...this.running.values()].map((r) => r.done));
+    await this.pumping?.catch(() => undefined);
+    this.stoppedHard = true;
+    for (const id of [...this.waiters.keys()]) this.settle(id, { ok: false, task: { taskId: id } as Task, message: `stopped waiting: ${reason}` });
+  }
+}
