@@ -56,6 +56,11 @@ export interface BlobStore {
   removeStale(olderThanMs?: number): Promise<number>;
   /** A time-limited URL that downloads the blob straight from the backend (S3 only). */
   presign?(key: string, opts: { expiresInS: number; fileName: string }): Promise<string>;
+  /**
+   * Checks that blobs can be stored: the directory can be created and written, or the bucket exists and the
+   * credentials are accepted. Rejects with a message naming the store and what to fix.
+   */
+  probe(): Promise<void>;
   /** Where the blobs live, for messages (`file:/abs/dir`, `s3://bucket/prefix @ endpoint`); never a secret. */
   describe(): string;
 }

@@ -37,6 +37,15 @@ export class LocalBlobStore implements BlobStore {
     return `file:${this.root}`;
   }
 
+  async probe(): Promise<void> {
+    try {
+      await mkdirPrivate(this.root, this.root);
+      await fsp.access(this.root, fs.constants.W_OK | fs.constants.X_OK);
+    } catch (err) {
+      throw new Error(`cannot store blobs in ${this.describe()}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   async openRead(key: string, opts: { decompress?: boolean; start?: number; end?: number } = {}): Promise<Readable> {
     // Open first so a missing blob rejects here rather than as a stream error later.
     const fh = await fsp.open(this.pathOf(key), "r");
