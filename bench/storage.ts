@@ -5,9 +5,12 @@
 //
 //   npm run bench:storage                          # 3,000,000 keys (~1.1 GB used_memory), 3 rounds each
 //   BENCH_KEYS=200000 BENCH_ROUNDS=2 npm run bench:storage
+//   BENCH_RANDOM_MB=512 npm run bench:storage      # plus 512 1-MiB random strings: DEBUG POPULATE's values
+//                                                  # compress ~40x, these not at all, so the store gets volume
 //
 // benchStorage() is exported for bench:scale, which may pass a Redis it already populated.
 import { spawn } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -95,8 +98,9 @@ const median = (xs: number[]): number => {
 const mb = (kb: number): string => (kb / 1024).toFixed(1);
 const sec = (ms: number): string => (ms / 1000).toFixed(2);
 
-export async function benchStorage(o: { keys?: number; rounds?: number; valueSize?: number; redisPort?: number; log?: (line: string) => void } = {}): Promise<StorageBenchResult> {
+export async function benchStorage(o: { keys?: number; rounds?: number; valueSize?: number; randomMb?: number; redisPort?: number; log?: (line: string) => void } = {}): Promise<StorageBenchResult> {
   const keys = o.keys ?? 3_000_000;
+  const randomMb = o.randomMb ?? 0;
   const rounds = o.rounds ?? 3;
   const valueSize = o.valueSize ?? 300;
   const log = o.log ?? ((line: string) => console.error(line));
@@ -111,6 +115,7 @@ export async function benchStorage(o: { keys?: number; rounds?: number; valueSiz
       await c.command("DEBUG", "POPULATE", keys, "key", valueSize);
       log(`populated ${keys} keys (value size ${valueSize}) in ${Date.now() - t0} ms`);
     }
+    for (let i = 0; i < randomMb; i++) await c.command("SET", `bench:random:${i}`, crypto.randomBytes(1 << 20));
     const usedMemory = Number(/used_memory:(\d+)/.exec(String(await c.command("INFO", "memory")))?.[1] ?? 0);
     const version = /redis_version:(\S+)/.exec(String(await c.command("INFO", "server")))?.[1] ?? "?";
     const dbsize = Number(await c.command("DBSIZE"));
@@ -141,7 +146,7 @@ export async function benchStorage(o: { keys?: number; rounds?: number; valueSiz
     const s3PeakRssMb = Math.max(...of("s3").map((r) => r.peakRssKb)) / 1024;
     const localPeakRssMb = Math.max(...of("local").map((r) => r.peakRssKb)) / 1024;
     const out: string[] = [];
-    out.push(`Redis ${version}, ${dbsize.toLocaleString("en-US")} keys, used_memory ${(usedMemory / 1048576).toFixed(0)} MB; ${os.cpus().length} CPUs, Node ${process.version}; S3BlobStore on s3rver (its own process), part size 8 MiB, queue 3`);
+    out.push(`Redis ${version}, ${dbsize.toLocaleString("en-US")} keys${randomMb ? ` (${randomMb} of them 1 MiB random strings)` : ""}, used_memory ${(usedMemory / 1048576).toFixed(0)} MB; ${os.cpus().length} CPUs, Node ${process.version}; S3BlobStore on s3rver (its own process), part size 8 MiB, queue 3`);
     out.push("");
     out.push("| round | store | in-process s | of which streaming s | whole process s | RDB bytes | stored bytes | peak RSS MB |");
     out.push("|---|---|---|---|---|---|---|---|");
@@ -171,6 +176,7 @@ if (require.main === module) {
       keys: Number(process.env.BENCH_KEYS ?? 3_000_000),
       rounds: Number(process.env.BENCH_ROUNDS ?? 3),
       valueSize: Number(process.env.BENCH_VALUE_SIZE ?? 300),
+      randomMb: Number(process.env.BENCH_RANDOM_MB ?? 0),
     }).then((r) => console.log(r.text), (err: unknown) => {
       console.error(err);
       process.exit(1);

@@ -1,6 +1,6 @@
 // The S3 blob store: backups in any S3-compatible object store (AWS S3, Tencent COS's S3 endpoint, MinIO,
 // Ceph RGW). A writer streams through lib-storage's Upload (multipart, no temporary file): memory stays near
-// partSize * (queueSize + 1) whatever the blob's size, and the object becomes visible only in commit(), when the
+// partSize * (queueSize + 2) whatever the blob's size, and the object becomes visible only in commit(), when the
 // body ends and Upload sends the single PutObject or the CompleteMultipartUpload (both atomic). A process killed
 // mid-upload leaves at most an incomplete multipart upload, invisible to readers and listings, which
 // removeStale() aborts later.
@@ -35,7 +35,7 @@ export interface S3StoreOptions {
   credentials: S3Credentials;
   /** Multipart part size; default 8 MiB (5 MiB minimum). 10,000 parts make the largest blob 78 GiB stored. */
   partSizeBytes?: number;
-  /** Parts uploaded concurrently; default 3. Memory is about partSize * (queueSize + 1). */
+  /** Parts uploaded concurrently; default 3. Memory is about partSize * (queueSize + 2). */
   queueSize?: number;
   /** removeStale()'s default grace; default 1 hour (see there). */
   staleGraceMs?: number;
