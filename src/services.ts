@@ -3,7 +3,7 @@
 // Nothing else constructs a catalogue or a store, so each engine (SQLite or PostgreSQL, a directory or S3) is
 // chosen here once.
 import fs from "node:fs";
-import { Clock, Config, catalogUrl, dataDirUsed, storageUrl, systemClock } from "./config";
+import { Clock, Config, catalogUrl, dataDirUsed, filesDir, systemClock } from "./config";
 import type { Catalog } from "./catalog/catalog";
 import { openCatalog } from "./catalog/open";
 import { LinkSigner } from "./downloads/links";
@@ -16,7 +16,8 @@ import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
 import { RegionRules } from "./gateway/regions";
 import type { BlobStore } from "./storage/blob-store";
-import { openBlobStore } from "./storage/open";
+import { openBlobStore, parseStorageUrl } from "./storage/url";
+import { S3BlobStore } from "./storage/s3";
 
 export type { Clock } from "./config";
 export { systemClock } from "./config";
@@ -61,7 +62,11 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
   prepareDataDir(config);
   const catalog = await openCatalog(catalogUrl(config));
   try {
-    const store = await openBlobStore(storageUrl(config), config.s3 ?? {});
+    const store = openBlobStore(parseStorageUrl(config.storage, {
+      defaultDir: filesDir(config.dataDir), s3Endpoint: config.s3?.endpoint, s3Region: config.s3?.region, s3PathStyle: config.s3?.pathStyle, s3KeyFile: config.s3?.keyFile,
+    }));
+    // A missing bucket, a refused key or an unreachable endpoint is said now, not at the first backup.
+    await store.probe();
     const nodeId = makeNodeId(o.role, o.role === "serve" ? config.nodeId : undefined);
     const runner = new TaskRunner({
       catalog, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs,
@@ -81,6 +86,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
           await scheduler.stop();
           await runner.stop();
           await catalog.close();
+          if (store instanceof S3BlobStore) store.destroy();
         })();
         return closing;
       },

@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { checkKey } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
+import { waitFor } from "./support/redis";
 
 const roots: string[] = [];
 function newRoot(): string {
@@ -146,6 +147,93 @@ describe("LocalBlobStore", () => {
     assert.ok(left.some((f) => f.startsWith("b/.live.rdb.") && f.endsWith(".partial")), left.join(","));
     await live.commit();
     assert.deepEqual(listFiles(root), ["b/keep.rdb", "b/live.rdb"]);
+  });
+
+  test("a failed or aborted writer prunes the directories it created, up to the root", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    fs.mkdirSync(path.join(root, "backups", "other"), { recursive: true });
+    fs.writeFileSync(path.join(root, "backups", "other", "keep.rdb"), "x");
+    // Aborted after data, destroyed with an error, aborted before the temp file existed.
+    const w1 = store.createWriter("backups/id1/shard-0.rdb.gz", { compress: true });
+    w1.write(crypto.randomBytes(10_000));
+    await waitFor("the temp file", () => fs.existsSync(path.join(root, "backups", "id1")) && fs.readdirSync(path.join(root, "backups", "id1")).length === 1 || undefined);
+    await w1.abort();
+    const w2 = store.createWriter("backups/id2/deep/shard-0.rdb");
+    w2.write(Buffer.from("partial"));
+    await new Promise<void>((resolve) => {
+      w2.once("close", () => resolve());
+      w2.destroy(new Error("capture failed"));
+    });
+    const w3 = store.createWriter("backups/id3/shard-0.rdb");
+    await w3.abort();
+    assert.deepEqual(fs.readdirSync(path.join(root, "backups")), ["other"]);
+    assert.deepEqual(listFiles(root), ["backups/other/keep.rdb"]);
+    // And with nothing else left, the writer's directories go entirely (the root stays).
+    const root2 = newRoot();
+    const w4 = new LocalBlobStore(root2).createWriter("backups/id4/shard-0.rdb");
+    w4.write(Buffer.from("x"));
+    await new Promise<void>((resolve) => w4.write(Buffer.alloc(0), () => resolve()));
+    await w4.abort();
+    assert.deepEqual(fs.readdirSync(root2), []);
+  });
+
+  test("list walks committed blobs only and removes empty directories on the way", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    for (const k of ["backups/a/shard-0.rdb.gz", "backups/b/shard-0.rdb.gz", "exports/a/shard-0.rdb"]) {
+      const w = store.createWriter(k);
+      w.end(Buffer.from(k));
+      await w.commit();
+    }
+    // Empty directories left by older versions or by hand, nested ones too, and a live writer's temp file.
+    for (const d of ["backups/empty1", "backups/empty2/deeper/deepest", "exports/gone"]) fs.mkdirSync(path.join(root, d), { recursive: true });
+    const live = store.createWriter("backups/c/shard-0.rdb");
+    await new Promise<void>((resolve) => live.write(Buffer.from("in progress"), () => resolve()));
+    const listed: string[] = [];
+    for await (const b of store.list("backups/")) listed.push(`${b.key}:${b.size}`);
+    assert.deepEqual(listed, ["backups/a/shard-0.rdb.gz:24", "backups/b/shard-0.rdb.gz:24"]);
+    assert.deepEqual(fs.readdirSync(path.join(root, "backups")).sort(), ["a", "b", "c"]); // empties gone, live kept
+    assert.ok(fs.existsSync(path.join(root, "exports", "gone"))); // outside the prefix: not walked
+    const all: string[] = [];
+    for await (const b of store.list("")) all.push(b.key);
+    assert.deepEqual(all, ["backups/a/shard-0.rdb.gz", "backups/b/shard-0.rdb.gz", "exports/a/shard-0.rdb"]);
+    assert.equal(fs.existsSync(path.join(root, "exports", "gone")), false);
+    await live.commit();
+    // A prefix that names a blob, or nothing, or an unsafe path.
+    const one: string[] = [];
+    for await (const b of store.list("backups/c/shard-0.rdb")) one.push(b.key);
+    assert.deepEqual(one, ["backups/c/shard-0.rdb"]);
+    for await (const b of store.list("nothing/here/")) assert.fail(b.key);
+    await assert.rejects(async () => {
+      for await (const b of store.list("../")) void b;
+    }, /blob key/);
+    // A missing root lists nothing.
+    for await (const b of new LocalBlobStore(path.join(root, "absent")).list("")) assert.fail(b.key);
+  });
+
+  test("removeStale(olderThanMs) spares recent temp files and prunes empty directories", async () => {
+    const root = newRoot();
+    const store = new LocalBlobStore(root);
+    const oldTemp = path.join(root, "b", "old", ".s.rdb.0123456789ab.partial");
+    const newTemp = path.join(root, "b", "new", ".s.rdb.ba9876543210.partial");
+    for (const f of [oldTemp, newTemp]) {
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, "junk");
+    }
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(oldTemp, twoHoursAgo, twoHoursAgo);
+    fs.mkdirSync(path.join(root, "b", "empty"), { recursive: true });
+    assert.equal(await store.removeStale(3600_000), 1);
+    assert.deepEqual(listFiles(root), ["b/new/.s.rdb.ba9876543210.partial"]);
+    assert.deepEqual(fs.readdirSync(path.join(root, "b")), ["new"]);
+    assert.equal(await store.removeStale(), 1);
+    assert.deepEqual(fs.readdirSync(root), []);
+  });
+
+  test("describe", () => {
+    const root = newRoot();
+    assert.equal(new LocalBlobStore(root).describe(), `file:${root}`);
   });
 
   test("1 GB through a compressing writer keeps memory flat (backpressure end to end)", async () => {

@@ -12,6 +12,7 @@ import { catalogUrl, Config } from "../config";
 import { sqlitePath } from "../catalog/open";
 import { createServices, Services } from "../services";
 import { createLogger, silentLogger } from "../log";
+import { StorageConfigError } from "../storage/url";
 import { registerBackupCommands } from "./backups";
 import { registerAdminCommands } from "./admin";
 import { serveCommand } from "./serve";
@@ -92,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end here too, with code 0.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof StorageConfigError) {
       process.stderr.write(`crs-backup: ${err.message}\n`);
       return 2;
     }

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import fs from "node:fs";
 import path from "node:path";
 import { startServer } from "../app";
-import { catalogUrl, storageUrl } from "../config";
+import { catalogUrl } from "../config";
 import { sqlitePath } from "../catalog/open";
 import { createLogger } from "../log";
 import { configOf, withSettings } from "./main";
@@ -20,7 +20,7 @@ export function serveCommand(program: Command): void {
     const running = await startServer(config, process.env, { announce: (line) => process.stdout.write(`${line}\n`) });
     if (!existed) logger.warn({ catalogue: path.resolve(file!), dataDir: path.resolve(config.dataDir) }, "created a new, empty catalogue");
     const s = running.services;
-    logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: storageUrl(config), tz: config.tz, rateLimit: config.rateLimit || "off" },
+    logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: s.store.describe(), tz: config.tz, rateLimit: config.rateLimit || "off" },
       `crs-backup listening on ${running.url}`);
     const stop = (signal: string) => {
       logger.info({ signal }, "shutting down");

@@ -5,13 +5,12 @@
 // (or the death of the node running it) removes every export file and puts the backup back to Status 2, unlocked.
 // One export per backup at a time: the claim (2 or 4 -> 3) is one conditional write, and a second caller — on
 // any node — waits for the task already running.
-import crypto from "node:crypto";
-import { Transform, TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
+import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../services";
 import { exportKey } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
@@ -48,17 +47,6 @@ export function describeStatus(status: number): string {
     case -1: return "Status -1: expired, its files are gone";
     case -2: return "Status -2: deleted";
     default: return `Status ${status}`;
-  }
-}
-
-/** Counts and hashes the bytes passing through. */
-class Digest extends Transform {
-  readonly hash = crypto.createHash("sha256");
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
   }
 }
 
@@ -134,13 +122,8 @@ export class ExportJobs implements JobKind {
       await store.remove(key); // a stale or short file from an earlier export
       const writer = store.createWriter(key, { compress: false });
       try {
-        const source = await store.openRead(f.key, { decompress: true });
-        const digest = new Digest();
-        await pipeline(source, digest, writer, { signal: ctx.signal });
-        const sha256 = digest.hash.digest("hex");
-        if (digest.bytes !== f.bytes || sha256 !== f.sha256) {
-          throw new ExportFailedError(`shard ${f.shard} of backup ${b.backupId} does not match its capture: ${digest.bytes} bytes with sha256 ${sha256}, expected ${f.bytes} bytes with sha256 ${f.sha256}`);
-        }
+        // The stored bytes are checked against what was captured on the way (size and SHA-256).
+        await pipeline(await verifiedRead(store, f, { decompress: true }), writer, { signal: ctx.signal });
         const committed = await writer.commit();
         if (committed.bytes !== f.bytes || committed.sha256 !== f.sha256) {
           await store.remove(key);

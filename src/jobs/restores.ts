@@ -11,6 +11,7 @@ import { RedisReplyError, RespConnection, parseRedisUrl } from "../redis/resp";
 import { restoreRdb, RestoreError } from "../redis/restore";
 import { releaseTarget } from "../redis/restore-target";
 import type { BlobStore } from "../storage/blob-store";
+import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../services";
 import { InstanceBusyError } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
@@ -78,7 +79,7 @@ export class RestoreJobs implements JobKind {
     const { backup, target } = await this.parts(ctx.task);
     const file = backup.files[0]!;
     const label = `into ${target.instanceId}`;
-    const result = await restoreRdb(parseRedisUrl(target.redisUrl!), { size: file.bytes, open: () => this.o.store.openRead(file.key, { decompress: true }) }, {
+    const result = await restoreRdb(parseRedisUrl(target.redisUrl!), { size: file.bytes, open: () => verifiedRead(this.o.store, file, { decompress: true }) }, {
       advertiseHost: this.o.advertiseHost, signal: ctx.signal,
       beforeReplicaOf: (endpoint) => ctx.saveState({ replicaOf: endpoint }),
       onProgress: (sent) => {

@@ -1,6 +1,7 @@
 // The blob store interface every backup file goes through. A blob is either complete under its key or absent:
 // writers stream, hash and (optionally) gzip on the way and make the blob visible only in commit(). Backends:
-// local.ts (a directory, the embedded default) and s3.ts (any S3-compatible object store).
+// local.ts (a directory, the embedded default) and s3.ts (any S3-compatible object store); url.ts picks one
+// from a `--storage` URL.
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 
@@ -20,18 +21,58 @@ export interface BlobWriter extends Writable {
   abort(): Promise<void>;
 }
 
-export interface BlobStore {
-  createWriter(key: string, opts?: { compress?: boolean }): BlobWriter;
-  /** `start`/`end` are inclusive byte offsets of the STORED bytes (as fs.createReadStream). */
-  openRead(key: string, opts?: { decompress?: boolean; start?: number; end?: number }): Promise<Readable>;
-  stat(key: string): Promise<{ size: number } | undefined>;
-  remove(key: string): Promise<void>;
-  /** Committed blobs whose key starts with `prefix`. */
-  list(prefix: string): AsyncIterable<{ key: string; size: number }>;
-  /** Removes leftover temp files of writers that never committed (e.g. after a crash); returns how many. */
-  removeStale?(): Promise<number>;
+/** A committed blob as listed by {@link BlobStore.list}. */
+export interface BlobInfo {
+  key: string;
+  /** Stored bytes (after compression). */
+  size: number;
 }
 
+export interface BlobReadOptions {
+  decompress?: boolean;
+  /** Inclusive byte offsets of the STORED bytes (as fs.createReadStream). */
+  start?: number;
+  end?: number;
+}
+
+export interface BlobStore {
+  createWriter(key: string, opts?: { compress?: boolean }): BlobWriter;
+  /** Rejects with an error whose `code` is "ENOENT" when the blob does not exist. */
+  openRead(key: string, opts?: BlobReadOptions): Promise<Readable>;
+  stat(key: string): Promise<{ size: number } | undefined>;
+  /** Removes the blob; an absent blob is fine. */
+  remove(key: string): Promise<void>;
+  /**
+   * Every committed blob whose key starts with `prefix` (a plain string prefix, as in S3; "" for all), in no
+   * particular order. Never yields temporary or incomplete uploads.
+   */
+  list(prefix: string): AsyncIterable<BlobInfo>;
+  /**
+   * Removes what writers that never committed left behind (a crashed process): temp files of a local store,
+   * incomplete multipart uploads of an S3 store. Writers in progress in this process are never touched; those
+   * of other processes are protected by `olderThanMs` (only leftovers idle for longer are removed; the default
+   * depends on the backend, see there). Returns how many were removed.
+   */
+  removeStale(olderThanMs?: number): Promise<number>;
+  /** A time-limited URL that downloads the blob straight from the backend (S3 only). */
+  presign?(key: string, opts: { expiresInS: number; fileName: string }): Promise<string>;
+  /**
+   * Checks that blobs can be stored: the directory can be created and written, or the bucket exists and the
+   * credentials are accepted. Rejects with a message naming the store and what to fix.
+   */
+  probe(): Promise<void>;
+  /** Where the blobs live, for messages (`file:/abs/dir`, `s3://bucket/prefix @ endpoint`); never a secret. */
+  describe(): string;
+}
+
+/** A missing blob, shaped like the fs error callers already test for (`err.code === "ENOENT"`). */
+export class BlobNotFoundError extends Error {
+  override name = "BlobNotFoundError";
+  readonly code = "ENOENT";
+  constructor(readonly key: string, where: string) {
+    super(`ENOENT: no blob ${JSON.stringify(key)} in ${where}`);
+  }
+}
 
 /** Validates a relative key like `backups/<id>/shard-0.rdb.gz` and returns its path segments. */
 export function checkKey(key: string): string[] {
@@ -47,3 +88,12 @@ export function checkKey(key: string): string[] {
   return parts;
 }
 
+/** True when `key` is a valid key (see {@link checkKey}). */
+export function isValidKey(key: string): boolean {
+  try {
+    checkKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -6,9 +6,12 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { pipeline, Readable, Writable } from "node:stream";
 import zlib from "node:zlib";
-import { BlobCommitResult, BlobStore, BlobWriter, checkKey } from "./blob-store";
+import { BlobCommitResult, BlobInfo, BlobStore, BlobWriter, checkKey } from "./blob-store";
 
 const TEMP_SUFFIX = ".partial";
+
+const isTempName = (name: string): boolean => name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
 
 export class LocalBlobStore implements BlobStore {
   readonly root: string;
@@ -28,6 +31,19 @@ export class LocalBlobStore implements BlobStore {
     const finalPath = this.pathOf(key);
     const tempPath = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.${crypto.randomBytes(6).toString("hex")}${TEMP_SUFFIX}`);
     return new LocalBlobWriter(this.root, finalPath, tempPath, opts.compress === true, this.active);
+  }
+
+  describe(): string {
+    return `file:${this.root}`;
+  }
+
+  async probe(): Promise<void> {
+    try {
+      await mkdirPrivate(this.root, this.root);
+      await fsp.access(this.root, fs.constants.W_OK | fs.constants.X_OK);
+    } catch (err) {
+      throw new Error(`cannot store blobs in ${this.describe()}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   async openRead(key: string, opts: { decompress?: boolean; start?: number; end?: number } = {}): Promise<Readable> {
@@ -55,58 +71,99 @@ export class LocalBlobStore implements BlobStore {
   async remove(key: string): Promise<void> {
     const p = this.pathOf(key);
     await fsp.rm(p, { force: true });
-    // Drop now-empty parent directories (backups/<id>/) up to, not including, the root.
-    let dir = path.dirname(p);
-    while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
-      try {
-        await fsp.rmdir(dir);
-      } catch {
-        break; // not empty (or already gone)
-      }
-      dir = path.dirname(dir);
+    await pruneEmptyDirs(this.root, path.dirname(p));
+  }
+
+  async *list(prefix: string): AsyncIterable<BlobInfo> {
+    // Walk only the directory the prefix names in full ("backups/ab" -> backups/), filtering by the rest.
+    const cut = prefix.lastIndexOf("/");
+    const base = cut < 0 ? "" : prefix.slice(0, cut);
+    if (base) checkKey(base);
+    yield* this.walk(base ? path.join(this.root, ...base.split("/")) : this.root, base, prefix);
+  }
+
+  /**
+   * Lists a directory's committed blobs depth first, and removes directories that are (or become) empty: a
+   * capture that failed before its first byte, or blobs removed by hand, leave them behind.
+   */
+  private async *walk(dir: string, dirKey: string, prefix: string): AsyncGenerator<BlobInfo> {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errno(err) === "ENOENT" || errno(err) === "ENOTDIR") return; // removed meanwhile, or a blob's name
+      throw err;
     }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith(".")) continue; // temp files of writers, never a valid key segment
+      const key = dirKey ? `${dirKey}/${e.name}` : e.name;
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        // Descend only where keys can still match the prefix.
+        if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) yield* this.walk(p, key, prefix);
+      } else if (e.isFile() && key.startsWith(prefix)) {
+        try {
+          yield { key, size: (await fsp.stat(p)).size };
+        } catch (err) {
+          if (errno(err) !== "ENOENT") throw err; // removed meanwhile
+        }
+      }
+    }
+    if (dir !== this.root) await rmdirIfEmpty(dir);
   }
 
-  async *list(prefix: string): AsyncIterable<{ key: string; size: number }> {
-    const walk = async function* (dir: string, rel: string): AsyncGenerator<{ key: string; size: number }> {
-      let entries: fs.Dirent[];
-      try {
-        entries = await fsp.readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-        throw err;
-      }
-      for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-        if (e.name.startsWith(".")) continue; // temp files of writers
-        const key = rel ? `${rel}/${e.name}` : e.name;
-        if (e.isDirectory()) yield* walk(path.join(dir, e.name), key);
-        else if (e.isFile() && key.startsWith(prefix)) yield { key, size: (await fsp.stat(path.join(dir, e.name))).size };
-      }
-    };
-    yield* walk(this.root, "");
-  }
-
-  async removeStale(): Promise<number> {
+  /**
+   * Removes temp files of writers that are not in progress in this process. `olderThanMs` (default 0) spares
+   * files modified more recently: one server owns a data directory, so by default everything not ours is
+   * a leftover of a dead process. Empty directories met on the way are removed too.
+   */
+  async removeStale(olderThanMs = 0): Promise<number> {
     let removed = 0;
+    const cutoff = Date.now() - olderThanMs;
     const walk = async (dir: string): Promise<void> => {
       let entries: fs.Dirent[];
       try {
         entries = await fsp.readdir(dir, { withFileTypes: true });
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        if (errno(err) === "ENOENT") return;
         throw err;
       }
       for (const e of entries) {
         const p = path.join(dir, e.name);
         if (e.isDirectory()) await walk(p);
-        else if (e.isFile() && e.name.startsWith(".") && e.name.endsWith(TEMP_SUFFIX) && !this.active.has(p)) {
-          await fsp.rm(p, { force: true });
-          removed++;
+        else if (e.isFile() && isTempName(e.name) && !this.active.has(p)) {
+          try {
+            if (olderThanMs > 0 && (await fsp.stat(p)).mtimeMs > cutoff) continue;
+            await fsp.rm(p, { force: true });
+            removed++;
+          } catch (err) {
+            if (errno(err) !== "ENOENT") throw err;
+          }
         }
       }
+      if (dir !== this.root) await rmdirIfEmpty(dir);
     };
     await walk(this.root);
     return removed;
+  }
+}
+
+/** rmdir that only succeeds on an empty directory; false when it was not removed (not empty, gone). */
+async function rmdirIfEmpty(dir: string): Promise<boolean> {
+  try {
+    await fsp.rmdir(dir);
+    return true;
+  } catch {
+    return false; // ENOTEMPTY, ENOENT, ...
+  }
+}
+
+/** Drops now-empty directories from `dir` up to, not including, `root` (e.g. backups/<id>/ after its last blob). */
+async function pruneEmptyDirs(root: string, dir: string): Promise<void> {
+  while (dir !== root && dir.startsWith(root + path.sep)) {
+    if (!(await rmdirIfEmpty(dir))) break;
+    dir = path.dirname(dir);
   }
 }
 
@@ -191,7 +248,7 @@ class LocalBlobWriter extends Writable implements BlobWriter {
   private fhClosed = false;
 
   constructor(
-    root: string,
+    private readonly root: string,
     private readonly finalPath: string,
     private readonly tempPath: string,
     compress: boolean,
@@ -254,9 +311,11 @@ class LocalBlobWriter extends Writable implements BlobWriter {
       .then(() => cb(err), () => cb(err));
   }
 
+  /** Removes the temp file and the directories it leaves empty (a failed capture's `backups/<id>/`). */
   private async removeTemp(): Promise<void> {
     await fsp.rm(this.tempPath, { force: true });
     this.active.delete(this.tempPath);
+    await pruneEmptyDirs(this.root, path.dirname(this.tempPath));
   }
 
   commit(): Promise<BlobCommitResult> {
