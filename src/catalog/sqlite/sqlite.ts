@@ -146,45 +146,48 @@ export class SqliteCatalog implements Catalog {
   }
 
   async migrate(): Promise<number[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.runMigrations();
   }
 
   async pendingMigrations(): Promise<number[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const applied = new Set(this.db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[]);
     return migrations.map((m) => m.version).filter((v) => !applied.has(v));
   }
 
   async ping(): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.db.prepare("SELECT 1").get();
   }
 
   async close(): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.db.close();
   }
 
   // --- transactions ---
 
   /**
-   * Waits while a transaction is open, unless the caller runs inside it. better-sqlite3 has one connection: a
-   * query from another request while our BEGIN is open would silently join the transaction. AsyncLocalStorage
-   * tells the transaction's own continuations apart, so code inside it may use the catalogue or the tx alike.
+   * Whether a call must wait: a transaction is open and the caller is not inside it. better-sqlite3 has one
+   * connection, so a query from another request while our BEGIN is open would silently join the transaction.
+   * AsyncLocalStorage tells the transaction's own continuations apart, so code inside it may use the catalogue
+   * or the tx alike. Callers check this in a loop right before their synchronous SQL, so nothing can start a
+   * transaction between the check and the query.
    */
-  private gate(): Promise<void> | void {
-    if (this.txOpen && this.txScope.getStore() !== this.txOpen) return this.txOpen.then(() => this.gate());
+  private blocked(): boolean {
+    return this.txOpen !== undefined && this.txScope.getStore() !== this.txOpen;
   }
 
   async transaction<T>(fn: (tx: CatalogTx) => Promise<T>): Promise<T> {
-    await this.gate();
+    if (this.txOpen !== undefined && this.txScope.getStore() === this.txOpen) return fn(this); // nested: joins
+    while (this.blocked()) await this.txOpen;
     let release!: () => void;
     const open = new Promise<void>((resolve) => (release = resolve));
     this.txOpen = open;
     try {
       return await this.txScope.run(open, async () => {
-        this.db.exec("BEGIN IMMEDIATE");
+        await this.beginImmediate();
         try {
           const result = await fn(this);
           this.db.exec("COMMIT");
@@ -202,6 +205,27 @@ export class SqliteCatalog implements Catalog {
     }
   }
 
+  /**
+   * BEGIN IMMEDIATE without blocking the event loop while another connection (a CLI command, another handle)
+   * holds the write lock: a busy wait inside SQLite would also stop that holder's own commit when it lives in
+   * this process. Retries asynchronously for up to the usual busy timeout.
+   */
+  private async beginImmediate(): Promise<void> {
+    const deadline = Date.now() + 5000;
+    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+      this.db.pragma("busy_timeout = 0");
+      try {
+        this.db.exec("BEGIN IMMEDIATE");
+        return;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "SQLITE_BUSY" || Date.now() > deadline) throw err;
+      } finally {
+        this.db.pragma("busy_timeout = 5000");
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
   /** Runs one write, turning SQLite's "database or disk is full" into CatalogFullError. */
   private write<T>(fn: () => T): T {
     try {
@@ -214,7 +238,7 @@ export class SqliteCatalog implements Catalog {
   // --- accounts and credentials ---
 
   async credential(secretId: string): Promise<Credential | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const usable = this.cachesUsable();
     let c = usable ? this.caches.credentials.get(secretId) : undefined;
     if (c === undefined) {
@@ -230,7 +254,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async credentials(accountId?: string): Promise<Credential[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const rows = (accountId === undefined
       ? this.db.prepare("SELECT secret_id, secret_key, account_id, token, policy FROM credentials ORDER BY account_id, secret_id").all()
       : this.db.prepare("SELECT secret_id, secret_key, account_id, token, policy FROM credentials WHERE account_id = ? ORDER BY secret_id").all(accountId)) as Row[];
@@ -238,12 +262,12 @@ export class SqliteCatalog implements Catalog {
   }
 
   async credentialCount(): Promise<number> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.stmt.credentialCount!.get() as number;
   }
 
   async putCredential(c: Credential): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const now = Date.now();
     this.write(() => {
       this.stmt.upsertAccount!.run(c.accountId, now);
@@ -252,7 +276,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async deleteCredential(secretId: string): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("DELETE FROM credentials WHERE secret_id = ?").run(secretId).changes === 1);
   }
 
@@ -263,7 +287,7 @@ export class SqliteCatalog implements Catalog {
   // --- instances ---
 
   async instance(instanceId: string): Promise<Instance | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.cachedInstance(instanceId);
   }
 
@@ -279,7 +303,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async instances(accountId?: string): Promise<Instance[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const rows = (accountId === undefined ? this.stmt.allInstances!.all() : this.stmt.instancesOf!.all(accountId)) as Row[];
     return rows.map(toInstance);
   }
@@ -290,7 +314,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async updateInstance(instanceId: string, fields: InstanceFields): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const cols: Record<string, unknown> = {};
     if (fields.name !== undefined) cols.name = fields.name;
     if (fields.instanceType !== undefined) cols.instance_type = fields.instanceType;
@@ -309,7 +333,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async upsertInstance(i: Instance): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => {
       this.ensureAccount(i.accountId);
       // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
@@ -325,13 +349,13 @@ export class SqliteCatalog implements Catalog {
   // --- backups ---
 
   async backup(backupId: string): Promise<Backup | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const r = this.stmt.backup!.get(backupId) as Row | undefined;
     return r ? toBackup(r) : undefined;
   }
 
   async insertBackup(b: Backup): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => this.insertBackupRow(b));
   }
 
@@ -348,7 +372,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async upsertBackup(b: Backup): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => {
       this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(b.backupId);
       this.insertBackupRow(b);
@@ -356,14 +380,14 @@ export class SqliteCatalog implements Catalog {
   }
 
   async updateBackup(backupId: string, fields: Partial<Omit<Backup, "backupId" | "instanceId">>): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const { names, cols } = backupColumns(fields);
     if (!names.length) return;
     this.write(() => this.db.prepare(`UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id`).run({ ...cols, id: backupId }));
   }
 
   async transitionBackup(backupId: string, from: readonly BackupStatus[], to: BackupStatus, fields: Partial<Omit<Backup, "backupId" | "instanceId" | "status">> = {}, locked = 0): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const { names, cols } = backupColumns({ ...fields, status: to });
     const sql = `UPDATE backups SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE backup_id = @id AND locked = @expectLocked AND status IN (${from.map((_, i) => `@from${i}`).join(", ")})`;
     const args: Record<string, unknown> = { ...cols, id: backupId, expectLocked: locked };
@@ -372,7 +396,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async deleteBackupRecord(backupId: string): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => this.db.prepare("DELETE FROM backups WHERE backup_id = ?").run(backupId));
   }
 
@@ -384,7 +408,7 @@ export class SqliteCatalog implements Catalog {
    * by row; smaller instances read the page straight off the covering index. Everything else is plain SQL.
    */
   async listBackups(q: BackupQuery): Promise<{ total: number; rows: Backup[] }> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.list(q);
   }
 
@@ -602,65 +626,65 @@ export class SqliteCatalog implements Catalog {
 
   /** Stored backups past their expiry; fixture records are static data and never expire. */
   async expiredBackups(now: number, limit = 500): Promise<Backup[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND locked = 0 AND fixture = 0 AND expire_time IS NOT NULL AND expire_time <= ? LIMIT ?`).all(now, limit) as Row[]).map(toBackup);
   }
 
   async purgeRetired(before: number): Promise<number> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("DELETE FROM backups WHERE fixture = 0 AND ((status = -2 AND deleted_at < ?) OR (status = -1 AND expire_time < ?))").run(before, before).changes);
   }
 
   async backupsInStatus(status: BackupStatus): Promise<Backup[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = ?`).all(status) as Row[]).map(toBackup);
   }
 
   async backupsOfInstance(instanceId: string): Promise<Backup[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE instance_id = ?`).all(instanceId) as Row[]).map(toBackup);
   }
 
   async lockBackup(backupId: string): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("UPDATE backups SET locked = 1 WHERE backup_id = ? AND locked = 0 AND status IN (2, 4)").run(backupId).changes === 1);
   }
 
   // --- tasks ---
 
   async insertTask(t: Omit<Task, "taskId">): Promise<number> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const info = this.write(() => this.stmt.insertTask!.run(taskRow(t)));
     return Number(info.lastInsertRowid);
   }
 
   async task(taskId: number): Promise<Task | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const r = this.stmt.task!.get(taskId) as Row | undefined;
     return r ? toTask(r) : undefined;
   }
 
   async updateTask(taskId: number, fields: TaskFields): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const { names, cols } = taskColumns(fields);
     if (!names.length) return;
     this.write(() => this.db.prepare(`UPDATE tasks SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE task_id = @id`).run({ ...cols, id: taskId }));
   }
 
   async tasksInStatus(statuses: TaskStatus[]): Promise<Task[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return (this.db.prepare(`SELECT * FROM tasks WHERE status IN (${statuses.map(() => "?").join(",")}) ORDER BY task_id`).all(...statuses) as Row[]).map(toTask);
   }
 
   async activeTasks(instanceId: string, taskTypes: readonly string[]): Promise<Task[]> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const rows = this.db.prepare(`SELECT * FROM tasks WHERE status IN ('preparing', 'running') AND instance_id = ? AND task_type IN (${taskTypes.map(() => "?").join(",")}) ORDER BY task_id`)
       .all(instanceId, ...taskTypes) as Row[];
     return rows.map(toTask);
   }
 
   async listTasks(q: TaskQuery): Promise<{ total: number; rows: Array<Task & { instanceName: string }> }> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const where = ["t.account_id = ?"];
     const args: unknown[] = [q.accountId];
     if (q.region !== undefined) { where.push("i.region = ?"); args.push(q.region); }
@@ -680,7 +704,7 @@ export class SqliteCatalog implements Catalog {
   // --- the task queue ---
 
   async claimTask(nodeId: string, taskTypes: readonly string[], leaseUntil: number, _now: number): Promise<Task | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     // One statement: the sub-select and the update see the same snapshot, and SQLite has one writer at a time.
     const r = this.write(() => this.db.prepare(`UPDATE tasks SET owner = ?, lease_until = ?, status = 'running'
       WHERE task_id = (SELECT task_id FROM tasks WHERE status = 'preparing' AND owner IS NULL AND task_type IN (${taskTypes.map(() => "?").join(",")}) ORDER BY task_id LIMIT 1)
@@ -689,18 +713,18 @@ export class SqliteCatalog implements Catalog {
   }
 
   async claimTaskById(taskId: number, nodeId: string, leaseUntil: number, _now: number): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("UPDATE tasks SET owner = ?, lease_until = ?, status = 'running' WHERE task_id = ? AND status = 'preparing' AND owner IS NULL")
       .run(nodeId, leaseUntil, taskId).changes === 1);
   }
 
   async renewLease(taskId: number, nodeId: string, leaseUntil: number): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("UPDATE tasks SET lease_until = ? WHERE task_id = ? AND owner = ? AND status = 'running'").run(leaseUntil, taskId, nodeId).changes === 1);
   }
 
   async takeOver(taskId: number, previousOwner: string | undefined, nodeId: string, leaseUntil: number, now: number, deadOwner?: string): Promise<boolean> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.write(() => this.db.prepare("UPDATE tasks SET owner = ?, lease_until = ? WHERE task_id = ? AND status = 'running' AND owner IS ? AND (lease_until IS NULL OR lease_until < ? OR owner = ?)")
       .run(nodeId, leaseUntil, taskId, previousOwner ?? null, now, deadOwner ?? null).changes === 1);
   }
@@ -708,23 +732,23 @@ export class SqliteCatalog implements Catalog {
   // --- settings ---
 
   async setting(name: string): Promise<string | undefined> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     return this.stmt.setting!.get(name) as string | undefined;
   }
 
   async putSetting(name: string, value: string): Promise<void> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => this.stmt.putSetting!.run(name, value));
   }
 
   async settingOnce(name: string, value: string): Promise<string> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     this.write(() => this.db.prepare("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING").run(name, value));
     return this.stmt.setting!.get(name) as string;
   }
 
   async stats(): Promise<CatalogStats> {
-    await this.gate();
+    while (this.blocked()) await this.txOpen;
     const byStatus: Record<string, number> = {};
     let backups = 0;
     for (const r of this.db.prepare("SELECT status, sum(n) AS n FROM backup_counts GROUP BY status").all() as Row[]) {

@@ -1,0 +1,295 @@
+// One contract for every catalogue backend: the same behaviours, asserted the same way, against the embedded
+// SQLite catalogue and against PostgreSQL (a fresh database on the server CI runs). Two handles on one catalogue
+// (two connections to one SQLite file, two pools on one database) stand for two nodes where races matter.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Catalog } from "../src/catalog/catalog";
+import { openCatalog } from "../src/catalog/open";
+import type { Backup, BackupQuery, BackupStatus, Instance, Task } from "../src/catalog/types";
+import { freshDatabase, TestDatabase } from "./support/postgres";
+
+const STATUSES: BackupStatus[] = [1, 2, 3, 4, -1, -2];
+const T0 = Date.UTC(2024, 0, 1);
+const MIN = 60_000;
+
+function instance(id: string, over: Partial<Instance> = {}): Instance {
+  return {
+    instanceId: id, accountId: "1300000001", region: "ap-guangzhou", name: `name-${id}`, instanceType: 17, shardNum: 1, memSizeMb: 0, createdAt: T0,
+    autoBackupWeekDays: ["Monday", "Friday"], autoBackupPeriod: "01:00-02:00", backupStorageDays: 7, lastAutoWindow: 0, redisUrl: "redis://127.0.0.1:6379", ...over,
+  };
+}
+
+let made = 0;
+function backup(instanceId: string, over: Partial<Backup> = {}): Backup {
+  made++;
+  const startTime = T0 + (made % 50) * MIN;
+  return {
+    backupId: `${made.toString(16).padStart(8, "0")}-0000-4000-8000-${(made * 7919).toString(16).padStart(12, "0")}`, instanceId, startTime, endTime: startTime + 1000,
+    backupType: "0", status: STATUSES[made % 6]!, remark: `r${made}`, locked: 0, backupSize: made * 10, fullBackup: 0, instanceType: 17, fileType: "RDB-Redis 7.0",
+    expireTime: startTime + 86_400_000, encrypted: false, files: [{ key: `backups/x${made}/shard-0.rdb.gz`, bytes: made, sha256: "ab".repeat(32), shard: 0, storedBytes: made }], ...over,
+  };
+}
+
+function task(instanceId: string, over: Partial<Task> = {}): Omit<Task, "taskId"> {
+  return { instanceId, accountId: "1300000001", taskType: "012", status: "preparing", progress: 0, startTime: T0, message: "", ...over };
+}
+
+interface Backend {
+  name: string;
+  open(): Promise<[Catalog, Catalog]>;
+  cleanup(): Promise<void>;
+}
+
+const backends: Backend[] = [
+  (() => {
+    let dir = "";
+    return {
+      name: "sqlite",
+      async open() {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-contract-"));
+        const url = `sqlite:${path.join(dir, "catalog.db")}`;
+        return [await openCatalog(url), await openCatalog(url)];
+      },
+      async cleanup() {
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  })(),
+  (() => {
+    let db: TestDatabase;
+    return {
+      name: "postgres",
+      async open() {
+        db = await freshDatabase("contract");
+        return [await openCatalog(db.url), await openCatalog(db.url)];
+      },
+      async cleanup() {
+        await db.drop();
+      },
+    };
+  })(),
+];
+
+for (const backend of backends) {
+  describe(`catalogue contract: ${backend.name}`, () => {
+    let a: Catalog;
+    let b: Catalog;
+    before(async () => {
+      [a, b] = await backend.open();
+    });
+    after(async () => {
+      await a.close();
+      await b.close();
+      await backend.cleanup();
+    });
+
+    test("migrations: applied at open, nothing pending, idempotent; the catalogue answers a ping", async () => {
+      assert.deepEqual(await a.pendingMigrations(), []);
+      assert.deepEqual(await a.migrate(), []);
+      await a.ping();
+      assert.equal(a.kind, backend.name);
+      assert.doesNotMatch(a.describe(), /password|:[^/@]*@/);
+    });
+
+    test("credentials: put, read (a copy), list, count, delete; another handle sees changes", async () => {
+      await a.putCredential({ secretId: "AKIDone", secretKey: "k1", accountId: "1300000001", policy: { Actions: ["DescribeInstanceBackups"], Instances: ["crs-aaaaaaaa"] } });
+      await a.putCredential({ secretId: "AKIDtwo", secretKey: "k2", accountId: "1300000002", token: "tok" });
+      const one = (await a.credential("AKIDone"))!;
+      assert.deepEqual(one, { secretId: "AKIDone", secretKey: "k1", accountId: "1300000001", policy: { Actions: ["DescribeInstanceBackups"], Instances: ["crs-aaaaaaaa"] } });
+      one.policy!.Actions!.push("mutated");
+      assert.deepEqual((await a.credential("AKIDone"))!.policy!.Actions, ["DescribeInstanceBackups"], "a cached credential is handed out as a copy");
+      assert.equal((await b.credential("AKIDtwo"))!.token, "tok");
+      assert.equal(await a.credential("AKIDnope"), undefined);
+      assert.equal(await a.credentialCount(), 2);
+      assert.deepEqual((await a.credentials("1300000002")).map((c) => c.secretId), ["AKIDtwo"]);
+      // Overwrite through the other handle, then revoke: both seen (SQLite at once; PostgreSQL within the cache TTL).
+      await b.putCredential({ secretId: "AKIDone", secretKey: "k1-new", accountId: "1300000001" });
+      await waitUntil(async () => (await a.credential("AKIDone"))?.secretKey === "k1-new");
+      assert.equal(await b.deleteCredential("AKIDtwo"), true);
+      assert.equal(await b.deleteCredential("AKIDtwo"), false);
+      await waitUntil(async () => (await a.credential("AKIDtwo")) === undefined);
+    });
+
+    test("instances: upsert keeps schedule state, update, list by account, lock in a transaction", async () => {
+      await a.upsertInstance(instance("crs-aaaaaaaa"));
+      await a.upsertInstance(instance("crs-bbbbbbbb", { accountId: "1300000002" }));
+      await a.updateInstance("crs-aaaaaaaa", { lastAutoWindow: 123, autoBackupWeekDays: ["Sunday"], redisVersion: "7.0.15" });
+      await a.upsertInstance(instance("crs-aaaaaaaa", { name: "renamed", deletedAt: undefined }));
+      const i = (await a.instance("crs-aaaaaaaa"))!;
+      assert.equal(i.name, "renamed");
+      assert.equal(i.lastAutoWindow, 123, "re-registration keeps the schedule's state");
+      assert.deepEqual(i.autoBackupWeekDays, ["Sunday"]);
+      assert.equal(i.redisVersion, "7.0.15");
+      assert.deepEqual((await a.instances("1300000002")).map((x) => x.instanceId), ["crs-bbbbbbbb"]);
+      assert.equal((await a.instances()).length >= 2, true);
+      await a.updateInstance("crs-bbbbbbbb", { deletedAt: 5 });
+      await waitUntil(async () => (await b.instance("crs-bbbbbbbb"))?.deletedAt === 5);
+      const locked = await a.transaction((tx) => tx.lockInstance("crs-aaaaaaaa"));
+      assert.equal(locked!.instanceId, "crs-aaaaaaaa");
+      assert.equal(await a.transaction((tx) => tx.lockInstance("crs-zzzzzzzz")), undefined);
+    });
+
+    test("backups: insert, read, update, conditional transitions and locks, delete", async () => {
+      const x = backup("crs-aaaaaaaa", { status: 2 });
+      await a.insertBackup(x);
+      assert.deepEqual(await b.backup(x.backupId), { ...x, fixture: false });
+      await a.updateBackup(x.backupId, { remark: "changed", files: [], endTime: undefined });
+      const y = (await a.backup(x.backupId))!;
+      assert.equal(y.remark, "changed");
+      assert.deepEqual(y.files, []);
+      assert.equal(y.endTime, undefined);
+      assert.equal(await a.lockBackup(x.backupId), true);
+      assert.equal(await b.lockBackup(x.backupId), false, "one holder at a time");
+      assert.equal(await a.transitionBackup(x.backupId, [2, 4], 3), false, "a locked backup does not move unless asked with its lock");
+      assert.equal(await a.transitionBackup(x.backupId, [2, 4], 3, { locked: 1 }, 1), true);
+      assert.equal(await b.transitionBackup(x.backupId, [2, 4], 3, { locked: 1 }, 1), false, "a transition happens once");
+      assert.equal((await a.backup(x.backupId))!.status, 3);
+      assert.equal(await a.transitionBackup(x.backupId, [3], 2, { locked: 0 }, 1), true);
+      await a.upsertBackup({ ...x, remark: "replaced", fixture: true });
+      assert.equal((await a.backup(x.backupId))!.remark, "replaced");
+      assert.equal((await a.backup(x.backupId))!.fixture, true);
+      await a.deleteBackupRecord(x.backupId);
+      assert.equal(await b.backup(x.backupId), undefined);
+    });
+
+    test("listing: pages, windows and status sets match a naive reading; TotalCount from counts", async () => {
+      await a.upsertInstance(instance("crs-listing1"));
+      const all: Backup[] = [];
+      await a.transaction(async (tx) => {
+        for (let i = 0; i < 400; i++) {
+          const bk = backup("crs-listing1");
+          all.push(bk);
+          await tx.insertBackup(bk);
+        }
+      });
+      const byteOrder = (p: string, q: string) => Buffer.compare(Buffer.from(p), Buffer.from(q));
+      let seed = 7;
+      const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
+      for (let round = 0; round < 60; round++) {
+        const q: BackupQuery = { instanceId: "crs-listing1", limit: 1 + rnd(50), offset: rnd(3) === 0 ? rnd(420) : rnd(20) };
+        if (rnd(2)) q.begin = T0 + rnd(50) * MIN;
+        if (rnd(2)) q.end = T0 + rnd(50) * MIN;
+        if (rnd(2)) q.statuses = [STATUSES[rnd(6)]!, STATUSES[rnd(6)]!];
+        const hits = all.filter((r) => (q.begin === undefined || r.startTime >= q.begin) && (q.end === undefined || r.startTime <= q.end) && (!q.statuses || q.statuses.includes(r.status)))
+          .sort((p, r) => (p.startTime !== r.startTime ? r.startTime - p.startTime : byteOrder(p.backupId, r.backupId)));
+        const got = await (round % 2 ? a : b).listBackups(q);
+        assert.equal(got.total, hits.length, JSON.stringify(q));
+        assert.deepEqual(got.rows.map((r) => r.backupId), hits.slice(q.offset, q.offset + q.limit).map((r) => r.backupId), JSON.stringify(q));
+      }
+      const stats = await a.stats();
+      assert.ok(stats.backups >= 400);
+      assert.equal(stats.backupsByStatus["2"]! >= all.filter((x) => x.status === 2).length, true);
+    });
+
+    test("lifecycle reads: expired, by status, of an instance; purge of retired records", async () => {
+      await a.upsertInstance(instance("crs-life0001"));
+      const now = T0 + 10 * 86_400_000;
+      const expired = backup("crs-life0001", { status: 2, expireTime: now - 1 });
+      const lockedExpired = backup("crs-life0001", { status: 4, expireTime: now - 1, locked: 1 });
+      const fixtureExpired = backup("crs-life0001", { status: 2, expireTime: now - 1, fixture: true });
+      const fresh = backup("crs-life0001", { status: 2, expireTime: now + 1 });
+      const oldDeleted = backup("crs-life0001", { status: -2, deletedAt: now - 100 });
+      const newDeleted = backup("crs-life0001", { status: -2, deletedAt: now + 100 });
+      for (const x of [expired, lockedExpired, fixtureExpired, fresh, oldDeleted, newDeleted]) await a.insertBackup(x);
+      const ids = (await a.expiredBackups(now)).map((x) => x.backupId);
+      assert.ok(ids.includes(expired.backupId) && !ids.includes(lockedExpired.backupId) && !ids.includes(fixtureExpired.backupId) && !ids.includes(fresh.backupId));
+      assert.equal((await a.backupsOfInstance("crs-life0001")).length, 6);
+      assert.ok((await a.backupsInStatus(-2)).some((x) => x.backupId === oldDeleted.backupId));
+      assert.ok((await a.purgeRetired(now)) >= 1);
+      assert.equal(await a.purgeRetired(now), 0, "nothing left to purge");
+      assert.equal(await a.backup(oldDeleted.backupId), undefined);
+      assert.ok(await a.backup(newDeleted.backupId));
+    });
+
+    test("tasks: insert, update with state, by status, active per instance, list with filters and the instance name", async () => {
+      const id = await a.insertTask(task("crs-aaaaaaaa", { params: { remark: "p" }, backupId: "bk-1" }));
+      await a.updateTask(id, { status: "running", progress: 40, state: { replicaOf: { host: "10.0.0.1", port: 4242 } } });
+      const t = (await b.task(id))!;
+      assert.equal(t.status, "running");
+      assert.equal(t.progress, 40);
+      assert.deepEqual(t.params, { remark: "p" });
+      assert.deepEqual(t.state, { replicaOf: { host: "10.0.0.1", port: 4242 } });
+      assert.ok((await a.tasksInStatus(["running"])).some((x) => x.taskId === id));
+      assert.deepEqual((await a.activeTasks("crs-aaaaaaaa", ["012"])).map((x) => x.taskId), [id]);
+      assert.deepEqual(await a.activeTasks("crs-aaaaaaaa", ["010"]), []);
+      await a.updateTask(id, { status: "succeed", endTime: T0 + 5, state: undefined });
+      assert.deepEqual(await a.activeTasks("crs-aaaaaaaa", ["012"]), []);
+      const listed = await a.listTasks({ accountId: "1300000001", region: "ap-guangzhou", instanceName: "RENAMED", limit: 10, offset: 0, statuses: ["succeed"] });
+      assert.ok(listed.rows.some((x) => x.taskId === id && x.instanceName === "renamed"));
+      assert.equal((await a.listTasks({ accountId: "1300000001", instanceIds: [], limit: 10, offset: 0 })).total, 0);
+      assert.equal((await a.task(id))!.state, undefined);
+    });
+
+    test("the queue: each task claimed by exactly one of many racing claimers; by id; leases renewed and taken over", async () => {
+      const ids: number[] = [];
+      for (let i = 0; i < 12; i++) ids.push(await a.insertTask(task("crs-aaaaaaaa", { taskType: "009" })));
+      const claimers = [a, b, a, b, a, b];
+      const won: Task[] = [];
+      await Promise.all(claimers.map(async (c, n) => {
+        for (;;) {
+          const t = await c.claimTask(`node-${n}`, ["009"], T0 + 1000, T0);
+          if (!t) return;
+          won.push(t);
+        }
+      }));
+      assert.deepEqual(won.map((t) => t.taskId).sort((x, y) => x - y), ids, "every task once, none twice");
+      assert.ok(won.every((t) => t.status === "running" && t.owner?.startsWith("node-") && t.leaseUntil === T0 + 1000));
+      assert.equal(await a.claimTask("node-x", ["009"], T0 + 1000, T0), undefined);
+
+      const byId = await a.insertTask(task("crs-aaaaaaaa", { taskType: "010" }));
+      const [first, second] = await Promise.all([a.claimTaskById(byId, "cli-1", T0 + 500, T0), b.claimTaskById(byId, "cli-2", T0 + 500, T0)]);
+      assert.equal(Number(first) + Number(second), 1, "one claimer by id");
+      const owner = first ? "cli-1" : "cli-2";
+      assert.equal(await a.renewLease(byId, owner, T0 + 2000), true);
+      assert.equal(await a.renewLease(byId, "someone-else", T0 + 2000), false);
+      // Not lapsed yet: nobody takes it over; lapsed: exactly one does; a dead owner's task at once.
+      assert.equal(await b.takeOver(byId, owner, "rescuer", T0 + 9000, T0 + 1999), false);
+      const [r1, r2] = await Promise.all([a.takeOver(byId, owner, "rescuer-a", T0 + 9000, T0 + 2001), b.takeOver(byId, owner, "rescuer-b", T0 + 9000, T0 + 2001)]);
+      assert.equal(Number(r1) + Number(r2), 1);
+      assert.equal(await a.renewLease(byId, owner, T0 + 3000), false, "the old owner lost it");
+      const rescuer = r1 ? "rescuer-a" : "rescuer-b";
+      assert.equal(await a.takeOver(byId, rescuer, "restarted", T0 + 9000, T0, rescuer), true, "a known-dead owner's task is taken over before its lease lapses");
+    });
+
+    test("transactions: all or nothing, and what a transaction wrote is read back inside it", async () => {
+      const before = await a.credentialCount();
+      await assert.rejects(a.transaction(async (tx) => {
+        await tx.putCredential({ secretId: "AKIDrollback", secretKey: "x", accountId: "1300000009" });
+        assert.ok(await tx.credential("AKIDrollback"));
+        await tx.insertBackup(backup("crs-aaaaaaaa"));
+        throw new Error("abort");
+      }), /abort/);
+      assert.equal(await a.credentialCount(), before);
+      assert.equal(await a.credential("AKIDrollback"), undefined);
+      // Concurrent transactions on one handle and across handles serialise rather than interleave.
+      await a.upsertInstance(instance("crs-counter1"));
+      await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).transaction(async (tx) => {
+        const cur = (await tx.lockInstance("crs-counter1"))!;
+        await tx.updateInstance("crs-counter1", { memSizeMb: cur.memSizeMb + 1 });
+      })));
+      await waitUntil(async () => (await a.instance("crs-counter1"))?.memSizeMb === 8);
+    });
+
+    test("settings: put, read, and settingOnce keeps the first value of racing writers", async () => {
+      await a.putSetting("s.one", "1");
+      assert.equal(await b.setting("s.one"), "1");
+      await a.putSetting("s.one", "2");
+      assert.equal(await b.setting("s.one"), "2");
+      assert.equal(await a.setting("s.none"), undefined);
+      const [x, y] = await Promise.all([a.settingOnce("s.once", "from-a"), b.settingOnce("s.once", "from-b")]);
+      assert.equal(x, y, "both see the one stored value");
+      assert.ok(["from-a", "from-b"].includes(x));
+    });
+  });
+}
+
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
