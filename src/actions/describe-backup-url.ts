@@ -5,7 +5,7 @@ import { describeStatus, ExportFailedError, exportsOf, ExportUnavailableError } 
 import { accountRestriction, checkRestriction, downloadFileName, issueLink } from "../downloads/downloads";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 /** The restriction fields DescribeBackupUrl and ModifyBackupDownloadRestriction share. */
 export const RESTRICTION_SCHEMA = {
@@ -23,12 +23,12 @@ export const RESTRICTION_SCHEMA = {
 export default defineAction({
   name: "DescribeBackupUrl",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true }, ...RESTRICTION_SCHEMA },
+  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, ...RESTRICTION_SCHEMA },
   async handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+    const instance = await ownInstance(ctx, p.InstanceId!);
     // The per-call restriction when LimitType is given, else the account's for this region.
     const restriction = p.LimitType !== undefined ? checkRestriction(p) : accountRestriction(ctx.catalog, ctx.accountId, ctx.region);
-    const found = ctx.catalog.backup(p.BackupId!);
+    const found = await ctx.catalog.backup(p.BackupId!);
     if (!found || found.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     if (found.status !== 2 && found.status !== 3 && found.status !== 4) {
       throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: `backup ${found.backupId} cannot be downloaded (${describeStatus(found.status)})` });

@@ -1,7 +1,7 @@
 // DescribeInstanceBackups: an instance's backups, newest first, paged and filtered (the seed's contract).
 import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 import { redisBackupSet } from "./format";
 
 const range = "InvalidParameter.InvalidParameter" as const;
@@ -10,16 +10,16 @@ export default defineAction({
   name: "DescribeInstanceBackups",
   instanceParam: "InstanceId",
   schema: {
-    InstanceId: { type: "string", required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
     Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
-    BeginTime: { type: "string" },
-    EndTime: { type: "string" },
+    BeginTime: { type: "string", maxLength: 32 },
+    EndTime: { type: "string", maxLength: 32 },
     Status: { type: "array", items: { type: "integer", rangeCode: range }, maxItems: 100 },
-    InstanceName: { type: "string" },
+    InstanceName: { type: "string", maxLength: 128 },
   },
-  handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const instance = await ownInstance(ctx, p.InstanceId!);
     const begin = p.BeginTime !== undefined ? parseTime(ctx.time.parse(p.BeginTime), "BeginTime", p.BeginTime) : undefined;
     const end = p.EndTime !== undefined ? parseTime(ctx.time.parse(p.EndTime), "EndTime", p.EndTime) : undefined;
     if (begin !== undefined && end !== undefined && begin > end) {
@@ -34,7 +34,7 @@ export default defineAction({
       return { TotalCount: 0, BackupSet: [] };
     }
     // EndTime names a whole second: a backup that started within it is inside the window.
-    const { total, rows } = ctx.catalog.listBackups({
+    const { total, rows } = await ctx.catalog.listBackups({
       instanceId: instance.instanceId, limit: p.Limit ?? 20, offset: p.Offset ?? 0, begin, end: end === undefined ? undefined : end + 999, statuses: p.Status,
     });
     return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };

@@ -6,9 +6,9 @@ import { defineAction } from "./action";
 export default defineAction({
   name: "DescribeTaskInfo",
   schema: { TaskId: { type: "integer", required: true, min: 0 } },
-  handle(p, ctx) {
-    const task = ctx.catalog.task(p.TaskId!);
-    const instance = task && ctx.catalog.instance(task.instanceId);
+  async handle(p, ctx) {
+    const task = await ctx.catalog.task(p.TaskId!);
+    const instance = task && (await ctx.catalog.instance(task.instanceId));
     // Another account's or region's task is as absent as an unknown one.
     const allowed = ctx.credential.policy?.Instances;
     const hidden = allowed !== undefined && !allowed.includes("*") && task !== undefined && !allowed.includes(task.instanceId);

@@ -2,7 +2,7 @@
 import { RESULT_OF, STATUS_OF_RESULT } from "../jobs/tasks";
 import type { TaskStatus } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 const range = "InvalidParameter.InvalidParameter" as const;
 
@@ -10,20 +10,20 @@ export default defineAction({
   name: "DescribeTaskList",
   instanceParam: "InstanceId",
   schema: {
-    InstanceId: { type: "string" },
-    InstanceName: { type: "string" },
+    InstanceId: { type: "string", maxLength: ID_MAX_LENGTH },
+    InstanceName: { type: "string", maxLength: 128 },
     Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
-    ProjectIds: { type: "array", items: { type: "integer" } },
-    TaskTypes: { type: "array", items: { type: "string", maxLength: 16 } },
-    BeginTime: { type: "string" },
-    EndTime: { type: "string" },
-    TaskStatus: { type: "array", items: { type: "integer" } },
-    Result: { type: "array", items: { type: "integer" } },
-    OperatorUin: { type: "array", items: { type: "integer" } },
-    OperateUin: { type: "array", items: { type: "string" } },
+    ProjectIds: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    TaskTypes: { type: "array", items: { type: "string", maxLength: 16 }, maxItems: 100 },
+    BeginTime: { type: "string", maxLength: 32 },
+    EndTime: { type: "string", maxLength: 32 },
+    TaskStatus: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    Result: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    OperatorUin: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    OperateUin: { type: "array", items: { type: "string", maxLength: 64 }, maxItems: 100 },
   },
-  handle(p, ctx) {
+  async handle(p, ctx) {
     const time = (name: "BeginTime" | "EndTime") => {
       const text = p[name];
       if (text === undefined) return undefined;
@@ -38,7 +38,7 @@ export default defineAction({
     });
     const end = time("EndTime");
     const allowed = ctx.credential.policy?.Instances;
-    const { total, rows } = ctx.catalog.listTasks({
+    const { total, rows } = await ctx.catalog.listTasks({
       accountId: ctx.accountId, region: ctx.region, instanceId: p.InstanceId, instanceName: p.InstanceName, taskTypes: p.TaskTypes,
       instanceIds: allowed && !allowed.includes("*") ? allowed : undefined,
       statuses: statuses as TaskStatus[] | undefined, begin: time("BeginTime"), end: end === undefined ? undefined : end + 999,

@@ -1,18 +1,19 @@
 // ManualBackupInstance: start a backup of a live instance; the TaskId comes back at once.
 import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 export default defineAction({
   name: "ManualBackupInstance",
   instanceParam: "InstanceId",
+  mutates: true,
   schema: {
-    InstanceId: { type: "string", required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
     Remark: { type: "string", maxLength: 256 },
     StorageDays: { type: "integer", min: 0, max: 1825 },
   },
-  handle(p, ctx) {
-    const instance = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const instance = await ownInstance(ctx, p.InstanceId!);
     if (!instance.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${instance.instanceId} has no Redis server registered (a catalogue-only instance), so it cannot be backed up` });
     }

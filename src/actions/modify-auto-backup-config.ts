@@ -2,21 +2,22 @@
 import { parsePeriod } from "../jobs/scheduler";
 import { ALL_WEEKDAYS as ORDER } from "../catalog/seed";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 
 export default defineAction({
   name: "ModifyAutoBackupConfig",
   instanceParam: "InstanceId",
+  mutates: true,
   schema: {
-    InstanceId: { type: "string", required: true },
-    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true, maxItems: 7 },
     TimePeriod: { type: "string", required: true, maxLength: 32 },
     AutoBackupType: { type: "integer", min: 1, max: 1 },
     BackupStorageDays: { type: "integer", min: 1, max: 1825 },
   },
-  handle(p, ctx) {
-    const i = ownInstance(ctx, p.InstanceId!);
+  async handle(p, ctx) {
+    const i = await ownInstance(ctx, p.InstanceId!);
     if (p.WeekDays!.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });
     const days = new Set<string>();
     for (const d of p.WeekDays!) {
@@ -28,7 +29,7 @@ export default defineAction({
       throw new ApiError("InvalidParameter.Period", { reason: `must be whole hours HH:00-HH:00 with different hours (e.g. 01:00-02:00), got ${JSON.stringify(p.TimePeriod)}` });
     }
     const weekDays = ORDER.filter((d) => days.has(d));
-    ctx.catalog.updateInstance(i.instanceId, { autoBackupWeekDays: weekDays, autoBackupPeriod: p.TimePeriod!, ...(p.BackupStorageDays ? { backupStorageDays: p.BackupStorageDays } : {}) });
+    await ctx.catalog.updateInstance(i.instanceId, { autoBackupWeekDays: weekDays, autoBackupPeriod: p.TimePeriod!, ...(p.BackupStorageDays ? { backupStorageDays: p.BackupStorageDays } : {}) });
     return { AutoBackupType: 1, WeekDays: weekDays, TimePeriod: p.TimePeriod };
   },
 });

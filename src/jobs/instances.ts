@@ -10,10 +10,14 @@ import { parseRedisUrl, RespConnection } from "../redis/resp";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
-/** A random string over `alphabet` (ids, generated keys). */
+/**
+ * A random string over `alphabet` (ids, generated keys). Every character is uniform over the alphabet:
+ * crypto.randomInt draws without the bias of `byte % length` (which favours the first 256 % length symbols).
+ */
 export function randomString(length: number, alphabet: string): string {
+  if (alphabet.length < 2 || alphabet.length > 2 ** 16) throw new RangeError("the alphabet must have 2 to 65536 symbols");
   let out = "";
-  for (const b of crypto.randomBytes(length)) out += alphabet[b % alphabet.length];
+  for (let i = 0; i < length; i++) out += alphabet[crypto.randomInt(alphabet.length)];
   return out;
 }
 
