@@ -85,7 +85,7 @@ async function recorder(): Promise<{ port: number; received: () => string; conne
     sockets.add(s);
     s.on("data", (c: Buffer) => {
       data += c.toString("latin1");
-      s.write("+OK\r\n");
+      s.end("-ERR not a real node\r\n");
     });
     s.on("error", () => undefined);
   });
@@ -114,6 +114,9 @@ describe("cluster discovery and the instance's password", () => {
   });
 
   test("a backup of an instance whose cluster announces a master elsewhere fails, and nothing reaches that address", async () => {
+    // Its own pair, so what it records is this backup's doing only.
+    const rec = await recorder();
+    const fake = await fakeClusterNode(() => ({ host: "127.0.0.2", port: rec.port }));
     const id = "crs-fake0001";
     const seed = { ...SEED, Instances: [...SEED.Instances, { InstanceId: id, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:s3cret-pw@127.0.0.1:${fake.port}` }] };
     const srv: TestServer = await startTestServer(seed, { rateLimit: 0 });
@@ -124,15 +127,17 @@ describe("cluster discovery and the instance's password", () => {
         const t = await c.DescribeTaskInfo({ TaskId: TaskId! });
         return t.Status === "preparing" || t.Status === "running" ? undefined : t;
       }, 20_000, 50);
+      // The registered node was asked (and authenticated with), the announced one never contacted.
+      assert.ok(fake.commands.some((a) => a[0] === "AUTH" && a[1] === "s3cret-pw"));
+      assert.equal(rec.received(), "", "the announced address was sent the password");
+      assert.equal(rec.connections(), 0);
       assert.equal(task.Status, "failed");
       assert.match(task.TaskMessage!, new RegExp(`announced at 127\\.0\\.0\\.2:${rec.port}, not on the registered host 127\\.0\\.0\\.1`));
       assert.doesNotMatch(task.TaskMessage!, /s3cret/);
-      // The registered node was asked (and authenticated with), the announced one never contacted.
-      assert.ok(fake.commands.some((a) => a[0] === "AUTH" && a[1] === "s3cret-pw"));
-      assert.equal(rec.connections(), 0);
-      assert.equal(rec.received(), "");
     } finally {
       await srv.close();
+      await fake.close();
+      await rec.close();
     }
   });
 

@@ -195,7 +195,7 @@ export class Pipeline {
       const region = parsed.common.get("Region");
       if (!region) throw new ApiError("MissingParameter", { name: "Region" });
       this.opts.regions.check(region, parsed.host.name);
-      if (parsed.v3) this.replay.checkV3(credential.secretId, signature, name, region, req.connection ?? 0);
+      if (parsed.v3) this.replay.checkV3(credential.secretId, signature, name, action.mutates === true, req.connection ?? 0);
       this.opts.limiter.check(account, name);
       checkPolicy(credential, name, undefined);
       const params = validate(name, action.schema, parsed.business);

@@ -7,10 +7,13 @@
 //
 // TC3 has no nonce, and the SDKs sign only `content-type;host`, so X-TC-Action and X-TC-Region can be swapped
 // on a captured request. Identical TC3 requests cannot be refused (clients legitimately repeat a call within
-// a second, e.g. to see InstanceLockedError). What can be refused is a signature first seen with one action
-// or region coming back with another from a different connection: a client that sends two actions with the
-// same body in the same second does so over its own keep-alive connection, a replaying eavesdropper over its
-// own. See README, "Behaviour where the sources are silent".
+// a second, e.g. to see InstanceLockedError), nor one body sent to several reads or regions at once (a
+// multi-region scan sends `{}` to every region in the same second). What is refused is a signature first
+// seen with one action coming back for a different, state-changing action from another connection: that
+// turns an eavesdropped read (`{"InstanceId":...}`) into a backup or a restore. A client that reads and writes
+// with one body in the same second over its own keep-alive connection is still served; the rare client
+// doing so over two connections at once gets SignatureFailure and succeeds a second later.
+// See README, "Behaviour where the sources are silent".
 import { ApiError } from "../protocol/errors";
 
 /** A map whose entries expire `ttlMs` after insertion, bounded by entry count and by an estimate of bytes. */
@@ -77,7 +80,6 @@ export interface ReplayOptions {
 
 interface FirstUse {
   action: string;
-  region: string;
   connection: number;
 }
 
@@ -105,17 +107,17 @@ export class ReplayGuard {
     this.v1.set(key, true);
   }
 
-  /** For an authenticated TC3 request, once its action and region are known. */
-  checkV3(secretId: string, signature: string, action: string, region: string, connection: number): void {
+  /** For an authenticated TC3 request, once its action is known; `mutates` for a state-changing action. */
+  checkV3(secretId: string, signature: string, action: string, mutates: boolean, connection: number): void {
     const key = `${secretId}\n${signature}`;
     const first = this.v3.get(key);
     if (!first) {
-      this.v3.set(key, { action, region, connection }, 2 * (action.length + region.length) + 8);
+      this.v3.set(key, { action, connection }, 2 * action.length + 8);
       return;
     }
-    if ((first.action !== action || first.region !== region) && first.connection !== connection) {
+    if (mutates && first.action !== action && first.connection !== connection) {
       throw new ApiError("AuthFailure.SignatureFailure", {
-        reason: `This signature was already used for another action or region (X-TC-Action and X-TC-Region are not covered by it; a replayed request?). Sign each request afresh.`,
+        reason: `This signature was already used for another action (X-TC-Action is not covered by it; a replayed request?). Sign each request afresh.`,
       });
     }
   }
