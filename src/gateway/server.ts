@@ -77,7 +77,8 @@ export function createApiServer(opts: ServerOptions): http.Server {
     maxHeaderSize: MAX_HEADER_BYTES,
     // A request without Host gets our MissingParameter envelope from the pipeline instead of Node's bare 400.
     requireHostHeader: false,
-    headersTimeout: o.headersTimeoutMs,
+    // Node refuses a headers timeout longer than the whole request's.
+    headersTimeout: o.requestTimeoutMs > 0 ? Math.min(o.headersTimeoutMs, o.requestTimeoutMs) : o.headersTimeoutMs,
     requestTimeout: o.requestTimeoutMs,
     // Node checks both timeouts only this often (30 s by default), which would let a slow client stay far
     // beyond them.
