@@ -1,5 +1,6 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
 import type { Catalog } from "../catalog/catalog";
+import { INSTANCE_ID_PATTERN } from "../catalog/seed";
 import type { Credential, Instance } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";
@@ -26,6 +27,8 @@ export interface Action<S extends Schema = Schema> {
   schema: S;
   /** The parameter that names the instance the request acts on, for policy checks. */
   instanceParam?: keyof S & string;
+  /** The action changes state (starts a job, writes the catalogue): replay and tampering tests cover it. */
+  mutates?: boolean;
   handle(params: Params<S>, ctx: ActionContext): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
@@ -33,8 +36,15 @@ export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
   return a;
 }
 
-/** The caller's instance in the request's region; anything else is reported as not existing. */
+/** Schema bounds of ids: long enough for any id we issue or a fixture holds, short enough to be cheap. */
+export const ID_MAX_LENGTH = 64;
+
+/**
+ * The caller's instance in the request's region; anything else is reported as not existing. An id that
+ * cannot be an instance id is refused without a lookup, so no caller-chosen string reaches a cache.
+ */
 export async function ownInstance(ctx: ActionContext, instanceId: string): Promise<Instance> {
+  if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId: instanceId.slice(0, ID_MAX_LENGTH) });
   const i = await ctx.catalog.instance(instanceId);
   if (!i || i.deletedAt !== undefined || i.accountId !== ctx.accountId || i.region !== ctx.region) {
     throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId });

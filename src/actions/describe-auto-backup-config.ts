@@ -1,10 +1,10 @@
 // DescribeAutoBackupConfig: the instance's automatic backup schedule and retention.
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 export default defineAction({
   name: "DescribeAutoBackupConfig",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true } },
+  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH } },
   async handle(p, ctx) {
     const i = await ownInstance(ctx, p.InstanceId!);
     return { AutoBackupType: 1, WeekDays: i.autoBackupWeekDays, TimePeriod: i.autoBackupPeriod, BackupStorageDays: i.backupStorageDays, BinlogStorageDays: 0 };

@@ -1,11 +1,11 @@
 // DescribeBackupDetail: one backup of one instance.
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 export default defineAction({
   name: "DescribeBackupDetail",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true } },
+  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH } },
   async handle(p, ctx) {
     const instance = await ownInstance(ctx, p.InstanceId!);
     const b = await ctx.catalog.backup(p.BackupId!);

@@ -6,7 +6,7 @@ import { downloadFileName, issueLink } from "../downloads/links";
 import { accountRestriction, checkRestriction } from "../downloads/restrictions";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 /** The restriction fields DescribeBackupUrl and ModifyBackupDownloadRestriction share. */
 export const RESTRICTION_SCHEMA = {
@@ -24,7 +24,7 @@ export const RESTRICTION_SCHEMA = {
 export default defineAction({
   name: "DescribeBackupUrl",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true }, BackupId: { type: "string", required: true }, ...RESTRICTION_SCHEMA },
+  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, ...RESTRICTION_SCHEMA },
   async handle(p, ctx) {
     const instance = await ownInstance(ctx, p.InstanceId!);
     // The per-call restriction when LimitType is given, else the account's for this region.

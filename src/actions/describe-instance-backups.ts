@@ -1,7 +1,7 @@
 // DescribeInstanceBackups: an instance's backups, newest first, paged and filtered (the seed's contract).
 import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 import { redisBackupSet } from "./format";
 
 const range = "InvalidParameter.InvalidParameter" as const;
@@ -10,13 +10,13 @@ export default defineAction({
   name: "DescribeInstanceBackups",
   instanceParam: "InstanceId",
   schema: {
-    InstanceId: { type: "string", required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
     Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
-    BeginTime: { type: "string" },
-    EndTime: { type: "string" },
+    BeginTime: { type: "string", maxLength: 32 },
+    EndTime: { type: "string", maxLength: 32 },
     Status: { type: "array", items: { type: "integer", rangeCode: range }, maxItems: 100 },
-    InstanceName: { type: "string" },
+    InstanceName: { type: "string", maxLength: 128 },
   },
   async handle(p, ctx) {
     const instance = await ownInstance(ctx, p.InstanceId!);

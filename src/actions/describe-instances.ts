@@ -4,7 +4,7 @@
 import { parseRedisUrl } from "../redis/resp";
 import type { Instance } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
-import { defineAction } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 const range = "InvalidParameter.InvalidParameter" as const;
 
@@ -36,12 +36,12 @@ export default defineAction({
   schema: {
     Limit: { type: "integer", min: 1, max: 1000, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
-    InstanceId: { type: "string" },
-    InstanceIds: { type: "array", items: { type: "string" } },
-    SearchKey: { type: "string" },
-    InstanceName: { type: "string" },
-    ProjectIds: { type: "array", items: { type: "integer" } },
-    OrderBy: { type: "string" },
+    InstanceId: { type: "string", maxLength: ID_MAX_LENGTH },
+    InstanceIds: { type: "array", items: { type: "string", maxLength: ID_MAX_LENGTH }, maxItems: 100 },
+    SearchKey: { type: "string", maxLength: 128 },
+    InstanceName: { type: "string", maxLength: 128 },
+    ProjectIds: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    OrderBy: { type: "string", maxLength: 32 },
     OrderType: { type: "integer", min: 0, max: 1, rangeCode: range },
   },
   async handle(p, ctx) {

@@ -2,7 +2,7 @@
 import { RESULT_OF, STATUS_OF_RESULT } from "../jobs/tasks";
 import type { TaskStatus } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 const range = "InvalidParameter.InvalidParameter" as const;
 
@@ -10,18 +10,18 @@ export default defineAction({
   name: "DescribeTaskList",
   instanceParam: "InstanceId",
   schema: {
-    InstanceId: { type: "string" },
-    InstanceName: { type: "string" },
+    InstanceId: { type: "string", maxLength: ID_MAX_LENGTH },
+    InstanceName: { type: "string", maxLength: 128 },
     Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
-    ProjectIds: { type: "array", items: { type: "integer" } },
-    TaskTypes: { type: "array", items: { type: "string", maxLength: 16 } },
-    BeginTime: { type: "string" },
-    EndTime: { type: "string" },
-    TaskStatus: { type: "array", items: { type: "integer" } },
-    Result: { type: "array", items: { type: "integer" } },
-    OperatorUin: { type: "array", items: { type: "integer" } },
-    OperateUin: { type: "array", items: { type: "string" } },
+    ProjectIds: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    TaskTypes: { type: "array", items: { type: "string", maxLength: 16 }, maxItems: 100 },
+    BeginTime: { type: "string", maxLength: 32 },
+    EndTime: { type: "string", maxLength: 32 },
+    TaskStatus: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    Result: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    OperatorUin: { type: "array", items: { type: "integer" }, maxItems: 100 },
+    OperateUin: { type: "array", items: { type: "string", maxLength: 64 }, maxItems: 100 },
   },
   async handle(p, ctx) {
     const time = (name: "BeginTime" | "EndTime") => {

@@ -1,13 +1,14 @@
 // ManualBackupInstance: start a backup of a live instance; the TaskId comes back at once.
 import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 export default defineAction({
   name: "ManualBackupInstance",
   instanceParam: "InstanceId",
+  mutates: true,
   schema: {
-    InstanceId: { type: "string", required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
     Remark: { type: "string", maxLength: 256 },
     StorageDays: { type: "integer", min: 0, max: 1825 },
   },

@@ -2,15 +2,16 @@
 import { parsePeriod } from "../jobs/scheduler";
 import { ALL_WEEKDAYS as ORDER } from "../catalog/seed";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 
 export default defineAction({
   name: "ModifyAutoBackupConfig",
   instanceParam: "InstanceId",
+  mutates: true,
   schema: {
-    InstanceId: { type: "string", required: true },
-    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true, maxItems: 7 },
     TimePeriod: { type: "string", required: true, maxLength: 32 },
     AutoBackupType: { type: "integer", min: 1, max: 1 },
     BackupStorageDays: { type: "integer", min: 1, max: 1825 },

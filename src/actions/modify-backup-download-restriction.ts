@@ -6,6 +6,7 @@ import { RESTRICTION_SCHEMA } from "./describe-backup-url";
 
 export default defineAction({
   name: "ModifyBackupDownloadRestriction",
+  mutates: true,
   schema: { ...RESTRICTION_SCHEMA, LimitType: { type: "string", required: true, maxLength: 64 } },
   async handle(p, ctx) {
     await putAccountRestriction(ctx.catalog, ctx.accountId, ctx.region, checkRestriction(p));

@@ -4,7 +4,7 @@ import { parseRedisUrl } from "../redis/resp";
 import { BackupUnavailableError } from "../jobs/restores";
 import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 
 function samePassword(given: string, expected: string): boolean {
   const a = crypto.createHash("sha256").update(given).digest();
@@ -15,9 +15,10 @@ function samePassword(given: string, expected: string): boolean {
 export default defineAction({
   name: "RestoreInstance",
   instanceParam: "InstanceId",
+  mutates: true,
   schema: {
-    InstanceId: { type: "string", required: true },
-    BackupId: { type: "string", required: true },
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+    BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
     Password: { type: "string", maxLength: 512 },
   },
   async handle(p, ctx) {

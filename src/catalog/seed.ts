@@ -3,6 +3,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { parseRedisUrl } from "../redis/resp";
+import { SECRET_ID_PATTERN } from "../gateway/auth";
 import { LocalTime } from "../protocol/time";
 import type { Catalog } from "./catalog";
 import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
@@ -93,6 +94,8 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
   const credentials = list(root, "Credentials").map((c, i) => {
     const r: Reader = new Reader(`Credentials[${i}]`, c, ["SecretId", "SecretKey", "Account", "Token", "Policy"]);
     const cred: Credential = { secretId: r.str("SecretId", true), secretKey: r.str("SecretKey", true), accountId: r.str("Account") ?? DEFAULT_ACCOUNT };
+    // The API refuses any other SecretId before looking it up, so a fixture must not hold one.
+    if (!SECRET_ID_PATTERN.test(cred.secretId)) r.fail("SecretId", `must be 1 to 128 ASCII letters, digits, '_' or '-' (like AKID followed by 32 letters and digits), got ${JSON.stringify(cred.secretId.slice(0, 40))}`);
     const token = r.str("Token");
     if (token) cred.token = token;
     const policy = c.Policy;

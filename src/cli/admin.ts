@@ -56,7 +56,7 @@ export function registerAdminCommands(program: Command): void {
       if (!s.regions.has(o.region)) throw new UsageError(`--region ${o.region} is not a region of this server`);
       const url = withPassword(o.redis, process.env.CRS_REDIS_PASSWORD);
       const added = await registerInstance(s.catalog, {
-        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(),
+        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(), allowedHosts: s.config.clusterHosts,
       }).catch((err: Error) => { throw explainProbe(err, url); });
       console.log(`registered ${added.instanceId} (${added.name}, ${added.region}, account ${added.accountId}) -> ${maskRedisUrl(added.redisUrl!)}` +
         (added.redisVersion ? `, Redis ${added.redisVersion}, ${added.shardNum} shard(s)` : ""));

@@ -5,18 +5,25 @@ import {
   parseTc3Authorization, sha256Hex, signaturesEqual, tc3Signature, UNSIGNED_PAYLOAD, v1Signature, v1StringToSign, V1Method,
 } from "../protocol/signature";
 import type { Credential } from "../catalog/types";
+import type { RequestHost } from "./host";
 
 export const TIMESTAMP_WINDOW_S = 300;
 
+/**
+ * What a SecretId can look like. Real ones are `AKID` + 32 letters and digits; fixtures may hold other short
+ * ASCII ids. Anything else is refused before any lookup, so an unauthenticated caller cannot make the
+ * credential lookup (or a cache behind it) hold arbitrary strings of its choosing.
+ */
+export const SECRET_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
 export interface CredentialSource {
-  credential(secretId: string): Promise<Credential | undefined>;
+  credential(secretId: string): Promise<Credential | undefined> | Credential | undefined;
 }
 
-/** The Host header as sent and without its port, in the order the most common client needs them. */
-function hostVariants(host: string, portFirst: boolean): string[] {
-  const noPort = host.replace(/:\d+$/, "");
-  if (noPort === host) return [host];
-  return portFirst ? [host, noPort] : [noPort, host];
+/** A verified request: the credential and the signature it carried (for the replay checks). */
+export interface Authenticated {
+  credential: Credential;
+  signature: string;
 }
 
 function checkTimestamp(text: string | undefined, name: string, nowS: number): number {
@@ -28,6 +35,7 @@ function checkTimestamp(text: string | undefined, name: string, nowS: number): n
 }
 
 async function lookup(source: CredentialSource, secretId: string): Promise<Credential> {
+  if (!SECRET_ID_PATTERN.test(secretId)) throw new ApiError("AuthFailure.InvalidSecretId");
   const c = await source.credential(secretId);
   if (!c) throw new ApiError("AuthFailure.SecretIdNotFound");
   return c;
@@ -41,13 +49,13 @@ function checkToken(c: Credential, token: string | undefined): void {
 
 export interface V3Request {
   method: string;
-  host: string;
+  host: RequestHost;
   rawQuery: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
 }
 
-export async function authenticateV3(req: V3Request, source: CredentialSource, nowS: number): Promise<Credential> {
+export async function authenticateV3(req: V3Request, source: CredentialSource, nowS: number): Promise<Authenticated> {
   const header = req.headers.authorization;
   if (header === undefined || header === "") throw new ApiError("MissingParameter", { name: "Authorization" });
   const auth = parseTc3Authorization(header);
@@ -65,7 +73,7 @@ export async function authenticateV3(req: V3Request, source: CredentialSource, n
   for (const name of auth.signedHeaders) headerValues[name] = (headerValue(req.headers, name) ?? "").trim().toLowerCase();
   // The Node SDK signs the host without its port while sending it with one; Go and Python sign it as sent.
   // Stopping at the first match reveals nothing secret: which variant matched is the client's own choice.
-  const ok = hostVariants(req.host, false).some((host) => {
+  const ok = [...req.host.signed].reverse().some((host) => {
     headerValues.host = host;
     const expected = tc3Signature({
       method: req.method, canonicalQuery: req.rawQuery, signedHeaders: auth.signedHeaders, headerValues, payloadHash,
@@ -75,18 +83,18 @@ export async function authenticateV3(req: V3Request, source: CredentialSource, n
   });
   if (!ok) throw new ApiError("AuthFailure.SignatureFailure", { reason: "" });
   checkToken(credential, headerValue(req.headers, "x-tc-token"));
-  return credential;
+  return { credential, signature: auth.signature };
 }
 
 export interface V1Request {
   method: string;
-  host: string;
+  host: RequestHost;
   /** All decoded parameters, common ones included, in the order received. */
   pairs: ReadonlyArray<readonly [string, string]>;
   common: Map<string, string>;
 }
 
-export async function authenticateV1(req: V1Request, source: CredentialSource, nowS: number): Promise<Credential> {
+export async function authenticateV1(req: V1Request, source: CredentialSource, nowS: number): Promise<Authenticated> {
   const signature = req.common.get("Signature");
   const secretId = req.common.get("SecretId");
   if (!secretId) throw new ApiError("MissingParameter", { name: "SecretId" });
@@ -104,11 +112,11 @@ export async function authenticateV1(req: V1Request, source: CredentialSource, n
   const nonEmpty = req.pairs.filter(([, v]) => v !== "");
   const variants = nonEmpty.length === req.pairs.length ? [req.pairs] : [req.pairs, nonEmpty];
   // The Node SDK signs v1 with the host's port.
-  const ok = hostVariants(req.host, true).some((host) =>
+  const ok = req.host.signed.some((host) =>
     variants.some((pairs) => signaturesEqual(v1Signature(credential.secretKey, v1StringToSign(req.method, host, pairs), methodName as V1Method), signature)));
   if (!ok) throw new ApiError("AuthFailure.SignatureFailure", { reason: "" });
   checkToken(credential, req.common.get("Token"));
-  return credential;
+  return { credential, signature };
 }
 
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {

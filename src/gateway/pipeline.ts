@@ -9,9 +9,11 @@ import { ApiError, Language } from "../protocol/errors";
 import { decodeUrlEncoded, decodeUtf8, parseJsonBody, ParamObject, unflatten } from "../protocol/params";
 import { validate } from "../protocol/schema";
 import type { Services } from "../services";
-import { authenticateV1, authenticateV3, headerValue } from "./auth";
-import type { RateLimiter } from "./ratelimit";
+import { Authenticated, authenticateV1, authenticateV3, headerValue, TIMESTAMP_WINDOW_S } from "./auth";
+import { parseHost, RequestHost } from "./host";
+import { DEFAULT_FAILURE_LIMIT, FailureLimiter, FailureLimitOptions, type RateLimiter } from "./ratelimit";
 import type { RegionRules } from "./regions";
+import { ReplayGuard } from "./replay";
 
 export const API_VERSION = "2018-04-12";
 export const LIMITS = { query: 32 * 1024, v1Body: 1024 * 1024, v3Body: 10 * 1024 * 1024 };
@@ -26,6 +28,8 @@ export interface ApiRequest {
   headers: IncomingHttpHeaders;
   body: Buffer;
   remoteAddress: string;
+  /** Identifies the connection the request came on (for the TC3 replay check); 0 when unknown. */
+  connection?: number;
   /** Set when the request was refused for its size before its body was read. */
   tooLarge?: string;
 }
@@ -47,11 +51,15 @@ export interface PipelineOptions {
   actions?: ReadonlyMap<string, Action>;
   /** Seconds since the epoch, for the signature window. */
   nowSeconds?: () => number;
+  /** Failed authentications allowed per client address; `{ burst: 0, perSecond: 0 }` turns the limit off. */
+  authFailures?: FailureLimitOptions;
+  /** Bounds of the replay memory (v1 nonces, TC3 signatures) for the signature window. */
+  replay?: { maxEntries?: number; maxBytes?: number };
 }
 
 interface Parsed {
   v3: boolean;
-  host: string;
+  host: RequestHost;
   rawQuery: string;
   pairs: Array<[string, string]>;
   common: Map<string, string>;
@@ -70,12 +78,13 @@ export function parseTarget(target: string, hostHeader: string | undefined): { h
   const q = rest.indexOf("?");
   const path = q < 0 ? rest : rest.slice(0, q);
   const rawQuery = q < 0 ? "" : rest.slice(q + 1);
-  return { host: host.trim().toLowerCase(), path, rawQuery };
+  return { host: host.trim(), path, rawQuery };
 }
 
 function parseRequest(req: ApiRequest): Parsed {
   const { host, path, rawQuery } = parseTarget(req.target, headerValue(req.headers, "host"));
   if (path !== "/") throw new ApiError("InvalidRequest", { reason: `the API is served at path /, not ${path.slice(0, 100)}` });
+  const requestHost = parseHost(host);
   // Node hands the target over as latin1; a byte outside ASCII must still be valid UTF-8.
   if (/[^\x00-\x7f]/.test(rawQuery)) decodeUtf8(Buffer.from(rawQuery, "latin1"), "query string");
   const v3 = req.headers.authorization !== undefined || req.headers["x-tc-action"] !== undefined;
@@ -113,7 +122,7 @@ function parseRequest(req: ApiRequest): Parsed {
       business[k] = v;
     }
   }
-  return { v3, host, rawQuery, pairs, common, business };
+  return { v3, host: requestHost, rawQuery, pairs, common, business };
 }
 
 function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
@@ -137,10 +146,30 @@ function checkPolicy(c: Credential, action: string, instanceId: string | undefin
 export class Pipeline {
   private readonly actions: ReadonlyMap<string, Action>;
   private readonly nowSeconds: () => number;
+  private readonly failures: FailureLimiter;
+  private readonly replay: ReplayGuard;
 
   constructor(private readonly opts: PipelineOptions) {
     this.actions = opts.actions ?? defaultActions;
     this.nowSeconds = opts.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    this.failures = new FailureLimiter(opts.authFailures ?? DEFAULT_FAILURE_LIMIT);
+    this.replay = new ReplayGuard({ windowS: TIMESTAMP_WINDOW_S, ...opts.replay, now: () => this.nowSeconds() * 1000 });
+  }
+
+  /** Authenticates, counting failures per client address and refusing an address that has run out. */
+  private async authenticate(req: ApiRequest, parsed: Parsed): Promise<Authenticated> {
+    this.failures.check(req.remoteAddress);
+    const { catalog } = this.opts.services;
+    try {
+      if (parsed.v3) return await authenticateV3({ method: req.method, host: parsed.host, rawQuery: parsed.rawQuery, headers: req.headers, body: req.body }, catalog, this.nowSeconds());
+      const auth = await authenticateV1({ method: req.method, host: parsed.host, pairs: parsed.pairs, common: parsed.common }, catalog, this.nowSeconds());
+      const c = parsed.common;
+      this.replay.checkV1(auth.credential.secretId, c.get("Nonce")!, c.get("Timestamp")!, auth.signature);
+      return auth;
+    } catch (err) {
+      if (err instanceof ApiError && err.code.startsWith("AuthFailure.")) this.failures.failed(req.remoteAddress);
+      throw err;
+    }
   }
 
   async handle(req: ApiRequest): Promise<ApiResponse> {
@@ -159,23 +188,22 @@ export class Pipeline {
       const version = parsed.common.get("Version");
       if (!version) throw new ApiError("MissingParameter", { name: "Version" });
       const { catalog } = this.opts.services;
-      const credential = parsed.v3
-        ? await authenticateV3({ method: req.method, host: parsed.host, rawQuery: parsed.rawQuery, headers: req.headers, body: req.body }, catalog, this.nowSeconds())
-        : await authenticateV1({ method: req.method, host: parsed.host, pairs: parsed.pairs, common: parsed.common }, catalog, this.nowSeconds());
+      const { credential, signature } = await this.authenticate(req, parsed);
       account = credential.accountId;
       const action = this.actions.get(name);
       if (!action) throw new ApiError("InvalidAction", { action: actionName });
       if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
       const region = parsed.common.get("Region");
       if (!region) throw new ApiError("MissingParameter", { name: "Region" });
-      this.opts.regions.check(region, parsed.host.replace(/:\d+$/, ""));
+      this.opts.regions.check(region, parsed.host.name);
+      if (parsed.v3) this.replay.checkV3(credential.secretId, signature, name, action.mutates === true, req.connection ?? 0);
       this.opts.limiter.check(account, name);
       checkPolicy(credential, name, undefined);
       const params = validate(name, action.schema, parsed.business);
       if (action.instanceParam) checkPolicy(credential, name, params[action.instanceParam] as string | undefined);
       const ctx: ActionContext = {
         catalog, time: this.opts.services.time, services: this.opts.services, credential, accountId: account, region, language, requestId,
-        clientIp: req.remoteAddress, origin: `http://${parsed.host}`,
+        clientIp: req.remoteAddress, origin: `http://${parsed.host.authority}`,
       };
       const result = await action.handle(params, ctx);
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };

@@ -47,3 +47,78 @@ export class RateLimiter {
     }
   }
 }
+
+/**
+ * The client a per-address limit applies to: an IPv4 address (IPv4-mapped IPv6 included) as is, an IPv6
+ * address by its /64, since one host commonly owns a whole /64 and could otherwise rotate through it.
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(":")) return address;
+  const [head, tail] = address.split("::") as [string, string | undefined];
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
+
+export interface FailureLimitOptions {
+  /** Failures allowed at once per address. 0 turns the limit off. */
+  burst: number;
+  /** Failures per second the allowance refills at. */
+  perSecond: number;
+  /** Addresses remembered at most (least recently failing forgotten first). */
+  maxAddresses?: number;
+}
+
+export const DEFAULT_FAILURE_LIMIT: FailureLimitOptions = { burst: 30, perSecond: 10, maxAddresses: 10_000 };
+
+/**
+ * Failed authentications per client address. Every failure takes a token; an address without tokens is
+ * refused before its next request is authenticated at all, so a flood of bad credentials costs no lookups.
+ * Only failures are counted: a busy client with a good key is never slowed by this.
+ */
+export class FailureLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly max: number;
+
+  constructor(private readonly o: FailureLimitOptions = DEFAULT_FAILURE_LIMIT, private readonly now: () => number = Date.now) {
+    this.max = o.maxAddresses ?? 10_000;
+  }
+
+  private refilled(key: string): { tokens: number; at: number } | undefined {
+    const b = this.buckets.get(key);
+    if (!b) return undefined;
+    const t = this.now();
+    b.tokens = Math.min(this.o.burst, b.tokens + ((t - b.at) / 1000) * this.o.perSecond);
+    b.at = t;
+    return b;
+  }
+
+  /** Throws RequestLimitExceeded.IPLimitExceeded while the address has no failures left. */
+  check(address: string): void {
+    if (this.o.burst <= 0) return;
+    const b = this.refilled(addressKey(address));
+    if (b && b.tokens < 1) {
+      throw new ApiError("RequestLimitExceeded.IPLimitExceeded", {
+        reason: `too many failed authentications from this address (at most ${this.o.burst} at once, ${this.o.perSecond} per second)`,
+      });
+    }
+  }
+
+  failed(address: string): void {
+    if (this.o.burst <= 0) return;
+    const key = addressKey(address);
+    const b = this.refilled(key) ?? { tokens: this.o.burst, at: this.now() };
+    b.tokens = Math.max(0, b.tokens - 1);
+    // Re-inserted so the map's order is least recently failing first; the oldest goes when it is full.
+    this.buckets.delete(key);
+    if (this.buckets.size >= this.max) this.buckets.delete(this.buckets.keys().next().value!);
+    this.buckets.set(key, b);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+}

@@ -1,9 +1,12 @@
 // The HTTP server: reads a request within its size limits, runs it through the pipeline and answers 200 with
-// application/json, echoing X-TC-TraceId. Non-API paths (file downloads) go to their own handlers.
+// application/json, echoing X-TC-TraceId. Non-API paths (file downloads) go to their own handlers. Requests
+// Node's parser refuses get the same JSON envelope (clientError), and the connection limits and timeouts
+// are those of an API server rather than Node's defaults.
 import crypto from "node:crypto";
 import http from "node:http";
 import type net from "node:net";
 import type { Logger } from "../log";
+import { ApiError, ErrorCode } from "../protocol/errors";
 import { headerValue } from "./auth";
 import { ApiRequest, LIMITS, parseTarget, Pipeline } from "./pipeline";
 
@@ -14,18 +17,74 @@ export interface ServerOptions {
   /** Handlers for paths other than the API's `/`, by path prefix. */
   routes?: ReadonlyArray<{ prefix: string; handler: RawHandler }>;
   logger: Logger;
-  /** How long an idle keep-alive connection stays open (clients pausing between calls must not meet a closed one). */
+  /**
+   * How long an idle keep-alive connection is kept open. Longer than common API gateways and load balancers
+   * idle out (60 s), so it is the client side that closes first: a client that pauses between calls must
+   * not find its pooled connection closed under it ("socket hang up"). Default 65 s.
+   */
   keepAliveTimeoutMs?: number;
+  /** Time allowed to receive a request's line and headers. Default 10 s. */
+  headersTimeoutMs?: number;
+  /** Time allowed to receive a whole request, body included (uploads here are small). Default 60 s. */
+  requestTimeoutMs?: number;
+  /** Open connections at most; further ones are closed at once. Default 1024. */
+  maxConnections?: number;
+  /** Open connections per client address at most; 0 = no per-address cap. Default 256. */
+  maxConnectionsPerAddress?: number;
 }
 
-const SIZE_ERROR_BODY = (requestId: string) =>
-  JSON.stringify({ Response: { Error: { Code: "RequestSizeLimitExceeded", Message: "请求包超过限制大小：the request headers are too large." }, RequestId: requestId } });
+export const SERVER_DEFAULTS = {
+  keepAliveTimeoutMs: 65_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  maxConnections: 1024,
+  maxConnectionsPerAddress: 256,
+} as const;
 
+/** Request line and headers together; 64 KiB so a GET over the 32 KiB query limit still gets our envelope. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+
+function envelope(code: ErrorCode, params: Record<string, string | number>): string {
+  const message = new ApiError(code, params).messageIn("zh-CN");
+  return JSON.stringify({ Response: { Error: { Code: code, Message: message }, RequestId: crypto.randomUUID() } });
+}
+
+/** The envelope for a request Node's HTTP parser refused (or timed out), by the parser's error code. */
+function clientErrorBody(err: NodeJS.ErrnoException & { reason?: string }, o: Required<Pick<ServerOptions, "headersTimeoutMs" | "requestTimeoutMs">>): string {
+  const code = err.code ?? "";
+  if (code === "HPE_HEADER_OVERFLOW") {
+    return envelope("RequestSizeLimitExceeded", { reason: `the request line and headers may be at most ${MAX_HEADER_BYTES} bytes` });
+  }
+  if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    return envelope("InvalidRequest", {
+      reason: `the request was not received in time (headers within ${o.headersTimeoutMs} ms, the whole request within ${o.requestTimeoutMs} ms)`,
+    });
+  }
+  if (code === "HPE_INVALID_URL") {
+    return envelope("InvalidParameter", { reason: "the request target has a character that is not allowed there; percent-encode anything outside printable ASCII" });
+  }
+  if (code === "HPE_INVALID_TRANSFER_ENCODING" || code === "HPE_UNEXPECTED_CONTENT_LENGTH" || code === "HPE_INVALID_CONTENT_LENGTH") {
+    return envelope("InvalidParameter", { reason: `the request's Content-Length or Transfer-Encoding is invalid (${code})` });
+  }
+  // llhttp's reasons are fixed texts (never request bytes), so they are safe to pass on.
+  const why = typeof err.reason === "string" ? err.reason.slice(0, 100) : "malformed HTTP";
+  return envelope("InvalidParameter", { reason: `the HTTP request is malformed (${code || "unknown"}: ${why})` });
+}
 
 export function createApiServer(opts: ServerOptions): http.Server {
   const logger = opts.logger;
-  // Headers up to 64 KiB so that a GET over the documented 32 KiB gets our envelope rather than Node's 431.
-  const server = http.createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000 }, (req, res) => {
+  const o = { ...SERVER_DEFAULTS, ...definedOnly(opts) };
+  const server = http.createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    // A request without Host gets our MissingParameter envelope from the pipeline instead of Node's bare 400.
+    requireHostHeader: false,
+    // Node refuses a headers timeout longer than the whole request's.
+    headersTimeout: o.requestTimeoutMs > 0 ? Math.min(o.headersTimeoutMs, o.requestTimeoutMs) : o.headersTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    // Node checks both timeouts only this often (30 s by default), which would let a slow client stay far
+    // beyond them.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+  }, (req, res) => {
     const started = process.hrtime.bigint();
     const target = req.url ?? "/";
     const path = parseTarget(target, undefined).path;
@@ -35,7 +94,9 @@ export function createApiServer(opts: ServerOptions): http.Server {
     }
     const method = req.method ?? "";
     const limit = method === "GET" ? LIMITS.query : req.headers.authorization !== undefined ? LIMITS.v3Body : LIMITS.v1Body;
-    const apiReq: ApiRequest = { method, target, headers: req.headers, body: Buffer.alloc(0), remoteAddress: req.socket.remoteAddress ?? "" };
+    const apiReq: ApiRequest = {
+      method, target, headers: req.headers, body: Buffer.alloc(0), remoteAddress: req.socket.remoteAddress ?? "", connection: connectionIds.get(req.socket) ?? 0,
+    };
     const queryLength = target.length - target.indexOf("?") - 1;
     if (method === "GET" && target.includes("?") && queryLength > LIMITS.query) {
       apiReq.tooLarge = `a GET request's query string may be at most ${LIMITS.query} bytes, got ${queryLength}`;
@@ -44,6 +105,7 @@ export function createApiServer(opts: ServerOptions): http.Server {
     if (!apiReq.tooLarge && declared > limit) apiReq.tooLarge = `the body may be at most ${limit} bytes for this kind of request, got ${declared}`;
     const finish = () => {
       opts.pipeline.handle(apiReq).then((out) => {
+        if (res.destroyed || res.headersSent) return; // cut by a timeout while the pipeline ran
         const headers: http.OutgoingHttpHeaders = { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(out.body) };
         const trace = headerValue(req.headers, "x-tc-traceid");
         if (trace !== undefined) headers["X-TC-TraceId"] = trace;
@@ -86,14 +148,55 @@ export function createApiServer(opts: ServerOptions): http.Server {
     });
     req.on("error", () => res.destroy());
   });
-  server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
-    if (!socket.writable) return socket.destroy();
-    if (err.code === "HPE_HEADER_OVERFLOW") {
-      const body = SIZE_ERROR_BODY(crypto.randomUUID());
-      socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    } else {
-      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  server.keepAliveTimeout = o.keepAliveTimeoutMs;
+  server.maxConnections = o.maxConnections;
+
+  const connectionIds = new WeakMap<net.Socket, number>();
+  let nextConnection = 1;
+  const perAddress = new Map<string, number>();
+  server.on("connection", (socket: net.Socket) => {
+    const address = socket.remoteAddress ?? "";
+    const open = perAddress.get(address) ?? 0;
+    if (o.maxConnectionsPerAddress > 0 && open >= o.maxConnectionsPerAddress) {
+      socket.destroy();
+      return;
     }
+    perAddress.set(address, open + 1);
+    socket.once("close", () => {
+      const n = (perAddress.get(address) ?? 1) - 1;
+      if (n <= 0) perAddress.delete(address);
+      else perAddress.set(address, n);
+    });
+    connectionIds.set(socket, nextConnection++);
+  });
+
+  const answered = new WeakSet<net.Socket>();
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    // The parser may report more errors on a connection already answered; the first answer stands.
+    if (answered.has(socket)) return;
+    const pending = (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (!socket.writable || err.code === "ECONNRESET" || (pending && pending.headersSent)) {
+      socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    const body = clientErrorBody(err, o);
+    socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    // Keep reading (and dropping) what the client still sends, so closing does not reset the connection
+    // before it has read the answer; a client that never stops is cut after a moment.
+    socket.resume();
+    const linger = setTimeout(() => socket.destroy(), 2000);
+    linger.unref();
+    socket.once("close", () => clearTimeout(linger));
   });
   return server;
+}
+
+function definedOnly(opts: ServerOptions): Partial<typeof SERVER_DEFAULTS> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(SERVER_DEFAULTS) as Array<keyof typeof SERVER_DEFAULTS>) {
+    const v = opts[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
 }

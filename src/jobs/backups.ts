@@ -116,7 +116,7 @@ export class BackupJobs implements JobKind {
     if (!instance?.redisUrl || instance.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
     const endpoint = parseRedisUrl(instance.redisUrl);
     const files: StoredFile[] = [];
-    const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000);
+    const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000, { allowedHosts: this.o.clusterHosts });
     let total = 0;
     let redisVersion: string | undefined;
     for (const [shard, ep] of topology.masters.entries()) {

@@ -4,16 +4,20 @@ import crypto from "node:crypto";
 import type { Catalog } from "../catalog/catalog";
 import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
 import type { Instance } from "../catalog/types";
-import { discoverShards } from "../redis/capture";
+import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
 import { instanceTypeFor } from "../redis/rdb";
-import { parseRedisUrl, RespConnection } from "../redis/resp";
+import { parseRedisUrl } from "../redis/resp";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
-/** A random string over `alphabet` (ids, generated keys). */
+/**
+ * A random string over `alphabet` (ids, generated keys). Every character is uniform over the alphabet:
+ * crypto.randomInt draws without the bias of `byte % length` (which favours the first 256 % length symbols).
+ */
 export function randomString(length: number, alphabet: string): string {
+  if (alphabet.length < 2 || alphabet.length > 2 ** 16) throw new RangeError("the alphabet must have 2 to 65536 symbols");
   let out = "";
-  for (const b of crypto.randomBytes(length)) out += alphabet[b % alphabet.length];
+  for (let i = 0; i < length; i++) out += alphabet[crypto.randomInt(alphabet.length)];
   return out;
 }
 
@@ -40,13 +44,17 @@ export interface RedisProbe {
   memSizeMb: number;
 }
 
-/** Connects (authenticating), reads INFO and, for a cluster, its masters. */
-export async function probeRedis(url: string, timeoutMs = 5000): Promise<RedisProbe> {
+/**
+ * Connects (authenticating), reads INFO and, for a cluster, its masters — each step with a deadline, so a server
+ * that accepts the connection and then says nothing cannot hang a registration.
+ */
+export async function probeRedis(url: string, o: { timeoutMs?: number; allowedHosts?: readonly string[] } = {}): Promise<RedisProbe> {
+  const timeoutMs = o.timeoutMs ?? 5000;
   const ep = parseRedisUrl(url);
-  const conn = await RespConnection.connect(ep, timeoutMs);
+  const conn = await connectForCapture(ep, timeoutMs);
   let info: string;
   try {
-    const reply = await conn.command("INFO");
+    const reply = await commandWithin(conn, ep, timeoutMs, "INFO");
     info = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply);
   } finally {
     conn.close();
@@ -54,7 +62,7 @@ export async function probeRedis(url: string, timeoutMs = 5000): Promise<RedisPr
   const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(info)?.[1]?.trim();
   const redisVersion = field("redis_version") ?? "0.0.0";
   const cluster = field("cluster_enabled") === "1";
-  const shardNum = cluster ? (await discoverShards(ep, timeoutMs)).masters.length : 1;
+  const shardNum = cluster ? (await discoverShards(ep, timeoutMs, { allowedHosts: o.allowedHosts })).masters.length : 1;
   const maxmemory = Number(field("maxmemory") ?? 0);
   const used = Number(field("used_memory") ?? 0);
   return { redisVersion, cluster, shardNum, instanceType: instanceTypeFor(redisVersion, cluster), memSizeMb: Math.ceil((maxmemory || used) / 1048576) };
@@ -68,6 +76,8 @@ export interface RegisterOptions {
   redisUrl: string;
   /** Skip connecting to the server (register now, learn its version at the first backup). */
   noCheck?: boolean;
+  /** Hosts a cluster may announce its nodes on besides the registered one. */
+  allowedHosts?: readonly string[];
   now: number;
 }
 
@@ -77,7 +87,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
   parseRedisUrl(o.redisUrl);
   const existing = await catalog.instance(instanceId);
   if (existing && existing.deletedAt === undefined) throw new Error(`instance ${instanceId} is already registered`);
-  const probe = o.noCheck ? undefined : await probeRedis(o.redisUrl);
+  const probe = o.noCheck ? undefined : await probeRedis(o.redisUrl, { allowedHosts: o.allowedHosts });
   const instance: Instance = {
     instanceId, accountId: o.accountId, region: o.region, name: o.name ?? instanceId, redisUrl: o.redisUrl,
     instanceType: probe?.instanceType ?? 17, shardNum: probe?.shardNum ?? 1, memSizeMb: probe?.memSizeMb ?? 0, createdAt: o.now,

@@ -26,6 +26,7 @@ const catalogue = {
   UnsupportedRegion: { zh: "接口不支持所传地域：{reason}", en: "The region is not supported: {reason}" },
   RequestSizeLimitExceeded: { zh: "请求包超过限制大小：{reason}", en: "The request size exceeds the limit: {reason}" },
   RequestLimitExceeded: { zh: "请求的次数超过了频率限制：接口 `{action}` 每秒最多 {limit} 次。", en: "Your current request count exceeds the frequency limit: at most {limit} requests per second for `{action}`." },
+  "RequestLimitExceeded.IPLimitExceeded": { zh: "IP 限频：{reason}", en: "The request count of this IP address exceeds the limit: {reason}" },
   InternalError: { zh: "内部错误，请稍后重试（RequestId 可用于定位问题）。", en: "An internal error has occurred. Retry later (quote the RequestId)." },
   InvalidRequest: { zh: "请求无效：{reason}", en: "The request is invalid: {reason}" },
   // Action-specific codes.

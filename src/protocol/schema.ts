@@ -77,7 +77,8 @@ function checkInteger(name: string, v: ParamValue, spec: IntegerSpec): number {
 
 function checkString(name: string, v: ParamValue, spec: StringSpec): string {
   if (typeof v !== "string") throw invalidParameter(`\`${name}\` must be a string, got ${kindOf(v)}`);
-  const max = spec.maxLength ?? 4096;
+  // Every schema names its own bounds; this is the net under a field that forgot to.
+  const max = spec.maxLength ?? 1024;
   if (v.length > max) throw invalidParameter(`\`${name}\` is longer than ${max} characters`);
   return v;
 }

@@ -68,8 +68,12 @@ export interface ParsedAuthorization {
   signature: string;
 }
 
+const MAX_AUTHORIZATION = 4096;
+
 /** Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=hex`. */
 export function parseTc3Authorization(header: string): ParsedAuthorization | string {
+  // A real one is about 200 characters; a longer one is refused before anything in it is used.
+  if (header.length > MAX_AUTHORIZATION) return `longer than ${MAX_AUTHORIZATION} characters`;
   const m = /^TC3-HMAC-SHA256\s+(.*)$/.exec(header.trim());
   if (!m) return "the algorithm must be TC3-HMAC-SHA256";
   const fields = new Map<string, string>();

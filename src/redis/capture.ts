@@ -1,6 +1,7 @@
 // Takes an RDB snapshot of a running Redis over the network by speaking the replica side of the replication
 // handshake (what `redis-cli --rdb` does), streaming the payload straight into a sink while the RDB inspector
 // checks it on the way. Nothing is buffered beyond a socket chunk: memory stays flat for any snapshot size.
+import net from "node:net";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
@@ -15,7 +16,8 @@ export type CaptureErrorCode =
   | "STALL" // no bytes for timeoutMs
   | "CORRUPT" // RDB validation failed (magic, version, truncation, CRC)
   | "STORAGE" // the sink failed
-  | "ABORTED"; // the caller's AbortSignal fired
+  | "ABORTED" // the caller's AbortSignal fired
+  | "NODE_NOT_ALLOWED"; // a cluster node is announced on a host the credentials may not be sent to
 
 /** A capture failure; `message` is written for an operator (it goes into the task's message as is). */
 export class CaptureError extends Error {
@@ -74,7 +76,7 @@ function connectError(ep: RedisEndpoint, err: unknown): CaptureError {
 }
 
 /** Runs a handshake command with a deadline (a silent peer must not hang the task forever). */
-async function commandWithin(conn: RespConnection, ep: RedisEndpoint, timeoutMs: number, ...args: string[]): Promise<RespValue> {
+export async function commandWithin(conn: RespConnection, ep: RedisEndpoint, timeoutMs: number, ...args: string[]): Promise<RespValue> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -414,11 +416,52 @@ export interface ShardInfo {
   slots: Array<[number, number]>;
 }
 
+export interface DiscoverOptions {
+  /**
+   * Hosts besides the registered one that cluster nodes may be announced on, and so receive the instance's
+   * credentials: host names or IP addresses, CIDR ranges (`10.0.0.0/24`, `fd00::/8`), or `*` for any.
+   * Default: none, only the host the instance was registered with.
+   */
+  allowedHosts?: readonly string[];
+}
+
+/**
+ * Whether credentials may be sent to `host`. The cluster's own answer decides which addresses we connect to
+ * with the instance's password, so a node that can change what CLUSTER NODES says (a compromised node, or
+ * anyone able to run CLUSTER MEET or set cluster-announce-ip) could otherwise collect the password on an
+ * address of its choosing. The registered host is trusted because the operator chose it.
+ */
+export function hostAllowed(host: string, registeredHost: string, allowed: readonly string[] = []): boolean {
+  const h = host.toLowerCase();
+  if (h === registeredHost.toLowerCase()) return true;
+  for (const rule of allowed) {
+    const r = rule.trim().toLowerCase();
+    if (r === "*" || r === h) return true;
+    const slash = r.indexOf("/");
+    const family = net.isIP(h);
+    if (slash > 0 && family !== 0) {
+      const base = r.slice(0, slash);
+      const bits = Number(r.slice(slash + 1));
+      if (net.isIP(base) !== family || !Number.isInteger(bits)) continue;
+      const list = new net.BlockList();
+      try {
+        list.addSubnet(base, bits, family === 4 ? "ipv4" : "ipv6");
+      } catch {
+        continue;
+      }
+      if (list.check(h, family === 4 ? "ipv4" : "ipv6")) return true;
+    }
+  }
+  return false;
+}
+
 /**
  * Finds what to back up: for a cluster, one endpoint per master that serves slots (same credentials/TLS),
- * ordered by first slot; for a standalone server, the endpoint itself.
+ * ordered by first slot; for a standalone server, the endpoint itself. Announced masters on other hosts than
+ * the endpoint's are refused unless `opts.allowedHosts` admits them: the credentials go to every master.
+ * Nothing is followed unless the endpoint itself accepted the credentials (a failed AUTH ends discovery).
  */
-export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000): Promise<{ cluster: boolean; masters: RedisEndpoint[]; shards: ShardInfo[] }> {
+export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000, opts: DiscoverOptions = {}): Promise<{ cluster: boolean; masters: RedisEndpoint[]; shards: ShardInfo[] }> {
   const conn = await connectForCapture(endpoint, timeoutMs);
   try {
     const run = async (...args: string[]): Promise<string> => {
@@ -438,6 +481,12 @@ export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000
     }
     const shards = parseClusterNodes(await run("CLUSTER", "NODES"), endpoint);
     if (shards.length === 0) throw new CaptureError("PROTOCOL", `${where(endpoint)} is in cluster mode but no master serves any slot`);
+    for (const s of shards) {
+      if (!hostAllowed(s.endpoint.host, endpoint.host, opts.allowedHosts)) {
+        throw new CaptureError("NODE_NOT_ALLOWED", `cluster master ${s.id ?? "?"} is announced at ${where(s.endpoint)}, not on the registered host ${endpoint.host}; `
+          + `the instance's credentials are sent only to the registered host unless other hosts are allowed (cluster hosts setting)`);
+      }
+    }
     return { cluster: true, masters: shards.map((s) => s.endpoint), shards };
   } finally {
     conn.close();

@@ -1,0 +1,242 @@
+// Hardening of the HTTP layer: keep-alive that outlives a pausing SDK client, one Host normalisation for the
+// endpoint rules, the JSON envelope for requests Node's parser refuses, and connection limits and timeouts.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { KEY, rawRequest, RawResponse, startTestServer, TestServer } from "./support/server";
+import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
+import { signV3 } from "./support/sign";
+import { FINANCE, MAIN, SEED } from "./fixtures";
+import { SERVER_DEFAULTS } from "../src/gateway/server";
+import { parseHost } from "../src/gateway/host";
+import { ApiError } from "../src/protocol/errors";
+
+let srv: TestServer;
+before(async () => {
+  srv = await startTestServer(SEED, { rateLimit: 0 });
+});
+after(() => srv.close());
+
+function failed(r: RawResponse, code: string, message?: RegExp): void {
+  assert.equal(r.status, 200);
+  assert.equal(r.json.Response.Error?.Code, code, `got ${JSON.stringify(r.json.Response).slice(0, 300)}`);
+  if (message) assert.match(r.json.Response.Error!.Message, message);
+}
+
+function ok(r: RawResponse): Record<string, unknown> {
+  assert.equal(r.status, 200);
+  assert.equal(r.json.Response.Error, undefined, `unexpected error ${JSON.stringify(r.json.Response.Error)}`);
+  return r.json.Response;
+}
+
+/** A JSON envelope with the given code, answered 200 with Connection: close. */
+function envelope(x: RawExchange, code: string, message?: RegExp): void {
+  assert.equal(x.status, 200, x.raw.slice(0, 200));
+  assert.equal(x.headers["content-type"], "application/json");
+  assert.ok(x.json, `not JSON: ${x.body.slice(0, 200)}`);
+  assert.equal(x.json.Response.Error?.Code, code, x.body);
+  assert.match(x.json.Response.RequestId, UUID);
+  if (message) assert.match(x.json.Response.Error!.Message, message);
+}
+
+describe("keep-alive", () => {
+  test("an SDK client that pauses 6 s between calls (event loop blocked) still gets its answer", async () => {
+    const c = srv.client();
+    await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 });
+    // Blocking, as a busy client does: no timers run here, so the pooled connection is reused afterwards.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 6000);
+    const r = await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 });
+    assert.equal(r.BackupSet!.length, 1);
+  });
+
+  test("idle connections are kept 65 s by default, and the option is honoured", async () => {
+    assert.equal(SERVER_DEFAULTS.keepAliveTimeoutMs, 65_000);
+    assert.equal(srv.server.keepAliveTimeout, 65_000);
+    const gw = await startGateway(srv.services, { server: { keepAliveTimeoutMs: 300 } });
+    try {
+      const body = JSON.stringify({ InstanceId: MAIN, Limit: 1 });
+      const head = Object.entries(signV3({ ...KEY, host: `127.0.0.1:${gw.port}`, body })).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+      const x = await rawExchange(gw.port, `POST / HTTP/1.1\r\n${head}Content-Length: ${body.length}\r\n\r\n${body}`, { waitMs: 5000 });
+      assert.equal(x.json?.Response.Error, undefined, x.body);
+      assert.ok(x.closedAfterMs !== undefined && x.closedAfterMs >= 250 && x.closedAfterMs < 3000, `closed after ${x.closedAfterMs} ms`);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe("the Host is normalised once for the endpoint rules", () => {
+  let host: string;
+  before(() => {
+    host = `127.0.0.1:${srv.port}`;
+  });
+  const post = (h: string, region: string, instanceId = MAIN) => {
+    const body = JSON.stringify({ InstanceId: instanceId });
+    return rawRequest(srv.port, { body, headers: signV3({ ...KEY, host: h, body, region, language: "en-US" }) });
+  };
+  const fsi = "redis.ap-shanghai-fsi.tencentcloudapi.com";
+
+  test("a finance host in any spelling serves only its own region", async () => {
+    for (const h of [`${fsi}.`, fsi.toUpperCase(), `${fsi}:443`, `${fsi}.:9000`, `Redis.AP-Shanghai-FSI.tencentcloudapi.com.`]) {
+      failed(await post(h, "ap-guangzhou"), "UnsupportedRegion", /only `ap-shanghai-fsi`/);
+      ok(await post(h, "ap-shanghai-fsi", FINANCE));
+    }
+    failed(await post(`redis.tencentcloudapi.com.`, "ap-shanghai-fsi", FINANCE), "UnsupportedRegion");
+  });
+
+  test("a malformed Host is InvalidParameter naming what is wrong", async () => {
+    const bad: Array<[string, RegExp]> = [
+      [`${fsi}:abc`, /port/], [`${fsi}:`, /port/], [`${fsi}:0`, /port/], [`${fsi}:70000`, /port/], [`${fsi}:443:1`, /port/],
+      ["redis..tencentcloudapi.com", /labels/], [".redis.com", /labels/], ["a@b.com", /labels/], ["[::1", /IPv6/], ["[zz::1]:80", /IPv6/], ["[::1]x", /after the IPv6/],
+    ];
+    for (const [h, why] of bad) failed(await post(h, "ap-guangzhou"), "InvalidParameter", new RegExp(`Host.*malformed.*${why.source}`));
+  });
+
+  test("plain hosts, IPv6 literals and the test host still work", async () => {
+    ok(await post(host, "ap-guangzhou"));
+    ok(await post("redis.tencentcloudapi.com", "ap-guangzhou"));
+    ok(await post("[::1]:9000", "ap-guangzhou"));
+  });
+
+  test("parseHost: the rules' form and the signed spellings", () => {
+    assert.deepEqual(parseHost("Redis.X.com.:9000"), { name: "redis.x.com", port: "9000", authority: "redis.x.com:9000", signed: ["redis.x.com.:9000", "redis.x.com."] });
+    assert.deepEqual(parseHost(" [::1] "), { name: "[::1]", port: undefined, authority: "[::1]", signed: ["[::1]"] });
+    assert.throws(() => parseHost(""), (e: unknown) => e instanceof ApiError && e.code === "MissingParameter");
+    assert.throws(() => parseHost("x".repeat(300)), (e: unknown) => e instanceof ApiError && e.code === "InvalidParameter");
+  });
+});
+
+describe("requests Node's parser refuses get the JSON envelope", () => {
+  const target = (bytes: Buffer) => Buffer.concat([Buffer.from("GET /?InstanceId="), bytes, Buffer.from(" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")]);
+
+  test("raw non-ASCII bytes in the request target, valid UTF-8 or not", async () => {
+    for (const bytes of [Buffer.from("crs-é", "utf8"), Buffer.from([0xff, 0xfe]), Buffer.from("订单", "utf8")]) {
+      const x = await rawExchange(srv.port, target(bytes));
+      envelope(x, "InvalidParameter", /percent-encode/);
+      assert.equal(x.headers.connection, "close");
+    }
+  });
+
+  test("a missing Host (HTTP/1.1 and 1.0)", async () => {
+    for (const version of ["1.1", "1.0"]) {
+      const x = await rawExchange(srv.port, `POST / HTTP/${version}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, { untilAnswered: true });
+      envelope(x, "MissingParameter", /Host/);
+    }
+  });
+
+  test("headers beyond the parser's limit", async () => {
+    const x = await rawExchange(srv.port, `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${"a".repeat(70 * 1024)}\r\n\r\n`);
+    envelope(x, "RequestSizeLimitExceeded");
+  });
+
+  test("bad header names, bad methods, conflicting lengths, bad chunking, bad versions", async () => {
+    const requests = [
+      "POST / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+      "GARBAGE\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nX: a\u0001b\r\n\r\n",
+    ];
+    for (const r of requests) {
+      const x = await rawExchange(srv.port, r);
+      envelope(x, "InvalidParameter", /malformed|Content-Length|Transfer-Encoding/);
+      assert.equal(x.headers.connection, "close");
+      assert.ok(x.closedAfterMs !== undefined, "the connection was left open");
+    }
+  });
+
+  test("after all of it, the server still answers", async () => {
+    const body = JSON.stringify({ InstanceId: MAIN, Limit: 1 });
+    ok(await rawRequest(srv.port, { body, headers: signV3({ ...KEY, host: `127.0.0.1:${srv.port}`, body }) }));
+  });
+});
+
+describe("connection limits and timeouts", () => {
+  test("API-server timeouts and caps by default", () => {
+    assert.deepEqual({ ...SERVER_DEFAULTS }, { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerAddress: 256 });
+    assert.equal(srv.server.headersTimeout, 10_000);
+    assert.equal(srv.server.requestTimeout, 60_000);
+    assert.equal(srv.server.maxConnections, 1024);
+  });
+
+  test("200 slow clients (dribbling headers or body) are cut after the timeout, while others are answered at once", async () => {
+    const gw: Gateway = await startGateway(srv.services, { server: { headersTimeoutMs: 1000, requestTimeoutMs: 2000, maxConnections: 400, maxConnectionsPerAddress: 300 } });
+    const timers: NodeJS.Timeout[] = [];
+    try {
+      const dribble = (s: net.Socket) => {
+        const t = setInterval(() => s.writable && s.write("a"), 100);
+        timers.push(t);
+        s.once("close", () => clearInterval(t));
+      };
+      const started = Date.now();
+      const slowHeaders = Array.from({ length: 100 }, () => rawExchange(gw.port, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", { waitMs: 15_000, then: dribble }));
+      const slowBodies = Array.from({ length: 100 }, () =>
+        rawExchange(gw.port, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n", { waitMs: 15_000, then: dribble }));
+      // Wait until the slow ones are all connected and dribbling.
+      await new Promise((r) => setTimeout(r, 300));
+      const body = JSON.stringify({ InstanceId: MAIN, Limit: 1 });
+      const host = `127.0.0.1:${gw.port}`;
+      for (let round = 0; round < 3; round++) {
+        const t0 = Date.now();
+        const answers = await Promise.all(Array.from({ length: 10 }, () => rawRequest(gw.port, { body, headers: signV3({ ...KEY, host, body }) })));
+        for (const a of answers) ok(a);
+        assert.ok(Date.now() - t0 < 2000, `10 normal requests took ${Date.now() - t0} ms`);
+      }
+      const cut = await Promise.all([...slowHeaders, ...slowBodies]);
+      for (const [i, x] of cut.entries()) {
+        assert.ok(x.closedAfterMs !== undefined, `slow client ${i} was not cut`);
+        envelope(x, "InvalidRequest", /not received in time/);
+      }
+      const slowest = Math.max(...cut.map((x) => x.closedAfterMs!));
+      const headerCut = Math.max(...cut.slice(0, 100).map((x) => x.closedAfterMs!));
+      assert.ok(headerCut < 1000 + 2000, `dribbling headers were cut after ${headerCut} ms`);
+      assert.ok(slowest < 2000 + 2500, `dribbling bodies were cut after ${slowest} ms`);
+      assert.ok(Math.min(...cut.slice(0, 100).map((x) => x.closedAfterMs!)) >= 900);
+      assert.ok(Date.now() - started < 8000);
+    } finally {
+      timers.forEach(clearInterval);
+      await gw.close();
+    }
+  });
+
+  test("connections over the cap, in total or per address, are closed at once; other clients are served", async () => {
+    const gw = await startGateway(srv.services, { server: { maxConnections: 12, maxConnectionsPerAddress: 5 } });
+    const held: net.Socket[] = [];
+    const open = (localAddress: string) => new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ port: gw.port, host: "127.0.0.1", localAddress }, () => resolve(s));
+      s.on("error", reject);
+      held.push(s);
+    });
+    const closedSoon = (s: net.Socket) => new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 1000);
+      s.once("close", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+      s.on("error", () => undefined);
+    });
+    try {
+      for (let i = 0; i < 5; i++) await open("127.0.0.2");
+      const sixth = await open("127.0.0.2");
+      assert.equal(await closedSoon(sixth), true, "a 6th connection from one address stayed open");
+      // Another address is served meanwhile.
+      const body = JSON.stringify({ InstanceId: MAIN, Limit: 1 });
+      ok(await rawRequest(gw.port, { body, headers: signV3({ ...KEY, host: `127.0.0.1:${gw.port}`, body }) }));
+      // Fill the server up to its total cap (the request above may hold a keep-alive connection).
+      const count = () => new Promise<number>((resolve, reject) => gw.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+      for (let i = 0; (await count()) < 12; i++) await open(`127.0.0.${3 + Math.floor(i / 5)}`);
+      const over = await open("127.0.0.9");
+      assert.equal(await closedSoon(over), true, "a connection over the total cap stayed open");
+      // Closing held connections frees their places.
+      for (const s of held.splice(0, 5)) s.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await open("127.0.0.2");
+      assert.equal(await closedSoon(again), false);
+    } finally {
+      held.forEach((s) => s.destroy());
+      await gw.close();
+    }
+  });
+});
