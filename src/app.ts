@@ -16,6 +16,7 @@ import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
 import { DEFAULT_REGIONS, RegionRules } from "./gateway/regions";
 import { createDownloadHandler, DOWNLOAD_PREFIX } from "./downloads/downloads";
 import { createApiServer } from "./gateway/server";
+import { CONSOLE_PREFIX, createConsoleHandler } from "./console/handler";
 import { LocalTime } from "./protocol/time";
 import { Services, systemClock, Clock } from "./services";
 
@@ -166,7 +167,7 @@ export async function startServer(cfg: ServeConfig, env: NodeJS.ProcessEnv = pro
   const limiter = new RateLimiter(new MemoryBucketStore(), cfg.rateLimit, cfg.rateLimits);
   const pipeline = new Pipeline({ services, regions, limiter });
   const exportJobs = exportsOf(services, log);
-  const server = createApiServer({ pipeline, log, routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services, { log }) }] });
+  const server = createApiServer({ pipeline, log, routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services, { log }) }, { prefix: CONSOLE_PREFIX, handler: createConsoleHandler({ services, pipeline, regions, log }) }] });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

@@ -26,6 +26,8 @@ export interface Action<S extends Schema = Schema> {
   schema: S;
   /** The parameter that names the instance the request acts on, for policy checks. */
   instanceParam?: keyof S & string;
+  /** The action a CAM policy must allow for this one, when it is a view over another (console actions). */
+  policyAction?: string;
   handle(params: Params<S>, ctx: ActionContext): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
