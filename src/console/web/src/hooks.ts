@@ -1,6 +1,6 @@
 // Loading data for a page: the latest request wins (an older answer arriving late is dropped), errors are kept to
 // show, and a page can reload itself or poll while something is in progress.
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -22,8 +22,9 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
       (error: unknown) => mine === seq.current && setState((s) => ({ data: s.data, error, loading: false })),
     );
   }, []);
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  useEffect(run, deps);
+  // Started right after the render rather than after the next paint: Preact runs plain effects from a frame
+  // callback, which a hidden or headless page may deliver only after its 100 ms fallback timer.
+  useLayoutEffect(run, deps);
   return { ...state, reload: run };
 }
 

@@ -1,6 +1,6 @@
 // The console's shell: session check, header (navigation, region, language, logout) and the page for the route.
 import { render } from "preact";
-import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useState } from "preact/hooks";
 import { call as apiCall, currentSession, logout, onSessionEnded, Session } from "./api";
 import { App, AppContext } from "./app";
 import { LangSelect, Link } from "./components";
@@ -31,6 +31,29 @@ function storeItem(key: string, value: string): void {
   }
 }
 
+// What the last session check answered (identifiers, regions, time zone; nothing secret), kept for this tab so a
+// reload shows the page at once while the check runs again in the background.
+const SESSION_KEY = "crs-console.session";
+
+function cachedSession(): Session | undefined {
+  try {
+    const raw = sessionStorage.getItem(SESSION_KEY);
+    const s = raw ? (JSON.parse(raw) as Session) : undefined;
+    return s && typeof s.ExpiresAt === "number" && s.ExpiresAt > Date.now() && Array.isArray(s.Regions) ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function cacheSession(s: Session | null): void {
+  try {
+    if (s) sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // Storage unavailable: every load checks first.
+  }
+}
+
 function pickRegion(session: Session): string {
   const stored = storedItem(REGION_KEY);
   if (stored && session.Regions.some((r) => r.Region === stored)) return stored;
@@ -40,8 +63,8 @@ function pickRegion(session: Session): string {
 function Root() {
   const route = useRoute();
   const [lang, setLang] = useState<Lang>(() => initialLang(storedItem(LANG_KEY), navigator.language));
-  const [session, setSession] = useState<Session | null | undefined>(undefined);
-  const [region, setRegion] = useState("");
+  const [session, setSession] = useState<Session | null | undefined>(cachedSession);
+  const [region, setRegion] = useState(() => (session ? pickRegion(session) : ""));
   const [ended, setEnded] = useState(false);
   const t = useCallback((key: Key, vars?: Record<string, string | number>) => translate(lang, key, vars), [lang]);
 
@@ -51,17 +74,21 @@ function Root() {
   }, [lang]);
 
   const start = useCallback((s: Session) => {
+    cacheSession(s);
     setSession(s);
     setRegion(pickRegion(s));
     setEnded(false);
   }, []);
+  const end = useCallback((expired: boolean) => {
+    cacheSession(null);
+    setSession(null);
+    setEnded(expired);
+  }, []);
 
-  useEffect(() => {
-    onSessionEnded(() => {
-      setSession(null);
-      setEnded(true);
-    });
-    currentSession().then((s) => (s ? start(s) : setSession(null)), () => setSession(null));
+  // A layout effect: the session check starts at once, not after the first paint.
+  useLayoutEffect(() => {
+    onSessionEnded(() => end(true));
+    currentSession().then((s) => (s ? start(s) : end(false)), () => end(false));
   }, []);
 
   useEffect(() => {
@@ -115,7 +142,7 @@ function Root() {
         <span class="account" title={session!.SecretId}>{t("header.account", { account: session!.AccountId })}</span>
         <button type="button" class="ghost" data-testid="logout" onClick={() => {
           void logout().finally(() => {
-            setSession(null);
+            end(false);
             navigate("/login", { replace: true });
           });
         }}>{t("header.logout")}</button>
