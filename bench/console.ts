@@ -109,24 +109,35 @@ const READY_SCRIPT = `
 })();
 `;
 
-async function fullLoad(page: Page, url: string): Promise<number> {
+/** The longest console API request of the measured span (request sent -> last byte), from Resource Timing. */
+const API_SPAN = `Math.max(0, ...performance.getEntriesByType("resource").filter((e) => e.name.includes("/console/api/")).map((e) => e.responseEnd - e.startTime))`;
+
+interface Timing {
+  /** Until the data is on screen. */
+  screen: number;
+  /** The slowest API answer within it. */
+  api: number;
+}
+
+async function fullLoad(page: Page, url: string): Promise<Timing> {
   await page.goto(url);
   await page.waitForFunction(() => (globalThis as { __readyAt?: number }).__readyAt !== undefined, undefined, { timeout: 10_000 });
-  return (await page.evaluate("window.__readyAt")) as number;
+  return (await page.evaluate(`({ screen: window.__readyAt, api: ${API_SPAN} })`)) as Timing;
 }
 
 /** Runs `action` in the page and measures until `done` holds (both JavaScript expressions). */
-async function step(page: Page, action: string, done: string): Promise<number> {
+async function step(page: Page, action: string, done: string): Promise<Timing> {
   return (await page.evaluate(`new Promise((resolve, reject) => {
     const done = () => { try { return Boolean(${done}); } catch { return false; } };
+    performance.clearResourceTimings();
     const t0 = performance.now();
     const timer = setTimeout(() => { obs.disconnect(); reject(new Error("timed out: " + ${JSON.stringify(done)})); }, 10000);
     const obs = new MutationObserver(() => {
-      if (done()) { obs.disconnect(); clearTimeout(timer); resolve(performance.now() - t0); }
+      if (done()) { obs.disconnect(); clearTimeout(timer); resolve({ screen: performance.now() - t0, api: ${API_SPAN} }); }
     });
     obs.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
     ${action};
-  })`)) as number;
+  })`)) as Timing;
 }
 
 const firstRow = (attr: string) => `document.querySelector("tr[${attr}]")?.getAttribute(${JSON.stringify(attr)})`;
@@ -135,7 +146,7 @@ const clickText = (scope: string, text: string) => `[...document.querySelectorAl
 interface Scenario {
   name: string;
   prepare?: (page: Page, base: string) => Promise<void>;
-  run: (page: Page, base: string) => Promise<number>;
+  run: (page: Page, base: string) => Promise<Timing>;
 }
 
 function scenarios(shape: Shape): Scenario[] {
@@ -212,7 +223,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function measure(shape: Shape, dir: string): Promise<{ results: Map<string, number[]>; apiMs: Map<string, number[]> }> {
+async function measure(shape: Shape, dir: string): Promise<{ results: Map<string, Timing[]>; apiMs: Map<string, number[]> }> {
   const dataDir = path.join(dir, shape.label, "data");
   let t = Date.now();
   await build(dataDir, shape);
@@ -222,7 +233,7 @@ async function measure(shape: Shape, dir: string): Promise<{ results: Map<string
   const logFile = path.join(dir, `${shape.label}.log`);
   const server = spawnLogged([CLI, "serve", "--data", dataDir, "--port", String(port), "--rate-limit", "0"], logFile);
   const browser = await launchBrowser();
-  const results = new Map<string, number[]>();
+  const results = new Map<string, Timing[]>();
   try {
     await waitForHttp(port, 30_000);
     const base = `http://127.0.0.1:${port}`;
@@ -236,11 +247,12 @@ async function measure(shape: Shape, dir: string): Promise<{ results: Map<string
     for (const s of scenarios(shape)) {
       // One unmeasured run warms the caches (SQLite pages, the listing index, the browser's) as a working console has them.
       t = Date.now();
-      const times: number[] = [];
+      const times: Timing[] = [];
       for (let k = 0; k <= REPEAT; k++) {
         await s.prepare?.(page, base);
-        const ms = await s.run(page, base);
-        if (k > 0) times.push(ms);
+        // A full load's resource entries start with the navigation; a step clears them itself.
+        const timing = await s.run(page, base);
+        if (k > 0) times.push(timing);
       }
       results.set(s.name, times);
     }
@@ -265,19 +277,23 @@ async function main(): Promise<void> {
   try {
     const small = await measure(baseline, dir);
     const big = await measure(large, dir);
-    console.log(`\nchromium headless, ${os.cpus().length} cores shared by server, browser and bench; median of ${REPEAT} after one warm-up; ms\n`);
-    console.log(`| page | baseline (${baseline.instances} instances, ${baseline.total} backups) | ${large.instances.toLocaleString("en-US")} instances, ${large.total.toLocaleString("en-US")} backups: median (max) | ratio |`);
+    console.log(`\nchromium headless, ${os.cpus().length} cores shared by server, browser and bench; load average at the end ${os.loadavg()[0]!.toFixed(1)}; median of ${REPEAT} after one warm-up; ms`);
+    console.log("screen = until the page shows its data; api = the slowest console API answer within it (Resource Timing)\n");
+    console.log(`| page | baseline (${baseline.instances} instances, ${baseline.total} backups): screen / api | ${large.instances.toLocaleString("en-US")} instances, ${large.total.toLocaleString("en-US")} backups: screen (max) / api (max) | screen ratio |`);
     console.log("|---|---|---|---|");
-    let worst = 0;
+    let worstScreen = 0;
+    let worstApi = 0;
     const names = [...big.results.keys()];
     const smallNames = [...small.results.keys()];
     names.forEach((name, k) => {
-      const a = median(small.results.get(smallNames[k]!)!);
+      const a = small.results.get(smallNames[k]!)!;
       const b = big.results.get(name)!;
-      worst = Math.max(worst, median(b));
-      console.log(`| ${name} | ${a.toFixed(1)} | ${median(b).toFixed(1)} (${Math.max(...b).toFixed(1)}) | ${(median(b) / a).toFixed(2)} |`);
+      const [as, aa, bs, ba] = [median(a.map((x) => x.screen)), median(a.map((x) => x.api)), median(b.map((x) => x.screen)), median(b.map((x) => x.api))];
+      worstScreen = Math.max(worstScreen, bs);
+      worstApi = Math.max(worstApi, ba);
+      console.log(`| ${name} | ${as.toFixed(1)} / ${aa.toFixed(1)} | ${bs.toFixed(1)} (${Math.max(...b.map((x) => x.screen)).toFixed(1)}) / ${ba.toFixed(1)} (${Math.max(...b.map((x) => x.api)).toFixed(1)}) | ${(bs / as).toFixed(2)} |`);
     });
-    console.log(`\nslowest page (median): ${worst.toFixed(1)} ms (goal < 100 ms: ${worst < 100 ? "met" : "not met"})`);
+    console.log(`\nslowest page at the large size (medians): data on screen ${worstScreen.toFixed(1)} ms, API answer ${worstApi.toFixed(1)} ms (goal < 100 ms)`);
     console.log("\nserver time per console call at the large size (ms, from the server log):\n");
     console.log("| action | calls | median | max |");
     console.log("|---|---|---|---|");
