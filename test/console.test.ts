@@ -442,6 +442,7 @@ describe("the console's HTTP surface", () => {
     const theirs = await callAs(other, "DescribeInstanceOverview");
     assert.deepEqual((theirs.InstanceSet as Array<{ InstanceId: string }>).map((i) => i.InstanceId), [FOREIGN]);
     assert.equal((await callAs(other, "DescribeInstanceBackups", { InstanceId: MAIN })).Error?.Code, "ResourceNotFound.InstanceNotExists");
+    assert.deepEqual((await callAs(other, "DescribeInstanceOverview", { InstanceId: MAIN })).InstanceSet, [], "another account's instance is not there");
     assert.equal((await callAs(other, "DeleteInstanceBackup", { InstanceId: MAIN, BackupId: "f1000001-0000-4000-8000-000000000000" })).Error?.Code, "ResourceNotFound.InstanceNotExists");
 
     const limited = await loginAs(LIMITED);
@@ -453,6 +454,8 @@ describe("the console's HTTP surface", () => {
     assert.equal((await callAs(limited, "ManualBackupInstance", { InstanceId: MAIN })).Error?.Code, "UnauthorizedOperation.NoCAMAuthed");
     assert.equal((await callAs(limited, "DeleteInstanceBackup", { InstanceId: MAIN, BackupId: "f1000001-0000-4000-8000-000000000000" })).Error?.Code, "UnauthorizedOperation.NoCAMAuthed");
     assert.equal((await callAs(limited, "DescribeInstanceBackups", { InstanceId: TARGET })).Error?.Code, "UnauthorizedOperation.NoCAMAuthed");
+    assert.equal((await callAs(limited, "DescribeInstanceOverview", { InstanceId: TARGET })).Error?.Code, "UnauthorizedOperation.NoCAMAuthed");
+    assert.equal((await callAs(limited, "DescribeInstanceOverview", { InstanceId: MAIN })).TotalCount, 1);
     const session = (await request("GET", "/console/api/session", { cookie: limited })).json().Response;
     assert.deepEqual(session.Regions && (session.Regions as Array<{ Region: string; InstanceCount: number }>)[0], { Region: "ap-guangzhou", InstanceCount: 1 });
   });

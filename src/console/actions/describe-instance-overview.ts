@@ -23,17 +23,22 @@ function endpoint(i: Instance): { WanIp: string; Port: number } {
 export default defineAction({
   name: "DescribeInstanceOverview",
   policyAction: "DescribeInstances",
+  instanceParam: "InstanceId",
   schema: {
     Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
     Offset: { type: "integer", min: 0, rangeCode: range },
     SearchKey: { type: "string", maxLength: 128 },
+    /** One instance (the instance page): looked up by id instead of listing the account's instances. */
+    InstanceId: { type: "string", maxLength: 64 },
   },
   async handle(p, ctx) {
     const { catalog, time, credential } = ctx;
     const now = ctx.services.clock.now();
     const key = p.SearchKey?.trim().toLowerCase() || undefined;
-    const all = (await catalog.instances(ctx.accountId)).filter((i) =>
-      i.deletedAt === undefined && i.region === ctx.region && policyAllows(credential, "DescribeInstances", i.instanceId)
+    const one = p.InstanceId !== undefined ? await catalog.instance(p.InstanceId) : undefined;
+    const candidates = p.InstanceId !== undefined ? (one ? [one] : []) : await catalog.instances(ctx.accountId);
+    const all = candidates.filter((i) => i.accountId === ctx.accountId && i.deletedAt === undefined && i.region === ctx.region
+      && policyAllows(credential, "DescribeInstances", i.instanceId)
       && (key === undefined || i.instanceId.includes(key) || i.name.toLowerCase().includes(key)));
     const offset = p.Offset ?? 0;
     const page = all.slice(offset, offset + (p.Limit ?? 20));

@@ -16,7 +16,7 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
   // Bumped whenever something changed the backups (a backup finished, one was deleted), to reload views.
   const [version, setVersion] = useState(0);
   const bump = () => setVersion((v) => v + 1);
-  const overview = useLoad(() => call<Overview>("DescribeInstanceOverview", { SearchKey: instanceId, Limit: 100 }), [instanceId, version]);
+  const overview = useLoad(() => call<Overview>("DescribeInstanceOverview", { InstanceId: instanceId }), [instanceId, version]);
   const inst = overview.data?.InstanceSet.find((i) => i.InstanceId === instanceId);
 
   if (overview.error) return <section class="page"><ErrorNote error={overview.error} /></section>;
