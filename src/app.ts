@@ -14,6 +14,7 @@ import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
 import { createApiServer } from "./gateway/server";
 import { randomString } from "./jobs/instances";
 import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
+import { CONSOLE_PREFIX, createConsoleHandler } from "./console/handler";
 import { createServices, Services } from "./services";
 
 export { DEFAULTS, catalogFile, filesDir } from "./config";
@@ -176,7 +177,10 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   const pipeline = new Pipeline({ services, regions: services.regions, limiter });
   const server = createApiServer({
     pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-    routes: [{ prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services) }],
+    routes: [
+      { prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services) },
+      { prefix: CONSOLE_PREFIX, handler: createConsoleHandler({ services, pipeline, regions: services.regions }) },
+    ],
   });
   try {
     await new Promise<void>((resolve, reject) => {

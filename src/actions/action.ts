@@ -29,6 +29,8 @@ export interface Action<S extends Schema = Schema> {
   instanceParam?: keyof S & string;
   /** The action changes state (starts a job, writes the catalogue): replay and tampering tests cover it. */
   mutates?: boolean;
+  /** The action a CAM policy must allow for this one, when it is a view over another (console actions). */
+  policyAction?: string;
   handle(params: Params<S>, ctx: ActionContext): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 

@@ -190,27 +190,67 @@ export class Pipeline {
       const { catalog } = this.opts.services;
       const { credential, signature } = await this.authenticate(req, parsed);
       account = credential.accountId;
-      const action = this.actions.get(name);
-      if (!action) throw new ApiError("InvalidAction", { action: actionName });
-      if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
-      const region = parsed.common.get("Region");
-      if (!region) throw new ApiError("MissingParameter", { name: "Region" });
-      this.opts.regions.check(region, parsed.host.name);
-      if (parsed.v3) this.replay.checkV3(credential.secretId, signature, name, action.mutates === true, req.connection ?? 0);
-      this.opts.limiter.check(account, name);
-      checkPolicy(credential, name, undefined);
-      const params = validate(name, action.schema, parsed.business);
-      if (action.instanceParam) checkPolicy(credential, name, params[action.instanceParam] as string | undefined);
-      const ctx: ActionContext = {
-        catalog, time: this.opts.services.time, services: this.opts.services, credential, accountId: account, region, language, requestId,
-        clientIp: req.remoteAddress, origin: `http://${parsed.host.authority}`,
-      };
-      const result = await action.handle(params, ctx);
+      const result = await this.run(credential, this.actions, name, version, parsed.common.get("Region"), parsed.business, {
+        host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `http://${parsed.host.authority}`,
+        replay: parsed.v3 ? { signature, connection: req.connection ?? 0 } : undefined,
+      });
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
-      const apiError = err instanceof ApiError ? err : new ApiError("InternalError");
-      const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
-      return { body, requestId, action: actionName, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
+      return failure(err, language, requestId, actionName, account);
     }
   }
+
+  /**
+   * Runs an action for a caller authenticated another way (the web console's session cookie): the same stages
+   * as handle() after authentication, with `opts.actions` (e.g. console-only actions) in place of the registry.
+   */
+  async invoke(credential: Credential, name: string, region: string, params: ParamObject, opts: InvokeOptions): Promise<ApiResponse> {
+    const requestId = crypto.randomUUID();
+    const actionName = name.slice(0, 64);
+    try {
+      const result = await this.run(credential, opts.actions ?? this.actions, name, API_VERSION, region, params, { ...opts, host: parseHost(opts.host), requestId });
+      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account: credential.accountId, code: "OK" };
+    } catch (err) {
+      return failure(err, opts.language, requestId, actionName, credential.accountId);
+    }
+  }
+
+  /** Action and version -> region and endpoint rules -> rate limit -> permission check -> parameters -> handler. */
+  private async run(credential: Credential, actions: ReadonlyMap<string, Action>, name: string, version: string, region: string | undefined,
+    business: ParamObject, call: { host: RequestHost; language: Language; requestId: string; clientIp: string; origin: string; replay?: { signature: string; connection: number } }): Promise<Record<string, unknown>> {
+    const account = credential.accountId;
+    const action = actions.get(name);
+    if (!action) throw new ApiError("InvalidAction", { action: name.slice(0, 64) });
+    if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
+    if (!region) throw new ApiError("MissingParameter", { name: "Region" });
+    this.opts.regions.check(region, call.host.name);
+    if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.connection);
+    this.opts.limiter.check(account, name);
+    // An action that is a view over another (the console's) is allowed by the policy under that one's name.
+    const policyName = action.policyAction ?? name;
+    checkPolicy(credential, policyName, undefined);
+    const params = validate(name, action.schema, business);
+    if (action.instanceParam) checkPolicy(credential, policyName, params[action.instanceParam] as string | undefined);
+    const ctx: ActionContext = {
+      catalog: this.opts.services.catalog, time: this.opts.services.time, services: this.opts.services, credential, accountId: account, region,
+      language: call.language, requestId: call.requestId, clientIp: call.clientIp, origin: call.origin,
+    };
+    return action.handle(params, ctx);
+  }
+}
+
+export interface InvokeOptions {
+  language: Language;
+  /** The Host the caller reached us on (for the region's endpoint rules). */
+  host: string;
+  clientIp: string;
+  /** Scheme://host[:port], for URLs handed out (download links). */
+  origin: string;
+  actions?: ReadonlyMap<string, Action>;
+}
+
+function failure(err: unknown, language: Language, requestId: string, action: string, account: string): ApiResponse {
+  const apiError = err instanceof ApiError ? err : new ApiError("InternalError");
+  const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
+  return { body, requestId, action, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
 }
