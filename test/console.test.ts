@@ -511,6 +511,6 @@ describe("the console's HTTP surface", () => {
     for (const secret of [KEY.secretKey, OTHER.secretKey, TEMP.secretKey, TEMP.token, "rotated-key"]) {
       assert.ok(!srv.logs.some((l) => l.includes(secret)), "no secret in the log");
     }
-    assert.ok(srv.logs.some((l) => /console action=DescribeInstances account=1300000001 code=OK/.test(l)));
+    assert.ok(srv.logs.some((l) => /"action":"DescribeInstances","account":"1300000001","code":"OK".*"msg":"console request"/.test(l)));
   });
 });
