@@ -10,7 +10,8 @@ import { Config, catalogUrl } from "./config";
 import { createDownloadHandler } from "./downloads/handler";
 import { DOWNLOAD_PREFIX } from "./downloads/links";
 import { Pipeline } from "./gateway/pipeline";
-import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
+import { BucketStore, MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
+import { RedisBucketStore } from "./gateway/ratelimit-redis";
 import { createApiServer } from "./gateway/server";
 import { randomString } from "./jobs/instances";
 import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
@@ -173,7 +174,9 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     unlock();
     throw startupError(err, config);
   }
-  const limiter = new RateLimiter(new MemoryBucketStore(), config.rateLimit, config.rateLimits);
+  // With a shared store the limit holds across every node; without one each node keeps its own.
+  const buckets: BucketStore = config.rateLimitStore ? new RedisBucketStore(config.rateLimitStore, logger.child({ component: "ratelimit" })) : new MemoryBucketStore();
+  const limiter = new RateLimiter(buckets, config.rateLimit, config.rateLimits);
   const pipeline = new Pipeline({ services, regions: services.regions, limiter });
   const server = createApiServer({
     pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -226,6 +229,7 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
         // A long download must not hold the shutdown open.
         server.closeAllConnections();
         await stopped;
+        await buckets.close?.();
         await services.close();
         unlock();
       })();

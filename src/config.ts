@@ -58,6 +58,10 @@ export interface Config {
   /** Hosts a Redis Cluster may announce its nodes on, besides each instance's registered host. */
   clusterHosts: string[];
   logLevel: LogLevel;
+  /** Server processes `serve` starts on this port (each a node); more than one needs a shared catalogue. */
+  workers: number;
+  /** With an object store that can pre-sign, answer download links with a redirect to the store. */
+  downloadRedirect: boolean;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -81,6 +85,8 @@ export const DEFAULTS: Config = {
   keepAliveTimeoutMs: 65_000,
   clusterHosts: [],
   logLevel: "info",
+  workers: 1,
+  downloadRedirect: false,
 };
 
 export function catalogFile(dataDir: string): string {

@@ -54,6 +54,9 @@ export const SETTINGS: Setting[] = [
   { key: "nodeId", flag: "--node-id <id>", env: "CRS_NODE_ID", kind: "string", scope: "serve", help: "this node's name in task leases (default serve:<host>:<pid>:<random>)" },
   { key: "keepAliveTimeout", flag: "--keep-alive-timeout <seconds>", env: "CRS_KEEP_ALIVE_TIMEOUT", kind: "seconds", min: 1, max: 3600, scope: "serve", help: "idle keep-alive connections are kept this long (default 65)" },
   { key: "clusterHosts", flag: "--cluster-hosts <list>", env: "CRS_CLUSTER_HOSTS", kind: "list", scope: "all", help: "hosts a Redis Cluster may announce nodes on besides the registered one" },
+  { key: "workers", flag: "--workers <n>", env: "CRS_WORKERS", kind: "int", min: 1, max: 64, scope: "serve", help: "start N server processes on this port, each a node (needs a PostgreSQL catalogue; default 1)" },
+  { key: "schedulerInterval", flag: "--scheduler-interval <seconds>", env: "CRS_SCHEDULER_INTERVAL", kind: "seconds", min: 1, max: 3600, scope: "serve", help: "how often automatic backups and retention are checked (default 30)" },
+  { key: "downloadRedirect", flag: "--download-redirect", env: "CRS_DOWNLOAD_REDIRECT", kind: "bool", scope: "serve", help: "with S3 storage, answer a download link with a redirect to a pre-signed object URL instead of streaming it" },
   { key: "logLevel", flag: "--log-level <level>", env: "CRS_LOG_LEVEL", kind: "loglevel", scope: "all", help: "fatal, error, warn, info (default), debug, trace or silent" },
 ];
 
@@ -188,6 +191,7 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
         break;
       case "leaseSeconds": cfg.leaseMs = (parsed.value as number) * 1000; break;
       case "keepAliveTimeout": cfg.keepAliveTimeoutMs = (parsed.value as number) * 1000; break;
+      case "schedulerInterval": cfg.schedulerIntervalMs = (parsed.value as number) * 1000; break;
       default: (cfg as unknown as Record<string, unknown>)[s.key] = parsed.value;
     }
   }

@@ -225,7 +225,7 @@ export class Pipeline {
     if (!region) throw new ApiError("MissingParameter", { name: "Region" });
     this.opts.regions.check(region, call.host.name);
     if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.connection);
-    this.opts.limiter.check(account, name);
+    await this.opts.limiter.check(account, name);
     // An action that is a view over another (the console's) is allowed by the policy under that one's name.
     const policyName = action.policyAction ?? name;
     checkPolicy(credential, policyName, undefined);

@@ -1,19 +1,24 @@
 // Rate limiting per account and action: a token bucket whose burst equals the per-second limit. The bucket
-// state lives behind BucketStore so several server processes can share one limit later (a Redis script or a
-// SQL row doing the same arithmetic atomically); MemoryBucketStore serves one process.
+// state lives behind BucketStore: MemoryBucketStore serves one process; RedisBucketStore (ratelimit-redis.ts)
+// does the same arithmetic atomically in Redis, so several nodes share one limit.
 import { ApiError } from "../protocol/errors";
 
 export interface BucketStore {
   /** Takes one token from bucket `key` (capacity `burst`, refilled at `rate` per second); false when empty. */
-  take(key: string, rate: number, burst: number, nowMs: number): boolean;
+  take(key: string, rate: number, burst: number, nowMs: number): boolean | Promise<boolean>;
+  close?(): Promise<void>;
 }
 
 export class MemoryBucketStore implements BucketStore {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
+  /** At most `maxKeys` buckets (keys may come from callers, e.g. addresses): the oldest is forgotten first. */
+  constructor(private readonly maxKeys = 100_000) {}
+
   take(key: string, rate: number, burst: number, nowMs: number): boolean {
     let b = this.buckets.get(key);
     if (!b) {
+      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
       b = { tokens: burst, at: nowMs };
       this.buckets.set(key, b);
     } else {
@@ -39,10 +44,10 @@ export class RateLimiter {
     return this.perAction.get(action) ?? this.defaultLimit;
   }
 
-  check(accountId: string, action: string): void {
+  async check(accountId: string, action: string): Promise<void> {
     const limit = this.limitFor(action);
     if (limit <= 0) return;
-    if (!this.store.take(`${accountId}\u0000${action}`, limit, limit, this.now())) {
+    if (!(await this.store.take(`${accountId}\u0000${action}`, limit, limit, this.now()))) {
       throw new ApiError("RequestLimitExceeded", { action, limit });
     }
   }

@@ -68,6 +68,8 @@ export async function removeBackupBlobs(store: BlobStore, backupId: string, know
     for await (const blob of store.list(prefix)) keys.add(blob.key);
   }
   for (const key of keys) await store.remove(key);
+  // A dead writer's unfinished upload (an S3 multipart upload, a local temp file) goes too.
+  for (const prefix of [`backups/${backupId}/`, `exports/${backupId}/`]) await store.abortUploads(prefix);
 }
 
 export class BackupJobs implements JobKind {

@@ -54,6 +54,12 @@ export interface BlobStore {
    * depends on the backend, see there). Returns how many were removed.
    */
   removeStale(olderThanMs?: number): Promise<number>;
+  /**
+   * Removes the unfinished writes of keys under `prefix` (temp files, incomplete multipart uploads) whatever
+   * their age, except writers in progress in this process: for when their writer is known to be dead (a task
+   * recovered after its node stopped). Returns how many were removed.
+   */
+  abortUploads(prefix: string): Promise<number>;
   /** A time-limited URL that downloads the blob straight from the backend (S3 only). */
   presign?(key: string, opts: { expiresInS: number; fileName: string }): Promise<string>;
   /**

@@ -118,6 +118,27 @@ export class LocalBlobStore implements BlobStore {
    * files modified more recently: one server owns a data directory, so by default everything not ours is
    * a leftover of a dead process. Empty directories met on the way are removed too.
    */
+  async abortUploads(prefix: string): Promise<number> {
+    // Temp files sit beside their final name: under the prefix's folder (`backups/<id>/` -> that folder).
+    const dir = prefix.includes("/") ? path.join(this.root, ...checkKey(prefix.slice(0, prefix.lastIndexOf("/")))) : this.root;
+    let removed = 0;
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errno(err) === "ENOENT") return 0;
+      throw err;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (!e.isFile() || !isTempName(e.name) || this.active.has(p)) continue;
+      await fsp.rm(p, { force: true });
+      removed++;
+    }
+    if (dir !== this.root) await rmdirIfEmpty(dir);
+    return removed;
+  }
+
   async removeStale(olderThanMs = 0): Promise<number> {
     let removed = 0;
     const cutoff = Date.now() - olderThanMs;

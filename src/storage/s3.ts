@@ -257,6 +257,21 @@ export class S3BlobStore implements BlobStore {
     return removed;
   }
 
+  async abortUploads(prefix: string): Promise<number> {
+    let removed = 0;
+    for await (const u of this.incompleteUploads()) {
+      if (!u.objectKey.startsWith(this.prefix + prefix) || this.active.has(u.objectKey)) continue;
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.objectKey, UploadId: u.uploadId }));
+        removed++;
+      } catch (err) {
+        const mapped = mapS3Error(err, "AbortMultipartUpload", this.what(u.objectKey), this.describe());
+        if (mapped.code !== "NoSuchUpload" && mapped.code !== "ENOENT") throw mapped;
+      }
+    }
+    return removed;
+  }
+
   /** When the newest part of an upload arrived; undefined if it has none, null if the upload is gone. */
   private async lastPartTime(objectKey: string, uploadId: string): Promise<Date | undefined | null> {
     let newest: Date | undefined;
