@@ -85,6 +85,17 @@ function alive(pid: number, start: string | undefined): boolean {
   return start === undefined || now === undefined || now === start;
 }
 
+/** The PID of a live server holding the data directory's lock, if any (nothing is written). */
+export function dataDirHolder(dataDir: string): number | undefined {
+  try {
+    const text = fs.readFileSync(path.join(dataDir, "server.pid"), "utf8");
+    const held = (text.startsWith("{") ? JSON.parse(text) : { pid: Number(text) }) as { pid?: number; start?: string };
+    return held.pid !== undefined && Number.isInteger(held.pid) && held.pid > 0 && alive(held.pid, held.start) ? held.pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One server per embedded data directory: its SQLite catalogue and files serve one node, and start-up recovery
  * treats every task a server left running as dead. The lock file holds the PID and that process's start time,

@@ -1,11 +1,14 @@
 // Catalogue administration from the command line: fixtures, instances, keys, tasks, migrations, storage checks.
 import type { Command } from "commander";
+import path from "node:path";
+import { dataDirHolder } from "../app";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
 import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances";
+import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
 import { withServices, withSettings } from "./main";
-import { OutputFormat, printRows } from "./output";
+import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
 import { UsageError } from "./settings";
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -125,6 +128,22 @@ export function registerAdminCommands(program: Command): void {
       const applied = await s.catalog.migrate();
       const pending = await s.catalog.pendingMigrations();
       console.log(`${s.catalog.describe()}: ${applied.length ? `applied ${applied.join(", ")}` : "up to date"}${pending.length ? `; still pending ${pending.join(", ")}` : ""}`);
+    }));
+
+  withSettings(program.command("migrate-data").description("copy an embedded installation (a data directory) into the configured catalogue and storage; resumable, the source is only read")
+    .requiredOption("--from <dir>", "the data directory to copy from"), "all")
+    .action(async (o: { from: string }, cmd: Command) => withServices(cmd, async (s) => {
+      if (path.resolve(o.from) === path.resolve(s.config.dataDir) && s.config.catalog === undefined) {
+        throw new UsageError("--from is the data directory this command would copy into: give --catalog and/or --storage for the target");
+      }
+      const holder = dataDirHolder(o.from);
+      if (holder) throw new Error(`a crs-backup server (pid ${holder}) is using ${o.from}: stop it first, so that the copy is consistent`);
+      const bar = progressBar();
+      const r = await migrateData({ fromDir: o.from, catalog: s.catalog, store: s.store, onProgress: (done, total, label) => bar.updateCount(done, total, label) });
+      bar.stop();
+      console.log(`into ${s.catalog.describe()} and ${s.store.describe()}: ${r.credentials} key(s), ${r.instances} instance(s), ` +
+        `${r.backups.copied} backup(s) copied (${r.backups.alreadyThere} already there, ${r.backups.skipped} in progress left out), ` +
+        `${r.files.copied} file(s) copied (${formatBytes(r.files.bytes)}; ${r.files.alreadyThere} already there), every file verified; ${r.tasks} task record(s), ${r.settings} setting(s)`);
     }));
 
   const storage = program.command("storage").description("backup files in storage");

@@ -34,6 +34,8 @@ export function printRows(rows: Array<Record<string, unknown>>, format: OutputFo
 
 export interface Progress {
   update(done: number, total: number | undefined, label: string): void;
+  /** Progress in items rather than bytes (n of total). */
+  updateCount(done: number, total: number, label: string): void;
   stop(final?: { done: number; label: string }): void;
 }
 
@@ -65,6 +67,19 @@ export function progressBar(): Progress {
       lastLine = Date.now();
       const p = payload(done, total, label);
       process.stderr.write(`${p.bytes}${p.of}  ${p.rate}  ${p.secs}s  ${label}\n`);
+    },
+    updateCount(done, total, label) {
+      if (tty) {
+        if (!bar) {
+          bar = new cliProgress.SingleBar({ format: "[{bar}] {value}/{total}  {label}", stream: process.stderr, hideCursor: true, barsize: 24, fps: 5 }, cliProgress.Presets.legacy);
+          bar.start(total, 0, { label });
+        }
+        bar.update(done, { label });
+        return;
+      }
+      if (Date.now() - lastLine < 2000 && done !== total) return;
+      lastLine = Date.now();
+      process.stderr.write(`${done}/${total}  ${label}\n`);
     },
     stop(final) {
       if (bar) {
