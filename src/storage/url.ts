@@ -19,7 +19,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BlobStore, checkKey } from "./blob-store";
 import { LocalBlobStore } from "./local";
-import { S3BlobStore, S3Credentials } from "./s3";
+import type { S3BlobStore as S3Store, S3Credentials } from "./s3";
 
 export type StorageConfig =
   | { kind: "file"; root: string }
@@ -172,6 +172,9 @@ export function describeStorage(config: StorageConfig): string {
 
 export function openBlobStore(config: StorageConfig, tuning: { partSizeBytes?: number; queueSize?: number; staleGraceMs?: number } = {}): BlobStore {
   if (config.kind === "file") return new LocalBlobStore(config.root);
+  // Loaded only when an S3 store is configured: the AWS SDK is large, and the embedded default never needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { S3BlobStore } = require("./s3") as { S3BlobStore: typeof S3Store };
   return new S3BlobStore({
     bucket: config.bucket, prefix: config.prefix, region: config.region, endpoint: config.endpoint, forcePathStyle: config.forcePathStyle,
     credentials: config.credentials, ...tuning,

@@ -1,0 +1,199 @@
+// npm run bench:scale — the service outgrowing one machine, each part against a baseline in the same run:
+//   1. api:   bench:api's DescribeInstanceBackups mix on a PostgreSQL catalogue of 1,000,000 backups against the
+//             SQLite one (same rows): req/s ratio (goal >= 0.7) and p99 ratio (goal <= 1.5).
+//   2. s3:    capture of the 3,000,000-key Redis into an S3 server (s3rver) against into a local directory: wall
+//             time ratio (goal <= 1.1) and the capture's peak RSS (goal < 150 MB) — bench:storage's function.
+//   3. fleet: 50 small redis-servers (10,000 keys each) backed up at once by two nodes (PostgreSQL catalogue,
+//             one shared directory) with --concurrency 4: total wall time and each node's peak RSS, against the
+//             sum of `redis-cli --rdb` over the same servers.
+// Env: SCALE_PARTS=api,s3,fleet (default all), BENCH_BACKUPS, BENCH_SECONDS, BENCH_KEYS, FLEET_SERVERS, FLEET_KEYS.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { catalogFile } from "../src/app";
+import { openCatalog } from "../src/catalog/open";
+import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
+import { freshDatabase } from "../test/support/postgres";
+import { freePort, RedisProcess, startRedis, waitFor } from "../test/support/redis";
+import { send as redisSend } from "../test/support/dataset";
+import { buildCatalogue, workload } from "./api";
+import { benchStorage } from "./storage";
+import { CLI, load, LoadResult, send, spawnLogged, waitForHttp } from "./support";
+import { RedisClient } from "../test/support/server";
+
+const PARTS = (process.env.SCALE_PARTS ?? "api,s3,fleet").split(",");
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+
+/** Copies the SQLite bench catalogue into PostgreSQL: the same rows, bulk-loaded, then the counts and versions. */
+async function copyToPostgres(dataDir: string, url: string): Promise<void> {
+  const cat = await openCatalog(url); // migrations
+  await cat.close();
+  const src = new SqliteCatalog(catalogFile(dataDir));
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // Triggers off for the bulk load (the counts and versions are computed once at the end, as migration 2 does).
+    await client.query("SET session_replication_role = replica");
+    for (const table of ["accounts", "credentials", "instances"]) {
+      const rows = src.db.prepare(`SELECT * FROM ${table}`).all() as Array<Record<string, unknown>>;
+      for (const r of rows) {
+        const cols = Object.keys(r);
+        await client.query(`INSERT INTO ${table}(${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")}) ON CONFLICT DO NOTHING`, cols.map((c) => r[c]));
+      }
+    }
+    const cols = ["backup_id", "instance_id", "start_time", "end_time", "backup_type", "status", "remark", "locked", "backup_size", "full_backup", "instance_type", "file_type", "expire_time", "encrypted", "files", "deleted_at", "fixture"];
+    const it = src.db.prepare(`SELECT ${cols.join(", ")} FROM backups`).raw().iterate() as IterableIterator<unknown[]>;
+    let batch: unknown[][] = [];
+    const flush = async () => {
+      if (!batch.length) return;
+      const values: unknown[] = [];
+      const rows = batch.map((r) => `(${r.map((v) => { values.push(v); return `$${values.length}`; }).join(", ")})`);
+      await client.query(`INSERT INTO backups(${cols.join(", ")}) VALUES ${rows.join(", ")}`, values);
+      batch = [];
+    };
+    for (const r of it) {
+      batch.push(r);
+      if (batch.length === 1000) await flush();
+    }
+    await flush();
+    await client.query("SET session_replication_role = origin");
+    await client.query("INSERT INTO backup_counts(instance_id, status, n) SELECT instance_id, status, count(*) FROM backups GROUP BY instance_id, status");
+    await client.query("INSERT INTO backup_versions(instance_id, version) SELECT instance_id, nextval('backup_version_seq') FROM backups GROUP BY instance_id");
+    await client.query("VACUUM ANALYZE");
+  } finally {
+    await client.end();
+    await src.close();
+  }
+}
+
+async function partApi(dir: string): Promise<void> {
+  console.log("\n## 1. bench:api on PostgreSQL against SQLite (same 1,000,000 backups)\n");
+  const dataDir = path.join(dir, "api");
+  let t = Date.now();
+  await buildCatalogue(dataDir);
+  console.log(`SQLite catalogue built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  const db = await freshDatabase("scale");
+  t = Date.now();
+  await copyToPostgres(dataDir, db.url);
+  console.log(`PostgreSQL catalogue loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  const servers: Array<{ name: string; port: number; kill(): void }> = [];
+  try {
+    for (const [name, extra] of [["sqlite", []], ["postgres", ["--catalog", db.url]]] as const) {
+      const port = await freePort();
+      const proc = spawnLogged([CLI, "serve", "--data", dataDir, "--port", String(port), "--rate-limit", "0", "--auto-backups", "off", ...extra], path.join(dir, `api-${name}.log`));
+      await waitForHttp(port, 60_000);
+      servers.push({ name, port, kill: () => proc.kill("SIGTERM") });
+      // SQLite's server holds the data directory; PostgreSQL's needs none of it but the lock: run them one at a time.
+      const requests = workload(port, 2000);
+      for (const r of requests.slice(0, 10)) {
+        const body = await send(port, r);
+        if (body.includes('"Error"')) throw new Error(`${name}: request failed: ${body}`);
+      }
+      await load(port, requests.slice(0, 200), { connections: 50, seconds: 2 });
+      const rounds: LoadResult[] = [];
+      for (let i = 0; i < 2; i++) rounds.push(await load(port, requests, { connections: 50, seconds: SECONDS }));
+      (servers[servers.length - 1] as unknown as { rounds: LoadResult[] }).rounds = rounds;
+      proc.kill("SIGTERM");
+      await new Promise((r) => proc.once("exit", r));
+    }
+  } finally {
+    for (const s of servers) s.kill();
+    await db.drop();
+  }
+  console.log("| catalogue | round | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|");
+  const avg = (name: string, f: (r: LoadResult) => number) => {
+    const rs = (servers.find((s) => s.name === name) as unknown as { rounds: LoadResult[] }).rounds;
+    rs.forEach((r, i) => console.log(`| ${name} | ${i + 1} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`));
+    return rs.reduce((a, r) => a + f(r), 0) / rs.length;
+  };
+  const sqliteRps = avg("sqlite", (r) => r.rps);
+  const sqliteP99 = avg("sqlite", (r) => r.p99);
+  const pgRps = avg("postgres", (r) => r.rps);
+  const pgP99 = avg("postgres", (r) => r.p99);
+  console.log(`\nPostgreSQL / SQLite req/s: ${(pgRps / sqliteRps).toFixed(2)} (goal >= 0.70); p99: ${(pgP99 / sqliteP99).toFixed(2)}x (goal <= 1.5)`);
+}
+
+async function partS3(): Promise<void> {
+  console.log("\n## 2. capture into S3 (s3rver) against into a local directory\n");
+  const keys = Number(process.env.BENCH_KEYS ?? 3_000_000);
+  const r = await benchStorage({ keys, rounds: 2, log: (l) => console.log(l) });
+  console.log(`\n${r.text}`);
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function partFleet(dir: string): Promise<void> {
+  const n = Number(process.env.FLEET_SERVERS ?? 50);
+  const keys = Number(process.env.FLEET_KEYS ?? 10_000);
+  console.log(`\n## 3. a fleet: ${n} redis-servers of ${keys.toLocaleString("en-US")} keys, two nodes with --concurrency 4\n`);
+  const redis: RedisProcess[] = [];
+  const db = await freshDatabase("fleet");
+  try {
+    for (let i = 0; i < n; i += 10) redis.push(...(await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => startRedis(["--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes"])))));
+    await Promise.all(redis.map((r, i) => redisSend(r.endpoint, [["DEBUG", "POPULATE", keys, `k${i}`, 32]])));
+    // Baseline: redis-cli --rdb over the same servers, one after another.
+    let t = Date.now();
+    for (const r of redis) execFileSync("redis-cli", ["-p", String(r.port), "--rdb", path.join(dir, `base-${r.port}.rdb`)], { stdio: "ignore" });
+    const baselineMs = Date.now() - t;
+    for (const r of redis) fs.rmSync(path.join(dir, `base-${r.port}.rdb`), { force: true });
+
+    const key = { secretId: "AKIDfleet00000000000000000000001", secretKey: "fleetkey" };
+    const seed = path.join(dir, "fleet-seed.json");
+    fs.writeFileSync(seed, JSON.stringify({
+      Credentials: [{ SecretId: key.secretId, SecretKey: key.secretKey }],
+      Instances: redis.map((r, i) => ({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}`, Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${r.port}` })),
+    }));
+    const shared = path.join(dir, "fleet-files");
+    const nodes: Array<{ port: number; pid: number; kill(): void }> = [];
+    for (let i = 0; i < 2; i++) {
+      const port = await freePort();
+      const proc = spawnLogged([CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
+        "--storage", shared, "--concurrency", "4", "--rate-limit", "0", "--auto-backups", "off", "--log-level", "warn"], path.join(dir, `fleet-node-${i}.log`));
+      await waitForHttp(port, 60_000);
+      nodes.push({ port, pid: proc.pid!, kill: () => proc.kill("SIGTERM") });
+    }
+    try {
+      const clients = nodes.map((nd) => new RedisClient({ credential: key, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${nd.port}`, protocol: "http://" } } }));
+      t = Date.now();
+      const tasks = await Promise.all(redis.map((_, i) => clients[i % 2]!.ManualBackupInstance({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}` })));
+      await waitFor("every backup", async () => {
+        const states = await Promise.all(tasks.map((x) => clients[0]!.DescribeTaskInfo({ TaskId: x.TaskId! })));
+        if (states.some((s) => s.Status === "failed")) throw new Error(`a backup failed: ${JSON.stringify(states.find((s) => s.Status === "failed"))}`);
+        return states.every((s) => s.Status === "succeed") ? true : undefined;
+      }, 600_000, 200);
+      const fleetMs = Date.now() - t;
+      const rss = nodes.map((nd) => peakRssMb(nd.pid));
+      console.log("| what | wall time | peak RSS per node |\n|---|---|---|");
+      console.log(`| sum of redis-cli --rdb, one after another | ${(baselineMs / 1000).toFixed(1)} s | - |`);
+      console.log(`| two nodes, --concurrency 4, all at once | ${(fleetMs / 1000).toFixed(1)} s | ${rss.map((x) => `${x.toFixed(0)} MB`).join(", ")} |`);
+      console.log(`\nfleet / sum of redis-cli: ${(fleetMs / baselineMs).toFixed(2)}`);
+    } finally {
+      for (const nd of nodes) nd.kill();
+    }
+  } finally {
+    for (const r of redis) r.kill();
+    await db.drop();
+  }
+}
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-scale-"));
+  console.log(`bench:scale on ${os.cpus().length} cores; parts: ${PARTS.join(", ")}`);
+  try {
+    if (PARTS.includes("api")) await partApi(dir);
+    if (PARTS.includes("s3")) await partS3();
+    if (PARTS.includes("fleet")) await partFleet(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
