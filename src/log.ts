@@ -48,6 +48,17 @@ export function createLogger(o: LoggerOptions = {}): Logger {
   return pino(options, destination);
 }
 
+/** A URL with its password replaced by ***, for display and messages (a Redis, PostgreSQL or Redis-store URL). */
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
 /** A logger that drops everything (tools and tests that do not care). */
 export const silentLogger: Logger = pino({ level: "silent" });
 

@@ -61,14 +61,3 @@ export class RedisBucketStore implements BucketStore {
     this.redis.disconnect();
   }
 }
-
-/** Masks a redis:// URL's password for messages. */
-export function maskStoreUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(invalid URL)";
-  }
-}

@@ -2,6 +2,7 @@
 // of anything printed.
 import crypto from "node:crypto";
 import type { Catalog } from "../catalog/catalog";
+import { maskUrl } from "../log";
 import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
 import type { Instance } from "../catalog/types";
 import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
@@ -26,15 +27,7 @@ export function generateInstanceId(): string {
 }
 
 /** The URL with its password replaced, for display and logs. */
-export function maskRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString().replace(/\/$/, "");
-  } catch {
-    return "(invalid URL)";
-  }
-}
+export const maskRedisUrl = maskUrl;
 
 export interface RedisProbe {
   redisVersion: string;

@@ -10,6 +10,7 @@ import { BoundedCache, roughSize } from "../bounded-cache";
 import { Catalog, CatalogFullError, CatalogStats, CatalogTx, CatalogUnavailableError } from "../catalog";
 import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
+import { maskUrl } from "../../log";
 import { migrations } from "./migrations";
 
 type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
@@ -307,17 +308,6 @@ class PgOps implements CatalogTx {
 function backupValues(b: Backup): unknown[] {
   return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,
     b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0];
-}
-
-/** A URL's password replaced, for messages. */
-function maskUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "postgres://(invalid URL)";
-  }
 }
 
 export class PostgresCatalog extends PgOps implements Catalog {
