@@ -74,6 +74,8 @@ export interface CommandRouter {
   end(tag: number): void;
   /** Sends a complete RESP-encoded command concerning `key`. */
   sendEncoded(key: Buffer, bytes: Buffer, tag: number): void;
+  /** Sends a keyless command to every master (FUNCTION LOAD); returns how many replies to expect. */
+  broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number;
   /** Makes the following commands run in database `db` (standalone only; a cluster has db 0 only). */
   selectDb(db: number): void;
   flush(): void;
@@ -131,6 +133,11 @@ export class StandaloneRouter implements CommandRouter {
 
   sendEncoded(_key: Buffer, bytes: Buffer, tag: number): void {
     this.conn.sendRaw(bytes, tag);
+  }
+
+  broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number {
+    this.conn.command(args, tag);
+    return 1;
   }
 
   get bytesSent(): number {
@@ -285,6 +292,12 @@ export class ClusterRouter implements CommandRouter {
     const c = this.slotOwner[slot];
     if (!c) throw new PipelineError(`no cluster node serves slot ${slot} (cluster incomplete?)`);
     c.sendRaw(bytes, tag);
+  }
+
+  broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number {
+    // functions are per node; slot moves do not concern them, so they bypass the redirection logic
+    for (const c of this.conns.values()) c.command(args, tag);
+    return this.conns.size;
   }
 
   get bytesSent(): number {

@@ -64,6 +64,8 @@ export interface TargetCapabilities {
   createConsumer: boolean;
   /** HPEXPIREAT (hash field TTLs, Redis 7.4+). */
   hashFieldTtl: boolean;
+  /** FUNCTION LOAD (7.0+). */
+  functions: boolean;
 }
 
 export interface CommandRestoreOptions {
@@ -81,6 +83,8 @@ export interface CommandRestoreOptions {
   types?: ValueKind[];
   /** Write every key into this db instead of its own (a cluster has db 0 only). */
   targetDb?: number;
+  /** Load the RDB's function libraries (default true). */
+  functions?: boolean;
   /** Restore hashes with field TTLs into targets without HFE by dropping the field TTLs (reported). */
   dropFieldTtls?: boolean;
   /** Bytes of commands sent without replies before the reader pauses. Default 16 MiB. */
@@ -119,6 +123,8 @@ export interface RestoreSummary {
   byCommands: number;
   /** Hash field TTLs dropped (dropFieldTtls). */
   droppedFieldTtls: number;
+  /** Function libraries (Redis 7.0+): loaded, kept because a library of that name exists (replace: false), failed. */
+  functions: { loaded: number; kept: number; failed: number };
   /** RDB bytes read. */
   bytesRead: number;
   /** Command bytes sent. */
@@ -168,6 +174,7 @@ export async function probeTarget(ep: RedisEndpoint, timeoutMs = 10_000): Promis
       streamMeta: redisCompat >= 700,
       createConsumer: redisCompat >= 602,
       hashFieldTtl: kind === "redis" ? v >= 704 : v >= 900,
+      functions: redisCompat >= 700,
     };
   } finally {
     c.close();
@@ -235,6 +242,7 @@ const ROLE_RESTORE = 2; // BUSYKEY error -> skipped
 const ROLE_SETNX = 4; // nil reply -> skipped
 const ROLE_GATE = 6; // EXISTS gate: 1 -> skip the key
 const ROLE_CLEANUP = 8; // replies ignored
+const ROLE_FUNCTION = 10; // FUNCTION LOAD: counted in summary.functions
 const ROLE_MASK = 14;
 
 type Outcome = "skipped" | "failed";
@@ -294,6 +302,23 @@ export class RestoreVisitor implements RdbVisitor {
     private readonly shared: RestoreShared,
   ) {
     this.builder = new DumpBuilder({ rdbVersion: Math.min(caps.rdbVersion, 12), dropFieldTtls: opts.dropFieldTtls });
+  }
+
+  // -------------------------------------------------------------------- functions
+
+  /** A function library: FUNCTION LOAD [REPLACE] on the target (every master of a cluster). */
+  onFunction(code: Buffer): void {
+    const f = this.shared.summary.functions;
+    if (this.opts.functions === false) return;
+    if (!this.caps.functions) {
+      f.failed++;
+      const name = /name=([^\s]+)/.exec(code.toString("latin1", 0, 200))?.[1] ?? "?";
+      this.shared.note(-1, `(function library ${name})`, `functions need Redis 7.0+; the target is ${this.caps.server} ${this.caps.version}`);
+      return;
+    }
+    const seq = this.shared.nextSeq++;
+    const args: Array<Buffer | string> = this.opts.replace === false ? ["FUNCTION", "LOAD", code] : ["FUNCTION", "LOAD", "REPLACE", code];
+    this.router.broadcast(args, seq * 16 + ROLE_FUNCTION);
   }
 
   // -------------------------------------------------------------------- key start / end
@@ -709,6 +734,11 @@ export class RestoreShared {
     if (s.failures.length < 100) s.failures.push({ db, key: key.toString("latin1"), error });
   }
 
+  /** Records a failure that is not a key (function libraries). */
+  note(db: number, what: string, error: string): void {
+    if (this.summary.failures.length < 100) this.summary.failures.push({ db, key: what, error });
+  }
+
   /** The key was settled locally (failed): ignore its outstanding replies. */
   forget(seq: number): void {
     this.outcomes.delete(seq);
@@ -748,6 +778,16 @@ export class RestoreShared {
     const flags = tag - seq * 16;
     const role = flags & ROLE_MASK;
     if (role === ROLE_GATE) return this.onGate(seq, kind, text);
+    if (role === ROLE_FUNCTION) {
+      const f = this.summary.functions;
+      if (kind !== ReplyKind.Error) f.loaded++;
+      else if (/already exists/i.test(text ?? "")) f.kept++;
+      else {
+        f.failed++;
+        this.note(-1, "(function library)", `FUNCTION LOAD failed: ${text}`);
+      }
+      return;
+    }
     if (role !== ROLE_CLEANUP) {
       if (kind === ReplyKind.Error) {
         if (role === ROLE_RESTORE && text!.startsWith("BUSYKEY")) this.outcomes.set(seq, { outcome: "skipped" });
@@ -813,7 +853,7 @@ export async function connectRouter(opts: CommandRestoreOptions, caps: TargetCap
 }
 
 function emptySummary(caps: TargetCapabilities): RestoreSummary {
-  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, bytesRead: 0, bytesSent: 0, ms: 0, target: caps };
+  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps };
 }
 
 /**

@@ -92,6 +92,11 @@ export interface DigestOptions {
    * computed when given. `key` is valid during the call only.
    */
   onKeyDigest?(db: number, key: Buffer, valueDigest: string, header: KeyHeader): void;
+  /**
+   * Digest as if hash fields had no TTLs: what a server without hash-field expiry (Redis < 7.4, Valkey 8)
+   * reports after a restore that dropped the field TTLs.
+   */
+  ignoreFieldTtls?: boolean;
 }
 
 export interface DigestResult {
@@ -198,7 +203,7 @@ export class DigestVisitor implements RdbVisitor {
     e.fill(0);
     mixBytes(e, field);
     mixBytes(e, value);
-    if (expireAt !== -1) xorWords(e, HEXPIRE_SHA);
+    if (expireAt !== -1 && !this.opts.ignoreFieldTtls) xorWords(e, HEXPIRE_SHA);
     this.xorElement(e);
   }
 

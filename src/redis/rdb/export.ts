@@ -270,6 +270,13 @@ class WriterRouter implements CommandRouter {
     this.w.bytes(bytes);
   }
 
+  broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number {
+    this.begin(Buffer.alloc(0), args.length);
+    for (const a of args) this.arg(a);
+    this.end(tag);
+    return 1;
+  }
+
   selectDb(db: number): void {
     if (db === this.db) return;
     this.begin(Buffer.alloc(0), 2);
@@ -322,7 +329,7 @@ export function capabilitiesFor(server: "redis" | "valkey", version: string): Ta
   return {
     server, version, rdbVersion: rdbVersionOf(server, version) ?? 12, cluster: false, restore: true,
     restoreAbsTtl: compat >= 500, setPxat: compat >= 602, hsetMulti: compat >= 400, streams: compat >= 500, streamMeta: compat >= 700,
-    createConsumer: compat >= 602, hashFieldTtl: server === "redis" ? v >= 704 : v >= 900,
+    createConsumer: compat >= 602, hashFieldTtl: server === "redis" ? v >= 704 : v >= 900, functions: compat >= 700,
   };
 }
 
@@ -337,7 +344,8 @@ export async function exportResp(source: AsyncIterable<Buffer>, out: Writable, o
   const ropts: CommandRestoreOptions = { ...opts, target: { host: "-", port: 0 }, mode: opts.mode ?? "commands", replace: true };
   const t0 = Date.now();
   const summary: RestoreSummary = {
-    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, bytesRead: 0, bytesSent: 0, ms: 0, target: caps,
+    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0,
+    functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps,
   };
   const shared = new RestoreShared(summary, ropts, router);
   const reader = new RdbReader(new RestoreVisitor(router, caps, ropts, shared));

@@ -56,7 +56,7 @@ const MAX_TOKEN = 3 + 32; // longest token: control + length + offset bytes, or 
 
 /**
  * Streaming LZF decompressor: feed compressed bytes in any chunking, get decompressed pieces (views valid only
- * during the callback) of at most 64 KB each. Memory: one 72 KB window plus a token carried across chunks.
+ * during the callback) of 64 KiB (plus at most one token, 264 bytes). Memory: one 72 KB window plus a token carried across chunks.
  */
 export class LzfStream {
   private readonly win = Buffer.allocUnsafe(HISTORY + PIECE + 300);
@@ -109,10 +109,10 @@ export class LzfStream {
       }
       this.op = op;
       ip += need;
+      if (op - this.emitFrom >= PIECE) this.flush(false);
     }
     this.consumed += ip;
     if (ip < end) this.carry = Buffer.from(input.subarray(ip));
-    if (this.op - this.emitFrom >= PIECE) this.flush(false);
   }
 
   /** Call after the last compressed byte; checks the total length and emits what is left. */

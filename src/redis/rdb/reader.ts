@@ -205,6 +205,7 @@ export class RdbReader {
   private parts: Buffer[] = [];
   private partsLen = 0;
   private fed = 0;
+  private peak = 0;
 
   private state: S = S.HEADER;
   private failure: Error | undefined;
@@ -287,6 +288,14 @@ export class RdbReader {
     return this.fed;
   }
 
+  /**
+   * The most bytes the reader ever held between feed() calls (an unfinished unit plus chunks waiting for it):
+   * the memory bound for huge keys is this plus one chunk.
+   */
+  get peakBuffered(): number {
+    return this.peak;
+  }
+
   /** Absolute offset of the parse position (in onKeyEnd: the end of the value). */
   get offset(): number {
     return this.base + this.pos;
@@ -310,6 +319,7 @@ export class RdbReader {
     if (left > 0) {
       this.parts.push(chunk);
       this.partsLen += chunk.length;
+      if (left + this.partsLen > this.peak) this.peak = left + this.partsLen;
       if (left + this.partsLen < this.need) return; // still not enough for the pending unit: no copying yet
       this.flushCrc();
       const joined = Buffer.concat([this.buf.subarray(this.pos), ...this.parts], left + this.partsLen);

@@ -19,6 +19,7 @@ export function decodeZipmap(b: Buffer, out: Elements): void {
       p += 5;
       return v;
     }
+    p += 1;
     return -1; // 255: end
   };
   const take = (len: number, what: string): Buffer => {
