@@ -72,8 +72,11 @@ export interface CommandRouter {
   rawArgs(bytes: Buffer): void;
   /** Finishes the command; its reply is reported to onReply with `tag`. */
   end(tag: number): void;
-  /** Sends a complete RESP-encoded command concerning `key`. */
-  sendEncoded(key: Buffer, bytes: Buffer, tag: number): void;
+  /**
+   * Sends a complete RESP-encoded command concerning `key`, in database `db` (default: the current one) —
+   * held commands are released after later keys may have switched databases.
+   */
+  sendEncoded(key: Buffer, bytes: Buffer, tag: number, db?: number): void;
   /** Sends a keyless command to every master (FUNCTION LOAD); returns how many replies to expect. */
   broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number;
   /** Makes the following commands run in database `db` (standalone only; a cluster has db 0 only). */
@@ -131,8 +134,11 @@ export class StandaloneRouter implements CommandRouter {
     this.conn.end(tag);
   }
 
-  sendEncoded(_key: Buffer, bytes: Buffer, tag: number): void {
+  sendEncoded(_key: Buffer, bytes: Buffer, tag: number, db?: number): void {
+    if (db === undefined || db === this.db) return this.conn.sendRaw(bytes, tag);
+    this.conn.command(["SELECT", String(db)], INTERNAL_TAG);
     this.conn.sendRaw(bytes, tag);
+    this.conn.command(["SELECT", String(this.db)], INTERNAL_TAG);
   }
 
   broadcast(args: ReadonlyArray<Buffer | string>, tag: number): number {

@@ -250,6 +250,8 @@ type Outcome = "skipped" | "failed";
 interface Gate {
   seq: number;
   key: Buffer;
+  /** Database the key's commands must run in. */
+  db: number;
   held: Array<{ bytes: Buffer; tag: number }>;
   state: "waiting" | "open" | "closed";
 }
@@ -615,7 +617,7 @@ export class RestoreVisitor implements RdbVisitor {
 
   /** Keep mode: hold this key's commands until EXISTS says it is absent. */
   private openGate(h: KeyHeader): void {
-    const gate: Gate = { seq: this.seq, key: Buffer.from(h.key), held: [], state: "waiting" };
+    const gate: Gate = { seq: this.seq, key: Buffer.from(h.key), db: this.writtenDb, held: [], state: "waiting" };
     this.shared.gates.set(this.seq, gate);
     const r = this.router;
     r.begin(h.key, 2);
@@ -767,7 +769,7 @@ export class RestoreShared {
       rawArgs: (b) => void w.bytes(b),
       end: (tag) => {
         if (g.state === "waiting") g.held.push({ bytes: Buffer.from(w.view()), tag });
-        else if (g.state === "open") this.router.sendEncoded(g.key, Buffer.from(w.view()), tag);
+        else if (g.state === "open") this.router.sendEncoded(g.key, Buffer.from(w.view()), tag, g.db);
         else if (tag & LAST) this.settle(g.seq, () => w.view()); // closed: dropped, but the key is settled
       },
     };
@@ -835,7 +837,7 @@ export class RestoreShared {
     const held = g.held;
     g.held = [];
     for (const c of held) {
-      if (g.state === "open") this.router.sendEncoded(g.key, c.bytes, c.tag);
+      if (g.state === "open") this.router.sendEncoded(g.key, c.bytes, c.tag, g.db);
       else if (c.tag & LAST) this.settle(seq, () => c.bytes);
     }
     if (g.state === "open") this.router.flush();
