@@ -846,7 +846,12 @@ export class RestoreShared {
 
 // ------------------------------------------------------------------------------------------------ driver
 
-export type RdbSource = AsyncIterable<Buffer> | Readable;
+/** An RDB: a stream of chunks (file/blob/socket stream, async generator) or a whole Buffer. */
+export type RdbSource = AsyncIterable<Buffer> | Readable | Buffer;
+
+async function* bufferChunks(b: Buffer): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += 1 << 16) yield b.subarray(i, i + (1 << 16));
+}
 
 /** Connects to the target: a cluster router when it is a cluster node, else a standalone one. */
 export async function connectRouter(opts: CommandRestoreOptions, caps: TargetCapabilities): Promise<CommandRouter> {
@@ -882,7 +887,7 @@ export async function restoreByCommands(sources: RdbSource | RdbSource[], opts: 
   }
   const shared = new RestoreShared(summary, opts, router);
   const maxInFlight = opts.maxInFlightBytes ?? 16 << 20;
-  const list = Array.isArray(sources) ? sources : [sources];
+  const list = (Array.isArray(sources) ? sources : [sources]).map((x) => (Buffer.isBuffer(x) ? bufferChunks(x) : x));
   const progress = (): void => {
     summary.ms = Date.now() - t0;
     summary.bytesSent = router.bytesSent;
