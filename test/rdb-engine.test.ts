@@ -11,9 +11,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { inspectRdb } from "../src/redis/rdb";
 import {
-  digestDumpPayload, digestRdb, DumpBuilder, exportJsonLines, exportResp, formatG17, fpconvDtoa, inspectRdbStream, RdbParseError,
+  digestDumpPayload, digestRdb, DigestStream, DumpBuilder, RdbDigest, exportJsonLines, exportResp, formatG17, fpconvDtoa, inspectRdbStream, RdbParseError,
   RdbReader, RdbType, readRdb, readRdbSync, RdbVisitor, KeyHeader,
 } from "../src/redis/rdb/index";
 import { fpconvSlow } from "../src/redis/rdb/double-format";
@@ -293,7 +294,8 @@ for (const v of VERSIONS) {
       const info = inspectRdb(rdb);
       assert.equal(info.rdbVersion, v.rdbVersion);
       assert.equal(info.checksum, "ok");
-      assert.equal(v.server === "valkey" ? info.aux["valkey-ver"] : info.redisVersion, v.version);
+      assert.deepEqual(info.server, { name: v.server, version: v.version });
+      if (v.server === "redis") assert.equal(info.redisVersion, v.version);
       const report = await inspectRdbStream(chunks(rdb, 4096));
       assert.equal(report.keys, keyCount);
       assert.deepEqual(report.server, { name: v.server, version: v.version });
@@ -423,9 +425,20 @@ describe("huge keys stay within bounded memory", () => {
   });
 
   test("the streamed digest (strings hashed in pieces) equals DEBUG DIGEST", () => {
-    const d = new (require("../src/redis/rdb/index").RdbDigest)({ stringPieceBytes: 1 << 16 });
+    const d = new RdbDigest({ stringPieceBytes: 1 << 16 });
     for (let i = 0; i < rdb.length; i += 65536) d.update(rdb.subarray(i, i + 65536));
     assert.equal(d.digest().digest, digest);
+  });
+
+  test("DigestStream (worker thread, for the capture path) gives the same digest; a cut RDB names the offset", async () => {
+    const d = new DigestStream({ maxQueuedBytes: 1 << 20 });
+    await pipeline(chunks(rdb, 65536), d);
+    const res = await d.result();
+    assert.equal(res.digest, digest);
+    assert.equal(res.rdb.checksum, "ok");
+    const cut = new DigestStream();
+    await assert.rejects(pipeline(chunks(rdb.subarray(0, 1_000_000), 65536), cut), (e: Error) => e instanceof RdbParseError && e.offset === 1_000_000);
+    await assert.rejects(cut.result(), /ended early after 1000000 bytes/);
   });
 });
 

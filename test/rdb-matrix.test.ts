@@ -221,6 +221,61 @@ describe("filters, replace and keep", () => {
   }
 });
 
+describe("huge values take the bounded-memory paths", () => {
+  let rdb: Buffer;
+  let digest: string;
+  let target: RedisProcess;
+  before(async () => {
+    const src = await startRedis(["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"]);
+    try {
+      const c = await RespConnection.connect(src.endpoint);
+      await c.command("SET", "bigstring", Buffer.alloc(3 << 20, "0123456789abcdef"));
+      await c.command("PEXPIRE", "bigstring", LONG_TTL);
+      for (let b = 0; b < 10; b++) await c.command("RPUSH", "biglist", ...Array.from({ length: 5000 }, (_, i) => `${b}:${i}:${"p".repeat(i % 40)}`));
+      await c.command("PEXPIRE", "biglist", LONG_TTL);
+      await c.command("HSET", "bighash", ...Array.from({ length: 3000 }, (_, i) => [`f${i}`, `v${i}`]).flat());
+      c.close();
+      digest = await debugDigest(src.endpoint);
+      rdb = await captureToBuffer(src.endpoint);
+    } finally {
+      src.kill();
+    }
+    target = await startRedis(["--enable-debug-command", "yes"]);
+  });
+  after(() => target?.kill());
+
+  for (const mode of ["auto", "commands"] as const) {
+    test(`a 3 MB string as SET + APPEND pieces, collections past maxPayloadBytes spilled to batches (${mode})`, async () => {
+      await cmd(target.endpoint, "FLUSHALL");
+      const s = await restoreByCommands(chunks(rdb, 32768), { target: target.endpoint, mode, maxPayloadBytes: 64 * 1024, maxInFlightBytes: 1 << 20 });
+      assertClean(s, mode);
+      assert.equal(s.keys, 3);
+      // only the ~40 KB hash fits one 64 KB payload; the 3 MB string and the ~500 KB list do not
+      assert.equal(s.byRestore, mode === "auto" ? 1 : 0);
+      assert.equal(await debugDigest(target.endpoint), digest);
+      for (const k of ["bigstring", "biglist"]) {
+        const ttl = Number(await cmd(target.endpoint, "PTTL", k));
+        assert.ok(ttl > LONG_TTL - 600_000, `${k}: PTTL ${ttl}`);
+      }
+      assert.equal(Number(await cmd(target.endpoint, "PTTL", "bighash")), -1);
+    });
+  }
+
+  test("keep mode holds a huge key's commands behind its EXISTS gate", async () => {
+    await cmd(target.endpoint, "FLUSHALL");
+    await cmd(target.endpoint, "SET", "bigstring", "mine");
+    await cmd(target.endpoint, "RPUSH", "biglist", "mine");
+    const s = await restoreByCommands(chunks(rdb, 32768), { target: target.endpoint, replace: false, maxPayloadBytes: 64 * 1024 });
+    assertClean(s, "keep");
+    assert.equal(s.skipped, 2);
+    assert.equal(s.keys, 1);
+    assert.equal(str(await cmd(target.endpoint, "GET", "bigstring")), "mine");
+    assert.deepEqual(((await cmd(target.endpoint, "LRANGE", "biglist", 0, -1)) as Buffer[]).map(str), ["mine"]);
+    assert.equal(Number(await cmd(target.endpoint, "PTTL", "bigstring")), -1, "the kept key's TTL is untouched");
+    assert.equal(Number(await cmd(target.endpoint, "HLEN", "bighash")), 3000);
+  });
+});
+
 describe("a target that refuses replication", () => {
   test("restores by commands; RESTORE denied too falls back to plain commands", { skip: missing(version("7.4")) }, async () => {
     const b = backups.get("7.4")!;

@@ -84,19 +84,22 @@ function xorDigestOf(d: Int32Array, e: Int32Array): void {
   xorWords(d, tmp);
 }
 
-export interface DigestOptions {
+export interface ScoreFormatOption {
   /** Score text format; default: from the RDB's AUX redis-ver/valkey-ver (see scoreFormatForAux). */
   scoreFormat?: ScoreFormat;
-  /**
-   * Called after each key with its DEBUG DIGEST-VALUE (hex) — costs a second pass of hashing per key, so only
-   * computed when given. `key` is valid during the call only.
-   */
-  onKeyDigest?(db: number, key: Buffer, valueDigest: string, header: KeyHeader): void;
   /**
    * Digest as if hash fields had no TTLs: what a server without hash-field expiry (Redis < 7.4, Valkey 8)
    * reports after a restore that dropped the field TTLs.
    */
   ignoreFieldTtls?: boolean;
+}
+
+export interface DigestOptions extends ScoreFormatOption {
+  /**
+   * Called after each key with its DEBUG DIGEST-VALUE (hex) — costs a second pass of hashing per key, so only
+   * computed when given. `key` is valid during the call only.
+   */
+  onKeyDigest?(db: number, key: Buffer, valueDigest: string, header: KeyHeader): void;
 }
 
 export interface DigestResult {

@@ -325,7 +325,7 @@ export interface RespExportOptions extends Pick<CommandRestoreOptions, "dbs" | "
 export function capabilitiesFor(server: "redis" | "valkey", version: string): TargetCapabilities {
   const m = /^(\d+)\.(\d+)/.exec(version);
   const v = m ? Number(m[1]) * 100 + Number(m[2]) : 0;
-  const compat = server === "valkey" ? Math.max(v >= 800 ? 702 : v, 702) : v;
+  const compat = server === "valkey" ? 702 : v; // Valkey declares Redis 7.2.4 compatibility
   return {
     server, version, rdbVersion: rdbVersionOf(server, version) ?? 12, cluster: false, restore: true,
     restoreAbsTtl: compat >= 500, setPxat: compat >= 602, hsetMulti: compat >= 400, streams: compat >= 500, streamMeta: compat >= 700,

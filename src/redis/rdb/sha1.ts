@@ -198,14 +198,24 @@ export function sha1Into(data: Uint8Array, start: number, end: number, out: Int3
     compress(H, M, 0);
   }
   // final block(s): the remaining bytes, 0x80, zeros, 64-bit bit length
-  M.fill(0);
+  const rest = end - p;
+  const words = rest >> 2;
   let i = 0;
-  for (; p < end; p++, i++) M[i >> 2] |= data[p] << (24 - ((i & 3) << 3));
-  M[i >> 2] |= 0x80 << (24 - ((i & 3) << 3));
-  if (i >= 56) {
-    compress(H, M, 0);
-    M.fill(0);
+  for (; i < words; i++, p += 4) M[i] = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3];
+  // the partial word with the 0x80 marker
+  let w = 0x80 << (24 - ((rest & 3) << 3));
+  if (rest & 3) {
+    w |= data[p] << 24;
+    if ((rest & 3) > 1) w |= data[p + 1] << 16;
+    if ((rest & 3) > 2) w |= data[p + 2] << 8;
   }
+  M[i++] = w;
+  if (i > 14) {
+    for (; i < 16; i++) M[i] = 0;
+    compress(H, M, 0);
+    i = 0;
+  }
+  for (; i < 14; i++) M[i] = 0;
   const bits = len * 8;
   M[14] = Math.floor(bits / 4294967296) | 0;
   M[15] = bits | 0;
