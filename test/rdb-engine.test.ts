@@ -306,6 +306,13 @@ for (const v of VERSIONS) {
         }
       });
       assert.equal(report.biggest[0].key, "s:large", "the 70 KB string is the biggest key");
+      await withConn(r, async (c) => {
+        for (const k of report.biggest.slice(0, 5)) {
+          await c.command("SELECT", k.db);
+          const real = Number(await c.command("MEMORY", "USAGE", k.key, "SAMPLES", "0"));
+          assert.ok(k.memory > real / 2 && k.memory < real * 2, `memory estimate of ${k.key}: ${k.memory} vs MEMORY USAGE ${real}`);
+        }
+      });
       assert.ok(report.estimatedMemory > rdb.length, "memory estimate above the compact file size");
       if (v.name === "6.2") assert.ok(report.byType.string!.keys > 0);
     });

@@ -42,8 +42,13 @@ export function lzfDecompress(input: Uint8Array, start: number, end: number, out
       len += 2;
       if (ref < 0) throw new LzfError(ip - 2 - start, "LZF back reference points before the start of the output");
       if (op + len > outLen) throw new LzfError(ip - 2 - start, `LZF output exceeds the declared ${outLen} bytes`);
-      // byte by byte: the source may overlap the destination
-      while (len--) out[op++] = out[ref++];
+      if (len > 32 && op - ref >= len) {
+        out.copyWithin(op, ref, ref + len); // no overlap: one native copy
+        op += len;
+      } else {
+        // byte by byte: the source may overlap the destination (run-length style)
+        while (len--) out[op++] = out[ref++];
+      }
     }
   }
   if (op !== outLen) throw new LzfError(end - start, `LZF data expands to ${op} bytes, the header says ${outLen}`);
