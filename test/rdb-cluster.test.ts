@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { keySlot, readSlotMap, SlotRange } from "../src/redis/cluster";
 import { discoverShards } from "../src/redis/capture";
-import { readRdbSync, RdbType } from "../src/redis/rdb/index";
+import { readRdbSync, RdbType, verifyAgainstServer } from "../src/redis/rdb/index";
 import { restoreByCommands } from "../src/redis/restore-commands";
 import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/resp";
 import { captureToBuffer } from "./support/rdb-corpus";
@@ -122,6 +122,8 @@ describe("cluster backups restored by commands", () => {
       } finally {
         dst.close();
       }
+      const v = await verifyAgainstServer(rdbs.map((r) => (async function* () { yield r; })()), seedOf(target));
+      assert.deepEqual([v.keys, v.missing, v.different, v.extraOnTarget], [keys.length, 0, 0, 0]);
     });
   }
 

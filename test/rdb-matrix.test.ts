@@ -6,7 +6,7 @@
 // target that dies or freezes mid-restore.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { digestRdb, readRdbSync, StreamValue, streamIdString } from "../src/redis/rdb/index";
+import { digestRdb, readRdbSync, StreamValue, streamIdString, verifyAgainstServer } from "../src/redis/rdb/index";
 import { CommandRestoreError, CommandRestoreOptions, restoreByCommands, RestoreSummary } from "../src/redis/restore-commands";
 import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/resp";
 import { captureToBuffer, chunks, debugDigest, LONG_TTL, writeCorpus } from "./support/rdb-corpus";
@@ -219,6 +219,31 @@ describe("filters, replace and keep", () => {
       assert.equal(Number(await cmd(target.endpoint, "ZCARD", "z:small")), 8, "absent keys are written");
     });
   }
+});
+
+describe("finding the keys that differ after a restore", () => {
+  test("per-key DIGEST-VALUE comparison names the first differing, missing and extra keys", { skip: missing(version("7.4")) }, async () => {
+    const b = backups.get("7.4")!;
+    const target = await startVersion(version("7.4"));
+    try {
+      await restoreByCommands(chunks(b.rdb, 8192), { target: target.endpoint });
+      let v = await verifyAgainstServer(chunks(b.rdb, 8192), target.endpoint, { batch: 7 });
+      assert.equal(v.keys, digestRdb(b.rdb).keys);
+      assert.deepEqual([v.missing, v.different, v.extraOnTarget, v.differences.length], [0, 0, 0, 0]);
+      await cmd(target.endpoint, "HSET", "h:small", "f2", "changed");
+      await cmd(target.endpoint, "PERSIST", "s:ttl"); // only the TTL's presence changes
+      await cmd(target.endpoint, "DEL", "z:big");
+      await cmd(target.endpoint, "SET", "not-in-backup", "x");
+      v = await verifyAgainstServer(chunks(b.rdb, 8192), target.endpoint, { batch: 7 });
+      assert.equal(v.missing, 1);
+      assert.equal(v.different, 2);
+      assert.equal(v.extraOnTarget, 1);
+      assert.deepEqual(v.differences.map((d) => d.key).sort(), ["h:small", "s:ttl", "z:big"]);
+      assert.equal(v.differences.find((d) => d.key === "z:big")!.actual, "0".repeat(40));
+    } finally {
+      target.kill();
+    }
+  });
 });
 
 describe("huge values take the bounded-memory paths", () => {
