@@ -78,6 +78,7 @@ const POWERS: Fp[] = (() => {
 })();
 
 const TENS: bigint[] = Array.from({ length: 20 }, (_, i) => 10n ** BigInt(19 - i));
+const TENS_N: number[] = TENS.map(Number);
 
 const f64 = new Float64Array(1);
 const u64 = new BigUint64Array(f64.buffer);
@@ -168,19 +169,21 @@ function generateDigits(fp: Fp, upper: Fp, lower: Fp, digits: number[]): { n: nu
   let delta = (upper.frac - lower.frac) & MASK;
   const shift = BigInt(-upper.exp);
   const oneFrac = 1n << shift;
-  let part1 = upper.frac >> shift;
-  let part2 = upper.frac & (oneFrac - 1n);
+  // the integral part is below 2^32 (upper.exp is between -60 and -32): plain numbers are exact there
+  let part1 = Number(upper.frac >> shift);
+  const part2start = upper.frac & (oneFrac - 1n);
+  let part2 = part2start;
   let idx = 0;
   let kappa = 10;
   for (let di = 10; kappa > 0; di++) {
-    const div = TENS[di];
-    const digit = part1 / div;
-    if (digit || idx) digits[idx++] = Number(digit);
+    const div = TENS_N[di];
+    const digit = Math.floor(part1 / div);
+    if (digit || idx) digits[idx++] = digit;
     part1 -= digit * div;
     kappa--;
-    const tmp = ((part1 << shift) + part2) & MASK;
+    const tmp = ((BigInt(part1) << shift) + part2) & MASK;
     if (tmp <= delta) {
-      roundDigit(digits, idx, delta, tmp, (div << shift) & MASK, wfrac);
+      roundDigit(digits, idx, delta, tmp, (TENS[di] << shift) & MASK, wfrac);
       return { n: idx, kAdd: kappa };
     }
   }
@@ -245,6 +248,8 @@ function emitDigits(digits: string, K: number, neg: boolean): string {
 
 const scratch: number[] = [];
 
+const memo = new Map<number, string>();
+
 /** fpconv_dtoa(v) exactly as Redis >= 7.2 formats doubles (DEBUG DIGEST, and ZSCORE replies). */
 export function fpconvDtoa(v: number): string {
   const neg = v < 0 || Object.is(v, -0);
@@ -259,7 +264,13 @@ export function fpconvDtoa(v: number): string {
     const digits = s.replace(/0+$/, "");
     return sign + emitDigits(digits, s.length - digits.length, neg);
   }
-  return sign + fpconvSlow(a, neg);
+  let s = memo.get(v);
+  if (s === undefined) {
+    s = sign + fpconvSlow(a, neg);
+    if (memo.size >= 65536) memo.clear(); // scores repeat (ranks, buckets); keep the cache small
+    memo.set(v, s);
+  }
+  return s;
 }
 
 /** The full Grisu2 path (exported for the test that checks the integer fast path against it). */
