@@ -248,7 +248,7 @@ for (const v of VERSIONS) {
     after(() => r?.kill());
 
     test("parses completely in any chunking; the digest equals DEBUG DIGEST", () => {
-      for (const size of [rdb.length, 65536, 1000, 7, 1]) {
+      for (const size of [rdb.length, 65536, 9000, 1000, 7, 1]) {
         let keys = 0;
         const d = new RdbReader({ onKeyEnd: () => void keys++ });
         for (let i = 0; i < rdb.length; i += size) d.feed(rdb.subarray(i, i + size));

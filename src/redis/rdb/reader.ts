@@ -165,6 +165,8 @@ export interface RdbReaderOptions {
 /** Thrown internally when a unit needs more bytes than are buffered; never escapes the reader. */
 const NEED_MORE = Symbol("rdb: need more bytes");
 const EMPTY = Buffer.alloc(0);
+/** Bytes of the next chunk joined to a cut unit's leftover (see bridge()). */
+const BRIDGE = 2048;
 const MAX_SAFE_HI = 0x1fffff; // high 32 bits of Number.MAX_SAFE_INTEGER
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -322,6 +324,10 @@ export class RdbReader {
       if (left + this.partsLen > this.peak) this.peak = left + this.partsLen;
       if (left + this.partsLen < this.need) return; // still not enough for the pending unit: no copying yet
       this.flushCrc();
+      if (this.parts.length === 1 && chunk.length >= BRIDGE * 4 && this.need <= left + BRIDGE / 2) {
+        this.bridge(left, chunk);
+        return;
+      }
       const joined = Buffer.concat([this.buf.subarray(this.pos), ...this.parts], left + this.partsLen);
       this.base += this.pos;
       this.buf = joined;
@@ -333,6 +339,36 @@ export class RdbReader {
       this.base += this.buf.length;
       this.buf = chunk;
       this.pos = 0;
+    }
+    this.run();
+  }
+
+  /**
+   * A unit was cut by the end of the previous chunk. Rather than copying the leftover and the whole new chunk
+   * into one buffer (a 64 KB copy and allocation per chunk), parse through a small bridge (leftover + the
+   * start of the chunk) until the parse position has left the leftover, then continue in the chunk itself.
+   */
+  private bridge(left: number, chunk: Buffer): void {
+    const joined = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, BRIDGE)], left + BRIDGE);
+    this.base += this.pos;
+    this.buf = joined;
+    this.pos = 0;
+    this.parts = [];
+    this.partsLen = 0;
+    this.run();
+    if (this.state === S.FAILED) return;
+    this.flushCrc();
+    if (this.pos >= left) {
+      // everything still unparsed is in the chunk
+      this.base += left;
+      this.pos -= left;
+      this.buf = chunk;
+    } else {
+      // the unit that began in the leftover is longer than the bridge: join for real
+      const rest = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(BRIDGE)]);
+      this.base += this.pos;
+      this.pos = 0;
+      this.buf = rest;
     }
     this.run();
   }
