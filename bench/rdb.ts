@@ -5,8 +5,10 @@
 //  2. digest: DEBUG DIGEST from the stream (in-thread and in a worker) — informational, no baseline.
 //  3. restore by commands of A into a running server vs `redis-cli --pipe` of a RESP file (our RESP export of
 //     the same RDB: the same SET commands). Goal: <= 1.2x.
-// Sizes: BENCH_RDB_KEYS (default 3,000,000 keys in A), BENCH_RDB_ELEMENTS (default 2,000,000 elements in B),
-// BENCH_ROUNDS (default 2, best round counts). Quick check: BENCH_RDB_KEYS=200000 BENCH_RDB_ELEMENTS=200000.
+// Sizes: BENCH_RDB_KEYS (default 3,000,000 keys in A), BENCH_RDB_VALUE_SIZE (default 300 bytes: DEBUG POPULATE
+// pads with zeros, so the values are LZF-compressed in the RDB, ~120 MB), BENCH_RDB_ELEMENTS (default 2,000,000
+// elements in B), BENCH_ROUNDS (default 2, best round counts).
+// Quick check: BENCH_RDB_KEYS=200000 BENCH_RDB_ELEMENTS=200000 npm run bench:rdb
 // Run: npm run bench:rdb
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -19,6 +21,7 @@ import { restoreByCommands } from "../src/redis/restore-commands";
 import { RedisProcess, startRedis } from "../test/support/redis";
 
 const KEYS = Number(process.env.BENCH_RDB_KEYS ?? 3_000_000);
+const VALUE_SIZE = Number(process.env.BENCH_RDB_VALUE_SIZE ?? 300);
 const ELEMENTS = Number(process.env.BENCH_RDB_ELEMENTS ?? 2_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CHILD = path.join(__dirname, "rdb-parse-child.js");
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
   const fileA = path.join(dir, "a.rdb");
   const fileB = path.join(dir, "b.rdb");
   try {
-    await withConn(src, (c) => c.command("DEBUG", "POPULATE", KEYS));
+    await withConn(src, (c) => c.command("DEBUG", "POPULATE", KEYS, "key", VALUE_SIZE));
     await capture(src, fileA);
     await withConn(src, (c) => c.command("FLUSHALL"));
     await writeLarge(src);
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
     await src.stop();
   }
   const report: string[] = [`node ${process.version}, ${ROUNDS} rounds, best round shown`];
-  report.push(...(await benchParse(`A: DEBUG POPULATE ${KEYS}`, fileA)));
+  report.push(...(await benchParse(`A: DEBUG POPULATE ${KEYS} key ${VALUE_SIZE}`, fileA)));
   report.push(...(await benchParse(`B: large lists/hashes/zsets/streams`, fileB)));
   report.push(...(await benchRestore(fileA, dir)));
   console.log(report.join("\n"));

@@ -50,12 +50,14 @@ export class PipelinedConnection {
   private flushedTo = 0;
   private cmdStart = 0;
 
-  // commands awaiting replies (parallel arrays, ring by head index)
-  private qTag: number[] = [];
-  private qBuf: Buffer[] = [];
-  private qStart: number[] = [];
-  private qEnd: number[] = [];
-  private head = 0;
+  // commands awaiting replies: a ring (power-of-two capacity, grown by doubling) of parallel arrays
+  private qTag = new Float64Array(1024);
+  private qStart = new Int32Array(1024);
+  private qEnd = new Int32Array(1024);
+  private qBuf: Buffer[] = new Array<Buffer>(1024);
+  private qMask = 1023;
+  private head = 0; // next reply's slot (monotonic counter; slot = counter & mask)
+  private tail = 0; // next command's slot
   private inflight = 0;
   private sentCommands = 0;
   private sentBytes = 0;
@@ -97,7 +99,7 @@ export class PipelinedConnection {
   }
 
   get pendingReplies(): number {
-    return this.qTag.length - this.head;
+    return this.tail - this.head;
   }
 
   get error(): PipelineError | undefined {
@@ -118,11 +120,21 @@ export class PipelinedConnection {
 
   arg(a: Buffer | string): void {
     if (typeof a === "string") {
-      const n = Buffer.byteLength(a);
-      this.header(0x24, n);
-      this.room(n + 2);
-      this.out.write(a, this.outLen, "utf8");
-      this.outLen += n;
+      if (a.length < 32 && isAscii(a)) {
+        // command names and numbers: a byte loop beats the utf8 encoder's call overhead
+        const n = a.length;
+        this.header(0x24, n);
+        this.room(n + 2);
+        const o = this.out;
+        for (let i = 0; i < n; i++) o[this.outLen + i] = a.charCodeAt(i);
+        this.outLen += n;
+      } else {
+        const n = Buffer.byteLength(a);
+        this.header(0x24, n);
+        this.room(n + 2);
+        this.out.write(a, this.outLen, "utf8");
+        this.outLen += n;
+      }
     } else {
       this.header(0x24, a.length);
       this.room(a.length + 2);
@@ -165,11 +177,14 @@ export class PipelinedConnection {
 
   private enqueue(tag: number, buf: Buffer, start: number, end: number): void {
     // the "no reply for timeoutMs" clock starts when the first outstanding command is sent
-    if (this.head >= this.qTag.length) this.lastData = Date.now();
-    this.qTag.push(tag);
-    this.qBuf.push(buf);
-    this.qStart.push(start);
-    this.qEnd.push(end);
+    if (this.head === this.tail) this.lastData = Date.now();
+    if (this.tail - this.head > this.qMask) this.grow();
+    const i = this.tail & this.qMask;
+    this.qTag[i] = tag;
+    this.qBuf[i] = buf;
+    this.qStart[i] = start;
+    this.qEnd[i] = end;
+    this.tail++;
     this.inflight += end - start;
     this.sentBytes += end - start;
     this.sentCommands++;
@@ -228,7 +243,9 @@ export class PipelinedConnection {
   /** The command whose reply is being delivered (valid during onReply only). */
   currentCommand(): Buffer {
     const i = this.current;
-    return i < 0 ? Buffer.alloc(0) : this.qBuf[i].subarray(this.qStart[i], this.qEnd[i]);
+    if (i < 0) return Buffer.alloc(0);
+    const j = i & this.qMask;
+    return this.qBuf[j].subarray(this.qStart[j], this.qEnd[j]);
   }
 
   close(): void {
@@ -245,16 +262,16 @@ export class PipelinedConnection {
     let p = 0;
     const n = buf.length;
     while (p < n) {
-      if (this.head >= this.qTag.length) {
+      if (this.head === this.tail) {
         this.fail(`${this.address} sent an unexpected reply (no command pending)`);
         return;
       }
       const e = this.parseReply(buf, p);
       if (e < 0) break;
-      const h = this.head;
+      const h = this.head & this.qMask;
       const kind = buf[p] as ReplyKind;
       p = e;
-      this.current = h;
+      this.current = this.head;
       this.inflight -= this.qEnd[h] - this.qStart[h];
       this.repliedCommands++;
       try {
@@ -265,21 +282,33 @@ export class PipelinedConnection {
       }
       this.current = -1;
       this.qBuf[h] = EMPTY; // let the chunk go once nothing refers to it
-      this.head = h + 1;
+      this.head++;
     }
-    if (this.head > 4096 && this.head * 2 > this.qTag.length) this.compact();
     this.inBuf = p < n ? Buffer.from(buf.subarray(p)) : EMPTY;
     buf = EMPTY;
     this.wake();
   }
 
-  private compact(): void {
-    const h = this.head;
-    this.qTag = this.qTag.slice(h);
-    this.qBuf = this.qBuf.slice(h);
-    this.qStart = this.qStart.slice(h);
-    this.qEnd = this.qEnd.slice(h);
-    this.head = 0;
+  /** Doubles the ring, keeping the outstanding commands in order. */
+  private grow(): void {
+    const n = this.qMask + 1;
+    const tag = new Float64Array(n * 2);
+    const start = new Int32Array(n * 2);
+    const end = new Int32Array(n * 2);
+    const bufs = new Array<Buffer>(n * 2);
+    for (let c = this.head; c < this.tail; c++) {
+      const from = c & this.qMask;
+      const to = c & (n * 2 - 1);
+      tag[to] = this.qTag[from];
+      start[to] = this.qStart[from];
+      end[to] = this.qEnd[from];
+      bufs[to] = this.qBuf[from];
+    }
+    this.qTag = tag;
+    this.qStart = start;
+    this.qEnd = end;
+    this.qBuf = bufs;
+    this.qMask = n * 2 - 1;
   }
 
   private wake(): void {
@@ -372,6 +401,11 @@ export class PipelinedConnection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
 
 /** Splits encoded RESP command bytes back into arguments (for messages and redirections). */
 export function decodeCommand(cmd: Buffer): Buffer[] {

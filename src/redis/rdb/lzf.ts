@@ -45,6 +45,9 @@ export function lzfDecompress(input: Uint8Array, start: number, end: number, out
       if (len > 32 && op - ref >= len) {
         out.copyWithin(op, ref, ref + len); // no overlap: one native copy
         op += len;
+      } else if (len > 16 && op - ref === 1) {
+        out.fill(out[ref], op, op + len); // a run of one byte (zero padding, repeated characters)
+        op += len;
       } else {
         // byte by byte: the source may overlap the destination (run-length style)
         while (len--) out[op++] = out[ref++];
