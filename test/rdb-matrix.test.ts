@@ -361,6 +361,29 @@ describe("a target that dies mid-restore", () => {
     assert.ok(killed);
   });
 
+  test("aborted by the caller while waiting for replies: rejects at once with 'aborted'", async () => {
+    const target = await startRedis();
+    const ac = new AbortController();
+    try {
+      const p = restoreByCommands(chunks(rdb, 16384), {
+        target: target.endpoint,
+        signal: ac.signal,
+        onProgress: (s) => {
+          if (s.bytesRead > rdb.length / 4 && !ac.signal.aborted) {
+            target.proc.kill("SIGSTOP"); // no reply will come: only the abort can end the wait
+            setTimeout(() => ac.abort(), 50);
+          }
+        },
+      });
+      const err = await within(p.then(() => assert.fail("restore succeeded"), (e: unknown) => e), 10_000, "aborted restore");
+      assert.ok(err instanceof CommandRestoreError, String(err));
+      assert.match(err.message, /aborted after \d+ keys written/);
+    } finally {
+      target.proc.kill("SIGCONT");
+      target.kill();
+    }
+  });
+
   test("frozen (SIGSTOP): the restore fails after timeoutMs without replies", async () => {
     const target = await startRedis();
     let stopped = false;

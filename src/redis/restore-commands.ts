@@ -887,6 +887,9 @@ export async function restoreByCommands(sources: RdbSource | RdbSource[], opts: 
   }
   const shared = new RestoreShared(summary, opts, router);
   const maxInFlight = opts.maxInFlightBytes ?? 16 << 20;
+  // an abort while we wait for replies closes the connections, which ends the wait at once
+  const onAbort = (): void => router.close();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
   const list = (Array.isArray(sources) ? sources : [sources]).map((x) => (Buffer.isBuffer(x) ? bufferChunks(x) : x));
   const progress = (): void => {
     summary.ms = Date.now() - t0;
@@ -917,10 +920,12 @@ export async function restoreByCommands(sources: RdbSource | RdbSource[], opts: 
     progress();
     const base = `restore into ${where} failed after ${summary.keys} keys written, ${summary.bytesRead} RDB bytes read`;
     if (err instanceof CommandRestoreError) throw err;
+    if (opts.signal?.aborted) throw new CommandRestoreError(`restore into ${where} aborted after ${summary.keys} keys written, ${summary.bytesRead} RDB bytes read`, summary, { cause: err });
     if (err instanceof RdbParseError) throw new CommandRestoreError(`${base}: corrupt RDB: ${err.message}`, summary, { cause: err });
     if (err instanceof PipelineError) throw new CommandRestoreError(`${base}: ${err.message}`, summary, { cause: err });
     throw new CommandRestoreError(`${base}: ${(err as Error).message}`, summary, { cause: err });
   } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
     router.close();
   }
 }
