@@ -402,6 +402,7 @@ describe("huge keys stay within bounded memory", () => {
       const rnd = crypto.randomBytes(semi.length);
       for (let i = 0; i < semi.length; i++) semi[i] = alphabet.charCodeAt(rnd[i] % 10);
       await c.command("SET", "lzfstring", semi);
+      await c.command("SET", "zeros", Buffer.alloc(4 << 20)); // compresses ~100:1: streamed by its output size
       await c.command("SADD", "bigset", ...Array.from({ length: 20000 }, (_, i) => `member-${i}`));
     });
     digest = await debugDigest(r.endpoint);
@@ -409,12 +410,14 @@ describe("huge keys stay within bounded memory", () => {
   });
   after(() => r?.kill());
 
-  test("a 10 MB list, a 5 MB string and a 3 MB LZF string are read piece by piece", () => {
+  test("a 10 MB list, a 5 MB string and 3 MB / 4 MB LZF strings are read piece by piece", () => {
     let pieces = 0;
     let items = 0;
     let maxPiece = 0;
+    let whole = 0;
     const reader = new RdbReader(
       {
+        onString: (v) => void (whole = Math.max(whole, v.length)),
         onStringPiece: (p) => {
           pieces++;
           maxPiece = Math.max(maxPiece, p.length);
@@ -430,6 +433,7 @@ describe("huge keys stay within bounded memory", () => {
     assert.ok(pieces > 100, `${pieces} pieces`);
     assert.ok(maxPiece <= (1 << 16) + 300, `pieces of about 64 KB (saw ${maxPiece})`);
     assert.ok(reader.peakBuffered < 256 * 1024, `held at most ${reader.peakBuffered} bytes between chunks`);
+    assert.ok(whole <= 1 << 16, `no string above the piece size was delivered whole (saw ${whole})`);
   });
 
   test("the streamed digest (strings hashed in pieces) equals DEBUG DIGEST", () => {

@@ -128,7 +128,6 @@ export class DigestVisitor implements RdbVisitor {
   private keys = 0;
   private moduleKeys = 0;
   private piece: crypto.Hash | undefined; // a huge string hashed in pieces
-  private skipping = false;
 
   constructor(private readonly opts: DigestOptions = {}) {
     this.format = opts.scoreFormat;

@@ -60,7 +60,6 @@ export function lzfDecompress(input: Uint8Array, start: number, end: number, out
 
 const HISTORY = 8192; // the largest back reference offset
 const PIECE = 64 * 1024;
-const MAX_TOKEN = 3 + 32; // longest token: control + length + offset bytes, or control + 32 literals
 
 /**
  * Streaming LZF decompressor: feed compressed bytes in any chunking, get decompressed pieces (views valid only

@@ -240,7 +240,6 @@ export class RdbReader {
   private strDone = 0;
   private lzf: LzfStream | undefined;
   private lzfRemaining = 0;
-  private pieces: Buffer[] | undefined; // a huge string assembled for visitors without onStringPiece
   private groupsRemaining = 0;
   private consumersRemaining = 0;
   private moduleAux: { info: ModuleInfo; when: number; parts: Buffer[] } | undefined;
@@ -837,7 +836,7 @@ export class RdbReader {
           this.pos = p + 1;
           const clen = this.len("the compressed length of a string");
           const ulen = this.len("the uncompressed length of a string");
-          if (clen > this.pieceBytes && v.onStringPiece) {
+          if (ulen > this.pieceBytes && v.onStringPiece) { // by output size: zeros compress 100:1
             this.begin(h);
             this.strTotal = ulen;
             this.strDone = 0;
