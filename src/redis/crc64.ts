@@ -51,12 +51,17 @@ export function crc64Init(): Crc64 {
   return { lo: 0, hi: 0 };
 }
 
+// Signed views of the tables: keeping every intermediate value a 32-bit signed integer lets V8 stay on
+// integer arithmetic (uint32 values above 2^31 would become heap doubles and deoptimize the hot loop).
+const TLOI = new Int32Array(TLO.buffer);
+const THII = new Int32Array(THI.buffer);
+
 /** Feeds bytes into the running CRC (mutates and returns `state`). */
 export function crc64Update(state: Crc64, buf: Uint8Array, start = 0, end = buf.length): Crc64 {
-  let lo = state.lo;
-  let hi = state.hi;
+  let lo = state.lo | 0;
+  let hi = state.hi | 0;
   let i = start;
-  // Byte-at-a-time until 8-byte blocks remain (no alignment requirement: we read bytes, not words).
+  // 8 bytes per round (slicing-by-8; no alignment requirement: we read bytes, not words), then the tail.
   const blockEnd = end - ((end - i) & 7);
   while (i < blockEnd) {
     lo ^= buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24);
@@ -69,19 +74,28 @@ export function crc64Update(state: Crc64, buf: Uint8Array, start = 0, end = buf.
     const f = 2 * 256 + ((hi >>> 8) & 0xff);
     const g = 256 + ((hi >>> 16) & 0xff);
     const h = hi >>> 24;
-    lo = TLO[a] ^ TLO[b] ^ TLO[c] ^ TLO[d] ^ TLO[e] ^ TLO[f] ^ TLO[g] ^ TLO[h];
-    hi = THI[a] ^ THI[b] ^ THI[c] ^ THI[d] ^ THI[e] ^ THI[f] ^ THI[g] ^ THI[h];
+    lo = TLOI[a] ^ TLOI[b] ^ TLOI[c] ^ TLOI[d] ^ TLOI[e] ^ TLOI[f] ^ TLOI[g] ^ TLOI[h];
+    hi = THII[a] ^ THII[b] ^ THII[c] ^ THII[d] ^ THII[e] ^ THII[f] ^ THII[g] ^ THII[h];
     i += 8;
-  }
-  while (i < end) {
-    const idx = (lo ^ buf[i]) & 0xff;
-    lo = ((lo >>> 8) | ((hi & 0xff) << 24)) ^ TLO[idx];
-    hi = (hi >>> 8) ^ THI[idx];
-    i++;
   }
   state.lo = lo >>> 0;
   state.hi = hi >>> 0;
+  // The tail lives in its own function: a loop that is rarely entered would leave this hot one with
+  // incomplete type feedback and make V8 deoptimize it again and again.
+  if (i < end) crcTail(state, buf, i, end);
   return state;
+}
+
+function crcTail(state: Crc64, buf: Uint8Array, i: number, end: number): void {
+  let lo = state.lo | 0;
+  let hi = state.hi | 0;
+  for (; i < end; i++) {
+    const idx = (lo ^ buf[i]) & 0xff;
+    lo = ((lo >>> 8) | ((hi & 0xff) << 24)) ^ TLOI[idx];
+    hi = (hi >>> 8) ^ THII[idx];
+  }
+  state.lo = lo >>> 0;
+  state.hi = hi >>> 0;
 }
 
 /** One-shot CRC of a buffer. */

@@ -19,8 +19,10 @@ export interface RdbInfo {
   rdbVersion: number;
   /** AUX fields in file order: redis-ver, redis-bits, ctime, used-mem, repl-id, repl-offset, aof-base, ... */
   aux: Record<string, string>;
-  /** `redis-ver` from the AUX fields; undefined for files written before Redis 3.2 (no AUX fields). */
+  /** `redis-ver` from the AUX fields; undefined for files written before Redis 3.2 (no AUX fields) and by Valkey. */
   redisVersion: string | undefined;
+  /** The writing server from `valkey-ver` (Valkey 8+ writes only that) or `redis-ver`; undefined without AUX. */
+  server: { name: "redis" | "valkey"; version: string } | undefined;
   /** 'disabled' when the server runs with rdbchecksum no (stored CRC is 0) or the format predates checksums. */
   checksum: "ok" | "disabled";
   /** Total bytes of the file, trailer included. */
@@ -79,7 +81,9 @@ export class RdbInspector {
       }
     }
     const redisVersion = this.aux["redis-ver"];
-    return { rdbVersion: this.version, aux: { ...this.aux }, redisVersion, checksum, bytes: this.bytes };
+    const valkey = this.aux["valkey-ver"];
+    const server = valkey ? { name: "valkey" as const, version: valkey } : redisVersion ? { name: "redis" as const, version: redisVersion } : undefined;
+    return { rdbVersion: this.version, aux: { ...this.aux }, redisVersion, server, checksum, bytes: this.bytes };
   }
 
   private missingEof(): RdbFormatError {

@@ -44,11 +44,11 @@ export interface RedisProcess {
 }
 
 /** Starts redis-server with the given extra arguments (e.g. ["--requirepass", "x"]). */
-export async function startRedis(extra: string[] = [], opts: { password?: string; username?: string; dir?: string } = {}): Promise<RedisProcess> {
+export async function startRedis(extra: string[] = [], opts: { password?: string; username?: string; dir?: string; bin?: string } = {}): Promise<RedisProcess> {
   const port = await freePort();
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-redis-"));
   const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", path.join(dir, "redis.log"), ...extra];
-  const proc = spawn("redis-server", args, { stdio: "ignore" });
+  const proc = spawn(opts.bin ?? "redis-server", args, { stdio: "ignore" });
   const endpoint: RedisEndpoint = { host: "127.0.0.1", port, password: opts.password, username: opts.username };
   let exited = false;
   proc.once("exit", () => (exited = true));
