@@ -12,7 +12,8 @@ import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture";
-import { fileTypeFor, instanceTypeFor } from "../redis/rdb";
+import { DigestTee } from "../redis/capture-digest";
+import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb";
 import { parseRedisUrl } from "../redis/resp";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../services";
@@ -90,7 +91,7 @@ export class BackupJobs implements JobKind {
     const backup: Backup = {
       backupId: crypto.randomUUID(), instanceId: instance.instanceId, startTime: now, backupType: opts.automatic ? "1" : "0", status: 1,
       remark: opts.remark ?? "", locked: 0, backupSize: 0, fullBackup: 0, instanceType: instance.instanceType,
-      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion) : "", expireTime: now + days * DAY_MS, encrypted: false, files: [],
+      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "", expireTime: now + days * DAY_MS, encrypted: false, files: [],
     };
     const taskId = await this.o.catalog.transaction(async (tx) => {
       const locked = await tx.lockInstance(instance.instanceId);
@@ -120,21 +121,29 @@ export class BackupJobs implements JobKind {
     const files: StoredFile[] = [];
     const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000, { allowedHosts: this.o.clusterHosts });
     let total = 0;
-    let redisVersion: string | undefined;
+    let server: { name: "redis" | "valkey"; version: string } | undefined;
     for (const [shard, ep] of topology.masters.entries()) {
       if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
       const key = blobKey(backup.backupId, shard);
       const writer = store.createWriter(key, { compress: true });
+      // The RDB also goes through the digest engine on the way (another core): the backup records the DEBUG DIGEST
+      // of the data set, which restores and `crs-backup verify` compare against.
+      const tee = new DigestTee(writer);
       try {
-        const result = await captureRdb(ep, writer, {
+        const result = await captureRdb(ep, tee, {
           timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal,
           onProgress: (bytes) => ctx.local?.onProgress?.(total + bytes, undefined, `shard ${shard + 1}/${topology.masters.length}`),
         });
         const committed = await writer.commit();
         testHook("backup-shard-committed");
-        files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes });
+        const proof = await tee.result();
+        if (proof.missing) this.o.logger.warn({ taskId: task.taskId, backupId: backup.backupId, shard, reason: proof.missing }, "backup kept without a digest");
+        files.push({
+          key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes,
+          ...(proof.digest ? { digest: proof.digest } : {}), ...(proof.keys !== undefined ? { keys: proof.keys } : {}),
+        });
         total += committed.bytes;
-        redisVersion ??= result.rdb.redisVersion;
+        server ??= result.rdb.server;
         // Recorded per shard, so a crash part-way leaves a list of what to remove.
         await catalog.updateBackup(backup.backupId, { files });
         ctx.progress(((shard + 1) / topology.masters.length) * 99);
@@ -144,9 +153,9 @@ export class BackupJobs implements JobKind {
       }
     }
     const end = this.o.clock.now();
-    const version = redisVersion ?? "0.0.0";
-    const instanceType = instanceTypeFor(version, topology.cluster);
-    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version), instanceType, files };
+    const version = server?.version ?? "0.0.0";
+    const instanceType = instanceTypeFor(version, topology.cluster, server?.name);
+    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files };
     return {
       message: `${total} bytes in ${files.length} shard(s)`,
       result: finished,

@@ -53,12 +53,14 @@ export async function probeRedis(url: string, o: { timeoutMs?: number; allowedHo
     conn.close();
   }
   const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(info)?.[1]?.trim();
-  const redisVersion = field("redis_version") ?? "0.0.0";
+  // Valkey reports a Redis-compatible redis_version too; its own version is valkey_version.
+  const valkey = field("valkey_version");
+  const redisVersion = valkey ?? field("redis_version") ?? "0.0.0";
   const cluster = field("cluster_enabled") === "1";
   const shardNum = cluster ? (await discoverShards(ep, timeoutMs, { allowedHosts: o.allowedHosts })).masters.length : 1;
   const maxmemory = Number(field("maxmemory") ?? 0);
   const used = Number(field("used_memory") ?? 0);
-  return { redisVersion, cluster, shardNum, instanceType: instanceTypeFor(redisVersion, cluster), memSizeMb: Math.ceil((maxmemory || used) / 1048576) };
+  return { redisVersion, cluster, shardNum, instanceType: instanceTypeFor(redisVersion, cluster, valkey ? "valkey" : "redis"), memSizeMb: Math.ceil((maxmemory || used) / 1048576) };
 }
 
 export interface RegisterOptions {

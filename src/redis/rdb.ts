@@ -281,21 +281,28 @@ function majorMinor(redisVersion: string): [number, number] {
 }
 
 /** The catalogue's FileType for a backup written by this Redis version, e.g. "RDB-Redis 7.0". */
-export function fileTypeFor(redisVersion: string): string {
-  const [major, minor] = majorMinor(redisVersion);
-  return `RDB-Redis ${major}.${minor}`;
+export function fileTypeFor(version: string, server: "redis" | "valkey" = "redis"): string {
+  const [major, minor] = majorMinor(version);
+  return `RDB-${server === "valkey" ? "Valkey" : "Redis"} ${major}.${minor}`;
 }
 
 /**
- * CRS InstanceType code for a Redis version and topology: 2.8 standalone 5, 4.0 6/7 (standard/cluster),
- * 5.0 8/9, 6.x 15/16, 7.x and later 17/18. Versions older than 4.0 map to the 2.8 code (5) or, for a cluster,
- * the oldest cluster code (7), as CRS has no 3.x types.
+ * CRS InstanceType code for a server version and topology: 2.8 standalone 5, 4.0 6/7 (standard/cluster),
+ * 5.0 8/9, 6.x 15/16, 7.x and later 17/18, Valkey 19/20 (the cloud lists 19-22 for Valkey 8.0; we use the first
+ * two, standard and cluster). Versions older than 4.0 map to the 2.8 code (5) or, for a cluster, the oldest
+ * cluster code (7), as CRS has no 3.x types.
  */
-export function instanceTypeFor(redisVersion: string, cluster: boolean): number {
-  const [major] = majorMinor(redisVersion);
+export function instanceTypeFor(version: string, cluster: boolean, server: "redis" | "valkey" = "redis"): number {
+  if (server === "valkey") return cluster ? 20 : 19;
+  const [major] = majorMinor(version);
   if (major >= 7) return cluster ? 18 : 17;
   if (major === 6) return cluster ? 16 : 15;
   if (major === 5) return cluster ? 9 : 8;
   if (major === 4) return cluster ? 7 : 6;
   return cluster ? 7 : 5;
+}
+
+/** Which server an InstanceType code stands for (19/20: Valkey; the rest: Redis). */
+export function serverOfType(instanceType: number): "redis" | "valkey" {
+  return instanceType >= 19 && instanceType <= 22 ? "valkey" : "redis";
 }
