@@ -1,8 +1,8 @@
 // Assembles a running server from its configuration: services, credentials, fixtures, recovery, the request
 // pipeline and the HTTP listener.
 import fs from "node:fs";
-import type http from "node:http";
 import path from "node:path";
+import { createSecureContext as tlsContext } from "node:tls";
 import { CatalogFullError, type Catalog } from "./catalog/catalog";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
 import { sqlitePath } from "./catalog/open";
@@ -11,11 +11,13 @@ import { createDownloadHandler } from "./downloads/handler";
 import { DOWNLOAD_PREFIX } from "./downloads/links";
 import { Pipeline } from "./gateway/pipeline";
 import { MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
-import { createApiServer } from "./gateway/server";
+import { ApiServer, createApiServer } from "./gateway/server";
 import { randomString } from "./jobs/instances";
 import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
 import { CONSOLE_PREFIX, createConsoleHandler } from "./console/handler";
 import { createServices, Services } from "./services";
+import { ServerMetrics } from "./metrics/metrics";
+import { operatorRoutes } from "./metrics/handler";
 
 export { DEFAULTS, catalogFile, filesDir } from "./config";
 export type { Config as ServeConfig } from "./config";
@@ -122,7 +124,7 @@ export function lockDataDir(dataDir: string): () => void {
 }
 
 export interface RunningServer {
-  server: http.Server;
+  server: ApiServer;
   url: string;
   port: number;
   services: Services;
@@ -143,7 +145,31 @@ export interface StartOptions {
   announce?: (line: string) => void;
 }
 
+/** The certificate and key of --tls-cert / --tls-key, read now so a bad file stops the start with its name. */
+function loadTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
+  if (!config.tlsCert && !config.tlsKey) return undefined;
+  if (!config.tlsCert || !config.tlsKey) throw new Error("--tls-cert and --tls-key go together");
+  const read = (file: string, what: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new Error(`cannot read the TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const pair = { cert: read(config.tlsCert, "certificate"), key: read(config.tlsKey, "key") };
+  try {
+    // Parses both and checks that the key belongs to the certificate, before anything else starts.
+    tlsContext(pair);
+  } catch (err) {
+    throw new Error(`the TLS certificate ${config.tlsCert} and key ${config.tlsKey} cannot be used: ${(err as Error).message}`);
+  }
+  return pair;
+}
+
 export async function startServer(config: Config, env: NodeJS.ProcessEnv = process.env, opts: StartOptions = {}): Promise<RunningServer> {
+  const tls = loadTls(config);
+  // Per server, not prom-client's global registry: several servers in one process keep their own counts.
+  const metrics = config.metrics === false ? undefined : new ServerMetrics();
   let services: Services;
   try {
     services = await createServices(config, { role: "serve" });
@@ -151,6 +177,11 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     throw startupError(err, config);
   }
   const { catalog, logger } = services;
+  // Before recovery, so tasks recovered at start are counted.
+  if (metrics) {
+    services.runner.observe(metrics.runnerObserver);
+    metrics.attach(services);
+  }
   const embedded = sqlitePath(catalogUrl(config)) !== undefined;
   let unlock = (): void => undefined;
   let generated: GeneratedKey | undefined;
@@ -176,12 +207,14 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   const limiter = new RateLimiter(new MemoryBucketStore(), config.rateLimit, config.rateLimits);
   const pipeline = new Pipeline({ services, regions: services.regions, limiter });
   const server = createApiServer({
-    pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs, tls, observer: metrics?.requestObserver,
     routes: [
+      ...operatorRoutes({ services, logger: logger.child({ component: "health" }), metrics, metricsAllow: config.metricsAllow }),
       { prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services) },
       { prefix: CONSOLE_PREFIX, handler: createConsoleHandler({ services, pipeline, regions: services.regions }) },
     ],
   });
+
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -214,7 +247,7 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   return {
     server,
     port,
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    url: `${tls ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     services,
     close() {
       closing ??= (async () => {

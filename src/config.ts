@@ -58,6 +58,14 @@ export interface Config {
   /** Hosts a Redis Cluster may announce its nodes on, besides each instance's registered host. */
   clusterHosts: string[];
   logLevel: LogLevel;
+  /** PEM certificate chain file: with tlsKey, everything on the port (API, downloads, console, metrics) is HTTPS. */
+  tlsCert?: string;
+  /** PEM private key file of tlsCert. */
+  tlsKey?: string;
+  /** Whether GET /metrics answers (Prometheus text); /healthz and /readyz always do. */
+  metrics: boolean;
+  /** Addresses and CIDR blocks that may read /metrics; empty = any address that reaches the port. */
+  metricsAllow: string[];
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -81,6 +89,8 @@ export const DEFAULTS: Config = {
   keepAliveTimeoutMs: 65_000,
   clusterHosts: [],
   logLevel: "info",
+  metrics: true,
+  metricsAllow: [],
 };
 
 export function catalogFile(dataDir: string): string {
