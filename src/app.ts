@@ -178,10 +178,7 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   }
   const { catalog, logger } = services;
   // Before recovery, so tasks recovered at start are counted.
-  if (metrics) {
-    services.runner.observe(metrics.runnerObserver);
-    metrics.attach(services);
-  }
+  if (metrics) services.runner.observe(metrics.runnerObserver);
   const embedded = sqlitePath(catalogUrl(config)) !== undefined;
   let unlock = (): void => undefined;
   let generated: GeneratedKey | undefined;
@@ -204,6 +201,8 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     unlock();
     throw startupError(err, config);
   }
+  // After the fixtures: it reads the instances (schedules, newest backups).
+  metrics?.attach(services);
   const limiter = new RateLimiter(new MemoryBucketStore(), config.rateLimit, config.rateLimits);
   const pipeline = new Pipeline({ services, regions: services.regions, limiter });
   const server = createApiServer({

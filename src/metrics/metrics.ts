@@ -255,7 +255,12 @@ export class ServerMetrics {
     if (!s) return;
     this.nodeRunning.set(s.runner.active);
     let r = this.reading;
-    if (!r) r = await this.refresh().catch(() => undefined);
+    if (!r) {
+      // The first scrape waits for the first readings (instances included) rather than show a partial picture.
+      // Bounded: a catalogue that hangs must not hold the scrape (the readiness checks have their own timeouts).
+      const pass = this.instancesPass;
+      [r] = await Promise.all([this.refresh().catch(() => undefined), pass && Promise.race([pass, new Promise((res) => setTimeout(res, 2_000).unref())])]);
+    }
     else if (Date.now() - r.at >= this.cacheMs) void this.refresh().catch(() => undefined);
     if (Date.now() - this.instancesAt >= this.instancesEveryMs || this.seedPending) {
       const seed = this.seedPending;
