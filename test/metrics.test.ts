@@ -13,7 +13,7 @@ import YAML from "yaml";
 import { freshDatabase, PG_ADMIN, TestDatabase } from "./support/postgres";
 import { parsePrometheus, Exposition } from "./support/prom";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
-import { expectSdkError, KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
 import { scheduleIntervalSeconds } from "../src/metrics/metrics";
 import { failureReason } from "../src/metrics/reasons";
 import { CaptureError } from "../src/redis/capture";
@@ -152,6 +152,18 @@ describe("metrics after real traffic and a real backup", () => {
     }
     times.sort((a, b) => a - b);
     assert.ok(times[15]! < 50, `median scrape ${times[15]} ms`);
+  });
+
+  test("download links follow the transport: http here, https behind a proxy that says X-Forwarded-Proto: https", async () => {
+    const [b] = await srv.services.catalog.backupsOfInstance(ID.live);
+    const plain = await c.DescribeBackupUrl({ InstanceId: ID.live, BackupId: b!.backupId });
+    assert.match(plain.DownloadUrl![0]!, new RegExp(`^http://127\\.0\\.0\\.1:${srv.port}/download/`));
+    const proxied = new RedisClient({
+      credential: { secretId: KEY.secretId, secretKey: KEY.secretKey }, region: "ap-guangzhou",
+      profile: { httpProfile: { endpoint: `127.0.0.1:${srv.port}`, protocol: "http://", headers: { "X-Forwarded-Proto": "https" } } },
+    });
+    const viaProxy = await proxied.DescribeBackupUrl({ InstanceId: ID.live, BackupId: b!.backupId });
+    assert.match(viaProxy.DownloadUrl![0]!, /^https:\/\//);
   });
 
   test("the Grafana dashboard and the alert rules are valid and use only metrics the server exposes", async () => {

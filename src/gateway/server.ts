@@ -168,7 +168,10 @@ export function createApiServer(opts: ServerOptions): ApiServer {
     });
     req.on("error", () => res.destroy());
   };
-  const server: ApiServer = opts.tls ? https.createServer({ ...httpOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(httpOptions, onRequest);
+  // A TLS handshake gets the headers' time, not Node's 120 s: a client that connects and never speaks is cut as soon.
+  const server: ApiServer = opts.tls
+    ? https.createServer({ ...httpOptions, cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: o.headersTimeoutMs }, onRequest)
+    : http.createServer(httpOptions, onRequest);
   server.keepAliveTimeout = o.keepAliveTimeoutMs;
   server.maxConnections = o.maxConnections;
 
