@@ -1,8 +1,8 @@
 // Assembles a running server from its configuration: services, credentials, fixtures, recovery, the request
 // pipeline and the HTTP listener.
 import fs from "node:fs";
-import type http from "node:http";
 import path from "node:path";
+import { createSecureContext as tlsContext } from "node:tls";
 import { CatalogFullError, type Catalog } from "./catalog/catalog";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "./catalog/seed";
 import { sqlitePath } from "./catalog/open";
@@ -12,11 +12,13 @@ import { DOWNLOAD_PREFIX } from "./downloads/links";
 import { Pipeline } from "./gateway/pipeline";
 import { BucketStore, MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
 import { RedisBucketStore } from "./gateway/ratelimit-redis";
-import { createApiServer } from "./gateway/server";
+import { ApiServer, createApiServer } from "./gateway/server";
 import { randomString } from "./jobs/instances";
 import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
 import { CONSOLE_PREFIX, createConsoleHandler } from "./console/handler";
 import { createServices, Services } from "./services";
+import { ServerMetrics } from "./metrics/metrics";
+import { operatorRoutes } from "./metrics/handler";
 
 export { DEFAULTS, catalogFile, filesDir } from "./config";
 export type { Config as ServeConfig } from "./config";
@@ -134,7 +136,7 @@ export function lockDataDir(dataDir: string): () => void {
 }
 
 export interface RunningServer {
-  server: http.Server;
+  server: ApiServer;
   url: string;
   port: number;
   services: Services;
@@ -155,7 +157,31 @@ export interface StartOptions {
   announce?: (line: string) => void;
 }
 
+/** The certificate and key of --tls-cert / --tls-key, read now so a bad file stops the start with its name. */
+function loadTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
+  if (!config.tlsCert && !config.tlsKey) return undefined;
+  if (!config.tlsCert || !config.tlsKey) throw new Error("--tls-cert and --tls-key go together");
+  const read = (file: string, what: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new Error(`cannot read the TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const pair = { cert: read(config.tlsCert, "certificate"), key: read(config.tlsKey, "key") };
+  try {
+    // Parses both and checks that the key belongs to the certificate, before anything else starts.
+    tlsContext(pair);
+  } catch (err) {
+    throw new Error(`the TLS certificate ${config.tlsCert} and key ${config.tlsKey} cannot be used: ${(err as Error).message}`);
+  }
+  return pair;
+}
+
 export async function startServer(config: Config, env: NodeJS.ProcessEnv = process.env, opts: StartOptions = {}): Promise<RunningServer> {
+  const tls = loadTls(config);
+  // Per server, not prom-client's global registry: several servers in one process keep their own counts.
+  const metrics = config.metrics === false ? undefined : new ServerMetrics();
   let services: Services;
   try {
     services = await createServices(config, { role: "serve" });
@@ -163,6 +189,8 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     throw startupError(err, config);
   }
   const { catalog, logger } = services;
+  // Before recovery, so tasks recovered at start are counted.
+  if (metrics) services.runner.observe(metrics.runnerObserver);
   const embedded = sqlitePath(catalogUrl(config)) !== undefined;
   let unlock = (): void => undefined;
   let generated: GeneratedKey | undefined;
@@ -185,17 +213,21 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     unlock();
     throw startupError(err, config);
   }
+  // After the fixtures: it reads the instances (schedules, newest backups).
+  metrics?.attach(services);
   // With a shared store the limit holds across every node; without one each node keeps its own.
   const buckets: BucketStore = config.rateLimitStore ? new RedisBucketStore(config.rateLimitStore, logger.child({ component: "ratelimit" })) : new MemoryBucketStore();
   const limiter = new RateLimiter(buckets, config.rateLimit, config.rateLimits);
   const pipeline = new Pipeline({ services, regions: services.regions, limiter });
   const server = createApiServer({
-    pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    pipeline, logger: logger.child({ component: "http" }), keepAliveTimeoutMs: config.keepAliveTimeoutMs, tls, observer: metrics?.requestObserver,
     routes: [
+      ...operatorRoutes({ services, logger: logger.child({ component: "health" }), metrics, metricsAllow: config.metricsAllow }),
       { prefix: DOWNLOAD_PREFIX, handler: createDownloadHandler(services) },
       { prefix: CONSOLE_PREFIX, handler: createConsoleHandler({ services, pipeline, regions: services.regions }) },
     ],
   });
+
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -228,7 +260,7 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   return {
     server,
     port,
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    url: `${tls ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     services,
     close() {
       closing ??= (async () => {

@@ -62,6 +62,14 @@ export interface Config {
   workers: number;
   /** With an object store that can pre-sign, answer download links with a redirect to the store. */
   downloadRedirect: boolean;
+  /** PEM certificate chain file: with tlsKey, everything on the port (API, downloads, console, metrics) is HTTPS. */
+  tlsCert?: string;
+  /** PEM private key file of tlsCert. */
+  tlsKey?: string;
+  /** Whether GET /metrics answers (Prometheus text); /healthz and /readyz always do. */
+  metrics: boolean;
+  /** Addresses and CIDR blocks that may read /metrics; empty = any address that reaches the port. */
+  metricsAllow: string[];
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -87,6 +95,8 @@ export const DEFAULTS: Config = {
   logLevel: "info",
   workers: 1,
   downloadRedirect: false,
+  metrics: true,
+  metricsAllow: [],
 };
 
 export function catalogFile(dataDir: string): string {

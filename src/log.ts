@@ -1,7 +1,7 @@
 // Structured logging through pino: JSON lines by default, pretty when writing to a terminal. Every value is
 // serialised by pino, so a caller-controlled string (an Action, a host) can never forge a line of its own.
 // Secrets are redacted by the logger's own configuration rather than by each call site remembering to: any
-// field called like a key, a password, a token or a Redis URL is replaced, at any depth we log.
+// field called like a key, a password, a token or a Redis URL is replaced, up to three levels down.
 import pino from "pino";
 import pretty from "pino-pretty";
 import { Writable } from "node:stream";
@@ -18,6 +18,9 @@ export const REDACT_PATHS = [
   ...SECRET_FIELDS,
   ...SECRET_FIELDS.map((f) => `*.${f}`),
   ...SECRET_FIELDS.map((f) => `*.*.${f}`),
+  // Three levels down covers what we log (a task's params inside a task inside a line); pino's redaction paths
+  // have no "any depth" wildcard, and a walk over every line would cost more than it protects.
+  ...SECRET_FIELDS.map((f) => `*.*.*.${f}`),
   'headers["authorization"]',
   'req.headers["authorization"]',
 ];

@@ -3,6 +3,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { parseRedisUrl } from "../redis/resp";
+import { parsePeriod } from "../jobs/scheduler";
 import { SECRET_ID_PATTERN } from "../gateway/auth";
 import { LocalTime } from "../protocol/time";
 import type { Catalog } from "./catalog";
@@ -77,6 +78,35 @@ export interface SeedData {
   credentials: Credential[];
   instances: Instance[];
   backups: Backup[];
+  /** Instances whose fixture sets AutoBackup: their schedule is set even when they already exist. */
+  schedules?: string[];
+}
+
+/** The automatic-backup schedule a fixture gives when it says nothing: every day, 00:00-01:00. */
+export const DEFAULT_SCHEDULE = { weekDays: ALL_WEEKDAYS, period: "00:00-01:00" } as const;
+
+/**
+ * An instance's `AutoBackup`: `false` (no automatic backups: stored as no weekdays, which no window matches),
+ * `true` (the default schedule) or `{ WeekDays, TimePeriod, BackupStorageDays }` as ModifyAutoBackupConfig takes them.
+ */
+function readAutoBackup(r: Reader, where: string, v: unknown): { weekDays: string[]; period: string; storageDays?: number } {
+  if (v === false) return { weekDays: [], period: DEFAULT_SCHEDULE.period };
+  if (v === true) return { weekDays: [...DEFAULT_SCHEDULE.weekDays], period: DEFAULT_SCHEDULE.period };
+  if (!v || typeof v !== "object" || Array.isArray(v)) {
+    r.fail("AutoBackup", `must be false (no automatic backups), true (every day 00:00-01:00) or an object with WeekDays, TimePeriod and BackupStorageDays, got ${JSON.stringify(v)}`);
+  }
+  const a: Reader = new Reader(`${where}.AutoBackup`, v as Json, ["WeekDays", "TimePeriod", "BackupStorageDays"]);
+  const given = a.strings("WeekDays");
+  if (given !== undefined && given.length === 0) a.fail("WeekDays", "must name at least one day; for no automatic backups write \"AutoBackup\": false");
+  const days = new Set<string>();
+  for (const d of given ?? DEFAULT_SCHEDULE.weekDays) {
+    const day = ALL_WEEKDAYS.find((w) => w.toLowerCase() === d.toLowerCase());
+    if (!day) a.fail("WeekDays", `${JSON.stringify(d)} is not one of ${ALL_WEEKDAYS.join(", ")}`);
+    days.add(day);
+  }
+  const period = a.str("TimePeriod") ?? DEFAULT_SCHEDULE.period;
+  if (!parsePeriod(period)) a.fail("TimePeriod", `must be whole hours HH:00-HH:00 with different hours (e.g. 01:00-02:00), got ${JSON.stringify(period)}`);
+  return { weekDays: ALL_WEEKDAYS.filter((d) => days.has(d)), period, storageDays: a.int("BackupStorageDays", 1, 1825) };
 }
 
 /** Parses and validates a fixture document; throws SeedError naming the entry and field at fault. */
@@ -112,8 +142,9 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
   });
 
   const seen = new Map<string, Instance>();
+  const schedules: string[] = [];
   const instances = list(root, "Instances").map((o, i) => {
-    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays"]);
+    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays", "AutoBackup"]);
     const id = r.str("InstanceId", true);
     if (!INSTANCE_ID_PATTERN.test(id)) r.fail("InstanceId", `must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(id)}`);
     if (seen.has(id)) r.fail("InstanceId", `${id} appears twice`);
@@ -127,11 +158,18 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
         r.fail("Redis", (err as Error).message);
       }
     }
+    const auto = o.AutoBackup === undefined ? undefined : readAutoBackup(r, `Instances[${i}]`, o.AutoBackup);
+    const days = r.int("BackupStorageDays", 1, 1825);
+    if (days !== undefined && auto?.storageDays !== undefined && days !== auto.storageDays) {
+      r.fail("BackupStorageDays", `is ${days} but AutoBackup.BackupStorageDays is ${auto.storageDays}; give one of them`);
+    }
     const inst: Instance = {
       instanceId: id, accountId: r.str("Account") ?? DEFAULT_ACCOUNT, region, name: r.str("InstanceName") ?? id,
       instanceType: r.int("InstanceType", 1, 1000) ?? 17, shardNum: 1, memSizeMb: 0, createdAt: opts.now,
-      autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: r.int("BackupStorageDays", 1, 1825) ?? 7, lastAutoWindow: 0,
+      autoBackupWeekDays: auto?.weekDays ?? [...DEFAULT_SCHEDULE.weekDays], autoBackupPeriod: auto?.period ?? DEFAULT_SCHEDULE.period,
+      backupStorageDays: days ?? auto?.storageDays ?? 7, lastAutoWindow: 0,
     };
+    if (auto) schedules.push(id);
     if (redis !== undefined) inst.redisUrl = redis;
     seen.set(id, inst);
     return inst;
@@ -166,7 +204,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     };
     return b;
   });
-  return { credentials, instances, backups };
+  return { credentials, instances, backups, schedules };
 }
 
 /** Loads a fixture file into the catalogue, all or nothing. */
@@ -181,7 +219,12 @@ export async function loadSeedFile(catalog: Catalog, file: string, time: LocalTi
   const data = parseSeed(text, { time, regions, existingInstance: (id) => known.get(id), now });
   await catalog.transaction(async (tx) => {
     for (const c of data.credentials) await tx.putCredential(c);
-    for (const i of data.instances) await tx.upsertInstance(i);
+    for (const i of data.instances) {
+      await tx.upsertInstance(i);
+      // Loading a fixture again (every start with --seed) keeps a schedule changed through the API, unless the
+      // fixture sets one itself: then the fixture's is in force.
+      if (data.schedules?.includes(i.instanceId)) await tx.updateInstance(i.instanceId, { autoBackupWeekDays: i.autoBackupWeekDays, autoBackupPeriod: i.autoBackupPeriod });
+    }
     for (const b of data.backups) await tx.upsertBackup(b);
   });
   return data;

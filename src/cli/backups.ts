@@ -1,5 +1,15 @@
-// Backups from the command line: take one now (run in this process, with a progress bar), list, delete, restore.
+// Backups from the command line: take one now (run in this process, with a progress bar), list, delete, restore,
+// download (export and write the RDB files here).
 import type { Command } from "commander";
+import fs from "node:fs";
+import path from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { downloadFileName } from "../downloads/links";
+import { exportKey } from "../jobs/backups";
+import { TASK } from "../jobs/tasks";
+import { verifiedRead } from "../storage/verify";
+import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/backups";
 import { withServices, withSettings } from "./main";
@@ -77,6 +87,41 @@ export function registerBackupCommands(program: Command): void {
       if (format === "table" && total > rows.length) console.log(`(${rows.length} of ${total}; --limit for more)`);
     }));
 
+  withSettings(backup.command("download <backupId>").description("export a backup (if it is not yet) and write its RDB files, one per shard, checked against their SHA-256")
+    .requiredOption("--out <dir>", "directory to write the files into (created if missing)"), "all")
+    .action(async (backupId: string, o: { out: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const b = await s.catalog.backup(backupId);
+      if (!b) throw new Error(`no backup ${backupId}`);
+      const exported = await exportHere(s, backupId);
+      fs.mkdirSync(o.out, { recursive: true });
+      const files = [...exported.files].sort((x, y) => x.shard - y.shard);
+      const total = files.reduce((n, f) => n + f.bytes, 0);
+      const bar = progressBar();
+      let done = 0;
+      for (const f of files) {
+        const file = path.join(o.out, downloadFileName(exported, f.shard));
+        const partial = `${file}.partial`;
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            done += chunk.length;
+            bar.update(done, total, `shard ${f.shard + 1}/${files.length}`);
+            cb(null, chunk);
+          },
+        });
+        try {
+          // Size and SHA-256 are checked on the way: the file gets its name only when both match the record.
+          await pipeline(await verifiedRead(s.store, { key: exportKey(exported.backupId, f.shard), bytes: f.bytes, sha256: f.sha256 }), counter, fs.createWriteStream(partial, { mode: 0o600 }));
+          fs.renameSync(partial, file);
+        } catch (err) {
+          fs.rmSync(partial, { force: true });
+          bar.stop();
+          throw err;
+        }
+        console.log(file);
+      }
+      bar.stop({ done, label: `${files.length} file(s), sha256 verified` });
+    }));
+
   withSettings(program.command("restore <backupId>").description("load a backup into a registered instance (its data is replaced)")
     .requiredOption("--instance <id>", "the instance to restore into"), "all")
     .action(async (backupId: string, o: { instance: string }, cmd: Command) => withServices(cmd, async (s) => {
@@ -92,4 +137,27 @@ export function registerBackupCommands(program: Command): void {
       const keys = (outcome.result as { keys?: number } | undefined)?.keys;
       console.log(`restored ${b.backupId} into ${target.instanceId}${keys !== undefined ? `: ${keys} keys` : ""}`);
     }));
+}
+
+/**
+ * The backup exported (Status 4), exporting it now if needed. A command's runner takes no queued task, so the
+ * export task is run here — unless a server sharing the catalogue claims it first, which is waited for.
+ */
+async function exportHere(s: Services, backupId: string): Promise<Backup> {
+  let settled = false;
+  const exported = s.exports.ensureExported(backupId).finally(() => (settled = true));
+  const instanceId = (await s.catalog.backup(backupId))?.instanceId ?? "";
+  const run = (async () => {
+    while (!settled) {
+      const task = (await s.catalog.activeTasks(instanceId, [TASK.exportBackup])).find((t) => t.backupId === backupId);
+      if (task) {
+        if (task.status === "preparing") await s.runner.runHere(task.taskId);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const b = await exported;
+  await run;
+  return b;
 }

@@ -9,12 +9,13 @@ import { Config, DEFAULTS } from "../config";
 import { DEFAULT_REGIONS } from "../gateway/regions";
 import { LOG_LEVELS, LogLevel } from "../log";
 import { LocalTime } from "../protocol/time";
+import { parseIpOrCidr } from "../downloads/restrictions";
 
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "string" | "int" | "port" | "bool" | "list" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff";
+type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff";
 
 export interface Setting {
   /** The config-file key (camelCase of the flag). */
@@ -58,6 +59,10 @@ export const SETTINGS: Setting[] = [
   { key: "schedulerInterval", flag: "--scheduler-interval <seconds>", env: "CRS_SCHEDULER_INTERVAL", kind: "seconds", min: 1, max: 3600, scope: "serve", help: "how often automatic backups and retention are checked (default 30)" },
   { key: "downloadRedirect", flag: "--download-redirect", env: "CRS_DOWNLOAD_REDIRECT", kind: "bool", scope: "serve", help: "with S3 storage, answer a download link with a redirect to a pre-signed object URL instead of streaming it" },
   { key: "logLevel", flag: "--log-level <level>", env: "CRS_LOG_LEVEL", kind: "loglevel", scope: "all", help: "fatal, error, warn, info (default), debug, trace or silent" },
+  { key: "tlsCert", flag: "--tls-cert <file>", env: "CRS_TLS_CERT", kind: "file", scope: "serve", help: "PEM certificate (chain) file: serve HTTPS (with --tls-key)" },
+  { key: "tlsKey", flag: "--tls-key <file>", env: "CRS_TLS_KEY", kind: "file", scope: "serve", help: "PEM private key file of --tls-cert" },
+  { key: "metrics", flag: "--metrics <on|off>", env: "CRS_METRICS", kind: "onoff", scope: "serve", help: "serve Prometheus metrics at /metrics (default on; /healthz and /readyz always answer)" },
+  { key: "metricsAllow", flag: "--metrics-allow <list>", env: "CRS_METRICS_ALLOW", kind: "cidrs", scope: "serve", help: "comma-separated addresses or CIDR blocks that may read /metrics (default: any)" },
 ];
 
 export type RawValues = Record<string, unknown>;
@@ -80,6 +85,23 @@ function parseValue(s: Setting, raw: unknown, where: string): Parsed {
     case "string":
       if (typeof text !== "string" || text === "") throw bad("must be a non-empty string");
       return { value: text };
+    case "file": {
+      if (typeof text !== "string" || text === "") throw bad("must be a file name");
+      try {
+        fs.accessSync(text, fs.constants.R_OK);
+      } catch (err) {
+        throw new UsageError(`${where}: cannot read ${text} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      return { value: text };
+    }
+    case "cidrs": {
+      const list = Array.isArray(text) ? text.map(String) : typeof text === "string" ? text.split(",") : undefined;
+      if (!list) throw bad("must be a comma-separated list of addresses or CIDR blocks");
+      const items = list.map((x) => x.trim()).filter(Boolean);
+      const wrong = items.find((x) => !parseIpOrCidr(x));
+      if (wrong !== undefined) throw new UsageError(`${where}: ${JSON.stringify(wrong)} is not an IPv4/IPv6 address or CIDR block`);
+      return { value: items };
+    }
     case "list": {
       const list = Array.isArray(text) ? text.map(String) : typeof text === "string" ? text.split(",") : undefined;
       if (!list) throw bad("must be a comma-separated list");
@@ -162,7 +184,7 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
   const configFile = (flags.config as string | undefined) ?? env.CRS_CONFIG;
   const file = configFile ? readConfigFile(configFile, scope) : {};
   const fileName = configFile ? path.basename(configFile) : "";
-  const cfg: Config = { ...DEFAULTS, regions: [...DEFAULT_REGIONS], clusterHosts: [] };
+  const cfg: Config = { ...DEFAULTS, regions: [...DEFAULT_REGIONS], clusterHosts: [], metricsAllow: [] };
   for (const s of SETTINGS) {
     if (scope === "all" && s.scope === "serve") continue;
     const attr = attributeOf(s);
@@ -194,6 +216,9 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
       case "schedulerInterval": cfg.schedulerIntervalMs = (parsed.value as number) * 1000; break;
       default: (cfg as unknown as Record<string, unknown>)[s.key] = parsed.value;
     }
+  }
+  if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) {
+    throw new UsageError(cfg.tlsCert === undefined ? "--tls-key (CRS_TLS_KEY) needs --tls-cert (CRS_TLS_CERT) too" : "--tls-cert (CRS_TLS_CERT) needs --tls-key (CRS_TLS_KEY) too");
   }
   return cfg;
 }

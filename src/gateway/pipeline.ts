@@ -32,6 +32,8 @@ export interface ApiRequest {
   connection?: number;
   /** Set when the request was refused for its size before its body was read. */
   tooLarge?: string;
+  /** Whether it came over TLS (links handed out then use https). */
+  secure?: boolean;
 }
 
 export interface ApiResponse {
@@ -125,6 +127,15 @@ function parseRequest(req: ApiRequest): Parsed {
   return { v3, host: requestHost, rawQuery, pairs, common, business };
 }
 
+/**
+ * The scheme a caller reached us with: https over our own TLS, or behind a TLS-terminating proxy that says so
+ * (X-Forwarded-Proto, as the console reads it). Only the links this caller is handed depend on it.
+ */
+function schemeOf(req: ApiRequest): "http" | "https" {
+  if (req.secure) return "https";
+  return headerValue(req.headers, "x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https" ? "https" : "http";
+}
+
 function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
   const v = common.get("Language") ?? headerValue(req.headers, "x-tc-language");
   if (v === undefined || v === "" || v === "zh-CN") return "zh-CN";
@@ -191,7 +202,7 @@ export class Pipeline {
       const { credential, signature } = await this.authenticate(req, parsed);
       account = credential.accountId;
       const result = await this.run(credential, this.actions, name, version, parsed.common.get("Region"), parsed.business, {
-        host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `http://${parsed.host.authority}`,
+        host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `${schemeOf(req)}://${parsed.host.authority}`,
         replay: parsed.v3 ? { signature, connection: req.connection ?? 0 } : undefined,
       });
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };

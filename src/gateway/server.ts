@@ -4,6 +4,7 @@
 // are those of an API server rather than Node's defaults.
 import crypto from "node:crypto";
 import http from "node:http";
+import https from "node:https";
 import type net from "node:net";
 import type { Logger } from "../log";
 import { ApiError, ErrorCode } from "../protocol/errors";
@@ -11,6 +12,14 @@ import { headerValue } from "./auth";
 import { ApiRequest, LIMITS, parseTarget, Pipeline } from "./pipeline";
 
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/** What the request log point tells an observer (the server's metrics) about each API request answered. */
+export interface RequestObserver {
+  request(r: { action: string; code: string; account: string; ms: number }): void;
+}
+
+/** Either transport; both have the methods the server is driven by (listen, close, closeAllConnections...). */
+export type ApiServer = http.Server | https.Server;
 
 export interface ServerOptions {
   pipeline: Pipeline;
@@ -31,6 +40,10 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Open connections per client address at most; 0 = no per-address cap. Default 256. */
   maxConnectionsPerAddress?: number;
+  /** Told about every API request at the point its log line is written (metrics). */
+  observer?: RequestObserver;
+  /** Serve HTTPS with this certificate chain and private key (PEM) instead of plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export const SERVER_DEFAULTS = {
@@ -71,10 +84,10 @@ function clientErrorBody(err: NodeJS.ErrnoException & { reason?: string }, o: Re
   return envelope("InvalidParameter", { reason: `the HTTP request is malformed (${code || "unknown"}: ${why})` });
 }
 
-export function createApiServer(opts: ServerOptions): http.Server {
+export function createApiServer(opts: ServerOptions): ApiServer {
   const logger = opts.logger;
   const o = { ...SERVER_DEFAULTS, ...definedOnly(opts) };
-  const server = http.createServer({
+  const httpOptions: http.ServerOptions = {
     maxHeaderSize: MAX_HEADER_BYTES,
     // A request without Host gets our MissingParameter envelope from the pipeline instead of Node's bare 400.
     requireHostHeader: false,
@@ -84,7 +97,8 @@ export function createApiServer(opts: ServerOptions): http.Server {
     // Node checks both timeouts only this often (30 s by default), which would let a slow client stay far
     // beyond them.
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
-  }, (req, res) => {
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const started = process.hrtime.bigint();
     const target = req.url ?? "/";
     const path = parseTarget(target, undefined).path;
@@ -96,6 +110,7 @@ export function createApiServer(opts: ServerOptions): http.Server {
     const limit = method === "GET" ? LIMITS.query : req.headers.authorization !== undefined ? LIMITS.v3Body : LIMITS.v1Body;
     const apiReq: ApiRequest = {
       method, target, headers: req.headers, body: Buffer.alloc(0), remoteAddress: req.socket.remoteAddress ?? "", connection: connectionIds.get(req.socket) ?? 0,
+      secure: (req.socket as { encrypted?: boolean }).encrypted === true,
     };
     const queryLength = target.length - target.indexOf("?") - 1;
     if (method === "GET" && target.includes("?") && queryLength > LIMITS.query) {
@@ -116,6 +131,11 @@ export function createApiServer(opts: ServerOptions): http.Server {
         const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
         if (out.fault) logger.error({ ...line, err: out.fault }, "request failed with an internal error");
         else logger.info(line, "request");
+        try {
+          opts.observer?.request(line);
+        } catch {
+          // metrics must never break a request
+        }
       }, (err: unknown) => {
         logger.error({ err }, "pipeline failure");
         res.destroy();
@@ -147,7 +167,11 @@ export function createApiServer(opts: ServerOptions): http.Server {
       finish();
     });
     req.on("error", () => res.destroy());
-  });
+  };
+  // A TLS handshake gets the headers' time, not Node's 120 s: a client that connects and never speaks is cut as soon.
+  const server: ApiServer = opts.tls
+    ? https.createServer({ ...httpOptions, cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: o.headersTimeoutMs }, onRequest)
+    : http.createServer(httpOptions, onRequest);
   server.keepAliveTimeout = o.keepAliveTimeoutMs;
   server.maxConnections = o.maxConnections;
 
@@ -167,8 +191,18 @@ export function createApiServer(opts: ServerOptions): http.Server {
       if (n <= 0) perAddress.delete(address);
       else perAddress.set(address, n);
     });
-    connectionIds.set(socket, nextConnection++);
+    if (!opts.tls) connectionIds.set(socket, nextConnection++);
   });
+  if (opts.tls) {
+    // Requests arrive on the TLS socket wrapping the TCP one: that is the connection they are identified by.
+    server.on("secureConnection", (socket: net.Socket) => connectionIds.set(socket, nextConnection++));
+    // A failed handshake (plain HTTP sent to the TLS port, an untrusted client certificate chain, a scanner):
+    // the connection is closed, nothing else happens.
+    server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      logger.debug({ ip: socket.remoteAddress, reason: err.code ?? err.message }, "TLS handshake failed");
+      socket.destroy();
+    });
+  }
 
   const answered = new WeakSet<net.Socket>();
   server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {

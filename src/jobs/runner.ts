@@ -79,6 +79,22 @@ export interface RunnerOptions {
   pollMs: number;
   /** Whether this node takes queued tasks (a CLI process runs only its own). */
   takeQueued: boolean;
+  /** Told about task starts and outcomes (metrics); may also be set later with TaskRunner.observe(). */
+  observer?: RunnerObserver;
+}
+
+/**
+ * What an observer (the server's metrics) learns about the tasks this node runs. Calls are synchronous and
+ * must be cheap; an observer that throws is ignored, so metrics can never break a task.
+ */
+export interface RunnerObserver {
+  taskStarted?(task: Task): void;
+  /** `result` is the JobSuccess.result (for backups, the finished Backup). */
+  taskSucceeded?(task: Task, ms: number, result: unknown): void;
+  /** `error` is what the job threw (undefined when the outcome could not be recorded in time); `aborted` when cancelled or the lease was lost. */
+  taskFailed?(task: Task, ms: number, error: unknown, message: string, aborted: boolean): void;
+  /** A task a dead node (or a previous run) left running, recovered here. */
+  taskRecovered?(task: Task, outcome: "succeed" | "failed"): void;
 }
 
 export type TaskResult = { ok: true; task: Task; result?: unknown } | { ok: false; task: Task; message: string };
@@ -111,6 +127,25 @@ export class TaskRunner {
 
   get nodeId(): string {
     return this.o.nodeId;
+  }
+
+  /** Sets the observer told about task starts and outcomes (replacing any given in the options). */
+  observe(observer: RunnerObserver | undefined): void {
+    this.observer = observer;
+  }
+
+  private observer: RunnerObserver | undefined;
+
+  /** Calls an observer hook, never letting it fail the runner. */
+  private tell<K extends keyof RunnerObserver>(hook: K, ...args: Parameters<NonNullable<RunnerObserver[K]>>): void {
+    const observer = this.observer ?? this.o.observer;
+    const fn = observer?.[hook] as ((...a: unknown[]) => void) | undefined;
+    if (!fn) return;
+    try {
+      fn.apply(observer, args);
+    } catch {
+      // metrics must never break a task
+    }
   }
 
   register(kind: JobKind): void {
@@ -252,6 +287,7 @@ export class TaskRunner {
     };
     log.info("task started");
     const started = Date.now();
+    this.tell("taskStarted", task);
     try {
       const success = await kind.run(ctx);
       lease.stop();
@@ -264,11 +300,13 @@ export class TaskRunner {
       });
       if (committed) {
         log.info({ ms: Date.now() - started, message: message || undefined }, "task succeeded");
+        this.tell("taskSucceeded", task, Date.now() - started, success.result);
         return { ok: true, task: { ...task, status: "succeed", progress: 100, message }, result: success.result };
       }
       // The commit could not be written in time (or another node took the task over): the recovery path owns it.
       const lost = "the outcome could not be recorded before the task's lease lapsed; it is recovered as interrupted";
       await kind.undo(task, "interrupted").catch(() => undefined);
+      this.tell("taskFailed", task, Date.now() - started, undefined, lost, true);
       return { ok: false, task, message: lost };
     } catch (err) {
       lease.stop();
@@ -288,6 +326,7 @@ export class TaskRunner {
         log.error({ err: recordErr }, "the task's failure could not be recorded; it is recovered once its lease lapses");
       }
       log.warn({ ms: Date.now() - started, message }, "task failed");
+      this.tell("taskFailed", task, Date.now() - started, err, message, abort.signal.aborted);
       return { ok: false, task: { ...task, status: "failed", message }, message };
     }
   }
@@ -401,6 +440,7 @@ export class TaskRunner {
       return;
     }
     log.warn({ outcome: succeeded ? "succeed" : "failed", message }, "recovered an interrupted task");
+    this.tell("taskRecovered", task, succeeded ? "succeed" : "failed");
   }
 
   /** Stops taking work, aborts running jobs and waits until each has recorded its end. */

@@ -82,9 +82,10 @@ export class Scheduler {
       const window = openWindow(instance, now, time);
       if (window === undefined || instance.lastAutoWindow >= window) continue;
       try {
-        if (await backups.enqueue(instance, { automatic: true }, window)) {
+        const queued = await backups.enqueue(instance, { automatic: true }, window);
+        if (queued) {
           result.started.push(instance.instanceId);
-          logger.info({ instanceId: instance.instanceId, window: new Date(window).toISOString() }, "automatic backup queued");
+          logger.info({ instanceId: instance.instanceId, taskId: queued.taskId, backupId: queued.backupId, window: new Date(window).toISOString() }, "automatic backup queued");
         }
       } catch (err) {
         // A manual backup is running: try again on a later tick while the window is open.
@@ -97,7 +98,7 @@ export class Scheduler {
       try {
         if (await backups.retire(b, -1, owner?.accountId ?? "")) result.expired.push(b.backupId);
       } catch (err) {
-        logger.info({ backupId: b.backupId, reason: (err as Error).message }, "expiry of a backup deferred");
+        logger.info({ instanceId: b.instanceId, backupId: b.backupId, reason: (err as Error).message }, "expiry of a backup deferred");
       }
     }
     result.purged = await catalog.purgeRetired(now - this.o.auditDays * DAY_MS);
