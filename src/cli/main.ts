@@ -15,6 +15,7 @@ import { createLogger, silentLogger } from "../log";
 import { StorageConfigError } from "../storage/url";
 import { registerBackupCommands } from "./backups";
 import { registerAdminCommands } from "./admin";
+import { registerRdbCommands } from "./rdb";
 import { serveCommand } from "./serve";
 import { attributeOf, resolveConfig, SETTINGS, UsageError } from "./settings";
 
@@ -75,6 +76,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line or configurati
   serveCommand(program);
   registerAdminCommands(program);
   registerBackupCommands(program);
+  registerRdbCommands(program);
   return program;
 }
 
