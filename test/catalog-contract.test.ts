@@ -254,6 +254,27 @@ for (const backend of backends) {
       assert.equal(await a.takeOver(byId, rescuer, "restarted", T0 + 9000, T0, rescuer), true, "a known-dead owner's task is taken over before its lease lapses");
     });
 
+    test("stats: counts and stored bytes follow every insert, size change, status change and delete", async () => {
+      await a.upsertInstance(instance("crs-stats001"));
+      const base = await a.stats();
+      const x = backup("crs-stats001", { status: 1, backupSize: 0 });
+      const y = backup("crs-stats001", { status: 2, backupSize: 500 });
+      await a.insertBackup(x);
+      await a.insertBackup(y);
+      await a.updateBackup(x.backupId, { backupSize: 1234 }); // a backup finishing: its size first...
+      await a.updateBackup(x.backupId, { status: 2 }); // ...then its status
+      await a.transitionBackup(y.backupId, [2], -1, { files: [] }); // expired: no longer stored
+      let s = await b.stats();
+      assert.equal(s.storedBytes - base.storedBytes, 1234);
+      assert.equal(s.backups - base.backups, 2);
+      assert.equal((s.backupsByStatus["-1"] ?? 0) - (base.backupsByStatus["-1"] ?? 0), 1);
+      await a.deleteBackupRecord(x.backupId);
+      s = await a.stats();
+      assert.equal(s.storedBytes, base.storedBytes);
+      assert.equal(s.backups - base.backups, 1);
+      assert.ok(s.instances >= 1);
+    });
+
     test("transactions: all or nothing, and what a transaction wrote is read back inside it", async () => {
       const before = await a.credentialCount();
       await assert.rejects(a.transaction(async (tx) => {

@@ -226,8 +226,8 @@ test("an instance deleted (its backups cascade) and a memory budget that holds o
   assert.equal(a.db.prepare("SELECT coalesce(sum(n), 0) FROM backup_counts WHERE instance_id = ?").pluck().get(BIG2), 0);
 });
 
-test("backup_counts stays equal to count(*) per instance and status", () => {
-  const want = a.db.prepare("SELECT instance_id, status, count(*) AS n FROM backups GROUP BY 1, 2 ORDER BY 1, 2").all();
-  const got = a.db.prepare("SELECT instance_id, status, n FROM backup_counts WHERE n > 0 ORDER BY 1, 2").all();
+test("backup_counts stays equal to count(*) and sum(backup_size) per instance and status", () => {
+  const want = a.db.prepare("SELECT instance_id, status, count(*) AS n, sum(backup_size) AS bytes FROM backups GROUP BY 1, 2 ORDER BY 1, 2").all();
+  const got = a.db.prepare("SELECT instance_id, status, n, bytes FROM backup_counts WHERE n > 0 ORDER BY 1, 2").all();
   assert.deepEqual(got, want);
 });

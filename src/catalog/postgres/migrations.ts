@@ -133,4 +133,34 @@ CREATE INDEX tasks_queue ON tasks(status, task_id) WHERE status IN ('preparing',
 CREATE INDEX tasks_by_backup ON tasks(backup_id) WHERE backup_id IS NOT NULL;
 `,
   },
+  {
+    version: 4,
+    name: "bytes per instance and status beside the counts (catalogue size without a scan)",
+    sql: `
+ALTER TABLE backup_counts ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE backup_counts c SET bytes = (SELECT coalesce(sum(b.backup_size), 0) FROM backups b WHERE b.instance_id = c.instance_id AND b.status = c.status);
+CREATE OR REPLACE FUNCTION backups_listing_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    UPDATE backup_counts SET n = n - 1, bytes = bytes - OLD.backup_size WHERE instance_id = OLD.instance_id AND status = OLD.status;
+    INSERT INTO backup_versions(instance_id, version) VALUES (OLD.instance_id, nextval('backup_version_seq'))
+      ON CONFLICT (instance_id) DO UPDATE SET version = EXCLUDED.version;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    INSERT INTO backup_counts(instance_id, status, n, bytes) VALUES (NEW.instance_id, NEW.status, 1, NEW.backup_size)
+      ON CONFLICT (instance_id, status) DO UPDATE SET n = backup_counts.n + 1, bytes = backup_counts.bytes + EXCLUDED.bytes;
+    INSERT INTO backup_versions(instance_id, version) VALUES (NEW.instance_id, nextval('backup_version_seq'))
+      ON CONFLICT (instance_id) DO UPDATE SET version = EXCLUDED.version;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION backups_size_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE backup_counts SET bytes = bytes - OLD.backup_size + NEW.backup_size WHERE instance_id = NEW.instance_id AND status = NEW.status;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER backups_size_update AFTER UPDATE OF backup_size ON backups FOR EACH ROW
+  WHEN (OLD.status = NEW.status AND OLD.instance_id = NEW.instance_id) EXECUTE FUNCTION backups_size_change();
+`,
+  },
 ];

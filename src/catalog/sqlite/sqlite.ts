@@ -751,12 +751,14 @@ export class SqliteCatalog implements Catalog {
     while (this.blocked()) await this.txOpen;
     const byStatus: Record<string, number> = {};
     let backups = 0;
-    for (const r of this.db.prepare("SELECT status, sum(n) AS n FROM backup_counts GROUP BY status").all() as Row[]) {
+    let stored = 0;
+    // From the per-status counts and sizes the triggers keep: never a scan of the backups.
+    for (const r of this.db.prepare("SELECT status, sum(n) AS n, sum(bytes) AS bytes FROM backup_counts GROUP BY status").all() as Row[]) {
       byStatus[String(r.status)] = Number(r.n);
       backups += Number(r.n);
+      if ([1, 2, 3, 4].includes(Number(r.status))) stored += Number(r.bytes);
     }
     const tasks = this.db.prepare("SELECT status, count(*) AS n FROM tasks WHERE status IN ('preparing', 'running') GROUP BY status").all() as Row[];
-    const stored = this.db.prepare("SELECT coalesce(sum(backup_size), 0) FROM backups WHERE status IN (1, 2, 3, 4)").pluck().get() as number;
     return {
       instances: this.db.prepare("SELECT count(*) FROM instances WHERE deleted_at IS NULL").pluck().get() as number,
       backups, backupsByStatus: byStatus,
