@@ -364,7 +364,7 @@ export class TaskRunner {
       if (!(await this.o.catalog.takeOver(t.taskId, t.owner, this.o.nodeId, now + this.o.leaseMs, now, dead))) continue;
       this.recovering.add(t.taskId);
       try {
-        await this.recoverOne({ ...t, owner: this.o.nodeId });
+        await this.recoverOne({ ...t, owner: this.o.nodeId }, t.owner, deadOwners(t.owner));
         n++;
       } finally {
         this.recovering.delete(t.taskId);
@@ -373,7 +373,7 @@ export class TaskRunner {
     return n;
   }
 
-  private async recoverOne(task: Task): Promise<void> {
+  private async recoverOne(task: Task, previousOwner: string | undefined, knownDead: boolean): Promise<void> {
     const log = this.o.logger.child({ taskId: task.taskId, taskType: task.taskType, instanceId: task.instanceId, ...(task.backupId ? { backupId: task.backupId } : {}) });
     const kind = this.kinds.get(task.taskType);
     let undone: Undone = {};
@@ -387,7 +387,9 @@ export class TaskRunner {
       }
     }
     const succeeded = undone.outcome === "succeed";
-    const message = `interrupted: the node running it (${task.owner === this.o.nodeId ? "a previous run" : "another node"}) stopped${undone.note ? `; ${undone.note}` : ""}`;
+    // Named, so an operator can tell a restart of this server (known dead at start) from a node whose lease lapsed.
+    const who = `${previousOwner ?? "unknown"}${knownDead ? ", a previous run of this server" : ", whose lease lapsed"}`;
+    const message = `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
     try {
       await this.record(task, log, async (tx) => {
         if (!(await this.stillOurs(tx, task))) return false;
