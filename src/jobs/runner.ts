@@ -106,6 +106,8 @@ export class TaskRunner {
   private again = false;
   private stopped = false;
   private recovering = new Set<number>();
+  /** Failures this node could not record before the lease lapsed (catalogue refusing writes), by task id. */
+  private readonly unrecorded = new Map<number, string>();
 
   constructor(private readonly o: RunnerOptions) {}
 
@@ -277,12 +279,14 @@ export class TaskRunner {
       const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
       if (undone.note) message = `${message}; ${undone.note}`;
       try {
-        await this.record(task, log, async (tx) => {
+        const recorded = await this.record(task, log, async (tx) => {
           if (!(await this.stillOurs(tx, task))) return false;
           await kind.failed(tx, task);
           await this.markTask(tx, task, "failed", message);
           return true;
         });
+        // Kept for the recovery of this task on this node, which would otherwise know only that it was cut off.
+        if (!recorded) this.unrecorded.set(task.taskId, message);
       } catch (recordErr) {
         // Left running: its lease lapses and recovery records the failure.
         log.error({ err: recordErr }, "the task's failure could not be recorded; it is recovered once its lease lapses");
@@ -389,7 +393,10 @@ export class TaskRunner {
     const succeeded = undone.outcome === "succeed";
     // Named, so an operator can tell a restart of this server (known dead at start) from a node whose lease lapsed.
     const who = `${previousOwner ?? "unknown"}${knownDead ? ", a previous run of this server" : ", whose lease lapsed"}`;
-    const message = `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
+    const lost = previousOwner === this.o.nodeId ? this.unrecorded.get(task.taskId) : undefined;
+    const message = lost !== undefined
+      ? `${lost} (recorded late: the catalogue refused writes until after the task's lease lapsed)${undone.note ? `; ${undone.note}` : ""}`
+      : `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
     try {
       await this.record(task, log, async (tx) => {
         if (!(await this.stillOurs(tx, task))) return false;
@@ -402,6 +409,7 @@ export class TaskRunner {
       log.error({ err }, "recording a recovered task failed; it will be retried");
       return;
     }
+    this.unrecorded.delete(task.taskId);
     log.warn({ outcome: succeeded ? "succeed" : "failed", message }, "recovered an interrupted task");
   }
 
