@@ -73,15 +73,31 @@ function processStart(pid: number): string | undefined {
   }
 }
 
+/**
+ * Whether a live process may be a crs-backup server, by its command line: lock files of older versions hold a
+ * bare PID, and a PID reused by an unrelated process must not block start-up for good. Unknown (no /proc):
+ * assume it is.
+ */
+function maybeServer(pid: number): boolean {
+  let argv: string[];
+  try {
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return true;
+  }
+  return argv.includes("serve") || argv.some((a) => a.includes("crs-backup"));
+}
+
 function alive(pid: number, start: string | undefined): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  if (start === undefined) return maybeServer(pid);
   // Same PID, different start time: the PID was reused by an unrelated process after ours died.
   const now = processStart(pid);
-  return start === undefined || now === undefined || now === start;
+  return now === undefined || now === start;
 }
 
 /**
@@ -180,7 +196,10 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     if (recovered) logger.warn({ recovered }, "recovered tasks interrupted by a previous run");
     const swept = await sweepOrphanStates({ catalog, store: services.store });
     if (swept.exports || swept.locks || swept.unfinished) logger.warn(swept, "repaired backup states no task accounted for");
-    const stale = (await services.store.removeStale?.()) ?? 0;
+    // Temp files of dead writers. A task still running now belongs to a live `crs-backup` command (the `cli:`
+    // owners recovery leaves alone) whose temp file is in there too, so then they wait for a later start.
+    const busy = (await catalog.tasksInStatus(["running"])).length > 0;
+    const stale = busy ? 0 : ((await services.store.removeStale?.()) ?? 0);
     if (stale) logger.warn({ files: stale }, "removed partial files left by interrupted writers");
   } catch (err) {
     await services.close().catch(() => undefined);

@@ -57,10 +57,12 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: s
     live.delete(proc);
     resolve(code);
   }));
-  await waitFor("the server to listen", () => {
-    if (exited) throw new Error(`serve exited before listening:\n${out}`);
-    return out.includes("listening on") ? true : undefined;
-  }, o.timeoutMs ?? 15_000);
+  await Promise.race([
+    waitFor("the server to listen", () => (out.includes("listening on") ? true : undefined), o.timeoutMs ?? 15_000),
+    exit.then(() => {
+      if (!out.includes("listening on")) throw new Error(`serve exited before listening:\n${out}`);
+    }),
+  ]);
   return {
     proc, port, exit, out: () => out, stdout: () => stdout, stderr: () => stderr,
     stop: async () => {
