@@ -78,7 +78,7 @@ test("a stale server.pid naming a live, unrelated process does not block serve (
     const server = await serve(["--data", data], env);
     const held = JSON.parse(fs.readFileSync(pidFile, "utf8")) as { pid: number };
     assert.equal(held.pid, server.proc.pid, `server.pid (${form}) was taken over`);
-    assert.equal(await server.stop(), 0);
+    assert.equal(await server.stop(), 0, `stopped cleanly (signal ${server.signal()}):\n${server.out()}`);
     assert.ok(!fs.existsSync(pidFile), "released at shutdown");
   }
   unrelated.kill("SIGKILL");

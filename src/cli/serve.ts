@@ -31,14 +31,16 @@ export function serveCommand(program: Command): void {
       throw listenError(err, config.host, config.port);
     });
     if (!existed) logger.warn({ catalogue: path.resolve(file!), dataDir: path.resolve(config.dataDir) }, "created a new, empty catalogue");
-    const s = running.services;
-    logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: s.store.describe(), tz: config.tz, rateLimit: config.rateLimit || "off" },
-      `crs-backup listening on ${running.url}`);
     const stop = (signal: string) => {
       logger.info({ signal }, "shutting down");
       running.close().then(() => process.exit(0), () => process.exit(1));
     };
+    // Before the "listening" line: whoever waits for it may signal at once, and a signal with no listener yet
+    // would kill the process without the clean shutdown.
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
+    const s = running.services;
+    logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: s.store.describe(), tz: config.tz, rateLimit: config.rateLimit || "off" },
+      `crs-backup listening on ${running.url}`);
   });
 }

@@ -31,6 +31,8 @@ export interface Served {
   stderr(): string;
   /** Resolves with the exit code (null when killed by a signal). */
   exit: Promise<number | null>;
+  /** The signal that ended the process, if one did. */
+  signal(): NodeJS.Signals | null;
   /** SIGTERM, then waits for the exit. */
   stop(): Promise<number | null>;
 }
@@ -52,8 +54,10 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: s
     out += c.toString();
     stderr += c.toString();
   });
-  const exit = new Promise<number | null>((resolve) => proc.once("exit", (code) => {
+  let signal: NodeJS.Signals | null = null;
+  const exit = new Promise<number | null>((resolve) => proc.once("exit", (code, sig) => {
     exited = true;
+    signal = sig;
     live.delete(proc);
     resolve(code);
   }));
@@ -64,7 +68,7 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: s
     }),
   ]);
   return {
-    proc, port, exit, out: () => out, stdout: () => stdout, stderr: () => stderr,
+    proc, port, exit, out: () => out, stdout: () => stdout, stderr: () => stderr, signal: () => signal,
     stop: async () => {
       if (!exited) proc.kill("SIGTERM");
       return exit;
