@@ -76,15 +76,31 @@ function processStart(pid: number): string | undefined {
   }
 }
 
+/**
+ * Whether a live process may be a crs-backup server, by its command line: lock files of older versions hold a
+ * bare PID, and a PID reused by an unrelated process must not block start-up for good. Unknown (no /proc):
+ * assume it is.
+ */
+function maybeServer(pid: number): boolean {
+  let argv: string[];
+  try {
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return true;
+  }
+  return argv.includes("serve") || argv.some((a) => a.includes("crs-backup"));
+}
+
 function alive(pid: number, start: string | undefined): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  if (start === undefined) return maybeServer(pid);
   // Same PID, different start time: the PID was reused by an unrelated process after ours died.
   const now = processStart(pid);
-  return start === undefined || now === undefined || now === start;
+  return now === undefined || now === start;
 }
 
 /** The PID of a live server holding the data directory's lock, if any (nothing is written). */
@@ -143,10 +159,24 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Bytes available to us on the file system holding `dir` (or its nearest existing parent); undefined if unknown. */
+function spaceLeft(dir: string): number | undefined {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      const st = fs.statfsSync(d);
+      return st.bavail * st.bsize;
+    } catch {
+      if (d === path.dirname(d)) return undefined;
+    }
+  }
+}
+
 /** Explains a start-up failure caused by a full disk instead of letting a raw ENOSPC / SQLITE_FULL through. */
 function startupError(err: unknown, config: Config): Error {
   const e = err as NodeJS.ErrnoException;
-  if (err instanceof CatalogFullError || e?.code === "ENOSPC" || e?.code === "SQLITE_FULL") {
+  // SQLite reports some writes refused for space (its shared-memory index, a journal) as a plain I/O error.
+  const ioOnFullDisk = /^(SQLITE_IOERR|SQLITE_CANTOPEN|EIO$)/.test(String(e?.code ?? "")) && (spaceLeft(config.dataDir) ?? Infinity) < 1 << 20;
+  if (err instanceof CatalogFullError || e?.code === "ENOSPC" || e?.code === "SQLITE_FULL" || ioOnFullDisk) {
     return new Error(`no space left for the data directory ${path.resolve(config.dataDir)} (${e.message}); free some space and start again`);
   }
   return err as Error;
@@ -206,7 +236,10 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     if (recovered) logger.warn({ recovered }, "recovered tasks interrupted by a previous run");
     const swept = await sweepOrphanStates({ catalog, store: services.store });
     if (swept.exports || swept.locks || swept.unfinished) logger.warn(swept, "repaired backup states no task accounted for");
-    const stale = (await services.store.removeStale?.()) ?? 0;
+    // Temp files of dead writers. A task still running now belongs to a live `crs-backup` command (the `cli:`
+    // owners recovery leaves alone) whose temp file is in there too, so then they wait for a later start.
+    const busy = (await catalog.tasksInStatus(["running"])).length > 0;
+    const stale = busy ? 0 : ((await services.store.removeStale?.()) ?? 0);
     if (stale) logger.warn({ files: stale }, "removed partial files left by interrupted writers");
   } catch (err) {
     await services.close().catch(() => undefined);

@@ -12,6 +12,16 @@ import { createLogger, Logger } from "../log";
 import { configOf, withSettings } from "./main";
 import { UsageError } from "./settings";
 
+/** A listen failure in words an operator acts on (the raw one reads `listen EADDRINUSE: address already in use`). */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  if (err?.syscall !== "listen") return err;
+  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  if (err.code === "EADDRINUSE") return new Error(`cannot listen on ${where}: the port is already in use (another server?); stop it, or choose another port with --port N (CRS_PORT)`);
+  if (err.code === "EACCES") return new Error(`cannot listen on ${where}: permission denied (ports below 1024 need privileges); choose another port with --port N (CRS_PORT)`);
+  if (err.code === "EADDRNOTAVAIL") return new Error(`cannot listen on ${where}: no interface has that address; choose another with --host (CRS_HOST)`);
+  return err;
+}
+
 export function serveCommand(program: Command): void {
   const cmd = program.command("serve").description("run the API server (and this node's share of backups, restores and exports)");
   withSettings(cmd, "serve").action(async (_opts: unknown, self: Command) => {
@@ -27,17 +37,21 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const file = sqlitePath(catalogUrl(config));
   const existed = file === undefined || file === ":memory:" || fs.existsSync(file);
   // The generated key (first start) goes to stdout as plain lines, where an operator reads it.
-  const running = await startServer(config, process.env, { announce: (line) => process.stdout.write(`${line}\n`) });
+  const running = await startServer(config, process.env, { announce: (line) => process.stdout.write(`${line}\n`) }).catch((err: NodeJS.ErrnoException) => {
+    throw listenError(err, config.host, config.port);
+  });
   if (!existed) logger.warn({ catalogue: path.resolve(file!), dataDir: path.resolve(config.dataDir) }, "created a new, empty catalogue");
-  const s = running.services;
-  logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: s.store.describe(), tz: config.tz, rateLimit: config.rateLimit || "off" },
-    `crs-backup listening on ${running.url}`);
   const stop = (signal: string) => {
     logger.info({ signal }, "shutting down");
     running.close().then(() => process.exit(0), () => process.exit(1));
   };
+  // Before the "listening" line: whoever waits for it may signal at once, and a signal with no listener yet
+  // would kill the process without the clean shutdown.
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  const s = running.services;
+  logger.info({ url: running.url, node: s.nodeId, catalogue: s.catalog.describe(), storage: s.store.describe(), tz: config.tz, rateLimit: config.rateLimit || "off" },
+    `crs-backup listening on ${running.url}`);
 }
 
 /** The primary of --workers N: forks the workers, restarts one that dies, and stops them all on a signal. */

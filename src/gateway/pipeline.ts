@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { actions as defaultActions } from "../actions";
 import type { Action, ActionContext } from "../actions/action";
+import { CatalogFullError } from "../catalog/catalog";
 import type { Credential } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import { decodeUrlEncoded, decodeUtf8, parseJsonBody, ParamObject, unflatten } from "../protocol/params";
@@ -260,8 +261,20 @@ export interface InvokeOptions {
   actions?: ReadonlyMap<string, Action>;
 }
 
+/**
+ * The one place where a full disk becomes an answer: a catalogue write refused for space (SQLite FULL,
+ * PostgreSQL 53100) or a file write with ENOSPC, from any action, is ResourceInsufficient rather than an
+ * InternalError — the caller can do nothing but wait, and the operator finds the cause in the log.
+ */
+function outOfSpace(err: unknown): ApiError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (!(err instanceof CatalogFullError) && code !== "ENOSPC" && code !== "SQLITE_FULL") return undefined;
+  return new ApiError("ResourceInsufficient");
+}
+
 function failure(err: unknown, language: Language, requestId: string, action: string, account: string): ApiResponse {
-  const apiError = err instanceof ApiError ? err : new ApiError("InternalError");
+  const apiError = err instanceof ApiError ? err : outOfSpace(err) ?? new ApiError("InternalError");
   const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
+  // The fault (for the log) is kept for a full disk too: the operator must see it.
   return { body, requestId, action, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
 }

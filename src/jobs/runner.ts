@@ -122,6 +122,8 @@ export class TaskRunner {
   private again = false;
   private stopped = false;
   private recovering = new Set<number>();
+  /** Failures this node could not record before the lease lapsed (catalogue refusing writes), by task id. */
+  private readonly unrecorded = new Map<number, string>();
 
   constructor(private readonly o: RunnerOptions) {}
 
@@ -315,12 +317,14 @@ export class TaskRunner {
       const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
       if (undone.note) message = `${message}; ${undone.note}`;
       try {
-        await this.record(task, log, async (tx) => {
+        const recorded = await this.record(task, log, async (tx) => {
           if (!(await this.stillOurs(tx, task))) return false;
           await kind.failed(tx, task);
           await this.markTask(tx, task, "failed", message);
           return true;
         });
+        // Kept for the recovery of this task on this node, which would otherwise know only that it was cut off.
+        if (!recorded) this.unrecorded.set(task.taskId, message);
       } catch (recordErr) {
         // Left running: its lease lapses and recovery records the failure.
         log.error({ err: recordErr }, "the task's failure could not be recorded; it is recovered once its lease lapses");
@@ -403,7 +407,7 @@ export class TaskRunner {
       if (!(await this.o.catalog.takeOver(t.taskId, t.owner, this.o.nodeId, now + this.o.leaseMs, now, dead))) continue;
       this.recovering.add(t.taskId);
       try {
-        await this.recoverOne({ ...t, owner: this.o.nodeId });
+        await this.recoverOne({ ...t, owner: this.o.nodeId }, t.owner, deadOwners(t.owner));
         n++;
       } finally {
         this.recovering.delete(t.taskId);
@@ -412,7 +416,7 @@ export class TaskRunner {
     return n;
   }
 
-  private async recoverOne(task: Task): Promise<void> {
+  private async recoverOne(task: Task, previousOwner: string | undefined, knownDead: boolean): Promise<void> {
     const log = this.o.logger.child({ taskId: task.taskId, taskType: task.taskType, instanceId: task.instanceId, ...(task.backupId ? { backupId: task.backupId } : {}) });
     const kind = this.kinds.get(task.taskType);
     let undone: Undone = {};
@@ -426,7 +430,12 @@ export class TaskRunner {
       }
     }
     const succeeded = undone.outcome === "succeed";
-    const message = `interrupted: the node running it (${task.owner === this.o.nodeId ? "a previous run" : "another node"}) stopped${undone.note ? `; ${undone.note}` : ""}`;
+    // Named, so an operator can tell a restart of this server (known dead at start) from a node whose lease lapsed.
+    const who = `${previousOwner ?? "unknown"}${knownDead ? ", a previous run of this server" : ", whose lease lapsed"}`;
+    const lost = previousOwner === this.o.nodeId ? this.unrecorded.get(task.taskId) : undefined;
+    const message = lost !== undefined
+      ? `${lost} (recorded late: the catalogue refused writes until after the task's lease lapsed)${undone.note ? `; ${undone.note}` : ""}`
+      : `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
     try {
       await this.record(task, log, async (tx) => {
         if (!(await this.stillOurs(tx, task))) return false;
@@ -439,6 +448,7 @@ export class TaskRunner {
       log.error({ err }, "recording a recovered task failed; it will be retried");
       return;
     }
+    this.unrecorded.delete(task.taskId);
     log.warn({ outcome: succeeded ? "succeed" : "failed", message }, "recovered an interrupted task");
     this.tell("taskRecovered", task, succeeded ? "succeed" : "failed");
   }

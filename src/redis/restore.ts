@@ -16,6 +16,7 @@ import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError } from "./restore-error";
 import { normalizeAddress, MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
 import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, totalKeys } from "./restore-target";
+import { testHook } from "../jobs/test-hooks";
 
 export { RestoreError, RestoreErrorKind } from "./restore-error";
 export { verifyTargetPassword } from "./restore-target";
@@ -308,6 +309,7 @@ async function run(s: Session): Promise<RestoreResult> {
   } catch (err) {
     throw classifyTargetError(err, target, "REPLICAOF");
   }
+  testHook("restore-replicaof-sent"); // crash point: the target follows an endpoint about to vanish
   s.replica = await s.guard(s.listener.waitForSync());
   s.watchLinks();
 
@@ -318,6 +320,7 @@ async function run(s: Session): Promise<RestoreResult> {
   s.phase = "load";
   s.touch();
   await waitUntilLoaded(s, port);
+  testHook("restore-loaded"); // crash point: the target holds the backup but is still our replica
   const loadMs = Date.now() - start;
 
   s.phase = "finish";
@@ -356,7 +359,9 @@ async function sendPayload(s: Session, replica: SyncRequest, first: Buffer, it: 
     if (body.length) {
       if (checkCrc) crc64Update(crc, body);
       await write(body);
+      const before = s.sent;
       s.sent += body.length;
+      if (before * 2 < size && s.sent * 2 >= size) testHook("restore-transfer"); // crash point: half the payload sent
       s.opts.onProgress?.(s.sent);
     }
     if (body.length < chunk.length) chunk.copy(trailer, read + body.length - bodyEnd, body.length);
@@ -376,6 +381,7 @@ async function sendPayload(s: Session, replica: SyncRequest, first: Buffer, it: 
     throw new RestoreError("load", `the RDB checksum does not match its content (corrupt file); the transfer was abandoned before the target loaded anything`);
   }
   if (trailer.length) await write(trailer);
+  testHook("restore-payload-sent"); // crash point: every byte written, the target may or may not have loaded them
   s.sent = size;
   s.opts.onProgress?.(size);
 }
