@@ -198,7 +198,11 @@ export function createConsoleHandler(opts: ConsoleOptions): RawHandler {
     send(res, 200, out.body);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms: Math.round(ms * 100) / 100 };
-    if (out.fault) logger.error({ ...line, err: out.fault }, "console request failed with an internal error");
+    // A fault behind another code (a full disk: ResourceInsufficient) is the operator's to see, but not a bug.
+    if (out.fault) {
+      if (out.code === "InternalError") logger.error({ ...line, err: out.fault }, "console request failed with an internal error");
+      else logger.warn({ ...line, err: out.fault }, `console request refused: ${out.code}`);
+    }
     else logger.info(line, "console request");
   }
 

@@ -129,8 +129,11 @@ export function createApiServer(opts: ServerOptions): ApiServer {
         res.end(out.body);
         const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
         const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
-        if (out.fault) logger.error({ ...line, err: out.fault }, "request failed with an internal error");
-        else logger.info(line, "request");
+        // A fault behind another code (a full disk: ResourceInsufficient) is the operator's to see, but not a bug.
+        if (out.fault) {
+          if (out.code === "InternalError") logger.error({ ...line, err: out.fault }, "request failed with an internal error");
+          else logger.warn({ ...line, err: out.fault }, `request refused: ${out.code}`);
+        } else logger.info(line, "request");
         try {
           opts.observer?.request(line);
         } catch {
