@@ -12,7 +12,7 @@ import fs0 from "node:fs";
 import { catalogFile } from "../src/app";
 import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
 import type { BackupStatus } from "../src/catalog/types";
-import { ALL_WEEKDAYS } from "../src/catalog/seed";
+import { ALL_WEEKDAYS } from "../src/protocol/schedule";
 import { launchBrowser } from "../test/support/browser";
 import { CLI, spawnLogged, waitForHttp } from "./support";
 

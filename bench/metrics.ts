@@ -9,7 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
-import { ALL_WEEKDAYS } from "../src/catalog/seed";
+import { ALL_WEEKDAYS } from "../src/protocol/schedule";
 import { catalogFile } from "../src/config";
 import { CLI, spawnLogged } from "./support";
 

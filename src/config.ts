@@ -2,7 +2,7 @@
 // defaults, and where the catalogue and the files live by default.
 import path from "node:path";
 import type { Logger, LogLevel } from "./log";
-import { DEFAULT_REGIONS } from "./gateway/regions";
+import { DEFAULT_REGIONS } from "./protocol/regions";
 
 export interface Clock {
   now(): number;

@@ -14,7 +14,7 @@ import { makeNodeId, TaskRunner } from "./jobs/runner";
 import { Scheduler } from "./jobs/scheduler";
 import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
-import { RegionRules } from "./gateway/regions";
+import { RegionRules } from "./protocol/regions";
 import type { BlobStore } from "./storage/blob-store";
 import { openBlobStore, parseStorageUrl } from "./storage/url";
 

@@ -7,7 +7,7 @@ import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, FINANCE, MAIN, SEED } from "./fixtures";
 import { Pipeline } from "../src/gateway/pipeline";
 import { MemoryBucketStore, RateLimiter } from "../src/gateway/ratelimit";
-import { DEFAULT_REGIONS, RegionRules } from "../src/gateway/regions";
+import { DEFAULT_REGIONS, RegionRules } from "../src/protocol/regions";
 import { defineAction, Action } from "../src/actions/action";
 
 let srv: TestServer;

@@ -109,9 +109,14 @@ test("SIGKILL of the service in every phase of a restore: the target is a master
   };
 
   // 1. Killed once the target had loaded everything, before REPLICAOF NO ONE; the backup has no digest recorded
-  //    (as backups captured by this version have none): the data cannot be verified, so the task is failed and
+  //    (as backups captured by older versions have none): the data cannot be verified, so the task is failed and
   //    says that the target was released and holds the keys.
   let taskId = await crashingRestore();
+  // A backup captured before digests were recorded: written while no server runs.
+  const withoutDigest = await openCatalog(catalogFile(data));
+  const old = (await withoutDigest.backup(backupId))!;
+  await withoutDigest.updateBackup(backupId, { files: old.files.map(({ digest: _d, ...f }) => f) });
+  await withoutDigest.close();
   await restartWith("restore-replicaof-sent");
   let task = await recovered(taskId);
   assert.equal(task.Status, "failed");
@@ -120,8 +125,8 @@ test("SIGKILL of the service in every phase of a restore: the target is a master
 
   // 2. Killed right after REPLICAOF <us>: the target never connected back and keeps its own data.
   taskId = await crashingRestore();
-  // From here on the backup carries the digest of its data set (what a capture that computes it records), so
-  // recovery can tell a complete load from an incomplete one. Written while no server runs.
+  // From here on the backup carries the digest of its data set again (as every capture records it), so recovery
+  // can tell a complete load from an incomplete one. Written while no server runs.
   const catalog = await openCatalog(catalogFile(data));
   const b = (await catalog.backup(backupId))!;
   await catalog.updateBackup(backupId, { files: b.files.map((f) => ({ ...f, digest: sourceDigest })) });

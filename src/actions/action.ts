@@ -1,6 +1,6 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
 import type { Catalog } from "../catalog/catalog";
-import { INSTANCE_ID_PATTERN } from "../catalog/seed";
+import { ID_MAX_LENGTH, INSTANCE_ID_PATTERN } from "../protocol/ids";
 import type { Credential, Instance } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";
@@ -38,8 +38,7 @@ export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
   return a;
 }
 
-/** Schema bounds of ids: long enough for any id we issue or a fixture holds, short enough to be cheap. */
-export const ID_MAX_LENGTH = 64;
+export { ID_MAX_LENGTH };
 
 /**
  * The caller's instance in the request's region; anything else is reported as not existing. An id that

@@ -1,6 +1,5 @@
 // ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
-import { parsePeriod } from "../jobs/scheduler";
-import { ALL_WEEKDAYS as ORDER } from "../catalog/seed";
+import { ALL_WEEKDAYS as ORDER, parsePeriod } from "../protocol/schedule";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
 

@@ -3,15 +3,13 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { parseRedisUrl } from "../redis/resp";
-import { parsePeriod } from "../jobs/scheduler";
-import { SECRET_ID_PATTERN } from "../gateway/auth";
+import { INSTANCE_ID_PATTERN, SECRET_ID_PATTERN } from "../protocol/ids";
+import { ALL_WEEKDAYS, parsePeriod } from "../protocol/schedule";
 import { LocalTime } from "../protocol/time";
 import type { Catalog } from "./catalog";
 import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
 
 export const DEFAULT_ACCOUNT = "1300000000";
-export const INSTANCE_ID_PATTERN = /^crs-[a-z0-9]{8}$/;
-export const ALL_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const DAY = 86_400_000;
 
 /** Fields whose values never appear in an error message. */

@@ -7,7 +7,7 @@ import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances"
 import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
-import { withServices, withSettings } from "./main";
+import { withServices, withSettings } from "./context";
 import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
 import { UsageError } from "./settings";
 

@@ -12,7 +12,7 @@ import { verifiedRead } from "../storage/verify";
 import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/backups";
-import { withServices, withSettings } from "./main";
+import { withServices, withSettings } from "./context";
 import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";

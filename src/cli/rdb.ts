@@ -12,7 +12,7 @@ import type { Backup, StoredFile } from "../catalog/types";
 import { exportJsonLines, exportResp, formatInspectReport, inspectRdbStream, InspectReport, RdbDigest } from "../redis/rdb/index";
 import type { Services } from "../services";
 import { verifiedRead } from "../storage/verify";
-import { withServices, withSettings } from "./main";
+import { withServices, withSettings } from "./context";
 import { formatBytes } from "./output";
 import { UsageError } from "./settings";
 

@@ -9,7 +9,7 @@ import { startServer } from "../app";
 import { catalogUrl, Config } from "../config";
 import { sqlitePath } from "../catalog/open";
 import { createLogger, Logger } from "../log";
-import { configOf, withSettings } from "./main";
+import { configOf, withSettings } from "./context";
 import { UsageError } from "./settings";
 
 /** A listen failure in words an operator acts on (the raw one reads `listen EADDRINUSE: address already in use`). */

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
 import { Config, DEFAULTS } from "../config";
-import { DEFAULT_REGIONS } from "../gateway/regions";
+import { DEFAULT_REGIONS } from "../protocol/regions";
 import { LOG_LEVELS, LogLevel } from "../log";
 import { LocalTime } from "../protocol/time";
 import { parseIpOrCidr } from "../downloads/restrictions";

@@ -17,7 +17,7 @@ import type { Credential } from "../catalog/types";
 import { parseTarget, Pipeline } from "../gateway/pipeline";
 import { headerValue } from "../gateway/auth";
 import { MemoryBucketStore } from "../gateway/ratelimit";
-import type { RegionRules } from "../gateway/regions";
+import type { RegionRules } from "../protocol/regions";
 import type { RawHandler } from "../gateway/server";
 import type { Services } from "../services";
 import { consoleActions } from "./actions";

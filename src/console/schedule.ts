@@ -1,7 +1,7 @@
 // When an instance's next automatic backup is due, by the same rules the scheduler fires on (src/jobs/scheduler.ts):
 // whole-hour windows in the server's time zone, on the chosen weekdays, once per window.
 import type { Instance } from "../catalog/types";
-import { parsePeriod, WEEKDAYS } from "../jobs/scheduler";
+import { parsePeriod, WEEKDAYS } from "../protocol/schedule";
 import type { LocalTime } from "../protocol/time";
 
 const HOUR_MS = 3_600_000;

@@ -5,9 +5,13 @@ import crypto from "node:crypto";
 import type http from "node:http";
 import { pipeline } from "node:stream";
 import { exportKey } from "../jobs/backups";
-import type { Services } from "../services";
-import type { RawHandler } from "../gateway/server";
-import { DOWNLOAD_PREFIX, downloadFileName } from "./links";
+import type { Catalog } from "../catalog/catalog";
+import type { Clock, Config } from "../config";
+import type { Logger } from "../log";
+import type { BlobStore } from "../storage/blob-store";
+/** A route of the HTTP server (gateway/server.ts routes non-API paths to handlers of this shape). */
+type RawHandler = http.RequestListener;
+import { DOWNLOAD_PREFIX, downloadFileName, LinkSigner } from "./links";
 import { addressAllowed, describeRule, normalizeAddress } from "./restrictions";
 
 
@@ -37,7 +41,17 @@ function xmlEscape(s: string): string {
 }
 
 /** The `/download/` route: see the file's header. */
-export function createDownloadHandler(services: Services): RawHandler {
+/** What the handler uses of a running server (its Services). */
+export interface DownloadDeps {
+  catalog: Catalog;
+  store: BlobStore;
+  clock: Clock;
+  links: LinkSigner;
+  logger: Logger;
+  config: Pick<Config, "downloadRedirect">;
+}
+
+export function createDownloadHandler(services: DownloadDeps): RawHandler {
   const { catalog, store, clock, links: signer } = services;
   const logger = services.logger.child({ component: "download" });
 

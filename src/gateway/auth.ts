@@ -1,6 +1,7 @@
 // Authentication of both signature styles against the catalogue's credentials.
 import type { IncomingHttpHeaders } from "node:http";
 import { ApiError } from "../protocol/errors";
+import { SECRET_ID_PATTERN } from "../protocol/ids";
 import {
   parseTc3Authorization, sha256Hex, signaturesEqual, tc3Signature, UNSIGNED_PAYLOAD, v1Signature, v1StringToSign, V1Method,
 } from "../protocol/signature";
@@ -9,12 +10,7 @@ import type { RequestHost } from "./host";
 
 export const TIMESTAMP_WINDOW_S = 300;
 
-/**
- * What a SecretId can look like. Real ones are `AKID` + 32 letters and digits; fixtures may hold other short
- * ASCII ids. Anything else is refused before any lookup, so an unauthenticated caller cannot make the
- * credential lookup (or a cache behind it) hold arbitrary strings of its choosing.
- */
-export const SECRET_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
 
 export interface CredentialSource {
   credential(secretId: string): Promise<Credential | undefined> | Credential | undefined;

@@ -13,7 +13,7 @@ import type { Services } from "../services";
 import { Authenticated, authenticateV1, authenticateV3, headerValue, TIMESTAMP_WINDOW_S } from "./auth";
 import { parseHost, RequestHost } from "./host";
 import { DEFAULT_FAILURE_LIMIT, FailureLimiter, FailureLimitOptions, type RateLimiter } from "./ratelimit";
-import type { RegionRules } from "./regions";
+import type { RegionRules } from "../protocol/regions";
 import { ReplayGuard } from "./replay";
 
 export const API_VERSION = "2018-04-12";

@@ -16,10 +16,10 @@ import { DigestTee } from "../redis/capture-digest";
 import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb";
 import { parseRedisUrl } from "../redis/resp";
 import type { BlobStore } from "../storage/blob-store";
-import type { Clock } from "../services";
+import type { Clock } from "../config";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
-import { testHook } from "./test-hooks";
+import { testHook } from "../test-hooks";
 
 export const DAY_MS = 86_400_000;
 

@@ -11,7 +11,7 @@ import type { Backup, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
-import type { Clock } from "../services";
+import type { Clock } from "../config";
 import { exportKey } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";

@@ -3,7 +3,8 @@
 import crypto from "node:crypto";
 import type { Catalog } from "../catalog/catalog";
 import { maskUrl } from "../log";
-import { ALL_WEEKDAYS, INSTANCE_ID_PATTERN } from "../catalog/seed";
+import { INSTANCE_ID_PATTERN } from "../protocol/ids";
+import { ALL_WEEKDAYS } from "../protocol/schedule";
 import type { Instance } from "../catalog/types";
 import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
 import { instanceTypeFor } from "../redis/rdb";

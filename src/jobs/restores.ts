@@ -12,7 +12,7 @@ import { restoreRdb, RestoreError } from "../redis/restore";
 import { releaseTarget } from "../redis/restore-target";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
-import type { Clock } from "../services";
+import type { Clock } from "../config";
 import { InstanceBusyError } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";

@@ -18,7 +18,7 @@ import os from "node:os";
 import { Catalog, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
 import type { Task } from "../catalog/types";
 import type { Logger } from "../log";
-import type { Clock } from "../services";
+import type { Clock } from "../config";
 
 export interface JobContext {
   task: Task;

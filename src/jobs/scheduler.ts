@@ -7,22 +7,12 @@
 import type { Catalog } from "../catalog/catalog";
 import type { Instance } from "../catalog/types";
 import type { Logger } from "../log";
+import { parsePeriod, WEEKDAYS } from "../protocol/schedule";
 import type { LocalTime } from "../protocol/time";
-import type { Clock } from "../services";
+import type { Clock } from "../config";
 import { BackupJobs, DAY_MS, InstanceBusyError } from "./backups";
 
-export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 const HOUR_MS = 3_600_000;
-
-/** Parses `HH:00-HH:00` into start hour and length in hours (a window may cross midnight). */
-export function parsePeriod(period: string): { startHour: number; hours: number } | undefined {
-  const m = /^(\d{2}):00-(\d{2}):00$/.exec(period);
-  if (!m) return undefined;
-  const start = Number(m[1]);
-  const end = Number(m[2]);
-  if (start > 23 || end > 23 || start === end) return undefined;
-  return { startHour: start, hours: (end - start + 24) % 24 };
-}
 
 /** The instance's backup window open at `now`, if any: its start (epoch ms). */
 export function openWindow(instance: Pick<Instance, "autoBackupWeekDays" | "autoBackupPeriod">, now: number, time: LocalTime): number | undefined {

@@ -15,7 +15,7 @@ import { actions as registeredActions } from "../actions";
 import type { Instance } from "../catalog/types";
 import type { RequestObserver } from "../gateway/server";
 import type { RunnerObserver } from "../jobs/runner";
-import { parsePeriod, WEEKDAYS } from "../jobs/scheduler";
+import { parsePeriod, WEEKDAYS } from "../protocol/schedule";
 import { TASK } from "../jobs/tasks";
 import type { Services } from "../services";
 import type { Task, Backup } from "../catalog/types";

@@ -16,7 +16,7 @@ import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError } from "./restore-error";
 import { normalizeAddress, MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
 import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, totalKeys } from "./restore-target";
-import { testHook } from "../jobs/test-hooks";
+import { testHook } from "../test-hooks";
 
 export { RestoreError, RestoreErrorKind } from "./restore-error";
 export { verifyTargetPassword } from "./restore-target";

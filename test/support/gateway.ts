@@ -4,7 +4,7 @@ import http from "node:http";
 import net from "node:net";
 import { Pipeline, PipelineOptions } from "../../src/gateway/pipeline";
 import { MemoryBucketStore, RateLimiter } from "../../src/gateway/ratelimit";
-import { DEFAULT_REGIONS, RegionRules } from "../../src/gateway/regions";
+import { DEFAULT_REGIONS, RegionRules } from "../../src/protocol/regions";
 import { createApiServer, ServerOptions } from "../../src/gateway/server";
 import type { Services } from "../../src/services";
 import { silentLogger } from "../../src/log";

@@ -1,6 +1,6 @@
 // The region catalogue and the endpoint rules: finance regions are isolated and must be called on their own
 // host, and a finance host serves only its own region.
-import { ApiError } from "../protocol/errors";
+import { ApiError } from "./errors";
 
 export const DEFAULT_REGIONS = [
   "ap-guangzhou", "ap-shanghai", "ap-nanjing", "ap-beijing", "ap-chengdu", "ap-chongqing", "ap-hongkong", "ap-taipei",
