@@ -1,13 +1,16 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
 import type { Catalog } from "../catalog/catalog";
-import { ID_MAX_LENGTH, INSTANCE_ID_PATTERN } from "../protocol/ids";
-import type { Credential, Instance } from "../catalog/types";
-import { ApiError, Language } from "../protocol/errors";
+import { ID_MAX_LENGTH } from "../protocol/ids";
+import type { Credential } from "../catalog/types";
+import type { Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";
 import type { LocalTime } from "../protocol/time";
 import type { Services } from "../services";
+import type { AccountScope } from "./scope";
 
 export interface ActionContext {
+  /** What this caller may see: its account's instances, backups and tasks in the region, under its policy. */
+  scope: AccountScope;
   catalog: Catalog;
   time: LocalTime;
   services: Services;
@@ -39,16 +42,3 @@ export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
 }
 
 export { ID_MAX_LENGTH };
-
-/**
- * The caller's instance in the request's region; anything else is reported as not existing. An id that
- * cannot be an instance id is refused without a lookup, so no caller-chosen string reaches a cache.
- */
-export async function ownInstance(ctx: ActionContext, instanceId: string): Promise<Instance> {
-  if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId: instanceId.slice(0, ID_MAX_LENGTH) });
-  const i = await ctx.catalog.instance(instanceId);
-  if (!i || i.deletedAt !== undefined || i.accountId !== ctx.accountId || i.region !== ctx.region) {
-    throw new ApiError("ResourceNotFound.InstanceNotExists", { instanceId });
-  }
-  return i;
-}

@@ -1,15 +1,14 @@
 // DescribeBackupDetail: one backup of one instance.
 import { ApiError } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 export default defineAction({
   name: "DescribeBackupDetail",
   instanceParam: "InstanceId",
   schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH } },
   async handle(p, ctx) {
-    const instance = await ownInstance(ctx, p.InstanceId!);
-    const b = await ctx.catalog.backup(p.BackupId!);
-    if (!b || b.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
+    const instance = await ctx.scope.instance(p.InstanceId!);
+    const { backup: b } = await ctx.scope.backup(p.BackupId!, instance);
     return {
       BackupId: b.backupId,
       StartTime: ctx.time.format(b.startTime),

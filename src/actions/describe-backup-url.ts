@@ -1,12 +1,12 @@
 // DescribeBackupUrl: download links for a backup, one per shard. A kept backup (Status 2) is exported first
 // (Status 3 and Locked while it runs, then Status 4); an exported one is answered at once with fresh links.
 // The links are served by this server (src/downloads/) and work for 6 hours.
-import { describeStatus, ExportFailedError, ExportUnavailableError } from "../jobs/exports";
+import { describeStatus } from "../jobs/exports";
 import { downloadFileName, issueLink } from "../downloads/links";
 import { accountRestriction, checkRestriction } from "../downloads/restrictions";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 /** The restriction fields DescribeBackupUrl and ModifyBackupDownloadRestriction share. */
 export const RESTRICTION_SCHEMA = {
@@ -26,28 +26,15 @@ export default defineAction({
   instanceParam: "InstanceId",
   schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, ...RESTRICTION_SCHEMA },
   async handle(p, ctx) {
-    const instance = await ownInstance(ctx, p.InstanceId!);
+    const instance = await ctx.scope.instance(p.InstanceId!);
     // The per-call restriction when LimitType is given, else the account's for this region.
     const restriction = p.LimitType !== undefined ? checkRestriction(p) : await accountRestriction(ctx.catalog, ctx.accountId, ctx.region);
-    const found = await ctx.catalog.backup(p.BackupId!);
-    if (!found || found.instanceId !== instance.instanceId) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
+    const { backup: found } = await ctx.scope.backup(p.BackupId!, instance);
     if (found.status !== 2 && found.status !== 3 && found.status !== 4) {
       throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: `backup ${found.backupId} cannot be downloaded (${describeStatus(found.status)})` });
     }
-    let backup;
-    try {
-      backup = await ctx.services.exports.ensureExported(found.backupId);
-    } catch (err) {
-      if (err instanceof ExportUnavailableError) {
-        if (err.reason === "missing") throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: found.backupId });
-        if (err.reason === "locked") throw new ApiError("ResourceUnavailable.BackupLockedError", { backupId: found.backupId });
-        throw new ApiError("ResourceUnavailable.BackupStatusInvalid", { reason: err.message });
-      }
-      if (err instanceof ExportFailedError) {
-        throw new ApiError("FailedOperation.SystemError", { reason: `the backup could not be converted to RDB files; it is left at Status 2 (RequestId ${ctx.requestId})` });
-      }
-      throw err;
-    }
+    // Refusals (locked, wrong status) and a failed export become their API codes in src/actions/errors.ts.
+    const backup = await ctx.services.exports.ensureExported(found.backupId);
     const infos = [...backup.files]
       .sort((a, b) => a.shard - b.shard)
       .map((f) => {

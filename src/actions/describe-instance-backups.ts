@@ -1,7 +1,7 @@
 // DescribeInstanceBackups: an instance's backups, newest first, paged and filtered (the seed's contract).
 import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 import { redisBackupSet } from "./format";
 
 const range = "InvalidParameter.InvalidParameter" as const;
@@ -19,7 +19,7 @@ export default defineAction({
     InstanceName: { type: "string", maxLength: 128 },
   },
   async handle(p, ctx) {
-    const instance = await ownInstance(ctx, p.InstanceId!);
+    const instance = await ctx.scope.instance(p.InstanceId!);
     const begin = p.BeginTime !== undefined ? parseTime(ctx.time.parse(p.BeginTime), "BeginTime", p.BeginTime) : undefined;
     const end = p.EndTime !== undefined ? parseTime(ctx.time.parse(p.EndTime), "EndTime", p.EndTime) : undefined;
     if (begin !== undefined && end !== undefined && begin > end) {

@@ -45,15 +45,12 @@ export default defineAction({
     OrderType: { type: "integer", min: 0, max: 1, rangeCode: range },
   },
   async handle(p, ctx) {
-    const policy = ctx.credential.policy?.Instances;
     const key = p.SearchKey?.toLowerCase();
-    let list = (await ctx.catalog.instances(ctx.accountId)).filter((i) =>
-      i.deletedAt === undefined && i.region === ctx.region
-      && (p.InstanceId === undefined || i.instanceId === p.InstanceId)
+    let list = (await ctx.scope.instances()).filter((i) =>
+      (p.InstanceId === undefined || i.instanceId === p.InstanceId)
       && (p.InstanceIds === undefined || p.InstanceIds.length === 0 || p.InstanceIds.includes(i.instanceId))
       && (p.InstanceName === undefined || i.name.toLowerCase().includes(p.InstanceName.toLowerCase()))
-      && (key === undefined || i.instanceId.includes(key) || i.name.toLowerCase().includes(key))
-      && (!policy || policy.includes("*") || policy.includes(i.instanceId)));
+      && (key === undefined || i.instanceId.includes(key) || i.name.toLowerCase().includes(key)));
     if (p.OrderBy === "createtime") list = list.sort((a, b) => a.createdAt - b.createdAt);
     if (p.OrderType === 1) list = list.reverse();
     const offset = p.Offset ?? 0;

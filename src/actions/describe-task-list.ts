@@ -37,10 +37,8 @@ export default defineAction({
       return s;
     });
     const end = time("EndTime");
-    const allowed = ctx.credential.policy?.Instances;
-    const { total, rows } = await ctx.catalog.listTasks({
-      accountId: ctx.accountId, region: ctx.region, instanceId: p.InstanceId, instanceName: p.InstanceName, taskTypes: p.TaskTypes,
-      instanceIds: allowed && !allowed.includes("*") ? allowed : undefined,
+    const { total, rows } = await ctx.scope.listTasks({
+      instanceId: p.InstanceId, instanceName: p.InstanceName, taskTypes: p.TaskTypes,
       statuses: statuses as TaskStatus[] | undefined, begin: time("BeginTime"), end: end === undefined ? undefined : end + 999,
       limit: p.Limit ?? 20, offset: p.Offset ?? 0,
     });

@@ -1,7 +1,6 @@
 // ManualBackupInstance: start a backup of a live instance; the TaskId comes back at once.
-import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 export default defineAction({
   name: "ManualBackupInstance",
@@ -13,16 +12,12 @@ export default defineAction({
     StorageDays: { type: "integer", min: 0, max: 1825 },
   },
   async handle(p, ctx) {
-    const instance = await ownInstance(ctx, p.InstanceId!);
+    const instance = await ctx.scope.instance(p.InstanceId!);
     if (!instance.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${instance.instanceId} has no Redis server registered (a catalogue-only instance), so it cannot be backed up` });
     }
-    try {
-      const started = await ctx.services.backups.enqueue(instance, { remark: p.Remark, storageDays: p.StorageDays });
-      return { TaskId: started!.taskId };
-    } catch (err) {
-      if (err instanceof InstanceBusyError) throw new ApiError("ResourceUnavailable.InstanceLockedError", { instanceId: instance.instanceId, reason: "a backup is in progress" });
-      throw err;
-    }
+    // A backup already in progress: InstanceBusyError -> ResourceUnavailable.InstanceLockedError (actions/errors.ts).
+    const started = await ctx.services.backups.enqueue(instance, { remark: p.Remark, storageDays: p.StorageDays });
+    return { TaskId: started!.taskId };
   },
 });

@@ -1,7 +1,7 @@
 // ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
 import { ALL_WEEKDAYS as ORDER, parsePeriod } from "../protocol/schedule";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 
 export default defineAction({
@@ -16,7 +16,7 @@ export default defineAction({
     BackupStorageDays: { type: "integer", min: 1, max: 1825 },
   },
   async handle(p, ctx) {
-    const i = await ownInstance(ctx, p.InstanceId!);
+    const i = await ctx.scope.instance(p.InstanceId!);
     if (p.WeekDays!.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });
     const days = new Set<string>();
     for (const d of p.WeekDays!) {

@@ -1,10 +1,8 @@
 // RestoreInstance: load one of the account's backups into a registered instance (the same one or another).
 import crypto from "node:crypto";
 import { parseRedisUrl } from "../redis/resp";
-import { BackupUnavailableError } from "../jobs/restores";
-import { InstanceBusyError } from "../jobs/backups";
 import { ApiError } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH, ownInstance } from "./action";
+import { defineAction, ID_MAX_LENGTH } from "./action";
 
 function samePassword(given: string, expected: string): boolean {
   const a = crypto.createHash("sha256").update(given).digest();
@@ -22,16 +20,9 @@ export default defineAction({
     Password: { type: "string", maxLength: 512 },
   },
   async handle(p, ctx) {
-    const target = await ownInstance(ctx, p.InstanceId!);
-    const backup = await ctx.catalog.backup(p.BackupId!);
-    const source = backup && (await ctx.catalog.instance(backup.instanceId));
-    if (!backup || !source || source.accountId !== ctx.accountId || source.region !== ctx.region) {
-      throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
-    }
-    const allowed = ctx.credential.policy?.Instances;
-    if (allowed && !allowed.includes("*") && !allowed.includes(source.instanceId)) {
-      throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow access to the instance \`${source.instanceId}\` the backup belongs to` });
-    }
+    const target = await ctx.scope.instance(p.InstanceId!);
+    // A backup of any of the caller's instances in the region, the key's policy reaching that instance too.
+    const { backup } = await ctx.scope.backup(p.BackupId!);
     if (!target.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${target.instanceId} has no Redis server registered, so nothing can be restored into it` });
     }
@@ -40,16 +31,7 @@ export default defineAction({
       throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: `the backup ${backup.backupId} is ${what}` });
     }
     if (!samePassword(p.Password ?? "", parseRedisUrl(target.redisUrl).password ?? "")) throw new ApiError("InvalidParameterValue.PasswordError");
-    try {
-      return { TaskId: (await ctx.services.restores.enqueue(backup, target)).taskId };
-    } catch (err) {
-      if (err instanceof BackupUnavailableError) {
-        if (err.reason === "locked") throw new ApiError("ResourceUnavailable.BackupLockedError", { backupId: backup.backupId });
-        if (err.reason === "shards") throw new ApiError("UnsupportedOperation", { reason: err.message });
-        throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: err.message });
-      }
-      if (err instanceof InstanceBusyError) throw new ApiError("ResourceUnavailable.InstanceLockedError", { instanceId: target.instanceId, reason: err.message });
-      throw err;
-    }
+    // Refusals (a locked backup, a restore already running into the target) get their codes in actions/errors.ts.
+    return { TaskId: (await ctx.services.restores.enqueue(backup, target)).taskId };
   },
 });

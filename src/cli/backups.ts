@@ -11,7 +11,7 @@ import { TASK } from "../jobs/tasks";
 import { verifiedRead } from "../storage/verify";
 import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
-import { InstanceBusyError } from "../jobs/backups";
+import { InstanceBusyError } from "../jobs/errors";
 import { withServices, withSettings } from "./context";
 import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
 import { UsageError } from "./settings";

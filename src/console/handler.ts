@@ -21,7 +21,7 @@ import type { RegionRules } from "../protocol/regions";
 import type { RawHandler } from "../gateway/server";
 import type { Services } from "../services";
 import { consoleActions } from "./actions";
-import { policyAllows } from "./actions/policy";
+import { policyAllows } from "../actions/scope";
 import { readCookie, SESSION_COOKIE, SESSION_TTL_MS, sessionCookie, SessionSigner } from "./session";
 import { DEFAULT_ROOT, StaticFiles } from "./static";
 

@@ -3,6 +3,8 @@
 import crypto from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { actions as defaultActions } from "../actions";
+import { apiErrorOf } from "../actions/errors";
+import { AccountScope, policyAllows } from "../actions/scope";
 import type { Action, ActionContext } from "../actions/action";
 import { CatalogFullError } from "../catalog/catalog";
 import type { Credential } from "../catalog/types";
@@ -145,12 +147,10 @@ function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
 }
 
 function checkPolicy(c: Credential, action: string, instanceId: string | undefined): void {
-  const p = c.policy;
-  if (!p) return;
-  if (p.Actions && !p.Actions.includes(action) && !p.Actions.includes("*")) {
+  if (!policyAllows(c, action)) {
     throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow the action \`${action}\`` });
   }
-  if (instanceId !== undefined && p.Instances && !p.Instances.includes(instanceId) && !p.Instances.includes("*")) {
+  if (instanceId !== undefined && !policyAllows(c, action, instanceId)) {
     throw new ApiError("UnauthorizedOperation.NoCAMAuthed", { reason: `the credential's policy does not allow access to the instance \`${instanceId}\`` });
   }
 }
@@ -244,6 +244,7 @@ export class Pipeline {
     const params = validate(name, action.schema, business);
     if (action.instanceParam) checkPolicy(credential, policyName, params[action.instanceParam] as string | undefined);
     const ctx: ActionContext = {
+      scope: new AccountScope(this.opts.services.catalog, credential, region),
       catalog: this.opts.services.catalog, time: this.opts.services.time, services: this.opts.services, credential, accountId: account, region,
       language: call.language, requestId: call.requestId, clientIp: call.clientIp, origin: call.origin,
     };
@@ -261,20 +262,13 @@ export interface InvokeOptions {
   actions?: ReadonlyMap<string, Action>;
 }
 
-/**
- * The one place where a full disk becomes an answer: a catalogue write refused for space (SQLite FULL,
- * PostgreSQL 53100) or a file write with ENOSPC, from any action, is ResourceInsufficient rather than an
- * InternalError — the caller can do nothing but wait, and the operator finds the cause in the log.
- */
-function outOfSpace(err: unknown): ApiError | undefined {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (!(err instanceof CatalogFullError) && code !== "ENOSPC" && code !== "SQLITE_FULL") return undefined;
-  return new ApiError("ResourceInsufficient");
-}
 
 function failure(err: unknown, language: Language, requestId: string, action: string, account: string): ApiResponse {
-  const apiError = err instanceof ApiError ? err : outOfSpace(err) ?? new ApiError("InternalError");
+  const mapped = apiErrorOf(err, action);
+  const apiError = mapped ?? new ApiError("InternalError");
   const body = JSON.stringify({ Response: { Error: { Code: apiError.code, Message: apiError.messageIn(language) }, RequestId: requestId } });
-  // The fault (for the log) is kept for a full disk too: the operator must see it.
-  return { body, requestId, action, account, code: apiError.code, fault: err instanceof ApiError ? undefined : err };
+  // The cause goes to the log when it is the operator's to see: an unexpected fault, a full disk, a failed job.
+  // A refusal (a busy instance, a locked backup) is an answer, not a fault.
+  const fault = err instanceof ApiError || (mapped && mapped.code !== "ResourceInsufficient" && mapped.code !== "FailedOperation.SystemError") ? undefined : err;
+  return { body, requestId, action, account, code: apiError.code, fault };
 }

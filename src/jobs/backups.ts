@@ -18,15 +18,12 @@ import { parseRedisUrl } from "../redis/resp";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import { TASK } from "./tasks";
 import { testHook } from "../test-hooks";
 
 export const DAY_MS = 86_400_000;
 
-/** The instance (or backup) is held by another operation. */
-export class InstanceBusyError extends Error {
-  override name = "InstanceBusyError";
-}
 
 export interface StartBackupOptions {
   remark?: string;
@@ -95,9 +92,9 @@ export class BackupJobs implements JobKind {
     };
     const taskId = await this.o.catalog.transaction(async (tx) => {
       const locked = await tx.lockInstance(instance.instanceId);
-      if (!locked || locked.deletedAt !== undefined) throw new InstanceBusyError(`instance ${instance.instanceId} was removed`);
+      if (!locked || locked.deletedAt !== undefined) throw new InstanceBusyError(instance.instanceId, `instance ${instance.instanceId} was removed`);
       if (window !== undefined && locked.lastAutoWindow >= window) return undefined; // another node served it
-      if ((await tx.activeTasks(instance.instanceId, this.taskTypes)).length) throw new InstanceBusyError(`instance ${instance.instanceId} already has a backup in progress`);
+      if ((await tx.activeTasks(instance.instanceId, this.taskTypes)).length) throw new InstanceBusyError(instance.instanceId, `instance ${instance.instanceId} already has a backup in progress`);
       await tx.insertBackup(backup);
       if (window !== undefined) await tx.updateInstance(instance.instanceId, { lastAutoWindow: window });
       return tx.insertTask({
@@ -192,8 +189,8 @@ export class BackupJobs implements JobKind {
     const taskId = await catalog.transaction(async (tx) => {
       const b = await tx.backup(given.backupId);
       if (!b || b.status === status || b.status === -2) return undefined;
-      if (b.locked) throw new InstanceBusyError(`backup ${b.backupId} is locked by an export or a restore`);
-      if (b.status === 1 || b.status === 3) throw new InstanceBusyError(`backup ${b.backupId} is ${b.status === 1 ? "still being taken" : "being exported"}`);
+      if (b.locked || b.status === 3) throw new BackupUnavailableError("locked", `backup ${b.backupId} is locked by an export or a restore`, b.backupId);
+      if (b.status === 1) throw new BackupUnavailableError("status", `backup ${b.backupId} is still being taken (Status 1)`, b.backupId);
       // An expired backup can still be deleted (its record then carries the deletion); files are gone already.
       const from = status === -2 ? ([2, 4, -1] as const) : ([2, 4] as const);
       if (!(await tx.transitionBackup(b.backupId, from, status, { files: [], ...(status === -2 ? { deletedAt: now } : {}) }))) return undefined;
@@ -213,7 +210,7 @@ export class BackupJobs implements JobKind {
     const backups = await this.o.catalog.backupsOfInstance(instance.instanceId);
     const active = await this.o.catalog.activeTasks(instance.instanceId, [...this.taskTypes, TASK.restore, TASK.exportBackup]);
     const busy = backups.find((b) => (b.status === 1 && !b.fixture) || b.status === 3 || (b.locked && !b.fixture));
-    if (active.length || busy) throw new InstanceBusyError(`instance ${instance.instanceId} has ${busy ? `backup ${busy.backupId}` : `task ${active[0]!.taskId}`} in progress or locked`);
+    if (active.length || busy) throw new InstanceBusyError(instance.instanceId, `instance ${instance.instanceId} has ${busy ? `backup ${busy.backupId}` : `task ${active[0]!.taskId}`} in progress or locked`);
     let n = 0;
     for (const b of backups) {
       if (b.status === -2) continue;

@@ -14,20 +14,8 @@ import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../config";
 import { exportKey } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import { BackupUnavailableError, JobFailedError } from "./errors";
 import { TASK } from "./tasks";
-
-/** Why a backup cannot be exported now. */
-export class ExportUnavailableError extends Error {
-  override name = "ExportUnavailableError";
-  constructor(readonly reason: "missing" | "status" | "locked", message: string) {
-    super(message);
-  }
-}
-
-/** The export itself failed (I/O, or the bytes did not match what was captured); the backup is back at Status 2. */
-export class ExportFailedError extends Error {
-  override name = "ExportFailedError";
-}
 
 export interface ExportJobsOptions {
   catalog: Catalog;
@@ -59,18 +47,18 @@ export class ExportJobs implements JobKind {
   /**
    * The backup with its export in place: at once for an exported backup whose files are all present, else
    * after exporting it (shared with a concurrent caller, on this node or another). Throws
-   * ExportUnavailableError (status, lock) or ExportFailedError.
+   * BackupUnavailableError (status, lock) or JobFailedError.
    */
   async ensureExported(backupId: string): Promise<Backup> {
     const { catalog } = this.o;
     const b = await catalog.backup(backupId);
-    if (!b) throw new ExportUnavailableError("missing", `backup ${backupId} does not exist`);
+    if (!b) throw new BackupUnavailableError("missing", `backup ${backupId} does not exist`, backupId);
     if (b.status === 4 && !b.locked && (await this.exportComplete(b))) return b;
     const taskId = (await this.runningExport(b)) ?? (await this.enqueue(backupId));
     const outcome = await this.o.runner.waitFor(taskId);
-    if (!outcome.ok) throw new ExportFailedError(outcome.message);
+    if (!outcome.ok) throw new JobFailedError(outcome.message);
     const done = await catalog.backup(backupId);
-    if (!done || done.status !== 4) throw new ExportFailedError(`backup ${backupId} left Status 4 right after its export (${done ? describeStatus(done.status) : "removed"})`);
+    if (!done || done.status !== 4) throw new JobFailedError(`backup ${backupId} left Status 4 right after its export (${done ? describeStatus(done.status) : "removed"})`);
     return done;
   }
 
@@ -84,15 +72,15 @@ export class ExportJobs implements JobKind {
     const now = this.o.clock.now();
     const taskId = await this.o.catalog.transaction(async (tx) => {
       const cur = await tx.backup(backupId);
-      if (!cur) throw new ExportUnavailableError("missing", `backup ${backupId} does not exist`);
+      if (!cur) throw new BackupUnavailableError("missing", `backup ${backupId} does not exist`, backupId);
       if (cur.status === 3) {
         const running = (await tx.activeTasks(cur.instanceId, this.taskTypes)).find((t) => t.backupId === backupId);
         if (running) return running.taskId;
       }
-      if (cur.status !== 2 && cur.status !== 4) throw new ExportUnavailableError("status", `backup ${backupId} cannot be exported (${describeStatus(cur.status)})`);
-      if (cur.locked) throw new ExportUnavailableError("locked", `backup ${backupId} is locked by another operation`);
-      if (!cur.files.length) throw new ExportUnavailableError("status", `backup ${backupId} has no stored files (a catalogue-only record)`);
-      if (!(await tx.transitionBackup(backupId, [2, 4], 3, { locked: 1 }))) throw new ExportUnavailableError("locked", `backup ${backupId} is locked by another operation`);
+      if (cur.status !== 2 && cur.status !== 4) throw new BackupUnavailableError("status", `backup ${backupId} cannot be exported (${describeStatus(cur.status)})`, backupId);
+      if (cur.locked) throw new BackupUnavailableError("locked", `backup ${backupId} is locked by another operation`, backupId);
+      if (!cur.files.length) throw new BackupUnavailableError("status", `backup ${backupId} has no stored files (a catalogue-only record)`, backupId);
+      if (!(await tx.transitionBackup(backupId, [2, 4], 3, { locked: 1 }))) throw new BackupUnavailableError("locked", `backup ${backupId} is locked by another operation`, backupId);
       const instance = await tx.instance(cur.instanceId);
       return tx.insertTask({
         instanceId: cur.instanceId, accountId: instance?.accountId ?? "", taskType: TASK.exportBackup, status: "preparing", progress: 0, startTime: now, message: "", backupId,
@@ -115,7 +103,7 @@ export class ExportJobs implements JobKind {
   async run(ctx: JobContext): Promise<JobSuccess> {
     const { catalog, store } = this.o;
     const b = ctx.task.backupId ? await catalog.backup(ctx.task.backupId) : undefined;
-    if (!b || b.status !== 3) throw new ExportFailedError(`backup ${ctx.task.backupId} is no longer waiting to be exported`);
+    if (!b || b.status !== 3) throw new JobFailedError(`backup ${ctx.task.backupId} is no longer waiting to be exported`);
     const files = [...b.files].sort((x, y) => x.shard - y.shard);
     for (const [i, f] of files.entries()) {
       const key = exportKey(b.backupId, f.shard);
@@ -127,7 +115,7 @@ export class ExportJobs implements JobKind {
         const committed = await writer.commit();
         if (committed.bytes !== f.bytes || committed.sha256 !== f.sha256) {
           await store.remove(key);
-          throw new ExportFailedError(`the export of shard ${f.shard} of backup ${b.backupId} was not written intact`);
+          throw new JobFailedError(`the export of shard ${f.shard} of backup ${b.backupId} was not written intact`);
         }
       } catch (err) {
         await writer.abort().catch(() => undefined);
@@ -140,7 +128,7 @@ export class ExportJobs implements JobKind {
       commit: async (tx) => {
         // Only our own claim becomes Status 4: a backup retired meanwhile stays retired.
         if (!(await tx.transitionBackup(b.backupId, [3], 4, { locked: 0 }, 1))) {
-          throw new ExportFailedError(`backup ${b.backupId} left Status 3 while it was being exported`);
+          throw new JobFailedError(`backup ${b.backupId} left Status 3 while it was being exported`);
         }
       },
     };

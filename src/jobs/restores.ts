@@ -13,16 +13,9 @@ import { releaseTarget } from "../redis/restore-target";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../config";
-import { InstanceBusyError } from "./backups";
+import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
-
-export class BackupUnavailableError extends Error {
-  override name = "BackupUnavailableError";
-  constructor(readonly reason: "status" | "locked" | "shards", message: string) {
-    super(message);
-  }
-}
 
 export interface RestoreJobsOptions {
   catalog: Catalog;
@@ -42,22 +35,22 @@ export class RestoreJobs implements JobKind {
 
   /** Checks, locks the backup and queues the restore of `backup` into `target`. */
   async enqueue(backup: Backup, target: Instance): Promise<{ taskId: number }> {
-    if (backup.status === 3 || backup.locked) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`);
+    if (backup.status === 3 || backup.locked) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`, backup.backupId);
     if (backup.status !== 2 && backup.status !== 4) {
-      throw new BackupUnavailableError("status", `backup ${backup.backupId} has Status ${backup.status}; only a kept backup (2) or an exported one (4) can be restored`);
+      throw new BackupUnavailableError("status", `backup ${backup.backupId} has Status ${backup.status}; only a kept backup (2) or an exported one (4) can be restored`, backup.backupId);
     }
-    if (backup.files.length === 0) throw new BackupUnavailableError("status", `backup ${backup.backupId} has no stored file (a catalogue-only record)`);
+    if (backup.files.length === 0) throw new BackupUnavailableError("status", `backup ${backup.backupId} has no stored file (a catalogue-only record)`, backup.backupId);
     if (backup.files.length !== 1) {
-      throw new BackupUnavailableError("shards", `backup ${backup.backupId} has ${backup.files.length} shards; restoring a cluster backup is not supported yet`);
+      throw new BackupUnavailableError("shards", `backup ${backup.backupId} has ${backup.files.length} shards; restoring a cluster backup is not supported yet`, backup.backupId);
     }
-    if (!target.redisUrl) throw new InstanceBusyError(`instance ${target.instanceId} has no Redis server registered`);
+    if (!target.redisUrl) throw new InstanceBusyError(target.instanceId, `instance ${target.instanceId} has no Redis server registered`);
     const now = this.o.clock.now();
     const taskId = await this.o.catalog.transaction(async (tx) => {
       // The target's row lock serialises two restores into one instance asked for on two nodes at once.
       await tx.lockInstance(target.instanceId);
-      if (!(await tx.lockBackup(backup.backupId))) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`);
+      if (!(await tx.lockBackup(backup.backupId))) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`, backup.backupId);
       // Inside the transaction, so a refusal here also rolls the lock back.
-      if ((await tx.activeTasks(target.instanceId, this.taskTypes)).length) throw new InstanceBusyError(`instance ${target.instanceId} is already being restored`);
+      if ((await tx.activeTasks(target.instanceId, this.taskTypes)).length) throw new InstanceBusyError(target.instanceId, `instance ${target.instanceId} is already being restored`);
       return tx.insertTask({
         instanceId: target.instanceId, accountId: target.accountId, taskType: TASK.restore, status: "preparing", progress: 0, startTime: now, message: "",
         backupId: backup.backupId, params: { sourceInstanceId: backup.instanceId },

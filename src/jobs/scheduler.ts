@@ -10,7 +10,8 @@ import type { Logger } from "../log";
 import { parsePeriod, WEEKDAYS } from "../protocol/schedule";
 import type { LocalTime } from "../protocol/time";
 import type { Clock } from "../config";
-import { BackupJobs, DAY_MS, InstanceBusyError } from "./backups";
+import { BackupJobs, DAY_MS } from "./backups";
+import { InstanceBusyError } from "./errors";
 
 const HOUR_MS = 3_600_000;
 

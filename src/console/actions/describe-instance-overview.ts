@@ -8,7 +8,7 @@ import type { Backup, Instance } from "../../catalog/types";
 import { defineAction } from "../../actions/action";
 import { parseRedisUrl } from "../../redis/resp";
 import { nextWindow } from "../schedule";
-import { policyAllows } from "./policy";
+import { policyAllows } from "../../actions/scope";
 
 const range = "InvalidParameter.InvalidParameter" as const;
 /** How many of the latest backups make the trend. */
@@ -35,10 +35,9 @@ export default defineAction({
     const { catalog, time, credential } = ctx;
     const now = ctx.services.clock.now();
     const key = p.SearchKey?.trim().toLowerCase() || undefined;
-    const one = p.InstanceId !== undefined ? await catalog.instance(p.InstanceId) : undefined;
-    const candidates = p.InstanceId !== undefined ? (one ? [one] : []) : await catalog.instances(ctx.accountId);
-    const all = candidates.filter((i) => i.accountId === ctx.accountId && i.deletedAt === undefined && i.region === ctx.region
-      && policyAllows(credential, "DescribeInstances", i.instanceId)
+    const one = p.InstanceId !== undefined ? await ctx.scope.instance(p.InstanceId).catch(() => undefined) : undefined;
+    const candidates = p.InstanceId !== undefined ? (one && ctx.scope.allows(one.instanceId) ? [one] : []) : await ctx.scope.instances();
+    const all = candidates.filter((i) => policyAllows(credential, "DescribeInstances", i.instanceId)
       && (key === undefined || i.instanceId.includes(key) || i.name.toLowerCase().includes(key)));
     const offset = p.Offset ?? 0;
     const page = all.slice(offset, offset + (p.Limit ?? 20));
