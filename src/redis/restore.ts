@@ -64,6 +64,11 @@ export interface RestoreOptions {
    * value durably, so that if this process dies it can be put back (restoreTargetConfig).
    */
   beforeConfigChange?(change: ConfigChange): Promise<void>;
+  /**
+   * loadFromSocket: bytes held back while one unit of the RDB (a key's compact encoding, a string piece) is
+   * incomplete, before validation gives up and the file is proven by its CRC instead. Default 64 MiB.
+   */
+  maxHeldBytes?: number;
 }
 
 /** A target setting changed for the duration of a restore. */
@@ -193,6 +198,7 @@ class Session {
   }
 
   private checkProgress(): void {
+    if (this.settled || this.error) return; // failing already (the listener may be closed)
     const limit = this.phase === "connect-back" ? Math.min(this.timeoutMs, CONNECT_BACK_LIMIT_MS) : this.timeoutMs;
     if (Date.now() - this.lastProgress <= limit) return;
     if (this.phase === "connect-back") {
@@ -206,20 +212,28 @@ class Session {
     return this.opts.advertiseHost ?? "127.0.0.1";
   }
 
-  /** The replica's link or our client connection went away before we were done. */
-  watchLinks(): void {
-    const replicaClosed = (): void => {
-      const detail = this.phase === "transfer" ? `after receiving ${this.sent} of ${this.rdb.size} bytes` : "while loading";
-      this.fail(new RestoreError("load", `target ${this.where} closed the replication link ${detail}: it could not load the RDB (see the target's log)`));
-    };
+  /**
+   * Our client connection went away before we were done: from the start, so that a target dying while we wait
+   * for it to connect back fails the restore at once rather than after the connect-back limit.
+   */
+  watchClient(): void {
     const clientClosed = (): void => {
       const during = this.phase === "transfer" || this.phase === "load";
       this.fail(new RestoreError(during ? "load" : "connect", `lost the connection to target ${this.where} during ${this.phase}${during ? " (did it crash loading the RDB? see its log)" : ""}`));
     };
+    if (this.conn!.socket.destroyed) clientClosed();
+    else this.conn!.socket.once("close", clientClosed);
+  }
+
+  /** The replica's link went away before we were done. */
+  watchReplica(): void {
+    const replicaClosed = (): void => {
+      const detail = this.phase === "transfer" ? `after receiving ${this.sent} of ${this.rdb.size} bytes` : "while loading";
+      this.fail(new RestoreError("load", `target ${this.where} closed the replication link ${detail}: it could not load the RDB (see the target's log)`));
+    };
     const socket = this.replica!.socket;
     if (socket.destroyed) replicaClosed();
     else socket.once("close", replicaClosed);
-    this.conn!.socket.once("close", clientClosed);
   }
 
   /** After a failure: stop feeding the target and make it a master again. Returns a problem, if any. */
@@ -314,6 +328,7 @@ async function run(s: Session): Promise<RestoreResult> {
     throw new RestoreError("load", `an RDB of ${rdb.size} bytes cannot be valid`);
   }
   s.conn = await s.guard(openTarget(target, Math.min(s.timeoutMs, 10_000)));
+  s.watchClient();
   const state = await s.guard(readTargetState(s.conn, target));
   if (state.role !== "master") {
     throw new RestoreError("unsupported", `target ${s.where} is a replica of ${state.masterHost}:${state.masterPort}; restore into its master, or run REPLICAOF NO ONE on it first`);
@@ -369,7 +384,7 @@ async function run(s: Session): Promise<RestoreResult> {
     throw classifyTargetError(err, target, "REPLICAOF");
   }
   s.replica = await s.guard(s.listener.waitForSync());
-  s.watchLinks();
+  s.watchReplica();
 
   s.phase = "transfer";
   s.touch();
@@ -472,7 +487,7 @@ class StreamCheck {
   released = 0;
   failure: string | undefined;
 
-  constructor(private readonly bodyEnd: number) {}
+  constructor(private readonly bodyEnd: number, private readonly maxHeld: number) {}
 
   /** Takes the next chunk (body and trailer bytes alike) and returns the body bytes now safe to send. */
   take(chunk: Buffer, body: Buffer): Buffer[] {
@@ -504,7 +519,7 @@ class StreamCheck {
         n = 0;
       }
     }
-    if (this.heldBytes > MAX_HELD_BYTES) this.stop(`a unit of the RDB at offset ${this.released} is larger than ${MAX_HELD_BYTES} bytes`);
+    if (this.heldBytes > this.maxHeld) this.stop(`a unit of the RDB at offset ${this.released} is larger than ${this.maxHeld} bytes`);
     return out;
   }
 
@@ -527,7 +542,7 @@ async function sendPayload(s: Session, replica: SyncRequest, first: Buffer, it: 
   const bodyEnd = checkCrc ? size - 8 : size;
   const trailer = Buffer.alloc(size - bodyEnd);
   const crc = crc64Init();
-  const check = validate ? new StreamCheck(bodyEnd) : undefined;
+  const check = validate ? new StreamCheck(bodyEnd, s.opts.maxHeldBytes ?? MAX_HELD_BYTES) : undefined;
   let read = 0;
   const write = async (buf: Buffer): Promise<void> => {
     await s.guard(writeWithBackpressure(socket, buf));
