@@ -226,7 +226,7 @@ export class RestoreJobs implements JobKind {
       try {
         report = await this.byReplication(ctx, backup, target, ep, plan, t0);
       } catch (err) {
-        if (request.mode !== "auto" || !refusedBeforeChange(err)) throw err;
+        if (request.mode !== "auto" || !refusedBeforeChange(err)) throw err instanceof RestoreError ? new Error(`replication: ${err.message}`, { cause: err }) : err;
         plan = { path: "commands", reason: `the target refused replication (${(err as Error).message})` };
         this.o.logger.info({ taskId: ctx.task.taskId, err }, "replication refused by the restore target; restoring by commands");
         await this.announce(ctx, `restoring by commands: ${plan.reason}`);
@@ -301,6 +301,7 @@ export class RestoreJobs implements JobKind {
       advertiseHost: this.o.advertiseHost, signal: ctx.signal, loadFromSocket: true,
       beforeReplicaOf: (endpoint) => ctx.saveState({ path: "replication", replicaOf: endpoint }),
       beforeConfigChange: (change) => ctx.saveState({ config: change }),
+      afterConfigRestore: () => ctx.saveState({ config: null }),
       onProgress: (sent) => {
         ctx.progress((sent / Math.max(1, file.bytes)) * 95);
         ctx.local?.onProgress?.(sent, file.bytes, label);
@@ -421,7 +422,7 @@ export class RestoreJobs implements JobKind {
   async undo(task: Task, why: "failed" | "interrupted"): Promise<Undone> {
     const st = task.state ?? {};
     const endpoint = st.path !== "commands" ? (st.replicaOf as { host: string; port: number } | undefined | null) : undefined;
-    const change = st.config as ConfigChange | undefined;
+    const change = (st.config ?? undefined) as ConfigChange | undefined;
     let undone: Undone = st.path === "commands" && why === "interrupted"
       ? { note: "the restore by commands stopped part-way: the target holds the keys written until then (part of the backup); run it again to complete it" }
       : {};
@@ -431,9 +432,10 @@ export class RestoreJobs implements JobKind {
     const ep = parseRedisUrl(target.redisUrl);
     if (why === "interrupted" && endpoint) undone = await this.releaseAndCheck(task, ep, endpoint);
     if (change) {
-      // restoreRdb puts it back itself after a failure; this is for a crash, or a target that was away then.
+      // restoreRdb puts it back itself, and says so in its error when it could not: this is for a crash, or
+      // one more try at a target that was away then.
       const problem = await restoreTargetConfig(ep, change).then(() => undefined, (err: unknown) => `${change.parameter} could not be set back to ${change.original} (${(err as Error).message}); run CONFIG SET ${change.parameter} ${change.original} on it`);
-      if (problem) undone = { ...undone, note: undone.note ? `${undone.note}; ${problem}` : problem };
+      if (problem && why === "interrupted") undone = { ...undone, note: undone.note ? `${undone.note}; ${problem}` : problem };
     }
     return undone;
   }

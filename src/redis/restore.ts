@@ -64,6 +64,8 @@ export interface RestoreOptions {
    * value durably, so that if this process dies it can be put back (restoreTargetConfig).
    */
   beforeConfigChange?(change: ConfigChange): Promise<void>;
+  /** Awaited once that setting has been put back (the caller's record of it can go). */
+  afterConfigRestore?(change: ConfigChange): Promise<void>;
   /**
    * loadFromSocket: bytes held back while one unit of the RDB (a key's compact encoding, a string piece) is
    * incomplete, before validation gives up and the file is proven by its CRC instead. Default 64 MiB.
@@ -277,6 +279,7 @@ class Session {
     try {
       await restoreTargetConfig(this.target, change, usable);
       this.configChanged = undefined;
+      await this.opts.afterConfigRestore?.(change);
       return undefined;
     } catch (err) {
       return `${change.parameter} could not be set back to ${change.original} (${(err as Error).message}); run CONFIG SET ${change.parameter} ${change.original} on it`;
