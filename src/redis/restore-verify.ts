@@ -85,7 +85,8 @@ export async function targetScoreFormat(target: RedisEndpoint, conn?: RespConnec
 /** Why a reply error from DEBUG means "not allowed here" (disabled, renamed, denied by ACL, or too old). */
 function debugRefusal(err: unknown): string | undefined {
   if (!(err instanceof RedisReplyError)) return undefined;
-  if (/DEBUG command not allowed|unknown command|NOPERM|unknown subcommand|syntax error/i.test(err.reply)) return "DEBUG not allowed";
+  if (/unknown (DEBUG )?subcommand|syntax error/i.test(err.reply)) return "the target's DEBUG has no DIGEST-VALUE (Redis < 5.0)";
+  if (/DEBUG command not allowed|unknown command|NOPERM/i.test(err.reply)) return "DEBUG not allowed";
   return undefined;
 }
 
