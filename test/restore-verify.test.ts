@@ -15,6 +15,7 @@ import { send, writeMixedDataset } from "./support/dataset";
 import { captureToBuffer } from "./support/rdb-corpus";
 import { RedisProcess, startRedis } from "./support/redis";
 import { KEY, startTestServer } from "./support/server";
+import { missing, startVersion, version } from "./support/versions";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
 const servers: RedisProcess[] = [];
@@ -116,6 +117,31 @@ describe("restoreRdb loading from the socket", () => {
     assert.deepEqual(changes, []);
     assert.equal(str(await command(t.endpoint, "DEBUG", "DIGEST")), digestRdb(rdb).digest);
   });
+});
+
+describe("swapdb keeps the old data set when a load from the socket fails, on every version we switch", () => {
+  for (const name of ["6.2", "7.2", "7.4", "valkey-8.0"]) {
+    const v = version(name);
+    test(`${name}: a good RDB loads from the socket; a damaged one leaves the target up with its data`, { skip: missing(v) }, async () => {
+      const src = await startVersion(v);
+      servers.push(src);
+      await command(src.endpoint, "DEBUG", "POPULATE", 5000, "pop", 100);
+      const own = await captureToBuffer(src.endpoint);
+      const t = await startVersion(v);
+      servers.push(t);
+      await send(t.endpoint, [["SET", "marker", "untouched"]]);
+      const bad = Buffer.from(own);
+      for (let j = 0; j < 40; j++) bad[Math.floor(bad.length / 2) + j * 7] ^= 0x5a;
+      await assert.rejects(restoreRdb(t.endpoint, source(bad), { loadFromSocket: true, timeoutMs: 10_000 }), /checksum does not match/);
+      assert.equal(str(await command(t.endpoint, "GET", "marker")), "untouched");
+      assert.equal(await config(t.endpoint), "disabled");
+      const r = await restoreRdb(t.endpoint, source(own), { loadFromSocket: true });
+      assert.equal(r.load, "socket");
+      assert.equal(r.keys, 5000);
+      assert.equal(str(await command(t.endpoint, "DEBUG", "DIGEST")), str(await command(src.endpoint, "DEBUG", "DIGEST")));
+      assert.equal(await config(t.endpoint), "disabled");
+    });
+  }
 });
 
 describe("verifyRestore", () => {

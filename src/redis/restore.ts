@@ -14,12 +14,13 @@
 // whole transfer to a file and only then loads it, so transfer and load run one after the other. Where CONFIG
 // SET is allowed we switch the target to `repl-diskless-load swapdb` for the load (and back afterwards): it parses
 // while receiving and keeps its old data set until the new one is complete, so a transfer we abandon (a short
-// read) leaves the old data (checked on Redis 6.2, 7.0 and 7.4). But a target parsing from the socket EXITS on
-// corrupt content ("Internal error in RDB reading ... Terminating server"), so every byte is first parsed by our
-// RDB engine and forwarded only once the unit it belongs to parsed cleanly: structural damage stops the
-// transfer before the target sees it, damage inside a value is caught by the withheld CRC trailer. Should our
-// reader reject an RDB the CRC says is intact (a format it does not know), the rest is read for the CRC and
-// then re-read and forwarded unchecked. This replaces reading the whole file twice (the CRC pre-check).
+// read) leaves the old data (checked on Redis 6.2, 7.0, 7.2, 7.4, Valkey 8.0). But a target parsing from the
+// socket EXITS on corrupt content ("Internal error in RDB reading ... Terminating server"), so every byte is first
+// parsed by our RDB engine and forwarded only once the unit it belongs to parsed cleanly: structural damage stops
+// the transfer before the target sees it, damage inside a value is caught by the withheld CRC trailer. Should
+// our reader stop short on an RDB the CRC says is intact (a format it does not know, a unit too long to hold),
+// the rest is read for the CRC and then re-read and forwarded unchecked. This replaces reading the whole file
+// twice (the CRC pre-check, still used for targets already loading from the socket when loadFromSocket is off).
 import net from "node:net";
 import { Readable } from "node:stream";
 import { crc64Equals, crc64Init, crc64Update } from "./crc64";
