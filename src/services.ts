@@ -73,7 +73,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     });
     const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts });
     const exports = new ExportJobs({ catalog, store, clock, logger, runner });
-    const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost });
+    const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
     const links = await LinkSigner.open(catalog);

@@ -1,4 +1,7 @@
-// RestoreInstance: load one of the account's backups into a registered instance (the same one or another).
+// RestoreInstance: load one of the account's backups into a registered instance (the same one or another):
+// standalone or cluster, same or other Redis/Valkey version. The API has no restore options: the path is
+// chosen by the job (replication when the target loads the file as it is, commands otherwise), every key is
+// restored and existing keys are replaced. DescribeTaskInfo's TaskMessage names the path and the outcome.
 import crypto from "node:crypto";
 import { parseRedisUrl } from "../redis/resp";
 import { ApiError } from "../protocol/errors";

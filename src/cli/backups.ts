@@ -16,6 +16,9 @@ import { withServices, withSettings } from "./context";
 import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
+import type { ValueKind } from "../redis/rdb/constants";
+import { describeVerification } from "../redis/restore-verify";
+import { RESTORE_MODES, RestoreMode, RestoreReport, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../jobs/restores";
 
 function formatOf(v: unknown): OutputFormat {
   if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
@@ -122,20 +125,49 @@ export function registerBackupCommands(program: Command): void {
       bar.stop({ done, label: `${files.length} file(s), sha256 verified` });
     }));
 
-  withSettings(program.command("restore <backupId>").description("load a backup into a registered instance (its data is replaced)")
-    .requiredOption("--instance <id>", "the instance to restore into"), "all")
-    .action(async (backupId: string, o: { instance: string }, cmd: Command) => withServices(cmd, async (s) => {
+  withSettings(program.command("restore <backupId>").description("load a backup into a registered instance: by replication when the target loads the file as it is (its data set is replaced), else by commands (keys merged into it); prints a summary")
+    .requiredOption("--instance <id>", "the instance to restore into")
+    .option("--mode <mode>", "auto (replication when possible, else commands), replication, or commands", "auto")
+    .option("--db <n>", "only keys of this database (repeatable, or a comma list)", collect, [])
+    .option("--match <pattern>", "only keys matching this glob (Redis MATCH syntax)")
+    .option("--type <type>", `only keys of this type (repeatable, or a comma list: ${VALUE_KINDS.join(", ")})`, collect, [])
+    .option("--replace", "replace existing keys (the default)")
+    .option("--no-replace", "keep existing keys and count them as skipped (commands)"), "all")
+    .action(async (backupId: string, o: RestoreFlags, cmd: Command) => withServices(cmd, async (s) => {
+      const request = restoreRequestFromFlags(o);
       const b = await s.catalog.backup(backupId);
       if (!b) throw new Error(`no backup ${backupId}`);
       const target = await s.catalog.instance(o.instance);
       if (!target || target.deletedAt !== undefined) throw new Error(`no instance ${o.instance}`);
-      const { taskId } = await s.restores.enqueue(b, target);
+      let taskId: number;
+      try {
+        ({ taskId } = await s.restores.enqueue(b, target, request));
+      } catch (err) {
+        if (err instanceof RestoreRequestError) throw new UsageError(err.message);
+        throw err;
+      }
       const bar = progressBar();
-      const outcome = await s.runner.runHere(taskId, { onProgress: (done, total, label) => bar.update(done, total, label) });
-      bar.stop(outcome.ok ? { done: b.backupSize, label: `into ${target.instanceId}` } : undefined);
+      const total = b.files.reduce((n, f) => n + f.bytes, 0);
+      const outcome = await s.runner.runHere(taskId, { onProgress: (done, t, label) => bar.update(done, t, label) });
+      bar.stop(outcome.ok ? { done: total, label: `into ${target.instanceId}` } : undefined);
       if (!outcome.ok) throw new Error(`restore failed: ${outcome.message}`);
-      const keys = (outcome.result as { keys?: number } | undefined)?.keys;
-      console.log(`restored ${b.backupId} into ${target.instanceId}${keys !== undefined ? `: ${keys} keys` : ""}`);
+      const r = outcome.result as RestoreReport | undefined;
+      if (!r) {
+        console.log(`restored ${b.backupId} into ${target.instanceId}: ${outcome.task.message}`);
+        return;
+      }
+      const what = r.path === "replication" ? `${r.keys} keys loaded` : `${r.keys} keys written, ${r.skipped} skipped, ${r.failed} failed`;
+      console.log(`restored ${b.backupId} into ${target.instanceId}: ${what} (${r.path})`);
+      const rows: Array<[string, string]> = [
+        ["path", `${r.path} (${r.reason})`],
+        ["written", String(r.keys)],
+        ["skipped", String(r.skipped)],
+        ["failed", String(r.failed)],
+      ];
+      if (r.filtered) rows.push(["not selected", String(r.filtered)]);
+      if (r.expired) rows.push(["expired", String(r.expired)]);
+      rows.push(["bytes", formatBytes(r.bytes)], ["time", `${(r.ms / 1000).toFixed(2)} s`], ["verification", describeVerification(r.verification)]);
+      for (const [k, v] of rows) console.log(`  ${k.padEnd(13)}${v}`);
     }));
 }
 
@@ -160,4 +192,38 @@ async function exportHere(s: Services, backupId: string): Promise<Backup> {
   const b = await exported;
   await run;
   return b;
+}
+
+interface RestoreFlags {
+  instance: string;
+  mode: string;
+  db: string[];
+  match?: string;
+  type: string[];
+  replace: boolean;
+}
+
+/** Repeatable options that also take comma lists: --db 0 --db 2, or --db 0,2. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(",").map((x) => x.trim()).filter(Boolean)];
+}
+
+function restoreRequestFromFlags(o: RestoreFlags): RestoreRequest {
+  if (!(RESTORE_MODES as readonly string[]).includes(o.mode)) throw new UsageError(`--mode must be one of ${RESTORE_MODES.join(", ")}, got ${JSON.stringify(o.mode)}`);
+  const dbs = o.db.map((d) => {
+    const n = Number(d);
+    if (!/^\d+$/.test(d) || n > 65535) throw new UsageError(`--db takes database numbers (0..65535), got ${JSON.stringify(d)}`);
+    return n;
+  });
+  const types = o.type.map((t) => t.toLowerCase());
+  const bad = types.find((t) => !(VALUE_KINDS as readonly string[]).includes(t));
+  if (bad !== undefined) throw new UsageError(`--type takes ${VALUE_KINDS.join(", ")}, got ${JSON.stringify(bad)}`);
+  if (o.match !== undefined && o.match.length === 0) throw new UsageError("--match needs a pattern");
+  return {
+    mode: o.mode as RestoreMode,
+    dbs: dbs.length ? dbs : undefined,
+    match: o.match,
+    types: types.length ? (types as ValueKind[]) : undefined,
+    replace: o.replace !== false,
+  };
 }

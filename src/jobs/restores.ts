@@ -1,21 +1,116 @@
 // Restores as jobs (task 010): the backup is locked and the task queued together — refused while another restore
-// into the same instance is queued or running, the catalogue being the one place that knows. The node that runs
-// it makes the target load the RDB through the master side of the replication protocol (redis/restore.ts),
-// recording our replication endpoint in the task before the target is told to follow it. If that node dies, the
-// recovering node finds the target by that record, makes it a master again if it still follows the dead
-// endpoint, and reports what the target really holds (verified against the backup's digest when one exists).
+// into the same instance is queued or running, the catalogue being the one place that knows.
+//
+// Two paths, chosen by the node that runs the task and named in the task's message:
+//  - replication (redis/restore.ts): the target loads the RDB natively through the replication protocol; the
+//    fastest, and its data set is replaced as a whole. Taken when the mode allows it, the backup has one shard,
+//    no keys are selected (filters, keep-existing), and the target is a standalone master that loads the RDB's
+//    version. In auto mode a target that refuses it before anything changed (REPLICAOF renamed or denied,
+//    INFO refused) gets the command path instead.
+//  - commands (redis/restore-commands.ts): every key rebuilt by commands (RESTORE or plain writes), into any
+//    Redis, Valkey or Redis Cluster; keys are merged into what the target holds. Every cluster backup (all of its
+//    shards' files as sources), cluster targets, targets too old for the RDB, and filtered restores.
+//
+// After the restore the target is compared with the backup (redis/restore-verify.ts): DEBUG DIGEST where a
+// standalone target received the whole backup, key by key otherwise. A difference fails the task: the target
+// does not hold what the backup holds. A target refusing DEBUG is "not verified".
+//
+// Recovery: the replication path records our replication endpoint (and a target setting it changes for the
+// load) in the task before touching the target. If the node dies, the recovering node makes the target a
+// master again if it still follows the dead endpoint, puts the setting back, and reports what the target holds.
+// An interrupted command restore leaves the keys written so far: nothing to switch back, the note says so.
 import type { Catalog, CatalogTx } from "../catalog/catalog";
-import type { Backup, Instance, Task } from "../catalog/types";
+import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
-import { RedisReplyError, RespConnection, parseRedisUrl } from "../redis/resp";
-import { restoreRdb, RestoreError } from "../redis/restore";
-import { releaseTarget } from "../redis/restore-target";
+import { readSlotMap } from "../redis/cluster";
+import { hostAllowed } from "../redis/capture";
+import { RdbReader } from "../redis/rdb/reader";
+import type { ValueKind } from "../redis/rdb/constants";
+import { scoreFormatForAux } from "../redis/rdb/digest";
+import { RedisEndpoint, RedisReplyError, RespConnection, parseRedisUrl } from "../redis/resp";
+import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore";
+import { CommandRestoreError, probeTarget, restoreByCommands, RestoreSummary, TargetCapabilities } from "../redis/restore-commands";
+import { maxRdbVersion, openTarget, readTargetState, releaseTarget, TargetState, totalKeys } from "../redis/restore-target";
+import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, targetScoreFormat, Verification, verifyRestore } from "../redis/restore-verify";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../config";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
+
+/** The restore asked for cannot be done that way (e.g. replication of a cluster backup): nothing was queued. */
+export class RestoreRequestError extends Error {
+  override name = "RestoreRequestError";
+}
+
+export type RestoreMode = "auto" | "replication" | "commands";
+export const RESTORE_MODES: readonly RestoreMode[] = ["auto", "replication", "commands"];
+export const VALUE_KINDS: readonly ValueKind[] = ["string", "list", "set", "zset", "hash", "stream", "module"];
+
+/** How to restore (task.params). RestoreInstance has none of these: auto, every key, existing keys replaced. */
+export interface RestoreRequest {
+  mode: RestoreMode;
+  /** Only keys of these databases. */
+  dbs?: number[];
+  /** Only keys matching this glob (Redis MATCH syntax). */
+  match?: string;
+  /** Only keys of these types. */
+  types?: ValueKind[];
+  /** Existing keys are replaced (default); false keeps them and counts them as skipped. */
+  replace: boolean;
+}
+
+export const DEFAULT_RESTORE: RestoreRequest = { mode: "auto", replace: true };
+
+/** Whether the request takes only some keys, or keeps existing ones: what only the command path does. */
+function selective(r: RestoreRequest): string | undefined {
+  if (r.dbs || r.match !== undefined || r.types) return "keys are selected (--db/--match/--type)";
+  if (!r.replace) return "existing keys are kept (--no-replace)";
+  return undefined;
+}
+
+/** Reads a request back from task.params, tolerating older tasks without one. */
+export function restoreRequestOf(params: Record<string, unknown> | undefined): RestoreRequest {
+  const p = params ?? {};
+  const mode = RESTORE_MODES.includes(p.mode as RestoreMode) ? (p.mode as RestoreMode) : "auto";
+  const dbs = Array.isArray(p.dbs) ? p.dbs.map(Number) : undefined;
+  const types = Array.isArray(p.types) ? (p.types as ValueKind[]) : undefined;
+  return { mode, dbs, match: typeof p.match === "string" ? p.match : undefined, types, replace: p.replace !== false };
+}
+
+/** Checks a request against the backup before anything is queued. */
+export function checkRestoreRequest(r: RestoreRequest, backup: Backup): void {
+  if (!RESTORE_MODES.includes(r.mode)) throw new RestoreRequestError(`mode must be one of ${RESTORE_MODES.join(", ")}, got ${JSON.stringify(r.mode)}`);
+  if (r.dbs && (r.dbs.length === 0 || r.dbs.some((d) => !Number.isInteger(d) || d < 0 || d > 65535))) throw new RestoreRequestError(`databases must be integers 0..65535, got ${JSON.stringify(r.dbs)}`);
+  if (r.types && (r.types.length === 0 || r.types.some((t) => !VALUE_KINDS.includes(t)))) throw new RestoreRequestError(`types must be among ${VALUE_KINDS.join(", ")}, got ${JSON.stringify(r.types)}`);
+  if (r.match !== undefined && (r.match.length === 0 || r.match.length > 1024)) throw new RestoreRequestError("the match pattern must be 1..1024 characters");
+  if (r.mode === "replication") {
+    if (backup.files.length > 1) throw new RestoreRequestError(`backup ${backup.backupId} is a cluster backup (${backup.files.length} shards): it can only be restored by commands (--mode auto or commands)`);
+    const why = selective(r);
+    if (why) throw new RestoreRequestError(`replication replaces the whole data set, but ${why}: use --mode auto or commands`);
+  }
+}
+
+/** What a finished restore reports (JobSuccess.result; the CLI prints it). */
+export interface RestoreReport {
+  path: "replication" | "commands";
+  /** Why that path. */
+  reason: string;
+  /** Keys loaded (replication: all keys the target holds) or written (commands). */
+  keys: number;
+  skipped: number;
+  failed: number;
+  /** Keys not selected by the filters, and keys whose TTL had passed (not written). */
+  filtered: number;
+  expired: number;
+  /** RDB bytes read. */
+  bytes: number;
+  ms: number;
+  verification: Verification;
+  /** The task's message. */
+  message: string;
+}
 
 export interface RestoreJobsOptions {
   catalog: Catalog;
@@ -25,6 +120,42 @@ export interface RestoreJobsOptions {
   runner: TaskRunner;
   /** The address target Redis servers connect back to (this node's short-lived replication endpoint). */
   advertiseHost: string;
+  /** Hosts a cluster target may announce nodes on besides the registered one (as for backups). */
+  clusterHosts?: readonly string[];
+}
+
+interface Plan {
+  path: "replication" | "commands";
+  reason: string;
+  /** Replication only: the backup's RDB header facts. */
+  head?: RdbHead;
+}
+
+interface RdbHead {
+  version: number;
+  aux: Record<string, string>;
+}
+
+const STOP = new Error("header read");
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+
+/** A stream opened only when first read: a cluster backup's shards are read one after the other. */
+async function* lazily(open: () => Promise<AsyncIterable<Buffer>>, tap?: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of await open()) {
+    tap?.(chunk);
+    yield chunk;
+  }
 }
 
 export class RestoreJobs implements JobKind {
@@ -34,15 +165,13 @@ export class RestoreJobs implements JobKind {
   constructor(private readonly o: RestoreJobsOptions) {}
 
   /** Checks, locks the backup and queues the restore of `backup` into `target`. */
-  async enqueue(backup: Backup, target: Instance): Promise<{ taskId: number }> {
+  async enqueue(backup: Backup, target: Instance, request: RestoreRequest = DEFAULT_RESTORE): Promise<{ taskId: number }> {
     if (backup.status === 3 || backup.locked) throw new BackupUnavailableError("locked", `backup ${backup.backupId} is locked by another operation`, backup.backupId);
     if (backup.status !== 2 && backup.status !== 4) {
       throw new BackupUnavailableError("status", `backup ${backup.backupId} has Status ${backup.status}; only a kept backup (2) or an exported one (4) can be restored`, backup.backupId);
     }
     if (backup.files.length === 0) throw new BackupUnavailableError("status", `backup ${backup.backupId} has no stored file (a catalogue-only record)`, backup.backupId);
-    if (backup.files.length !== 1) {
-      throw new BackupUnavailableError("shards", `backup ${backup.backupId} has ${backup.files.length} shards; restoring a cluster backup is not supported yet`, backup.backupId);
-    }
+    checkRestoreRequest(request, backup);
     if (!target.redisUrl) throw new InstanceBusyError(target.instanceId, `instance ${target.instanceId} has no Redis server registered`);
     const now = this.o.clock.now();
     const taskId = await this.o.catalog.transaction(async (tx) => {
@@ -53,7 +182,8 @@ export class RestoreJobs implements JobKind {
       if ((await tx.activeTasks(target.instanceId, this.taskTypes)).length) throw new InstanceBusyError(target.instanceId, `instance ${target.instanceId} is already being restored`);
       return tx.insertTask({
         instanceId: target.instanceId, accountId: target.accountId, taskType: TASK.restore, status: "preparing", progress: 0, startTime: now, message: "",
-        backupId: backup.backupId, params: { sourceInstanceId: backup.instanceId },
+        backupId: backup.backupId,
+        params: { sourceInstanceId: backup.instanceId, mode: request.mode, replace: request.replace, ...(request.dbs ? { dbs: request.dbs } : {}), ...(request.match !== undefined ? { match: request.match } : {}), ...(request.types ? { types: request.types } : {}) },
       });
     });
     this.o.runner.kick();
@@ -62,41 +192,249 @@ export class RestoreJobs implements JobKind {
 
   private async parts(task: Task): Promise<{ backup: Backup; target: Instance }> {
     const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-    if (!backup || (backup.status !== 2 && backup.status !== 4) || backup.files.length !== 1) throw new Error(`backup ${task.backupId} can no longer be restored`);
+    if (!backup || (backup.status !== 2 && backup.status !== 4) || backup.files.length === 0) throw new Error(`backup ${task.backupId} can no longer be restored`);
     const target = await this.o.catalog.instance(task.instanceId);
     if (!target?.redisUrl || target.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
     return { backup, target };
   }
 
+  private open(file: StoredFile): Promise<AsyncIterable<Buffer>> {
+    return verifiedRead(this.o.store, file, { decompress: true });
+  }
+
+  /** Shows the chosen path while the task runs (DescribeTaskInfo); the final message replaces it. */
+  private async announce(ctx: JobContext, text: string): Promise<void> {
+    await this.o.catalog.updateTask(ctx.task.taskId, { message: text }).catch(() => undefined);
+  }
+
   async run(ctx: JobContext): Promise<JobSuccess> {
+    const t0 = Date.now();
     const { backup, target } = await this.parts(ctx.task);
+    const request = restoreRequestOf(ctx.task.params);
+    const ep = parseRedisUrl(target.redisUrl!);
+    let plan = await this.plan(request, backup, ep);
+    await this.announce(ctx, `restoring by ${plan.path}: ${plan.reason}`);
+    let report: RestoreReport | undefined;
+    if (plan.path === "replication") {
+      try {
+        report = await this.byReplication(ctx, backup, target, ep, plan, t0);
+      } catch (err) {
+        if (request.mode !== "auto" || !refusedBeforeChange(err)) throw err instanceof RestoreError ? new Error(`replication: ${err.message}`, { cause: err }) : err;
+        plan = { path: "commands", reason: `the target refused replication (${(err as Error).message})` };
+        this.o.logger.info({ taskId: ctx.task.taskId, err }, "replication refused by the restore target; restoring by commands");
+        await this.announce(ctx, `restoring by commands: ${plan.reason}`);
+      }
+    }
+    report ??= await this.byCommands(ctx, backup, target, ep, request, plan, t0);
+    if (report.verification.outcome === "different") throw new Error(report.message);
+    return { message: report.message, result: report, commit: (tx) => tx.updateBackup(backup.backupId, { locked: 0 }) };
+  }
+
+  /** Chooses the path (see the header). Rejects only for a target no path can restore into. */
+  private async plan(r: RestoreRequest, backup: Backup, ep: RedisEndpoint): Promise<Plan> {
+    if (r.mode === "commands") return { path: "commands", reason: "asked for" };
+    const shards = backup.files.length;
+    if (shards > 1) return { path: "commands", reason: `a cluster backup (${shards} shards)` };
+    const why = selective(r);
+    if (why) return { path: "commands", reason: why };
+    const conn = await openTarget(ep, 10_000);
+    let state: TargetState;
+    try {
+      state = await readTargetState(conn, ep);
+    } catch (err) {
+      conn.close();
+      // INFO refused: replication cannot be checked, commands may still be allowed
+      if (r.mode === "auto" && err instanceof RestoreError && err.kind === "permission") return { path: "commands", reason: `the target refuses INFO (${err.message})` };
+      throw err;
+    }
+    conn.close();
+    const where = `${ep.host}:${ep.port}`;
+    if (state.role !== "master") throw new RestoreError("unsupported", `target ${where} is a replica of ${state.masterHost}:${state.masterPort}; restore into its master`);
+    if (state.loading) throw new RestoreError("unsupported", `target ${where} is loading a data set; try again later`);
+    if (state.clusterEnabled) {
+      if (r.mode === "replication") throw new RestoreError("unsupported", `target ${where} runs in cluster mode, where REPLICAOF to an outside master is not allowed: use --mode auto or commands`);
+      return { path: "commands", reason: "the target is a cluster" };
+    }
+    const head = await this.head(backup.files[0]!);
+    const max = maxRdbVersion(state.version);
+    if (max !== undefined && head.version > max) {
+      const why = `the target (Redis ${state.version}) loads RDB versions up to ${max}, the backup is version ${head.version}`;
+      if (r.mode === "replication") throw new RestoreError("load", `${why}: use --mode auto or commands`);
+      return { path: "commands", reason: why };
+    }
+    return { path: "replication", reason: `the target (Redis ${state.version}) loads RDB version ${head.version}`, head };
+  }
+
+  /** The RDB version and AUX fields at the start of a stored file (reads only its first chunks). */
+  private async head(file: StoredFile): Promise<RdbHead> {
+    const aux: Record<string, string> = {};
+    let version = 0;
+    const stream = await verifiedRead(this.o.store, file, { decompress: true });
+    const stop = (): never => {
+      throw STOP;
+    };
+    const reader = new RdbReader({ onHeader: (v) => (version = v), onAux: (k, v) => (aux[k] = v.toString("latin1")), onDb: stop, onKeyStart: stop, onFunction: stop });
+    try {
+      for await (const chunk of stream) reader.feed(chunk as Buffer);
+      reader.end();
+    } catch (err) {
+      if (err !== STOP) throw new Error(`backup file ${file.key} is not a readable RDB: ${(err as Error).message}`, { cause: err });
+    } finally {
+      stream.destroy();
+    }
+    return { version, aux };
+  }
+
+  // ---------------------------------------------------------------------------------------- replication
+
+  private async byReplication(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, plan: Plan, t0: number): Promise<RestoreReport> {
     const file = backup.files[0]!;
     const label = `into ${target.instanceId}`;
-    const result = await restoreRdb(parseRedisUrl(target.redisUrl!), { size: file.bytes, open: () => verifiedRead(this.o.store, file, { decompress: true }) }, {
-      advertiseHost: this.o.advertiseHost, signal: ctx.signal,
-      beforeReplicaOf: (endpoint) => ctx.saveState({ replicaOf: endpoint }),
+    const result = await restoreRdb(ep, { size: file.bytes, open: () => verifiedRead(this.o.store, file, { decompress: true }) }, {
+      advertiseHost: this.o.advertiseHost, signal: ctx.signal, loadFromSocket: true,
+      beforeReplicaOf: (endpoint) => ctx.saveState({ path: "replication", replicaOf: endpoint }),
+      beforeConfigChange: (change) => ctx.saveState({ config: change }),
+      afterConfigRestore: () => ctx.saveState({ config: null }),
       onProgress: (sent) => {
         ctx.progress((sent / Math.max(1, file.bytes)) * 95);
         ctx.local?.onProgress?.(sent, file.bytes, label);
       },
     });
-    return {
-      message: `${result.keys} keys loaded in ${result.loadMs} ms (replication)`,
-      result,
-      commit: (tx) => tx.updateBackup(backup.backupId, { locked: 0 }),
-    };
+    ctx.progress(96);
+    const verification = await verifyRestore({
+      target: ep, cluster: false, selection: {},
+      // A failure computing it (the file unreadable a second time) leaves the key-by-key comparison to report.
+      expectedDigest: await this.expectedAfterReplication(file, plan.head!, ep).catch(() => undefined),
+      open: async () => [await this.open(file)],
+    });
+    const parts = [`replication: ${result.keys} keys loaded in ${result.loadMs} ms (${result.load === "socket" ? "from the socket" : "through the target's disk"}, ${formatBytes(file.bytes)}, ${seconds(Date.now() - t0)} in all)`, describeVerification(verification), ...result.warnings];
+    return { path: "replication", reason: plan.reason, keys: result.keys, skipped: 0, failed: 0, filtered: 0, expired: 0, bytes: file.bytes, ms: Date.now() - t0, verification, message: parts.join("; ") };
   }
 
   /**
-   * After a failed run the restore itself already made the target a master again; after an interrupted one the
-   * target may still follow our dead endpoint: make it a master, then see whether it holds the backup.
+   * The DEBUG DIGEST the target should report after loading `file`: the digest recorded at capture when the
+   * target formats scores as the source did, else computed from a second read in the target's format.
+   */
+  private async expectedAfterReplication(file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
+    let format;
+    try {
+      format = await targetScoreFormat(ep);
+    } catch {
+      return undefined; // INFO refused now: compare key by key (which reports what it can)
+    }
+    if (file.digest && scoreFormatForAux(head.aux) === format) return file.digest;
+    const digest = new SelectedDigest({ scoreFormat: format }, () => true);
+    const reader = new RdbReader(digest);
+    for await (const chunk of await this.open(file)) reader.feed(chunk);
+    reader.end();
+    const r = digest.result();
+    return r.moduleKeys ? undefined : r.digest;
+  }
+
+  // ---------------------------------------------------------------------------------------- commands
+
+  private async byCommands(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, r: RestoreRequest, plan: Plan, t0: number): Promise<RestoreReport> {
+    // Recorded first: an interrupted run is then known to have written part of the backup, nothing to undo.
+    await ctx.saveState({ path: "commands", replicaOf: null });
+    const caps = await probeTarget(ep).catch((err: unknown) => {
+      throw new CommandRestoreError(`cannot use restore target ${ep.host}:${ep.port}: ${(err as Error).message}`, undefined, { cause: err });
+    });
+    if (caps.cluster) await this.checkClusterHosts(ep);
+    const selection: KeySelection = { dbs: r.dbs, match: r.match, types: r.types };
+    // The data-set digest applies to a standalone target that held nothing and receives the whole backup.
+    const whole = !selective(r);
+    const digest = !caps.cluster && whole && (await this.isEmpty(ep)) ? new SelectedDigest({ scoreFormat: formatOf(caps) }, restoredKeyFilter(selection)) : undefined;
+    const total = backup.files.reduce((n, f) => n + f.bytes, 0);
+    const label = `into ${target.instanceId}`;
+    const sources = backup.files.map((f) => {
+      const reader = digest ? new RdbReader(digest) : undefined;
+      return lazily(() => this.open(f), reader && ((chunk) => reader.feed(chunk)));
+    });
+    let summary: RestoreSummary;
+    try {
+      summary = await restoreByCommands(sources, {
+        target: ep, replace: r.replace, dbs: r.dbs, match: r.match, types: r.types, signal: ctx.signal,
+        onProgress: (s) => {
+          ctx.progress((s.bytesRead / Math.max(1, total)) * 95);
+          ctx.local?.onProgress?.(s.bytesRead, total, label);
+        },
+      });
+    } catch (err) {
+      const s = err instanceof CommandRestoreError ? err.summary : undefined;
+      throw new Error(`commands: ${(err as Error).message}${s ? ` (${counts(s)})` : ""}; the target keeps the keys written before the failure`, { cause: err });
+    }
+    ctx.progress(96);
+    const head = `commands${plan.reason === "asked for" ? "" : ` (${plan.reason})`}: ${counts(summary)}, ${formatBytes(summary.bytesRead)} in ${seconds(summary.ms)}`;
+    const report = (verification: Verification, extra: string[] = []): RestoreReport => ({
+      path: "commands", reason: plan.reason, keys: summary.keys, skipped: summary.skipped, failed: summary.failed, filtered: summary.filtered, expired: summary.expired,
+      bytes: summary.bytesRead, ms: Date.now() - t0, verification, message: [head, ...extra, describeVerification(verification)].join("; "),
+    });
+    if (summary.failed > 0) {
+      const f = summary.failures[0];
+      const first = f ? `first: ${JSON.stringify(f.key)}${f.db > 0 ? ` (db ${f.db})` : ""}: ${f.error}` : "";
+      // Keys the backup holds are not on the target: the restore did not do what was asked.
+      throw new Error(report({ outcome: "skipped", reason: `${summary.failed} keys failed` }, [first]).message);
+    }
+    if (!r.replace && summary.skipped > 0) return report({ outcome: "skipped", reason: `${summary.skipped} existing keys were kept, as asked` });
+    const expected = digest?.result();
+    const verification = await verifyRestore({
+      target: ep, cluster: caps.cluster, selection,
+      expectedDigest: expected && expected.moduleKeys === 0 ? expected.digest : undefined,
+      open: async () => backup.files.map((f) => lazily(() => this.open(f))),
+    });
+    return report(verification);
+  }
+
+  private async isEmpty(ep: RedisEndpoint): Promise<boolean> {
+    const conn = await RespConnection.connect(ep, 10_000);
+    try {
+      return (await totalKeys(conn)) === 0;
+    } catch (err) {
+      if (err instanceof RedisReplyError) return false; // INFO refused: assume not, compare key by key
+      throw err;
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** A cluster target's nodes get the instance's password: only on hosts allowed as for backups. */
+  private async checkClusterHosts(ep: RedisEndpoint): Promise<void> {
+    for (const range of await readSlotMap(ep)) {
+      if (!hostAllowed(range.master.host, ep.host, this.o.clusterHosts ?? [])) {
+        throw new Error(`the cluster at ${ep.host}:${ep.port} announces a master on ${range.master.host}:${range.master.port}, a host not allowed (cluster-hosts); nothing was written`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------- recovery
+
+  /**
+   * After a failed run the restore itself already made the target a master again and put its setting back;
+   * after an interrupted one the target may still follow our dead endpoint: make it a master, put the setting
+   * back, then see whether it holds the backup. An interrupted command restore has nothing to switch back.
    */
   async undo(task: Task, why: "failed" | "interrupted"): Promise<Undone> {
-    const endpoint = task.state?.replicaOf as { host: string; port: number } | undefined;
-    if (why === "failed" || !endpoint) return {};
+    const st = task.state ?? {};
+    const endpoint = st.path !== "commands" ? (st.replicaOf as { host: string; port: number } | undefined | null) : undefined;
+    const change = (st.config ?? undefined) as ConfigChange | undefined;
+    let undone: Undone = st.path === "commands" && why === "interrupted"
+      ? { note: "the restore by commands stopped part-way: the target holds the keys written until then (part of the backup); run it again to complete it" }
+      : {};
+    if (!(why === "interrupted" && endpoint) && !change) return undone;
     const target = await this.o.catalog.instance(task.instanceId);
-    if (!target?.redisUrl) return { note: "the target instance is no longer registered, so it was not checked" };
+    if (!target?.redisUrl) return { ...undone, note: "the target instance is no longer registered, so it was not checked" };
     const ep = parseRedisUrl(target.redisUrl);
+    if (why === "interrupted" && endpoint) undone = await this.releaseAndCheck(task, ep, endpoint);
+    if (change) {
+      // restoreRdb puts it back itself, and says so in its error when it could not: this is for a crash, or
+      // one more try at a target that was away then.
+      const problem = await restoreTargetConfig(ep, change).then(() => undefined, (err: unknown) => `${change.parameter} could not be set back to ${change.original} (${(err as Error).message}); run CONFIG SET ${change.parameter} ${change.original} on it`);
+      if (problem && why === "interrupted") undone = { ...undone, note: undone.note ? `${undone.note}; ${problem}` : problem };
+    }
+    return undone;
+  }
+
+  private async releaseAndCheck(task: Task, ep: RedisEndpoint, endpoint: { host: string; port: number }): Promise<Undone> {
     let released;
     try {
       released = await releaseTarget(ep, endpoint);
@@ -122,6 +460,22 @@ export class RestoreJobs implements JobKind {
   async recovered(tx: CatalogTx, task: Task): Promise<void> {
     if (task.backupId) await tx.updateBackup(task.backupId, { locked: 0 });
   }
+}
+
+/** Replication refused before the target's data or role changed: the command path may still work. */
+function refusedBeforeChange(err: unknown): boolean {
+  return err instanceof RestoreError && (err.kind === "permission" || err.kind === "unsupported") && (err.phase === "prepare" || err.phase === "connect-back");
+}
+
+function counts(s: RestoreSummary): string {
+  const parts = [`${s.keys} written`, `${s.skipped} skipped`, `${s.failed} failed`];
+  if (s.filtered) parts.push(`${s.filtered} not selected`);
+  if (s.expired) parts.push(`${s.expired} expired`);
+  return parts.join(", ");
+}
+
+function formatOf(caps: TargetCapabilities) {
+  return caps.server === "valkey" ? scoreFormatForAux({ "valkey-ver": caps.version }) : scoreFormatForAux({ "redis-ver": caps.version });
 }
 
 /** The target's DEBUG DIGEST (40 hex digits); rejects where DEBUG is not allowed. */

@@ -19,8 +19,16 @@ export type RestoreErrorKind =
   /** The caller's AbortSignal fired. */
   | "aborted";
 
+/**
+ * How far restoreRdb got: before "transfer" the target's data was not changed (in "connect-back" it may have
+ * been told REPLICAOF and released again, or refused it).
+ */
+export type RestorePhase = "prepare" | "connect-back" | "transfer" | "load" | "finish";
+
 export class RestoreError extends Error {
   override name = "RestoreError";
+  /** Set by restoreRdb on the errors it rejects with. */
+  phase?: RestorePhase;
   constructor(readonly kind: RestoreErrorKind, message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

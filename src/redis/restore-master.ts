@@ -43,6 +43,7 @@ export class MasterListener {
   private waiters: Array<(r: SyncRequest) => void> = [];
 
   private constructor(private readonly server: net.Server, allowPeer?: (address: string) => boolean) {
+    this.port = (server.address() as net.AddressInfo).port;
     server.on("connection", (s) => {
       // Only the target may fetch the snapshot: anyone else reaching the port would be handed a user's data.
       if (allowPeer && !allowPeer(normalizeAddress(s.remoteAddress ?? ""))) return void s.destroy();
@@ -63,9 +64,8 @@ export class MasterListener {
     });
   }
 
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
+  /** Kept from the start: the server no longer has an address once closed. */
+  readonly port: number;
 
   /** Resolves when a replica sends PSYNC or SYNC. */
   waitForSync(): Promise<SyncRequest> {

@@ -7,7 +7,7 @@ import { RedisEndpoint, RespConnection, RespValue } from "../resp";
 import { parseInfo } from "../restore-target";
 import { DigestVisitor, scoreFormatForServer } from "./digest";
 import { ScoreFormat } from "./double-format";
-import { RdbReader } from "./reader";
+import { KeyHeader, RdbReader } from "./reader";
 
 export interface KeyDifference {
   db: number;
@@ -41,6 +41,8 @@ export interface VerifyOptions {
   ignoreFieldTtls?: boolean;
   /** Only these databases (the filters the restore used). */
   dbs?: number[];
+  /** Only the keys this accepts (e.g. the restore's match/type filters, keys not expired): the others are not compared. */
+  keyFilter?(header: KeyHeader): boolean;
   timeoutMs?: number;
 }
 
@@ -120,8 +122,9 @@ export async function verifyAgainstServer(sources: Array<AsyncIterable<Buffer>> 
       const visitor = new DigestVisitor({
         scoreFormat,
         ignoreFieldTtls: opts.ignoreFieldTtls,
-        onKeyDigest: (db, key, digest) => {
+        onKeyDigest: (db, key, digest, header) => {
           if (dbs && !dbs.includes(db)) return;
+          if (opts.keyFilter && !opts.keyFilter(header)) return;
           pending.push({ db, key: Buffer.from(key), digest });
         },
       });
