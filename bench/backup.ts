@@ -1,4 +1,5 @@
-// Backup capture benchmark: our captureRdb (into a compressing LocalBlobStore writer, as production runs it)
+// Backup capture benchmark: our captureRdb (into a compressing LocalBlobStore writer, the digest computed on the
+// way in a worker thread, as production runs it)
 // versus `redis-cli --rdb`, on the same server, alternating rounds. Both run as separate processes so each
 // one's peak RSS (VmHWM) can be measured on its own.
 //
@@ -12,6 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { captureRdb } from "../src/redis/capture";
+import { DigestTee } from "../src/redis/capture-digest";
 import { RespConnection } from "../src/redis/resp";
 import { LocalBlobStore } from "../src/storage/local";
 import { startRedis } from "../test/support/redis";
@@ -27,7 +29,7 @@ interface ChildReport {
 
 interface Row {
   round: number;
-  tool: "redis-cli --rdb" | "captureRdb (gzip)";
+  tool: "redis-cli --rdb" | "captureRdb (gzip + digest)" | "captureRdb (gzip)";
   wallMs: number;
   /** For ours: connect-to-commit inside the process (what a long-running server pays). */
   innerMs?: number;
@@ -50,8 +52,13 @@ async function child(port: number, root: string): Promise<void> {
   const store = new LocalBlobStore(root);
   const started = process.hrtime.bigint();
   const writer = store.createWriter("bench/shard-0.rdb.gz", { compress: true });
-  const res = await captureRdb({ host: "127.0.0.1", port }, writer);
+  // As production runs it: the digest of the data set computed on the way (DigestTee, a worker thread), unless
+  // BENCH_DIGEST=off (what --capture-digest off runs).
+  const tee = process.env.BENCH_DIGEST === "off" ? undefined : new DigestTee(writer);
+  const res = await captureRdb({ host: "127.0.0.1", port }, tee ?? writer);
   const committed = await writer.commit();
+  const proof = tee ? await tee.result() : { digest: "-" };
+  if (!proof.digest) throw new Error(`no digest: ${"missing" in proof ? proof.missing : ""}`);
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const report: ChildReport = { ms, bytes: res.bytes, storedBytes: committed.storedBytes, peakRssKb: vmHwmKb("self"), payload: res.payload };
   process.stdout.write(JSON.stringify(report));
@@ -162,7 +169,7 @@ async function main(): Promise<void> {
       const root = path.join(work, `ours-${round}`);
       const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
       const rep = JSON.parse(ours.stdout) as ChildReport;
-      rows.push({ round, tool: "captureRdb (gzip)", wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
+      rows.push({ round, tool: process.env.BENCH_DIGEST === "off" ? "captureRdb (gzip)" : "captureRdb (gzip + digest)", wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
       fs.rmSync(root, { recursive: true, force: true });
       console.error(`round ${round}: captureRdb ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start (${rep.payload})`);
     };

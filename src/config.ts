@@ -45,6 +45,11 @@ export interface Config {
   schedulerIntervalMs: number;
   /** Whether instances are backed up on their schedules at all. */
   autoBackups: boolean;
+  /**
+   * Whether a capture also computes the backup's DEBUG DIGEST (a worker thread on another core): the proof that
+   * restores and `crs-backup verify` check against. Off, backups have none and restores verify by a second read.
+   */
+  captureDigest: boolean;
   /** Simultaneous backups/restores on this node; more wait in the queue. */
   concurrency: number;
   /** How long a node's claim on a task holds without renewal; a dead node's tasks are recovered after it. */
@@ -87,6 +92,7 @@ export const DEFAULTS: Config = {
   auditDays: 90,
   schedulerIntervalMs: 30_000,
   autoBackups: true,
+  captureDigest: true,
   concurrency: 2,
   leaseMs: 30_000,
   pollMs: 1_000,

@@ -71,7 +71,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
       catalog, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs,
       concurrency: { redis: config.concurrency, files: Math.max(2, config.concurrency) }, takeQueued: o.role === "serve",
     });
-    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts });
+    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest });
     const exports = new ExportJobs({ catalog, store, clock, logger, runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);

@@ -40,11 +40,21 @@ export class DigestTee extends Writable {
     const done = () => {
       if (--pending === 0) cb();
     };
-    if (this.digestStream && !this.digestStream.destroyed) {
+    const d = this.digestStream;
+    if (d && !d.destroyed) {
       pending++;
-      // The worker's queue is bounded; if it falls far behind, the capture waits for it rather than buffering.
-      if (this.digestStream.write(chunk)) done();
-      else this.digestStream.once("drain", done).once("close", done);
+      // The worker's queue is bounded; if it falls far behind, the capture waits for it rather than buffering
+      // (or stops waiting if the digest is dropped meanwhile).
+      if (d.write(chunk)) done();
+      else {
+        const resume = () => {
+          d.off("drain", resume);
+          d.off("close", resume);
+          done();
+        };
+        d.on("drain", resume);
+        d.on("close", resume);
+      }
     }
     if (this.primary.write(chunk)) done();
     else this.primary.once("drain", done);
