@@ -3,7 +3,7 @@
 // Secrets are redacted by the logger's own configuration rather than by each call site remembering to: any
 // field called like a key, a password, a token or a Redis URL is replaced, up to three levels down.
 import pino from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
 import { Writable } from "node:stream";
 
 export type Logger = pino.Logger;
@@ -45,7 +45,9 @@ export function createLogger(o: LoggerOptions = {}): Logger {
     serializers: { err: pino.stdSerializers.err },
   };
   if (o.pretty ?? isTty) {
-    // In-process (no worker thread), so lines appear in order with the rest of the output.
+    // In-process (no worker thread), so lines appear in order with the rest of the output. Loaded only here: a
+    // server writing JSON to a file or a pipe does not pay for it at start.
+    const pretty = require("pino-pretty") as typeof PinoPretty;
     return pino(options, pretty({ destination, colorize: isTty, translateTime: "SYS:standard", ignore: "pid,hostname", sync: true }));
   }
   return pino(options, destination);

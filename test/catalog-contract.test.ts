@@ -198,6 +198,9 @@ for (const backend of backends) {
       assert.ok(ids.includes(expired.backupId) && !ids.includes(lockedExpired.backupId) && !ids.includes(fixtureExpired.backupId) && !ids.includes(fresh.backupId));
       assert.equal((await a.backupsOfInstance("crs-life0001")).length, 6);
       assert.ok((await a.backupsInStatus(-2)).some((x) => x.backupId === oldDeleted.backupId));
+      const locked = (await b.lockedBackups()).map((x) => x.backupId);
+      assert.ok(locked.includes(lockedExpired.backupId), "a locked Status 4 backup is found");
+      assert.ok(!locked.includes(expired.backupId) && !locked.includes(fresh.backupId), "unlocked ones are not");
       assert.ok((await a.purgeRetired(now)) >= 1);
       assert.equal(await a.purgeRetired(now), 0, "nothing left to purge");
       assert.equal(await a.backup(oldDeleted.backupId), undefined);

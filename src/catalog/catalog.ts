@@ -42,6 +42,8 @@ export interface CatalogTx {
   listBackups(q: BackupQuery): Promise<{ total: number; rows: Backup[] }>;
   backupsOfInstance(instanceId: string): Promise<Backup[]>;
   backupsInStatus(status: BackupStatus): Promise<Backup[]>;
+  /** Locked backups (Status 2 or 4) that are not fixtures: few, found through the partial index on locked. */
+  lockedBackups(): Promise<Backup[]>;
   /** Backups whose ExpireTime has passed (Status 2 or 4, unlocked, not fixtures), up to `limit`. */
   expiredBackups(now: number, limit?: number): Promise<Backup[]>;
   /** Ends the audit trail: drops records of backups deleted or expired before `before`; returns how many. */

@@ -97,12 +97,11 @@ export async function sweepOrphanStates(o: { catalog: Catalog; store: BlobStore 
     for (const f of b.files) await store.remove(exportKey(b.backupId, f.shard));
     if (await catalog.transitionBackup(b.backupId, [3], 2, { locked: 0 }, 1)) out.exports++;
   }
-  for (const status of [2, 4] as const) {
-    for (const b of await catalog.backupsInStatus(status)) {
-      if (!b.locked || b.fixture || (await active(b, [TASK.restore, TASK.exportBackup]))) continue;
-      await catalog.updateBackup(b.backupId, { locked: 0 });
-      out.locks++;
-    }
+  // Through the partial index on locked: a start must not read every kept backup of a large catalogue.
+  for (const b of await catalog.lockedBackups()) {
+    if (await active(b, [TASK.restore, TASK.exportBackup])) continue;
+    await catalog.updateBackup(b.backupId, { locked: 0 });
+    out.locks++;
   }
   for (const b of await catalog.backupsInStatus(1)) {
     if (b.fixture || (await active(b, [TASK.backup, TASK.autoBackup]))) continue;

@@ -230,6 +230,10 @@ class PgOps implements CatalogTx {
     return (await this.rows(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = $1`, [status])).map(toBackup);
   }
 
+  async lockedBackups(): Promise<Backup[]> {
+    return (await this.rows(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE locked = 1 AND status IN (2, 4) AND fixture = 0`, [])).map(toBackup);
+  }
+
   async expiredBackups(now: number, limit = 500): Promise<Backup[]> {
     return (await this.rows(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status IN (2, 4) AND locked = 0 AND fixture = 0 AND expire_time IS NOT NULL AND expire_time <= $1 LIMIT $2`, [now, limit])).map(toBackup);
   }

@@ -640,6 +640,11 @@ export class SqliteCatalog implements Catalog {
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE status = ?`).all(status) as Row[]).map(toBackup);
   }
 
+  async lockedBackups(): Promise<Backup[]> {
+    while (this.blocked()) await this.txOpen;
+    return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE locked = 1 AND status IN (2, 4) AND fixture = 0`).all() as Row[]).map(toBackup);
+  }
+
   async backupsOfInstance(instanceId: string): Promise<Backup[]> {
     while (this.blocked()) await this.txOpen;
     return (this.db.prepare(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE instance_id = ?`).all(instanceId) as Row[]).map(toBackup);
