@@ -103,9 +103,10 @@ async function partApi(dir: string): Promise<void> {
     await db.drop();
   }
   console.log("| catalogue | round | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|");
+  const roundsOf = (name: string) => (servers.find((s) => s.name === name) as unknown as { rounds: LoadResult[] }).rounds;
+  for (const name of ["sqlite", "postgres"]) roundsOf(name).forEach((r, i) => console.log(`| ${name} | ${i + 1} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`));
   const avg = (name: string, f: (r: LoadResult) => number) => {
-    const rs = (servers.find((s) => s.name === name) as unknown as { rounds: LoadResult[] }).rounds;
-    rs.forEach((r, i) => console.log(`| ${name} | ${i + 1} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`));
+    const rs = roundsOf(name);
     return rs.reduce((a, r) => a + f(r), 0) / rs.length;
   };
   const sqliteRps = avg("sqlite", (r) => r.rps);

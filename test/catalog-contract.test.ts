@@ -184,6 +184,57 @@ for (const backend of backends) {
       assert.equal(stats.backupsByStatus["2"]! >= all.filter((x) => x.status === 2).length, true);
     });
 
+    test("listing from the in-memory index of a large instance: the same answers, and another node's change shows at once", async () => {
+      type WithListing = { listingOptions: { indexThreshold: number } };
+      const handles = [a, b] as unknown as WithListing[];
+      const saved = handles.map((h) => h.listingOptions.indexThreshold);
+      for (const h of handles) h.listingOptions.indexThreshold = 100;
+      try {
+        await a.upsertInstance(instance("crs-listing2"));
+        const all: Backup[] = [];
+        await a.transaction(async (tx) => {
+          for (let i = 0; i < 300; i++) {
+            const bk = backup("crs-listing2");
+            all.push(bk);
+            await tx.insertBackup(bk);
+          }
+        });
+        const byteOrder = (p: string, q: string) => Buffer.compare(Buffer.from(p), Buffer.from(q));
+        const naive = (q: BackupQuery) => {
+          const hits = all.filter((r) => (q.begin === undefined || r.startTime >= q.begin) && (q.end === undefined || r.startTime <= q.end) && (!q.statuses || q.statuses.includes(r.status)))
+            .sort((p, r) => (p.startTime !== r.startTime ? r.startTime - p.startTime : byteOrder(p.backupId, r.backupId)));
+          return { total: hits.length, ids: hits.slice(q.offset, q.offset + q.limit).map((r) => r.backupId) };
+        };
+        const check = async (c: Catalog, q: BackupQuery) => {
+          const got = await c.listBackups(q);
+          const want = naive(q);
+          assert.equal(got.total, want.total, JSON.stringify(q));
+          assert.deepEqual(got.rows.map((r) => r.backupId), want.ids, JSON.stringify(q));
+        };
+        const queries: BackupQuery[] = [
+          { instanceId: "crs-listing2", limit: 20, offset: 0 },
+          { instanceId: "crs-listing2", limit: 20, offset: 250 },
+          { instanceId: "crs-listing2", limit: 50, offset: 5, begin: T0 + 10 * MIN, end: T0 + 30 * MIN },
+          { instanceId: "crs-listing2", limit: 10, offset: 3, statuses: [2, 4] },
+          { instanceId: "crs-listing2", limit: 10, offset: 400 },
+        ];
+        for (const q of queries) await check(a, q);
+        // The other handle (another node) inserts, deletes and changes a status: the next page shows all three.
+        const added = backup("crs-listing2", { startTime: T0 + 99 * MIN, status: 2 });
+        await b.insertBackup(added);
+        all.push(added);
+        const gone = all.splice(100, 1)[0]!;
+        await b.deleteBackupRecord(gone.backupId);
+        const changed = all[150]!;
+        await b.updateBackup(changed.backupId, { status: -1 });
+        changed.status = -1;
+        for (const q of queries) await check(a, q);
+        assert.equal((await a.listBackups({ instanceId: "crs-listing2", limit: 1, offset: 0 })).rows[0]!.backupId, added.backupId);
+      } finally {
+        handles.forEach((h, i) => (h.listingOptions.indexThreshold = saved[i]!));
+      }
+    });
+
     test("lifecycle reads: expired, by status, of an instance; purge of retired records", async () => {
       await a.upsertInstance(instance("crs-life0001"));
       const now = T0 + 10 * 86_400_000;

@@ -7,6 +7,7 @@
 // key or a removed instance can still be seen by another node. Caches are bounded by bytes as well as entries.
 import pg from "pg";
 import { BoundedCache, roughSize } from "../bounded-cache";
+import { ListingIndex } from "../listing-index";
 import { Catalog, CatalogFullError, CatalogStats, CatalogTx, CatalogUnavailableError } from "../catalog";
 import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
@@ -28,7 +29,19 @@ const ORDER = `ORDER BY start_time DESC, backup_id COLLATE "C" ASC`;
 interface Caches {
   credentials: BoundedCache<string, { at: number; value: Credential | null }>;
   instances: BoundedCache<string, { at: number; value: Instance | null }>;
+  /** Listing indexes of large instances, least recently used first (see listBackups). */
+  indexes: Map<string, ListingIndex>;
+  /** Builds in flight, so fifty requests arriving together build one index. */
+  building: Map<string, Promise<ListingIndex | undefined>>;
+  /** Instances whose index failed at a version: SQL until it changes. */
+  failures: BoundedCache<string, number>;
+  /** Instances found too small for an index, and when: not asked again for SMALL_TTL_MS (SQL is always right). */
+  small: BoundedCache<string, number>;
 }
+
+const SMALL_TTL_MS = 10_000;
+
+const PREFIXED_COLUMNS = BACKUP_COLUMNS.split(", ").map((c) => `b.${c}`).join(", ");
 
 /** Maps PostgreSQL's "disk full" and connection failures to the catalogue's error types. */
 function mapError(err: unknown): unknown {
@@ -42,6 +55,8 @@ function mapError(err: unknown): unknown {
 
 /** Every catalogue operation over one queryable (the pool, or a transaction's client). */
 class PgOps implements CatalogTx {
+  /** Instances with at least indexThreshold backups are listed from an in-memory index; all share the budget. */
+  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
   constructor(protected readonly q: Queryable, protected readonly caches: Caches | undefined, private readonly cacheTtlMs = 1000) {}
 
   protected async rows(text: string, values: unknown[] = [], name?: string): Promise<Row[]> {
@@ -198,28 +213,107 @@ class PgOps implements CatalogTx {
     await this.run("DELETE FROM backups WHERE backup_id = $1", [backupId]);
   }
 
+  /**
+   * One page of an instance's backups. An instance with at least this.listingOptions.indexThreshold backups is answered
+   * from an in-memory ListingIndex (as in SQLite: any offset, window or status set without an OFFSET scan): one
+   * statement reads the page's rows by backup id together with the instance's listing version, so the page and
+   * the version come from one snapshot; the answer is served only if the version is the index's and every row
+   * still matches its keys — a change on any node bumps the version (triggers), and the index is rebuilt.
+   * Smaller instances, and transactions, use SQL: counts from backup_counts, the page off the listing index.
+   */
   async listBackups(q: BackupQuery): Promise<{ total: number; rows: Backup[] }> {
     const statuses = q.statuses && q.statuses.length ? [...new Set(q.statuses)].sort((a, b) => a - b) : undefined;
+    if (this.caches) {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const small = this.caches.small.get(q.instanceId);
+        if (small !== undefined && Date.now() - small < SMALL_TTL_MS) break;
+        const index = this.caches.indexes.get(q.instanceId) ?? (attempt === 0 ? undefined : await this.buildListingIndex(q.instanceId));
+        if (!index) {
+          if (attempt === 0) continue;
+          break;
+        }
+        const served = await this.fromIndex(index, q, statuses);
+        if (served) return served;
+        this.caches.indexes.delete(q.instanceId);
+      }
+    }
+    return this.listSql(q, statuses);
+  }
+
+  private async fromIndex(index: ListingIndex, q: BackupQuery, statuses: number[] | undefined): Promise<{ total: number; rows: Backup[] } | undefined> {
+    const { total, positions } = index.pick(q.offset, q.limit, q.begin, q.end, statuses);
+    const { ids, starts, statuses: st } = index.keys;
+    const want = positions.map((p) => ids[p]!);
+    const got = await this.rows(`SELECT v.version, ${PREFIXED_COLUMNS} FROM backup_versions v
+      LEFT JOIN backups b ON b.instance_id = v.instance_id AND b.backup_id = ANY($2::text[]) WHERE v.instance_id = $1`, [q.instanceId, want], "listingPage");
+    if (!got.length || Number(got[0]!.version) !== index.version) return undefined;
+    const byId = new Map<unknown, Row>();
+    for (const r of got) if (r.backup_id !== null) byId.set(r.backup_id, r);
+    const rows: Backup[] = [];
+    for (const p of positions) {
+      const r = byId.get(ids[p]);
+      if (!r || Number(r.start_time) !== starts[p] || Number(r.status) !== st[p]) return undefined;
+      rows.push(toBackup(r));
+    }
+    // Most recently used last, for the budget's eviction.
+    this.caches!.indexes.delete(q.instanceId);
+    this.caches!.indexes.set(q.instanceId, index);
+    return { total, rows };
+  }
+
+  /** The instance's listing index, when it is large enough and fits the budget; one build at a time per instance. */
+  private buildListingIndex(instanceId: string): Promise<ListingIndex | undefined> {
+    const c = this.caches!;
+    let p = c.building.get(instanceId);
+    if (!p) {
+      p = (async () => {
+        const counted = await this.rows("SELECT v.version, coalesce((SELECT sum(n) FROM backup_counts c WHERE c.instance_id = v.instance_id), 0) AS n FROM backup_versions v WHERE v.instance_id = $1", [instanceId], "listingSize");
+        const size = Number(counted[0]?.n ?? 0);
+        const version = counted[0] ? Number(counted[0].version) : undefined;
+        if (version === undefined || size < this.listingOptions.indexThreshold || size * 81 > this.listingOptions.indexBudgetBytes) {
+          c.small.set(instanceId, Date.now());
+          return undefined;
+        }
+        if (c.failures.get(instanceId) === version) return undefined;
+        // The version and the keys from one statement (one snapshot), so the index is labelled with what it reflects.
+        const keys = await this.q.query({ text: `SELECT (SELECT version FROM backup_versions WHERE instance_id = $1) AS version, start_time, status, backup_id
+          FROM backups WHERE instance_id = $1 ${ORDER}`, values: [instanceId], rowMode: "array" }).catch((err: unknown) => { throw mapError(err); });
+        const raw = keys.rows as unknown[][];
+        const built = raw.length ? ListingIndex.build(instanceId, Number(raw[0]![0]), raw.map((r, i) => [i, Number(r[1]), Number(r[2]), r[3]])) : undefined;
+        if (!built) {
+          c.failures.set(instanceId, version);
+          return undefined;
+        }
+        let used = 0;
+        for (const index of c.indexes.values()) used += index.bytes();
+        for (const [id, index] of c.indexes) {
+          if (used + built.bytes() <= this.listingOptions.indexBudgetBytes) break;
+          used -= index.bytes();
+          c.indexes.delete(id);
+        }
+        c.indexes.set(instanceId, built);
+        return built;
+      })().finally(() => c.building.delete(instanceId));
+      c.building.set(instanceId, p);
+    }
+    return p;
+  }
+
+  private async listSql(q: BackupQuery, statuses: number[] | undefined): Promise<{ total: number; rows: Backup[] }> {
     const where = ["instance_id = $1"];
     const values: unknown[] = [q.instanceId];
     if (q.begin !== undefined) { values.push(q.begin); where.push(`start_time >= $${values.length}`); }
     if (q.end !== undefined) { values.push(q.end); where.push(`start_time <= $${values.length}`); }
     if (statuses) { values.push(statuses); where.push(`status = ANY($${values.length}::int[])`); }
     const shape = `${q.begin !== undefined ? "b" : ""}${q.end !== undefined ? "e" : ""}${statuses ? "s" : ""}`;
-    let total: number;
-    if (q.begin === undefined && q.end === undefined) {
-      // From the per-status counts the triggers keep: never a count(*) over a big instance.
-      const r = statuses
-        ? await this.rows("SELECT coalesce(sum(n), 0) AS n FROM backup_counts WHERE instance_id = $1 AND status = ANY($2::int[])", [q.instanceId, statuses], "countStatuses")
-        : await this.rows("SELECT coalesce(sum(n), 0) AS n FROM backup_counts WHERE instance_id = $1", [q.instanceId], "countAll");
-      total = Number(r[0]!.n);
-    } else {
-      total = Number((await this.rows(`SELECT count(*) AS n FROM backups WHERE ${where.join(" AND ")}`, values, `count_${shape}`))[0]!.n);
-    }
-    if (total <= q.offset) return { total, rows: [] };
-    const page = await this.rows(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE ${where.join(" AND ")} ${ORDER} LIMIT $${values.length + 1} OFFSET $${values.length + 2}`,
-      [...values, q.limit, q.offset], `page_${shape}`);
-    return { total, rows: page.map(toBackup) };
+    // Without a time window the total comes from the per-status counts the triggers keep: never a count(*) over
+    // a big instance. The total and the page in one statement: one round trip, one snapshot.
+    const total = q.begin === undefined && q.end === undefined
+      ? `SELECT coalesce(sum(n), 0) AS total FROM backup_counts WHERE instance_id = $1${statuses ? ` AND status = ANY($${values.length}::int[])` : ""}`
+      : `SELECT count(*) AS total FROM backups WHERE ${where.join(" AND ")}`;
+    const got = await this.rows(`SELECT t.total, p.* FROM (${total}) t LEFT JOIN LATERAL (SELECT ${BACKUP_COLUMNS} FROM backups
+      WHERE ${where.join(" AND ")} ${ORDER} LIMIT $${values.length + 1} OFFSET $${values.length + 2}) p ON true`, [...values, q.limit, q.offset], `list_${shape}`);
+    return { total: Number(got[0]!.total), rows: got.filter((r) => r.backup_id !== null).map(toBackup) };
   }
 
   async backupsOfInstance(instanceId: string): Promise<Backup[]> {
@@ -321,6 +415,10 @@ export class PostgresCatalog extends PgOps implements Catalog {
     super(pool, {
       credentials: new BoundedCache(10_000, 4 << 20, (v) => roughSize(v.value)),
       instances: new BoundedCache(100_000, 32 << 20, (v) => roughSize(v.value)),
+      indexes: new Map(),
+      building: new Map(),
+      failures: new BoundedCache(10_000, 1 << 20),
+      small: new BoundedCache(100_000, 8 << 20),
     });
   }
 

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { BoundedCache, roughSize } from "../bounded-cache";
 import { Catalog, CatalogFullError, CatalogStats, CatalogTx } from "../catalog";
-import { ListingIndex } from "./listing-index";
+import { ListingIndex } from "../listing-index";
 import { migrations } from "./migrations";
 import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskQuery, TaskStatus } from "../types";

@@ -1,12 +1,14 @@
 // An in-memory order-statistic index of one instance's backups for DescribeInstanceBackups on large instances.
 // It holds the listing order (start_time DESC, backup_id ASC) as parallel arrays, so a page at any offset, a
 // time window (binary search) and a status filter (per-status-set position arrays) cost O(log n + page) instead
-// of an index scan. Only the keys live here; the page's rows are read from the table by rowid and checked
-// against the keys (backup id, start time, status), so a row that changed under the index is never served.
-// The owner (Catalog) decides when an index is still valid (per-instance version rows kept by triggers).
+// of an index scan. Only the keys live here; the page's rows are read from the table (by rowid in SQLite, by
+// backup id in PostgreSQL) and checked against the keys (backup id, start time, status), so a row that changed
+// under the index is never served. The owner (a Catalog) decides when an index is still valid (the
+// per-instance version rows its triggers keep).
 
 export interface ListingKeys {
-  /** Rows in listing order: [rowid, start_time, status, backup_id]. */
+  /** Rows in listing order: [rowid, start_time, status, backup_id]. The rowid is SQLite's (PostgreSQL, which
+   * reads rows by backup id, stores the position). */
   rowids: Float64Array;
   starts: Float64Array;
   statuses: Int8Array;
