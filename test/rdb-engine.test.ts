@@ -452,6 +452,26 @@ describe("huge keys stay within bounded memory", () => {
     await assert.rejects(pipeline(chunks(rdb.subarray(0, 1_000_000), 65536), cut), (e: Error) => e instanceof RdbParseError && e.offset === 1_000_000);
     await assert.rejects(cut.result(), /ended early after 1000000 bytes/);
   });
+
+  test("DigestStreams at once share the workers: each gets its own digest, a malformed one fails alone, a destroyed one is dropped", async () => {
+    const good = Array.from({ length: 6 }, () => new DigestStream({ maxQueuedBytes: 1 << 18 }));
+    const bad = new DigestStream();
+    const dropped = new DigestStream();
+    const garbage = Buffer.concat([rdb.subarray(0, 9), Buffer.alloc(4096, 0xf3)]);
+    dropped.write(rdb.subarray(0, 100_000));
+    dropped.destroy();
+    await Promise.all([
+      ...good.map((d, i) => pipeline(chunks(rdb, 16_384 + i * 1000), d)),
+      assert.rejects(pipeline(chunks(garbage, 1024), bad)),
+    ]);
+    for (const d of good) assert.equal((await d.result()).digest, digest);
+    await assert.rejects(bad.result());
+    await assert.rejects(dropped.result(), /destroyed before the end/);
+    // And the pool still serves a new stream afterwards.
+    const after = new DigestStream();
+    await pipeline(chunks(rdb, 65536), after);
+    assert.equal((await after.result()).digest, digest);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------
