@@ -28,6 +28,8 @@ function carriers(): Array<Record<string, unknown>> {
     { headers: { authorization: SECRETS.authorization, host: "redis.tencentcloudapi.com" } },
     { req: { headers: { authorization: SECRETS.authorization } } },
     { list: [{ password: SECRETS.password, token: SECRETS.token }] },
+    { a: { b: { c: { d: { e: { f: { ...SECRETS } } } } } } },
+    { nested: { cause: Object.assign(new Error("nested"), { redisUrl: SECRETS.redisUrl }) } },
   ];
 }
 
@@ -57,6 +59,11 @@ describe("redaction by the logger's configuration", () => {
     const headers = JSON.parse(lines[4]!) as { headers: Record<string, string> };
     assert.equal(headers.headers.host, "redis.tencentcloudapi.com", "other fields are kept");
     assert.match(lines[0]!, /"time":"\d{4}-\d\d-\d\dT/, "ISO timestamps");
+    const err = JSON.parse(lines.at(-1)!) as { err: { type: string; message: string; stack: string; password: string } };
+    assert.equal(err.err.type, "Error", "errors keep their type");
+    assert.equal(err.err.message, "connect failed");
+    assert.match(err.err.stack, /^Error: connect failed/);
+    assert.equal(err.err.password, "***");
   });
 
   test("pretty lines (a terminal) are redacted the same way", () => {
