@@ -4,9 +4,9 @@
 // page shows its data, or an in-app step (click -> the expected rows on screen, seen by a MutationObserver).
 // Env: BENCH_INSTANCES (1000), BENCH_BACKUPS (100000), BENCH_REPEAT (7).
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "../test/support/redis";
 import type { Page } from "playwright-core";
 import fs0 from "node:fs";
 import { catalogFile } from "../src/app";
@@ -83,16 +83,6 @@ async function build(dataDir: string, shape: Shape): Promise<void> {
   await catalog.close();
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Records in the page when the current route's data is on screen (ms since navigation start). */
 const READY_SCRIPT = `

@@ -5,9 +5,9 @@
 // and Catalog.stats() itself on that catalogue.
 import fs from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "../test/support/redis";
 import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
 import { ALL_WEEKDAYS } from "../src/protocol/schedule";
 import { catalogFile } from "../src/config";
@@ -17,16 +17,6 @@ const HOUR = 3_600_000;
 const START = Date.UTC(2024, 0, 1);
 const ACCOUNT = "1300000000";
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function get(port: number, p: string, agent: http.Agent): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {

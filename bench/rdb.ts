@@ -18,7 +18,7 @@ import { PipelinedConnection } from "../src/redis/pipeline";
 import { exportResp } from "../src/redis/rdb/index";
 import { RespConnection } from "../src/redis/resp";
 import { restoreByCommands } from "../src/redis/restore-commands";
-import { RedisProcess, startRedis } from "../test/support/redis";
+import { RedisProcess, startRedis, withConn } from "../test/support/redis";
 
 const KEYS = Number(process.env.BENCH_RDB_KEYS ?? 3_000_000);
 const VALUE_SIZE = Number(process.env.BENCH_RDB_VALUE_SIZE ?? 300);
@@ -26,14 +26,6 @@ const ELEMENTS = Number(process.env.BENCH_RDB_ELEMENTS ?? 2_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CHILD = path.join(__dirname, "rdb-parse-child.js");
 
-async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
-  const c = await p.connect();
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
 
 async function capture(p: RedisProcess, file: string): Promise<number> {
   const out = fs.createWriteStream(file);

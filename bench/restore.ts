@@ -11,16 +11,12 @@ import { restoreRdb } from "../src/redis/restore";
 import { RespConnection } from "../src/redis/resp";
 import { LocalBlobStore } from "../src/storage/local";
 import { pipeline } from "node:stream/promises";
-import { startRedis, RedisProcess } from "../test/support/redis";
+import { startRedis, RedisProcess, withConn } from "../test/support/redis";
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 3_000_000);
 const VALUE_SIZE = Number(process.env.BENCH_VALUE_SIZE ?? 300);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
-async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
-  const c = await p.connect();
-  try { return await fn(c); } finally { c.close(); }
-}
 
 async function infoField(p: RedisProcess, section: string, field: string): Promise<string> {
   const text = String(await withConn(p, (c) => c.command("INFO", section)));

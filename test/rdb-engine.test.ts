@@ -22,19 +22,11 @@ import { fpconvSlow } from "../src/redis/rdb/double-format";
 import { RespConnection, RespValue } from "../src/redis/resp";
 import { captureToBuffer, chunks, debugDigest, writeCorpus } from "./support/rdb-corpus";
 import { listpack, moduleId, RdbBuilder, ziplist, zipmap } from "./support/rdb-build";
-import { RedisProcess, startRedis } from "./support/redis";
+import { RedisProcess, startRedis, withConn } from "./support/redis";
 import { missing, startVersion, version, VERSIONS } from "./support/versions";
 
 const str = (v: RespValue): string => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v));
 
-async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
-  const c = await p.connect();
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
 
 /** Parses a buffer with the given visitor in chunks of `size`; returns the reader. */
 function parse(buf: Buffer, v: RdbVisitor, size = buf.length): RdbReader {

@@ -8,7 +8,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { RespConnection, RespValue } from "../src/redis/resp";
 import { RdbSource, restoreRdb, RestoreError, verifyTargetPassword } from "../src/redis/restore";
-import { redisCheckRdb, RedisProcess, startRedis } from "./support/redis";
+import { redisCheckRdb, RedisProcess, startRedis, withConn } from "./support/redis";
 
 const PASSWORD = "s3cret-restore";
 const TTL_TOLERANCE_MS = 2000;
@@ -101,10 +101,6 @@ function* chunks(buf: Buffer, n: number): Generator<Buffer> {
   for (let i = 0; i < buf.length; i += n) yield buf.subarray(i, i + n);
 }
 
-async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
-  const c = await p.connect();
-  try { return await fn(c); } finally { c.close(); }
-}
 const role = (p: RedisProcess): Promise<string> => withConn(p, async (c) => String(((await c.command("ROLE")) as RespValue[])[0]));
 
 async function expectRestoreError(p: Promise<unknown>, kind: string, message: RegExp): Promise<RestoreError> {

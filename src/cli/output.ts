@@ -1,18 +1,11 @@
 // What commands print: tables or JSON for read commands (`--output table|json`), sizes, and progress bars on
 // standard error (cli-progress: a bar on a terminal, a line now and then otherwise, so logs stay readable).
 import cliProgress from "cli-progress";
+import { formatBytes } from "../units";
 
 export type OutputFormat = "table" | "json";
 
-export function formatBytes(n: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
+export { formatBytes };
 
 /** Prints rows as an aligned table (headers from the first row's keys) or as one JSON array. */
 export function printRows(rows: Array<Record<string, unknown>>, format: OutputFormat, columns?: string[]): void {

@@ -38,6 +38,7 @@ import type { Clock } from "../config";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
+import { formatBytes } from "../units";
 
 /** The restore asked for cannot be done that way (e.g. replication of a cluster backup): nothing was queued. */
 export class RestoreRequestError extends Error {
@@ -137,16 +138,6 @@ interface RdbHead {
 }
 
 const STOP = new Error("header read");
-
-export function formatBytes(n: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 

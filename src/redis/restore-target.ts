@@ -2,6 +2,7 @@
 // and knowing which RDB versions a given Redis can load.
 import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "./resp";
 import { RestoreError } from "./restore-error";
+import { rdbVersionOf } from "./rdb/constants";
 
 /** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
 export function parseInfo(reply: RespValue): Map<string, string> {
@@ -35,17 +36,8 @@ export async function totalKeys(conn: RespConnection): Promise<number> {
  * "unknown/newer than this table": let the target decide.
  */
 export function maxRdbVersion(redisVersion: string): number | undefined {
-  const m = /^(\d+)\.(\d+)/.exec(redisVersion);
-  if (!m) return undefined;
-  const v = Number(m[1]) * 100 + Number(m[2]);
-  if (v < 302) return 6;
-  if (v < 400) return 7;
-  if (v < 500) return 8;
-  if (v < 700) return 9;
-  if (v < 702) return 10;
-  if (v < 704) return 11;
-  if (v < 800) return 12;
-  return undefined;
+  // Valkey reports a Redis-compatible redis_version (7.2.x for Valkey 7 and 8), which loads what that Redis loads.
+  return rdbVersionOf("redis", redisVersion);
 }
 
 function replyText(err: unknown): string {

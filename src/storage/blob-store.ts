@@ -3,7 +3,8 @@
 // local.ts (a directory, the embedded default) and s3.ts (any S3-compatible object store); url.ts picks one
 // from a `--storage` URL.
 import path from "node:path";
-import type { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
+import type { Readable } from "node:stream";
 
 export interface BlobCommitResult {
   /** Raw bytes written by the caller (before compression). */
@@ -101,5 +102,80 @@ export function isValidKey(key: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Until a writer that was ended has finished (every byte through its _write and _final), or the error that
+ * stopped it; a writer destroyed before finishing without an error rejects too. Listeners are removed either
+ * way, so a commit awaited many times does not accumulate them.
+ */
+export function writerFinished(w: Writable): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (w.writableFinished) return resolve();
+    if (w.destroyed) return reject(w.errored ?? new Error("blob writer was destroyed before commit"));
+    const onFinish = (): void => {
+      w.off("error", onError);
+      w.off("close", onClose);
+      resolve();
+    };
+    const onError = (err: Error): void => {
+      w.off("finish", onFinish);
+      w.off("close", onClose);
+      reject(err);
+    };
+    const onClose = (): void => {
+      if (!w.writableFinished) onError(w.errored ?? new Error("blob writer was destroyed before commit"));
+    };
+    w.once("finish", onFinish);
+    w.once("error", onError);
+    w.once("close", onClose);
+  });
+}
+
+/**
+ * The commit/abort protocol both stores' writers share: commit() ends the stream, waits for every byte to have
+ * gone through, then publishes; abort() lets a commit in flight win, otherwise destroys the stream and discards.
+ * Both are idempotent, and a commit after an abort is refused.
+ */
+export abstract class CommittableWriter extends Writable implements BlobWriter {
+  private committed: Promise<BlobCommitResult> | undefined;
+  private aborted: Promise<void> | undefined;
+
+  /** Makes the finished stream's blob durable and visible under its key. */
+  protected abstract publish(): Promise<BlobCommitResult>;
+  /** Removes whatever this writer left (a temp file, an unfinished upload); the stream is closed by then. */
+  protected abstract discardWritten(): Promise<void>;
+
+  commit(): Promise<BlobCommitResult> {
+    if (this.aborted) return Promise.reject(new Error("blob writer was aborted"));
+    this.committed ??= (async () => {
+      if (!this.writableEnded) this.end();
+      await writerFinished(this);
+      return this.publish();
+    })();
+    return this.committed;
+  }
+
+  abort(): Promise<void> {
+    this.aborted ??= (async () => {
+      if (this.committed) {
+        // A commit in flight wins; nothing to discard if it succeeded.
+        try {
+          await this.committed;
+          return;
+        } catch {
+          /* fall through to cleanup */
+        }
+      }
+      if (!this.closed) {
+        await new Promise<void>((resolve) => {
+          this.once("close", () => resolve());
+          this.destroy();
+        });
+      }
+      await this.discardWritten();
+    })();
+    return this.aborted;
   }
 }

@@ -6,7 +6,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { pipeline, Readable, Writable } from "node:stream";
 import zlib from "node:zlib";
-import { BlobCommitResult, BlobInfo, BlobStore, BlobWriter, checkKey } from "./blob-store";
+import { BlobCommitResult, BlobInfo, BlobStore, BlobWriter, checkKey, CommittableWriter } from "./blob-store";
 
 const TEMP_SUFFIX = ".partial";
 
@@ -258,14 +258,12 @@ class FileSink extends Writable {
   }
 }
 
-class LocalBlobWriter extends Writable implements BlobWriter {
+class LocalBlobWriter extends CommittableWriter {
   private readonly hash = crypto.createHash("sha256");
   private bytes = 0;
   private readonly fh: Promise<fsp.FileHandle>;
   private readonly sink: FileSink;
   private readonly gzip: zlib.Gzip | undefined;
-  private committed: Promise<BlobCommitResult> | undefined;
-  private aborted: Promise<void> | undefined;
   private fhClosed = false;
 
   constructor(
@@ -339,34 +337,7 @@ class LocalBlobWriter extends Writable implements BlobWriter {
     await pruneEmptyDirs(this.root, path.dirname(this.tempPath));
   }
 
-  commit(): Promise<BlobCommitResult> {
-    if (this.aborted) return Promise.reject(new Error("blob writer was aborted"));
-    this.committed ??= this.doCommit();
-    return this.committed;
-  }
-
-  private async doCommit(): Promise<BlobCommitResult> {
-    if (!this.writableEnded) this.end();
-    await new Promise<void>((resolve, reject) => {
-      if (this.writableFinished) return resolve();
-      if (this.destroyed) return reject(this.errored ?? new Error("blob writer was destroyed before commit"));
-      const onFinish = (): void => {
-        this.off("error", onError);
-        this.off("close", onClose);
-        resolve();
-      };
-      const onError = (err: Error): void => {
-        this.off("finish", onFinish);
-        this.off("close", onClose);
-        reject(err);
-      };
-      const onClose = (): void => {
-        if (!this.writableFinished) onError(this.errored ?? new Error("blob writer was destroyed before commit"));
-      };
-      this.once("finish", onFinish);
-      this.once("error", onError);
-      this.once("close", onClose);
-    });
+  protected async publish(): Promise<BlobCommitResult> {
     try {
       await fsp.rename(this.tempPath, this.finalPath);
       this.active.delete(this.tempPath);
@@ -378,25 +349,7 @@ class LocalBlobWriter extends Writable implements BlobWriter {
     return { bytes: this.bytes, sha256: this.hash.digest("hex"), storedBytes: this.sink.storedBytes };
   }
 
-  abort(): Promise<void> {
-    this.aborted ??= (async () => {
-      if (this.committed) {
-        // A commit in flight wins; nothing to discard if it succeeded.
-        try {
-          await this.committed;
-          return;
-        } catch {
-          /* fall through to cleanup */
-        }
-      }
-      if (!this.closed) {
-        await new Promise<void>((resolve) => {
-          this.once("close", () => resolve());
-          this.destroy();
-        });
-      }
-      await this.removeTemp();
-    })();
-    return this.aborted;
+  protected discardWritten(): Promise<void> {
+    return this.removeTemp();
   }
 }

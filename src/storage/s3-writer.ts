@@ -5,7 +5,7 @@ import { PassThrough, Writable } from "node:stream";
 import zlib from "node:zlib";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { BlobCommitResult, BlobWriter } from "./blob-store";
+import { BlobCommitResult, CommittableWriter } from "./blob-store";
 import type { S3StorageError } from "./s3-errors";
 
 export interface WriterInit {
@@ -26,15 +26,13 @@ export interface WriterInit {
  * (or the single PutObject of a small blob) only when its body ends, so nothing is visible before commit(),
  * even after 'finish'. Destroying the body with an error makes Upload abort its multipart upload.
  */
-export class S3BlobWriter extends Writable implements BlobWriter {
+export class S3BlobWriter extends CommittableWriter {
   private readonly hash = crypto.createHash("sha256");
   private bytes = 0;
   private storedBytes = 0;
   private readonly body = new PassThrough({ highWaterMark: 1 << 20 });
   private readonly gzip: zlib.Gzip | undefined;
   private readonly uploadDone: Promise<unknown>;
-  private committed: Promise<BlobCommitResult> | undefined;
-  private aborted: Promise<void> | undefined;
   private discarded: Promise<void> | undefined;
   private released = false;
 
@@ -114,34 +112,7 @@ export class S3BlobWriter extends Writable implements BlobWriter {
     this.o.release();
   }
 
-  commit(): Promise<BlobCommitResult> {
-    if (this.aborted) return Promise.reject(new Error("blob writer was aborted"));
-    this.committed ??= this.doCommit();
-    return this.committed;
-  }
-
-  private async doCommit(): Promise<BlobCommitResult> {
-    if (!this.writableEnded) this.end();
-    await new Promise<void>((resolve, reject) => {
-      if (this.writableFinished) return resolve();
-      if (this.destroyed) return reject(this.errored ?? new Error("blob writer was destroyed before commit"));
-      const onFinish = (): void => {
-        this.off("error", onError);
-        this.off("close", onClose);
-        resolve();
-      };
-      const onError = (err: Error): void => {
-        this.off("finish", onFinish);
-        this.off("close", onClose);
-        reject(err);
-      };
-      const onClose = (): void => {
-        if (!this.writableFinished) onError(this.errored ?? new Error("blob writer was destroyed before commit"));
-      };
-      this.once("finish", onFinish);
-      this.once("error", onError);
-      this.once("close", onClose);
-    });
+  protected async publish(): Promise<BlobCommitResult> {
     if (this.body.destroyed) {
       // The upload failed after the last write (its error destroyed us, or is about to): report that.
       try {
@@ -162,25 +133,7 @@ export class S3BlobWriter extends Writable implements BlobWriter {
     return { bytes: this.bytes, sha256: this.hash.digest("hex"), storedBytes: this.storedBytes };
   }
 
-  abort(): Promise<void> {
-    this.aborted ??= (async () => {
-      if (this.committed) {
-        // A commit in flight wins; nothing to discard if it succeeded.
-        try {
-          await this.committed;
-          return;
-        } catch {
-          /* fall through to cleanup */
-        }
-      }
-      if (!this.closed) {
-        await new Promise<void>((resolve) => {
-          this.once("close", () => resolve());
-          this.destroy();
-        });
-      }
-      await this.discard(new Error("blob writer aborted"));
-    })();
-    return this.aborted;
+  protected discardWritten(): Promise<void> {
+    return this.discard(new Error("blob writer aborted"));
   }
 }

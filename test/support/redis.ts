@@ -6,6 +6,16 @@ import os from "node:os";
 import path from "node:path";
 import { RespConnection, RedisEndpoint } from "../../src/redis/resp";
 
+/** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
+export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
+  const c = await p.connect();
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
