@@ -19,6 +19,7 @@ import {
   RdbReader, RdbType, readRdb, readRdbSync, RdbVisitor, KeyHeader,
 } from "../src/redis/rdb/index";
 import { fpconvSlow } from "../src/redis/rdb/double-format";
+import { FingerprintSet, LoadCheck, LoadCheckLimit, LoadRuleViolation } from "../src/redis/rdb/load-check";
 import { RespConnection, RespValue } from "../src/redis/resp";
 import { captureToBuffer, chunks, debugDigest, writeCorpus } from "./support/rdb-corpus";
 import { listpack, moduleId, RdbBuilder, ziplist, zipmap } from "./support/rdb-build";
@@ -161,6 +162,52 @@ describe("hand-built RDBs: encodings of older servers", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------
+
+describe("what a Redis loading from the socket refuses (load-check)", () => {
+  const dbl = (v: number) => {
+    const b = Buffer.alloc(8);
+    b.writeDoubleLE(v);
+    return b;
+  };
+  const refused = (file: Buffer, why: RegExp) => {
+    assert.throws(() => parse(file, new LoadCheck(), 5), (err: unknown) => {
+      assert.ok(err instanceof LoadRuleViolation, String(err));
+      assert.match(err.message, why);
+      return true;
+    });
+  };
+
+  test("a key twice in a database, a member twice in a set, sorted set or hash, a NaN score", () => {
+    refused(new RdbBuilder(10).selectDb(0).key(RdbType.STRING, "k").str("1").key(RdbType.STRING, "k").str("2").end(), /a key that appears twice in its database \(key "k"/);
+    refused(new RdbBuilder(10).selectDb(0).key(RdbType.SET, "s").len(3).str("1").str("2").str("1").end(), /a set member that appears twice/);
+    refused(new RdbBuilder(10).selectDb(0).key(RdbType.ZSET_2, "z").len(2).str("a").raw(dbl(1)).str("a").raw(dbl(2)).end(), /a sorted-set member that appears twice/);
+    refused(new RdbBuilder(10).selectDb(0).key(RdbType.ZSET_2, "z").len(1).str("a").raw(dbl(NaN)).end(), /a sorted-set score that is NaN/);
+    refused(new RdbBuilder(10).selectDb(0).key(RdbType.HASH_LISTPACK, "h").str(listpack(["f", "v", "f", "w"])).end(), /a hash field that appears twice/);
+  });
+
+  test("what Redis accepts passes: the same name in two databases, and as a member of two keys", () => {
+    parse(new RdbBuilder(10).selectDb(0).key(RdbType.STRING, "k").str("1").selectDb(1).key(RdbType.STRING, "k").str("2")
+      .key(RdbType.SET, "s").len(2).str("k").str("1").key(RdbType.SET, "t").len(2).str("k").str("1").end(), new LoadCheck(), 3);
+  });
+
+  test("fingerprints: no false duplicates among 300,000 names, every repeat found, a limit instead of unbounded memory", () => {
+    const set = new FingerprintSet(400_000);
+    const h = (i: number): [number, number] => {
+      const d = crypto.createHash("sha1").update(String(i)).digest();
+      return [d.readInt32LE(0), d.readInt32LE(4)];
+    };
+    for (let i = 0; i < 300_000; i++) assert.equal(set.add(...h(i)), true, `name ${i}`);
+    for (let i = 0; i < 300_000; i += 997) assert.equal(set.add(...h(i)), false, `repeat ${i}`);
+    assert.equal(set.add(0, 0), true, "the all-zero fingerprint is a name too");
+    assert.equal(set.add(0, 0), false);
+    assert.throws(() => {
+      for (let i = 300_000; i < 1_000_000; i++) set.add(...h(i));
+    }, LoadCheckLimit);
+    set.clear();
+    assert.equal(set.size, 0);
+    assert.equal(set.add(...h(1)), true);
+  });
+});
 
 describe("precise errors on corrupt input", () => {
   let file: Buffer;

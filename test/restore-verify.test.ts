@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { Readable } from "node:stream";
+import { crc64, crc64ToBuffer } from "../src/redis/crc64";
 import { digestRdb } from "../src/redis/rdb/index";
 import { RedisEndpoint, RespValue } from "../src/redis/resp";
 import { ConfigChange, RdbSource, restoreRdb, RestoreError } from "../src/redis/restore";
@@ -97,6 +98,34 @@ describe("restoreRdb loading from the socket", () => {
       assert.equal(str(((await command(t.endpoint, "ROLE")) as RespValue[])[0]!), "master");
       assert.equal(await config(t.endpoint), "disabled");
     }
+  });
+
+  test("an RDB intact by its CRC that a loading Redis would refuse (a member twice) is not sent: the target stays up", async () => {
+    // What a bit flip in an integer-encoded member produces when the CRC is recomputed over it, e.g. by a
+    // tool that rewrote the file: Redis 7.0 exits on it ("Duplicate zset fields detected").
+    const double = (v: number) => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleLE(v);
+      return b;
+    };
+    const rdbStr = (s: string) => Buffer.concat([Buffer.from([s.length]), Buffer.from(s)]);
+    const body = Buffer.concat([
+      Buffer.from("REDIS0009"), Buffer.from([0xfe, 0x00]),
+      Buffer.from([0x00]), rdbStr("marker2"), rdbStr("kept"), // a string first: released before the bad key
+      Buffer.from([0x05]), rdbStr("z"), Buffer.from([0x02]), rdbStr("a"), double(1), rdbStr("a"), double(2),
+      Buffer.from([0xff]),
+    ]);
+    const file = Buffer.concat([body, crc64ToBuffer(crc64(body))]);
+    const t = await markedTarget();
+    await assert.rejects(restoreRdb(t.endpoint, source(file), { loadFromSocket: true, timeoutMs: 10_000 }), (err: unknown) => {
+      assert.ok(err instanceof RestoreError);
+      assert.equal(err.kind, "load");
+      assert.match(err.message, /a sorted-set member that appears twice \(key "z" at offset \d+\); a Redis loading it would stop; the transfer was abandoned/);
+      return true;
+    });
+    assert.equal(str(await command(t.endpoint, "GET", "marker")), "untouched");
+    assert.equal(Number(await command(t.endpoint, "DBSIZE")), 1);
+    assert.equal(await config(t.endpoint), "disabled");
   });
 
   test("a unit too long to hold back: proven by the CRC, then sent from a second read", async () => {

@@ -16,15 +16,18 @@
 // while receiving and keeps its old data set until the new one is complete, so a transfer we abandon (a short
 // read) leaves the old data (checked on Redis 6.2, 7.0, 7.2, 7.4, Valkey 8.0). But a target parsing from the
 // socket EXITS on corrupt content ("Internal error in RDB reading ... Terminating server"), so every byte is first
-// parsed by our RDB engine and forwarded only once the unit it belongs to parsed cleanly: structural damage stops
-// the transfer before the target sees it, damage inside a value is caught by the withheld CRC trailer. Should
+// parsed by our RDB engine and forwarded only once the unit it belongs to parsed cleanly and passed the checks a
+// loading Redis makes (rdb/load-check.ts: duplicate keys and members, NaN scores, stream group consistency):
+// such damage stops the transfer before the target sees it; damage inside a value that leaves it well-formed is
+// caught by the withheld CRC trailer. Should
 // our reader stop short on an RDB the CRC says is intact (a format it does not know, a unit too long to hold),
 // the rest is read for the CRC and then re-read and forwarded unchecked. This replaces reading the whole file
 // twice (the CRC pre-check, still used for targets already loading from the socket when loadFromSocket is off).
 import net from "node:net";
 import { Readable } from "node:stream";
 import { crc64Equals, crc64Init, crc64Update } from "./crc64";
-import { RdbReader, RdbVisitor } from "./rdb/reader";
+import { LoadCheck, LoadRuleViolation } from "./rdb/load-check";
+import { RdbReader } from "./rdb/reader";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError, RestorePhase } from "./restore-error";
 import { normalizeAddress, MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
@@ -472,12 +475,6 @@ function sourceError(err: unknown): never {
 }
 
 /** Every callback present (and empty), so the reader decodes every value completely: nothing is skipped. */
-const DECODE_ALL: RdbVisitor = {
-  onKeyStart: () => undefined, onString: () => undefined, onStringPiece: () => undefined, onListItem: () => undefined,
-  onSetMember: () => undefined, onZsetMember: () => undefined, onHashField: () => undefined, onStreamEntry: () => undefined,
-  onModuleData: () => undefined,
-};
-
 /** Bytes held back while one unit of the RDB is incomplete; beyond it we stop validating (see StreamCheck). */
 const MAX_HELD_BYTES = 64 << 20;
 
@@ -487,12 +484,15 @@ const MAX_HELD_BYTES = 64 << 20;
  * rejection (or a unit too large to hold) nothing more is released; the caller decides by the CRC.
  */
 class StreamCheck {
-  private readonly reader = new RdbReader(DECODE_ALL, { verifyChecksum: false });
+  // Every value decoded and checked against what a loading Redis refuses (load-check.ts).
+  private readonly reader = new RdbReader(new LoadCheck(), { verifyChecksum: false });
   private held: Buffer[] = [];
   private heldBytes = 0;
   /** Absolute offset up to which bytes were released. */
   released = 0;
   failure: string | undefined;
+  /** A rule a loading Redis enforces is broken: nothing more may be sent, whatever the CRC says. */
+  violation: string | undefined;
 
   constructor(private readonly bodyEnd: number, private readonly maxHeld: number) {}
 
@@ -502,6 +502,7 @@ class StreamCheck {
     try {
       this.reader.feed(chunk);
     } catch (err) {
+      if (err instanceof LoadRuleViolation) this.violation = err.message;
       return this.stop((err as Error).message);
     }
     if (body.length) {
@@ -570,6 +571,8 @@ async function sendPayload(s: Session, replica: SyncRequest, first: Buffer, it: 
       // Reading counts as progress even while bytes are held back (a long unit, or the rest read for the CRC).
       s.touch();
       for (const b of check.take(chunk, body)) await send(b);
+      // The target is still waiting for the rest; closing now makes it discard the partial transfer.
+      if (check.violation) throw new RestoreError("load", `${check.violation}; the transfer was abandoned before the target loaded anything`);
     } else if (body.length) {
       await send(body);
     }
