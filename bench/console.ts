@@ -254,9 +254,11 @@ async function measure(shape: Shape, dir: string): Promise<{ results: Map<string
     server.kill("SIGTERM");
   }
   const apiMs = new Map<string, number[]>();
+  // The server's JSON log lines: {"component":"console",...,"action":"…","ms":1.23,"msg":"console request"}.
   for (const line of fs.readFileSync(logFile, "utf8").split("\n")) {
-    const m = /console action=(\w+) .* ms=([\d.]+)/.exec(line);
-    if (m) apiMs.set(m[1]!, [...(apiMs.get(m[1]!) ?? []), Number(m[2])]);
+    if (!line.startsWith("{")) continue;
+    const l = JSON.parse(line) as { msg?: string; action?: string; ms?: number };
+    if (l.msg === "console request" && l.action && typeof l.ms === "number") apiMs.set(l.action, [...(apiMs.get(l.action) ?? []), l.ms]);
   }
   return { results, apiMs };
 }
