@@ -2,7 +2,7 @@
 // oversized requests and protocol-level failures. Every answer must be HTTP 200 application/json.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer } from "./support/server";
+import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, FINANCE, MAIN, SEED } from "./fixtures";
 import { Pipeline } from "../src/gateway/pipeline";
@@ -18,20 +18,7 @@ before(async () => {
 });
 after(() => srv.close());
 
-function ok(r: RawResponse): Record<string, unknown> {
-  assert.equal(r.status, 200);
-  assert.equal(r.headers["content-type"], "application/json");
-  assert.equal(r.json.Response.Error, undefined, `unexpected error ${JSON.stringify(r.json.Response.Error)}`);
-  return r.json.Response;
-}
 
-function failed(r: RawResponse, code: string, message?: RegExp): void {
-  assert.equal(r.status, 200);
-  assert.equal(r.headers["content-type"], "application/json");
-  assert.equal(r.json.Response.Error?.Code, code, `got ${JSON.stringify(r.json.Response)}`);
-  assert.match(r.json.Response.RequestId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-  if (message) assert.match(r.json.Response.Error!.Message, message);
-}
 
 function postJson(body: string | Buffer, o: { host?: string; path?: string; region?: string; headers?: Record<string, string>; language?: string } = {}) {
   const h = o.host ?? host;

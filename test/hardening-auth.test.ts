@@ -7,7 +7,7 @@ import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer } from "./support/server";
+import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { countingServices, Gateway, startGateway, UUID } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, LIMITED, MAIN, SECOND, SEED } from "./fixtures";
@@ -23,18 +23,7 @@ before(async () => {
 });
 after(() => srv.close());
 
-function failed(r: RawResponse, code: string, message?: RegExp): void {
-  assert.equal(r.status, 200);
-  assert.equal(r.json.Response.Error?.Code, code, `got ${JSON.stringify(r.json.Response).slice(0, 300)}`);
-  assert.match(r.json.Response.RequestId, UUID);
-  if (message) assert.match(r.json.Response.Error!.Message, message);
-}
 
-function ok(r: RawResponse): Record<string, unknown> {
-  assert.equal(r.status, 200);
-  assert.equal(r.json.Response.Error, undefined, `unexpected error ${JSON.stringify(r.json.Response.Error)}`);
-  return r.json.Response;
-}
 
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
 

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer } from "./support/server";
+import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
 import { signV3 } from "./support/sign";
 import { FINANCE, MAIN, SEED } from "./fixtures";
@@ -17,17 +17,7 @@ before(async () => {
 });
 after(() => srv.close());
 
-function failed(r: RawResponse, code: string, message?: RegExp): void {
-  assert.equal(r.status, 200);
-  assert.equal(r.json.Response.Error?.Code, code, `got ${JSON.stringify(r.json.Response).slice(0, 300)}`);
-  if (message) assert.match(r.json.Response.Error!.Message, message);
-}
 
-function ok(r: RawResponse): Record<string, unknown> {
-  assert.equal(r.status, 200);
-  assert.equal(r.json.Response.Error, undefined, `unexpected error ${JSON.stringify(r.json.Response.Error)}`);
-  return r.json.Response;
-}
 
 /** A JSON envelope with the given code, answered 200 with Connection: close. */
 function envelope(x: RawExchange, code: string, message?: RegExp): void {

@@ -103,7 +103,7 @@ export function parseRaw(raw: string, closedAfterMs?: number): RawExchange {
   return { raw, status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0), headers, body, json, closedAfterMs };
 }
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+export { UUID } from "./server";
 
 /** A catalogue that counts the calls of each method, to prove that a request never reached it. */
 export function countingServices(services: Services): { services: Services; calls: Map<string, number> } {

@@ -1,4 +1,5 @@
 // A real crs-backup server for tests: its own temporary data directory, a fixture file, a free port.
+import assert from "node:assert/strict";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -49,6 +50,24 @@ export interface RawResponse {
   headers: http.IncomingHttpHeaders;
   text: string;
   json: { Response: Record<string, unknown> & { Error?: { Code: string; Message: string }; RequestId: string } };
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A raw API answer that must be the Tencent error envelope: 200, JSON, the code, a RequestId, the message. */
+export function failed(r: RawResponse, code: string, message?: RegExp): void {
+  assert.equal(r.status, 200);
+  assert.equal(r.headers["content-type"], "application/json");
+  assert.equal(r.json.Response.Error?.Code, code, `got ${JSON.stringify(r.json.Response).slice(0, 300)}`);
+  assert.match(r.json.Response.RequestId, UUID);
+  if (message) assert.match(r.json.Response.Error!.Message, message);
+}
+
+/** A raw API answer that must succeed: its Response. */
+export function ok(r: RawResponse): Record<string, unknown> {
+  assert.equal(r.status, 200);
+  assert.equal(r.json.Response.Error, undefined, `unexpected error ${JSON.stringify(r.json.Response.Error)}`);
+  return r.json.Response;
 }
 
 /** Sends bytes exactly as given (for what the SDK cannot send). */
