@@ -11,41 +11,13 @@ import { restoreByCommands } from "../src/redis/restore-commands";
 import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/resp";
 import { captureToBuffer } from "./support/rdb-corpus";
 import { RdbBuilder } from "./support/rdb-build";
-import { RedisProcess, startCluster } from "./support/redis";
+import { RedisProcess, startCluster, ClusterClient } from "./support/redis";
 
 const PASSWORD = "cluster-pw";
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
 const str = (v: RespValue): string => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v));
 
 /** Runs one command on the master owning `key` (routed by our own slot map, as a cluster client would). */
-class ClusterClient {
-  private conns = new Map<string, Promise<RespConnection>>();
-  private constructor(private readonly map: SlotRange[]) {}
-
-  static async open(seed: RedisEndpoint): Promise<ClusterClient> {
-    return new ClusterClient(await readSlotMap(seed));
-  }
-
-  async node(key: string): Promise<RespConnection> {
-    const slot = keySlot(key);
-    const r = this.map.find((x) => slot >= x.start && slot <= x.end)!;
-    const addr = `${r.master.host}:${r.master.port}`;
-    let c = this.conns.get(addr);
-    if (!c) {
-      c = RespConnection.connect(r.master);
-      this.conns.set(addr, c);
-    }
-    return c;
-  }
-
-  async run(key: string, ...args: Array<string | number | Buffer>): Promise<RespValue> {
-    return (await this.node(key)).command(...args);
-  }
-
-  close(): void {
-    for (const c of this.conns.values()) void c.then((x) => x.close());
-  }
-}
 
 const seedOf = (nodes: RedisProcess[]): RedisEndpoint => nodes[0].endpoint;
 

@@ -4,10 +4,9 @@
 // /work/shared/redis-bin (its test skips without it), Redis Clusters of 3 and 5 masters.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { keySlot, readSlotMap, SlotRange } from "../src/redis/cluster";
-import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/resp";
+import { RedisEndpoint, RespValue } from "../src/redis/resp";
 import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
-import { RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
+import { RedisProcess, startCluster, startRedis, waitFor, ClusterClient } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 import { missing, version } from "./support/versions";
 
@@ -225,27 +224,3 @@ describe("a target killed mid-restore", () => {
 });
 
 /** Runs one command on the master owning `key` (routed by our own slot map, as a cluster client would). */
-class ClusterClient {
-  private conns = new Map<string, Promise<RespConnection>>();
-  private constructor(private readonly map: SlotRange[]) {}
-
-  static async open(seed: RedisEndpoint): Promise<ClusterClient> {
-    return new ClusterClient(await readSlotMap(seed));
-  }
-
-  run(key: string, ...args: Array<string | number | Buffer>): Promise<RespValue> {
-    const slot = keySlot(key);
-    const r = this.map.find((x) => slot >= x.start && slot <= x.end)!;
-    const addr = `${r.master.host}:${r.master.port}`;
-    let conn = this.conns.get(addr);
-    if (!conn) {
-      conn = RespConnection.connect(r.master);
-      this.conns.set(addr, conn);
-    }
-    return conn.then((x) => x.command(...args));
-  }
-
-  close(): void {
-    for (const conn of this.conns.values()) void conn.then((x) => x.close());
-  }
-}

@@ -4,7 +4,11 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { RespConnection, RedisEndpoint } from "../../src/redis/resp";
+import { keySlot, readSlotMap, SlotRange } from "../../src/redis/cluster";
+
+// Tests route writes to a cluster's nodes with the same slot function as the service.
+export { keySlot };
+import { RespConnection, RedisEndpoint, RespValue } from "../../src/redis/resp";
 
 /** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
 export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
@@ -137,18 +141,33 @@ export async function startCluster(masters: number, password: string, extra: str
   return nodes;
 }
 
-/** CRC16/XMODEM hash slot of a key (hash tags honoured), to route writes without a cluster client. */
-export function keySlot(key: string): number {
-  let k = key;
-  const open = k.indexOf("{");
-  if (open >= 0) {
-    const close = k.indexOf("}", open + 1);
-    if (close > open + 1) k = k.slice(open + 1, close);
+
+/** A minimal cluster client for tests: each key goes to the master of its slot (no redirections followed). */
+export class ClusterClient {
+  private conns = new Map<string, Promise<RespConnection>>();
+  private constructor(private readonly map: SlotRange[]) {}
+
+  static async open(seed: RedisEndpoint): Promise<ClusterClient> {
+    return new ClusterClient(await readSlotMap(seed));
   }
-  let crc = 0;
-  for (const byte of Buffer.from(k)) {
-    crc ^= byte << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+
+  async node(key: string): Promise<RespConnection> {
+    const slot = keySlot(key);
+    const r = this.map.find((x) => slot >= x.start && slot <= x.end)!;
+    const addr = `${r.master.host}:${r.master.port}`;
+    let c = this.conns.get(addr);
+    if (!c) {
+      c = RespConnection.connect(r.master);
+      this.conns.set(addr, c);
+    }
+    return c;
   }
-  return crc % 16384;
+
+  async run(key: string, ...args: Array<string | number | Buffer>): Promise<RespValue> {
+    return (await this.node(key)).command(...args);
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) void c.then((x) => x.close());
+  }
 }
