@@ -4,6 +4,9 @@
 import net from "node:net";
 import type { CatalogTx } from "../catalog/catalog";
 import { ApiError } from "../protocol/errors";
+import { normalizeAddress } from "../address";
+
+export { normalizeAddress };
 
 /** At most this many LimitIp / LimitVpc entries (they travel inside every link). */
 export const MAX_LIMIT_ENTRIES = 100;
@@ -115,11 +118,6 @@ const INTRANET = (() => {
   return list;
 })();
 
-/** A socket's remote address as a plain address: IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes IPv4. */
-export function normalizeAddress(address: string): string {
-  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  return m ? m[1]! : address;
-}
 
 function inList(entries: readonly string[], address: string): boolean {
   const family = net.isIP(address) === 4 ? "ipv4" : "ipv6";

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { parseResp, RespValue } from "./resp";
+import { normalizeAddress } from "../address";
 
 /** A replica that finished the handshake and asked for the data set. */
 export interface SyncRequest {
@@ -162,9 +163,4 @@ export function writeWithBackpressure(socket: net.Socket, buf: Uint8Array): Prom
 /** The line(s) that precede the RDB bytes. Offset 0: the target's replication history starts anew. */
 export function payloadPreamble(req: SyncRequest, replid: string, size: number): Buffer {
   return Buffer.from(`${req.psync ? `+FULLRESYNC ${replid} 0\r\n` : ""}$${size}\r\n`, "latin1");
-}
-
-/** `::ffff:127.0.0.1` and `127.0.0.1` are the same peer. */
-export function normalizeAddress(address: string): string {
-  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }

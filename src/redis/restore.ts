@@ -30,7 +30,8 @@ import { LoadCheck, LoadRuleViolation } from "./rdb/load-check";
 import { RdbReader } from "./rdb/reader";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError, RestorePhase } from "./restore-error";
-import { normalizeAddress, MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
+import { normalizeAddress } from "../address";
+import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
 import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, TargetState, totalKeys } from "./restore-target";
 import { testHook } from "../test-hooks";
 
