@@ -3,6 +3,7 @@
 // It does not decode keys: a full structural check is redis-check-rdb's job; the CRC already proves the bytes
 // are exactly what the server wrote.
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
+import { lzfDecompress as lzfDecompressRange, LzfError } from "./rdb/lzf";
 
 export const RDB_MIN_VERSION = 1;
 /** Highest RDB format version we accept (Redis 7.4 / 8.x write 12). */
@@ -234,37 +235,14 @@ class Reader {
   }
 }
 
-/** LZF decompression (the format of liblzf, which Redis uses for compressed strings). */
+/** LZF decompression of a whole buffer (rdb/lzf.ts), its failures as this inspector's format errors. */
 export function lzfDecompress(input: Buffer, outLen: number): Buffer {
-  const out = Buffer.alloc(outLen);
-  let ip = 0;
-  let op = 0;
-  while (ip < input.length) {
-    const ctrl = input[ip++];
-    if (ctrl < 32) {
-      // literal run of ctrl+1 bytes
-      const n = ctrl + 1;
-      if (ip + n > input.length || op + n > outLen) throw new RdbFormatError("corrupt LZF data (literal overruns)");
-      input.copy(out, op, ip, ip + n);
-      ip += n;
-      op += n;
-    } else {
-      // back reference: length in the top 3 bits (7 = extended), offset in the low 5 bits + next byte
-      let len = ctrl >> 5;
-      if (len === 7) {
-        if (ip >= input.length) throw new RdbFormatError("corrupt LZF data (truncated length)");
-        len += input[ip++];
-      }
-      if (ip >= input.length) throw new RdbFormatError("corrupt LZF data (truncated offset)");
-      let ref = op - ((ctrl & 0x1f) << 8) - input[ip++] - 1;
-      len += 2;
-      if (ref < 0 || op + len > outLen) throw new RdbFormatError("corrupt LZF data (bad back reference)");
-      // byte-by-byte: the reference may overlap the bytes being written
-      while (len--) out[op++] = out[ref++];
-    }
+  try {
+    return lzfDecompressRange(input, 0, input.length, outLen);
+  } catch (err) {
+    if (err instanceof LzfError) throw new RdbFormatError(`corrupt LZF data (${err.message})`);
+    throw err;
   }
-  if (op !== outLen) throw new RdbFormatError(`corrupt LZF data (expected ${outLen} bytes, got ${op})`);
-  return out;
 }
 
 /** Inspects a whole in-memory RDB (tests, small files). */
