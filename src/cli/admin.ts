@@ -8,18 +8,13 @@ import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
 import { withServices, withSettings } from "./context";
-import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
+import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 function outputOption(cmd: Command): Command {
   return cmd.option("--output <format>", "table or json", "table");
-}
-
-function formatOf(v: unknown): OutputFormat {
-  if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
-  return v;
 }
 
 function withPassword(url: string, password: string | undefined): string {

@@ -13,17 +13,12 @@ import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/errors";
 import { withServices, withSettings } from "./context";
-import { formatBytes, OutputFormat, printRows, progressBar } from "./output";
+import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
 import type { ValueKind } from "../redis/rdb/constants";
 import { describeVerification } from "../redis/restore-verify";
 import { RESTORE_MODES, RestoreMode, RestoreReport, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../jobs/restores";
-
-function formatOf(v: unknown): OutputFormat {
-  if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
-  return v;
-}
 
 export function registerBackupCommands(program: Command): void {
   const backup = program.command("backup").description("take, list and delete backups");

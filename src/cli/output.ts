@@ -2,8 +2,16 @@
 // standard error (cli-progress: a bar on a terminal, a line now and then otherwise, so logs stay readable).
 import cliProgress from "cli-progress";
 import { formatBytes } from "../units";
+import { UsageError } from "./settings";
 
 export type OutputFormat = "table" | "json";
+
+/** The `--output` option's value, or a usage error naming it. */
+export function formatOf(v: unknown): OutputFormat {
+  if (v !== "table" && v !== "json") throw new UsageError(`--output must be table or json, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 
 export { formatBytes };
 
