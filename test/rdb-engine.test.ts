@@ -206,6 +206,15 @@ describe("what a Redis loading from the socket refuses (load-check)", () => {
     set.clear();
     assert.equal(set.size, 0);
     assert.equal(set.add(...h(1)), true);
+    // A small set (a key's members) is cleared slot by slot: every name is new again, none lingers.
+    for (const n of [10, 64, 65, 700]) {
+      const small = new FingerprintSet(1000);
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < n; i++) assert.equal(small.add(...h(i)), true, `${n} names, round ${round}, name ${i}`);
+        assert.equal(small.add(...h(0)), false);
+        small.clear();
+      }
+    }
   });
 });
 

@@ -14,6 +14,8 @@
 import type { KeyHeader, RdbVisitor, StreamConsumer, StreamGroup, StreamPendingEntry } from "./reader";
 import type { StreamId } from "./stream";
 
+const TOUCHED = 64;
+
 /** Keys, or members of one key, remembered at most (64 MB of table at the worst). */
 export const MAX_FINGERPRINTS = 4_000_000;
 
@@ -30,6 +32,8 @@ export class LoadCheckLimit extends Error {}
 export class FingerprintSet {
   private hi = new Uint32Array(1024);
   private lo = new Uint32Array(1024);
+  /** Slots of the first TOUCHED entries, so clearing a small set (most keys' members) zeroes only those. */
+  private readonly touched = new Int32Array(TOUCHED);
   size = 0;
 
   constructor(private readonly max: number) {}
@@ -45,6 +49,7 @@ export class FingerprintSet {
         if (this.size >= this.max) throw new LoadCheckLimit(`more than ${this.max} names to check for duplicates`);
         this.hi[i] = h1;
         this.lo[i] = h2;
+        if (this.size < TOUCHED) this.touched[this.size] = i;
         this.size++;
         return true;
       }
@@ -57,7 +62,10 @@ export class FingerprintSet {
     if (this.hi.length > 1024) {
       this.hi = new Uint32Array(1024);
       this.lo = new Uint32Array(1024);
-    } else if (this.size > 0) {
+    } else if (this.size <= TOUCHED) {
+      // No growth happened (the table grows at 768 entries), so these are every slot in use.
+      for (let k = 0; k < this.size; k++) this.hi[this.touched[k]!] = this.lo[this.touched[k]!] = 0;
+    } else {
       this.hi.fill(0);
       this.lo.fill(0);
     }
