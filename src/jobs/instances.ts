@@ -9,6 +9,7 @@ import type { Instance } from "../catalog/types";
 import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
 import { instanceTypeFor } from "../redis/rdb";
 import { parseRedisUrl } from "../redis/resp";
+import { parseInfo } from "../redis/restore-target";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -46,14 +47,13 @@ export async function probeRedis(url: string, o: { timeoutMs?: number; allowedHo
   const timeoutMs = o.timeoutMs ?? 5000;
   const ep = parseRedisUrl(url);
   const conn = await connectForCapture(ep, timeoutMs);
-  let info: string;
+  let info: Map<string, string>;
   try {
-    const reply = await commandWithin(conn, ep, timeoutMs, "INFO");
-    info = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply);
+    info = parseInfo(await commandWithin(conn, ep, timeoutMs, "INFO"));
   } finally {
     conn.close();
   }
-  const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(info)?.[1]?.trim();
+  const field = (name: string) => info.get(name)?.trim();
   // Valkey reports a Redis-compatible redis_version too; its own version is valkey_version.
   const valkey = field("valkey_version");
   const redisVersion = valkey ?? field("redis_version") ?? "0.0.0";
