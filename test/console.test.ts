@@ -151,6 +151,20 @@ describe("the web console in a browser", () => {
     assert.equal(await page.evaluate("document.cookie"), "", "not readable from scripts");
   });
 
+  test("an instance's ID in the list is a link to its page, as its name is", async () => {
+    const id = page.locator(`tr[data-instance='${TARGET}'] a.instance-id`);
+    assert.equal(await id.textContent(), TARGET);
+    assert.equal(await id.getAttribute("href"), `/console/instances/${TARGET}`);
+    await id.click();
+    await ready(`[data-page='instance'][data-instance='${TARGET}'] [data-testid='backups'][data-ready='1']`);
+    assert.match(page.url(), new RegExp(`/console/instances/${TARGET}$`));
+    assert.equal(await page.locator("[data-page='instance'] h1 .sub").textContent(), TARGET);
+    // Back to the list, which the next tests start from.
+    await page.goBack();
+    await ready("[data-page='instances'][data-ready='1']");
+    assert.match(page.url(), /\/console\/instances$/);
+  });
+
   test("user-provided strings (instance names, remarks) render as text", async () => {
     const target = page.locator(`tr[data-instance='${TARGET}'] a.strong`);
     assert.equal(await target.textContent(), TARGET_NAME);

@@ -67,7 +67,7 @@ function InstanceRow({ i }: { i: OverviewInstance }) {
     <tr data-instance={i.InstanceId}>
       <td>
         <Link href={`/instances/${encodeURIComponent(i.InstanceId)}`} class="strong">{i.InstanceName}</Link>
-        <div class="sub mono">{i.InstanceId}</div>
+        <div class="sub mono"><Link href={`/instances/${encodeURIComponent(i.InstanceId)}`} class="instance-id">{i.InstanceId}</Link></div>
       </td>
       <td>
         {i.Registered
