@@ -235,6 +235,7 @@ test("a three-master Redis Cluster gives one RDB per master", async () => {
   const inst = (await c.DescribeInstances({ InstanceId: ID.cluster })).InstanceSet![0]!;
   assert.equal(inst.RedisShardNum, 3);
   assert.equal(inst.Type, 18);
+  assert.deepEqual(inst.NodeSet!.map((n) => [n.NodeType, n.NodeId]), [[0, 0], [0, 1], [0, 2]], "one master node per shard");
 });
 
 test("DescribeInstances has every field Terraform dereferences", async () => {

@@ -1,4 +1,7 @@
-// DescribeBackupDetail: one backup of one instance.
+// DescribeBackupDetail: one backup of one instance. The encryption fields the API may leave out (DecryptKey,
+// KmsKeyId, KeyAlgorithm) are left out when they do not apply, as the cloud does: an unencrypted backup answers
+// Encrypted false and none of them. An encrypted one (only fixture backups can be) names the cloud's one
+// algorithm; it has no key here, so DecryptKey and KmsKeyId stay out.
 import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
@@ -23,7 +26,7 @@ export default defineAction({
       ShardNum: Math.max(1, b.files.length || instance.shardNum),
       ReplicasNum: 0,
       Encrypted: b.encrypted,
-      KeyAlgorithm: "",
+      ...(b.encrypted ? { KeyAlgorithm: "AES-256-CBC" } : {}),
     };
   },
 });

@@ -1,12 +1,16 @@
-// DescribeInstances: the caller's instances in the region, with every field backup-centred clients read
-// (Terraform dereferences ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, InstanceName, Port,
-// ProjectId, InstanceId, UniqSubnetId, UniqVpcId and BillingMode without nil checks, so all are present).
+// DescribeInstances: the caller's instances in the region. Every field of the API's InstanceSet model is present
+// (the API marks all but IPv6, BackupMode and DeleteProtectionSwitch as always returned, and clients iterate
+// NodeSet or dereference ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, ... without nil checks), in the
+// model's order, with the empty value ("", 0, []) where a cloud notion means nothing for a self-hosted Redis.
+import net from "node:net";
 import { parseRedisUrl } from "../redis/resp";
 import type { Instance } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
 const range = "InvalidParameter.InvalidParameter" as const;
+/** The cloud's "no such time" (an instance that is not prepaid, not isolated). */
+const NO_TIME = "0000-00-00 00:00:00";
 
 function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
   let host = "";
@@ -18,15 +22,22 @@ function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
     port = ep.port;
     noAuth = !ep.password;
   }
+  const ipv6 = net.isIPv6(host) ? host : "";
   const cluster = [7, 9, 16, 18].includes(i.instanceType);
+  const shards = Math.max(1, i.shardNum);
   return {
     InstanceName: i.name, InstanceId: i.instanceId, Appid: Number(i.accountId) || 0, ProjectId: 0, RegionId: 0, ZoneId: 0, VpcId: 0, SubnetId: 0,
-    Status: 2, WanIp: host, Port: port, Createtime: time.format(i.createdAt), Size: i.memSizeMb * Math.max(1, i.shardNum), SizeUsed: 0,
-    Type: i.instanceType, AutoRenewFlag: 0, DeadlineTime: "0000-00-00 00:00:00", Engine: "Redis", ProductType: cluster ? "cluster" : "standalone",
-    UniqVpcId: "", UniqSubnetId: "", BillingMode: 0, InstanceTitle: "运行中", OfflineTime: "0000-00-00 00:00:00", SubStatus: 0, Tags: [],
-    InstanceNode: [], RedisShardSize: i.memSizeMb, RedisShardNum: i.shardNum, RedisReplicasNum: 0, PriceId: 0, CloseTime: "0000-00-00 00:00:00",
-    SlaveReadWeight: 0, InstanceTags: [], ProjectName: "", NoAuth: noAuth, ClientLimit: 0, DtsStatus: 0, NetLimit: 0, PasswordFree: 0, ReadOnly: 0,
-    Region: i.region, WanAddress: "", CurrentRedisVersion: i.redisVersion ?? "", BackupMode: "normal",
+    Status: 2, WanIp: host, Port: port, Createtime: time.format(i.createdAt), Size: i.memSizeMb * shards, SizeUsed: 0,
+    Type: i.instanceType, AutoRenewFlag: 0, DeadlineTime: NO_TIME, Engine: "Redis", ProductType: cluster ? "cluster" : "standalone",
+    UniqVpcId: "", UniqSubnetId: "", BillingMode: 0, InstanceTitle: "运行中", OfflineTime: NO_TIME, SubStatus: 0, Tags: [],
+    InstanceNode: [], RedisShardSize: i.memSizeMb, RedisShardNum: i.shardNum, RedisReplicasNum: 0, PriceId: 0, CloseTime: NO_TIME,
+    SlaveReadWeight: 0, InstanceTags: [], ProjectName: "", NoAuth: noAuth, ClientLimit: 0, DtsStatus: 0, NetLimit: 0, PasswordFree: 0,
+    Vip6: ipv6, IPv6: ipv6, ReadOnly: 0, RemainBandwidthDuration: "", DiskSize: 0, MonitorVersion: "", ClientLimitMin: 0, ClientLimitMax: 0,
+    // The nodes we know of: one master per shard (replicas are not tracked), in no availability zone.
+    NodeSet: Array.from({ length: shards }, (_, n) => ({ NodeType: 0, NodeId: n, ZoneId: 0, ZoneName: "" })),
+    Region: i.region, WanAddress: "", PolarisServer: "", RedisClusterId: "", DedicatedClusterId: "", ProductVersion: "local",
+    CurrentProxyVersion: "", CurrentRedisVersion: i.redisVersion ?? "", UpgradeProxyVersion: "", UpgradeRedisVersion: "",
+    BackupMode: "NormalLevelBackup", DeleteProtectionSwitch: 0,
   };
 }
 

@@ -1,8 +1,10 @@
-// ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups.
+// ModifyAutoBackupConfig: days of the week, a whole-hour window and the retention of automatic backups. Every
+// parameter but InstanceId is optional (WeekDays and TimePeriod since the API of 2025-10-29): one left out keeps
+// its current value. The answer is the configuration now in force, BackupStorageDays included.
 import { ALL_WEEKDAYS as ORDER, parsePeriod } from "../protocol/schedule";
 import { ApiError } from "../protocol/errors";
+import type { InstanceFields } from "../catalog/types";
 import { defineAction, ID_MAX_LENGTH } from "./action";
-
 
 export default defineAction({
   name: "ModifyAutoBackupConfig",
@@ -10,25 +12,33 @@ export default defineAction({
   mutates: true,
   schema: {
     InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
-    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, required: true, maxItems: 7 },
-    TimePeriod: { type: "string", required: true, maxLength: 32 },
+    WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, maxItems: 7 },
+    TimePeriod: { type: "string", maxLength: 32 },
     AutoBackupType: { type: "integer", min: 1, max: 1 },
     BackupStorageDays: { type: "integer", min: 1, max: 1825 },
   },
   async handle(p, ctx) {
     const i = await ctx.scope.instance(p.InstanceId!);
-    if (p.WeekDays!.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });
-    const days = new Set<string>();
-    for (const d of p.WeekDays!) {
-      const day = ORDER.find((w) => w.toLowerCase() === d.toLowerCase());
-      if (!day) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: `${JSON.stringify(d)} is not one of ${ORDER.join(", ")}` });
-      days.add(day);
+    const change: InstanceFields = {};
+    if (p.WeekDays !== undefined) {
+      if (p.WeekDays.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });
+      const days = new Set<string>();
+      for (const d of p.WeekDays) {
+        const day = ORDER.find((w) => w.toLowerCase() === d.toLowerCase());
+        if (!day) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: `${JSON.stringify(d)} is not one of ${ORDER.join(", ")}` });
+        days.add(day);
+      }
+      change.autoBackupWeekDays = ORDER.filter((d) => days.has(d));
     }
-    if (!parsePeriod(p.TimePeriod!)) {
-      throw new ApiError("InvalidParameter.Period", { reason: `must be whole hours HH:00-HH:00 with different hours (e.g. 01:00-02:00), got ${JSON.stringify(p.TimePeriod)}` });
+    if (p.TimePeriod !== undefined) {
+      if (!parsePeriod(p.TimePeriod)) {
+        throw new ApiError("InvalidParameter.Period", { reason: `must be whole hours HH:00-HH:00 with different hours (e.g. 01:00-02:00), got ${JSON.stringify(p.TimePeriod)}` });
+      }
+      change.autoBackupPeriod = p.TimePeriod;
     }
-    const weekDays = ORDER.filter((d) => days.has(d));
-    await ctx.catalog.updateInstance(i.instanceId, { autoBackupWeekDays: weekDays, autoBackupPeriod: p.TimePeriod!, ...(p.BackupStorageDays ? { backupStorageDays: p.BackupStorageDays } : {}) });
-    return { AutoBackupType: 1, WeekDays: weekDays, TimePeriod: p.TimePeriod };
+    if (p.BackupStorageDays !== undefined) change.backupStorageDays = p.BackupStorageDays;
+    if (Object.keys(change).length > 0) await ctx.catalog.updateInstance(i.instanceId, change);
+    const now = { ...i, ...change };
+    return { AutoBackupType: 1, WeekDays: now.autoBackupWeekDays, TimePeriod: now.autoBackupPeriod, BackupStorageDays: now.backupStorageDays };
   },
 });
