@@ -2,7 +2,9 @@
 // endpoint rules, the JSON envelope for requests Node's parser refuses, and connection limits and timeouts.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import net from "node:net";
+import path from "node:path";
 import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
 import { signV3 } from "./support/sign";
@@ -143,9 +145,80 @@ describe("requests Node's parser refuses get the JSON envelope", () => {
   });
 });
 
+describe("a body over the limit is answered, then read to its end and dropped", () => {
+  const host = () => `127.0.0.1:${srv.port}`;
+  /** Runs the client in its own process, as a real one is. */
+  const bigBodyClient = (mode: string) => new Promise<{ code?: string; message?: string; connection?: string; error?: string }>((resolve, reject) => {
+    execFile(process.execPath, [path.join(__dirname, "support", "big-body-client.js"), String(srv.port), mode, KEY.secretId, KEY.secretKey, MAIN],
+      { timeout: 60_000 }, (err, stdout) => {
+        if (err) return reject(err);
+        resolve(JSON.parse(stdout) as { code?: string });
+      });
+  });
+
+  test("an 11 MB DescribeInstanceBackups body written whole by node:http (another process), with Content-Length or chunked", async () => {
+    for (const mode of ["http-length", "http-chunked", "http-length"]) {
+      const r = await bigBodyClient(mode);
+      assert.equal(r.code, "RequestSizeLimitExceeded", `${mode}: ${JSON.stringify(r)}`);
+      assert.match(r.message!, /at most 10485760 bytes/);
+      assert.equal(r.connection, "close");
+    }
+    ok(await rawRequest(srv.port, { body: "{}", headers: signV3({ ...KEY, host: host(), body: "{}", action: "DescribeInstances" }) }));
+  });
+
+  test("the official Node SDK gets the envelope, not ECONNRESET", async () => {
+    const r = await bigBodyClient("sdk");
+    assert.equal(r.code, "RequestSizeLimitExceeded", JSON.stringify(r));
+    assert.match(r.message!, /exceeds the limit/);
+  });
+
+  test("the rest of a refused body is discarded within a bound of bytes and of time, then the connection is closed", async () => {
+    assert.equal(SERVER_DEFAULTS.discardMaxBytes, 64 * 1024 * 1024);
+    assert.equal(SERVER_DEFAULTS.discardMaxMs, 10_000);
+    const head = (length: number) => {
+      const h = signV3({ ...KEY, host: host(), body: "" });
+      return `POST / HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join("")}Content-Length: ${length}\r\n\r\n`;
+    };
+    const gw = await startGateway(srv.services, { server: { discardMaxBytes: 1024 * 1024, discardMaxMs: 300 } });
+    try {
+      // A client that declares 20 MB, sends a little and stalls: answered at once, cut after the time bound.
+      const stalled = await rawExchange(gw.port, head(20 * 1024 * 1024) + "{", { waitMs: 5000 });
+      envelope(stalled, "RequestSizeLimitExceeded");
+      assert.ok(stalled.closedAfterMs !== undefined, "a stalled refused body kept its connection open");
+      // A client that keeps sending far beyond the byte bound: cut long before it is done (or any time bound).
+      const gwBytes = await startGateway(srv.services, { server: { discardMaxBytes: 1024 * 1024, discardMaxMs: 60_000 } });
+      try {
+        let sent = 0;
+        const flood = await rawExchange(gwBytes.port, head(200 * 1024 * 1024), {
+          waitMs: 10_000,
+          then: (socket) => {
+            const chunk = Buffer.alloc(256 * 1024, 0x61);
+            const pump = () => {
+              while (!socket.destroyed && sent < 200 * 1024 * 1024) {
+                sent += chunk.length;
+                if (!socket.write(chunk)) return void socket.once("drain", pump);
+              }
+            };
+            pump();
+          },
+        });
+        assert.ok(flood.closedAfterMs !== undefined, "the connection stayed open beyond the byte bound");
+        assert.ok(sent < 200 * 1024 * 1024, `the whole body was taken (${sent} bytes)`);
+      } finally {
+        await gwBytes.close();
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe("connection limits and timeouts", () => {
   test("API-server timeouts and caps by default", () => {
-    assert.deepEqual({ ...SERVER_DEFAULTS }, { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerAddress: 256 });
+    assert.deepEqual({ ...SERVER_DEFAULTS }, {
+      keepAliveTimeoutMs: 65_000, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerAddress: 256,
+      discardMaxBytes: 64 * 1024 * 1024, discardMaxMs: 10_000,
+    });
     assert.equal(srv.server.headersTimeout, 10_000);
     assert.equal(srv.server.requestTimeout, 60_000);
     assert.equal(srv.server.maxConnections, 1024);
