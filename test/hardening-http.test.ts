@@ -7,9 +7,10 @@ import net from "node:net";
 import path from "node:path";
 import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
-import { signV3 } from "./support/sign";
+import { signV1, signV3 } from "./support/sign";
 import { FINANCE, MAIN, SEED } from "./fixtures";
 import { SERVER_DEFAULTS } from "../src/gateway/server";
+import { LIMITS } from "../src/gateway/pipeline";
 import { parseHost } from "../src/gateway/host";
 import { ApiError } from "../src/protocol/errors";
 
@@ -82,6 +83,29 @@ describe("the Host is normalised once for the endpoint rules", () => {
       ["redis..tencentcloudapi.com", /labels/], [".redis.com", /labels/], ["a@b.com", /labels/], ["[::1", /IPv6/], ["[zz::1]:80", /IPv6/], ["[::1]x", /after the IPv6/],
     ];
     for (const [h, why] of bad) failed(await post(h, "ap-guangzhou"), "InvalidParameter", new RegExp(`Host.*malformed.*${why.source}`));
+  });
+
+  test("a URL sent as the Host (tccli given an endpoint URL) is refused in the request's language", async () => {
+    const url = `http://127.0.0.1:${srv.port}`;
+    const body = JSON.stringify({ InstanceId: MAIN });
+    const v3 = (language?: string) => rawRequest(srv.port, { body, headers: signV3({ ...KEY, host: url, body, language }) });
+    const en = await v3("en-US");
+    failed(en, "InvalidParameter", /^Invalid parameter: the Host "http:\/\/127\.0\.0\.1:\d+" is malformed: .*not a URL/);
+    assert.doesNotMatch(en.json.Response.Error!.Message, /[\u3000-\u9fff\uff00-\uffef]/, "a Chinese prefix under en-US");
+    for (const zh of [await v3("zh-CN"), await v3()]) failed(zh, "InvalidParameter", /^参数错误：the Host .* is malformed: .*not a URL/);
+    // v1 carries Language among its parameters: in the form body or the query string.
+    const form = signV1({ ...KEY, host: url, params: { InstanceId: MAIN, Language: "en-US" } });
+    const headers = { Host: url, "Content-Type": "application/x-www-form-urlencoded" };
+    failed(await rawRequest(srv.port, { body: form, headers }), "InvalidParameter", /^Invalid parameter: the Host/);
+    failed(await rawRequest(srv.port, { method: "GET", path: `/?${form}`, headers: { Host: url } }), "InvalidParameter", /^Invalid parameter: the Host/);
+    const zhForm = signV1({ ...KEY, host: url, params: { InstanceId: MAIN, Language: "zh-CN" } });
+    failed(await rawRequest(srv.port, { body: zhForm, headers }), "InvalidParameter", /^参数错误：the Host/);
+  });
+
+  test("an oversized body is refused in the language its headers ask for", async () => {
+    const big = Buffer.alloc(LIMITS.v3Body + 1, 0x20);
+    const headers = { ...signV3({ ...KEY, host: `127.0.0.1:${srv.port}`, body: "", language: "en-US" }), "Content-Length": String(big.length) };
+    failed(await rawRequest(srv.port, { body: big, headers }), "RequestSizeLimitExceeded", /^The request size exceeds the limit: /);
   });
 
   test("plain hosts, IPv6 literals and the test host still work", async () => {

@@ -139,6 +139,25 @@ function schemeOf(req: ApiRequest): "http" | "https" {
   return headerValue(req.headers, "x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https" ? "https" : "http";
 }
 
+/**
+ * The language a request asked for, for an error met before its parameters were parsed (a malformed Host, an
+ * oversized body, bad percent-encoding): X-TC-Language, else a `Language` in the query string or a form body.
+ * Never throws; anything but en-US is zh-CN, as the full check would decide or refuse it.
+ */
+function languageHint(req: ApiRequest): Language {
+  const header = headerValue(req.headers, "x-tc-language");
+  if (header !== undefined) return header.trim() === "en-US" ? "en-US" : "zh-CN";
+  const q = req.target.indexOf("?");
+  const sources = q < 0 ? [] : [req.target.slice(q + 1)];
+  if (req.method === "POST" && req.body.length > 0 && (headerValue(req.headers, "content-type") ?? "").toLowerCase().startsWith("application/x-www-form-urlencoded")) {
+    sources.push(req.body.toString("latin1"));
+  }
+  for (const s of sources) {
+    if (s.includes("Language=") && new URLSearchParams(s).get("Language") === "en-US") return "en-US";
+  }
+  return "zh-CN";
+}
+
 function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
   const v = common.get("Language") ?? headerValue(req.headers, "x-tc-language");
   if (v === undefined || v === "" || v === "zh-CN") return "zh-CN";
@@ -186,7 +205,7 @@ export class Pipeline {
 
   async handle(req: ApiRequest): Promise<ApiResponse> {
     const requestId = crypto.randomUUID();
-    let language: Language = "zh-CN";
+    let language: Language | undefined;
     let actionName = "-";
     let account = "-";
     try {
@@ -208,7 +227,8 @@ export class Pipeline {
       });
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
-      return failure(err, language, requestId, actionName, account);
+      // Refused before the parameters were parsed (or for its Language itself): the language it seems to ask for.
+      return failure(err, language ?? languageHint(req), requestId, actionName, account);
     }
   }
 
