@@ -16,7 +16,8 @@ import { Authenticated, authenticateV1, authenticateV3, headerValue, TIMESTAMP_W
 import { parseHost, RequestHost } from "./host";
 import { DEFAULT_FAILURE_LIMIT, FailureLimiter, FailureLimitOptions, type RateLimiter } from "./ratelimit";
 import type { RegionRules } from "../protocol/regions";
-import { ReplayGuard } from "./replay";
+import { ReplayGuard, V3Use } from "./replay";
+import { normalizeAddress } from "../address";
 
 export const API_VERSION = "2018-04-12";
 export const LIMITS = { query: 32 * 1024, v1Body: 1024 * 1024, v3Body: 10 * 1024 * 1024 };
@@ -31,7 +32,7 @@ export interface ApiRequest {
   headers: IncomingHttpHeaders;
   body: Buffer;
   remoteAddress: string;
-  /** Identifies the connection the request came on (for the TC3 replay check); 0 when unknown. */
+  /** Identifies the connection the request came on (for the TC3 replay check, with the address); 0 when unknown. */
   connection?: number;
   /** Set when the request was refused for its size before its body was read. */
   tooLarge?: string;
@@ -219,11 +220,11 @@ export class Pipeline {
       const version = parsed.common.get("Version");
       if (!version) throw new ApiError("MissingParameter", { name: "Version" });
       const { catalog } = this.opts.services;
-      const { credential, signature } = await this.authenticate(req, parsed);
+      const { credential, signature, actionSigned } = await this.authenticate(req, parsed);
       account = credential.accountId;
       const result = await this.run(credential, this.actions, name, version, parsed.common.get("Region"), parsed.business, {
         host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `${schemeOf(req)}://${parsed.host.authority}`,
-        replay: parsed.v3 ? { signature, connection: req.connection ?? 0 } : undefined,
+        replay: parsed.v3 ? { signature, use: { connection: req.connection ?? 0, address: normalizeAddress(req.remoteAddress), actionSigned: actionSigned === true } } : undefined,
       });
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
@@ -249,14 +250,14 @@ export class Pipeline {
 
   /** Action and version -> region and endpoint rules -> rate limit -> permission check -> parameters -> handler. */
   private async run(credential: Credential, actions: ReadonlyMap<string, Action>, name: string, version: string, region: string | undefined,
-    business: ParamObject, call: { host: RequestHost; language: Language; requestId: string; clientIp: string; origin: string; replay?: { signature: string; connection: number } }): Promise<Record<string, unknown>> {
+    business: ParamObject, call: { host: RequestHost; language: Language; requestId: string; clientIp: string; origin: string; replay?: { signature: string; use: V3Use } }): Promise<Record<string, unknown>> {
     const account = credential.accountId;
     const action = actions.get(name);
     if (!action) throw new ApiError("InvalidAction", { action: name.slice(0, 64) });
     if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
     if (!region) throw new ApiError("MissingParameter", { name: "Region" });
     this.opts.regions.check(region, call.host.name);
-    if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.connection);
+    if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.use);
     await this.opts.limiter.check(account, name);
     // An action that is a view over another (the console's) is allowed by the policy under that one's name.
     const policyName = action.policyAction ?? name;
