@@ -238,6 +238,8 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     if (swept.exports || swept.locks || swept.unfinished) logger.warn(swept, "repaired backup states no task accounted for");
     // Temp files of dead writers. A task still running now belongs to a live `crs-backup` command (the `cli:`
     // owners recovery leaves alone) whose temp file is in there too, so then they wait for a later start.
+    // Which of the store's optional operations exist (said once if one is missing; /metrics shows them).
+    await services.store.checkCapabilities?.();
     const busy = (await catalog.tasksInStatus(["running"])).length > 0;
     const stale = busy ? 0 : ((await services.store.removeStale?.()) ?? 0);
     if (stale) logger.warn({ files: stale }, "removed partial files left by interrupted writers");

@@ -61,9 +61,13 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
   prepareDataDir(config);
   const catalog = await openCatalog(catalogUrl(config));
   try {
-    const store = openBlobStore(parseStorageUrl(config.storage, {
+    const storage = parseStorageUrl(config.storage, {
       defaultDir: filesDir(config.dataDir), s3Endpoint: config.s3?.endpoint, s3Region: config.s3?.region, s3PathStyle: config.s3?.pathStyle, s3KeyFile: config.s3?.keyFile,
-    }));
+    });
+    const store = openBlobStore(storage, {
+      // Housekeeping the object store cannot do: said once, then skipped (also in /metrics and `storage check`).
+      onUnsupported: (c) => logger.warn({ storage: store.describe(), operation: c.operation }, `the object store does not implement ${c.operation}: ${c.without}`),
+    });
     // A missing bucket, a refused key or an unreachable endpoint is said now, not at the first backup.
     await store.probe();
     const nodeId = makeNodeId(o.role, o.role === "serve" ? config.nodeId : undefined);

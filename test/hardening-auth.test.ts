@@ -13,9 +13,11 @@ import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, LIMITED, MAIN, SECOND, SEED } from "./fixtures";
 import { actions } from "../src/actions";
 import { addressKey, DEFAULT_FAILURE_LIMIT } from "../src/gateway/ratelimit";
+import { ReplayGuard, REUSE_GRACE_S } from "../src/gateway/replay";
 import { validate } from "../src/protocol/schema";
 import { ApiError } from "../src/protocol/errors";
 import { generateInstanceId, randomString } from "../src/jobs/instances";
+import { RedisProcess, startRedis, waitFor } from "./support/redis";
 
 let srv: TestServer;
 before(async () => {
@@ -268,16 +270,85 @@ describe("replays and tampering", () => {
     ok(await send(gw.port, { body, headers, agent: false }));
   });
 
-  test("a captured TC3 read sent again as a state-changing action from another connection is refused", async () => {
+  test("a captured TC3 read sent again as a state-changing action from another client address is refused", async () => {
     const body = JSON.stringify({ InstanceId: MAIN });
     const headers = signV3({ ...KEY, host, body, action: "DescribeAutoBackupConfig" });
     ok(await send(gw.port, { body, headers, agent: false }));
-    failed(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "ManualBackupInstance" }, agent: false }), "AuthFailure.SignatureFailure", /already used for another action/);
+    failed(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "ManualBackupInstance" }, agent: false, localAddress: "127.0.0.2" }), "AuthFailure.SignatureFailure", /already used for another action from another client/);
     // As another read, or in another region, it is what concurrent clients do legitimately: served.
-    ok(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "DescribeInstanceBackups" }, agent: false }));
+    ok(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "DescribeInstanceBackups" }, agent: false, localAddress: "127.0.0.2" }));
     failed(await send(gw.port, { body, headers: { ...headers, "X-TC-Region": "ap-shanghai" }, agent: false }), "ResourceNotFound.InstanceNotExists");
     // The original still works.
     ok(await send(gw.port, { body, headers, agent: false }));
+  });
+
+  test(`a captured TC3 read sent again as a state-changing action from the same address more than ${REUSE_GRACE_S} s later is refused`, async () => {
+    let now = Math.floor(Date.now() / 1000);
+    const clocked = await startGateway(srv.services, { pipeline: { authFailures: { burst: 0, perSecond: 0 }, nowSeconds: () => now } });
+    try {
+      const at = `127.0.0.1:${clocked.port}`;
+      const body = JSON.stringify({ InstanceId: MAIN });
+      const headers = signV3({ ...KEY, host: at, body, action: "DescribeAutoBackupConfig", timestamp: now });
+      ok(await send(clocked.port, { body, headers, agent: false }));
+      now += REUSE_GRACE_S + 1;
+      failed(await send(clocked.port, { body, headers: { ...headers, "X-TC-Action": "ManualBackupInstance" }, agent: false }), "AuthFailure.SignatureFailure", new RegExp(`more than ${REUSE_GRACE_S} s ago`));
+      // Within the grace, from the same address on another connection, it is served (here it reaches the
+      // handler, which refuses a catalogue-only instance).
+      const fresh = signV3({ ...KEY, host: at, body, action: "DescribeAutoBackupConfig", timestamp: now });
+      ok(await send(clocked.port, { body, headers: fresh, agent: false }));
+      now += REUSE_GRACE_S;
+      failed(await send(clocked.port, { body, headers: { ...fresh, "X-TC-Action": "ManualBackupInstance" }, agent: false }), "ResourceUnavailable.InstanceStatusAbnormal");
+    } finally {
+      await clocked.close();
+    }
+  });
+
+  test("a signature used for one state-changing action is refused for any other; the same one again is a repeat", async () => {
+    const body = JSON.stringify({ InstanceId: MAIN }, null, 2);
+    const headers = signV3({ ...KEY, host, body, action: "ManualBackupInstance" });
+    failed(await send(gw.port, { body, headers, agent: false }), "ResourceUnavailable.InstanceStatusAbnormal");
+    failed(await send(gw.port, { body, headers, agent: false, localAddress: "127.0.0.2" }), "ResourceUnavailable.InstanceStatusAbnormal");
+    failed(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "RestoreInstance" }, agent: false }), "AuthFailure.SignatureFailure", /already used for another state-changing action, ManualBackupInstance/);
+    // Reads never bind a signature, and are served after a write too.
+    ok(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "DescribeAutoBackupConfig" }, agent: false }));
+  });
+
+  test("a signature that covers X-TC-Action holds for that action only, and is not remembered", async () => {
+    const body = JSON.stringify({ InstanceId: MAIN }, null, 3);
+    const headers = signV3({ ...KEY, host, body, action: "DescribeAutoBackupConfig", alsoSign: ["x-tc-action"] });
+    assert.match(headers.Authorization!, /SignedHeaders=content-type;host;x-tc-action,/);
+    ok(await send(gw.port, { body, headers, agent: false }));
+    failed(await send(gw.port, { body, headers: { ...headers, "X-TC-Action": "ManualBackupInstance" }, agent: false }), "AuthFailure.SignatureFailure");
+    const write = signV3({ ...KEY, host, body, action: "ManualBackupInstance", alsoSign: ["x-tc-action"] });
+    failed(await send(gw.port, { body, headers: write, agent: false, localAddress: "127.0.0.2" }), "ResourceUnavailable.InstanceStatusAbnormal");
+  });
+
+  test("the guard's rules, on its own clock", () => {
+    let t = 1_000_000;
+    const guard = new ReplayGuard({ windowS: 300, now: () => t });
+    const use = (connection: number, address = "10.0.0.1") => ({ connection, address, actionSigned: false });
+    const refused = (f: () => void) => assert.throws(f, (e: unknown) => e instanceof ApiError && e.code === "AuthFailure.SignatureFailure");
+    // An honest script: a read, then a write with the same signature on another connection, a second later.
+    guard.checkV3("AK", "s1", "DescribeAutoBackupConfig", false, use(1));
+    t += 1000;
+    guard.checkV3("AK", "s1", "ManualBackupInstance", true, use(2));
+    guard.checkV3("AK", "s1", "ManualBackupInstance", true, use(3, "10.0.0.9")); // a repeat of that write
+    guard.checkV3("AK", "s1", "DescribeInstanceBackups", false, use(4, "10.0.0.9"));
+    refused(() => guard.checkV3("AK", "s1", "RestoreInstance", true, use(2)));
+    guard.checkV3("AK", "s1", "RestoreInstance", true, use(1)); // its first connection is its client
+    // Another address, or the same one too late: refused; the first use's own connection: served at any time.
+    guard.checkV3("AK", "s2", "DescribeInstances", false, use(5));
+    refused(() => guard.checkV3("AK", "s2", "ManualBackupInstance", true, use(6, "10.0.0.2")));
+    t += (REUSE_GRACE_S + 1) * 1000;
+    refused(() => guard.checkV3("AK", "s2", "ManualBackupInstance", true, use(6)));
+    guard.checkV3("AK", "s2", "ManualBackupInstance", true, use(5));
+    // Unknown connections (0) are not one connection.
+    guard.checkV3("AK", "s3", "DescribeInstances", false, use(0));
+    refused(() => guard.checkV3("AK", "s3", "ManualBackupInstance", true, use(0, "10.0.0.2")));
+    // Signatures are per SecretId; one covering X-TC-Action is not remembered.
+    guard.checkV3("AK2", "s1", "RestoreInstance", true, use(7, "10.0.0.3"));
+    guard.checkV3("AK", "s4", "DescribeInstances", false, { ...use(8), actionSigned: true });
+    guard.checkV3("AK", "s4", "ManualBackupInstance", true, { ...use(9, "10.0.0.4"), actionSigned: true });
   });
 
   test("one body sent to several reads and regions at once over several connections is served (a multi-region scan)", async () => {
@@ -331,17 +402,62 @@ describe("replays and tampering", () => {
       const pagedHeaders = signV3({ ...KEY, host, body: paged });
       ok(await send(gw.port, { body: paged, headers: pagedHeaders, agent }));
       failed(await send(gw.port, { body: paged, headers: { ...pagedHeaders, "X-TC-Action": "ManualBackupInstance" }, agent }), "UnknownParameter");
-      // With exactly {InstanceId}: refused from another connection as a replay.
+      // With exactly {InstanceId}: refused from another client address as a replay.
       // (Spelled unlike the other tests' bodies, so no earlier signature is the same.)
       const bare = JSON.stringify({ InstanceId: MAIN }, null, 1);
       const bareHeaders = signV3({ ...KEY, host, body: bare });
       ok(await send(gw.port, { body: bare, headers: bareHeaders, agent }));
-      failed(await send(gw.port, { body: bare, headers: { ...bareHeaders, "X-TC-Action": "ManualBackupInstance" }, agent: false }), "AuthFailure.SignatureFailure");
+      failed(await send(gw.port, { body: bare, headers: { ...bareHeaders, "X-TC-Action": "ManualBackupInstance" }, agent: false, localAddress: "127.0.0.2" }), "AuthFailure.SignatureFailure");
       // A read-only credential cannot be turned into a write at all.
       const limited = signV3({ ...LIMITED, host, body: bare, action: "ManualBackupInstance" });
       failed(await send(gw.port, { body: bare, headers: limited, agent }), "UnauthorizedOperation.NoCAMAuthed");
     } finally {
       agent.destroy();
+    }
+  });
+});
+
+describe("an honest script's read then write with one body is served, over two connections", () => {
+  let redis: RedisProcess;
+  let live: TestServer;
+  const ID = "crs-rp000001";
+  before(async () => {
+    redis = await startRedis();
+    live = await startTestServer({
+      Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }],
+      Instances: [{ InstanceId: ID, InstanceName: "replay", Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${redis.port}` }],
+    }, { rateLimit: 0 });
+  });
+  after(async () => {
+    await live?.close();
+    redis?.kill();
+  });
+  const finished = (client: ReturnType<TestServer["client"]>, taskId: number) => waitFor(`task ${taskId}`, async () => {
+    const t = await client.DescribeTaskInfo({ TaskId: taskId });
+    return t.Status === "preparing" || t.Status === "running" ? undefined : t.Status;
+  }, 60_000, 50);
+
+  test("DescribeAutoBackupConfig then ManualBackupInstance, both {InstanceId}, one timestamp second, two connections", async () => {
+    const host = `127.0.0.1:${live.port}`;
+    const body = JSON.stringify({ InstanceId: ID });
+    const ts = Math.floor(Date.now() / 1000);
+    // One signature for both (the action is not signed), as two SDK clients produce within one second.
+    const read = signV3({ ...KEY, host, body, action: "DescribeAutoBackupConfig", timestamp: ts });
+    const write = signV3({ ...KEY, host, body, action: "ManualBackupInstance", timestamp: ts });
+    assert.equal(read.Authorization, write.Authorization);
+    ok(await send(live.port, { body, headers: read, agent: false }));
+    const started = ok(await send(live.port, { body, headers: write, agent: false }));
+    assert.equal(typeof started.TaskId, "number");
+    assert.equal(await finished(live.client(), started.TaskId as number), "succeed");
+  });
+
+  test("two official SDK clients (two connections), read then write, three times in a row", async () => {
+    const reader = live.client();
+    const writer = live.client();
+    for (let i = 0; i < 3; i++) {
+      await reader.DescribeAutoBackupConfig({ InstanceId: ID });
+      const { TaskId } = await writer.ManualBackupInstance({ InstanceId: ID });
+      assert.equal(await finished(reader, TaskId!), "succeed");
     }
   });
 });

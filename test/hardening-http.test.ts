@@ -2,12 +2,15 @@
 // endpoint rules, the JSON envelope for requests Node's parser refuses, and connection limits and timeouts.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import net from "node:net";
+import path from "node:path";
 import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
-import { signV3 } from "./support/sign";
+import { signV1, signV3 } from "./support/sign";
 import { FINANCE, MAIN, SEED } from "./fixtures";
 import { SERVER_DEFAULTS } from "../src/gateway/server";
+import { LIMITS } from "../src/gateway/pipeline";
 import { parseHost } from "../src/gateway/host";
 import { ApiError } from "../src/protocol/errors";
 
@@ -82,6 +85,29 @@ describe("the Host is normalised once for the endpoint rules", () => {
     for (const [h, why] of bad) failed(await post(h, "ap-guangzhou"), "InvalidParameter", new RegExp(`Host.*malformed.*${why.source}`));
   });
 
+  test("a URL sent as the Host (tccli given an endpoint URL) is refused in the request's language", async () => {
+    const url = `http://127.0.0.1:${srv.port}`;
+    const body = JSON.stringify({ InstanceId: MAIN });
+    const v3 = (language?: string) => rawRequest(srv.port, { body, headers: signV3({ ...KEY, host: url, body, language }) });
+    const en = await v3("en-US");
+    failed(en, "InvalidParameter", /^Invalid parameter: the Host "http:\/\/127\.0\.0\.1:\d+" is malformed: .*not a URL/);
+    assert.doesNotMatch(en.json.Response.Error!.Message, /[\u3000-\u9fff\uff00-\uffef]/, "a Chinese prefix under en-US");
+    for (const zh of [await v3("zh-CN"), await v3()]) failed(zh, "InvalidParameter", /^参数错误：the Host .* is malformed: .*not a URL/);
+    // v1 carries Language among its parameters: in the form body or the query string.
+    const form = signV1({ ...KEY, host: url, params: { InstanceId: MAIN, Language: "en-US" } });
+    const headers = { Host: url, "Content-Type": "application/x-www-form-urlencoded" };
+    failed(await rawRequest(srv.port, { body: form, headers }), "InvalidParameter", /^Invalid parameter: the Host/);
+    failed(await rawRequest(srv.port, { method: "GET", path: `/?${form}`, headers: { Host: url } }), "InvalidParameter", /^Invalid parameter: the Host/);
+    const zhForm = signV1({ ...KEY, host: url, params: { InstanceId: MAIN, Language: "zh-CN" } });
+    failed(await rawRequest(srv.port, { body: zhForm, headers }), "InvalidParameter", /^参数错误：the Host/);
+  });
+
+  test("an oversized body is refused in the language its headers ask for", async () => {
+    const big = Buffer.alloc(LIMITS.v3Body + 1, 0x20);
+    const headers = { ...signV3({ ...KEY, host: `127.0.0.1:${srv.port}`, body: "", language: "en-US" }), "Content-Length": String(big.length) };
+    failed(await rawRequest(srv.port, { body: big, headers }), "RequestSizeLimitExceeded", /^The request size exceeds the limit: /);
+  });
+
   test("plain hosts, IPv6 literals and the test host still work", async () => {
     ok(await post(host, "ap-guangzhou"));
     ok(await post("redis.tencentcloudapi.com", "ap-guangzhou"));
@@ -143,9 +169,80 @@ describe("requests Node's parser refuses get the JSON envelope", () => {
   });
 });
 
+describe("a body over the limit is answered, then read to its end and dropped", () => {
+  const host = () => `127.0.0.1:${srv.port}`;
+  /** Runs the client in its own process, as a real one is. */
+  const bigBodyClient = (mode: string) => new Promise<{ code?: string; message?: string; connection?: string; error?: string }>((resolve, reject) => {
+    execFile(process.execPath, [path.join(__dirname, "support", "big-body-client.js"), String(srv.port), mode, KEY.secretId, KEY.secretKey, MAIN],
+      { timeout: 60_000 }, (err, stdout) => {
+        if (err) return reject(err);
+        resolve(JSON.parse(stdout) as { code?: string });
+      });
+  });
+
+  test("an 11 MB DescribeInstanceBackups body written whole by node:http (another process), with Content-Length or chunked", async () => {
+    for (const mode of ["http-length", "http-chunked", "http-length"]) {
+      const r = await bigBodyClient(mode);
+      assert.equal(r.code, "RequestSizeLimitExceeded", `${mode}: ${JSON.stringify(r)}`);
+      assert.match(r.message!, /at most 10485760 bytes/);
+      assert.equal(r.connection, "close");
+    }
+    ok(await rawRequest(srv.port, { body: "{}", headers: signV3({ ...KEY, host: host(), body: "{}", action: "DescribeInstances" }) }));
+  });
+
+  test("the official Node SDK gets the envelope, not ECONNRESET", async () => {
+    const r = await bigBodyClient("sdk");
+    assert.equal(r.code, "RequestSizeLimitExceeded", JSON.stringify(r));
+    assert.match(r.message!, /exceeds the limit/);
+  });
+
+  test("the rest of a refused body is discarded within a bound of bytes and of time, then the connection is closed", async () => {
+    assert.equal(SERVER_DEFAULTS.discardMaxBytes, 64 * 1024 * 1024);
+    assert.equal(SERVER_DEFAULTS.discardMaxMs, 10_000);
+    const head = (length: number) => {
+      const h = signV3({ ...KEY, host: host(), body: "" });
+      return `POST / HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join("")}Content-Length: ${length}\r\n\r\n`;
+    };
+    const gw = await startGateway(srv.services, { server: { discardMaxBytes: 1024 * 1024, discardMaxMs: 300 } });
+    try {
+      // A client that declares 20 MB, sends a little and stalls: answered at once, cut after the time bound.
+      const stalled = await rawExchange(gw.port, head(20 * 1024 * 1024) + "{", { waitMs: 5000 });
+      envelope(stalled, "RequestSizeLimitExceeded");
+      assert.ok(stalled.closedAfterMs !== undefined, "a stalled refused body kept its connection open");
+      // A client that keeps sending far beyond the byte bound: cut long before it is done (or any time bound).
+      const gwBytes = await startGateway(srv.services, { server: { discardMaxBytes: 1024 * 1024, discardMaxMs: 60_000 } });
+      try {
+        let sent = 0;
+        const flood = await rawExchange(gwBytes.port, head(200 * 1024 * 1024), {
+          waitMs: 10_000,
+          then: (socket) => {
+            const chunk = Buffer.alloc(256 * 1024, 0x61);
+            const pump = () => {
+              while (!socket.destroyed && sent < 200 * 1024 * 1024) {
+                sent += chunk.length;
+                if (!socket.write(chunk)) return void socket.once("drain", pump);
+              }
+            };
+            pump();
+          },
+        });
+        assert.ok(flood.closedAfterMs !== undefined, "the connection stayed open beyond the byte bound");
+        assert.ok(sent < 200 * 1024 * 1024, `the whole body was taken (${sent} bytes)`);
+      } finally {
+        await gwBytes.close();
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe("connection limits and timeouts", () => {
   test("API-server timeouts and caps by default", () => {
-    assert.deepEqual({ ...SERVER_DEFAULTS }, { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerAddress: 256 });
+    assert.deepEqual({ ...SERVER_DEFAULTS }, {
+      keepAliveTimeoutMs: 65_000, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerAddress: 256,
+      discardMaxBytes: 64 * 1024 * 1024, discardMaxMs: 10_000,
+    });
     assert.equal(srv.server.headersTimeout, 10_000);
     assert.equal(srv.server.requestTimeout, 60_000);
     assert.equal(srv.server.maxConnections, 1024);

@@ -14,6 +14,7 @@ import { send, writeMixedDataset } from "./support/dataset";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
 import { KEY, RedisClient, startTestServer, TestServer } from "./support/server";
+import { cleanEnv, cli, killServed, sdk, serve as serveCli, taskEnd } from "./support/cli-process";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const MAIN = "crs-s3000001";
@@ -159,5 +160,49 @@ test("a capture into S3 killed mid-stream leaves no object, no upload and no lis
   } finally {
     second.proc.kill("SIGTERM");
     await second.exit;
+  }
+});
+
+test("serve on s3rver as published (no ListMultipartUploads, ListParts, AbortMultipartUpload): starts, backs up, warns once, says so in /metrics and storage check", async () => {
+  const plain = await startS3rver({ plain: true });
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-s3plain-"));
+  try {
+    await plain.createBucket("plain");
+    const seed = path.join(base, "seed.json");
+    fs.writeFileSync(seed, JSON.stringify({ Instances: [{ InstanceId: "crs-s3plain1", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${source.port}` }] }));
+    const env = cleanEnv({ CRS_SECRET_ID: "AKIDs3plain", CRS_SECRET_KEY: "s3plainkey", CRS_STORAGE: "s3://plain/node-p", CRS_S3_ENDPOINT: plain.endpoint, CRS_S3_PATH_STYLE: "true", CRS_S3_KEY_FILE: keyFile });
+    const data = path.join(base, "data");
+    const served = await serveCli(["--data", data, "--seed", seed, "--rate-limit", "0"], env);
+    try {
+      const client = sdk(served.port, "AKIDs3plain", "s3plainkey");
+      const { TaskId } = await client.ManualBackupInstance({ InstanceId: "crs-s3plain1" });
+      const task = await taskEnd(client, TaskId!);
+      assert.equal(task.Status, "succeed", task.TaskMessage);
+      const listed = await client.DescribeInstanceBackups({ InstanceId: "crs-s3plain1" });
+      assert.equal(listed.TotalCount, 1);
+      const metrics = await get(`http://127.0.0.1:${served.port}/metrics`);
+      for (const op of ["ListMultipartUploads", "ListParts", "AbortMultipartUpload"]) {
+        assert.match(metrics.body.toString(), new RegExp(`^crs_backup_storage_capability\\{operation="${op}"\\} 0$`, "m"));
+      }
+      const out = served.out();
+      for (const op of ["ListMultipartUploads", "ListParts", "AbortMultipartUpload"]) {
+        assert.equal(out.split(`does not implement ${op}`).length - 1, 1, `one warning for ${op}:\n${out}`);
+      }
+      assert.match(out, /does not implement ListMultipartUploads: incomplete multipart uploads .* not swept: their parts keep taking \(billed\) space/);
+    } finally {
+      await served.stop();
+    }
+    const check = cli(["storage", "check", "--data", data], env);
+    assert.equal(check.status, 0, check.stderr);
+    assert.match(check.stdout, /capability ListMultipartUploads: not implemented by the store: .*not swept/);
+    assert.match(check.stdout, /capability AbortMultipartUpload: not implemented by the store/);
+    const json = cli(["storage", "check", "--data", data, "--output", "json"], env);
+    assert.equal(json.status, 0, json.stderr);
+    const caps = (JSON.parse(json.stdout) as { capabilities: Array<{ operation: string; supported: boolean }> }).capabilities;
+    assert.deepEqual(caps.map((c) => [c.operation, c.supported]), [["ListMultipartUploads", false], ["ListParts", false], ["AbortMultipartUpload", false]]);
+  } finally {
+    killServed();
+    await plain.stop();
+    fs.rmSync(base, { recursive: true, force: true });
   }
 });

@@ -469,3 +469,64 @@ describe("S3BlobStore only", () => {
     assert.equal(await store.removeStale(0), 0);
   });
 });
+
+describe("S3BlobStore on a store without the multipart housekeeping (s3rver as published)", () => {
+  let plain: S3TestServer;
+  before(async () => {
+    plain = await startS3rver({ plain: true });
+  });
+  after(async () => {
+    await plain?.stop();
+  });
+  const OPTIONAL = ["ListMultipartUploads", "ListParts", "AbortMultipartUpload"];
+
+  test("the shimmed server has all three; the plain one none, each said once, and nothing fails", async () => {
+    await s3.createBucket("caps");
+    assert.deepEqual((await s3.store("caps").checkCapabilities()).map((c) => [c.operation, c.supported]), OPTIONAL.map((op) => [op, true]));
+
+    await plain.createBucket("plain");
+    const told: string[] = [];
+    const store = plain.store("plain", { prefix: "crs", partSizeBytes: 5 * MiB, onUnsupported: (c) => told.push(c.operation) });
+    assert.deepEqual(store.capabilities().map((c) => c.supported), [undefined, undefined, undefined]);
+    // Housekeeping finds the gap itself: no sweep, no failure, one word.
+    assert.equal(await store.removeStale(0), 0);
+    assert.equal(await store.abortUploads("backups/"), 0);
+    assert.deepEqual(told, ["ListMultipartUploads"]);
+    const caps = await store.checkCapabilities();
+    assert.deepEqual(caps.map((c) => [c.operation, c.supported]), OPTIONAL.map((op) => [op, false]));
+    assert.match(caps[0]!.without, /not swept.*lifecycle rule/);
+    assert.deepEqual(told, OPTIONAL, "each missing operation is said once");
+    await store.checkCapabilities();
+    assert.equal(await store.removeStale(0), 0);
+    assert.deepEqual(told, OPTIONAL);
+  });
+
+  test("blobs, multipart ones included, are stored and read back; a failed upload fails with its own error", async () => {
+    await plain.createBucket("plain-blobs");
+    const told: string[] = [];
+    const store = plain.store("plain-blobs", { prefix: "crs", partSizeBytes: 5 * MiB, onUnsupported: (c) => told.push(c.operation) });
+    const small = crypto.randomBytes(1000);
+    const big = crypto.randomBytes(11 * MiB);
+    assert.equal((await put(store, "backups/b1/shard-0.rdb", small)).sha256, sha256(small));
+    assert.equal((await put(store, "backups/b1/shard-1.rdb", big)).sha256, sha256(big));
+    assert.ok(sha256(await readAll(await store.openRead("backups/b1/shard-1.rdb"))) === sha256(big));
+    assert.deepEqual((await listAll(store, "backups/")).map((b) => b.key), ["backups/b1/shard-0.rdb", "backups/b1/shard-1.rdb"]);
+    // A source that dies after parts were uploaded: the abort the store lacks neither hides the cause nor throws.
+    let sent = 0;
+    const source = new Readable({
+      read() {
+        if (sent >= 11 * MiB) return this.destroy(new Error("source died"));
+        sent += 256 * 1024;
+        this.push(crypto.randomBytes(256 * 1024));
+      },
+    });
+    const w = store.createWriter("backups/b2/shard-0.rdb");
+    await assert.rejects(pipeline(source, w), /source died/);
+    await assert.rejects(w.commit(), /source died/);
+    await closed(w);
+    assert.equal(await store.stat("backups/b2/shard-0.rdb"), undefined);
+    assert.deepEqual(told, ["AbortMultipartUpload"]);
+    // What that costs: the parts stay in the store.
+    assert.deepEqual((await plain.uploadsOnDisk("plain-blobs")).map((u) => u.key), ["crs/backups/b2/shard-0.rdb"]);
+  });
+});

@@ -146,12 +146,18 @@ export function registerAdminCommands(program: Command): void {
     .option("--dry-run", "report orphan files without removing them"), "all"))
     .action(async (o: { output: string; dryRun?: boolean }, cmd: Command) => withServices(cmd, async (s) => {
       const r = await reconcileStorage({ catalog: s.catalog, store: s.store, dryRun: o.dryRun, checkFiles: true });
-      if (formatOf(o.output) === "json") process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      // The store's optional operations (S3 multipart housekeeping): informational, never a failure.
+      const capabilities = (await s.store.checkCapabilities?.()) ?? [];
+      if (formatOf(o.output) === "json") process.stdout.write(`${JSON.stringify(capabilities.length ? { ...r, capabilities } : r, null, 2)}\n`);
       else {
         console.log(`${r.blobs} file(s) checked; ${r.orphans.length} orphan(s)${o.dryRun ? " (not removed: --dry-run)" : `, ${r.removed} removed`}; ${r.missing.length} missing; ${r.sizeMismatch.length} with the wrong size; ${r.inProgress} backup(s) in progress left alone`);
         for (const k of r.orphans) console.log(`orphan   ${k}`);
         for (const k of r.missing) console.log(`missing  ${k}`);
         for (const k of r.sizeMismatch) console.log(`size     ${k}`);
+        for (const c of capabilities) {
+          const state = c.supported === undefined ? "unknown (the store did not say)" : c.supported ? "implemented" : `not implemented by the store: ${c.without}`;
+          console.log(`capability ${c.operation}: ${state}`);
+        }
       }
       if (r.missing.length || r.sizeMismatch.length) process.exitCode = 1;
     }));

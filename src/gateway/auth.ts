@@ -20,6 +20,8 @@ export interface CredentialSource {
 export interface Authenticated {
   credential: Credential;
   signature: string;
+  /** TC3: whether X-TC-Action is among the signed headers (then the signature holds for that action only). */
+  actionSigned?: boolean;
 }
 
 function checkTimestamp(text: string | undefined, name: string, nowS: number): number {
@@ -79,7 +81,7 @@ export async function authenticateV3(req: V3Request, source: CredentialSource, n
   });
   if (!ok) throw new ApiError("AuthFailure.SignatureFailure", { reason: "" });
   checkToken(credential, headerValue(req.headers, "x-tc-token"));
-  return { credential, signature: auth.signature };
+  return { credential, signature: auth.signature, actionSigned: auth.signedHeaders.includes("x-tc-action") };
 }
 
 export interface V1Request {

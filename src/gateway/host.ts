@@ -28,6 +28,8 @@ export function parseHost(raw: string | undefined): RequestHost {
   const sent = (raw ?? "").trim().toLowerCase();
   if (sent === "") throw new ApiError("MissingParameter", { name: "Host" });
   if (sent.length > MAX_HOST) throw malformed(sent, `longer than ${MAX_HOST} characters`);
+  // tccli given an endpoint URL sends the whole URL as the Host.
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(sent)) throw malformed(sent, "a Host is a name or address with an optional :port, not a URL; give the endpoint without its scheme (http:// or https://)");
   let hostPart = sent;
   let port: string | undefined;
   if (sent.startsWith("[")) {

@@ -16,7 +16,8 @@ import { Authenticated, authenticateV1, authenticateV3, headerValue, TIMESTAMP_W
 import { parseHost, RequestHost } from "./host";
 import { DEFAULT_FAILURE_LIMIT, FailureLimiter, FailureLimitOptions, type RateLimiter } from "./ratelimit";
 import type { RegionRules } from "../protocol/regions";
-import { ReplayGuard } from "./replay";
+import { ReplayGuard, V3Use } from "./replay";
+import { normalizeAddress } from "../address";
 
 export const API_VERSION = "2018-04-12";
 export const LIMITS = { query: 32 * 1024, v1Body: 1024 * 1024, v3Body: 10 * 1024 * 1024 };
@@ -31,7 +32,7 @@ export interface ApiRequest {
   headers: IncomingHttpHeaders;
   body: Buffer;
   remoteAddress: string;
-  /** Identifies the connection the request came on (for the TC3 replay check); 0 when unknown. */
+  /** Identifies the connection the request came on (for the TC3 replay check, with the address); 0 when unknown. */
   connection?: number;
   /** Set when the request was refused for its size before its body was read. */
   tooLarge?: string;
@@ -139,6 +140,25 @@ function schemeOf(req: ApiRequest): "http" | "https" {
   return headerValue(req.headers, "x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https" ? "https" : "http";
 }
 
+/**
+ * The language a request asked for, for an error met before its parameters were parsed (a malformed Host, an
+ * oversized body, bad percent-encoding): X-TC-Language, else a `Language` in the query string or a form body.
+ * Never throws; anything but en-US is zh-CN, as the full check would decide or refuse it.
+ */
+function languageHint(req: ApiRequest): Language {
+  const header = headerValue(req.headers, "x-tc-language");
+  if (header !== undefined) return header.trim() === "en-US" ? "en-US" : "zh-CN";
+  const q = req.target.indexOf("?");
+  const sources = q < 0 ? [] : [req.target.slice(q + 1)];
+  if (req.method === "POST" && req.body.length > 0 && (headerValue(req.headers, "content-type") ?? "").toLowerCase().startsWith("application/x-www-form-urlencoded")) {
+    sources.push(req.body.toString("latin1"));
+  }
+  for (const s of sources) {
+    if (s.includes("Language=") && new URLSearchParams(s).get("Language") === "en-US") return "en-US";
+  }
+  return "zh-CN";
+}
+
 function pickLanguage(req: ApiRequest, common: Map<string, string>): Language {
   const v = common.get("Language") ?? headerValue(req.headers, "x-tc-language");
   if (v === undefined || v === "" || v === "zh-CN") return "zh-CN";
@@ -186,7 +206,7 @@ export class Pipeline {
 
   async handle(req: ApiRequest): Promise<ApiResponse> {
     const requestId = crypto.randomUUID();
-    let language: Language = "zh-CN";
+    let language: Language | undefined;
     let actionName = "-";
     let account = "-";
     try {
@@ -200,15 +220,16 @@ export class Pipeline {
       const version = parsed.common.get("Version");
       if (!version) throw new ApiError("MissingParameter", { name: "Version" });
       const { catalog } = this.opts.services;
-      const { credential, signature } = await this.authenticate(req, parsed);
+      const { credential, signature, actionSigned } = await this.authenticate(req, parsed);
       account = credential.accountId;
       const result = await this.run(credential, this.actions, name, version, parsed.common.get("Region"), parsed.business, {
         host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `${schemeOf(req)}://${parsed.host.authority}`,
-        replay: parsed.v3 ? { signature, connection: req.connection ?? 0 } : undefined,
+        replay: parsed.v3 ? { signature, use: { connection: req.connection ?? 0, address: normalizeAddress(req.remoteAddress), actionSigned: actionSigned === true } } : undefined,
       });
       return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
-      return failure(err, language, requestId, actionName, account);
+      // Refused before the parameters were parsed (or for its Language itself): the language it seems to ask for.
+      return failure(err, language ?? languageHint(req), requestId, actionName, account);
     }
   }
 
@@ -229,14 +250,14 @@ export class Pipeline {
 
   /** Action and version -> region and endpoint rules -> rate limit -> permission check -> parameters -> handler. */
   private async run(credential: Credential, actions: ReadonlyMap<string, Action>, name: string, version: string, region: string | undefined,
-    business: ParamObject, call: { host: RequestHost; language: Language; requestId: string; clientIp: string; origin: string; replay?: { signature: string; connection: number } }): Promise<Record<string, unknown>> {
+    business: ParamObject, call: { host: RequestHost; language: Language; requestId: string; clientIp: string; origin: string; replay?: { signature: string; use: V3Use } }): Promise<Record<string, unknown>> {
     const account = credential.accountId;
     const action = actions.get(name);
     if (!action) throw new ApiError("InvalidAction", { action: name.slice(0, 64) });
     if (version !== API_VERSION) throw new ApiError("NoSuchVersion", { version: version.slice(0, 40) });
     if (!region) throw new ApiError("MissingParameter", { name: "Region" });
     this.opts.regions.check(region, call.host.name);
-    if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.connection);
+    if (call.replay) this.replay.checkV3(credential.secretId, call.replay.signature, name, action.mutates === true, call.replay.use);
     await this.opts.limiter.check(account, name);
     // An action that is a view over another (the console's) is allowed by the policy under that one's name.
     const policyName = action.policyAction ?? name;

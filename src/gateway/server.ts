@@ -44,6 +44,13 @@ export interface ServerOptions {
   observer?: RequestObserver;
   /** Serve HTTPS with this certificate chain and private key (PEM) instead of plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * After refusing a body over the size limit, how much more of it is read (and dropped, never kept) so that
+   * a client writing it all before reading sees the answer instead of a reset; beyond either bound the
+   * connection is closed. Default 64 MiB and 10 s.
+   */
+  discardMaxBytes?: number;
+  discardMaxMs?: number;
 }
 
 export const SERVER_DEFAULTS = {
@@ -52,6 +59,8 @@ export const SERVER_DEFAULTS = {
   requestTimeoutMs: 60_000,
   maxConnections: 1024,
   maxConnectionsPerAddress: 256,
+  discardMaxBytes: 64 * 1024 * 1024,
+  discardMaxMs: 10_000,
 } as const;
 
 /** Request line and headers together; 64 KiB so a GET over the 32 KiB query limit still gets our envelope. */
@@ -118,6 +127,17 @@ export function createApiServer(opts: ServerOptions): ApiServer {
     }
     const declared = Number(req.headers["content-length"] ?? 0);
     if (!apiReq.tooLarge && declared > limit) apiReq.tooLarge = `the body may be at most ${limit} bytes for this kind of request, got ${declared}`;
+    // A refused body is still read to its end (or to a bound) before the connection closes: closing a socket
+    // with unread bytes resets it, and a client that writes its whole body before reading (Node's http, so
+    // the Node SDK) would see ECONNRESET instead of the answer. What is read is dropped as it arrives.
+    let discarded = 0;
+    let bodyEnded = false;
+    let discardTimer: NodeJS.Timeout | undefined;
+    const whenBodyEnded: Array<() => void> = [];
+    const startDiscarding = () => {
+      discardTimer = setTimeout(() => req.socket.destroy(), o.discardMaxMs);
+      discardTimer.unref();
+    };
     const finish = () => {
       opts.pipeline.handle(apiReq).then((out) => {
         if (res.destroyed || res.headersSent) return; // cut by a timeout while the pipeline ran
@@ -126,7 +146,12 @@ export function createApiServer(opts: ServerOptions): ApiServer {
         if (trace !== undefined) headers["X-TC-TraceId"] = trace;
         if (apiReq.tooLarge) headers.Connection = "close";
         res.writeHead(200, headers);
-        res.end(out.body);
+        if (apiReq.tooLarge && !bodyEnded) {
+          // The whole answer now (the client has it once Content-Length bytes are in); the response ends, and
+          // the connection with it, once the rest of the body is discarded.
+          res.write(out.body);
+          whenBodyEnded.push(() => res.end());
+        } else res.end(out.body);
         const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
         const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
         // A fault behind another code (a full disk: ResourceInsufficient) is the operator's to see, but not a bug.
@@ -144,31 +169,41 @@ export function createApiServer(opts: ServerOptions): ApiServer {
         res.destroy();
       });
     };
-    if (apiReq.tooLarge) {
-      // Answer without reading the body, then drop the connection rather than drain megabytes.
-      res.on("finish", () => req.destroy());
-      return finish();
-    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (chunk: Buffer) => {
-      if (apiReq.tooLarge) return;
+      if (apiReq.tooLarge) {
+        discarded += chunk.length;
+        if (discarded > o.discardMaxBytes) req.socket.destroy();
+        return;
+      }
       size += chunk.length;
       if (size > limit) {
         apiReq.tooLarge = `the body may be at most ${limit} bytes for this kind of request`;
         chunks.length = 0;
-        req.pause();
-        res.on("finish", () => req.destroy());
+        discarded = size - limit;
+        startDiscarding();
         finish();
         return;
       }
       chunks.push(chunk);
     });
     req.on("end", () => {
-      if (apiReq.tooLarge) return;
+      bodyEnded = true;
+      if (apiReq.tooLarge) {
+        clearTimeout(discardTimer);
+        for (const f of whenBodyEnded.splice(0)) f();
+        return;
+      }
       apiReq.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       finish();
     });
+    req.on("close", () => clearTimeout(discardTimer));
+    if (apiReq.tooLarge) {
+      // Refused by its declared size (or its query string): answered at once, the body discarded as above.
+      startDiscarding();
+      finish();
+    }
     req.on("error", () => res.destroy());
   };
   // A TLS handshake gets the headers' time, not Node's 120 s: a client that connects and never speaks is cut as soon.

@@ -97,6 +97,7 @@ export class ServerMetrics {
   private readonly storedBytes: Gauge;
   private readonly ready: Gauge;
   private readonly readyCheck: Gauge<"check">;
+  private readonly storageCapability: Gauge<"operation">;
 
   constructor(o: MetricsOptions = {}) {
     this.actionNames = new Set(o.actions ?? registeredActions.keys());
@@ -146,6 +147,11 @@ export class ServerMetrics {
     this.storedBytes = new Gauge({ name: "crs_backup_stored_backup_bytes", help: "Plain RDB bytes of the backups that hold files (Status 1 to 4).", registers });
     this.ready = new Gauge({ name: "crs_backup_ready", help: "1 when the last readiness check passed (catalogue reachable, migrations applied, storage reachable), else 0.", registers });
     this.readyCheck = new Gauge({ name: "crs_backup_ready_check", help: "Each readiness check at the last reading: 1 passed, 0 failed.", labelNames: ["check"], registers });
+    this.storageCapability = new Gauge({
+      name: "crs_backup_storage_capability",
+      help: "Optional operations of the object store (S3 multipart housekeeping): 1 implemented, 0 not (the housekeeping it does is skipped; see `crs-backup storage check`). Absent until known.",
+      labelNames: ["operation"], registers,
+    });
   }
 
   /** Where catalogue figures come from; also reads each instance's newest successful backup (in the background). */
@@ -254,6 +260,9 @@ export class ServerMetrics {
     const s = this.services;
     if (!s) return;
     this.nodeRunning.set(s.runner.active);
+    for (const c of s.store.capabilities?.() ?? []) {
+      if (c.supported !== undefined) this.storageCapability.set({ operation: c.operation }, c.supported ? 1 : 0);
+    }
     let r = this.reading;
     if (!r) {
       // The first scrape waits for the first readings (instances included) rather than show a partial picture.

@@ -22,6 +22,16 @@ export interface BlobWriter extends Writable {
   abort(): Promise<void>;
 }
 
+/**
+ * An optional operation of a backend (S3's multipart housekeeping): whether the store implements it (undefined
+ * until known) and what goes undone without it. Backups never depend on one.
+ */
+export interface StoreCapability {
+  operation: string;
+  supported: boolean | undefined;
+  without: string;
+}
+
 /** A committed blob as listed by {@link BlobStore.list}. */
 export interface BlobInfo {
   key: string;
@@ -68,6 +78,10 @@ export interface BlobStore {
    * credentials are accepted. Rejects with a message naming the store and what to fix.
    */
   probe(): Promise<void>;
+  /** The optional operations as known so far (S3 only). */
+  capabilities?(): StoreCapability[];
+  /** Tries each optional operation harmlessly and returns what the store implements (S3 only); never rejects. */
+  checkCapabilities?(): Promise<StoreCapability[]>;
   /** Where the blobs live, for messages (`file:/abs/dir`, `s3://bucket/prefix @ endpoint`); never a secret. */
   describe(): string;
 }

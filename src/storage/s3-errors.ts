@@ -2,7 +2,7 @@
 // credentials refused, endpoint unreachable) and what to check. The SDK's own messages are often empty for
 // HEAD requests (no body) or name only the code.
 
-export type S3ErrorKind = "ENOENT" | "NoSuchBucket" | "AccessDenied" | "Unreachable" | "NoSuchUpload" | "S3Error";
+export type S3ErrorKind = "ENOENT" | "NoSuchBucket" | "AccessDenied" | "Unreachable" | "NoSuchUpload" | "Unsupported" | "S3Error";
 
 export class S3StorageError extends Error {
   override name = "S3StorageError";
@@ -55,6 +55,11 @@ export function mapS3Error(err: unknown, op: string, what: string, where: string
   }
   if (ACCESS_CODES.has(name) || status === 403) {
     return new S3StorageError("AccessDenied", `access denied by ${where} for ${op} ${what}: ${detail}; check the access key (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or --s3-key-file), its permissions on the bucket, --s3-region and the endpoint`, { cause: err });
+  }
+  // An S3-compatible store that lacks an operation: s3rver answers NotImplemented (501) for ListMultipartUploads
+  // and MethodNotAllowed (405) for ListParts and AbortMultipartUpload.
+  if (name === "NotImplemented" || name === "MethodNotAllowed" || status === 501 || status === 405) {
+    return new S3StorageError("Unsupported", `${op} is not implemented by ${where} (${op} ${what}: ${detail})`, { cause: err });
   }
   return new S3StorageError("S3Error", `${op} ${what} failed at ${where}: ${detail}`, { cause: err });
 }

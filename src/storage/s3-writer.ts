@@ -3,7 +3,7 @@
 import crypto from "node:crypto";
 import { PassThrough, Writable } from "node:stream";
 import zlib from "node:zlib";
-import type { S3Client } from "@aws-sdk/client-s3";
+import { AbortMultipartUploadCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { BlobCommitResult, CommittableWriter } from "./blob-store";
 import type { S3StorageError } from "./s3-errors";
@@ -18,13 +18,19 @@ export interface WriterInit {
   /** Called once the writer no longer uploads (committed, failed or aborted). */
   release: () => void;
   mapError: (err: unknown, op: string) => S3StorageError;
+  /** False once the store is known not to implement AbortMultipartUpload. */
+  abortSupported: () => boolean;
+  /** Told whether an AbortMultipartUpload worked (true) or is not implemented (false). */
+  noteAbort: (supported: boolean) => void;
 }
 
 /**
  * Hashes and counts the plain bytes, gzips them (level 1, as the local store) when asked, and feeds the result
  * into an Upload through a PassThrough. The body is ended only by commit(): lib-storage sends the last part
  * (or the single PutObject of a small blob) only when its body ends, so nothing is visible before commit(),
- * even after 'finish'. Destroying the body with an error makes Upload abort its multipart upload.
+ * even after 'finish'. A failed or discarded upload's multipart upload is aborted here rather than by Upload
+ * (leavePartsOnError), so that a store without AbortMultipartUpload (s3rver) neither hides the real failure
+ * behind the abort's error nor fails anything: the parts are then left for removeStale or a lifecycle rule.
  */
 export class S3BlobWriter extends CommittableWriter {
   private readonly hash = crypto.createHash("sha256");
@@ -32,7 +38,9 @@ export class S3BlobWriter extends CommittableWriter {
   private storedBytes = 0;
   private readonly body = new PassThrough({ highWaterMark: 1 << 20 });
   private readonly gzip: zlib.Gzip | undefined;
+  private readonly upload: Upload;
   private readonly uploadDone: Promise<unknown>;
+  private aborting: Promise<void> | undefined;
   private discarded: Promise<void> | undefined;
   private released = false;
 
@@ -42,13 +50,13 @@ export class S3BlobWriter extends CommittableWriter {
     // (e.g. after captureRdb destroyed the writer because the source failed) must not crash the process.
     this.on("error", () => undefined);
     this.body.on("error", () => undefined); // Upload sees body errors through its iterator
-    const upload = new Upload({
+    const upload = (this.upload = new Upload({
       client: o.client,
       params: { Bucket: o.bucket, Key: o.objectKey, Body: this.body, ContentType: o.compress ? "application/gzip" : "application/octet-stream" },
       partSize: o.partSize,
       queueSize: o.queueSize,
-      leavePartsOnError: false,
-    });
+      leavePartsOnError: true,
+    }));
     this.uploadDone = upload.done();
     // An upload that fails while we are still writing (access denied, bucket missing, network) stops consuming
     // the body; fail the writer so the producer is not left waiting for 'drain' forever.
@@ -92,18 +100,38 @@ export class S3BlobWriter extends CommittableWriter {
     this.discard(err ?? new Error("blob writer destroyed")).then(() => cb(err), () => cb(err));
   }
 
-  /** Fails the body (unless commit() already ended it) and waits for Upload to abort its multipart upload. */
+  /** Fails the body (unless commit() already ended it), waits for Upload to stop and aborts its multipart upload. */
   private discard(reason: Error): Promise<void> {
     this.discarded ??= (async () => {
       if (!this.body.writableEnded) this.body.destroy(reason);
       try {
         await this.uploadDone;
       } catch {
-        /* expected: the upload was aborted */
+        /* expected: the upload failed */
+        await this.abortUpload();
       }
       this.release();
     })();
     return this.discarded;
+  }
+
+  /**
+   * Aborts the multipart upload of a failed Upload (none for a single PutObject). Never rejects: a store without
+   * AbortMultipartUpload is recorded, any other failure leaves the parts for removeStale.
+   */
+  private abortUpload(): Promise<void> {
+    this.aborting ??= (async () => {
+      const uploadId = this.upload.uploadId;
+      if (!uploadId || !this.o.abortSupported()) return;
+      try {
+        await this.o.client.send(new AbortMultipartUploadCommand({ Bucket: this.o.bucket, Key: this.o.objectKey, UploadId: uploadId }));
+        this.o.noteAbort(true);
+      } catch (err) {
+        const mapped = this.o.mapError(err, "AbortMultipartUpload");
+        if (mapped.code === "Unsupported") this.o.noteAbort(false);
+      }
+    })();
+    return this.aborting;
   }
 
   private release(): void {
@@ -118,6 +146,7 @@ export class S3BlobWriter extends CommittableWriter {
       try {
         await this.uploadDone;
       } catch (err) {
+        await this.abortUpload();
         throw this.o.mapError(err, "upload");
       }
       throw new Error("blob writer was destroyed before commit");
@@ -126,6 +155,7 @@ export class S3BlobWriter extends CommittableWriter {
     try {
       await this.uploadDone;
     } catch (err) {
+      await this.abortUpload();
       throw this.o.mapError(err, "upload");
     } finally {
       this.release();

@@ -3,7 +3,9 @@
 // partSize * (queueSize + 2) whatever the blob's size, and the object becomes visible only in commit(), when the
 // body ends and Upload sends the single PutObject or the CompleteMultipartUpload (both atomic). A process killed
 // mid-upload leaves at most an incomplete multipart upload, invisible to readers and listings, which
-// removeStale() aborts later.
+// removeStale() aborts later. That housekeeping uses ListMultipartUploads, ListParts and AbortMultipartUpload,
+// which some S3-compatible stores lack (s3rver); without them it is skipped with one warning (onUnsupported),
+// never failing a start or a backup, and capabilities() says what is missing for /metrics and `storage check`.
 import { pipeline, Readable } from "node:stream";
 import zlib from "node:zlib";
 import {
@@ -11,7 +13,7 @@ import {
   ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, checkKey, isValidKey } from "./blob-store";
+import { BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, checkKey, isValidKey, StoreCapability } from "./blob-store";
 import { mapS3Error, S3StorageError } from "./s3-errors";
 import { S3BlobWriter } from "./s3-writer";
 
@@ -38,7 +40,20 @@ export interface S3StoreOptions {
   queueSize?: number;
   /** removeStale()'s default grace; default 1 hour (see there). */
   staleGraceMs?: number;
+  /** Told once per operation the first time the store turns out not to implement an optional one. */
+  onUnsupported?: (c: StoreCapability) => void;
 }
+
+/** The optional operations (multipart housekeeping), and what goes undone in a store that lacks each. */
+export const OPTIONAL_OPERATIONS = {
+  ListMultipartUploads: "incomplete multipart uploads left by interrupted writers (a killed process, a failed or deleted backup) are not found, so not swept: their parts keep taking (billed) space until a bucket lifecycle rule (AbortIncompleteMultipartUpload) or an operator removes them",
+  ListParts: "the age of an incomplete upload is judged by its start alone, so only uploads started more than 24 hours ago are swept (one still being written by another node after 24 hours would be cut)",
+  AbortMultipartUpload: "the parts of failed, interrupted or stale uploads are not removed: they keep taking (billed) space until a bucket lifecycle rule or an operator removes them",
+} as const;
+export type OptionalOperation = keyof typeof OPTIONAL_OPERATIONS;
+
+/** Without ListParts an upload's newest part is unknown: only uploads started longer ago than this are stale. */
+export const STALE_BY_START_ONLY_MS = 24 * 60 * 60 * 1000;
 
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const DEFAULT_QUEUE_SIZE = 3;
@@ -62,6 +77,9 @@ export class S3BlobStore implements BlobStore {
   private readonly staleGraceMs: number;
   /** Full object keys with a writer in progress in this process (a count per key); removeStale skips them. */
   private readonly active = new Map<string, number>();
+  /** Whether each optional operation worked (true) or is not implemented (false); absent until tried. */
+  private readonly support = new Map<OptionalOperation, boolean>();
+  private readonly onUnsupported: ((c: StoreCapability) => void) | undefined;
 
   constructor(opts: S3StoreOptions) {
     this.bucket = opts.bucket;
@@ -71,6 +89,7 @@ export class S3BlobStore implements BlobStore {
     this.partSize = opts.partSizeBytes ?? DEFAULT_PART_SIZE;
     this.queueSize = opts.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.staleGraceMs = opts.staleGraceMs ?? DEFAULT_STALE_GRACE_MS;
+    this.onUnsupported = opts.onUnsupported;
     if (!Number.isInteger(this.partSize) || this.partSize < 5 * 1024 * 1024) throw new Error(`S3 part size must be an integer of at least 5 MiB, got ${opts.partSizeBytes}`);
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new Error(`S3 upload queue size must be a positive integer, got ${opts.queueSize}`);
     this.client = new S3Client({
@@ -116,6 +135,56 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /** Records what an optional operation's outcome says about the store; warns the first time one is missing. */
+  private note(op: OptionalOperation, supported: boolean): void {
+    const before = this.support.get(op);
+    if (before === false) return; // once missing, it stays so (and is not tried again)
+    this.support.set(op, supported);
+    if (!supported) {
+      try {
+        this.onUnsupported?.({ operation: op, supported: false, without: OPTIONAL_OPERATIONS[op] });
+      } catch {
+        // a listener must not break housekeeping
+      }
+    }
+  }
+
+  /** True when a failure of `op` means the store lacks it (recorded); false for any other failure. */
+  private unsupported(op: OptionalOperation, mapped: S3StorageError): boolean {
+    if (mapped.code !== "Unsupported") return false;
+    this.note(op, false);
+    return true;
+  }
+
+  capabilities(): StoreCapability[] {
+    return (Object.keys(OPTIONAL_OPERATIONS) as OptionalOperation[]).map((op) => ({ operation: op, supported: this.support.get(op), without: OPTIONAL_OPERATIONS[op] }));
+  }
+
+  /**
+   * Tries each optional operation in a way that changes nothing: lists at most one upload, and lists the parts
+   * of and aborts an upload id that does not exist (a store that implements them answers NoSuchUpload). Another
+   * failure (a refused key, the network) leaves the operation unknown.
+   */
+  async checkCapabilities(): Promise<StoreCapability[]> {
+    const probeKey = `${this.prefix}crs-backup-capability-probe`;
+    const tries: Array<[OptionalOperation, () => Promise<unknown>]> = [
+      ["ListMultipartUploads", () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix || undefined, MaxUploads: 1 }))],
+      ["ListParts", () => this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: probeKey, UploadId: "crs-backup-no-such-upload" }))],
+      ["AbortMultipartUpload", () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: probeKey, UploadId: "crs-backup-no-such-upload" }))],
+    ];
+    for (const [op, send] of tries) {
+      try {
+        await send();
+        this.note(op, true);
+      } catch (err) {
+        const mapped = mapS3Error(err, op, this.what(probeKey), this.describe());
+        if (mapped.code === "NoSuchUpload" || mapped.code === "ENOENT") this.note(op, true);
+        else this.unsupported(op, mapped);
+      }
+    }
+    return this.capabilities();
+  }
+
   createWriter(key: string, opts: { compress?: boolean } = {}): BlobWriter {
     const objectKey = this.objectKey(key);
     this.active.set(objectKey, (this.active.get(objectKey) ?? 0) + 1);
@@ -127,6 +196,8 @@ export class S3BlobStore implements BlobStore {
     return new S3BlobWriter({
       client: this.client, bucket: this.bucket, objectKey, compress: opts.compress === true, partSize: this.partSize, queueSize: this.queueSize,
       release, mapError: (err, op) => mapS3Error(err, op, this.what(objectKey), this.describe()),
+      abortSupported: () => this.support.get("AbortMultipartUpload") !== false,
+      noteAbort: (supported) => this.note("AbortMultipartUpload", supported),
     });
   }
 
@@ -211,14 +282,19 @@ export class S3BlobStore implements BlobStore {
 
   /** Multipart uploads under the store's prefix that were started and neither completed nor aborted. */
   async *incompleteUploads(): AsyncIterable<{ objectKey: string; uploadId: string; initiated: Date | undefined }> {
+    // A store without ListMultipartUploads: none can be found (recorded, and said once).
+    if (this.support.get("ListMultipartUploads") === false) return;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (;;) {
       let page;
       try {
         page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix || undefined, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        this.note("ListMultipartUploads", true);
       } catch (err) {
-        throw mapS3Error(err, "ListMultipartUploads", this.what(this.prefix), this.describe(), "NoSuchBucket");
+        const mapped = mapS3Error(err, "ListMultipartUploads", this.what(this.prefix), this.describe(), "NoSuchBucket");
+        if (this.unsupported("ListMultipartUploads", mapped)) return;
+        throw mapped;
       }
       for (const u of page.Uploads ?? []) {
         if (u.Key && u.UploadId) yield { objectKey: u.Key, uploadId: u.UploadId, initiated: u.Initiated };
@@ -234,7 +310,8 @@ export class S3BlobStore implements BlobStore {
    * Aborts incomplete multipart uploads under the prefix (a killed process's writers) that are not in progress
    * in this process and whose start and newest part are both older than `olderThanMs` (default: the store's
    * staleGraceMs, 1 hour): other nodes sharing the bucket may be uploading right now. 0 aborts every upload
-   * not ours, for a single-node deployment or tests. Returns how many were aborted.
+   * not ours, for a single-node deployment or tests. Returns how many were aborted. In a store lacking one of
+   * the operations this needs, as much is done as it allows (see OPTIONAL_OPERATIONS), and nothing fails.
    */
   async removeStale(olderThanMs = this.staleGraceMs): Promise<number> {
     const now = Date.now();
@@ -244,15 +321,13 @@ export class S3BlobStore implements BlobStore {
       if (olderThanMs > 0) {
         if (u.initiated && now - u.initiated.getTime() < olderThanMs) continue;
         const last = await this.lastPartTime(u.objectKey, u.uploadId);
-        if (last === null || (last && now - last.getTime() < olderThanMs)) continue;
+        if (last === null || (last instanceof Date && now - last.getTime() < olderThanMs)) continue;
+        // Its newest part unknown: judged by its start, with a margin no capture outlasts.
+        if (last === "unknown" && !(u.initiated && now - u.initiated.getTime() >= Math.max(olderThanMs, STALE_BY_START_ONLY_MS))) continue;
       }
-      try {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.objectKey, UploadId: u.uploadId }));
-        removed++;
-      } catch (err) {
-        const mapped = mapS3Error(err, "AbortMultipartUpload", this.what(u.objectKey), this.describe());
-        if (mapped.code !== "NoSuchUpload" && mapped.code !== "ENOENT") throw mapped; // gone meanwhile is fine
-      }
+      const aborted = await this.abortUpload(u.objectKey, u.uploadId);
+      if (aborted === undefined) break; // AbortMultipartUpload is not implemented: nothing can be swept
+      if (aborted) removed++;
     }
     return removed;
   }
@@ -261,28 +336,45 @@ export class S3BlobStore implements BlobStore {
     let removed = 0;
     for await (const u of this.incompleteUploads()) {
       if (!u.objectKey.startsWith(this.prefix + prefix) || this.active.has(u.objectKey)) continue;
-      try {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.objectKey, UploadId: u.uploadId }));
-        removed++;
-      } catch (err) {
-        const mapped = mapS3Error(err, "AbortMultipartUpload", this.what(u.objectKey), this.describe());
-        if (mapped.code !== "NoSuchUpload" && mapped.code !== "ENOENT") throw mapped;
-      }
+      const aborted = await this.abortUpload(u.objectKey, u.uploadId);
+      if (aborted === undefined) break;
+      if (aborted) removed++;
     }
     return removed;
   }
 
-  /** When the newest part of an upload arrived; undefined if it has none, null if the upload is gone. */
-  private async lastPartTime(objectKey: string, uploadId: string): Promise<Date | undefined | null> {
+  /** Aborts one upload: true if aborted, false if it was gone already, undefined if the store cannot abort. */
+  private async abortUpload(objectKey: string, uploadId: string): Promise<boolean | undefined> {
+    if (this.support.get("AbortMultipartUpload") === false) return undefined;
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }));
+      this.note("AbortMultipartUpload", true);
+      return true;
+    } catch (err) {
+      const mapped = mapS3Error(err, "AbortMultipartUpload", this.what(objectKey), this.describe());
+      if (mapped.code === "NoSuchUpload" || mapped.code === "ENOENT") return false; // gone meanwhile is fine
+      if (this.unsupported("AbortMultipartUpload", mapped)) return undefined;
+      throw mapped;
+    }
+  }
+
+  /**
+   * When the newest part of an upload arrived; undefined if it has none, null if the upload is gone, "unknown"
+   * if the store does not implement ListParts.
+   */
+  private async lastPartTime(objectKey: string, uploadId: string): Promise<Date | undefined | null | "unknown"> {
+    if (this.support.get("ListParts") === false) return "unknown";
     let newest: Date | undefined;
     let marker: string | undefined;
     for (;;) {
       let page;
       try {
         page = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId, PartNumberMarker: marker }));
+        this.note("ListParts", true);
       } catch (err) {
         const mapped = mapS3Error(err, "ListParts", this.what(objectKey), this.describe());
         if (mapped.code === "NoSuchUpload" || mapped.code === "ENOENT") return null;
+        if (this.unsupported("ListParts", mapped)) return "unknown";
         throw mapped;
       }
       for (const p of page.Parts ?? []) if (p.LastModified && (!newest || p.LastModified > newest)) newest = p.LastModified;

@@ -17,7 +17,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { BlobStore, checkKey } from "./blob-store";
+import { BlobStore, checkKey, StoreCapability } from "./blob-store";
 import { LocalBlobStore } from "./local";
 import type { S3BlobStore as S3Store, S3Credentials } from "./s3";
 
@@ -170,7 +170,7 @@ export function describeStorage(config: StorageConfig): string {
   return `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` @ ${config.endpoint}` : ` (${config.region})`}`;
 }
 
-export function openBlobStore(config: StorageConfig, tuning: { partSizeBytes?: number; queueSize?: number; staleGraceMs?: number } = {}): BlobStore {
+export function openBlobStore(config: StorageConfig, tuning: { partSizeBytes?: number; queueSize?: number; staleGraceMs?: number; onUnsupported?: (c: StoreCapability) => void } = {}): BlobStore {
   if (config.kind === "file") return new LocalBlobStore(config.root);
   // Loaded only when an S3 store is configured: the AWS SDK is large, and the embedded default never needs it.
   // eslint-disable-next-line @typescript-eslint/no-require-imports

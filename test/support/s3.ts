@@ -6,7 +6,9 @@
 // ListParts nor AbortMultipartUpload, which S3BlobStore.removeStale() and lib-storage's abort path need. The
 // child adds those three operations in front of s3rver's router, over s3rver's own on-disk upload records
 // (<dir>/<bucket>/._S3rver_uploads/<uploadId>/{key,metadata,<part>,<part>.md5}), answering the XML documented
-// in the S3 API reference. Everything else is s3rver's (signature V4 checks included).
+// in the S3 API reference. Everything else is s3rver's (signature V4 checks included). `{ plain: true }` runs
+// s3rver as published instead (ListMultipartUploads answers NotImplemented, the other two MethodNotAllowed),
+// for the tests of a store without them.
 //
 //   const s3 = await startS3rver();            // { endpoint, credentials, dir, ... }
 //   await s3.createBucket("backups");
@@ -14,7 +16,7 @@
 //   ...
 //   await s3.stop();
 //
-// Run alone (`node dist/test/support/s3.js --serve DIR`) it prints {"port":N} and serves until SIGTERM.
+// Run alone (`node dist/test/support/s3.js --serve DIR [--plain]`) it prints {"port":N} and serves until SIGTERM.
 import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -43,9 +45,9 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-export async function startS3rver(opts: { dir?: string } = {}): Promise<S3TestServer> {
+export async function startS3rver(opts: { dir?: string; plain?: boolean } = {}): Promise<S3TestServer> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-s3rver-"));
-  const proc = spawn(process.execPath, [__filename, "--serve", dir], { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [__filename, "--serve", dir, ...(opts.plain ? ["--plain"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {
     const rl = readline.createInterface({ input: proc.stdout! });
     const timer = setTimeout(() => reject(new Error("s3rver did not start within 20 s")), 20_000);
@@ -208,11 +210,11 @@ function multipartShim(dir: string): (ctx: KoaLikeContext, next: Next) => Promis
   };
 }
 
-async function serve(dir: string): Promise<void> {
+async function serve(dir: string, plain: boolean): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const S3rver = require("s3rver") as new (o: object) => { middleware: unknown[]; run(): Promise<{ port: number }>; close(): Promise<void> };
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir });
-  server.middleware.unshift(multipartShim(dir)); // before s3rver's router, which answers these with errors
+  if (!plain) server.middleware.unshift(multipartShim(dir)); // before s3rver's router, which answers these with errors
   const { port } = await server.run();
   process.stdout.write(`${JSON.stringify({ port })}\n`);
   process.once("SIGTERM", () => {
@@ -222,7 +224,7 @@ async function serve(dir: string): Promise<void> {
 }
 
 if (require.main === module && process.argv[2] === "--serve") {
-  serve(process.argv[3]).catch((err: unknown) => {
+  serve(process.argv[3], process.argv[4] === "--plain").catch((err: unknown) => {
     console.error(err);
     process.exit(1);
   });

@@ -16,6 +16,8 @@ export interface V3Options {
   token?: string;
   language?: string;
   extraHeaders?: Record<string, string>;
+  /** Headers signed besides content-type and host (e.g. x-tc-action), as a client may choose to. */
+  alsoSign?: string[];
 }
 
 /** Headers (with Authorization) for a TC3-HMAC-SHA256 request. */
@@ -25,24 +27,26 @@ export function signV3(o: V3Options): Record<string, string> {
   const date = new Date(ts * 1000).toISOString().slice(0, 10);
   const contentType = o.contentType ?? (method === "GET" ? "application/x-www-form-urlencoded" : "application/json");
   const body = o.body ?? "";
-  const sig = tc3Signature({
-    method, canonicalQuery: o.query ?? "", signedHeaders: ["content-type", "host"],
-    headerValues: { "content-type": contentType.toLowerCase(), host: o.host.toLowerCase() },
-    payloadHash: sha256Hex(typeof body === "string" ? Buffer.from(body) : body), timestamp: String(ts), date, service: "redis", secretKey: o.secretKey,
-  });
   const h: Record<string, string> = {
     Host: o.host,
     "Content-Type": contentType,
     "X-TC-Action": o.action ?? "DescribeInstanceBackups",
     "X-TC-Version": o.version ?? "2018-04-12",
     "X-TC-Timestamp": String(ts),
-    Authorization: `TC3-HMAC-SHA256 Credential=${o.secretId}/${date}/redis/tc3_request, SignedHeaders=content-type;host, Signature=${sig}`,
     ...o.extraHeaders,
   };
   if (o.region !== undefined) h["X-TC-Region"] = o.region;
   else h["X-TC-Region"] = "ap-guangzhou";
   if (o.token) h["X-TC-Token"] = o.token;
   if (o.language) h["X-TC-Language"] = o.language;
+  const signed = ["content-type", "host", ...(o.alsoSign ?? [])];
+  const headerValues: Record<string, string> = {};
+  for (const name of signed) headerValues[name] = (Object.entries(h).find(([k]) => k.toLowerCase() === name)?.[1] ?? "").trim().toLowerCase();
+  const sig = tc3Signature({
+    method, canonicalQuery: o.query ?? "", signedHeaders: signed, headerValues,
+    payloadHash: sha256Hex(typeof body === "string" ? Buffer.from(body) : body), timestamp: String(ts), date, service: "redis", secretKey: o.secretKey,
+  });
+  h.Authorization = `TC3-HMAC-SHA256 Credential=${o.secretId}/${date}/redis/tc3_request, SignedHeaders=${signed.join(";")}, Signature=${sig}`;
   return h;
 }
 
