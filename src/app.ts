@@ -13,6 +13,7 @@ import { Pipeline } from "./gateway/pipeline";
 import { BucketStore, MemoryBucketStore, RateLimiter } from "./gateway/ratelimit";
 import { RedisBucketStore } from "./gateway/ratelimit-redis";
 import { ApiServer, createApiServer } from "./gateway/server";
+import { freeBytes } from "./jobs/disk-space";
 import { randomString } from "./jobs/instances";
 import { reconcileStorage, sweepOrphanStates } from "./jobs/reconcile";
 import { CONSOLE_PREFIX, createConsoleHandler } from "./console/handler";
@@ -159,23 +160,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Bytes available to us on the file system holding `dir` (or its nearest existing parent); undefined if unknown. */
-function spaceLeft(dir: string): number | undefined {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    try {
-      const st = fs.statfsSync(d);
-      return st.bavail * st.bsize;
-    } catch {
-      if (d === path.dirname(d)) return undefined;
-    }
-  }
-}
-
 /** Explains a start-up failure caused by a full disk instead of letting a raw ENOSPC / SQLITE_FULL through. */
 function startupError(err: unknown, config: Config): Error {
   const e = err as NodeJS.ErrnoException;
   // SQLite reports some writes refused for space (its shared-memory index, a journal) as a plain I/O error.
-  const ioOnFullDisk = /^(SQLITE_IOERR|SQLITE_CANTOPEN|EIO$)/.test(String(e?.code ?? "")) && (spaceLeft(config.dataDir) ?? Infinity) < 1 << 20;
+  const ioOnFullDisk = /^(SQLITE_IOERR|SQLITE_CANTOPEN|EIO$)/.test(String(e?.code ?? "")) && (freeBytes(config.dataDir) ?? Infinity) < 1 << 20;
   if (err instanceof CatalogFullError || e?.code === "ENOSPC" || e?.code === "SQLITE_FULL" || ioOnFullDisk) {
     return new Error(`no space left for the data directory ${path.resolve(config.dataDir)} (${e.message}); free some space and start again`);
   }

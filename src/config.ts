@@ -75,6 +75,14 @@ export interface Config {
   metrics: boolean;
   /** Addresses and CIDR blocks that may read /metrics; empty = any address that reaches the port. */
   metricsAllow: string[];
+  /**
+   * The floor of the free-space watermark a backup needs on the local storage's and the SQLite catalogue's disks
+   * (the watermark is 1.2x the instance's last backup size, and at least this); below it a backup is refused up
+   * front with ResourceInsufficient.
+   */
+  minFreeBytes: number;
+  /** Size of the file kept next to the SQLite catalogue and released when it cannot record for a full disk; 0 = none. */
+  diskReserveBytes: number;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -103,6 +111,8 @@ export const DEFAULTS: Config = {
   downloadRedirect: false,
   metrics: true,
   metricsAllow: [],
+  minFreeBytes: 64 * 1024 * 1024,
+  diskReserveBytes: 4 * 1024 * 1024,
 };
 
 export function catalogFile(dataDir: string): string {

@@ -3,20 +3,24 @@
 // Nothing else constructs a catalogue or a store, so each engine (SQLite or PostgreSQL, a directory or S3) is
 // chosen here once.
 import fs from "node:fs";
+import path from "node:path";
 import { Clock, Config, catalogUrl, dataDirUsed, filesDir, systemClock } from "./config";
 import type { Catalog } from "./catalog/catalog";
-import { openCatalog } from "./catalog/open";
+import { openCatalog, sqlitePath } from "./catalog/open";
+import { DiskReserve } from "./catalog/reserve";
 import { LinkSigner } from "./downloads/links";
 import { BackupJobs, RetireJobs } from "./jobs/backups";
 import { ExportJobs } from "./jobs/exports";
 import { RestoreJobs } from "./jobs/restores";
 import { makeNodeId, TaskRunner } from "./jobs/runner";
 import { Scheduler } from "./jobs/scheduler";
+import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
 import { RegionRules } from "./protocol/regions";
 import type { BlobStore } from "./storage/blob-store";
 import { openBlobStore, parseStorageUrl } from "./storage/url";
+import { LocalBlobStore } from "./storage/local";
 
 export type { Clock } from "./config";
 export { systemClock } from "./config";
@@ -37,6 +41,8 @@ export interface Services {
   restores: RestoreJobs;
   scheduler: Scheduler;
   links: LinkSigner;
+  /** The disk reserve of the SQLite catalogue (absent with PostgreSQL). */
+  reserve?: DiskReserve;
   /** Stops the runner and the scheduler (their jobs record their end), then closes the catalogue. */
   close(): Promise<void>;
 }
@@ -71,11 +77,23 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     // A missing bucket, a refused key or an unreachable endpoint is said now, not at the first backup.
     await store.probe();
     const nodeId = makeNodeId(o.role, o.role === "serve" ? config.nodeId : undefined);
+    // The disks a backup writes to and this process can measure: a local store's, the SQLite catalogue's.
+    const catalogFile = sqlitePath(catalogUrl(config));
+    const catalogDir = catalogFile && catalogFile !== ":memory:" ? path.dirname(path.resolve(catalogFile)) : undefined;
+    const targets: SpaceTarget[] = [];
+    if (store instanceof LocalBlobStore) targets.push({ what: `the backup storage ${store.describe()}`, dir: store.root });
+    if (catalogDir) targets.push({ what: `the catalogue's disk ${catalog.describe()}`, dir: catalogDir });
+    const space = new SpaceGuard(targets, config.minFreeBytes);
+    // Made and kept by the server; any process whose catalogue write is refused for a full disk may release it.
+    const reserve = catalogDir ? new DiskReserve(catalogDir, config.diskReserveBytes, config.minFreeBytes, logger) : undefined;
+    if (o.role === "serve") reserve?.ensure();
     const runner = new TaskRunner({
       catalog, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs,
       concurrency: { redis: config.concurrency, files: Math.max(2, config.concurrency) }, takeQueued: o.role === "serve",
+      onCatalogFull: reserve ? () => reserve.release() : undefined,
+      housekeeping: reserve && o.role === "serve" ? () => void reserve.ensure() : undefined,
     });
-    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest });
+    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest, space });
     const exports = new ExportJobs({ catalog, store, clock, logger, runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
@@ -83,7 +101,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {
-      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, exports, restores, scheduler, links,
+      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, exports, restores, scheduler, links, reserve,
       close() {
         closing ??= (async () => {
           await scheduler.stop();

@@ -13,6 +13,7 @@ import path from "node:path";
 import { expectSdkError, RedisClient } from "./support/server";
 import { freePort, RedisProcess, redisCheckRdb, startRedis, waitFor } from "./support/redis";
 import { makePki } from "./support/tls";
+import { resolveConfig } from "../src/cli/settings";
 
 const ROOT = path.join(__dirname, "..", "..");
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
@@ -174,9 +175,24 @@ test("configuration errors: exit code 2, naming the unknown key or where a bad v
   r = cli(["serve", "--tls-cert", path.join(base, "cert.pem")]);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--tls-cert \(CRS_TLS_CERT\) needs --tls-key/);
+  r = cli(["serve", "--min-free-space", "lots"]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--min-free-space: must be a size in bytes, or with a unit KB, MB, GB or TB \(binary: 1MB = 1048576 bytes\), got "lots"/);
   r = cli(["serve", "--bogus"]);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /unknown option '--bogus'/);
+});
+
+test("sizes: --min-free-space and --disk-reserve in bytes or binary units, from a flag, the environment or a config file", () => {
+  assert.deepEqual([resolveConfig({}, env(), "serve").minFreeBytes, resolveConfig({}, env(), "serve").diskReserveBytes], [64 << 20, 4 << 20]);
+  assert.equal(resolveConfig({ minFreeSpace: "1048576" }, env(), "serve").minFreeBytes, 1 << 20);
+  assert.equal(resolveConfig({ minFreeSpace: "2GiB" }, env(), "all").minFreeBytes, 2 * 2 ** 30);
+  assert.equal(resolveConfig({}, env({ CRS_MIN_FREE_SPACE: "512KB" }), "serve").minFreeBytes, 512 << 10);
+  const file = path.join(tmp(), "sizes.yaml");
+  fs.writeFileSync(file, "minFreeSpace: 100M\ndiskReserve: 0\n");
+  const fromFile = resolveConfig({ config: file }, env(), "serve");
+  assert.deepEqual([fromFile.minFreeBytes, fromFile.diskReserveBytes], [100 << 20, 0]);
+  assert.throws(() => resolveConfig({ diskReserve: "-1MB" }, env(), "serve"), /--disk-reserve: must be a size in bytes/);
 });
 
 test("serve --tls-cert/--tls-key: an HTTPS server; a certificate that does not parse stops the start (exit 1)", async () => {

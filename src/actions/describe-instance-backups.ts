@@ -3,6 +3,9 @@ import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 import { redisBackupSet } from "./format";
+import { TASK } from "../jobs/tasks";
+
+const BACKUP_TASKS: readonly string[] = [TASK.backup, TASK.autoBackup];
 
 const range = "InvalidParameter.InvalidParameter" as const;
 
@@ -34,10 +37,23 @@ export default defineAction({
       return { TotalCount: 0, BackupSet: [] };
     }
     // EndTime names a whole second: a backup that started within it is inside the window.
+    const endMs = end === undefined ? undefined : end + 999;
     const { total, rows } = await ctx.catalog.listBackups({
-      instanceId: instance.instanceId, limit: p.Limit ?? 20, offset: p.Offset ?? 0, begin, end: end === undefined ? undefined : end + 999, statuses: p.Status,
+      instanceId: instance.instanceId, limit: p.Limit ?? 20, offset: p.Offset ?? 0, begin, end: endMs, statuses: p.Status,
     });
-    return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };
+    // A backup whose failure this node knows but could not write yet (a full disk) is still at Status 1 in the
+    // catalogue, and goes once the write succeeds: it is left out now (the page may be one short meanwhile).
+    const doomed = ctx.services.runner.pendingFailures().filter((f) => f.task.instanceId === instance.instanceId && f.task.backupId
+      && BACKUP_TASKS.includes(f.task.taskType));
+    if (!doomed.length) return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };
+    const ids = new Set(doomed.map((f) => f.task.backupId!));
+    const inFilter = (startTime: number) => (!p.Status?.length || p.Status.includes(1))
+      && (begin === undefined || startTime >= begin) && (endMs === undefined || startTime <= endMs);
+    const hidden = doomed.filter((f) => inFilter(f.task.startTime)).length;
+    return {
+      TotalCount: Math.max(0, total - hidden),
+      BackupSet: rows.filter((b) => !(b.status === 1 && ids.has(b.backupId))).map((b) => redisBackupSet(b, instance, ctx.time)),
+    };
   },
 });
 

@@ -9,12 +9,14 @@ export default defineAction({
   async handle(p, ctx) {
     // Another account's or region's task (or one the key's policy does not reach) is as absent as an unknown one.
     const task = await ctx.scope.task(p.TaskId!);
+    // A failure this node knows but the catalogue has not accepted yet (a full disk) is reported as it is.
+    const known = task.status === "running" || task.status === "preparing" ? ctx.services.runner.outcomeOf(task.taskId) : undefined;
     return {
-      Status: task.status,
+      Status: known?.status ?? task.status,
       StartTime: ctx.time.format(task.startTime),
       TaskType: TASK_NAMES[task.taskType] ?? task.taskType,
       InstanceId: task.instanceId,
-      TaskMessage: task.message,
+      TaskMessage: known?.message ?? task.message,
     };
   },
 });

@@ -42,12 +42,19 @@ export default defineAction({
       statuses: statuses as TaskStatus[] | undefined, begin: time("BeginTime"), end: end === undefined ? undefined : end + 999,
       limit: p.Limit ?? 20, offset: p.Offset ?? 0,
     });
+    // Failures this node knows but the catalogue has not accepted yet (a full disk) are shown as failed; the
+    // filters and the total still see the catalogue's state until the write goes through.
+    const known = (t: { taskId: number; status: TaskStatus }) => t.status === "running" || t.status === "preparing" ? ctx.services.runner.outcomeOf(t.taskId) : undefined;
     return {
       TotalCount: total,
-      Tasks: rows.map((t) => ({
-        TaskId: t.taskId, StartTime: ctx.time.format(t.startTime), TaskType: t.taskType, InstanceName: t.instanceName, InstanceId: t.instanceId,
-        ProjectId: 0, Progress: t.progress, EndTime: t.endTime !== undefined ? ctx.time.format(t.endTime) : "", Result: RESULT_OF[t.status],
-      })),
+      Tasks: rows.map((t) => {
+        const k = known(t);
+        const endTime = k?.endTime ?? t.endTime;
+        return {
+          TaskId: t.taskId, StartTime: ctx.time.format(t.startTime), TaskType: t.taskType, InstanceName: t.instanceName, InstanceId: t.instanceId,
+          ProjectId: 0, Progress: t.progress, EndTime: endTime !== undefined ? ctx.time.format(endTime) : "", Result: RESULT_OF[k?.status ?? t.status],
+        };
+      }),
     };
   },
 });

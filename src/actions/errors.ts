@@ -4,6 +4,7 @@
 // applies it to whatever a handler throws, so handlers do not catch to translate.
 import { CatalogFullError } from "../catalog/catalog";
 import { BackupUnavailableError, InstanceBusyError, JobFailedError } from "../jobs/errors";
+import { DiskSpaceError } from "../jobs/disk-space";
 import { ApiError } from "../protocol/errors";
 
 type Rule = (err: unknown, action: string) => ApiError | undefined;
@@ -24,6 +25,8 @@ const RULES: Rule[] = [
   },
   // The details (paths, checksums) go to the log with the fault, not to the caller.
   (err) => err instanceof JobFailedError ? new ApiError("FailedOperation.SystemError", { reason: "the operation failed on the server and was undone; retry, and quote the RequestId if it persists" }) : undefined,
+  // Refused up front: the message says which disk is short, how much is free and what the watermark is.
+  (err) => err instanceof DiskSpaceError ? new ApiError("ResourceInsufficient", { reason: err.message }) : undefined,
   // A full disk is not a bug: the caller can only wait, and the operator sees the cause in the log.
   (err) => {
     const code = (err as NodeJS.ErrnoException | undefined)?.code;

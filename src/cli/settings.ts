@@ -15,7 +15,7 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff";
+type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff" | "bytes";
 
 export interface Setting {
   /** The config-file key (camelCase of the flag). */
@@ -64,6 +64,8 @@ export const SETTINGS: Setting[] = [
   { key: "tlsKey", flag: "--tls-key <file>", env: "CRS_TLS_KEY", kind: "file", scope: "serve", help: "PEM private key file of --tls-cert" },
   { key: "metrics", flag: "--metrics <on|off>", env: "CRS_METRICS", kind: "onoff", scope: "serve", help: "serve Prometheus metrics at /metrics (default on; /healthz and /readyz always answer)" },
   { key: "metricsAllow", flag: "--metrics-allow <list>", env: "CRS_METRICS_ALLOW", kind: "cidrs", scope: "serve", help: "comma-separated addresses or CIDR blocks that may read /metrics (default: any)" },
+  { key: "minFreeSpace", flag: "--min-free-space <size>", env: "CRS_MIN_FREE_SPACE", kind: "bytes", scope: "all", help: "a backup is refused (ResourceInsufficient) when the storage's or the catalogue's disk has less free space than 1.2x the instance's last backup, or than this (default 64MB; bytes, or with KB, MB, GB)" },
+  { key: "diskReserve", flag: "--disk-reserve <size>", env: "CRS_DISK_RESERVE", kind: "bytes", scope: "serve", help: "space kept in DATA/catalog.reserve and released when the SQLite catalogue's disk is full, so failures can still be recorded (default 4MB; 0 = none)" },
 ];
 
 export type RawValues = Record<string, unknown>;
@@ -123,6 +125,13 @@ function parseValue(s: Setting, raw: unknown, where: string): Parsed {
       if (text === true || text === "true" || text === "1" || text === "yes") return { value: true };
       if (text === false || text === "false" || text === "0" || text === "no") return { value: false };
       throw bad("must be true or false");
+    case "bytes": {
+      // 67108864, 64MB, 64MiB, 64M, 512KB: binary units, as the server prints sizes.
+      const m = /^(\d+)\s*(?:([KMGT])(?:i?B)?|B)?$/i.exec(String(text ?? "").trim());
+      const n = m ? Number(m[1]) * 1024 ** (m[2] ? "KMGT".indexOf(m[2].toUpperCase()) + 1 : 0) : NaN;
+      if (!Number.isSafeInteger(n)) throw bad("must be a size in bytes, or with a unit KB, MB, GB or TB (binary: 1MB = 1048576 bytes)");
+      return { value: n };
+    }
     case "onoff":
       if (text === "on" || text === true || text === "true") return { value: true };
       if (text === "off" || text === false || text === "false") return { value: false };
@@ -215,6 +224,8 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
       case "leaseSeconds": cfg.leaseMs = (parsed.value as number) * 1000; break;
       case "keepAliveTimeout": cfg.keepAliveTimeoutMs = (parsed.value as number) * 1000; break;
       case "schedulerInterval": cfg.schedulerIntervalMs = (parsed.value as number) * 1000; break;
+      case "minFreeSpace": cfg.minFreeBytes = parsed.value as number; break;
+      case "diskReserve": cfg.diskReserveBytes = parsed.value as number; break;
       default: (cfg as unknown as Record<string, unknown>)[s.key] = parsed.value;
     }
   }

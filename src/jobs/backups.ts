@@ -19,6 +19,7 @@ import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
+import { DiskSpaceError, SpaceGuard } from "./disk-space";
 import { TASK } from "./tasks";
 import { testHook } from "../test-hooks";
 
@@ -46,6 +47,8 @@ export interface BackupJobsOptions {
   clusterHosts?: readonly string[];
   /** Compute the data set's digest while capturing (default true). */
   captureDigest?: boolean;
+  /** The free space a backup needs (absent: not checked). */
+  space?: SpaceGuard;
 }
 
 export function blobKey(backupId: string, shard: number): string {
@@ -75,16 +78,45 @@ export async function removeBackupBlobs(store: BlobStore, backupId: string, know
 export class BackupJobs implements JobKind {
   readonly taskTypes = [TASK.backup, TASK.autoBackup];
   readonly pool = "redis" as const;
+  /** Told about each backup refused for free space (metrics); must not throw. */
+  onRefused: ((instanceId: string, automatic: boolean, err: DiskSpaceError) => void) | undefined;
 
   constructor(private readonly o: BackupJobsOptions) {}
 
   /**
+   * Refuses a backup up front (DiskSpaceError) when a disk it writes to has less free space than the watermark:
+   * 1.2x the instance's newest kept backup, at least the configured floor.
+   */
+  async checkSpace(instance: Instance, automatic = false): Promise<void> {
+    const space = this.o.space;
+    if (!space) return;
+    const { rows } = await this.o.catalog.listBackups({ instanceId: instance.instanceId, statuses: [2, 4], limit: 1, offset: 0 });
+    try {
+      space.check(rows[0]?.backupSize ?? 0);
+    } catch (err) {
+      if (err instanceof DiskSpaceError) {
+        try {
+          this.onRefused?.(instance.instanceId, automatic, err);
+        } catch {
+          // metrics must never change the answer
+        }
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Records the backup (Status 1) and its queued task in one transaction and wakes the runner; throws
-   * InstanceBusyError when a backup of the instance is already queued or running. With `window`, also marks
+   * DiskSpaceError when there is not enough free space (checkSpace), InstanceBusyError when a backup of the
+   * instance is already queued or running. With `window`, also marks
    * that automatic-backup window as served — unless another node already did (then returns undefined).
    */
   async enqueue(instance: Instance, opts: StartBackupOptions = {}, window?: number): Promise<{ taskId: number; backupId: string } | undefined> {
     if (!instance.redisUrl) throw new Error(`instance ${instance.instanceId} has no Redis connection registered`);
+    await this.checkSpace(instance, opts.automatic === true);
+    // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
+    // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
+    await this.o.runner.flushPending(instance.instanceId);
     const now = this.o.clock.now();
     const days = opts.storageDays && opts.storageDays > 0 ? opts.storageDays : instance.backupStorageDays;
     const backup: Backup = {

@@ -11,11 +11,16 @@
 //   what the dead owner left outside the catalogue (partial files, a Redis left as our replica) and records the
 //   outcome together with the job's own catalogue rollback, in one transaction. Recovery is idempotent: if the
 //   recovering node dies too, the next one repeats it.
-// - Failures are recorded the same way. A recording that fails (the catalogue's disk is full, PostgreSQL is
-//   away) is retried until it succeeds or the lease lapses, and then the recovery path does it.
+// - Failures are recorded the same way. A recording refused because the catalogue's disk is full first releases
+//   the disk reserve (catalog/reserve.ts) and retries at once. A failure that still cannot be written (PostgreSQL
+//   away, the reserve spent) is kept in memory: the API reports it at once (outcomeOf / pendingFailures) and
+//   every pass retries the write until it is durable, or until another node has recovered the task. A success
+//   whose commit cannot be written is retried until the lease lapses, then undone and recorded as failed the
+//   same way. A process that dies with outcomes in memory loses nothing the catalogue relies on: its tasks are
+//   still running there and are recovered as interrupted.
 import crypto from "node:crypto";
 import os from "node:os";
-import { Catalog, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
+import { Catalog, CatalogFullError, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
 import type { Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { Clock } from "../config";
@@ -81,6 +86,27 @@ export interface RunnerOptions {
   takeQueued: boolean;
   /** Told about task starts and outcomes (metrics); may also be set later with TaskRunner.observe(). */
   observer?: RunnerObserver;
+  /** Called when recording an outcome fails for a full disk: frees reserved space; true when it freed some. */
+  onCatalogFull?: () => boolean;
+  /** Called on every pass (e.g. to make the disk reserve again once there is room); must not throw. */
+  housekeeping?: () => void;
+  /** How long a failure's recording is retried in line before it is kept in memory and retried by the passes. */
+  inlineRetryMs?: number;
+}
+
+/** A failure this node knows and the catalogue does not have yet. */
+export interface PendingFailure {
+  task: Task;
+  message: string;
+  endTime: number;
+}
+
+interface Pending extends PendingFailure {
+  kind: JobKind | undefined;
+  /** False while the task's own run is still writing it; true once the passes own the retries. */
+  deferred: boolean;
+  flushing?: Promise<boolean>;
+  lastError?: unknown;
 }
 
 /**
@@ -122,8 +148,8 @@ export class TaskRunner {
   private again = false;
   private stopped = false;
   private recovering = new Set<number>();
-  /** Failures this node could not record before the lease lapsed (catalogue refusing writes), by task id. */
-  private readonly unrecorded = new Map<number, string>();
+  /** Failures this node knows but the catalogue does not have yet (the overlay the API reports), by task id. */
+  private readonly pending = new Map<number, Pending>();
 
   constructor(private readonly o: RunnerOptions) {}
 
@@ -185,6 +211,12 @@ export class TaskRunner {
   }
 
   private async pump(): Promise<void> {
+    try {
+      this.o.housekeeping?.();
+    } catch {
+      // best effort
+    }
+    await this.flushPending();
     await this.recoverLapsed();
     if (!this.o.takeQueued) return;
     for (const pool of ["redis", "files"] as const) {
@@ -266,7 +298,7 @@ export class TaskRunner {
     const log = this.o.logger.child({ taskId: task.taskId, taskType: task.taskType, instanceId: task.instanceId, ...(task.backupId ? { backupId: task.backupId } : {}) });
     if (!kind) {
       const message = `this node cannot run tasks of type ${task.taskType}`;
-      await this.record(task, log, async (tx) => this.markTask(tx, task, "failed", message)).catch(() => false);
+      await this.record(task, log, async (tx) => this.markTask(tx, task, "failed", message)).catch(() => "lost");
       return { ok: false, task, message };
     }
     const lease = this.keepLease(task, abort, log);
@@ -300,33 +332,42 @@ export class TaskRunner {
         await this.markTask(tx, task, "succeed", message);
         return true;
       });
-      if (committed) {
+      if (committed === "done") {
         log.info({ ms: Date.now() - started, message: message || undefined }, "task succeeded");
         this.tell("taskSucceeded", task, Date.now() - started, success.result);
         return { ok: true, task: { ...task, status: "succeed", progress: 100, message }, result: success.result };
       }
-      // The commit could not be written in time (or another node took the task over): the recovery path owns it.
-      const lost = "the outcome could not be recorded before the task's lease lapsed; it is recovered as interrupted";
+      // The commit could not be written in time (or another node took the task over): what it made is undone.
+      const lost = committed === "lost"
+        ? "the task was taken over by another node before its outcome was recorded"
+        : "the work was done but the catalogue refused to record it until the task's lease lapsed, so it was undone";
       await kind.undo(task, "interrupted").catch(() => undefined);
+      // Still ours in the catalogue, but refusing writes: the failure is reported from memory and retried.
+      if (committed === "deferred") this.defer(task, kind, lost, log);
       this.tell("taskFailed", task, Date.now() - started, undefined, lost, true);
-      return { ok: false, task, message: lost };
+      return { ok: false, task: { ...task, status: "failed", message: lost }, message: lost };
     } catch (err) {
       lease.stop();
       let message = err instanceof Error ? err.message : String(err);
       if (abort.signal.aborted && abort.signal.reason instanceof Error) message = `${abort.signal.reason.message}: ${message}`;
+      // Known now: reported failed by the API from here on, whatever the catalogue's disk says.
+      const entry: Pending = { task, kind, message, endTime: this.o.clock.now(), deferred: false };
+      this.pending.set(task.taskId, entry);
       const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
       if (undone.note) message = `${message}; ${undone.note}`;
+      entry.message = message;
       try {
         const recorded = await this.record(task, log, async (tx) => {
           if (!(await this.stillOurs(tx, task))) return false;
           await kind.failed(tx, task);
-          await this.markTask(tx, task, "failed", message);
+          await this.markTask(tx, task, "failed", message, entry.endTime);
           return true;
-        });
-        // Kept for the recovery of this task on this node, which would otherwise know only that it was cut off.
-        if (!recorded) this.unrecorded.set(task.taskId, message);
+        }, this.o.inlineRetryMs ?? Math.min(this.o.leaseMs, 2000));
+        if (recorded === "deferred") this.defer(task, kind, message, log, entry.endTime);
+        else this.pending.delete(task.taskId);
       } catch (recordErr) {
         // Left running: its lease lapses and recovery records the failure.
+        this.pending.delete(task.taskId);
         log.error({ err: recordErr }, "the task's failure could not be recorded; it is recovered once its lease lapses");
       }
       log.warn({ ms: Date.now() - started, message }, "task failed");
@@ -341,32 +382,105 @@ export class TaskRunner {
     return now?.status === "running" && now.owner === this.o.nodeId;
   }
 
-  private async markTask(tx: CatalogTx, task: Task, status: "succeed" | "failed", message: string): Promise<void> {
-    await tx.updateTask(task.taskId, { status, message, endTime: this.o.clock.now(), ...(status === "succeed" ? { progress: 100 } : {}), leaseUntil: undefined });
+  private async markTask(tx: CatalogTx, task: Task, status: "succeed" | "failed", message: string, endTime = this.o.clock.now()): Promise<void> {
+    await tx.updateTask(task.taskId, { status, message, endTime, ...(status === "succeed" ? { progress: 100 } : {}), leaseUntil: undefined });
   }
 
   /**
-   * Writes a task's outcome, retrying while the catalogue refuses (disk full, unreachable) and the task's lease
-   * has not lapsed. Returns what the write returned, or false when it gave up (recovery takes over).
+   * Writes a task's outcome, retrying while the catalogue refuses (disk full, unreachable) for up to `budgetMs`
+   * (default: the lease). A full disk first releases the reserve and retries at once. "done" when written,
+   * "lost" when the write found the task no longer ours, "deferred" when it gave up retrying.
    */
-  private async record(task: Task, log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>): Promise<boolean> {
-    const deadline = Date.now() + this.o.leaseMs;
+  private async record(task: Task, log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>, budgetMs = this.o.leaseMs): Promise<"done" | "lost" | "deferred"> {
+    const deadline = Date.now() + budgetMs;
     let delay = 100;
     for (let attempt = 1; ; attempt++) {
       try {
         const r = await this.o.catalog.transaction(write);
-        return r !== false;
+        return r === false ? "lost" : "done";
       } catch (err) {
         if (!isTransientCatalogError(err)) throw err;
         if (attempt === 1) log.error({ err }, "recording the task's outcome failed; retrying");
+        if (err instanceof CatalogFullError && this.releaseReserve()) continue;
         if (Date.now() + delay > deadline || this.stoppedHard) {
-          log.error({ err }, "giving up recording the task's outcome; it will be recovered once the catalogue accepts writes");
-          return false;
+          log.error({ err }, "giving up recording the task's outcome in line; it is retried until the catalogue accepts writes");
+          return "deferred";
         }
         await sleep(delay);
         delay = Math.min(delay * 2, 2000);
       }
     }
+  }
+
+  private releaseReserve(): boolean {
+    try {
+      return this.o.onCatalogFull?.() === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Keeps a failure the catalogue refused in memory: reported by the API, retried by every pass until durable. */
+  private defer(task: Task, kind: JobKind | undefined, message: string, log: Logger, endTime = this.o.clock.now()): void {
+    const entry = this.pending.get(task.taskId) ?? { task, kind, message, endTime, deferred: true };
+    Object.assign(entry, { message, deferred: true });
+    this.pending.set(task.taskId, entry);
+    log.warn({ message }, "the task's failure is kept in memory and reported from there until the catalogue accepts it");
+  }
+
+  /** What this node knows of a task's outcome that the catalogue may not have yet (the API's overlay). */
+  outcomeOf(taskId: number): { status: "failed"; message: string; endTime: number } | undefined {
+    const p = this.pending.get(taskId);
+    return p ? { status: "failed", message: p.message, endTime: p.endTime } : undefined;
+  }
+
+  /** Failures this node knows that are not durable yet (newest last). */
+  pendingFailures(): PendingFailure[] {
+    return [...this.pending.values()].map((p) => ({ task: p.task, message: p.message, endTime: p.endTime }));
+  }
+
+  /**
+   * Retries writing the failures kept in memory (of one instance, when given). Resolves true when none of them
+   * is left; with `instanceId`, rejects with the catalogue's error when one of its failures still cannot be
+   * written (a new backup of it would be refused for the same reason).
+   */
+  async flushPending(instanceId?: string): Promise<boolean> {
+    const mine = [...this.pending.values()].filter((p) => p.deferred && (instanceId === undefined || p.task.instanceId === instanceId));
+    const results = await Promise.all(mine.map((p) => this.flushOne(p)));
+    const failed = mine.find((_, i) => !results[i]);
+    if (failed && instanceId !== undefined && failed.lastError) throw failed.lastError;
+    return !failed;
+  }
+
+  private flushOne(p: Pending): Promise<boolean> {
+    p.flushing ??= (async () => {
+      const log = this.o.logger.child({ taskId: p.task.taskId, taskType: p.task.taskType, instanceId: p.task.instanceId, ...(p.task.backupId ? { backupId: p.task.backupId } : {}) });
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          const ours = await this.o.catalog.transaction(async (tx) => {
+            if (!(await this.stillOurs(tx, p.task))) return false;
+            await p.kind?.failed(tx, p.task);
+            await this.markTask(tx, p.task, "failed", p.message, p.endTime);
+            return true;
+          });
+          this.pending.delete(p.task.taskId);
+          if (ours) log.warn({ message: p.message }, "recorded a task's failure that the catalogue had refused");
+          else log.warn("a task whose failure was kept in memory was recovered by another node meanwhile");
+          return true;
+        } catch (err) {
+          p.lastError = err;
+          if (!isTransientCatalogError(err)) {
+            // Left to the recovery path, which needs no memory of it.
+            this.pending.delete(p.task.taskId);
+            log.error({ err }, "recording a task's failure kept in memory was refused; it is recovered as interrupted");
+            return true;
+          }
+          if (!(err instanceof CatalogFullError && attempt === 0 && this.releaseReserve())) return false;
+        }
+      }
+      return false;
+    })().finally(() => (p.flushing = undefined));
+    return p.flushing;
   }
 
   private stoppedHard = false;
@@ -399,8 +513,9 @@ export class TaskRunner {
    */
   async recoverLapsed(deadOwners: (owner: string | undefined) => boolean = () => false): Promise<number> {
     const now = this.o.clock.now();
+    // A failure kept in memory here is written by flushPending(), with its real message.
     const candidates = (await this.o.catalog.tasksInStatus(["running"])).filter((t) =>
-      !this.running.has(t.taskId) && !this.recovering.has(t.taskId) && (t.leaseUntil === undefined || t.leaseUntil < now || deadOwners(t.owner)));
+      !this.running.has(t.taskId) && !this.recovering.has(t.taskId) && !this.pending.has(t.taskId) && (t.leaseUntil === undefined || t.leaseUntil < now || deadOwners(t.owner)));
     let n = 0;
     for (const t of candidates) {
       const dead = deadOwners(t.owner) ? t.owner : undefined;
@@ -432,10 +547,7 @@ export class TaskRunner {
     const succeeded = undone.outcome === "succeed";
     // Named, so an operator can tell a restart of this server (known dead at start) from a node whose lease lapsed.
     const who = `${previousOwner ?? "unknown"}${knownDead ? ", a previous run of this server" : ", whose lease lapsed"}`;
-    const lost = previousOwner === this.o.nodeId ? this.unrecorded.get(task.taskId) : undefined;
-    const message = lost !== undefined
-      ? `${lost} (recorded late: the catalogue refused writes until after the task's lease lapsed)${undone.note ? `; ${undone.note}` : ""}`
-      : `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
+    const message = `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
     try {
       await this.record(task, log, async (tx) => {
         if (!(await this.stillOurs(tx, task))) return false;
@@ -448,7 +560,6 @@ export class TaskRunner {
       log.error({ err }, "recording a recovered task failed; it will be retried");
       return;
     }
-    this.unrecorded.delete(task.taskId);
     log.warn({ outcome: succeeded ? "succeed" : "failed", message }, "recovered an interrupted task");
     this.tell("taskRecovered", task, succeeded ? "succeed" : "failed");
   }
@@ -461,6 +572,8 @@ export class TaskRunner {
     for (const r of this.running.values()) r.abort.abort(new Error(`cancelled: ${reason}`));
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
     await this.pumping?.catch(() => undefined);
+    // A last try for failures kept in memory; those still refused are recovered as interrupted at the next start.
+    await this.flushPending().catch(() => false);
     this.stoppedHard = true;
     for (const id of [...this.waiters.keys()]) this.settle(id, { ok: false, task: { taskId: id } as Task, message: `stopped waiting: ${reason}` });
   }

@@ -12,6 +12,7 @@ import type { LocalTime } from "../protocol/time";
 import type { Clock } from "../config";
 import { BackupJobs, DAY_MS } from "./backups";
 import { InstanceBusyError } from "./errors";
+import { DiskSpaceError } from "./disk-space";
 
 const HOUR_MS = 3_600_000;
 
@@ -55,6 +56,8 @@ export interface TickResult {
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<TickResult> | undefined;
+  /** Windows whose automatic backup was skipped for free space (instance@window), so it is said once. */
+  private readonly skipped = new Set<string>();
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -80,7 +83,16 @@ export class Scheduler {
         }
       } catch (err) {
         // A manual backup is running: try again on a later tick while the window is open.
-        if (!(err instanceof InstanceBusyError)) logger.warn({ err, instanceId: instance.instanceId }, "automatic backup not started");
+        if (err instanceof DiskSpaceError) {
+          // Skipped, not recorded as a failed task (that would need the very space that is short): the window
+          // stays unserved, so every pass tries again while it is open. Said once per window at warn level.
+          const key = `${instance.instanceId}@${window}`;
+          const first = !this.skipped.has(key);
+          if (first) this.skipped.add(key);
+          if (this.skipped.size > 10_000) this.skipped.clear();
+          logger[first ? "warn" : "debug"]({ instanceId: instance.instanceId, window: new Date(window).toISOString(), reason: err.message },
+            "automatic backup skipped: not enough free space; retried on every pass while its window is open");
+        } else if (!(err instanceof InstanceBusyError)) logger.warn({ err, instanceId: instance.instanceId }, "automatic backup not started");
       }
     }
     for (const b of await catalog.expiredBackups(now)) {

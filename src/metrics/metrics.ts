@@ -86,6 +86,7 @@ export class ServerMetrics {
   readonly tasksSucceeded: Counter<"task">;
   readonly tasksFailed: Counter<"task" | "reason">;
   readonly tasksRecovered: Counter<"task" | "outcome">;
+  readonly backupsRefused: Counter<"task" | "reason">;
   readonly backupBytes: Histogram;
   readonly backupSeconds: Histogram;
   readonly lastSuccess: Gauge<"instance_id">;
@@ -122,6 +123,11 @@ export class ServerMetrics {
       name: "crs_backup_tasks_recovered_total", help: "Tasks a dead node (or a previous run) left running, recovered by this node, by task and outcome (succeed, failed).",
       labelNames: ["task", "outcome"], registers,
     });
+    this.backupsRefused = new Counter({
+      name: "crs_backup_backups_refused_total",
+      help: "Backups refused up front by this node, by task (backup, auto_backup) and reason (disk_space: a disk has less free space than the watermark); an automatic backup is tried again on every scheduler pass while its window is open.",
+      labelNames: ["task", "reason"], registers,
+    });
     this.backupBytes = new Histogram({
       name: "crs_backup_backup_size_bytes", help: "Size (plain RDB bytes, all shards) of each backup this node took.", registers,
       buckets: [64 << 10, 1 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30, 4 * 2 ** 30, 16 * 2 ** 30, 64 * 2 ** 30, 256 * 2 ** 30],
@@ -157,6 +163,7 @@ export class ServerMetrics {
   /** Where catalogue figures come from; also reads each instance's newest successful backup (in the background). */
   attach(services: Services): void {
     this.services = services;
+    services.backups.onRefused = (_instanceId, automatic) => this.backupsRefused.inc({ task: automatic ? "auto_backup" : "backup", reason: "disk_space" });
     void this.instancesPassOnce(true);
   }
 

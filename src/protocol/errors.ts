@@ -29,7 +29,7 @@ const catalogue = {
   "RequestLimitExceeded.IPLimitExceeded": { zh: "IP 限频：{reason}", en: "The request count of this IP address exceeds the limit: {reason}" },
   InternalError: { zh: "内部错误，请稍后重试（RequestId 可用于定位问题）。", en: "An internal error has occurred. Retry later (quote the RequestId)." },
   InvalidRequest: { zh: "请求无效：{reason}", en: "The request is invalid: {reason}" },
-  ResourceInsufficient: { zh: "资源不足：服务的存储空间已满，请稍后重试。", en: "Insufficient resources: the service has no storage space left; try again later." },
+  ResourceInsufficient: { zh: "资源不足：服务的存储空间已满，请稍后重试。{reason}", en: "Insufficient resources: the service has no storage space left; try again later. {reason}" },
   // Action-specific codes.
   "InternalError.InternalError": { zh: "内部错误。", en: "Internal error." },
   "InvalidParameter.InvalidParameter": { zh: "业务参数错误：{reason}", en: "Invalid business parameter: {reason}" },
