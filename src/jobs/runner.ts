@@ -13,7 +13,8 @@
 //   recovering node dies too, the next one repeats it.
 // - Failures are recorded the same way. A recording refused because the catalogue's disk is full first releases
 //   the disk reserve (catalog/reserve.ts) and retries at once. A failure that still cannot be written (PostgreSQL
-//   away, the reserve spent) is kept in memory: the API reports it at once (outcomeOf / pendingFailures) and
+//   away, the reserve spent) is kept in memory: from the first refused write the API reports it from there
+//   (outcomeOf / pendingFailures; while the catalogue accepts writes it alone is the truth, for every action), and
 //   every pass retries the write until it is durable, or until another node has recovered the task. A success
 //   whose commit cannot be written is retried until the lease lapses, then undone and recorded as failed the
 //   same way. A process that dies with outcomes in memory loses nothing the catalogue relies on: its tasks are
@@ -350,19 +351,19 @@ export class TaskRunner {
       lease.stop();
       let message = err instanceof Error ? err.message : String(err);
       if (abort.signal.aborted && abort.signal.reason instanceof Error) message = `${abort.signal.reason.message}: ${message}`;
-      // Known now: reported failed by the API from here on, whatever the catalogue's disk says.
-      const entry: Pending = { task, kind, message, endTime: this.o.clock.now(), deferred: false };
-      this.pending.set(task.taskId, entry);
+      const endTime = this.o.clock.now();
       const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
       if (undone.note) message = `${message}; ${undone.note}`;
-      entry.message = message;
+      const entry: Pending = { task, kind, message, endTime, deferred: false };
       try {
+        // The catalogue is the truth while it accepts writes, so every action reports the same state. Once a
+        // write of this outcome has failed (a full disk), the API reports the failure from memory meanwhile.
         const recorded = await this.record(task, log, async (tx) => {
           if (!(await this.stillOurs(tx, task))) return false;
           await kind.failed(tx, task);
           await this.markTask(tx, task, "failed", message, entry.endTime);
           return true;
-        }, this.o.inlineRetryMs ?? Math.min(this.o.leaseMs, 2000));
+        }, this.o.inlineRetryMs ?? Math.min(this.o.leaseMs, 2000), () => this.pending.set(task.taskId, entry));
         if (recorded === "deferred") this.defer(task, kind, message, log, entry.endTime);
         else this.pending.delete(task.taskId);
       } catch (recordErr) {
@@ -391,7 +392,7 @@ export class TaskRunner {
    * (default: the lease). A full disk first releases the reserve and retries at once. "done" when written,
    * "lost" when the write found the task no longer ours, "deferred" when it gave up retrying.
    */
-  private async record(task: Task, log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>, budgetMs = this.o.leaseMs): Promise<"done" | "lost" | "deferred"> {
+  private async record(task: Task, log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>, budgetMs = this.o.leaseMs, onRefused?: () => void): Promise<"done" | "lost" | "deferred"> {
     const deadline = Date.now() + budgetMs;
     let delay = 100;
     for (let attempt = 1; ; attempt++) {
@@ -400,7 +401,10 @@ export class TaskRunner {
         return r === false ? "lost" : "done";
       } catch (err) {
         if (!isTransientCatalogError(err)) throw err;
-        if (attempt === 1) log.error({ err }, "recording the task's outcome failed; retrying");
+        if (attempt === 1) {
+          log.error({ err }, "recording the task's outcome failed; retrying");
+          onRefused?.();
+        }
         if (err instanceof CatalogFullError && this.releaseReserve()) continue;
         if (Date.now() + delay > deadline || this.stoppedHard) {
           log.error({ err }, "giving up recording the task's outcome in line; it is retried until the catalogue accepts writes");
