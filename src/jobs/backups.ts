@@ -13,7 +13,7 @@ import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
 import { DigestTee } from "../redis/capture/digest";
-import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb/header";
+import { fileTypeFor, instanceTypeFor, serverOfType } from "../protocol/instance-types";
 import { parseRedisUrl } from "../redis/client/resp";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
