@@ -35,7 +35,7 @@ import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
 import type { Clock } from "../config";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
-import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { TASK } from "./tasks";
 import { formatBytes } from "../units";
 
@@ -64,7 +64,8 @@ export interface RestoreJobsOptions {
   store: BlobStore;
   clock: Clock;
   logger: Logger;
-  runner: TaskRunner;
+  /** The queue this kind's tasks go to (kicked after queueing, waited on). */
+  queue: JobQueue;
   /** The address target Redis servers connect back to (this node's short-lived replication endpoint). */
   advertiseHost: string;
   /** Hosts a cluster target may announce nodes on besides the registered one (as for backups). */
@@ -109,7 +110,7 @@ export class RestoreJobs implements JobKind {
         params: { sourceInstanceId: backup.instanceId, ...restoreRequestParams(request) },
       });
     });
-    this.o.runner.kick();
+    this.o.queue.kick();
     return { taskId };
   }
 
