@@ -161,11 +161,6 @@ export class TaskRunner implements JobQueue {
       });
   }
 
-  /** Resolves once the pass under way (if any, and any it asked for) is over. */
-  async idle(): Promise<void> {
-    while (this.pumping) await this.pumping;
-  }
-
   /** One pass: housekeeping, failures kept in memory, lapsed leases, then claims while there is room. */
   private async pass(): Promise<void> {
     try {
