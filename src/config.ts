@@ -4,8 +4,14 @@ import path from "node:path";
 import type { Logger, LogLevel } from "./log";
 import { DEFAULT_REGIONS } from "./protocol/regions";
 
+/**
+ * The time of a process: every timestamp it writes and, for the task queue, every wait (src/queue/clock.ts).
+ * A clock with `sleep` runs the queue's waits on its own time (tests advance it); without, real timers do.
+ */
 export interface Clock {
   now(): number;
+  /** Resolves once `ms` of this clock's time has passed. */
+  sleep?(ms: number): Promise<void>;
 }
 
 export const systemClock: Clock = { now: () => Date.now() };

@@ -12,7 +12,7 @@ import { LinkSigner } from "./downloads/links";
 import { BackupJobs, RetireJobs } from "./jobs/backups";
 import { ExportJobs } from "./jobs/exports";
 import { RestoreJobs } from "./jobs/restores";
-import { makeNodeId, TaskRunner } from "./jobs/runner";
+import { makeNodeId, TaskRunner } from "./queue";
 import { Scheduler } from "./jobs/scheduler";
 import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
@@ -93,9 +93,9 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
       onCatalogFull: reserve ? () => reserve.release() : undefined,
       housekeeping: reserve && o.role === "serve" ? () => void reserve.ensure() : undefined,
     });
-    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest, space });
-    const exports = new ExportJobs({ catalog, store, clock, logger, runner });
-    const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
+    const backups = new BackupJobs({ catalog, store, clock, logger, queue: runner, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest, space });
+    const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
+    const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
     const links = await LinkSigner.open(catalog);

@@ -168,8 +168,12 @@ describe("failures are tasks with a precise message, and leave neither a listed 
       assert.equal(task.Status, "failed");
       assert.match(task.TaskMessage!, message);
       assert.equal((await c.DescribeInstanceBackups({ InstanceId: id })).TotalCount, 0);
-      const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
-      assert.ok(list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4));
+      // DescribeTaskInfo reports a failure as soon as this node knows it; the list's Result filter reads the
+      // catalogue, which has it once the undo (removing the partial file) and the write are done.
+      await waitFor("the failure in the catalogue's task list", async () => {
+        const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
+        return list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4) || undefined;
+      }, 20_000, 20);
     });
   }
 

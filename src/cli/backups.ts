@@ -18,7 +18,8 @@ import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
 import type { ValueKind } from "../redis/rdb/constants";
 import { describeVerification } from "../redis/restore/verify";
-import { RESTORE_MODES, RestoreMode, RestoreReport, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../jobs/restores";
+import type { RestoreReport } from "../jobs/restores";
+import { RESTORE_MODES, RestoreMode, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../redis/restore/request";
 
 export function registerBackupCommands(program: Command): void {
   const backup = program.command("backup").description("take, list and delete backups");

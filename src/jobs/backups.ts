@@ -13,11 +13,11 @@ import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
 import { DigestTee } from "../redis/capture/digest";
-import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb/header";
+import { fileTypeFor, instanceTypeFor, serverOfType } from "../protocol/instance-types";
 import { parseRedisUrl } from "../redis/client/resp";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
-import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import { DiskSpaceError, SpaceGuard } from "./disk-space";
 import { TASK } from "./tasks";
@@ -38,9 +38,8 @@ export interface BackupJobsOptions {
   store: BlobStore;
   clock: Clock;
   logger: Logger;
-  runner: TaskRunner;
-  /** Lease of the retirement tasks run where they are asked for. */
-  leaseMs: number;
+  /** The queue this kind's tasks go to (kicked after queueing, waited on). */
+  queue: JobQueue;
   /** Stall timeout of a capture. */
   captureTimeoutMs?: number;
   /** Hosts a cluster may announce its nodes on besides the registered one (never sent credentials otherwise). */
@@ -116,7 +115,7 @@ export class BackupJobs implements JobKind {
     await this.checkSpace(instance, opts.automatic === true);
     // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
     // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
-    await this.o.runner.flushPending(instance.instanceId);
+    await this.o.queue.flushPending(instance.instanceId);
     const now = this.o.clock.now();
     const days = opts.storageDays && opts.storageDays > 0 ? opts.storageDays : instance.backupStorageDays;
     const backup: Backup = {
@@ -137,7 +136,7 @@ export class BackupJobs implements JobKind {
       });
     });
     if (taskId === undefined) return undefined;
-    this.o.runner.kick();
+    this.o.queue.kick();
     return { taskId, backupId: backup.backupId };
   }
 
@@ -220,7 +219,7 @@ export class BackupJobs implements JobKind {
   async retire(given: Backup, status: -1 | -2, accountId: string): Promise<boolean> {
     const { catalog } = this.o;
     const now = this.o.clock.now();
-    const taskId = await catalog.transaction(async (tx) => {
+    const task = await catalog.transaction(async (tx) => {
       const b = await tx.backup(given.backupId);
       if (!b || b.status === status || b.status === -2) return undefined;
       if (b.locked || b.status === 3) throw new BackupUnavailableError("locked", `backup ${b.backupId} is locked by an export or a restore`, b.backupId);
@@ -228,14 +227,15 @@ export class BackupJobs implements JobKind {
       // An expired backup can still be deleted (its record then carries the deletion); files are gone already.
       const from = status === -2 ? ([2, 4, -1] as const) : ([2, 4] as const);
       if (!(await tx.transitionBackup(b.backupId, from, status, { files: [], ...(status === -2 ? { deletedAt: now } : {}) }))) return undefined;
-      return tx.insertTask({
-        instanceId: b.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup, status: "running", progress: 0,
-        startTime: now, message: "", backupId: b.backupId, owner: this.o.runner.nodeId, leaseUntil: now + this.o.leaseMs, params: { files: b.files },
-      });
+      // Claimed at insert: the files are removed here, now; if this node dies first, RetireJobs.undo finishes.
+      const fields: Omit<Task, "taskId"> = {
+        instanceId: b.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup, progress: 0,
+        startTime: now, message: "", backupId: b.backupId, params: { files: b.files }, ...this.o.queue.claimedAtInsert(now),
+      };
+      return { ...fields, taskId: await tx.insertTask(fields) };
     });
-    if (taskId === undefined) return false;
-    await removeBackupBlobs(this.o.store, given.backupId, given.files);
-    await catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: this.o.clock.now(), leaseUntil: undefined });
+    if (task === undefined) return false;
+    await this.o.queue.finishInline(task, () => removeBackupBlobs(this.o.store, given.backupId, given.files));
     return true;
   }
 
