@@ -2,8 +2,9 @@
 //
 // A recording refused because the catalogue's disk is full first releases the disk reserve (catalog/reserve.ts)
 // and retries at once; other transient refusals are retried with backoff for a budget (retry.ts). A failure that
-// still cannot be written (PostgreSQL away, the reserve spent) is kept in memory: the API reports it at once
-// (outcomeOf / pendingFailures) and every pass retries the write until it is durable, or until another node has
+// still cannot be written (PostgreSQL away, the reserve spent) is kept in memory: from the first refused write the
+// API reports it from there (outcomeOf / pendingFailures; while the catalogue accepts writes it alone is the
+// truth, for every action), and every pass retries the write until it is durable, or until another node has
 // recovered the task. A process that dies with outcomes in memory loses nothing the catalogue relies on: its
 // tasks are still running there and are recovered as interrupted.
 import { Catalog, CatalogFullError, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
@@ -58,7 +59,7 @@ export class Outcomes {
    * Writes a task's outcome, retrying while the catalogue refuses (disk full, unreachable) for up to `budgetMs`
    * of backoff (default: the lease). A full disk first releases the reserve and retries at once.
    */
-  async record(log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>, budgetMs = this.o.leaseMs): Promise<Recorded> {
+  async record(log: Logger, write: (tx: CatalogTx) => Promise<boolean | void>, budgetMs = this.o.leaseMs, onRefused?: () => void): Promise<Recorded> {
     let waited = 0;
     let delay: number = BACKOFF.firstMs;
     for (let attempt = 1; ; attempt++) {
@@ -67,7 +68,10 @@ export class Outcomes {
         return r === false ? "lost" : "done";
       } catch (err) {
         if (!isTransientCatalogError(err)) throw err;
-        if (attempt === 1) log.error({ err }, "recording the task's outcome failed; retrying");
+        if (attempt === 1) {
+          log.error({ err }, "recording the task's outcome failed; retrying");
+          onRefused?.();
+        }
         if (err instanceof CatalogFullError && this.releaseReserve()) continue;
         if (waited + delay > budgetMs || this.stopped) {
           log.error({ err }, "giving up recording the task's outcome in line; it is retried until the catalogue accepts writes");
@@ -88,7 +92,7 @@ export class Outcomes {
     }
   }
 
-  /** Known now, before the write: reported failed by the API from here on, whatever the catalogue's disk says. */
+  /** Known, but refused by the catalogue: reported failed by the API from here on, whatever its disk says. */
   known(task: Task, kind: JobKind | undefined, message: string, endTime: number): { message: string } {
     const entry: Pending = { task, kind, message, endTime, deferred: false };
     this.pending.set(task.taskId, entry);

@@ -285,17 +285,17 @@ export class TaskRunner implements JobQueue {
       let message = err instanceof Error ? err.message : String(err);
       if (abort.signal.aborted && abort.signal.reason instanceof Error) message = `${abort.signal.reason.message}: ${message}`;
       const endTime = this.clock.now();
-      const entry = outcomes.known(task, kind, message, endTime);
       const undone = await kind.undo(task, "failed").catch((e: unknown) => ({ note: `cleaning up failed too: ${(e as Error).message}` }) as Undone);
       if (undone.note) message = `${message}; ${undone.note}`;
-      entry.message = message;
       try {
+        // While the catalogue accepts writes it alone is the truth, so every action reports the same state; from
+        // the first refused write (a full disk) the failure is reported from memory meanwhile.
         const recorded = await outcomes.record(log, async (tx) => {
           if (!(await outcomes.stillOurs(tx, task))) return false;
           await kind.failed(tx, task);
           await outcomes.markTask(tx, task, "failed", message, endTime);
           return true;
-        }, this.o.inlineRetryMs ?? inlineFailureBudget(this.o.leaseMs));
+        }, this.o.inlineRetryMs ?? inlineFailureBudget(this.o.leaseMs), () => outcomes.known(task, kind, message, endTime));
         if (recorded === "deferred") outcomes.defer(task, kind, message, log, endTime);
         else outcomes.forget(task.taskId);
       } catch (recordErr) {
