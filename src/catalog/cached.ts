@@ -70,6 +70,8 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
   private readonly indexes = new Map<string, ListingIndex>();
   /** Builds in flight, so fifty requests arriving together build one index. */
   private readonly building = new Map<string, Promise<ListingIndex | undefined>>();
+  private readonly readCredential: (secretId: string) => Promise<Credential | undefined>;
+  private readonly readInstance: (instanceId: string) => Promise<Instance | undefined>;
 
   constructor(readonly engine: E) {
     this.kind = engine.kind;
@@ -77,6 +79,8 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.instanceCache = cache(100_000, 32 << 20, engine.cacheTtlMs, (e) => roughSize(e.v));
     this.sizes = cache(100_000, 16 << 20, engine.sizeTtlMs, (s) => 64 + s.counts.size * 32);
     this.failures = cache(10_000, 1 << 20, Infinity, () => 32);
+    this.readCredential = (id) => engine.credential(id);
+    this.readInstance = (id) => engine.instance(id);
   }
 
   // --- the transaction contract ---
@@ -134,27 +138,26 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
 
   // --- credentials and instances (cached) ---
 
+  /** A read through one of the caches: a hit, or the engine's answer (a miss is cached as null too). */
+  private async cachedRead<T>(cache: LRUCache<string, Entry<T>>, key: string, read: (key: string) => Promise<T | undefined>): Promise<T | null> {
+    const usable = this.usable();
+    let e = usable ? cache.get(key) : undefined;
+    if (e === undefined) {
+      e = { v: (await read(key)) ?? null };
+      if (usable) cache.set(key, e);
+    }
+    return e.v;
+  }
+
   async credential(secretId: string): Promise<Credential | undefined> {
     this.guard();
-    const usable = this.usable();
-    let e = usable ? this.credentialCache.get(secretId) : undefined;
-    if (e === undefined) {
-      e = { v: (await this.engine.credential(secretId)) ?? null };
-      if (usable) this.credentialCache.set(secretId, e);
-    }
-    const c = e.v;
+    const c = await this.cachedRead(this.credentialCache, secretId, this.readCredential);
     return c ? { ...c, ...(c.policy ? { policy: copyPolicy(c.policy) } : {}) } : undefined;
   }
 
   async instance(instanceId: string): Promise<Instance | undefined> {
     this.guard();
-    const usable = this.usable();
-    let e = usable ? this.instanceCache.get(instanceId) : undefined;
-    if (e === undefined) {
-      e = { v: (await this.engine.instance(instanceId)) ?? null };
-      if (usable) this.instanceCache.set(instanceId, e);
-    }
-    const i = e.v;
+    const i = await this.cachedRead(this.instanceCache, instanceId, this.readInstance);
     return i ? { ...i, autoBackupWeekDays: [...i.autoBackupWeekDays] } : undefined;
   }
 

@@ -1,7 +1,7 @@
 // What an engine (sqlite/, postgres/) gives the catalogue: every operation uncached (sql-ops.ts), its own
 // transactions and migrations, and the few primitives the one cache over both (cached.ts) is built on — how it
 // knows a cached value may be stale, and the listing index's size, keys and rows.
-import type { CatalogStats, CatalogTx, TaskQueue } from "./catalog";
+import type { Catalog } from "./catalog";
 import type { ListingIndex } from "./listing-index";
 import type { Backup, BackupQuery } from "./types";
 
@@ -15,17 +15,8 @@ export interface ListingSize {
   mark?: number;
 }
 
-export interface CatalogEngine extends CatalogTx, TaskQueue {
-  readonly kind: "sqlite" | "postgres";
-  describe(): string;
-  /** Runs `fn` atomically with the engine's operations bound to the transaction; rolled back if it throws. */
-  transaction<T>(fn: (tx: CatalogTx) => Promise<T>): Promise<T>;
-  migrate(): Promise<number[]>;
-  pendingMigrations(): Promise<number[]>;
-  ping(): Promise<void>;
-  stats(): Promise<CatalogStats>;
-  close(): Promise<void>;
-
+/** A Catalog without caches (the engine's own transaction, migrations, …), and the cache's primitives. */
+export interface CatalogEngine extends Catalog {
   /**
    * How long a cached credential, instance or miss may be served (ms). Infinity when `changed()` sees every
    * commit (SQLite); a bound on staleness when other nodes write unseen (PostgreSQL).
