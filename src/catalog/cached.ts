@@ -138,26 +138,28 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
 
   // --- credentials and instances (cached) ---
 
-  /** A read through one of the caches: a hit, or the engine's answer (a miss is cached as null too). */
-  private async cachedRead<T>(cache: LRUCache<string, Entry<T>>, key: string, read: (key: string) => Promise<T | undefined>): Promise<T | null> {
-    const usable = this.usable();
-    let e = usable ? cache.get(key) : undefined;
-    if (e === undefined) {
-      e = { v: (await read(key)) ?? null };
-      if (usable) cache.set(key, e);
-    }
+  /** A read the cache missed: the engine's answer, cached (a miss as null too) when the cache is usable. */
+  private async miss<T>(cache: LRUCache<string, Entry<T>>, key: string, usable: boolean, read: (key: string) => Promise<T | undefined>): Promise<T | null> {
+    const e = { v: (await read(key)) ?? null };
+    if (usable) cache.set(key, e);
     return e.v;
   }
 
+  // A hit costs no await beyond the method's own: these are on every request's path.
+
   async credential(secretId: string): Promise<Credential | undefined> {
     this.guard();
-    const c = await this.cachedRead(this.credentialCache, secretId, this.readCredential);
+    const usable = this.usable();
+    const hit = usable ? this.credentialCache.get(secretId) : undefined;
+    const c = hit ? hit.v : await this.miss(this.credentialCache, secretId, usable, this.readCredential);
     return c ? { ...c, ...(c.policy ? { policy: copyPolicy(c.policy) } : {}) } : undefined;
   }
 
   async instance(instanceId: string): Promise<Instance | undefined> {
     this.guard();
-    const i = await this.cachedRead(this.instanceCache, instanceId, this.readInstance);
+    const usable = this.usable();
+    const hit = usable ? this.instanceCache.get(instanceId) : undefined;
+    const i = hit ? hit.v : await this.miss(this.instanceCache, instanceId, usable, this.readInstance);
     return i ? { ...i, autoBackupWeekDays: [...i.autoBackupWeekDays] } : undefined;
   }
 
@@ -186,12 +188,13 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
   async listBackups(q: BackupQuery): Promise<{ total: number; rows: Backup[] }> {
     this.guard();
     const statuses = normaliseStatuses(q.statuses);
-    if (!this.usable()) return this.engine.listPage(q, statuses);
+    if (!this.usable()) return await this.engine.listPage(q, statuses);
     let size: ListingSize | undefined;
     for (let attempt = 0; attempt < 2; attempt++) {
       let known = this.sizes.get(q.instanceId);
       if (!known) {
-        known = await this.engine.listingSize(q.instanceId);
+        const read = this.engine.listingSize(q.instanceId);
+        known = read instanceof Promise ? await read : read;
         this.sizes.set(q.instanceId, known);
       }
       size = known;
@@ -200,7 +203,8 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
       const index = have && have.version === known.version ? have : await this.buildIndex(q.instanceId, known);
       if (!index) break;
       const { total, positions } = index.pick(q.offset, q.limit, q.begin, q.end, statuses);
-      const rows = await this.engine.listingRows(index, positions);
+      const read = this.engine.listingRows(index, positions);
+      const rows = read instanceof Promise ? await read : read;
       if (rows) {
         this.indexes.delete(q.instanceId); // most recently used last
         this.indexes.set(q.instanceId, index);
@@ -213,7 +217,8 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
       this.indexFailed(q.instanceId, index.version);
       size = undefined;
     }
-    return this.engine.listPage(q, statuses, size);
+    const page = this.engine.listPage(q, statuses, size);
+    return page instanceof Promise ? await page : page;
   }
 
   /** Whether the instance is listed from an in-memory index right now (tests, diagnostics). */

@@ -5,6 +5,9 @@ import type { Catalog } from "./catalog";
 import type { ListingIndex } from "./listing-index";
 import type { Backup, BackupQuery } from "./types";
 
+/** SQLite answers the listing's primitives synchronously (no await on the hot path); PostgreSQL cannot. */
+export type MaybePromise<T> = T | Promise<T>;
+
 /** An instance's listing version (changed by triggers whenever its order or membership may have changed) and counts. */
 export interface ListingSize {
   version: number | null;
@@ -32,11 +35,11 @@ export interface CatalogEngine extends Catalog {
   changed(): boolean | undefined;
 
   /** The instance's listing version and counts (version null: it never had a backup). */
-  listingSize(instanceId: string): Promise<ListingSize>;
+  listingSize(instanceId: string): MaybePromise<ListingSize>;
   /** An index of the instance's listing keys read in one snapshot (undefined when rows do not fit it, or the version moved). */
   buildListingIndex(instanceId: string, version: number | null): Promise<ListingIndex | undefined>;
   /** The page's rows at index positions, each checked against the index's keys (and version); undefined if stale. */
-  listingRows(index: ListingIndex, positions: number[]): Promise<Backup[] | undefined>;
+  listingRows(index: ListingIndex, positions: number[]): MaybePromise<Backup[] | undefined>;
   /** A page by SQL; `size`, when given, is the instance's exact current size (totals without a count). */
-  listPage(q: BackupQuery, statuses: number[] | undefined, size?: ListingSize): Promise<{ total: number; rows: Backup[] }>;
+  listPage(q: BackupQuery, statuses: number[] | undefined, size?: ListingSize): MaybePromise<{ total: number; rows: Backup[] }>;
 }

@@ -3,6 +3,7 @@
 // statistics. An engine adds what is its own: how rows of a listing page are read (listPage), and its
 // transactions and migrations (engine.ts). Reads here are never cached; cached.ts caches over them.
 import type { CatalogStats, CatalogTx, TaskQueue } from "./catalog";
+import type { MaybePromise } from "./engine";
 import { SqlExecutor, updateStatement } from "./dialect";
 import {
   BACKUP_COLUMNS, backupColumns, backupValues, INSTANCE_INSERT_COLUMNS, instanceColumns, instanceValues, likeEscape, Row, TASK_INSERT_COLUMNS, taskColumns,
@@ -22,7 +23,7 @@ export abstract class SqlOps implements CatalogTx, TaskQueue {
   constructor(protected readonly x: SqlExecutor) {}
 
   /** One page of an instance's backups in listing order, and the filter's total, by SQL alone. */
-  protected abstract listPage(q: BackupQuery, statuses: number[] | undefined): Promise<{ total: number; rows: Backup[] }>;
+  protected abstract listPage(q: BackupQuery, statuses: number[] | undefined): MaybePromise<{ total: number; rows: Backup[] }>;
 
   private async one(text: string, args: readonly unknown[], name?: string): Promise<Row | undefined> {
     return (await this.x.all(text, args, name))[0];

@@ -11,7 +11,7 @@ import { LRUCache } from "lru-cache";
 import { CatalogFullError, CatalogMisuseError, CatalogTx } from "../catalog";
 import { CachedCatalog } from "../cached";
 import { sqliteDialect, SqlExecutor } from "../dialect";
-import type { CatalogEngine, ListingSize } from "../engine";
+import type { CatalogEngine, ListingSize, MaybePromise } from "../engine";
 import { ListingIndex } from "../listing-index";
 import { HISTORY_TABLE, pendingVersions, RECORD_MIGRATION, runMigrations } from "../migrator";
 import { BACKUP_COLUMNS, Row, toBackup } from "../rows";
@@ -135,8 +135,8 @@ class SqliteOps extends SqlOps {
    * A page by SQL, read off the covering index backups_listing in order. TotalCount without a time window comes
    * from backup_counts, or from `size` when it is still exact (no write on this connection since it was read).
    */
-  async listPage(q: BackupQuery, statuses: number[] | undefined, size?: ListingSize): Promise<{ total: number; rows: Backup[] }> {
-    while (this.exec.blocked()) await this.exec.ready();
+  listPage(q: BackupQuery, statuses: number[] | undefined, size?: ListingSize): MaybePromise<{ total: number; rows: Backup[] }> {
+    if (this.exec.blocked()) return this.exec.ready().then(() => this.listPage(q, statuses, size));
     const noWindow = q.begin === undefined && q.end === undefined;
     let total: number;
     if (noWindow && size && size.mark === this.totalChanges()) {
@@ -362,8 +362,8 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
     return changed;
   }
 
-  async listingSize(instanceId: string): Promise<ListingSize> {
-    while (this.exec.blocked()) await this.exec.ready();
+  listingSize(instanceId: string): MaybePromise<ListingSize> {
+    if (this.exec.blocked()) return this.exec.ready().then(() => this.listingSize(instanceId));
     const rows = this.stmt.listingStats.all(instanceId) as unknown[][];
     const counts = new Map<number, number>();
     let total = 0;
@@ -386,8 +386,8 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
   }
 
   /** The rows at the given index positions, read by rowid; undefined if any no longer matches the index. */
-  async listingRows(index: ListingIndex, positions: number[]): Promise<Backup[] | undefined> {
-    while (this.exec.blocked()) await this.exec.ready();
+  listingRows(index: ListingIndex, positions: number[]): MaybePromise<Backup[] | undefined> {
+    if (this.exec.blocked()) return this.exec.ready().then(() => this.listingRows(index, positions));
     const c = this.c;
     const out: Backup[] = [];
     const { rowids, starts, statuses, ids } = index.keys;
