@@ -38,6 +38,8 @@ import type { Clock } from "../config";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
+import { attachDigests, BackupDigests } from "./digests";
+import { digestStoredFile } from "../redis/capture/digest";
 import { formatBytes } from "../units";
 
 /** The restore asked for cannot be done that way (e.g. replication of a cluster backup): nothing was queued. */
@@ -123,6 +125,8 @@ export interface RestoreJobsOptions {
   advertiseHost: string;
   /** Hosts a cluster target may announce nodes on besides the registered one (as for backups). */
   clusterHosts?: readonly string[];
+  /** This node's digests still being computed after their backups' transfer (a restore waits for its own). */
+  digests?: BackupDigests;
 }
 
 interface Plan {
@@ -295,31 +299,44 @@ export class RestoreJobs implements JobKind {
     const verification = await verifyRestore({
       target: ep, cluster: false, selection: {},
       // A failure computing it (the file unreadable a second time) leaves the key-by-key comparison to report.
-      expectedDigest: await this.expectedAfterReplication(file, plan.head!, ep).catch(() => undefined),
+      expectedDigest: await this.expectedAfterReplication(backup.backupId, file, plan.head!, ep).catch(() => undefined),
       open: async () => [await this.open(file)],
     });
     const parts = [`replication: ${result.keys} keys loaded in ${result.loadMs} ms (${result.load === "socket" ? "from the socket" : "through the target's disk"}, ${formatBytes(file.bytes)}, ${seconds(Date.now() - t0)} in all)`, describeVerification(verification), ...result.warnings];
     return { path: "replication", reason: plan.reason, keys: result.keys, skipped: 0, failed: 0, filtered: 0, expired: 0, bytes: file.bytes, ms: Date.now() - t0, verification, message: parts.join("; ") };
   }
 
+  /** The backup's recorded digest of `file`, after this node's digest of it still being computed, if any. */
+  private async recordedDigest(backupId: string, file: StoredFile): Promise<string | undefined> {
+    if (file.digest) return file.digest;
+    const settled = await this.o.digests?.settled(backupId);
+    if (settled) return settled.find((f) => f.shard === file.shard)?.digest;
+    return (await this.o.catalog.backup(backupId))?.files.find((f) => f.shard === file.shard)?.digest;
+  }
+
   /**
-   * The DEBUG DIGEST the target should report after loading `file`: the digest recorded at capture when the
-   * target formats scores as the source did, else computed from a second read in the target's format.
+   * The DEBUG DIGEST the target should report after loading `file`: the backup's digest (waiting for it when
+   * this node is still computing it after the transfer) when the target formats scores as the source did, else
+   * computed from a second read in the target's format — and then attached to the backup if it had none.
    */
-  private async expectedAfterReplication(file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
+  private async expectedAfterReplication(backupId: string, file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
     let format;
     try {
       format = await targetScoreFormat(ep);
     } catch {
       return undefined; // INFO refused now: compare key by key (which reports what it can)
     }
-    if (file.digest && scoreFormatForAux(head.aux) === format) return file.digest;
+    const sameFormat = scoreFormatForAux(head.aux) === format;
+    const recorded = sameFormat ? await this.recordedDigest(backupId, file) : undefined;
+    if (recorded) return recorded;
     const digest = new SelectedDigest({ scoreFormat: format }, () => true);
     const reader = new RdbReader(digest);
     for await (const chunk of await this.open(file)) reader.feed(chunk);
     reader.end();
     const r = digest.result();
-    return r.moduleKeys ? undefined : r.digest;
+    if (r.moduleKeys) return undefined;
+    if (sameFormat) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, { digest: r.digest, keys: r.keys }]])).catch(() => undefined);
+    return r.digest;
   }
 
   // ---------------------------------------------------------------------------------------- commands
@@ -435,13 +452,25 @@ export class RestoreJobs implements JobKind {
     }
     const what = released.released ? "the target was switched back to master (REPLICAOF NO ONE)" : `the target no longer followed our endpoint (role ${released.role}) and was left as it is`;
     const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-    const digest = backup?.files[0]?.digest;
-    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it)` };
+    const digest = backup?.files[0] ? await this.digestForRecovery(backup.backupId, backup.files[0]) : undefined;
+    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it, and none could be computed from its file)` };
     const actual = await targetDigest(ep).catch(() => undefined);
     if (actual === undefined) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys (DEBUG DIGEST is not allowed there, so they could not be verified)` };
     return actual === digest
       ? { outcome: "succeed", note: `${what}; its data set is verified equal to the backup (digest ${digest})` }
       : { outcome: "failed", note: `${what}; its data set differs from the backup (digest ${actual}, backup ${digest}): the load did not complete` };
+  }
+
+  /**
+   * The digest an interrupted restore's target is checked against: the recorded one (after this node's pending
+   * digest of the backup, if any), else computed from the stored file now and attached to the backup.
+   */
+  private async digestForRecovery(backupId: string, file: StoredFile): Promise<string | undefined> {
+    const recorded = await this.recordedDigest(backupId, file);
+    if (recorded) return recorded;
+    const computed = await digestStoredFile(this.o.store, file);
+    if (computed.digest) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, computed]])).catch(() => undefined);
+    return computed.digest;
   }
 
   async failed(tx: CatalogTx, task: Task): Promise<void> {

@@ -48,6 +48,8 @@ export interface JobSuccess {
   message?: string;
   /** The job's own result, for in-process waiters (e.g. the finished Backup). */
   result?: unknown;
+  /** Called once the success is recorded (never when it could not be): follow-up work such as a backup's digest. */
+  committed?(): void;
 }
 
 export interface Undone {
@@ -335,6 +337,11 @@ export class TaskRunner {
       if (committed === "done") {
         log.info({ ms: Date.now() - started, message: message || undefined }, "task succeeded");
         this.tell("taskSucceeded", task, Date.now() - started, success.result);
+        try {
+          success.committed?.();
+        } catch (err) {
+          log.warn({ err }, "the follow-up of a succeeded task failed");
+        }
         return { ok: true, task: { ...task, status: "succeed", progress: 100, message }, result: success.result };
       }
       // The commit could not be written in time (or another node took the task over): what it made is undone.
