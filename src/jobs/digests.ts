@@ -20,8 +20,6 @@ export interface BackupDigestsOptions {
   catalog: Catalog;
   store: BlobStore;
   logger: Logger;
-  /** Called before each digest starts (tests hold it back to prove restores wait for it). */
-  beforeDigest?: (backupId: string) => Promise<void>;
 }
 
 interface Job {
@@ -47,6 +45,8 @@ export class BackupDigests {
   private readonly jobs = new Map<string, Job>();
   private running: Promise<void> | undefined;
   private readonly abort = new AbortController();
+  /** Awaited before each digest starts: tests hold digests back to prove what waits for them. */
+  hold: ((backupId: string) => Promise<void>) | undefined;
 
   constructor(private readonly o: BackupDigestsOptions) {}
 
@@ -105,7 +105,7 @@ export class BackupDigests {
   }
 
   private async digest(job: Job): Promise<StoredFile[]> {
-    await this.o.beforeDigest?.(job.backupId);
+    await this.hold?.(job.backupId);
     const t0 = Date.now();
     const computed = new Map<number, CapturedDigest>();
     for (const f of job.files) {
