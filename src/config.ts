@@ -52,8 +52,9 @@ export interface Config {
   /** Whether instances are backed up on their schedules at all. */
   autoBackups: boolean;
   /**
-   * Whether a capture also computes the backup's DEBUG DIGEST (a worker thread on another core): the proof that
-   * restores and `crs-backup verify` check against. Off, backups have none and restores verify by a second read.
+   * Whether each backup's DEBUG DIGEST is computed from its stored file after the transfer (a nice-19 worker
+   * process, jobs/digests.ts): the proof that restores and `crs-backup verify` check against. Off, backups have
+   * none and restores verify by a second read.
    */
   captureDigest: boolean;
   /** Simultaneous backups/restores on this node; more wait in the queue. */

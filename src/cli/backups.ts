@@ -50,6 +50,8 @@ export function registerBackupCommands(program: Command): void {
       });
       bar.stop(outcome.ok ? last : undefined);
       if (!outcome.ok) throw new Error(`backup failed: ${outcome.message}`);
+      // A one-off command has nothing else to do: it waits for the digest computed from the stored file.
+      await s.digests?.settled(queued!.backupId);
       const b = (outcome.result as Backup | undefined) ?? (await s.catalog.backup(queued!.backupId));
       if (b) process.stderr.write(`backup ${b.backupId} of ${instanceId}: ${formatBytes(b.backupSize)} in ${b.files.length} shard(s)\n`);
       console.log(queued!.backupId);

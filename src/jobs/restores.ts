@@ -27,7 +27,7 @@ import { RedisEndpoint, parseRedisUrl } from "../redis/client/resp";
 import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore/replication";
 import { restoreByCommands } from "../redis/restore/commands";
 import { CommandRestoreError, RestoreSummary } from "../redis/restore/command-summary";
-import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, planRestore, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "../redis/restore/plan";
+import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, planRestore, RdbHead, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "../redis/restore/plan";
 import { checkRestoreRequest, DEFAULT_RESTORE, RestoreRequest, restoreRequestOf, restoreRequestParams, selective } from "../redis/restore/request";
 import { probeTarget, releaseTarget } from "../redis/restore/target";
 import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, Verification, verifyRestore } from "../redis/restore/verify";
@@ -37,6 +37,8 @@ import type { Clock } from "../config";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { TASK } from "./tasks";
+import { attachDigests, BackupDigests } from "./digests";
+import { digestStoredFile } from "../redis/capture/digest";
 import { formatBytes } from "../units";
 
 /** What a finished restore reports (JobSuccess.result; the CLI prints it). */
@@ -70,6 +72,8 @@ export interface RestoreJobsOptions {
   advertiseHost: string;
   /** Hosts a cluster target may announce nodes on besides the registered one (as for backups). */
   clusterHosts?: readonly string[];
+  /** This node's digests still being computed after their backups' transfer (a restore waits for its own). */
+  digests?: BackupDigests;
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
@@ -173,11 +177,30 @@ export class RestoreJobs implements JobKind {
     const verification = await verifyRestore({
       target: ep, cluster: false, selection: {},
       // A failure computing it (the file unreadable a second time) leaves the key-by-key comparison to report.
-      expectedDigest: await expectedDigestAfterLoad(file.digest, plan.head!, ep, () => this.open(file)).catch(() => undefined),
+      expectedDigest: await this.expectedAfterReplication(backup.backupId, file, plan.head!, ep).catch(() => undefined),
       open: async () => [await this.open(file)],
     });
     const parts = [`replication: ${result.keys} keys loaded in ${result.loadMs} ms (${result.load === "socket" ? "from the socket" : "through the target's disk"}, ${formatBytes(file.bytes)}, ${seconds(Date.now() - t0)} in all)`, describeVerification(verification), ...result.warnings];
     return { path: "replication", reason: plan.reason, keys: result.keys, skipped: 0, failed: 0, filtered: 0, expired: 0, bytes: file.bytes, ms: Date.now() - t0, verification, message: parts.join("; ") };
+  }
+
+  /** The backup's recorded digest of `file`, after this node's digest of it still being computed, if any. */
+  private async recordedDigest(backupId: string, file: StoredFile): Promise<string | undefined> {
+    if (file.digest) return file.digest;
+    const settled = await this.o.digests?.settled(backupId);
+    if (settled) return settled.find((f) => f.shard === file.shard)?.digest;
+    return (await this.o.catalog.backup(backupId))?.files.find((f) => f.shard === file.shard)?.digest;
+  }
+
+  /**
+   * The DEBUG DIGEST the target should report after loading `file` (redis/restore/plan.ts), waiting for the
+   * backup's digest when this node is still computing it after the transfer; a digest computed here in the
+   * source's format, where the backup had none, is attached to the backup.
+   */
+  private async expectedAfterReplication(backupId: string, file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
+    const r = await expectedDigestAfterLoad(() => this.recordedDigest(backupId, file), head, ep, () => this.open(file));
+    if (r?.computed && r.sourceFormat) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, { digest: r.digest, keys: r.keys }]])).catch(() => undefined);
+    return r?.digest;
   }
 
   // ---------------------------------------------------------------------------------------- commands
@@ -272,13 +295,25 @@ export class RestoreJobs implements JobKind {
     }
     const what = released.released ? "the target was switched back to master (REPLICAOF NO ONE)" : `the target no longer followed our endpoint (role ${released.role}) and was left as it is`;
     const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-    const digest = backup?.files[0]?.digest;
-    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it)` };
+    const digest = backup?.files[0] ? await this.digestForRecovery(backup.backupId, backup.files[0]) : undefined;
+    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it, and none could be computed from its file)` };
     const actual = await targetDigest(ep).catch(() => undefined);
     if (actual === undefined) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys (DEBUG DIGEST is not allowed there, so they could not be verified)` };
     return actual === digest
       ? { outcome: "succeed", note: `${what}; its data set is verified equal to the backup (digest ${digest})` }
       : { outcome: "failed", note: `${what}; its data set differs from the backup (digest ${actual}, backup ${digest}): the load did not complete` };
+  }
+
+  /**
+   * The digest an interrupted restore's target is checked against: the recorded one (after this node's pending
+   * digest of the backup, if any), else computed from the stored file now and attached to the backup.
+   */
+  private async digestForRecovery(backupId: string, file: StoredFile): Promise<string | undefined> {
+    const recorded = await this.recordedDigest(backupId, file);
+    if (recorded) return recorded;
+    const computed = await digestStoredFile(this.o.store, file);
+    if (computed.digest) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, computed]])).catch(() => undefined);
+    return computed.digest;
   }
 
   async failed(tx: CatalogTx, task: Task): Promise<void> {

@@ -269,6 +269,11 @@ export class TaskRunner implements JobQueue {
       if (committed === "done") {
         log.info({ ms: elapsed(), message: message || undefined }, "task succeeded");
         this.tell("taskSucceeded", task, elapsed(), success.result);
+        try {
+          success.committed?.();
+        } catch (err) {
+          log.warn({ err }, "the follow-up of a succeeded task failed");
+        }
         return { ok: true, task: { ...task, status: "succeed", progress: 100, message }, result: success.result };
       }
       // The commit could not be written in time (or another node took the task over): what it made is undone.

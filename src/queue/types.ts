@@ -28,6 +28,8 @@ export interface JobSuccess {
   message?: string;
   /** The job's own result, for in-process waiters (e.g. the finished Backup). */
   result?: unknown;
+  /** Called once the success is recorded (never when it could not be): follow-up work such as a backup's digest. */
+  committed?(): void;
 }
 
 export interface Undone {

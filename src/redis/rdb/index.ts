@@ -12,7 +12,7 @@ export * from "./reader";
 export * from "./stream";
 export { DigestVisitor, RdbDigest, digestRdb, digestDumpPayload, scoreFormatForAux, scoreFormatForServer } from "./digest";
 export type { DigestOptions, DigestResult, ScoreFormatOption } from "./digest";
-export { DigestStream } from "./digest-stream";
+export { DigestStream, digestWorkerPids } from "./digest-stream";
 export type { DigestStreamOptions } from "./digest-stream";
 export { formatScore, formatG17, fpconvDtoa } from "./double-format";
 export type { ScoreFormat } from "./double-format";

@@ -119,24 +119,27 @@ export function scoreFormatOf(caps: TargetCapabilities) {
 }
 
 /**
- * The DEBUG DIGEST the target should report after loading an RDB by replication: the digest recorded at capture
- * (`recorded`) when the target formats scores as the source did, else computed from a second read in the
- * target's format. Undefined when it cannot be known (INFO refused, module keys).
+ * The DEBUG DIGEST the target should report after loading an RDB by replication: the digest recorded for the
+ * backup (`recorded()`, asked only when the target formats scores as the source did; it may wait for a digest
+ * still being computed) or else computed from a second read in the target's format. `sourceFormat` says whether
+ * a computed digest is also the backup's own. Undefined when it cannot be known (INFO refused, module keys).
  */
-export async function expectedDigestAfterLoad(recorded: string | undefined, head: RdbHead, ep: RedisEndpoint, open: OpenRdb): Promise<string | undefined> {
+export async function expectedDigestAfterLoad(recorded: () => Promise<string | undefined>, head: RdbHead, ep: RedisEndpoint, open: OpenRdb): Promise<{ digest: string; keys?: number; sourceFormat: boolean; computed: boolean } | undefined> {
   let format;
   try {
     format = await targetScoreFormat(ep);
   } catch {
     return undefined; // INFO refused now: compare key by key (which reports what it can)
   }
-  if (recorded && scoreFormatForAux(head.aux) === format) return recorded;
+  const sourceFormat = scoreFormatForAux(head.aux) === format;
+  const known = sourceFormat ? await recorded() : undefined;
+  if (known) return { digest: known, sourceFormat, computed: false };
   const digest = new SelectedDigest({ scoreFormat: format }, () => true);
   const reader = new RdbReader(digest);
   for await (const chunk of await open()) reader.feed(chunk);
   reader.end();
   const r = digest.result();
-  return r.moduleKeys ? undefined : r.digest;
+  return r.moduleKeys ? undefined : { digest: r.digest, keys: r.keys, sourceFormat, computed: true };
 }
 
 /** The target's DEBUG DIGEST (40 hex digits); rejects where DEBUG is not allowed. */
