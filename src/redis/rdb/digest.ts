@@ -89,7 +89,9 @@ export interface ScoreFormatOption {
   scoreFormat?: ScoreFormat;
   /**
    * Digest as if hash fields had no TTLs: what a server without hash-field expiry (Redis < 7.4, Valkey 8)
-   * reports after a restore that dropped the field TTLs.
+   * reports after a restore that dropped the field TTLs, and what Valkey 9 reports anyway (its DEBUG DIGEST
+   * does not mix field TTLs in, Redis 7.4+'s does). Default: true for an RDB Valkey wrote (AUX valkey-ver),
+   * false otherwise.
    */
   ignoreFieldTtls?: boolean;
 }
@@ -123,6 +125,7 @@ export class DigestVisitor implements RdbVisitor {
   private readonly e2 = new Int32Array(5);
   private lastDb = -1;
   private format: ScoreFormat | undefined;
+  private ignoreTtls: boolean | undefined;
   private readonly aux: Record<string, string> = {};
   private readonly perKey: boolean;
   private keys = 0;
@@ -131,6 +134,7 @@ export class DigestVisitor implements RdbVisitor {
 
   constructor(private readonly opts: DigestOptions = {}) {
     this.format = opts.scoreFormat;
+    this.ignoreTtls = opts.ignoreFieldTtls;
     this.perKey = typeof opts.onKeyDigest === "function";
   }
 
@@ -147,6 +151,7 @@ export class DigestVisitor implements RdbVisitor {
       this.lastDb = h.db;
     }
     if (this.format === undefined) this.format = scoreFormatForAux(this.aux);
+    if (this.ignoreTtls === undefined) this.ignoreTtls = this.aux["valkey-ver"] !== undefined;
     const k = this.k;
     k.fill(0);
     mixBytes(k, h.key);
@@ -205,7 +210,7 @@ export class DigestVisitor implements RdbVisitor {
     e.fill(0);
     mixBytes(e, field);
     mixBytes(e, value);
-    if (expireAt !== -1 && !this.opts.ignoreFieldTtls) xorWords(e, HEXPIRE_SHA);
+    if (expireAt !== -1 && !this.ignoreTtls) xorWords(e, HEXPIRE_SHA);
     this.xorElement(e);
   }
 
