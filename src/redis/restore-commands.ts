@@ -27,11 +27,11 @@
 import { Readable } from "node:stream";
 import { ClusterRouter, CommandRouter, readSlotMap, SlotRange, StandaloneRouter } from "./cluster";
 import { decodeCommand, PipelineError, ReplyKind } from "./pipeline";
-import { RdbType, rdbVersionOf, ValueKind } from "./rdb/constants";
-import { DumpBuilder, DumpUnsupportedError } from "./rdb/dump";
+import { RDB_MAX_KNOWN_VERSION, RdbType, rdbVersionOf, VALKEY_RDB_VERSION, ValueKind } from "./rdb/constants";
+import { DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "./rdb/dump";
 import { RdbParseError } from "./rdb/errors";
 import { ByteWriter } from "./rdb/rdb-writer";
-import { KeyHeader, ModuleInfo, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./rdb/reader";
+import { KeyHeader, ModuleInfo, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "./rdb/reader";
 import { StreamId, streamIdString } from "./rdb/stream";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { parseInfo } from "./restore-target";
@@ -87,6 +87,11 @@ export interface CommandRestoreOptions {
   functions?: boolean;
   /** Restore hashes with field TTLs into targets without HFE by dropping the field TTLs (reported). */
   dropFieldTtls?: boolean;
+  /**
+   * Restore Redis 8.6 streams with XADD IDMP state where it cannot be kept (a target before 8.6, Valkey, or
+   * by commands) without that state (reported); by default such a stream fails with the reason.
+   */
+  dropStreamIdmp?: boolean;
   /** Bytes of commands sent without replies before the reader pauses. Default 16 MiB. */
   maxInFlightBytes?: number;
   /** Values whose DUMP payload would exceed this go by commands. Default 32 MiB. */
@@ -123,6 +128,8 @@ export interface RestoreSummary {
   byCommands: number;
   /** Hash field TTLs dropped (dropFieldTtls). */
   droppedFieldTtls: number;
+  /** Streams whose IDMP state was dropped (dropStreamIdmp). */
+  droppedStreamIdmp: number;
   /** Function libraries (Redis 7.0+): loaded, kept because a library of that name exists (replace: false), failed. */
   functions: { loaded: number; kept: number; failed: number };
   /** RDB bytes read. */
@@ -164,7 +171,7 @@ export async function probeTarget(ep: RedisEndpoint, timeoutMs = 10_000): Promis
     return {
       server: kind,
       version,
-      rdbVersion: rdbVersionOf(kind, version) ?? 12,
+      rdbVersion: rdbVersionOf(kind, version) ?? (kind === "valkey" ? VALKEY_RDB_VERSION : RDB_MAX_KNOWN_VERSION),
       cluster: clusterInfo.get("cluster_enabled") === "1",
       restore,
       restoreAbsTtl: redisCompat >= 500,
@@ -296,6 +303,7 @@ export class RestoreVisitor implements RdbVisitor {
   private group: Buffer | undefined;
   private pel = new Map<string, StreamPendingEntry>();
   private consumer: Buffer | undefined;
+  private idmp: StreamIdmp | undefined;
 
   constructor(
     private readonly router: CommandRouter,
@@ -303,7 +311,9 @@ export class RestoreVisitor implements RdbVisitor {
     private readonly opts: CommandRestoreOptions,
     private readonly shared: RestoreShared,
   ) {
-    this.builder = new DumpBuilder({ rdbVersion: Math.min(caps.rdbVersion, 12), dropFieldTtls: opts.dropFieldTtls });
+    // Valkey 9 takes its own numbering (80) besides the shared one; a Redis newer than this engine gets our newest
+    const rdbVersion = caps.rdbVersion >= VALKEY_RDB_VERSION ? VALKEY_RDB_VERSION : Math.min(caps.rdbVersion, RDB_MAX_KNOWN_VERSION);
+    this.builder = new DumpBuilder({ rdbVersion, dropFieldTtls: opts.dropFieldTtls, dropStreamIdmp: opts.dropStreamIdmp });
   }
 
   // -------------------------------------------------------------------- functions
@@ -345,6 +355,11 @@ export class RestoreVisitor implements RdbVisitor {
       this.shared.failKey(h.db, h.key, `the target (${this.caps.server} ${this.caps.version}) has no streams (they need Redis 5.0+)`);
       return false;
     }
+    if (h.keyMeta) {
+      const specs = h.keyMeta.map((c) => `0x${c.toString(16).padStart(8, "0")}`).join(", ");
+      this.shared.failKey(h.db, h.key, `the key carries module key metadata (Redis 8.6 KEY_META, class ${specs}) that only its module can restore; restore such a backup by replication into a server with that module loaded`);
+      return false;
+    }
     const restoreOk = this.caps.restore && o.mode !== "commands";
     if (h.type === "module" && !restoreOk) {
       this.shared.failKey(h.db, h.key, `module values (${h.module?.name}) can only be restored with RESTORE, which ${o.mode === "commands" ? "mode 'commands' excludes" : "the target refuses"}`);
@@ -354,6 +369,7 @@ export class RestoreVisitor implements RdbVisitor {
     this.shared.noteDb(this.seq, h.db);
     this.h = h;
     this.keyFailed = undefined;
+    this.idmp = undefined;
     this.gate = undefined;
     this.fieldTtls = [];
     this.pieces = false;
@@ -401,6 +417,7 @@ export class RestoreVisitor implements RdbVisitor {
       throw err;
     }
     this.shared.summary.droppedFieldTtls += this.builder.droppedFieldTtls;
+    if (this.builder.droppedStreamIdmp) this.shared.summary.droppedStreamIdmp++;
     const caps = this.caps;
     const extra: string[] = [];
     let ttl = "0";
@@ -561,6 +578,27 @@ export class RestoreVisitor implements RdbVisitor {
       args.push("ENTRIESADDED", String(meta.entriesAdded), "MAXDELETEDID", streamIdString(meta.maxDeletedId ?? { ms: 0n, seq: 0n }));
     }
     this.send(args, 0);
+  }
+
+  onStreamIdmp(idmp: StreamIdmp): void {
+    if (this.path === "restore") this.builder.streamIdmp(idmp);
+    else this.idmp = idmp;
+  }
+
+  onStreamIdmpProducer(pid: Buffer, iids: number): void {
+    if (this.path === "restore") this.builder.streamIdmpProducer(pid, iids);
+  }
+
+  onStreamIdmpEntry(iid: Buffer, id: StreamId): void {
+    if (this.path === "restore") this.builder.streamIdmpEntry(iid, id);
+  }
+
+  /** The end of a type-26 stream. By commands, its IDMP history cannot be recreated (XADD IDMP takes no ID). */
+  onStreamIdmpCounters(c: StreamIdmpCounters): void {
+    if (this.path === "restore") return this.builder.streamIdmpCounters(c);
+    if (this.path !== "commands" || !hasIdmpState(this.idmp, c)) return;
+    if (this.opts.dropStreamIdmp) this.shared.summary.droppedStreamIdmp++;
+    else this.keyFailed ??= idmpRefusal(this.idmp!, c, `${this.caps.server} ${this.caps.version} by commands`);
   }
 
   onStreamGroup(g: StreamGroup): void {
@@ -860,7 +898,7 @@ export async function connectRouter(opts: CommandRestoreOptions, caps: TargetCap
 }
 
 function emptySummary(caps: TargetCapabilities): RestoreSummary {
-  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps };
+  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedStreamIdmp: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps };
 }
 
 /**
