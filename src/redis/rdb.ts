@@ -3,11 +3,12 @@
 // It does not decode keys: a full structural check is redis-check-rdb's job; the CRC already proves the bytes
 // are exactly what the server wrote.
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
+import { RDB_MAX_KNOWN_VERSION, VALKEY_RDB_VERSION } from "./rdb/constants";
 import { lzfDecompress as lzfDecompressRange, LzfError } from "./rdb/lzf";
 
 export const RDB_MIN_VERSION = 1;
-/** Highest RDB format version we accept (Redis 7.4 / 8.x write 12). */
-export const RDB_MAX_VERSION = 12;
+/** Highest Redis RDB format version we accept (Redis 7.4-8.4 write 12, 8.6 writes 13). */
+export const RDB_MAX_VERSION = RDB_MAX_KNOWN_VERSION;
 /** First RDB version with a CRC-64 trailer (Redis 2.6+). */
 const RDB_CHECKSUM_SINCE = 5;
 
@@ -114,19 +115,22 @@ export class RdbInspector {
     // Avoid copying a large first chunk: parse it in place and copy only if we must keep it.
     const head = this.head!.length ? Buffer.concat([this.head!, chunk]) : chunk;
     if (this.version === 0) {
-      const magicLen = Math.min(head.length, 5);
-      if (head.toString("latin1", 0, magicLen) !== "REDIS".slice(0, magicLen)) {
-        throw new RdbFormatError(`not an RDB file: bad magic ${JSON.stringify(head.toString("latin1", 0, magicLen))} (expected "REDIS")`);
+      // "REDIS" + 4 digits, or Valkey 9's "VALKEY" + 3 digits: both 9 bytes
+      const magicLen = Math.min(head.length, 6);
+      const start = head.toString("latin1", 0, magicLen);
+      const valkey = start === "VALKEY".slice(0, magicLen) && magicLen > 0;
+      if (!valkey && start.slice(0, 5) !== "REDIS".slice(0, Math.min(magicLen, 5))) {
+        throw new RdbFormatError(`not an RDB file: bad magic ${JSON.stringify(start)} (expected "REDIS" or "VALKEY")`);
       }
       if (head.length < 9) {
         this.head = Buffer.from(head);
         return;
       }
-      const digits = head.toString("latin1", 5, 9);
-      if (!/^[0-9]{4}$/.test(digits)) throw new RdbFormatError(`not an RDB file: bad version field ${JSON.stringify(digits)}`);
+      const digits = head.toString("latin1", valkey ? 6 : 5, 9);
+      if (!(valkey ? /^[0-9]{3}$/ : /^[0-9]{4}$/).test(digits)) throw new RdbFormatError(`not an RDB file: bad version field ${JSON.stringify(digits)}`);
       const v = Number(digits);
-      if (v < RDB_MIN_VERSION || v > RDB_MAX_VERSION) {
-        throw new RdbFormatError(`unsupported RDB version ${v} (this build reads ${RDB_MIN_VERSION}..${RDB_MAX_VERSION})`);
+      if (valkey ? v !== VALKEY_RDB_VERSION : v < RDB_MIN_VERSION || v > RDB_MAX_VERSION) {
+        throw new RdbFormatError(`unsupported RDB version ${v} (${head.toString("latin1", 0, 9)}; this build reads REDIS${String(RDB_MIN_VERSION).padStart(4, "0")}..REDIS${String(RDB_MAX_VERSION).padStart(4, "0")} and VALKEY${VALKEY_RDB_VERSION})`);
       }
       this.version = v;
       this.headPos = 9;
@@ -266,12 +270,13 @@ export function fileTypeFor(version: string, server: "redis" | "valkey" = "redis
 
 /**
  * CRS InstanceType code for a server version and topology: 2.8 standalone 5, 4.0 6/7 (standard/cluster),
- * 5.0 8/9, 6.x 15/16, 7.x and later 17/18, Valkey 19/20 (the cloud lists 19-22 for Valkey 8.0; we use the first
- * two, standard and cluster). Versions older than 4.0 map to the 2.8 code (5) or, for a cluster, the oldest
- * cluster code (7), as CRS has no 3.x types.
+ * 5.0 8/9, 6.x 15/16, 7.x and later 17/18 (Redis 8 too: CRS has no code of its own for it; the FileType says
+ * "RDB-Redis 8.6"), Valkey 8 19/20 and Valkey 9 and later 21/22 (the cloud lists 19-22 as its Valkey codes; we
+ * give 8.x the first pair, standard and cluster, and 9.x the second). Versions older than 4.0 map to the 2.8
+ * code (5) or, for a cluster, the oldest cluster code (7), as CRS has no 3.x types.
  */
 export function instanceTypeFor(version: string, cluster: boolean, server: "redis" | "valkey" = "redis"): number {
-  if (server === "valkey") return cluster ? 20 : 19;
+  if (server === "valkey") return majorMinor(version)[0] >= 9 ? (cluster ? 22 : 21) : cluster ? 20 : 19;
   const [major] = majorMinor(version);
   if (major >= 7) return cluster ? 18 : 17;
   if (major === 6) return cluster ? 16 : 15;

@@ -12,6 +12,9 @@ export const RDB_MAX_KNOWN_VERSION = 13;
 /** The RDB version of Valkey 9 files (magic "VALKEY080"). Valkey keeps 12..79 for Redis ("foreign"). */
 export const VALKEY_RDB_VERSION = 80;
 
+/** The Valkey version a capture announces to a Valkey master (REPLCONF version): the newest whose RDB we read. */
+export const VALKEY_REPLICA_VERSION = "9.1.2";
+
 /** Which family's numbering a file (or DUMP payload) uses: "valkey" for VALKEY-magic files (RDB 80+). */
 export type RdbFlavor = "redis" | "valkey";
 
