@@ -30,7 +30,7 @@ import { scoreFormatForAux } from "../redis/rdb/digest";
 import { RedisEndpoint, RedisReplyError, RespConnection, parseRedisUrl } from "../redis/resp";
 import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore";
 import { CommandRestoreError, probeTarget, restoreByCommands, RestoreSummary, TargetCapabilities } from "../redis/restore-commands";
-import { maxRdbVersion, openTarget, readTargetState, releaseTarget, TargetState, totalKeys } from "../redis/restore-target";
+import { openTarget, rdbRefusal, readTargetState, releaseTarget, TargetState, totalKeys } from "../redis/restore-target";
 import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, targetScoreFormat, Verification, verifyRestore } from "../redis/restore-verify";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
@@ -247,13 +247,12 @@ export class RestoreJobs implements JobKind {
       return { path: "commands", reason: "the target is a cluster" };
     }
     const head = await this.head(backup.files[0]!);
-    const max = maxRdbVersion(state.version);
-    if (max !== undefined && head.version > max) {
-      const why = `the target (Redis ${state.version}) loads RDB versions up to ${max}, the backup is version ${head.version}`;
-      if (r.mode === "replication") throw new RestoreError("load", `${why}: use --mode auto or commands`);
-      return { path: "commands", reason: why };
+    const refused = rdbRefusal(state, head.version);
+    if (refused) {
+      if (r.mode === "replication") throw new RestoreError("load", `${refused}: use --mode auto or commands`);
+      return { path: "commands", reason: refused };
     }
-    return { path: "replication", reason: `the target (Redis ${state.version}) loads RDB version ${head.version}`, head };
+    return { path: "replication", reason: `the target (${state.valkeyVersion ? `Valkey ${state.valkeyVersion}` : `Redis ${state.version}`}) loads RDB version ${head.version}`, head };
   }
 
   /** The RDB version and AUX fields at the start of a stored file (reads only its first chunks). */
@@ -334,7 +333,7 @@ export class RestoreJobs implements JobKind {
     const selection: KeySelection = { dbs: r.dbs, match: r.match, types: r.types };
     // The data-set digest applies to a standalone target that held nothing and receives the whole backup.
     const whole = !selective(r);
-    const digest = !caps.cluster && whole && (await this.isEmpty(ep)) ? new SelectedDigest({ scoreFormat: formatOf(caps) }, restoredKeyFilter(selection)) : undefined;
+    const digest = !caps.cluster && whole && (await this.isEmpty(ep)) ? new SelectedDigest({ scoreFormat: formatOf(caps), ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey" }, restoredKeyFilter(selection)) : undefined;
     const total = backup.files.reduce((n, f) => n + f.bytes, 0);
     const label = `into ${target.instanceId}`;
     const sources = backup.files.map((f) => {
@@ -369,7 +368,7 @@ export class RestoreJobs implements JobKind {
     if (!r.replace && summary.skipped > 0) return report({ outcome: "skipped", reason: `${summary.skipped} existing keys were kept, as asked` });
     const expected = digest?.result();
     const verification = await verifyRestore({
-      target: ep, cluster: caps.cluster, selection,
+      target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey",
       expectedDigest: expected && expected.moduleKeys === 0 ? expected.digest : undefined,
       open: async () => backup.files.map((f) => lazily(() => this.open(f))),
     });

@@ -32,7 +32,7 @@ import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError, RestorePhase } from "./restore-error";
 import { normalizeAddress } from "../address";
 import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
-import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, TargetState, totalKeys } from "./restore-target";
+import { classifyTargetError, info, openTarget, rdbRefusal, readTargetState, TargetState, totalKeys } from "./restore-target";
 import { testHook } from "../test-hooks";
 
 export { RestoreError, RestoreErrorKind, RestorePhase } from "./restore-error";
@@ -113,7 +113,12 @@ function asBuffer(v: unknown): Buffer {
 
 /** Parses the RDB header; undefined when it is not an RDB. */
 function rdbVersion(head: Buffer): number | undefined {
-  if (head.length < RDB_HEADER || head.toString("latin1", 0, 5) !== "REDIS") return undefined;
+  if (head.length < RDB_HEADER) return undefined;
+  if (head.toString("latin1", 0, 6) === "VALKEY") {
+    const digits = head.toString("latin1", 6, 9);
+    return /^\d{3}$/.test(digits) ? Number(digits) : undefined;
+  }
+  if (head.toString("latin1", 0, 5) !== "REDIS") return undefined;
   const digits = head.toString("latin1", 5, 9);
   return /^\d{4}$/.test(digits) ? Number(digits) : undefined;
 }
@@ -358,11 +363,9 @@ async function run(s: Session): Promise<RestoreResult> {
   }
   const first = Buffer.concat(head);
   const version = rdbVersion(first);
-  if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version); the target was not touched");
-  const max = maxRdbVersion(state.version);
-  if (max !== undefined && version > max) {
-    throw new RestoreError("load", `RDB format version ${version} is newer than target ${s.where} (Redis ${state.version}) can load (up to ${max}); the target was not touched`);
-  }
+  if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version, or VALKEY and a 3-digit one); the target was not touched");
+  const refusal = rdbRefusal(state, version);
+  if (refusal) throw new RestoreError("load", `RDB format version ${version} cannot be loaded by target ${s.where}: ${refusal}; the target was not touched`);
   // A target that parses while receiving (repl-diskless-load on-empty-db/swapdb, or unknown) would act on
   // corrupt bytes before the trailer is checked: either we validate the stream on the way (loadFromSocket),
   // or the whole file is verified first.
