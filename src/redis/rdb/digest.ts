@@ -15,7 +15,7 @@
 // Two ways to use it: `RdbDigest` is a push API (update(chunk) ... digest()) that parses the stream itself, for
 // computing the digest during a capture; `DigestVisitor` plugs into an RdbReader shared with other visitors.
 import crypto from "node:crypto";
-import { OBJ_TYPE, ValueKind } from "./constants";
+import { OBJ_TYPE, VALKEY_RDB_VERSION, ValueKind } from "./constants";
 import { formatScore, ScoreFormat } from "./double-format";
 import { KeyHeader, RdbReader, RdbReaderOptions, RdbSummary, RdbVisitor } from "./reader";
 import { sha1Into, sha1Of20, wordsToHex } from "./sha1";
@@ -279,9 +279,11 @@ export function digestRdb(rdb: Buffer, opts: DigestOptions = {}): DigestResult &
 }
 
 /** DEBUG DIGEST-VALUE of one DUMP payload (with `expiring` for the key's TTL, which DUMP does not carry). */
-export function digestDumpPayload(payload: Buffer, opts: { scoreFormat: ScoreFormat; expiring?: boolean }): string {
+export function digestDumpPayload(payload: Buffer, opts: { scoreFormat: ScoreFormat; expiring?: boolean; ignoreFieldTtls?: boolean }): string {
   let value = "";
-  const v = new DigestVisitor({ scoreFormat: opts.scoreFormat, onKeyDigest: (_db, _key, d) => (value = d) });
+  // a payload stamped 80 comes from Valkey 9, whose digests leave field TTLs out
+  const ignoreFieldTtls = opts.ignoreFieldTtls ?? (payload.length >= 10 && payload.readUInt16LE(payload.length - 10) >= VALKEY_RDB_VERSION);
+  const v = new DigestVisitor({ scoreFormat: opts.scoreFormat, ignoreFieldTtls, onKeyDigest: (_db, _key, d) => (value = d) });
   RdbReader.parseDumpPayload(payload, {
     onKeyStart: (h) => {
       if (opts.expiring) h.expireAt = 1;
