@@ -813,7 +813,7 @@ export class RdbReader {
 
   private opcode(): boolean {
     const type = this.u8();
-    if (type < 0xf4) {
+    if (type < Opcode.KEY_META) {
       this.startValue(type, undefined, this.mark);
       return true;
     }
@@ -959,7 +959,9 @@ export class RdbReader {
     const desc = this.types[type];
     if (!desc || desc.sinceRdb > this.version) {
       if (type === T.MODULE_PRE_GA) throw this.err("a value type", "module value in the Redis 4.0 release-candidate format (type 6), which cannot be parsed without the module", typeAt);
-      throw this.err("a value type", `unknown value type ${type} in an ${this.formatName()} ${this.dumpMode ? "" : "file"}`.trimEnd() + ", which this reader does not know: refused rather than guessed", typeAt);
+      // no type of either family is above 127: a high byte is an opcode of a newer format
+      const what = type >= 0x80 ? `unknown opcode 0x${type.toString(16)} (${type})` : `unknown value type ${type}`;
+      throw this.err("a value type", `${what} in an ${this.formatName()}${this.dumpMode ? "" : " file"}, which this reader does not know: refused rather than guessed`, typeAt);
     }
     const key = dumpKey ?? this.str("a key name");
     const h: KeyHeader = {
