@@ -277,5 +277,9 @@ describe("catalogue helpers", () => {
     assert.equal(instanceTypeFor("7.0.15", false), 17);
     assert.equal(instanceTypeFor("7.2.4", true), 18);
     assert.equal(instanceTypeFor("8.0.0", false), 17);
+    assert.equal(instanceTypeFor("8.6.3", true), 18);
+    assert.equal(instanceTypeFor("8.1.1", false, "valkey"), 19);
+    assert.equal(instanceTypeFor("9.1.2", false, "valkey"), 21);
+    assert.equal(instanceTypeFor("9.1.2", true, "valkey"), 22);
   });
 });

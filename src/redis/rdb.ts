@@ -120,7 +120,7 @@ export class RdbInspector {
       const start = head.toString("latin1", 0, magicLen);
       const valkey = start === "VALKEY".slice(0, magicLen) && magicLen > 0;
       if (!valkey && start.slice(0, 5) !== "REDIS".slice(0, Math.min(magicLen, 5))) {
-        throw new RdbFormatError(`not an RDB file: bad magic ${JSON.stringify(start)} (expected "REDIS" or "VALKEY")`);
+        throw new RdbFormatError(`not an RDB file: bad magic ${JSON.stringify(start.slice(0, 5))} (expected "REDIS" or "VALKEY")`);
       }
       if (head.length < 9) {
         this.head = Buffer.from(head);
