@@ -27,6 +27,7 @@ import net from "node:net";
 import { Readable } from "node:stream";
 import { crc64Equals, crc64Init, crc64Update } from "./crc64";
 import { LoadCheck, LoadRuleViolation } from "./rdb/load-check";
+import { VALKEY_RDB_VERSION } from "./rdb/constants";
 import { RdbReader } from "./rdb/reader";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
 import { RestoreError, RestorePhase } from "./restore-error";
@@ -365,7 +366,10 @@ async function run(s: Session): Promise<RestoreResult> {
   const version = rdbVersion(first);
   if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version, or VALKEY and a 3-digit one); the target was not touched");
   const refusal = rdbRefusal(state, version);
-  if (refusal) throw new RestoreError("load", `RDB format version ${version} cannot be loaded by target ${s.where}: ${refusal}; the target was not touched`);
+  if (refusal) {
+    const what = version >= VALKEY_RDB_VERSION ? `a Valkey 9 file (RDB format version ${version}) cannot be loaded by` : `RDB format version ${version} is newer than`;
+    throw new RestoreError("load", `${what} target ${s.where} can load (${refusal}); the target was not touched`);
+  }
   // A target that parses while receiving (repl-diskless-load on-empty-db/swapdb, or unknown) would act on
   // corrupt bytes before the trailer is checked: either we validate the stream on the way (loadFromSocket),
   // or the whole file is verified first.
