@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { KeyHeader, RdbReader, RdbVisitor } from "../src/redis/rdb/reader";
 import { RdbParseError } from "../src/redis/rdb/errors";
 import { digestRdb } from "../src/redis/rdb/index";
-import { rdbRefusal } from "../src/redis/restore-target";
+import { rdbRefusal } from "../src/redis/restore/target";
 import { RdbBuilder } from "./support/rdb-build";
 
 /** Parses in 1-byte chunks too (every unit resumable). */

@@ -25,7 +25,7 @@
 //           < 9           error: the target has no streams
 //   module  >= 8          7  MODULE_2                         opaque bytes passed through; the target needs
 //                                                              the same module loaded
-import { crc64Init, crc64ToBuffer, crc64Update } from "../crc64";
+import { crc64Init, crc64ToBuffer, crc64Update } from "./crc64";
 import { RdbType, VALKEY_RDB_VERSION, ValkeyRdbType, ValueKind } from "./constants";
 import { formatG17 } from "./double-format";
 import { RdbUnsupportedError } from "./errors";

@@ -4,9 +4,9 @@
 import net from "node:net";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
-import { RdbFormatError, RdbInfo, RdbInspector } from "./rdb";
-import { VALKEY_REPLICA_VERSION } from "./rdb/constants";
+import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
+import { RdbFormatError, RdbInfo, RdbInspector } from "../rdb/header";
+import { VALKEY_REPLICA_VERSION } from "../rdb/constants";
 
 export type CaptureErrorCode =
   | "CONNECT" // refused, unreachable, DNS, TLS

@@ -3,8 +3,8 @@
 // It does not decode keys: a full structural check is redis-check-rdb's job; the CRC already proves the bytes
 // are exactly what the server wrote.
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
-import { RDB_MAX_KNOWN_VERSION, VALKEY_RDB_VERSION } from "./rdb/constants";
-import { lzfDecompress as lzfDecompressRange, LzfError } from "./rdb/lzf";
+import { RDB_MAX_KNOWN_VERSION, VALKEY_RDB_VERSION } from "./constants";
+import { lzfDecompress as lzfDecompressRange, LzfError } from "./lzf";
 
 export const RDB_MIN_VERSION = 1;
 /** Highest Redis RDB format version we accept (Redis 7.4-8.4 write 12, 8.6 writes 13). */
