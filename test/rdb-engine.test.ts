@@ -250,11 +250,16 @@ describe("precise errors on corrupt input", () => {
   });
 
   test("unknown versions, types and encodings name the offset", () => {
-    const v13 = Buffer.from(file);
-    v13.write("0013", 5, "latin1");
-    const e1 = rdbError(() => parse(v13, {}));
+    const v14 = Buffer.from(file);
+    v14.write("0014", 5, "latin1");
+    const e1 = rdbError(() => parse(v14, {}));
     assert.equal(e1.offset, 5);
-    assert.match(e1.message, /unsupported RDB version 13/);
+    assert.match(e1.message, /unsupported RDB version 14 \(REDIS0014: written by a newer server/);
+    const vk = Buffer.from(file);
+    vk.write("VALKEY081", 0, "latin1");
+    const ek = rdbError(() => parse(vk, {}));
+    assert.equal(ek.offset, 6);
+    assert.match(ek.message, /unsupported Valkey RDB version 81 \(VALKEY081: written by a newer server/);
 
     const typeAt = file.indexOf(Buffer.from("key:3", "latin1")) - 2; // type byte, length byte, name
     const t = Buffer.from(file);

@@ -280,9 +280,13 @@ describe("catalogue helpers", () => {
     assert.equal(instanceTypeFor("8.0.0", false), 17);
     assert.equal(instanceTypeFor("8.1.0", true, "valkey"), 20);
     // The same table answers the other way round (DescribeInstances' ProductType, a backup's server).
-    for (const code of [7, 9, 16, 18, 20]) assert.equal(isClusterType(code), true, `type ${code} is a cluster`);
-    for (const code of [5, 6, 8, 15, 17, 19]) assert.equal(isClusterType(code), false, `type ${code} is standard`);
+    for (const code of [7, 9, 16, 18, 20, 22]) assert.equal(isClusterType(code), true, `type ${code} is a cluster`);
+    for (const code of [5, 6, 8, 15, 17, 19, 21]) assert.equal(isClusterType(code), false, `type ${code} is standard`);
     assert.equal(serverOfType(19), "valkey");
     assert.equal(serverOfType(17), "redis");
+    assert.equal(instanceTypeFor("8.6.3", true), 18);
+    assert.equal(instanceTypeFor("8.1.1", false, "valkey"), 19);
+    assert.equal(instanceTypeFor("9.1.2", false, "valkey"), 21);
+    assert.equal(instanceTypeFor("9.1.2", true, "valkey"), 22);
   });
 });

@@ -16,7 +16,10 @@ const EXPECTED: Record<string, { fileType: string; instanceType: number }> = {
   "7.0": { fileType: "RDB-Redis 7.0", instanceType: 17 },
   "7.2": { fileType: "RDB-Redis 7.2", instanceType: 17 },
   "7.4": { fileType: "RDB-Redis 7.4", instanceType: 17 },
+  "8.6": { fileType: "RDB-Redis 8.6", instanceType: 17 },
   "valkey-8.0": { fileType: "RDB-Valkey 8.0", instanceType: 19 },
+  "valkey-8.1": { fileType: "RDB-Valkey 8.1", instanceType: 19 },
+  "valkey-9.1": { fileType: "RDB-Valkey 9.1", instanceType: 21 },
 };
 
 const available = VERSIONS.filter((v) => !missing(v));

@@ -215,7 +215,7 @@ export class RestoreJobs implements JobKind {
     const selection: KeySelection = { dbs: r.dbs, match: r.match, types: r.types };
     // The data-set digest applies to a standalone target that held nothing and receives the whole backup.
     const whole = !selective(r);
-    const digest = !caps.cluster && whole && (await isEmptyTarget(ep)) ? new SelectedDigest({ scoreFormat: scoreFormatOf(caps) }, restoredKeyFilter(selection)) : undefined;
+    const digest = !caps.cluster && whole && (await isEmptyTarget(ep)) ? new SelectedDigest({ scoreFormat: scoreFormatOf(caps), ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey" }, restoredKeyFilter(selection)) : undefined;
     const total = backup.files.reduce((n, f) => n + f.bytes, 0);
     const label = `into ${target.instanceId}`;
     const sources = backup.files.map((f) => {
@@ -250,7 +250,7 @@ export class RestoreJobs implements JobKind {
     if (!r.replace && summary.skipped > 0) return report({ outcome: "skipped", reason: `${summary.skipped} existing keys were kept, as asked` });
     const expected = digest?.result();
     const verification = await verifyRestore({
-      target: ep, cluster: caps.cluster, selection,
+      target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey",
       expectedDigest: expected && expected.moduleKeys === 0 ? expected.digest : undefined,
       open: async () => backup.files.map((f) => lazily(() => this.open(f))),
     });

@@ -6,15 +6,16 @@ export type ServerName = "redis" | "valkey";
 export interface InstanceTypeRow {
   code: number;
   server: ServerName;
-  /** Redis major versions the code stands for (Valkey: any). */
+  /** Major versions (of its server) the code stands for. */
   majors: readonly number[];
   cluster: boolean;
 }
 
 /**
- * The codes we assign: 2.8 standalone 5, 4.0 6/7 (standard/cluster), 5.0 8/9, 6.x 15/16, 7.x and later 17/18,
- * Valkey 19/20 (the cloud lists 19-22 for Valkey 8.0; we use the first two, standard and cluster). Versions older
- * than 4.0 map to the 2.8 code (5) or, for a cluster, the oldest cluster code (7), as CRS has no 3.x types.
+ * The codes we assign: 2.8 standalone 5, 4.0 6/7 (standard/cluster), 5.0 8/9, 6.x 15/16, 7.x and later 17/18
+ * (Redis 8 too: CRS has no code of its own for it; the FileType says "RDB-Redis 8.6"), Valkey 8 19/20 and Valkey 9
+ * and later 21/22 (the cloud lists 19-22 as its Valkey codes). Versions older than 4.0 map to the 2.8 code (5) or,
+ * for a cluster, the oldest cluster code (7), as CRS has no 3.x types.
  */
 export const INSTANCE_TYPES: readonly InstanceTypeRow[] = [
   { code: 5, server: "redis", majors: [0, 1, 2, 3], cluster: false },
@@ -26,11 +27,13 @@ export const INSTANCE_TYPES: readonly InstanceTypeRow[] = [
   { code: 16, server: "redis", majors: [6], cluster: true },
   { code: 17, server: "redis", majors: [7], cluster: false },
   { code: 18, server: "redis", majors: [7], cluster: true },
-  { code: 19, server: "valkey", majors: [], cluster: false },
-  { code: 20, server: "valkey", majors: [], cluster: true },
+  { code: 19, server: "valkey", majors: [7, 8], cluster: false },
+  { code: 20, server: "valkey", majors: [7, 8], cluster: true },
+  { code: 21, server: "valkey", majors: [9], cluster: false },
+  { code: 22, server: "valkey", majors: [9], cluster: true },
 ];
 
-/** Codes the cloud uses for Valkey (19-22), of which we assign 19 and 20. */
+/** Codes the cloud uses for Valkey (19-22). */
 const VALKEY_CODES = { from: 19, to: 22 };
 
 /** An instance registered without a probe (and a fixture without InstanceType): Redis 7.x standard. */
@@ -44,10 +47,10 @@ function majorMinor(version: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-/** The InstanceType code for a server version and topology (see INSTANCE_TYPES; Redis 8 and later take 7.x's). */
+/** The InstanceType code for a server version and topology (see INSTANCE_TYPES; Redis 8+ take 7.x's, Valkey 10+ 9.x's). */
 export function instanceTypeFor(version: string, cluster: boolean, server: ServerName = "redis"): number {
-  const major = server === "valkey" ? undefined : Math.min(majorMinor(version)[0], 7);
-  const row = INSTANCE_TYPES.find((r) => r.server === server && r.cluster === cluster && (major === undefined || r.majors.includes(major)));
+  const major = server === "valkey" ? Math.max(7, Math.min(majorMinor(version)[0], 9)) : Math.min(majorMinor(version)[0], 7);
+  const row = INSTANCE_TYPES.find((r) => r.server === server && r.cluster === cluster && r.majors.includes(major));
   return row!.code;
 }
 

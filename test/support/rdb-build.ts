@@ -7,8 +7,9 @@ import { ByteWriter } from "../../src/redis/rdb/rdb-writer";
 export class RdbBuilder {
   readonly w = new ByteWriter(1024);
 
-  constructor(readonly version: number) {
-    this.w.bytes(Buffer.from(`REDIS${String(version).padStart(4, "0")}`, "latin1"));
+  /** `valkey`: the Valkey 9 magic ("VALKEY" + 3 digits) instead of "REDIS" + 4 digits. */
+  constructor(readonly version: number, valkey = false) {
+    this.w.bytes(Buffer.from(valkey ? `VALKEY${String(version).padStart(3, "0")}` : `REDIS${String(version).padStart(4, "0")}`, "latin1"));
   }
 
   aux(k: string, v: string): this {

@@ -113,6 +113,18 @@ export async function writeCorpus(ep: RedisEndpoint, v: ServerVersion, p = "", o
       cmds.push(["HPEXPIRE", `${p}hx:big`, LONG_TTL * 2, "FIELDS", 1, "f10"]);
       info.fieldTtlKeys.push(`${p}hx:small`, `${p}hx:big`);
     }
+    if (v.hsetex) {
+      cmds.push(["HSETEX", `${p}hx:setex`, "PX", LONG_TTL, "FIELDS", 2, "s1", "x", "s2", "y"], ["HSET", `${p}hx:setex`, "plain", "z"]);
+      info.fieldTtlKeys.push(`${p}hx:setex`);
+    }
+    if (v.idmp) {
+      // XADD IDMP history (kept 300 s, the longest IDMP-DURATION): two producers, one duplicate
+      const st = `${p}st:idmp`;
+      cmds.push(["XADD", st, "*", "first", "0"], ["XCFGSET", st, "IDMP-DURATION", 300, "IDMP-MAXSIZE", 50]);
+      cmds.push(["XADD", st, "IDMP", "p1", "i1", "*", "a", 1], ["XADD", st, "IDMP", "p1", "i2", "*", "a", 2], ["XADD", st, "IDMP", "p1", "i1", "*", "a", 3]);
+      cmds.push(["XADD", st, "IDMPAUTO", "p2", "*", "b", 1], ["XGROUP", "CREATE", st, "g", "0"]);
+      info.streams++;
+    }
     // other databases
     cmds.push(["SELECT", 3], ["SET", `${p}db3:s`, "three"], ["RPUSH", `${p}db3:l`, 1, 2, 3], ["SET", `${p}db3:ttl`, "x", "PX", LONG_TTL]);
     cmds.push(["SELECT", 15], ["SADD", `${p}db15:set`, "x"]);

@@ -1,5 +1,5 @@
 // The Redis/Valkey versions the RDB tests run against: Debian's redis-server 7.0 on PATH, and the binaries of
-// /work/shared/redis-bin (4.0, 5.0, 6.2, 7.2, 7.4, Valkey 8.0). A missing binary makes its tests skip with a
+// /work/shared/redis-bin (4.0, 5.0, 6.2, 7.2, 7.4, 8.6, Valkey 8.0, 8.1, 9.1). A missing binary makes its tests skip with a
 // message instead of failing, so the suite runs elsewhere.
 import fs from "node:fs";
 import path from "node:path";
@@ -24,8 +24,12 @@ export interface ServerVersion {
   listpack: boolean;
   /** Small sets of strings as listpacks (7.2+). */
   setListpack: boolean;
-  /** Hash field TTLs (HEXPIRE, Redis 7.4). */
+  /** Hash field TTLs (HEXPIRE, Redis 7.4, Valkey 9). */
   hfe: boolean;
+  /** HSETEX (Redis 8.0, Valkey 9). */
+  hsetex: boolean;
+  /** XADD IDMP, streams saved as type 26 (Redis 8.6). */
+  idmp: boolean;
 }
 
 /** The project root (this file runs from dist/test/support). */
@@ -66,7 +70,9 @@ function v(name: string, server: "redis" | "valkey", version: string, rdbVersion
     functions: compat >= 700,
     listpack: compat >= 700,
     setListpack: compat >= 702,
-    hfe: server === "redis" && num >= 704,
+    hfe: server === "redis" ? num >= 704 : num >= 900,
+    hsetex: server === "redis" ? num >= 800 : num >= 900,
+    idmp: server === "redis" && num >= 806,
   };
 }
 
@@ -77,7 +83,10 @@ export const VERSIONS: ServerVersion[] = [
   v("7.0", "redis", "7.0.15", 10, null),
   v("7.2", "redis", "7.2.6", 11, "redis-7.2.6"),
   v("7.4", "redis", "7.4.1", 12, "redis-7.4.1"),
+  v("8.6", "redis", "8.6.3", 13, "redis-8.6.3"),
   v("valkey-8.0", "valkey", "8.0.1", 11, "valkey-8.0.1"),
+  v("valkey-8.1", "valkey", "8.1.1", 11, "valkey-8.1.1"),
+  v("valkey-9.1", "valkey", "9.1.2", 80, "valkey-9.1.2"),
 ];
 
 export function version(name: string): ServerVersion {

@@ -7,6 +7,7 @@ import { finished } from "node:stream/promises";
 import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
 import { RdbParseError } from "../rdb/errors";
 import { RdbInfo, RdbInspector } from "../rdb/header";
+import { VALKEY_REPLICA_VERSION } from "../rdb/constants";
 
 export type CaptureErrorCode =
   | "CONNECT" // refused, unreachable, DNS, TLS
@@ -130,14 +131,17 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted before it started");
     if (sink.destroyed || sink.writableEnded) throw new CaptureError("STORAGE", "the backup sink is already closed");
     conn = await connectForCapture(endpoint, timeoutMs);
-    for (const args of [["REPLCONF", "capa", "eof"], ["REPLCONF", "rdb-only", "1"]]) {
+    // `version`: Valkey 9 sends a replica that announces no version (or one before 9.0) the RDB 11 format, which
+    // cannot carry hash field TTLs (the transfer then breaks); announcing the newest Valkey whose format we read
+    // gets its own (VALKEY080). Redis does not know the option and says so: that refusal is not worth keeping.
+    for (const args of [["REPLCONF", "capa", "eof"], ["REPLCONF", "version", VALKEY_REPLICA_VERSION], ["REPLCONF", "rdb-only", "1"]]) {
       try {
         await commandWithin(conn, endpoint, timeoutMs, ...args);
       } catch (err) {
         // An error reply means an older server (or a user without +replconf): carry on like redis-cli does,
         // except when it says we are not authenticated.
         if (!(err instanceof RedisReplyError) || /^NOAUTH|^WRONGPASS/.test(err.reply)) throw err;
-        replconfRefusal ??= err.reply;
+        if (args[1] !== "version") replconfRefusal ??= err.reply;
       }
     }
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted");

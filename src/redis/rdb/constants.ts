@@ -1,11 +1,31 @@
-// RDB format constants (redis/redis src/rdb.h), and what each value type needs from a server.
+// RDB format constants (redis/redis src/rdb.h, valkey-io/valkey src/rdb.h), and what each value type needs
+// from a server.
+//
+// Two families share the format up to RDB 11 (Redis 7.2, Valkey 8) and then diverge: Redis went on with RDB 12
+// (7.4: hash field TTLs, types 22-25), 13 (8.6: stream type 26, opcode 243 KEY_META); Valkey 9 writes files
+// with the magic "VALKEY" and version 80, whose type 22 (HASH_2) and opcode 243 (SLOT_IMPORT) mean something
+// else than Redis's. A byte means what the file's magic says: see `RdbFlavor`.
 
-/** Highest RDB version this engine reads (Redis 7.4 and 8.x write 12; Valkey 8 writes 11). */
-export const RDB_MAX_KNOWN_VERSION = 12;
+/** Highest Redis RDB version this engine reads (Redis 7.4-8.4 write 12, 8.6 writes 13). */
+export const RDB_MAX_KNOWN_VERSION = 13;
 /** Lowest RDB version there is. */
 export const RDB_MIN_VERSION = 1;
 /** First RDB version with a CRC-64 trailer (Redis 2.6+). */
 export const RDB_CHECKSUM_SINCE = 5;
+
+/** The RDB version of Valkey 9 files (magic "VALKEY080"). Valkey keeps 12..79 for Redis ("foreign"). */
+export const VALKEY_RDB_VERSION = 80;
+
+/** The Valkey version a capture announces to a Valkey master (REPLCONF version): the newest whose RDB we read. */
+export const VALKEY_REPLICA_VERSION = "9.1.2";
+
+/** Which family's numbering a file (or DUMP payload) uses: "valkey" for VALKEY-magic files (RDB 80+). */
+export type RdbFlavor = "redis" | "valkey";
+
+/** The family whose numbering a version uses: 80 and later are Valkey's, everything below is shared or Redis's. */
+export function flavorOfVersion(rdbVersion: number): RdbFlavor {
+  return rdbVersion >= VALKEY_RDB_VERSION ? "valkey" : "redis";
+}
 
 export const RdbType = {
   STRING: 0,
@@ -33,9 +53,20 @@ export const RdbType = {
   HASH_LISTPACK_EX_PRE_GA: 23,
   HASH_METADATA: 24,
   HASH_LISTPACK_EX: 25,
+  /** Redis 8.6 (RDB 13): a stream with its XADD IDMP state after the consumer groups. */
+  STREAM_LISTPACKS_4: 26,
+} as const;
+
+/** Valkey 9 (RDB 80) type numbers that differ from Redis's. */
+export const ValkeyRdbType = {
+  /** A hash with field TTLs: count, then field, value, 8-byte absolute expiry in ms (-1: none) per entry. */
+  HASH_2: 22,
 } as const;
 
 export const Opcode = {
+  /** Redis RDB 13+: module key metadata before a key's type byte. Valkey RDB 80: SLOT_IMPORT (cluster). */
+  KEY_META: 0xf3,
+  SLOT_IMPORT: 0xf3,
   SLOT_INFO: 0xf4,
   FUNCTION2: 0xf5,
   FUNCTION_PRE_GA: 0xf6,
@@ -92,12 +123,25 @@ export const TYPE_DESC: Record<number, TypeDesc> = {
   [T.HASH_LISTPACK_EX_PRE_GA]: { kind: "hash", encoding: "listpack", sinceRdb: 12 },
   [T.HASH_METADATA]: { kind: "hash", encoding: "hashtable", sinceRdb: 12 },
   [T.HASH_LISTPACK_EX]: { kind: "hash", encoding: "listpack", sinceRdb: 12 },
+  [T.STREAM_LISTPACKS_4]: { kind: "stream", encoding: "stream", sinceRdb: 13 },
 };
+
+/** Valkey 9's type table: the shared types 0..21 and its own HASH_2. */
+export const VALKEY_TYPE_DESC: Record<number, TypeDesc> = {
+  ...Object.fromEntries(Object.entries(TYPE_DESC).filter(([t]) => Number(t) <= T.STREAM_LISTPACKS_3)),
+  [ValkeyRdbType.HASH_2]: { kind: "hash", encoding: "hashtable", sinceRdb: VALKEY_RDB_VERSION },
+};
+
+/** The type table of a flavor. */
+export function typeTable(flavor: RdbFlavor): Record<number, TypeDesc> {
+  return flavor === "valkey" ? VALKEY_TYPE_DESC : TYPE_DESC;
+}
 
 /**
  * Highest RDB version a server release writes and loads, from its version string. Valkey reports itself via
- * `valkey_version`/`valkey-ver`; Valkey 8.x is RDB 11. Undefined when the release is unknown (newer): callers
- * then assume the newest format this engine knows.
+ * `valkey_version`/`valkey-ver`; Valkey 8.x is RDB 11, Valkey 9.x RDB 80. Redis 7.4-8.4 are RDB 12, 8.6 is 13
+ * (8.8 will be 14). Undefined when the release is unknown (newer): callers then assume the newest format this
+ * engine knows.
  */
 export function rdbVersionOf(server: "redis" | "valkey", version: string): number | undefined {
   const m = /^(\d+)\.(\d+)/.exec(version);
@@ -106,6 +150,7 @@ export function rdbVersionOf(server: "redis" | "valkey", version: string): numbe
   if (server === "valkey") {
     if (v < 800) return rdbVersionOf("redis", version); // Valkey 7.2 is Redis 7.2
     if (v < 900) return 11;
+    if (v < 1000) return VALKEY_RDB_VERSION;
     return undefined;
   }
   if (v < 302) return 6;
@@ -114,7 +159,8 @@ export function rdbVersionOf(server: "redis" | "valkey", version: string): numbe
   if (v < 700) return 9;
   if (v < 702) return 10;
   if (v < 704) return 11;
-  if (v < 900) return 12;
+  if (v < 806) return 12;
+  if (v < 808) return 13;
   return undefined;
 }
 

@@ -15,7 +15,7 @@
 // Two ways to use it: `RdbDigest` is a push API (update(chunk) ... digest()) that parses the stream itself, for
 // computing the digest during a capture; `DigestVisitor` plugs into an RdbReader shared with other visitors.
 import crypto from "node:crypto";
-import { OBJ_TYPE, ValueKind } from "./constants";
+import { OBJ_TYPE, VALKEY_RDB_VERSION, ValueKind } from "./constants";
 import { formatScore, ScoreFormat } from "./double-format";
 import { KeyHeader, RdbReader, RdbReaderOptions, RdbSummary, RdbVisitor } from "./reader";
 import { sha1Into, sha1Of20, wordsToHex } from "./sha1";
@@ -89,7 +89,9 @@ export interface ScoreFormatOption {
   scoreFormat?: ScoreFormat;
   /**
    * Digest as if hash fields had no TTLs: what a server without hash-field expiry (Redis < 7.4, Valkey 8)
-   * reports after a restore that dropped the field TTLs.
+   * reports after a restore that dropped the field TTLs, and what Valkey 9 reports anyway (its DEBUG DIGEST
+   * does not mix field TTLs in, Redis 7.4+'s does). Default: true for an RDB Valkey wrote (AUX valkey-ver),
+   * false otherwise.
    */
   ignoreFieldTtls?: boolean;
 }
@@ -123,6 +125,7 @@ export class DigestVisitor implements RdbVisitor {
   private readonly e2 = new Int32Array(5);
   private lastDb = -1;
   private format: ScoreFormat | undefined;
+  private ignoreTtls: boolean | undefined;
   private readonly aux: Record<string, string> = {};
   private readonly perKey: boolean;
   private keys = 0;
@@ -131,6 +134,7 @@ export class DigestVisitor implements RdbVisitor {
 
   constructor(private readonly opts: DigestOptions = {}) {
     this.format = opts.scoreFormat;
+    this.ignoreTtls = opts.ignoreFieldTtls;
     this.perKey = typeof opts.onKeyDigest === "function";
   }
 
@@ -147,6 +151,7 @@ export class DigestVisitor implements RdbVisitor {
       this.lastDb = h.db;
     }
     if (this.format === undefined) this.format = scoreFormatForAux(this.aux);
+    if (this.ignoreTtls === undefined) this.ignoreTtls = this.aux["valkey-ver"] !== undefined;
     const k = this.k;
     k.fill(0);
     mixBytes(k, h.key);
@@ -205,7 +210,7 @@ export class DigestVisitor implements RdbVisitor {
     e.fill(0);
     mixBytes(e, field);
     mixBytes(e, value);
-    if (expireAt !== -1 && !this.opts.ignoreFieldTtls) xorWords(e, HEXPIRE_SHA);
+    if (expireAt !== -1 && !this.ignoreTtls) xorWords(e, HEXPIRE_SHA);
     this.xorElement(e);
   }
 
@@ -274,9 +279,11 @@ export function digestRdb(rdb: Buffer, opts: DigestOptions = {}): DigestResult &
 }
 
 /** DEBUG DIGEST-VALUE of one DUMP payload (with `expiring` for the key's TTL, which DUMP does not carry). */
-export function digestDumpPayload(payload: Buffer, opts: { scoreFormat: ScoreFormat; expiring?: boolean }): string {
+export function digestDumpPayload(payload: Buffer, opts: { scoreFormat: ScoreFormat; expiring?: boolean; ignoreFieldTtls?: boolean }): string {
   let value = "";
-  const v = new DigestVisitor({ scoreFormat: opts.scoreFormat, onKeyDigest: (_db, _key, d) => (value = d) });
+  // a payload stamped 80 comes from Valkey 9, whose digests leave field TTLs out
+  const ignoreFieldTtls = opts.ignoreFieldTtls ?? (payload.length >= 10 && payload.readUInt16LE(payload.length - 10) >= VALKEY_RDB_VERSION);
+  const v = new DigestVisitor({ scoreFormat: opts.scoreFormat, ignoreFieldTtls, onKeyDigest: (_db, _key, d) => (value = d) });
   RdbReader.parseDumpPayload(payload, {
     onKeyStart: (h) => {
       if (opts.expiring) h.expireAt = 1;

@@ -13,9 +13,12 @@
 //   zset    >= 8 (4.0)    5  ZSET_2 (binary doubles)
 //           < 8           3  ZSET   (ASCII "%.17g" doubles)
 //   hash    any           4  HASH                             when no field has a TTL
+//           80 (Valkey 9) 22 HASH_2 (Valkey's numbering)      fields with TTLs (HEXPIRE)
 //           >= 12 (7.4)   24 HASH_METADATA                    fields with TTLs (HEXPIRE)
 //           < 12          error, or HASH without the TTLs when dropFieldTtls is set (reported per key)
-//   stream  >= 11 (7.2)   21 STREAM_LISTPACKS_3               source nodes passed through unchanged
+//   stream  13 (8.6)      26 STREAM_LISTPACKS_4               a stream that has XADD IDMP state (else 21)
+//           >= 11 (7.2)   21 STREAM_LISTPACKS_3               source nodes passed through unchanged; IDMP
+//                                                              state: error, or dropped with dropStreamIdmp
 //           10 (7.0)      19 STREAM_LISTPACKS_2               (consumer active-time dropped)
 //           9 (5.0-6.2)   15 STREAM_LISTPACKS                 (first/max-deleted IDs, entries-added and
 //                                                              group entries-read dropped: 5.0 has none)
@@ -23,11 +26,11 @@
 //   module  >= 8          7  MODULE_2                         opaque bytes passed through; the target needs
 //                                                              the same module loaded
 import { crc64Init, crc64ToBuffer, crc64Update } from "./crc64";
-import { RdbType, ValueKind } from "./constants";
+import { RdbType, VALKEY_RDB_VERSION, ValkeyRdbType, ValueKind } from "./constants";
 import { formatG17 } from "./double-format";
 import { RdbUnsupportedError } from "./errors";
 import { ByteWriter } from "./rdb-writer";
-import { ModuleInfo, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./reader";
+import { ModuleInfo, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "./reader";
 import { rawStreamId, StreamId } from "./stream";
 
 /** Thrown when a value cannot be expressed for the target (streams before 5.0, hash field TTLs before 7.4). */
@@ -40,6 +43,19 @@ export interface DumpOptions {
   rdbVersion: number;
   /** Hash field TTLs into a target without them: false (default) throws DumpUnsupportedError, true drops them. */
   dropFieldTtls?: boolean;
+  /** A stream's XADD IDMP state (Redis 8.6) into a target without it: false (default) throws, true drops it. */
+  dropStreamIdmp?: boolean;
+}
+
+/** Whether a type-26 stream carries IDMP state worth keeping: remembered iids or non-zero counters. */
+export function hasIdmpState(idmp: StreamIdmp | undefined, counters: StreamIdmpCounters | undefined): boolean {
+  return (idmp?.producers ?? 0) > 0 || (counters?.iidsAdded ?? 0) > 0 || (counters?.iidsDuplicates ?? 0) > 0;
+}
+
+/** What a target of this RDB version can hold: Valkey 9 (80) has field TTLs but no IDMP, Redis 7.4+ / 8.6+. */
+export function targetHolds(rdbVersion: number): { fieldTtls: boolean; streamIdmp: boolean; valkey: boolean } {
+  const valkey = rdbVersion >= VALKEY_RDB_VERSION;
+  return { valkey, fieldTtls: valkey || rdbVersion >= 12, streamIdmp: !valkey && rdbVersion >= 13 };
 }
 
 interface HashEntry {
@@ -63,8 +79,16 @@ export class DumpBuilder {
   private module: ModuleInfo | undefined;
   /** Number of field TTLs dropped by the last finish() (dropFieldTtls). */
   droppedFieldTtls = 0;
+  /** The last finish() dropped a stream's IDMP state (dropStreamIdmp). */
+  droppedStreamIdmp = false;
+  private readonly idmpW = new ByteWriter(256);
+  private idmp: StreamIdmp | undefined;
+  private idmpCounters: StreamIdmpCounters | undefined;
+  private readonly holds: ReturnType<typeof targetHolds>;
 
-  constructor(private readonly opts: DumpOptions) {}
+  constructor(private readonly opts: DumpOptions) {
+    this.holds = targetHolds(opts.rdbVersion);
+  }
 
   get size(): number {
     return this.w.len + (this.hashEntries ? this.hashBytes : 0);
@@ -81,6 +105,10 @@ export class DumpBuilder {
     this.hashBytes = 0;
     this.hashTtls = 0;
     this.droppedFieldTtls = 0;
+    this.droppedStreamIdmp = false;
+    this.idmp = undefined;
+    this.idmpCounters = undefined;
+    this.idmpW.reset();
     this.module = opts.module;
     if (kind === "stream" && this.opts.rdbVersion < 9) {
       throw new DumpUnsupportedError(`streams need a target with RDB version 9 (Redis 5.0) or later; the target has RDB version ${this.opts.rdbVersion}`);
@@ -186,6 +214,25 @@ export class DumpBuilder {
     this.w.bytes(rawStreamId(id));
   }
 
+  /** The IDMP section of a type-26 stream (after the groups), kept aside until finish() knows the type. */
+  streamIdmp(idmp: StreamIdmp): void {
+    this.idmp = idmp;
+    this.idmpW.rdbLen(idmp.duration).rdbLen(idmp.maxSize).rdbLen(idmp.producers);
+  }
+
+  streamIdmpProducer(pid: Buffer, iids: number): void {
+    this.idmpW.rdbString(pid).rdbLen(iids);
+  }
+
+  streamIdmpEntry(iid: Buffer, id: StreamId): void {
+    this.idmpW.rdbString(iid).rdbLen(id.ms).rdbLen(id.seq);
+  }
+
+  streamIdmpCounters(c: StreamIdmpCounters): void {
+    this.idmpCounters = c;
+    this.idmpW.rdbLen(c.iidsAdded).rdbLen(c.iidsDuplicates);
+  }
+
   moduleData(raw: Buffer): void {
     this.w.bytes(raw);
   }
@@ -212,9 +259,21 @@ export class DumpBuilder {
       case "hash":
         body = this.finishHash(head);
         break;
-      case "stream":
+      case "stream": {
+        const idmp = this.idmp !== undefined;
+        if (idmp && this.holds.streamIdmp) {
+          head.u8(RdbType.STREAM_LISTPACKS_4).rdbLen(this.count);
+          this.w.bytes(this.idmpW.view());
+          body = this.w.view();
+          break;
+        }
+        if (idmp && hasIdmpState(this.idmp, this.idmpCounters)) {
+          if (!this.opts.dropStreamIdmp) throw new DumpUnsupportedError(idmpRefusal(this.idmp!, this.idmpCounters, `a target with RDB version ${v}`));
+          this.droppedStreamIdmp = true;
+        }
         head.u8(v >= 11 ? RdbType.STREAM_LISTPACKS_3 : v >= 10 ? RdbType.STREAM_LISTPACKS_2 : RdbType.STREAM_LISTPACKS).rdbLen(this.count);
         break;
+      }
       case "module":
         head.u8(RdbType.MODULE_2).rdbLen(this.module!.id);
         break;
@@ -230,7 +289,16 @@ export class DumpBuilder {
     }
     const w = this.w;
     w.reset();
-    if (this.hashTtls > 0 && this.opts.rdbVersion >= 12) {
+    if (this.hashTtls > 0 && this.holds.valkey) {
+      head.u8(ValkeyRdbType.HASH_2).rdbLen(entries.length);
+      for (const e of entries) {
+        w.rdbString(e.field);
+        w.rdbString(e.value);
+        w.i64le(e.expireAt);
+      }
+      return w.view();
+    }
+    if (this.hashTtls > 0 && this.holds.fieldTtls) {
       let min = Infinity;
       for (const e of entries) if (e.expireAt !== -1 && e.expireAt < min) min = e.expireAt;
       head.u8(RdbType.HASH_METADATA).i64le(min).rdbLen(entries.length);
@@ -270,4 +338,10 @@ export function assemblePayload(head: Buffer, body: Buffer, rdbVersion: number):
   const crc = crc64Update(crc64Init(), out, 0, p);
   crc64ToBuffer(crc).copy(out, p);
   return out;
+}
+
+/** The per-key message for IDMP state a target cannot hold. */
+export function idmpRefusal(idmp: StreamIdmp, counters: StreamIdmpCounters | undefined, target: string): string {
+  const what = `${idmp.producers} producer(s) of remembered iids, ${counters?.iidsAdded ?? 0} iids added, ${counters?.iidsDuplicates ?? 0} duplicates`;
+  return `the stream's XADD IDMP state (Redis 8.6: ${what}) cannot be kept on ${target}; restore to Redis 8.6+ with RESTORE, or allow dropping the IDMP state (the entries and groups are restored, deduplication starts afresh)`;
 }

@@ -21,7 +21,7 @@ import type { CommandRestoreOptions, RestoreSummary } from "../restore/command-s
 import { RestoreShared } from "../restore/command-replies";
 import { RestoreVisitor } from "../restore/command-visitor";
 import type { TargetCapabilities } from "../restore/target";
-import { rdbVersionOf, ValueKind } from "./constants";
+import { RDB_MAX_KNOWN_VERSION, rdbVersionOf, VALKEY_RDB_VERSION, ValueKind } from "./constants";
 import { ByteWriter } from "./rdb-writer";
 import { KeyHeader, RdbReader, RdbSummary, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./reader";
 import { StreamId, streamIdString } from "./stream";
@@ -316,7 +316,7 @@ class WriterRouter implements CommandRouter {
   close(): void {}
 }
 
-export interface RespExportOptions extends Pick<CommandRestoreOptions, "dbs" | "match" | "types" | "targetDb" | "dropFieldTtls" | "maxPayloadBytes" | "batchElements"> {
+export interface RespExportOptions extends Pick<CommandRestoreOptions, "dbs" | "match" | "types" | "targetDb" | "dropFieldTtls" | "dropStreamIdmp" | "maxPayloadBytes" | "batchElements"> {
   /** Server the stream is meant for (decides command forms and DUMP versions). Default "7.2". */
   targetVersion?: string;
   targetServer?: "redis" | "valkey";
@@ -330,7 +330,7 @@ export function capabilitiesFor(server: "redis" | "valkey", version: string): Ta
   const v = m ? Number(m[1]) * 100 + Number(m[2]) : 0;
   const compat = server === "valkey" ? 702 : v; // Valkey declares Redis 7.2.4 compatibility
   return {
-    server, version, rdbVersion: rdbVersionOf(server, version) ?? 12, cluster: false, restore: true,
+    server, version, rdbVersion: rdbVersionOf(server, version) ?? (server === "valkey" ? VALKEY_RDB_VERSION : RDB_MAX_KNOWN_VERSION), cluster: false, restore: true,
     restoreAbsTtl: compat >= 500, setPxat: compat >= 602, hsetMulti: compat >= 400, streams: compat >= 500, streamMeta: compat >= 700,
     createConsumer: compat >= 602, hashFieldTtl: server === "redis" ? v >= 704 : v >= 900, functions: compat >= 700,
   };
@@ -347,7 +347,7 @@ export async function exportResp(source: AsyncIterable<Buffer>, out: Writable, o
   const ropts: CommandRestoreOptions = { ...opts, target: { host: "-", port: 0 }, mode: opts.mode ?? "commands", replace: true };
   const t0 = Date.now();
   const summary: RestoreSummary = {
-    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0,
+    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedStreamIdmp: 0,
     functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps,
   };
   const shared = new RestoreShared(summary, ropts, router);

@@ -5,7 +5,7 @@
 //
 // Its errors are the engine's one error type (RdbParseError: offset and what was expected there) and its
 // version bounds and opcodes the engine's constants, so a version the reader learns the inspector accepts too.
-import { Opcode, RDB_CHECKSUM_SINCE, RDB_MAX_KNOWN_VERSION, RDB_MIN_VERSION } from "./constants";
+import { Opcode, RDB_CHECKSUM_SINCE, RDB_MAX_KNOWN_VERSION, RDB_MIN_VERSION, VALKEY_RDB_VERSION } from "./constants";
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
 import { RdbParseError } from "./errors";
 import { lzfDecompress as lzfDecompressRange, LzfError } from "./lzf";
@@ -110,19 +110,22 @@ export class RdbInspector {
     // Avoid copying a large first chunk: parse it in place and copy only if we must keep it.
     const head = this.head!.length ? Buffer.concat([this.head!, chunk]) : chunk;
     if (this.version === 0) {
-      const magicLen = Math.min(head.length, 5);
-      if (head.toString("latin1", 0, magicLen) !== "REDIS".slice(0, magicLen)) {
-        throw new RdbParseError(0, '"REDIS"', `not an RDB file: bad magic ${JSON.stringify(head.toString("latin1", 0, magicLen))}`);
+      // "REDIS" + 4 digits, or Valkey 9's "VALKEY" + 3 digits: both 9 bytes
+      const magicLen = Math.min(head.length, 6);
+      const start = head.toString("latin1", 0, magicLen);
+      const valkey = start === "VALKEY".slice(0, magicLen) && magicLen > 0;
+      if (!valkey && start.slice(0, 5) !== "REDIS".slice(0, Math.min(magicLen, 5))) {
+        throw new RdbParseError(0, '"REDIS" or "VALKEY"', `not an RDB file: bad magic ${JSON.stringify(start.slice(0, 5))} (expected "REDIS" or "VALKEY")`);
       }
       if (head.length < 9) {
         this.head = Buffer.from(head);
         return;
       }
-      const digits = head.toString("latin1", 5, 9);
-      if (!/^[0-9]{4}$/.test(digits)) throw new RdbParseError(5, "a 4-digit version", `not an RDB file: bad version field ${JSON.stringify(digits)}`);
+      const digits = head.toString("latin1", valkey ? 6 : 5, 9);
+      if (!(valkey ? /^[0-9]{3}$/ : /^[0-9]{4}$/).test(digits)) throw new RdbParseError(valkey ? 6 : 5, valkey ? "a 3-digit version" : "a 4-digit version", `not an RDB file: bad version field ${JSON.stringify(digits)}`);
       const v = Number(digits);
-      if (v < RDB_MIN_VERSION || v > RDB_MAX_KNOWN_VERSION) {
-        throw new RdbParseError(5, `an RDB version between ${RDB_MIN_VERSION} and ${RDB_MAX_KNOWN_VERSION}`, `unsupported RDB version ${v} (this build reads ${RDB_MIN_VERSION}..${RDB_MAX_KNOWN_VERSION})`);
+      if (valkey ? v !== VALKEY_RDB_VERSION : v < RDB_MIN_VERSION || v > RDB_MAX_KNOWN_VERSION) {
+        throw new RdbParseError(5, `an RDB version between ${RDB_MIN_VERSION} and ${RDB_MAX_KNOWN_VERSION}, or VALKEY${VALKEY_RDB_VERSION}`, `unsupported RDB version ${v} (${head.toString("latin1", 0, 9)}; this build reads REDIS${String(RDB_MIN_VERSION).padStart(4, "0")}..REDIS${String(RDB_MAX_KNOWN_VERSION).padStart(4, "0")} and VALKEY${VALKEY_RDB_VERSION})`);
       }
       this.version = v;
       this.headPos = 9;

@@ -94,6 +94,12 @@ function keyOverhead(keyLen: number, expiring: boolean): number {
   return DICT_ENTRY + sds(keyLen) + ROBJ + (expiring ? DICT_ENTRY : 0);
 }
 
+function bucketTable(n: number): number {
+  let buckets = 1;
+  while (buckets * 7 * 0.8 < n) buckets *= 2;
+  return buckets * 64;
+}
+
 function dictTable(n: number): number {
   let size = 4;
   while (size < n) size *= 2;
@@ -123,6 +129,8 @@ export class InspectVisitor implements RdbVisitor {
   private readonly report: InspectReport;
   private readonly top: number;
   private readonly est = new Estimator();
+  /** Valkey 8.1+ hashes and sets: the open-addressing hashtable, not the dict. */
+  private openHashtable = false;
   private start = 0;
   private entries = 0;
   reader: RdbReader | undefined;
@@ -144,7 +152,11 @@ export class InspectVisitor implements RdbVisitor {
     const text = value.toString("utf8");
     r.aux[key] = text;
     if (key === "redis-ver" && !r.server) r.server = { name: "redis", version: text };
-    if (key === "valkey-ver") r.server = { name: "valkey", version: text };
+    if (key === "valkey-ver") {
+      r.server = { name: "valkey", version: text };
+      const m = /^(\d+)\.(\d+)/.exec(text);
+      this.openHashtable = !!m && Number(m[1]) * 100 + Number(m[2]) >= 801;
+    }
     if (key === "redis-bits") r.bits = Number(text);
     if (key === "ctime") r.ctime = Number(text);
     if (key === "used-mem") r.usedMemory = Number(text);
@@ -273,6 +285,8 @@ export class InspectVisitor implements RdbVisitor {
       case "linkedlist":
         return alloc(40) + e.elements * 32 + e.bytes;
       case "hashtable":
+        // Valkey 8.1+: an open-addressing table of 64-byte buckets (7 entries each), one allocation per entry
+        if (this.openHashtable) return bucketTable(e.elements) + e.elements * (h.type === "set" ? 8 : 16) + e.bytes;
         if (h.type === "set") return dictTable(e.elements) + e.elements * (DICT_ENTRY + 3 + 1) + e.bytes + e.elements * 8;
         return dictTable(e.elements) + e.elements * (DICT_ENTRY + 2 * 8) + e.bytes + e.elements * 16;
       case "skiplist":

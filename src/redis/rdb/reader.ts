@@ -17,7 +17,7 @@
 // returns (the reader copies it if the value spans several feed() calls).
 import { crc64Equals, crc64Init, crc64ToHex, crc64Update, Crc64 } from "./crc64";
 import { BlobError } from "./blob-error";
-import { moduleNameFromId, ModuleOpcode, Opcode, RDB_MAX_KNOWN_VERSION, RdbType, TYPE_DESC, ValueKind } from "./constants";
+import { flavorOfVersion, moduleNameFromId, ModuleOpcode, Opcode, RDB_MAX_KNOWN_VERSION, RdbFlavor, RdbType, TYPE_DESC, typeTable, TypeDesc, VALKEY_RDB_VERSION, ValkeyRdbType, ValueKind } from "./constants";
 import { Elements, intBuf } from "./elements";
 import { RdbParseError } from "./errors";
 import { decodeIntset } from "./intset";
@@ -59,6 +59,29 @@ export interface KeyHeader {
   sizeHint: number;
   /** Set for module values. */
   module?: ModuleInfo;
+  /** Redis 8.6+ (RDB 13): the 32-bit class specs of the module key metadata (opcode KEY_META) before the key. */
+  keyMeta?: number[];
+}
+
+/** Redis 8.6 (RDB 13, type STREAM_LISTPACKS_4): the stream's XADD IDMP configuration and counters. */
+export interface StreamIdmp {
+  /** Seconds an iid is remembered (XCFGSET IDMP-DURATION). */
+  duration: number;
+  /** iids remembered per producer at most (XCFGSET IDMP-MAXSIZE). */
+  maxSize: number;
+  /** Producers (pids) with remembered iids (onStreamIdmpProducer calls follow). */
+  producers: number;
+}
+
+export interface StreamIdmpCounters {
+  iidsAdded: number;
+  iidsDuplicates: number;
+}
+
+/** Valkey 9 (RDB 80, opcode SLOT_IMPORT): an atomic slot migration in progress on a cluster node. */
+export interface SlotImport {
+  jobName: Buffer;
+  ranges: Array<[number, number]>;
 }
 
 export interface StreamMeta {
@@ -98,6 +121,8 @@ export interface StreamConsumer {
 
 export interface RdbSummary {
   rdbVersion: number;
+  /** "valkey" for a VALKEY-magic file (Valkey 9, RDB 80), else "redis" (Redis, and Valkey up to 8.x). */
+  flavor: RdbFlavor;
   aux: Record<string, string>;
   keys: number;
   /** Bytes fed, trailing bytes included. */
@@ -116,12 +141,16 @@ export interface RdbSummary {
  * decompressed); onKeyEnd is still called.
  */
 export interface RdbVisitor {
-  onHeader?(rdbVersion: number): void;
+  onHeader?(rdbVersion: number, flavor: RdbFlavor): void;
   onAux?(key: string, value: Buffer): void;
   onDb?(db: number): void;
   onResizeDb?(dbSize: number, expiresSize: number): void;
   /** Redis 7.4 cluster RDBs: per-slot key counts (a sizing hint). */
   onSlotInfo?(slot: number, size: number, expiresSize: number): void;
+  /** Valkey 9 cluster RDBs: a slot import in progress (cluster state, not data). */
+  onSlotImport?(s: SlotImport): void;
+  /** Redis 8.6+: one class of module key metadata of the next key (class spec, module-opcode value with EOF). */
+  onKeyMeta?(classSpec: number, raw: Buffer): void;
   /** A function library (FUNCTION LOAD payload, Redis 7.0+). */
   onFunction?(code: Buffer): void;
   /** Module auxiliary data (not tied to a key): the opaque serialization after the `when` field. */
@@ -149,6 +178,13 @@ export interface RdbVisitor {
   onStreamConsumer?(consumer: StreamConsumer): void;
   /** An ID owned by the last reported consumer. */
   onStreamConsumerPending?(id: StreamId): void;
+  /** Redis 8.6 streams (type 26), after the groups: the IDMP configuration. */
+  onStreamIdmp?(idmp: StreamIdmp): void;
+  /** A producer of the IDMP history and how many iids of it follow (onStreamIdmpEntry). */
+  onStreamIdmpProducer?(pid: Buffer, iids: number): void;
+  onStreamIdmpEntry?(iid: Buffer, id: StreamId): void;
+  /** The last record of a type-26 stream. */
+  onStreamIdmpCounters?(c: StreamIdmpCounters): void;
   /** Pieces of a module value's opaque serialization (everything after the module id, EOF opcode included). */
   onModuleData?(raw: Buffer): void;
   onKeyEnd?(key: KeyHeader): void;
@@ -187,6 +223,10 @@ const enum S {
   STREAM_CONSUMERS,
   STREAM_CONSUMER,
   STREAM_CONSUMER_PEL,
+  STREAM_IDMP,
+  STREAM_IDMP_PRODUCER,
+  STREAM_IDMP_ENTRIES,
+  STREAM_IDMP_END,
   MODULE,
   MODULE_AUX,
   DUMP_TYPE,
@@ -194,6 +234,8 @@ const enum S {
 }
 
 const T = RdbType;
+/** Internal dispatch code of Valkey's HASH_2 (type byte 22 in a VALKEY file), apart from Redis's type 22. */
+const VK_HASH_2 = 0x100 | ValkeyRdbType.HASH_2;
 
 export class RdbReader {
   private buf: Buffer = EMPTY;
@@ -212,6 +254,8 @@ export class RdbReader {
   private state: S = S.HEADER;
   private failure: Error | undefined;
   private version = 0;
+  private flavor: RdbFlavor = "redis";
+  private types: Record<number, TypeDesc> = TYPE_DESC;
   private readonly aux: Record<string, string> = {};
   private db = 0;
   private keys = 0;
@@ -228,6 +272,7 @@ export class RdbReader {
   private pendingExpire = -1;
   private pendingIdle = -1;
   private pendingFreq = -1;
+  private pendingMeta: number[] | undefined;
 
   // current value
   private cur: KeyHeader | undefined;
@@ -265,14 +310,16 @@ export class RdbReader {
     if (payload.length < 11) throw new RdbParseError(0, "a DUMP payload (value + 2-byte version + 8-byte CRC)", `payload of ${payload.length} bytes is too short`);
     const body = payload.length - 10;
     const version = payload.readUInt16LE(body);
-    if (version > RDB_MAX_KNOWN_VERSION) throw new RdbParseError(body, `an RDB version <= ${RDB_MAX_KNOWN_VERSION}`, `DUMP payload has RDB version ${version}`);
+    if (version > RDB_MAX_KNOWN_VERSION && version !== VALKEY_RDB_VERSION) {
+      throw new RdbParseError(body, `an RDB version <= ${RDB_MAX_KNOWN_VERSION} (Redis) or ${VALKEY_RDB_VERSION} (Valkey 9)`, `unsupported DUMP payload RDB version ${version} (written by a newer server than this reader knows)`);
+    }
     const crc = crc64Update(crc64Init(), payload, 0, body + 2);
     const stored = payload.subarray(body + 2);
     if (!stored.every((b) => b === 0) && !crc64Equals(crc, stored)) {
       throw new RdbParseError(body + 2, `CRC-64 ${crc64ToHex(crc)}`, `DUMP payload checksum mismatch (stored ${Buffer.from(stored).reverse().toString("hex")})`);
     }
     const r = new RdbReader(visitor, { ...opts, verifyChecksum: false });
-    r.version = version;
+    r.setVersion(version, flavorOfVersion(version));
     r.state = S.DUMP_TYPE;
     r.dumpKey = key;
     r.dumpMode = true;
@@ -305,6 +352,23 @@ export class RdbReader {
   /** The RDB version from the header (0 until the header has been read). */
   get rdbVersion(): number {
     return this.version;
+  }
+
+  /** Whose numbering the file uses (known once the header has been read). */
+  get rdbFlavor(): RdbFlavor {
+    return this.flavor;
+  }
+
+  private setVersion(v: number, flavor: RdbFlavor): void {
+    this.version = v;
+    this.flavor = flavor;
+    this.types = typeTable(flavor);
+  }
+
+  /** "RDB version 12 (REDIS0012)", "RDB version 80 (VALKEY080)": how errors name the file's format. */
+  private formatName(): string {
+    const magic = this.dumpMode ? "a DUMP payload" : this.flavor === "valkey" ? `VALKEY${String(this.version).padStart(3, "0")}` : `REDIS${String(this.version).padStart(4, "0")}`;
+    return `RDB version ${this.version} (${magic})`;
   }
 
   /** Feeds the next chunk. Throws RdbParseError (and stays failed) on malformed input. */
@@ -378,6 +442,7 @@ export class RdbReader {
     if (this.state !== S.DONE) this.fail(this.truncated());
     const summary: RdbSummary = {
       rdbVersion: this.version,
+      flavor: this.flavor,
       aux: { ...this.aux },
       keys: this.keys,
       bytes: this.fed,
@@ -428,7 +493,7 @@ export class RdbReader {
   private blobAt = 0;
   private blobCompressed = false;
   private blobError(e: BlobError): RdbParseError {
-    const what = TYPE_DESC[this.rdbType]?.encoding ?? "blob";
+    const what = this.types[this.rdbType & 0xff]?.encoding ?? "blob";
     const key = this.cur ? ` of key ${JSON.stringify(this.cur.key.toString("latin1").slice(0, 100))}` : "";
     if (this.blobCompressed) {
       return new RdbParseError(this.base + this.blobAt, e.expected, `${e.message} in the LZF-compressed ${what}${key} (byte ${e.inner} after decompression)`);
@@ -669,6 +734,14 @@ export class RdbReader {
         return this.streamConsumer();
       case S.STREAM_CONSUMER_PEL:
         return this.streamConsumerPel();
+      case S.STREAM_IDMP:
+        return this.streamIdmp();
+      case S.STREAM_IDMP_PRODUCER:
+        return this.streamIdmpProducer();
+      case S.STREAM_IDMP_ENTRIES:
+        return this.streamIdmpEntries();
+      case S.STREAM_IDMP_END:
+        return this.streamIdmpEnd();
       case S.MODULE:
       case S.MODULE_AUX:
         return this.moduleOpcodes();
@@ -678,6 +751,10 @@ export class RdbReader {
         return this.trailer();
       case S.DUMP_TYPE: {
         const type = this.u8();
+        if (type === Opcode.KEY_META && this.flavor === "redis" && this.version >= 13) {
+          this.keyMeta(); // Redis 8.6: [KEY_META] TYPE VALUE
+          return true;
+        }
         this.startValue(type, this.dumpKey, this.mark);
         return true;
       }
@@ -695,18 +772,29 @@ export class RdbReader {
 
   private header(): boolean {
     const h = this.raw(9);
-    if (h.toString("latin1", 0, 5) !== "REDIS") {
-      throw this.err('the magic "REDIS"', `not an RDB file: starts with ${JSON.stringify(h.toString("latin1", 0, 5))}`, 0);
+    if (h.toString("latin1", 0, 6) === "VALKEY") {
+      // Valkey 9+: "VALKEY" and a 3-digit version (80 = Valkey 9.0)
+      const digits = h.toString("latin1", 6, 9);
+      if (!/^[0-9]{3}$/.test(digits)) throw this.err("a 3-digit Valkey RDB version", `bad version field ${JSON.stringify(digits)}`, 6);
+      const v = Number(digits);
+      if (v !== VALKEY_RDB_VERSION) {
+        throw this.err(`Valkey RDB version ${VALKEY_RDB_VERSION}`, `unsupported Valkey RDB version ${v} (VALKEY${digits}${v > VALKEY_RDB_VERSION ? ": written by a newer server than this reader knows" : ""})`, 6);
+      }
+      this.setVersion(v, "valkey");
+    } else {
+      if (h.toString("latin1", 0, 5) !== "REDIS") {
+        throw this.err('the magic "REDIS" or "VALKEY"', `not an RDB file: starts with ${JSON.stringify(h.toString("latin1", 0, 6))}`, 0);
+      }
+      const digits = h.toString("latin1", 5, 9);
+      if (!/^[0-9]{4}$/.test(digits)) throw this.err("a 4-digit RDB version", `bad version field ${JSON.stringify(digits)}`, 5);
+      const v = Number(digits);
+      if (v < 1 || v > RDB_MAX_KNOWN_VERSION) {
+        throw this.err(`an RDB version between 1 and ${RDB_MAX_KNOWN_VERSION}`, `unsupported RDB version ${v} (REDIS${digits}: written by a newer server than this reader knows)`, 5);
+      }
+      this.setVersion(v, "redis");
     }
-    const digits = h.toString("latin1", 5, 9);
-    if (!/^[0-9]{4}$/.test(digits)) throw this.err("a 4-digit RDB version", `bad version field ${JSON.stringify(digits)}`, 5);
-    const v = Number(digits);
-    if (v < 1 || v > RDB_MAX_KNOWN_VERSION) {
-      throw this.err(`an RDB version between 1 and ${RDB_MAX_KNOWN_VERSION}`, `unsupported RDB version ${v} (written by a newer server than this reader knows)`, 5);
-    }
-    this.version = v;
     this.state = S.OP;
-    this.v.onHeader?.(v);
+    this.v.onHeader?.(this.version, this.flavor);
     return true;
   }
 
@@ -725,7 +813,7 @@ export class RdbReader {
 
   private opcode(): boolean {
     const type = this.u8();
-    if (type < 0xf4) {
+    if (type < Opcode.KEY_META) {
       this.startValue(type, undefined, this.mark);
       return true;
     }
@@ -776,6 +864,11 @@ export class RdbReader {
         this.v.onFunction?.(code);
         return true;
       }
+      case Opcode.KEY_META: // = SLOT_IMPORT: the file's magic says which
+        if (this.flavor === "valkey") this.slotImport();
+        else if (this.version >= 13) this.keyMeta();
+        else throw this.unknownOpcode(type);
+        return true;
       case Opcode.FUNCTION_PRE_GA:
         throw this.err("a known opcode", "function library in the Redis 7.0 release-candidate format (opcode 0xF6), which no released server loads", this.mark);
       case Opcode.MODULE_AUX: {
@@ -799,16 +892,76 @@ export class RdbReader {
         }
         return true;
       default:
-        throw this.err("an opcode or a value type", `unknown opcode 0x${type.toString(16)}`, this.mark);
+        throw this.unknownOpcode(type);
     }
+  }
+
+  private unknownOpcode(op: number): RdbParseError {
+    return this.err("an opcode or a value type", `unknown opcode 0x${op.toString(16)} (${op}) in an ${this.formatName()} file, which this reader does not know: refused rather than guessed`, this.mark);
+  }
+
+  /** Redis RDB 13: [numClasses] then per class a 4-byte class spec and a module-opcode value ending in EOF. */
+  private keyMeta(): void {
+    const n = this.len("the number of key metadata classes");
+    if (n > 32) throw this.err("at most 32 key metadata classes", `${n} key metadata classes`, this.mark + 1);
+    const classes: number[] = [];
+    const values: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      classes.push(this.raw(4).readUInt32LE(0));
+      const start = this.pos;
+      this.skipModuleValue("a key metadata value");
+      values.push(this.buf.subarray(start, this.pos));
+    }
+    // the whole record is one unit: callbacks only once it is complete (a rewind would repeat them)
+    if (this.v.onKeyMeta) for (let i = 0; i < n; i++) this.v.onKeyMeta(classes[i], values[i]);
+    this.pendingMeta = classes;
+  }
+
+  /** Module opcodes up to and including EOF, in one unit (key metadata values are a few bytes). */
+  private skipModuleValue(what: string): void {
+    for (;;) {
+      const at = this.pos;
+      const op = this.len(`a module opcode in ${what}`);
+      switch (op) {
+        case ModuleOpcode.EOF:
+          return;
+        case ModuleOpcode.SINT:
+        case ModuleOpcode.UINT:
+          this.lenBig("a module integer");
+          break;
+        case ModuleOpcode.FLOAT:
+          this.raw(4);
+          break;
+        case ModuleOpcode.DOUBLE:
+          this.raw(8);
+          break;
+        case ModuleOpcode.STRING:
+          this.str("a module string", true);
+          break;
+        default:
+          throw this.err("a module opcode (0..5)", `unknown module opcode ${op} in ${what}`, at);
+      }
+    }
+  }
+
+  /** Valkey 9: a slot import job (name, then slot ranges as start/end pairs). */
+  private slotImport(): void {
+    const jobName = this.str("a slot import job name");
+    const n = this.len("the number of slot ranges");
+    if (n > 16384) throw this.err("at most 16384 slot ranges", `${n} slot ranges`, this.mark + 1);
+    const ranges: Array<[number, number]> = [];
+    for (let i = 0; i < n; i++) ranges.push([this.len("a slot range start"), this.len("a slot range end")]);
+    this.v.onSlotImport?.({ jobName, ranges });
   }
 
   /** Reads the key (unless `dumpKey`) and the start of the value; completes small values right away. */
   private startValue(type: number, dumpKey: Buffer | undefined, typeAt: number): void {
-    const desc = TYPE_DESC[type];
-    if (!desc) {
+    const desc = this.types[type];
+    if (!desc || desc.sinceRdb > this.version) {
       if (type === T.MODULE_PRE_GA) throw this.err("a value type", "module value in the Redis 4.0 release-candidate format (type 6), which cannot be parsed without the module", typeAt);
-      throw this.err("a value type", `unknown value type ${type} (this reader knows RDB versions up to ${RDB_MAX_KNOWN_VERSION}; the file is version ${this.version})`, typeAt);
+      // no type of either family is above 127: a high byte is an opcode of a newer format
+      const what = type >= 0x80 ? `unknown opcode 0x${type.toString(16)} (${type})` : `unknown value type ${type}`;
+      throw this.err("a value type", `${what} in an ${this.formatName()}${this.dumpMode ? "" : " file"}, which this reader does not know: refused rather than guessed`, typeAt);
     }
     const key = dumpKey ?? this.str("a key name");
     const h: KeyHeader = {
@@ -823,9 +976,11 @@ export class RdbReader {
       offset: this.base + typeAt,
       sizeHint: -1,
     };
-    this.rdbType = type;
+    if (this.pendingMeta) h.keyMeta = this.pendingMeta;
+    const code = this.flavor === "valkey" && type === ValkeyRdbType.HASH_2 ? VK_HASH_2 : type;
+    this.rdbType = code;
     const v = this.v;
-    switch (type) {
+    switch (code) {
       case T.STRING: {
         const b = this.buf;
         const p = this.pos;
@@ -895,6 +1050,12 @@ export class RdbReader {
         this.afterCount(S.ELEMS);
         return;
       }
+      case VK_HASH_2:
+        h.sizeHint = this.len("a hash length");
+        this.remaining = h.sizeHint;
+        this.begin(h);
+        this.afterCount(S.ELEMS);
+        return;
       case T.HASH_METADATA:
       case T.HASH_METADATA_PRE_GA: {
         this.minExpire = type === T.HASH_METADATA ? this.i64le() : 0;
@@ -914,7 +1075,8 @@ export class RdbReader {
       }
       case T.STREAM_LISTPACKS:
       case T.STREAM_LISTPACKS_2:
-      case T.STREAM_LISTPACKS_3: {
+      case T.STREAM_LISTPACKS_3:
+      case T.STREAM_LISTPACKS_4: {
         h.sizeHint = this.len("a stream node count");
         this.remaining = h.sizeHint;
         this.begin(h);
@@ -1004,6 +1166,7 @@ export class RdbReader {
     this.pendingExpire = -1;
     this.pendingIdle = -1;
     this.pendingFreq = -1;
+    this.pendingMeta = undefined;
   }
 
   private afterCount(next: S): void {
@@ -1074,6 +1237,16 @@ export class RdbReader {
         }
         break;
       }
+      case VK_HASH_2:
+        while (this.remaining > 0) {
+          this.mark = this.pos;
+          const f = this.str("a hash field", skip);
+          const val = this.str("a hash value", skip);
+          const at = this.i64le();
+          if (!skip) v.onHashField?.(f, val, at < 0 ? -1 : at);
+          this.remaining--;
+        }
+        break;
     }
     this.finish();
     return true;
@@ -1200,7 +1373,7 @@ export class RdbReader {
     meta.groups = this.count("the consumer group count");
     if (!this.skip) this.v.onStreamMeta?.(meta);
     this.groupsRemaining = meta.groups;
-    if (this.groupsRemaining === 0) this.finish();
+    if (this.groupsRemaining === 0) this.endStream();
     else this.state = S.STREAM_GROUP;
     return true;
   }
@@ -1245,7 +1418,56 @@ export class RdbReader {
   private nextGroup(): void {
     this.groupsRemaining--;
     if (this.groupsRemaining > 0) this.state = S.STREAM_GROUP;
+    else this.endStream();
+  }
+
+  /** After the groups: the IDMP section of a type-26 stream, else the end of the value. */
+  private endStream(): void {
+    if (this.rdbType === T.STREAM_LISTPACKS_4) this.state = S.STREAM_IDMP;
     else this.finish();
+  }
+
+  private idmpProducers = 0;
+
+  private streamIdmp(): boolean {
+    const duration = this.len("the stream IDMP duration");
+    const maxSize = this.len("the stream IDMP max size");
+    const producers = this.count("the stream IDMP producer count");
+    if (!this.skip) this.v.onStreamIdmp?.({ duration, maxSize, producers });
+    this.idmpProducers = producers;
+    this.state = producers > 0 ? S.STREAM_IDMP_PRODUCER : S.STREAM_IDMP_END;
+    return true;
+  }
+
+  private streamIdmpProducer(): boolean {
+    const pid = this.str("a stream IDMP producer id");
+    const n = this.count("the producer's iid count");
+    if (!this.skip) this.v.onStreamIdmpProducer?.(pid, n);
+    this.remaining = n;
+    this.state = S.STREAM_IDMP_ENTRIES;
+    return true;
+  }
+
+  private streamIdmpEntries(): boolean {
+    const v = this.v;
+    while (this.remaining > 0) {
+      this.mark = this.pos;
+      const iid = this.str("a stream IDMP iid", this.skip);
+      const id = this.streamId("the entry ID of an iid");
+      if (!this.skip) v.onStreamIdmpEntry?.(iid, id);
+      this.remaining--;
+    }
+    this.idmpProducers--;
+    this.state = this.idmpProducers > 0 ? S.STREAM_IDMP_PRODUCER : S.STREAM_IDMP_END;
+    return true;
+  }
+
+  private streamIdmpEnd(): boolean {
+    const iidsAdded = this.len("the stream iids-added counter");
+    const iidsDuplicates = this.len("the stream iids-duplicates counter");
+    if (!this.skip) this.v.onStreamIdmpCounters?.({ iidsAdded, iidsDuplicates });
+    this.finish();
+    return true;
   }
 
   private streamConsumer(): boolean {

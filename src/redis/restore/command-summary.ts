@@ -32,6 +32,11 @@ export interface CommandRestoreOptions {
   functions?: boolean;
   /** Restore hashes with field TTLs into targets without HFE by dropping the field TTLs (reported). */
   dropFieldTtls?: boolean;
+  /**
+   * Restore Redis 8.6 streams with XADD IDMP state where it cannot be kept (a target before 8.6, Valkey, or
+   * by commands) without that state (reported); by default such a stream fails with the reason.
+   */
+  dropStreamIdmp?: boolean;
   /** Bytes of commands sent without replies before the reader pauses. Default 16 MiB. */
   maxInFlightBytes?: number;
   /** Values whose DUMP payload would exceed this go by commands. Default 32 MiB. */
@@ -68,6 +73,8 @@ export interface RestoreSummary {
   byCommands: number;
   /** Hash field TTLs dropped (dropFieldTtls). */
   droppedFieldTtls: number;
+  /** Streams whose IDMP state was dropped (dropStreamIdmp). */
+  droppedStreamIdmp: number;
   /** Function libraries (Redis 7.0+): loaded, kept because a library of that name exists (replace: false), failed. */
   functions: { loaded: number; kept: number; failed: number };
   /** RDB bytes read. */
@@ -81,5 +88,5 @@ export interface RestoreSummary {
 }
 
 export function emptySummary(target: TargetCapabilities): RestoreSummary {
-  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target };
+  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedStreamIdmp: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target };
 }

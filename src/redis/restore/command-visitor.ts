@@ -1,10 +1,10 @@
 // The RDB visitor of a restore by commands: turns each key the reader reports into commands on a router
 // (RESTORE with a re-encoded DUMP payload, SET, or plain collection commands; see commands.ts for the paths).
 import type { CommandRouter } from "../client/cluster";
-import { RdbType } from "../rdb/constants";
-import { DumpBuilder, DumpUnsupportedError } from "../rdb/dump";
+import { RDB_MAX_KNOWN_VERSION, RdbType, VALKEY_RDB_VERSION } from "../rdb/constants";
+import { DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "../rdb/dump";
 import { ByteWriter } from "../rdb/rdb-writer";
-import { KeyHeader, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "../rdb/reader";
+import { KeyHeader, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "../rdb/reader";
 import { StreamId, streamIdString } from "../rdb/stream";
 import type { CommandRestoreOptions } from "./command-summary";
 import { Gate, LAST, RestoreShared, ROLE_CLEANUP, ROLE_FUNCTION, ROLE_GATE, ROLE_RESTORE, ROLE_SETNX, Sink } from "./command-replies";
@@ -42,6 +42,7 @@ export class RestoreVisitor implements RdbVisitor {
   private group: Buffer | undefined;
   private pel = new Map<string, StreamPendingEntry>();
   private consumer: Buffer | undefined;
+  private idmp: StreamIdmp | undefined;
 
   constructor(
     private readonly router: CommandRouter,
@@ -49,7 +50,9 @@ export class RestoreVisitor implements RdbVisitor {
     private readonly opts: CommandRestoreOptions,
     private readonly shared: RestoreShared,
   ) {
-    this.builder = new DumpBuilder({ rdbVersion: Math.min(caps.rdbVersion, 12), dropFieldTtls: opts.dropFieldTtls });
+    // Valkey 9 takes its own numbering (80) besides the shared one; a Redis newer than this engine gets our newest
+    const rdbVersion = caps.rdbVersion >= VALKEY_RDB_VERSION ? VALKEY_RDB_VERSION : Math.min(caps.rdbVersion, RDB_MAX_KNOWN_VERSION);
+    this.builder = new DumpBuilder({ rdbVersion, dropFieldTtls: opts.dropFieldTtls, dropStreamIdmp: opts.dropStreamIdmp });
   }
 
   // -------------------------------------------------------------------- functions
@@ -91,6 +94,11 @@ export class RestoreVisitor implements RdbVisitor {
       this.shared.failKey(h.db, h.key, `the target (${this.caps.server} ${this.caps.version}) has no streams (they need Redis 5.0+)`);
       return false;
     }
+    if (h.keyMeta) {
+      const specs = h.keyMeta.map((c) => `0x${c.toString(16).padStart(8, "0")}`).join(", ");
+      this.shared.failKey(h.db, h.key, `the key carries module key metadata (Redis 8.6 KEY_META, class ${specs}) that only its module can restore; restore such a backup by replication into a server with that module loaded`);
+      return false;
+    }
     const restoreOk = this.caps.restore && o.mode !== "commands";
     if (h.type === "module" && !restoreOk) {
       this.shared.failKey(h.db, h.key, `module values (${h.module?.name}) can only be restored with RESTORE, which ${o.mode === "commands" ? "mode 'commands' excludes" : "the target refuses"}`);
@@ -100,6 +108,7 @@ export class RestoreVisitor implements RdbVisitor {
     this.shared.noteDb(this.seq, h.db);
     this.h = h;
     this.keyFailed = undefined;
+    this.idmp = undefined;
     this.gate = undefined;
     this.fieldTtls = [];
     this.pieces = false;
@@ -147,6 +156,7 @@ export class RestoreVisitor implements RdbVisitor {
       throw err;
     }
     this.shared.summary.droppedFieldTtls += this.builder.droppedFieldTtls;
+    if (this.builder.droppedStreamIdmp) this.shared.summary.droppedStreamIdmp++;
     const caps = this.caps;
     const extra: string[] = [];
     let ttl = "0";
@@ -307,6 +317,27 @@ export class RestoreVisitor implements RdbVisitor {
       args.push("ENTRIESADDED", String(meta.entriesAdded), "MAXDELETEDID", streamIdString(meta.maxDeletedId ?? { ms: 0n, seq: 0n }));
     }
     this.send(args, 0);
+  }
+
+  onStreamIdmp(idmp: StreamIdmp): void {
+    if (this.path === "restore") this.builder.streamIdmp(idmp);
+    else this.idmp = idmp;
+  }
+
+  onStreamIdmpProducer(pid: Buffer, iids: number): void {
+    if (this.path === "restore") this.builder.streamIdmpProducer(pid, iids);
+  }
+
+  onStreamIdmpEntry(iid: Buffer, id: StreamId): void {
+    if (this.path === "restore") this.builder.streamIdmpEntry(iid, id);
+  }
+
+  /** The end of a type-26 stream. By commands, its IDMP history cannot be recreated (XADD IDMP takes no ID). */
+  onStreamIdmpCounters(c: StreamIdmpCounters): void {
+    if (this.path === "restore") return this.builder.streamIdmpCounters(c);
+    if (this.path !== "commands" || !hasIdmpState(this.idmp, c)) return;
+    if (this.opts.dropStreamIdmp) this.shared.summary.droppedStreamIdmp++;
+    else this.keyFailed ??= idmpRefusal(this.idmp!, c, `${this.caps.server} ${this.caps.version} by commands`);
   }
 
   onStreamGroup(g: StreamGroup): void {

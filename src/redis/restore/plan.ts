@@ -9,7 +9,7 @@ import { scoreFormatForAux } from "../rdb/digest";
 import { RdbReader } from "../rdb/reader";
 import { RestoreError } from "./errors";
 import { RestoreRequest, selective } from "./request";
-import { maxRdbVersion, openTarget, readTargetState, TargetCapabilities, TargetState, totalKeys } from "./target";
+import { openTarget, rdbRefusal, readTargetState, TargetCapabilities, TargetState, totalKeys } from "./target";
 import { SelectedDigest, targetScoreFormat } from "./verify";
 
 /** An RDB's bytes, opened when needed (a stored file read through its integrity check). */
@@ -56,13 +56,12 @@ export async function planRestore(r: RestoreRequest, shards: number, ep: RedisEn
     return { path: "commands", reason: "the target is a cluster" };
   }
   const head = await readRdbHead(await openFirst(), what);
-  const max = maxRdbVersion(state.version);
-  if (max !== undefined && head.version > max) {
-    const why = `the target (Redis ${state.version}) loads RDB versions up to ${max}, the backup is version ${head.version}`;
-    if (r.mode === "replication") throw new RestoreError("load", `${why}: use --mode auto or commands`);
-    return { path: "commands", reason: why };
+  const refused = rdbRefusal(state, head.version);
+  if (refused) {
+    if (r.mode === "replication") throw new RestoreError("load", `${refused}: use --mode auto or commands`);
+    return { path: "commands", reason: refused };
   }
-  return { path: "replication", reason: `the target (Redis ${state.version}) loads RDB version ${head.version}`, head };
+  return { path: "replication", reason: `the target (${state.valkeyVersion ? `Valkey ${state.valkeyVersion}` : `Redis ${state.version}`}) loads RDB version ${head.version}`, head };
 }
 
 const STOP = new Error("header read");

@@ -27,12 +27,13 @@ import net from "node:net";
 import { Readable } from "node:stream";
 import { crc64Equals, crc64Init, crc64Update } from "../rdb/crc64";
 import { LoadCheck, LoadRuleViolation } from "../rdb/load-check";
+import { VALKEY_RDB_VERSION } from "../rdb/constants";
 import { RdbReader } from "../rdb/reader";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
 import { RestoreError, RestorePhase } from "./errors";
 import { normalizeAddress } from "../../address";
 import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./master";
-import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, TargetState, totalKeys } from "./target";
+import { classifyTargetError, info, openTarget, rdbRefusal, readTargetState, TargetState, totalKeys } from "./target";
 import { testHook } from "../../test-hooks";
 
 export { RestoreError, RestoreErrorKind, RestorePhase } from "./errors";
@@ -113,7 +114,12 @@ function asBuffer(v: unknown): Buffer {
 
 /** Parses the RDB header; undefined when it is not an RDB. */
 function rdbVersion(head: Buffer): number | undefined {
-  if (head.length < RDB_HEADER || head.toString("latin1", 0, 5) !== "REDIS") return undefined;
+  if (head.length < RDB_HEADER) return undefined;
+  if (head.toString("latin1", 0, 6) === "VALKEY") {
+    const digits = head.toString("latin1", 6, 9);
+    return /^\d{3}$/.test(digits) ? Number(digits) : undefined;
+  }
+  if (head.toString("latin1", 0, 5) !== "REDIS") return undefined;
   const digits = head.toString("latin1", 5, 9);
   return /^\d{4}$/.test(digits) ? Number(digits) : undefined;
 }
@@ -358,10 +364,11 @@ async function run(s: Session): Promise<RestoreResult> {
   }
   const first = Buffer.concat(head);
   const version = rdbVersion(first);
-  if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version); the target was not touched");
-  const max = maxRdbVersion(state.version);
-  if (max !== undefined && version > max) {
-    throw new RestoreError("load", `RDB format version ${version} is newer than target ${s.where} (Redis ${state.version}) can load (up to ${max}); the target was not touched`);
+  if (version === undefined) throw new RestoreError("load", "not an RDB file (it does not start with REDIS and a 4-digit version, or VALKEY and a 3-digit one); the target was not touched");
+  const refusal = rdbRefusal(state, version);
+  if (refusal) {
+    const what = version >= VALKEY_RDB_VERSION ? `a Valkey 9 file (RDB format version ${version}) cannot be loaded by` : `RDB format version ${version} is newer than`;
+    throw new RestoreError("load", `${what} target ${s.where} can load (${refusal}); the target was not touched`);
   }
   // A target that parses while receiving (repl-diskless-load on-empty-db/swapdb, or unknown) would act on
   // corrupt bytes before the trailer is checked: either we validate the stream on the way (loadFromSocket),

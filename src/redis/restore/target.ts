@@ -2,7 +2,7 @@
 // knowing which RDB versions a given Redis can load, and probing what a restore by commands may use.
 import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "../client/resp";
 import { RestoreError } from "./errors";
-import { rdbVersionOf } from "../rdb/constants";
+import { RDB_MAX_KNOWN_VERSION, rdbVersionOf, VALKEY_RDB_VERSION } from "../rdb/constants";
 
 /** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
 export function parseInfo(reply: RespValue): Map<string, string> {
@@ -38,6 +38,24 @@ export async function totalKeys(conn: RespConnection): Promise<number> {
 export function maxRdbVersion(redisVersion: string): number | undefined {
   // Valkey reports a Redis-compatible redis_version (7.2.x for Valkey 7 and 8), which loads what that Redis loads.
   return rdbVersionOf("redis", redisVersion);
+}
+
+/**
+ * Why a target would refuse to load an RDB of this version (replication), or undefined when it loads it (or is
+ * newer than this table: it decides). Redis loads versions up to its own and never a VALKEY file; Valkey 8
+ * loads up to 11; Valkey 9 loads up to 11 and its own 80, and refuses 12..79 ("foreign": Redis 7.4+) in its
+ * default strict rdb-version-check.
+ */
+export function rdbRefusal(state: Pick<TargetState, "version" | "valkeyVersion">, rdbVersion: number): string | undefined {
+  const name = state.valkeyVersion ? `Valkey ${state.valkeyVersion}` : `Redis ${state.version}`;
+  const own = state.valkeyVersion ? rdbVersionOf("valkey", state.valkeyVersion) : maxRdbVersion(state.version);
+  if (own === undefined) return undefined;
+  if (rdbVersion >= VALKEY_RDB_VERSION) {
+    return own >= VALKEY_RDB_VERSION ? undefined : `the target (${name}) loads RDB versions up to ${own}, the backup is a Valkey 9 file (VALKEY${rdbVersion})`;
+  }
+  const max = own >= VALKEY_RDB_VERSION ? 11 : own;
+  if (rdbVersion <= max) return undefined;
+  return `the target (${name}) loads RDB versions up to ${max}${own >= VALKEY_RDB_VERSION ? ` and ${own}` : ""}, the backup is version ${rdbVersion}`;
 }
 
 function replyText(err: unknown): string {
@@ -84,7 +102,10 @@ export async function verifyTargetPassword(target: RedisEndpoint, timeoutMs = 10
 }
 
 export interface TargetState {
+  /** redis_version (Valkey reports 7.2.4 there). */
   version: string;
+  /** valkey_version, for a Valkey. */
+  valkeyVersion?: string;
   role: string;
   masterHost?: string;
   masterPort?: number;
@@ -110,6 +131,7 @@ export async function readTargetState(conn: RespConnection, ep: RedisEndpoint): 
   }
   return {
     version: server.get("redis_version") ?? "unknown",
+    valkeyVersion: server.get("valkey_version"),
     role: repl.get("role") ?? "unknown",
     masterHost: repl.get("master_host"),
     masterPort: repl.has("master_port") ? Number(repl.get("master_port")) : undefined,
@@ -211,7 +233,7 @@ export async function probeTarget(ep: RedisEndpoint, timeoutMs = 10_000): Promis
     return {
       server: kind,
       version,
-      rdbVersion: rdbVersionOf(kind, version) ?? 12,
+      rdbVersion: rdbVersionOf(kind, version) ?? (kind === "valkey" ? VALKEY_RDB_VERSION : RDB_MAX_KNOWN_VERSION),
       cluster: clusterInfo.get("cluster_enabled") === "1",
       restore,
       restoreAbsTtl: redisCompat >= 500,
