@@ -1,10 +1,11 @@
 // Rows as both catalogue backends store them (the same tables and columns) and the records they map to, plus the
 // column maps of partial updates. Shared so that SQLite and PostgreSQL read and write records identically.
+import type { BackupSource, SnapshotSource } from "../redis/capture/source";
 import type { Backup, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
 
 export type Row = Record<string, unknown>;
 
-export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture";
+export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture, source";
 
 export function toBackup(r: Row): Backup {
   const b: Backup = {
@@ -26,6 +27,7 @@ export function toBackup(r: Row): Backup {
   if (r.end_time !== null) b.endTime = r.end_time as number;
   if (r.expire_time !== null) b.expireTime = r.expire_time as number;
   if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
+  if (typeof r.source === "string") b.source = JSON.parse(r.source) as SnapshotSource[];
   return b;
 }
 
@@ -54,6 +56,7 @@ export function toInstance(r: Row): Instance {
   };
   if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
   if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
+  if (typeof r.backup_source === "string" && r.backup_source !== "master") i.backupSource = r.backup_source as BackupSource;
   if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
   return i;
 }
@@ -93,7 +96,7 @@ export function likeEscape(s: string): string {
 
 export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
-  backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
+  backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at", source: "source",
 };
 
 export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): { names: string[]; cols: Record<string, unknown> } {
@@ -101,7 +104,7 @@ export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanc
   for (const [k, v] of Object.entries(fields)) {
     const col = BACKUP_FIELD_COLUMNS[k];
     if (!col) continue;
-    cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
+    cols[col] = k === "files" || (k === "source" && v !== undefined) ? JSON.stringify(v) : v ?? null;
   }
   return { names: Object.keys(cols), cols };
 }

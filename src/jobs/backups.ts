@@ -14,7 +14,9 @@ import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
 import { DigestTee } from "../redis/capture/digest";
 import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb/header";
-import { parseRedisUrl } from "../redis/client/resp";
+import { masterSwitch, resolveInstance, ResolvedInstance } from "../redis/client/sentinel";
+import { parseRedisUrl } from "../redis/client/url";
+import { chooseSource, SnapshotSource } from "../redis/capture/source";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
@@ -73,6 +75,11 @@ export async function removeBackupBlobs(store: BlobStore, backupId: string, know
   for (const key of keys) await store.remove(key);
   // A dead writer's unfinished upload (an S3 multipart upload, a local temp file) goes too.
   for (const prefix of [`backups/${backupId}/`, `exports/${backupId}/`]) await store.abortUploads(prefix);
+}
+
+/** "replica 10.0.0.5:6380 (offset 1234), master 10.0.0.6:6379 (offset 99)" */
+export function describeSources(sources: readonly SnapshotSource[]): string {
+  return sources.map((s) => `${s.role} ${s.node}${s.offset !== undefined ? ` (offset ${s.offset})` : ""}`).join(", ");
 }
 
 export class BackupJobs implements JobKind {
@@ -142,19 +149,44 @@ export class BackupJobs implements JobKind {
   }
 
   async run(ctx: JobContext): Promise<JobSuccess> {
-    const { catalog, store } = this.o;
+    const { catalog } = this.o;
     const task = ctx.task;
     const backup = task.backupId ? await catalog.backup(task.backupId) : undefined;
     if (!backup || backup.status !== 1) throw new Error(`backup ${task.backupId} is no longer waiting to be taken`);
     const instance = await catalog.instance(task.instanceId);
     if (!instance?.redisUrl || instance.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
-    const endpoint = parseRedisUrl(instance.redisUrl);
+    const timeoutMs = this.o.captureTimeoutMs ?? 10_000;
+    // A Sentinel URL is resolved to the current master at every backup: a failover between two backups is followed.
+    const resolved = await resolveInstance(parseRedisUrl(instance.redisUrl), { timeoutMs, allowedHosts: this.o.clusterHosts });
+    try {
+      return await this.capture(ctx, backup, instance, resolved);
+    } catch (err) {
+      if (err instanceof CaptureError && err.code === "FAILOVER") throw err;
+      // A failover while the snapshot was taken: the backup is discarded, named for the switch (the next one follows it).
+      const switched = await masterSwitch(resolved, timeoutMs);
+      if (switched) throw new CaptureError("FAILOVER", `${switched}; this backup was discarded and the next one is taken from the new master (${(err as Error).message})`);
+      throw err;
+    }
+  }
+
+  private async capture(ctx: JobContext, backup: Backup, instance: Instance, resolved: ResolvedInstance): Promise<JobSuccess> {
+    const { catalog, store } = this.o;
+    const task = ctx.task;
+    const timeoutMs = this.o.captureTimeoutMs ?? 10_000;
     const files: StoredFile[] = [];
-    const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000, { allowedHosts: this.o.clusterHosts });
+    const sources: SnapshotSource[] = [];
+    const notes: string[] = [];
+    const topology = await discoverShards(resolved.endpoint, timeoutMs, { allowedHosts: this.o.clusterHosts, registeredHosts: resolved.registeredHosts });
     let total = 0;
     let server: { name: "redis" | "valkey"; version: string } | undefined;
-    for (const [shard, ep] of topology.masters.entries()) {
+    for (const [shard, info] of topology.shards.entries()) {
       if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
+      const chosen = await chooseSource(info, shard, instance.backupSource ?? "master", { timeoutMs });
+      if (chosen.fallback) {
+        notes.push(chosen.fallback);
+        this.o.logger.warn({ taskId: task.taskId, backupId: backup.backupId, shard, reason: chosen.fallback }, "backup from a replica fell back to the master");
+      }
+      const ep = chosen.endpoint;
       const key = blobKey(backup.backupId, shard);
       const writer = store.createWriter(key, { compress: true });
       // The RDB also goes through the digest engine on the way (another core): the backup records the DEBUG DIGEST
@@ -175,23 +207,27 @@ export class BackupJobs implements JobKind {
         });
         total += committed.bytes;
         server ??= result.rdb.server;
+        sources.push(chosen.source);
         // Recorded per shard, so a crash part-way leaves a list of what to remove.
-        await catalog.updateBackup(backup.backupId, { files });
+        await catalog.updateBackup(backup.backupId, { files, source: sources });
         ctx.progress(((shard + 1) / topology.masters.length) * 99);
       } catch (err) {
         await writer.abort();
         throw err;
       }
     }
+    const switched = await masterSwitch(resolved, timeoutMs);
+    if (switched) throw new CaptureError("FAILOVER", `${switched}; this backup was discarded and the next one is taken from the new master`);
     const end = this.o.clock.now();
     const version = server?.version ?? "0.0.0";
     const instanceType = instanceTypeFor(version, topology.cluster, server?.name);
-    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files };
+    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files, source: sources };
+    const from = instance.backupSource || resolved.sentinel ? `; from ${describeSources(sources)}` : "";
     return {
-      message: `${total} bytes in ${files.length} shard(s)`,
+      message: `${total} bytes in ${files.length} shard(s)${from}${notes.length ? `; ${notes.join("; ")}` : ""}`,
       result: finished,
       commit: async (tx) => {
-        await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files });
+        await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files, source: sources });
         await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
       },
     };

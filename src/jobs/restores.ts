@@ -23,11 +23,13 @@ import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { readSlotMap } from "../redis/client/cluster";
-import { hostAllowed } from "../redis/capture/capture";
+import { hostAllowed } from "../redis/client/topology";
+import { resolveInstance } from "../redis/client/sentinel";
+import { parseRedisUrl } from "../redis/client/url";
 import { RdbReader } from "../redis/rdb/reader";
 import type { ValueKind } from "../redis/rdb/constants";
 import { scoreFormatForAux } from "../redis/rdb/digest";
-import { RedisEndpoint, RedisReplyError, RespConnection, parseRedisUrl } from "../redis/client/resp";
+import { RedisEndpoint, RedisReplyError, RespConnection } from "../redis/client/resp";
 import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore/replication";
 import { CommandRestoreError, probeTarget, restoreByCommands, RestoreSummary, TargetCapabilities } from "../redis/restore/commands";
 import { maxRdbVersion, openTarget, readTargetState, releaseTarget, TargetState, totalKeys } from "../redis/restore/target";
@@ -202,7 +204,8 @@ export class RestoreJobs implements JobKind {
     const t0 = Date.now();
     const { backup, target } = await this.parts(ctx.task);
     const request = restoreRequestOf(ctx.task.params);
-    const ep = parseRedisUrl(target.redisUrl!);
+    // A Sentinel URL is resolved to the current master at every restore.
+    const { endpoint: ep } = await resolveInstance(parseRedisUrl(target.redisUrl!), { allowedHosts: this.o.clusterHosts });
     let plan = await this.plan(request, backup, ep);
     await this.announce(ctx, `restoring by ${plan.path}: ${plan.reason}`);
     let report: RestoreReport | undefined;
@@ -414,7 +417,8 @@ export class RestoreJobs implements JobKind {
     if (!(why === "interrupted" && endpoint) && !change) return undone;
     const target = await this.o.catalog.instance(task.instanceId);
     if (!target?.redisUrl) return { ...undone, note: "the target instance is no longer registered, so it was not checked" };
-    const ep = parseRedisUrl(target.redisUrl);
+    // The master a Sentinel names, whatever its role: an interrupted restore left it a replica of our endpoint.
+    const { endpoint: ep } = await resolveInstance(parseRedisUrl(target.redisUrl), { allowedHosts: this.o.clusterHosts, checkRole: false });
     if (why === "interrupted" && endpoint) undone = await this.releaseAndCheck(task, ep, endpoint);
     if (change) {
       // restoreRdb puts it back itself, and says so in its error when it could not: this is for a crash, or
@@ -470,7 +474,7 @@ function formatOf(caps: TargetCapabilities) {
 }
 
 /** The target's DEBUG DIGEST (40 hex digits); rejects where DEBUG is not allowed. */
-export async function targetDigest(ep: ReturnType<typeof parseRedisUrl>): Promise<string> {
+export async function targetDigest(ep: RedisEndpoint): Promise<string> {
   const conn = await RespConnection.connect(ep, 10_000);
   try {
     const reply = await conn.command("DEBUG", "DIGEST");
