@@ -149,6 +149,13 @@ export async function startCluster(masters: number, password: string, extra: str
         return /role:master/.test(info) || /master_link_status:up/.test(info) || undefined;
       }, 30_000, 50);
     }
+    // ... and every node knows every replica as one (the roles travel by gossip).
+    for (const n of nodes) {
+      await waitFor(`node ${n.port} to see the replicas`, async () => {
+        const text = String(await withConn(n, (c) => c.command("CLUSTER", "NODES")));
+        return text.split("\n").filter((l) => / (myself,)?slave /.test(l)).length === masters * replicasPerMaster || undefined;
+      }, 30_000, 50);
+    }
   }
   return nodes;
 }
