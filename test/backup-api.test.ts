@@ -168,8 +168,11 @@ describe("failures are tasks with a precise message, and leave neither a listed 
       assert.equal(task.Status, "failed");
       assert.match(task.TaskMessage!, message);
       assert.equal((await c.DescribeInstanceBackups({ InstanceId: id })).TotalCount, 0);
-      const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
-      assert.ok(list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4));
+      // DescribeTaskInfo reports a failure from memory at once; the Result filter reads the catalogue, written just after.
+      await waitFor("the failure in the catalogue", async () => {
+        const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
+        return list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4) || undefined;
+      }, 10_000, 20);
     });
   }
 
