@@ -64,7 +64,8 @@ export function replicaProblem(info: Map<string, string>, master: { replid?: str
 /** Chooses the node to snapshot for shard `index` (see the header). */
 export async function chooseSource(shard: ShardInfo, index: number, mode: BackupSource, o: { timeoutMs: number; maxLagBytes?: number }): Promise<ChosenSource> {
   const maxLag = o.maxLagBytes ?? DEFAULT_MAX_REPLICA_LAG_BYTES;
-  const masterInfo = await replication(shard.endpoint, o.timeoutMs);
+  // Only for the record and the lag bound: a master refusing INFO (an ACL user without +info) is still backed up.
+  const masterInfo = await replication(shard.endpoint, o.timeoutMs).catch(() => new Map<string, string>());
   const master = { replid: masterInfo.get("master_replid"), offset: num(masterInfo.get("master_repl_offset")) };
   const fromMaster = (fallback?: string): ChosenSource => ({
     endpoint: shard.endpoint, source: { shard: index, role: "master", node: where(shard.endpoint), ...(master.offset !== undefined ? { offset: master.offset } : {}) }, ...(fallback ? { fallback } : {}),
