@@ -98,9 +98,12 @@ export function maskUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
+    for (const k of [...u.searchParams.keys()]) if (/password$/i.test(k)) u.searchParams.set(k, "***");
     return u.toString().replace(/\/$/, "");
   } catch {
-    return "(invalid URL)";
+    // A URL with several hosts (redis-sentinel://h1,h2/name) is not a WHATWG URL: mask it by its syntax.
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return "(invalid URL)";
+    return url.replace(/^([^:]+:\/\/[^:@/?#]*:)[^@/?#]*@/, "$1***@").replace(/([?&][^=&#]*password=)[^&#]*/gi, "$1***");
   }
 }
 

@@ -8,7 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { captureRdb, CaptureError, CaptureResult, discoverShards, parseClusterNodes } from "../src/redis/capture/capture";
+import { captureRdb, CaptureError, CaptureResult, discoverShards } from "../src/redis/capture/capture";
+import { parseClusterNodes } from "../src/redis/client/topology";
 import { RedisEndpoint, RespConnection } from "../src/redis/client/resp";
 import type { BlobWriter } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
@@ -440,6 +441,9 @@ describe("Redis Cluster", () => {
     assert.deepEqual(shards[1].endpoint, { host: "10.0.0.2", port: 7001, password: "p" });
     assert.equal(shards[2].endpoint.host, "::1");
     assert.deepEqual(shards[2].slots, [[10923, 11999], [12000, 12000], [12001, 16383]]);
+    // replicas belong to their master's shard (d4 follows a1)
+    assert.deepEqual(shards[1].replicas, [{ id: "d4", endpoint: { host: "10.0.0.4", port: 7003, password: "p" } }]);
+    assert.deepEqual(shards[0].replicas, []);
     assert.throws(() => parseClusterNodes("f6 10.0.0.6:7005@17005 master,fail - 0 0 4 connected 0-16383\n", via), /marked as failed/);
   });
 });

@@ -161,8 +161,18 @@ describe("backups from the command line, and a crash in the middle of one", () =
     assert.match(badpw.stderr, /WRONGPASS|invalid password/i);
     assert.doesNotMatch(badpw.stderr + badpw.stdout, /wrong@/);
     const list = cli(["instance", "list"]);
-    assert.match(list.stdout, /crs-cli00001\s+cache\s+ap-guangzhou\s+1300000000\s+17\s+1\s+redis:\/\/:\*\*\*@127\.0\.0\.1/);
+    assert.match(list.stdout, /crs-cli00001\s+cache\s+ap-guangzhou\s+1300000000\s+17\s+1\s+master\s+redis:\/\/:\*\*\*@127\.0\.0\.1/);
     assert.doesNotMatch(list.stdout, /pw1/);
+    // A Sentinel URL (the data password from the environment, the Sentinels' in the query), backed up from a replica.
+    const sentinel = cli(["instance", "add", "--id", "crs-cli00009", "--no-check", "--backup-source", "replica", "--redis", "redis-sentinel://h1:26379,h2:26380/mymaster?sentinelPassword=spw1"], { CRS_REDIS_PASSWORD: "dpw1" });
+    assert.equal(sentinel.status, 0, sentinel.stderr);
+    assert.match(sentinel.stdout, /-> redis-sentinel:\/\/:\*\*\*@h1:26379,h2:26380\/mymaster\?sentinelPassword=\*\*\*$/m);
+    assert.match(cli(["instance", "list"]).stdout, /crs-cli00009\s+.*\s+replica\s+redis-sentinel:\/\/:\*\*\*@h1/);
+    assert.doesNotMatch(cli(["instance", "list"]).stdout, /dpw1|spw1/);
+    assert.equal(cli(["instance", "remove", "crs-cli00009"]).status, 0);
+    const badSource = cli(["instance", "add", "--no-check", "--backup-source", "slave", "--redis", "redis://h:1"]);
+    assert.equal(badSource.status, 2, badSource.stderr);
+    assert.match(badSource.stderr, /--backup-source must be one of master, replica, prefer-replica, got slave/);
 
     const backup = cli(["backup", "crs-cli00001", "--remark", "from cli"]);
     assert.equal(backup.status, 0, backup.stderr);

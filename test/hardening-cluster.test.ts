@@ -4,7 +4,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { CaptureError, discoverShards, hostAllowed } from "../src/redis/capture/capture";
+import { CaptureError, discoverShards } from "../src/redis/capture/capture";
+import { hostAllowed } from "../src/redis/client/topology";
 import { KEY, startTestServer, TestServer } from "./support/server";
 import { waitFor } from "./support/redis";
 import { SEED } from "./fixtures";

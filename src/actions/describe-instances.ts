@@ -3,7 +3,7 @@
 // NodeSet or dereference ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, ... without nil checks), in the
 // model's order, with the empty value ("", 0, []) where a cloud notion means nothing for a self-hosted Redis.
 import net from "node:net";
-import { parseRedisUrl } from "../redis/client/resp";
+import { dataPassword, parseRedisUrl, shownAddress } from "../redis/client/url";
 import type { Instance } from "../catalog/types";
 import { isClusterType } from "../protocol/instance-types";
 import type { LocalTime } from "../protocol/time";
@@ -18,10 +18,9 @@ function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
   let port = 0;
   let noAuth = true;
   if (i.redisUrl) {
-    const ep = parseRedisUrl(i.redisUrl);
-    host = ep.host;
-    port = ep.port;
-    noAuth = !ep.password;
+    const url = parseRedisUrl(i.redisUrl);
+    ({ host, port } = shownAddress(url));
+    noAuth = !dataPassword(url);
   }
   const ipv6 = net.isIPv6(host) ? host : "";
   const cluster = isClusterType(i.instanceType);

@@ -1,10 +1,11 @@
 // Rows as both catalogue backends store them (the same tables and columns) and the records they map to, plus the
 // column maps of partial updates. Shared so that SQLite and PostgreSQL read and write records identically.
+import type { BackupSource, SnapshotSource } from "../redis/capture/source";
 import type { Backup, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
 
 export type Row = Record<string, unknown>;
 
-export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture";
+export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture, source";
 
 export function toBackup(r: Row): Backup {
   const b: Backup = {
@@ -26,6 +27,7 @@ export function toBackup(r: Row): Backup {
   if (r.end_time !== null) b.endTime = r.end_time as number;
   if (r.expire_time !== null) b.expireTime = r.expire_time as number;
   if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
+  if (typeof r.source === "string") b.source = JSON.parse(r.source) as SnapshotSource[];
   return b;
 }
 
@@ -54,6 +56,7 @@ export function toInstance(r: Row): Instance {
   };
   if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
   if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
+  if (typeof r.backup_source === "string" && r.backup_source !== "master") i.backupSource = r.backup_source as BackupSource;
   if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
   return i;
 }
@@ -93,7 +96,7 @@ export function likeEscape(s: string): string {
 
 export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
-  backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
+  backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at", source: "source",
 };
 
 export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): Record<string, unknown> {
@@ -101,7 +104,7 @@ export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanc
   for (const [k, v] of Object.entries(fields)) {
     const col = BACKUP_FIELD_COLUMNS[k];
     if (!col) continue;
-    cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
+    cols[col] = k === "files" || (k === "source" && v !== undefined) ? JSON.stringify(v) : v ?? null;
   }
   return cols;
 }
@@ -123,7 +126,7 @@ export function taskColumns(fields: TaskFields): Record<string, unknown> {
 /** The values of BACKUP_COLUMNS, in order, for an INSERT. */
 export function backupValues(b: Backup): unknown[] {
   return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,
-    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0];
+    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0, b.source ? JSON.stringify(b.source) : null];
 }
 
 export const TASK_INSERT_COLUMNS = "instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id, owner, lease_until, params, state";
@@ -134,17 +137,18 @@ export function taskValues(t: Omit<Task, "taskId">): unknown[] {
     t.params ? JSON.stringify(t.params) : null, t.state ? JSON.stringify(t.state) : null];
 }
 
-export const INSTANCE_INSERT_COLUMNS = "instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at, auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window";
+export const INSTANCE_INSERT_COLUMNS = "instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at, auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, backup_source";
 
 /** The values of INSTANCE_INSERT_COLUMNS, in order. */
 export function instanceValues(i: Instance): unknown[] {
   return [i.instanceId, i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.shardNum, i.redisVersion ?? null, i.memSizeMb, i.createdAt,
-    i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow];
+    i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow, i.backupSource ?? "master"];
 }
 
 export const INSTANCE_FIELD_COLUMNS: Record<string, string> = {
   name: "name", instanceType: "instance_type", shardNum: "shard_num", redisVersion: "redis_version", memSizeMb: "mem_size_mb", deletedAt: "deleted_at",
   autoBackupWeekDays: "auto_backup_weekdays", autoBackupPeriod: "auto_backup_period", backupStorageDays: "backup_storage_days", lastAutoWindow: "last_auto_window", redisUrl: "redis_url",
+  backupSource: "backup_source",
 };
 
 /** Columns of an instance update; fields given as undefined are left alone. */

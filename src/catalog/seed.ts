@@ -2,7 +2,8 @@
 // names, validated whole and loaded in one transaction, so a bad file changes nothing.
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { parseRedisUrl } from "../redis/client/resp";
+import { parseRedisUrl } from "../redis/client/url";
+import { BACKUP_SOURCES, BackupSource } from "../redis/capture/source";
 import { INSTANCE_ID_PATTERN, SECRET_ID_PATTERN } from "../protocol/ids";
 import { DEFAULT_FILE_TYPE, DEFAULT_INSTANCE_TYPE } from "../protocol/instance-types";
 import { ALL_WEEKDAYS, parsePeriod } from "../protocol/schedule";
@@ -143,7 +144,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
   const seen = new Map<string, Instance>();
   const schedules: string[] = [];
   const instances = list(root, "Instances").map((o, i) => {
-    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays", "AutoBackup"]);
+    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays", "AutoBackup", "BackupSource"]);
     const id = r.str("InstanceId", true);
     if (!INSTANCE_ID_PATTERN.test(id)) r.fail("InstanceId", `must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(id)}`);
     if (seen.has(id)) r.fail("InstanceId", `${id} appears twice`);
@@ -157,6 +158,9 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
         r.fail("Redis", (err as Error).message);
       }
     }
+    const source = r.str("BackupSource");
+    if (source !== undefined && !BACKUP_SOURCES.includes(source as BackupSource)) r.fail("BackupSource", `must be one of ${BACKUP_SOURCES.join(", ")}, got ${JSON.stringify(source)}`);
+    if (source !== undefined && redis === undefined) r.fail("BackupSource", "needs Redis (an instance without a server is never backed up)");
     const auto = o.AutoBackup === undefined ? undefined : readAutoBackup(r, `Instances[${i}]`, o.AutoBackup);
     const days = r.int("BackupStorageDays", 1, 1825);
     if (days !== undefined && auto?.storageDays !== undefined && days !== auto.storageDays) {
@@ -170,6 +174,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     };
     if (auto) schedules.push(id);
     if (redis !== undefined) inst.redisUrl = redis;
+    if (source !== undefined && source !== "master") inst.backupSource = source as BackupSource;
     seen.set(id, inst);
     return inst;
   });

@@ -80,8 +80,8 @@ export abstract class SqlOps implements CatalogTx, TaskQueue {
   async upsertInstance(i: Instance): Promise<void> {
     await this.ensureAccount(i.accountId, Date.now());
     // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
-    await this.x.run(`INSERT INTO instances(${INSTANCE_INSERT_COLUMNS}) VALUES (${placeholders(14)})
-      ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url,
+    await this.x.run(`INSERT INTO instances(${INSTANCE_INSERT_COLUMNS}) VALUES (${placeholders(15)})
+      ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url, backup_source = excluded.backup_source,
         instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, deleted_at = NULL`, instanceValues(i));
   }
 
@@ -103,7 +103,7 @@ export abstract class SqlOps implements CatalogTx, TaskQueue {
   }
 
   async insertBackup(b: Backup): Promise<void> {
-    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(17)})`, backupValues(b), "insertBackup");
+    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(18)})`, backupValues(b), "insertBackup");
   }
 
   async upsertBackup(b: Backup): Promise<void> {

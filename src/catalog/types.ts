@@ -1,5 +1,6 @@
 // The catalogue's records, as every backend stores them and every caller reads them (catalog.ts is the
 // interface over them).
+import type { BackupSource, SnapshotSource } from "../redis/capture/source";
 
 export interface Policy {
   /** Allowed actions; absent = every action. */
@@ -21,8 +22,10 @@ export interface Instance {
   accountId: string;
   region: string;
   name: string;
-  /** redis://[user:password@]host:port or rediss://; absent for catalogue-only (fixture) instances. */
+  /** redis://, rediss://, redis-sentinel:// (src/redis/client/url.ts); absent for catalogue-only (fixture) instances. */
   redisUrl?: string;
+  /** Which node a backup snapshots (src/redis/capture/source.ts); absent = master. */
+  backupSource?: BackupSource;
   instanceType: number;
   shardNum: number;
   redisVersion?: string;
@@ -39,7 +42,7 @@ export interface Instance {
 }
 
 /** The instance fields that change after registration. */
-export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">>;
+export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl" | "backupSource">>;
 
 export type BackupStatus = 1 | 2 | 3 | 4 | -1 | -2;
 export const BACKUP_STATUSES: readonly BackupStatus[] = [1, 2, 3, 4, -1, -2];
@@ -75,6 +78,8 @@ export interface Backup {
   expireTime?: number;
   encrypted: boolean;
   files: StoredFile[];
+  /** Per shard, the node the snapshot was taken from and its replication offset (absent on older records). */
+  source?: SnapshotSource[];
   deletedAt?: number;
   /** Loaded from a fixture file: left as given by expiry, purge and recovery. */
   fixture?: boolean;

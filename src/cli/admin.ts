@@ -2,7 +2,8 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
-import { maskRedisUrl, registerInstance } from "../jobs/instances";
+import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances";
+import { BACKUP_SOURCES, BackupSource } from "../redis/capture/source";
 import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
@@ -19,6 +20,9 @@ function outputOption(cmd: Command): Command {
 
 function withPassword(url: string, password: string | undefined): string {
   if (!password) return url;
+  const sentinel = /^(rediss?-sentinel:\/\/)(?:([^:@/]*)(?::[^@/]*)?@)?(.*)$/.exec(url);
+  // a Sentinel URL (several hosts) is no WHATWG URL: the data nodes' password goes before the '@' all the same
+  if (sentinel) return `${sentinel[1]}${sentinel[2] ?? ""}:${encodeURIComponent(password)}@${sentinel[3]}`;
   const u = new URL(url);
   u.password = encodeURIComponent(password);
   return u.toString().replace(/\/$/, "");
@@ -44,17 +48,19 @@ export function registerAdminCommands(program: Command): void {
 
   const instance = program.command("instance").description("register, list and remove the Redis servers backed up");
   withSettings(instance.command("add").description("register a running Redis (standalone, or a cluster through any node)"), "all")
-    .requiredOption("--redis <url>", "redis://[user:password@]host:port, or rediss:// for TLS")
+    .requiredOption("--redis <url>", "redis://[user:password@]host:port, rediss:// for TLS, or redis-sentinel://[user:password@]h1:26379[,h2:26379]/masterName[?sentinelPassword=P]")
     .option("--id <id>", "instance id (crs- and 8 lower-case letters or digits; default random)")
     .option("--name <name>", "instance name")
     .option("--region <region>", "region", "ap-guangzhou")
     .option("--account <account>", "owning account", DEFAULT_ACCOUNT)
     .option("--no-check", "register without connecting (the version is learnt at the first backup)")
-    .action(async (o: { redis: string; id?: string; name?: string; region: string; account: string; check: boolean }, cmd: Command) => withServices(cmd, async (s) => {
+    .option("--backup-source <source>", "the node backups snapshot: master, replica (never fork the master) or prefer-replica", "master")
+    .action(async (o: { redis: string; id?: string; name?: string; region: string; account: string; check: boolean; backupSource: string }, cmd: Command) => withServices(cmd, async (s) => {
       if (!s.regions.has(o.region)) throw new UsageError(`--region ${o.region} is not a region of this server`);
+      if (!BACKUP_SOURCES.includes(o.backupSource as BackupSource)) throw new UsageError(`--backup-source must be one of ${BACKUP_SOURCES.join(", ")}, got ${o.backupSource}`);
       const url = withPassword(o.redis, process.env.CRS_REDIS_PASSWORD);
       const added = await registerInstance(s.catalog, {
-        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(), allowedHosts: s.config.clusterHosts,
+        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(), allowedHosts: s.config.clusterHosts, backupSource: o.backupSource as BackupSource,
       }).catch((err: Error) => { throw explainProbe(err, url); });
       console.log(`registered ${added.instanceId} (${added.name}, ${added.region}, account ${added.accountId}) -> ${maskRedisUrl(added.redisUrl!)}` +
         (added.redisVersion ? `, Redis ${added.redisVersion}, ${added.shardNum} shard(s)` : ""));
@@ -62,9 +68,9 @@ export function registerAdminCommands(program: Command): void {
   outputOption(withSettings(instance.command("list").description("registered instances (passwords shown as ***)"), "all"))
     .action(async (o: { output: string }, cmd: Command) => withServices(cmd, async (s) => {
       const rows = (await s.catalog.instances()).filter((i) => i.deletedAt === undefined).map((i) => ({
-        instance: i.instanceId, name: i.name, region: i.region, account: i.accountId, type: i.instanceType, shards: i.shardNum, redis: i.redisUrl ? maskRedisUrl(i.redisUrl) : "-",
+        instance: i.instanceId, name: i.name, region: i.region, account: i.accountId, type: i.instanceType, shards: i.shardNum, source: i.backupSource ?? "master", redis: i.redisUrl ? maskRedisUrl(i.redisUrl) : "-",
       }));
-      printRows(rows, formatOf(o.output), ["instance", "name", "region", "account", "type", "shards", "redis"]);
+      printRows(rows, formatOf(o.output), ["instance", "name", "region", "account", "type", "shards", "source", "redis"]);
     }));
   withSettings(instance.command("remove <id>").description("remove an instance; its backups are deleted (kept as Status -2 records)"), "all")
     .action(async (id: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {

@@ -13,7 +13,9 @@ import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
 import { fileTypeFor, instanceTypeFor, serverOfType } from "../protocol/instance-types";
-import { parseRedisUrl } from "../redis/client/resp";
+import { masterSwitch, resolveInstance, ResolvedInstance } from "../redis/client/sentinel";
+import { parseRedisUrl } from "../redis/client/url";
+import { chooseSource, SnapshotSource } from "../redis/capture/source";
 import type { BlobStore } from "../storage/blob-store";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
@@ -72,6 +74,11 @@ export async function removeBackupBlobs(store: BlobStore, backupId: string, know
   for (const key of keys) await store.remove(key);
   // A dead writer's unfinished upload (an S3 multipart upload, a local temp file) goes too.
   for (const prefix of [`backups/${backupId}/`, `exports/${backupId}/`]) await store.abortUploads(prefix);
+}
+
+/** "replica 10.0.0.5:6380 (offset 1234), master 10.0.0.6:6379 (offset 99)" */
+export function describeSources(sources: readonly SnapshotSource[]): string {
+  return sources.map((s) => `${s.role} ${s.node}${s.offset !== undefined ? ` (offset ${s.offset})` : ""}`).join(", ");
 }
 
 export class BackupJobs implements JobKind {
@@ -141,13 +148,30 @@ export class BackupJobs implements JobKind {
   }
 
   async run(ctx: JobContext): Promise<JobSuccess> {
-    const { catalog, store } = this.o;
+    const { catalog } = this.o;
     const task = ctx.task;
     const backup = task.backupId ? await catalog.backup(task.backupId) : undefined;
     if (!backup || backup.status !== 1) throw new Error(`backup ${task.backupId} is no longer waiting to be taken`);
     const instance = await catalog.instance(task.instanceId);
     if (!instance?.redisUrl || instance.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
-    const endpoint = parseRedisUrl(instance.redisUrl);
+    const timeoutMs = this.o.captureTimeoutMs ?? 10_000;
+    // A Sentinel URL is resolved to the current master at every backup: a failover between two backups is followed.
+    const resolved = await resolveInstance(parseRedisUrl(instance.redisUrl), { timeoutMs, allowedHosts: this.o.clusterHosts });
+    try {
+      return await this.capture(ctx, backup, instance, resolved);
+    } catch (err) {
+      if (err instanceof CaptureError && err.code === "FAILOVER") throw err;
+      // A failover while the snapshot was taken: the backup is discarded, named for the switch (the next one follows it).
+      const switched = await masterSwitch(resolved, timeoutMs);
+      if (switched) throw new CaptureError("FAILOVER", `${switched}; this backup was discarded and the next one is taken from the new master (${(err as Error).message})`);
+      throw err;
+    }
+  }
+
+  private async capture(ctx: JobContext, backup: Backup, instance: Instance, resolved: ResolvedInstance): Promise<JobSuccess> {
+    const { catalog, store } = this.o;
+    const task = ctx.task;
+    const timeoutMs = this.o.captureTimeoutMs ?? 10_000;
     const files: StoredFile[] = [];
     // Where a backup's time goes (debug log "backup phases"): what a small backup's fixed cost is made of.
     const phases = { readMs: 0, discoverMs: 0, captureMs: 0, commitMs: 0, recordMs: 0 };
@@ -158,12 +182,20 @@ export class BackupJobs implements JobKind {
       mark = now;
     };
     lap("readMs");
-    const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000, { allowedHosts: this.o.clusterHosts });
+    const sources: SnapshotSource[] = [];
+    const notes: string[] = [];
+    const topology = await discoverShards(resolved.endpoint, timeoutMs, { allowedHosts: this.o.clusterHosts, registeredHosts: resolved.registeredHosts });
     lap("discoverMs");
     let total = 0;
     let server: { name: "redis" | "valkey"; version: string } | undefined;
-    for (const [shard, ep] of topology.masters.entries()) {
+    for (const [shard, info] of topology.shards.entries()) {
       if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
+      const chosen = await chooseSource(info, shard, instance.backupSource ?? "master", { timeoutMs });
+      if (chosen.fallback) {
+        notes.push(chosen.fallback);
+        this.o.logger.warn({ taskId: task.taskId, backupId: backup.backupId, shard, reason: chosen.fallback }, "backup from a replica fell back to the master");
+      }
+      const ep = chosen.endpoint;
       const key = blobKey(backup.backupId, shard);
       const writer = store.createWriter(key, { compress: true });
       // Nothing but the writer on the socket's path: the data-set digest is computed from the stored file after
@@ -180,8 +212,9 @@ export class BackupJobs implements JobKind {
         files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes });
         total += committed.bytes;
         server ??= result.rdb.server;
+        sources.push(chosen.source);
         // Recorded per shard, so a crash part-way leaves a list of what to remove.
-        await catalog.updateBackup(backup.backupId, { files });
+        await catalog.updateBackup(backup.backupId, { files, source: sources });
         ctx.progress(((shard + 1) / topology.masters.length) * 99);
         lap("recordMs");
       } catch (err) {
@@ -189,20 +222,23 @@ export class BackupJobs implements JobKind {
         throw err;
       }
     }
+    const switched = await masterSwitch(resolved, timeoutMs);
+    if (switched) throw new CaptureError("FAILOVER", `${switched}; this backup was discarded and the next one is taken from the new master`);
     const end = this.o.clock.now();
     this.o.logger.debug({ taskId: task.taskId, backupId: backup.backupId, ...Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10])) }, "backup phases");
     const version = server?.version ?? "0.0.0";
     const instanceType = instanceTypeFor(version, topology.cluster, server?.name);
-    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files };
+    const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files, source: sources };
     const digests = this.o.digests;
-    const message = `${total} bytes in ${files.length} shard(s)${digests ? `; ${DIGEST_PENDING}` : ""}`;
+    const from = instance.backupSource || resolved.sentinel ? `; from ${describeSources(sources)}` : "";
+    const message = `${total} bytes in ${files.length} shard(s)${from}${notes.length ? `; ${notes.join("; ")}` : ""}${digests ? `; ${DIGEST_PENDING}` : ""}`;
     const transferredAt = Date.now();
     return {
       message,
       result: finished,
       committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, message, transferredAt })),
       commit: async (tx) => {
-        await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files });
+        await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files, source: sources });
         await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
       },
     };

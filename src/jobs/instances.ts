@@ -8,8 +8,10 @@ import { ALL_WEEKDAYS } from "../protocol/schedule";
 import type { Instance } from "../catalog/types";
 import { commandWithin, connectForCapture, discoverShards } from "../redis/capture/capture";
 import { DEFAULT_INSTANCE_TYPE, instanceTypeFor } from "../protocol/instance-types";
-import { parseRedisUrl } from "../redis/client/resp";
-import { parseInfo } from "../redis/restore/target";
+import { parseInfo } from "../redis/client/resp";
+import { resolveInstance } from "../redis/client/sentinel";
+import { parseRedisUrl } from "../redis/client/url";
+import type { BackupSource } from "../redis/capture/source";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -45,7 +47,7 @@ export interface RedisProbe {
  */
 export async function probeRedis(url: string, o: { timeoutMs?: number; allowedHosts?: readonly string[] } = {}): Promise<RedisProbe> {
   const timeoutMs = o.timeoutMs ?? 5000;
-  const ep = parseRedisUrl(url);
+  const { endpoint: ep, registeredHosts } = await resolveInstance(parseRedisUrl(url), { timeoutMs, allowedHosts: o.allowedHosts });
   const conn = await connectForCapture(ep, timeoutMs);
   let info: Map<string, string>;
   try {
@@ -58,7 +60,7 @@ export async function probeRedis(url: string, o: { timeoutMs?: number; allowedHo
   const valkey = field("valkey_version");
   const redisVersion = valkey ?? field("redis_version") ?? "0.0.0";
   const cluster = field("cluster_enabled") === "1";
-  const shardNum = cluster ? (await discoverShards(ep, timeoutMs, { allowedHosts: o.allowedHosts })).masters.length : 1;
+  const shardNum = cluster ? (await discoverShards(ep, timeoutMs, { allowedHosts: o.allowedHosts, registeredHosts })).masters.length : 1;
   const maxmemory = Number(field("maxmemory") ?? 0);
   const used = Number(field("used_memory") ?? 0);
   return { redisVersion, cluster, shardNum, instanceType: instanceTypeFor(redisVersion, cluster, valkey ? "valkey" : "redis"), memSizeMb: Math.ceil((maxmemory || used) / 1048576) };
@@ -74,6 +76,8 @@ export interface RegisterOptions {
   noCheck?: boolean;
   /** Hosts a cluster may announce its nodes on besides the registered one. */
   allowedHosts?: readonly string[];
+  /** Which node backups snapshot (default master). */
+  backupSource?: BackupSource;
   now: number;
 }
 
@@ -90,6 +94,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
     autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: 7, lastAutoWindow: 0,
   };
   if (probe) instance.redisVersion = probe.redisVersion;
+  if (o.backupSource && o.backupSource !== "master") instance.backupSource = o.backupSource;
   await catalog.upsertInstance(instance);
   if (probe) await catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
   return (await catalog.instance(instanceId))!;

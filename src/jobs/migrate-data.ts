@@ -14,7 +14,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
 import type { Catalog } from "../catalog/catalog";
-import { BACKUP_COLUMNS, Row, toBackup, toCredential, toInstance, toTask } from "../catalog/rows";
+import { Row, toBackup, toCredential, toInstance, toTask } from "../catalog/rows";
 import { catalogFile, filesDir } from "../config";
 import type { BlobStore } from "../storage/blob-store";
 import { LocalBlobStore } from "../storage/local";
@@ -82,7 +82,7 @@ export async function migrateData(o: MigrateOptions): Promise<MigrateReport> {
       });
       report.instances++;
     }
-    const backups = all(`SELECT ${BACKUP_COLUMNS} FROM backups ORDER BY start_time`, toBackup);
+    const backups = all("SELECT * FROM backups ORDER BY start_time", toBackup);
     let done = 0;
     for (const b of backups) {
       done++;

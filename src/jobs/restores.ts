@@ -23,7 +23,9 @@ import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import { RdbReader } from "../redis/rdb/reader";
-import { RedisEndpoint, parseRedisUrl } from "../redis/client/resp";
+import type { RedisEndpoint } from "../redis/client/resp";
+import { resolveInstance } from "../redis/client/sentinel";
+import { parseRedisUrl } from "../redis/client/url";
 import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore/replication";
 import { restoreByCommands } from "../redis/restore/commands";
 import { CommandRestoreError, RestoreSummary } from "../redis/restore/command-summary";
@@ -139,7 +141,8 @@ export class RestoreJobs implements JobKind {
     const t0 = Date.now();
     const { backup, target } = await this.parts(ctx.task);
     const request = restoreRequestOf(ctx.task.params);
-    const ep = parseRedisUrl(target.redisUrl!);
+    // A Sentinel URL is resolved to the current master at every restore.
+    const { endpoint: ep } = await resolveInstance(parseRedisUrl(target.redisUrl!), { allowedHosts: this.o.clusterHosts });
     let plan = await planRestore(request, backup.files.length, ep, () => this.open(backup.files[0]!), `backup file ${backup.files[0]!.key}`);
     await this.announce(ctx, `restoring by ${plan.path}: ${plan.reason}`);
     let report: RestoreReport | undefined;
@@ -274,7 +277,8 @@ export class RestoreJobs implements JobKind {
     if (!(why === "interrupted" && endpoint) && !change) return undone;
     const target = await this.o.catalog.instance(task.instanceId);
     if (!target?.redisUrl) return { ...undone, note: "the target instance is no longer registered, so it was not checked" };
-    const ep = parseRedisUrl(target.redisUrl);
+    // The master a Sentinel names, whatever its role: an interrupted restore left it a replica of our endpoint.
+    const { endpoint: ep } = await resolveInstance(parseRedisUrl(target.redisUrl), { allowedHosts: this.o.clusterHosts, checkRole: false });
     if (why === "interrupted" && endpoint) undone = await this.releaseAndCheck(task, ep, endpoint);
     if (change) {
       // restoreRdb puts it back itself, and says so in its error when it could not: this is for a crash, or

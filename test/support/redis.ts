@@ -121,12 +121,15 @@ export function redisCheckRdb(file: string): { ok: boolean; output: string } {
   }
 }
 
-/** Starts `masters` cluster-enabled servers and joins them into one Redis Cluster (no replicas). */
-export async function startCluster(masters: number, password: string, extra: string[] = []): Promise<RedisProcess[]> {
-  const nodes = await Promise.all(Array.from({ length: masters }, () =>
+/**
+ * Starts cluster-enabled servers and joins them into one Redis Cluster: `masters` masters and, with
+ * `replicasPerMaster`, that many replicas each (after the masters in the array; every replica's link is up).
+ */
+export async function startCluster(masters: number, password: string, extra: string[] = [], replicasPerMaster = 0): Promise<RedisProcess[]> {
+  const nodes = await Promise.all(Array.from({ length: masters * (1 + replicasPerMaster) }, () =>
     startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", password, "--masterauth", password, ...extra], { password })));
   await new Promise<void>((resolve, reject) =>
-    execFile("redis-cli", ["-a", password, "--no-auth-warning", "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    execFile("redis-cli", ["-a", password, "--no-auth-warning", "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicasPerMaster), "--cluster-yes"],
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve())));
   for (const n of nodes) {
     await waitFor("cluster_state:ok", async () => {
@@ -137,6 +140,22 @@ export async function startCluster(masters: number, password: string, extra: str
         c.close();
       }
     }, 20_000);
+  }
+  if (replicasPerMaster > 0) {
+    // redis-cli gives the first `masters` addresses the slots; the others replicate them. Order the array so.
+    for (const n of nodes) {
+      await waitFor(`a role for node ${n.port}`, async () => {
+        const info = String(await withConn(n, (c) => c.command("INFO", "replication")));
+        return /role:master/.test(info) || /master_link_status:up/.test(info) || undefined;
+      }, 30_000, 50);
+    }
+    // ... and every node knows every replica as one (the roles travel by gossip).
+    for (const n of nodes) {
+      await waitFor(`node ${n.port} to see the replicas`, async () => {
+        const text = String(await withConn(n, (c) => c.command("CLUSTER", "NODES")));
+        return text.split("\n").filter((l) => / (myself,)?slave /.test(l)).length === masters * replicasPerMaster || undefined;
+      }, 30_000, 50);
+    }
   }
   return nodes;
 }

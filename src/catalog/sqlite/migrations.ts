@@ -179,4 +179,14 @@ CREATE TRIGGER backups_size_update AFTER UPDATE OF backup_size ON backups WHEN o
 END;
 `,
   },
+  {
+    version: 5,
+    name: "backup source: which node an instance's backups snapshot, and where each backup's shards came from",
+    // instances.backup_source: master | replica | prefer-replica (src/redis/capture/source.ts). backups.source: JSON,
+    // per shard {shard, role, node, offset}; NULL on backups taken before.
+    sql: `
+ALTER TABLE instances ADD COLUMN backup_source TEXT NOT NULL DEFAULT 'master';
+ALTER TABLE backups ADD COLUMN source TEXT;
+`,
+  },
 ];

@@ -6,7 +6,7 @@
 // DescribeAutoBackupConfig, else they are null.
 import type { Backup, Instance } from "../../catalog/types";
 import { defineAction } from "../../actions/action";
-import { parseRedisUrl } from "../../redis/client/resp";
+import { parseRedisUrl, shownAddress } from "../../redis/client/url";
 import { nextWindow } from "../schedule";
 import { policyAllows } from "../../actions/scope";
 
@@ -16,8 +16,8 @@ export const TREND_LENGTH = 12;
 
 function endpoint(i: Instance): { WanIp: string; Port: number } {
   if (!i.redisUrl) return { WanIp: "", Port: 0 };
-  const ep = parseRedisUrl(i.redisUrl);
-  return { WanIp: ep.host, Port: ep.port };
+  const at = shownAddress(parseRedisUrl(i.redisUrl));
+  return { WanIp: at.host, Port: at.port };
 }
 
 export default defineAction({

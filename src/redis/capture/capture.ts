@@ -1,13 +1,13 @@
 // Takes an RDB snapshot of a running Redis over the network by speaking the replica side of the replication
 // handshake (what `redis-cli --rdb` does), streaming the payload straight into a sink while the RDB inspector
 // checks it on the way. Nothing is buffered beyond a socket chunk: memory stays flat for any snapshot size.
-import net from "node:net";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
 import { RdbParseError } from "../rdb/errors";
 import { RdbInfo, RdbInspector } from "../rdb/header";
 import { VALKEY_REPLICA_VERSION } from "../rdb/constants";
+import { readTopology, ShardInfo, TopologyError, TopologyOptions } from "../client/topology";
 
 export type CaptureErrorCode =
   | "CONNECT" // refused, unreachable, DNS, TLS
@@ -19,7 +19,9 @@ export type CaptureErrorCode =
   | "CORRUPT" // RDB validation failed (magic, version, truncation, CRC)
   | "STORAGE" // the sink failed
   | "ABORTED" // the caller's AbortSignal fired
-  | "NODE_NOT_ALLOWED"; // a cluster node is announced on a host the credentials may not be sent to
+  | "NODE_NOT_ALLOWED" // a cluster node is announced on a host the credentials may not be sent to
+  | "NO_REPLICA" // BackupSource replica, and no replica of the shard is healthy
+  | "FAILOVER"; // the master changed (Sentinel failover) while the backup was taken
 
 /** A capture failure; `message` is written for an operator (it goes into the task's message as is). */
 export class CaptureError extends Error {
@@ -413,58 +415,14 @@ function syncRefusedMessage(ep: RedisEndpoint, syncReply: string, psyncReply: st
   return `${where(ep)} refused to send a snapshot (${both})${hint}`;
 }
 
-export interface ShardInfo {
-  /** Cluster node id (40 hex chars); undefined for a standalone server. */
-  id?: string;
-  endpoint: RedisEndpoint;
-  /** Inclusive slot ranges served by this master; empty for a standalone server. */
-  slots: Array<[number, number]>;
-}
-
-export interface DiscoverOptions {
-  /**
-   * Hosts besides the registered one that cluster nodes may be announced on, and so receive the instance's
-   * credentials: host names or IP addresses, CIDR ranges (`10.0.0.0/24`, `fd00::/8`), or `*` for any.
-   * Default: none, only the host the instance was registered with.
-   */
-  allowedHosts?: readonly string[];
-}
+export type DiscoverOptions = TopologyOptions;
 
 /**
- * Whether credentials may be sent to `host`. The cluster's own answer decides which addresses we connect to
- * with the instance's password, so a node that can change what CLUSTER NODES says (a compromised node, or
- * anyone able to run CLUSTER MEET or set cluster-announce-ip) could otherwise collect the password on an
- * address of its choosing. The registered host is trusted because the operator chose it.
- */
-export function hostAllowed(host: string, registeredHost: string, allowed: readonly string[] = []): boolean {
-  const h = host.toLowerCase();
-  if (h === registeredHost.toLowerCase()) return true;
-  for (const rule of allowed) {
-    const r = rule.trim().toLowerCase();
-    if (r === "*" || r === h) return true;
-    const slash = r.indexOf("/");
-    const family = net.isIP(h);
-    if (slash > 0 && family !== 0) {
-      const base = r.slice(0, slash);
-      const bits = Number(r.slice(slash + 1));
-      if (net.isIP(base) !== family || !Number.isInteger(bits)) continue;
-      const list = new net.BlockList();
-      try {
-        list.addSubnet(base, bits, family === 4 ? "ipv4" : "ipv6");
-      } catch {
-        continue;
-      }
-      if (list.check(h, family === 4 ? "ipv4" : "ipv6")) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * Finds what to back up: for a cluster, one endpoint per master that serves slots (same credentials/TLS),
- * ordered by first slot; for a standalone server, the endpoint itself. Announced masters on other hosts than
- * the endpoint's are refused unless `opts.allowedHosts` admits them: the credentials go to every master.
- * Nothing is followed unless the endpoint itself accepted the credentials (a failed AUTH ends discovery).
+ * Finds what to back up through `endpoint` (topology.ts): for a cluster, every master that serves slots (same
+ * credentials/TLS), ordered by first slot, with its replicas; for a standalone server, the endpoint itself and the
+ * replicas its INFO replication lists. Announced masters on other hosts than the registered ones are refused
+ * unless `opts.allowedHosts` admits them: the credentials go to every master. Nothing is followed unless the
+ * endpoint itself accepted the credentials (a failed AUTH ends discovery).
  */
 export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000, opts: DiscoverOptions = {}): Promise<{ cluster: boolean; masters: RedisEndpoint[]; shards: ShardInfo[] }> {
   const conn = await connectForCapture(endpoint, timeoutMs);
@@ -480,60 +438,12 @@ export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000
         throw err instanceof CaptureError ? err : connectError(endpoint, err);
       }
     };
-    const info = await run("INFO", "cluster");
-    if (!/^cluster_enabled:1\s*$/m.test(info)) {
-      return { cluster: false, masters: [endpoint], shards: [{ endpoint, slots: [] }] };
-    }
-    const shards = parseClusterNodes(await run("CLUSTER", "NODES"), endpoint);
-    if (shards.length === 0) throw new CaptureError("PROTOCOL", `${where(endpoint)} is in cluster mode but no master serves any slot`);
-    for (const s of shards) {
-      if (!hostAllowed(s.endpoint.host, endpoint.host, opts.allowedHosts)) {
-        throw new CaptureError("NODE_NOT_ALLOWED", `cluster master ${s.id ?? "?"} is announced at ${where(s.endpoint)}, not on the registered host ${endpoint.host}; `
-          + `the instance's credentials are sent only to the registered host unless other hosts are allowed (cluster hosts setting)`);
-      }
-    }
-    return { cluster: true, masters: shards.map((s) => s.endpoint), shards };
+    const topology = await readTopology(run, endpoint, opts).catch((err: unknown) => {
+      if (err instanceof TopologyError) throw new CaptureError(err.code === "NODE_FAILED" ? "CONNECT" : err.code, err.message);
+      throw err;
+    });
+    return { cluster: topology.cluster, masters: topology.shards.map((s) => s.endpoint), shards: topology.shards };
   } finally {
     conn.close();
   }
-}
-
-/** Parses CLUSTER NODES output into slot-owning masters sorted by first slot. */
-export function parseClusterNodes(text: string, via: RedisEndpoint): ShardInfo[] {
-  const shards: ShardInfo[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line) continue;
-    const f = line.split(" ");
-    if (f.length < 8) throw new CaptureError("PROTOCOL", `unexpected CLUSTER NODES line: ${JSON.stringify(line.slice(0, 120))}`);
-    const [id, addr, flagText] = f;
-    const flags = flagText.split(",");
-    if (!flags.includes("master") || flags.includes("handshake") || flags.includes("noaddr")) continue;
-    const slots: Array<[number, number]> = [];
-    for (const s of f.slice(8)) {
-      if (s.startsWith("[")) continue; // migrating/importing markers
-      const m = /^(\d+)(?:-(\d+))?$/.exec(s);
-      if (m) slots.push([Number(m[1]), Number(m[2] ?? m[1])]);
-    }
-    if (slots.length === 0) continue; // a master without slots holds no keys
-    if (flags.includes("fail")) {
-      throw new CaptureError("CONNECT", `cluster master ${id} (${addr}) is marked as failed; a complete backup is not possible until it recovers`);
-    }
-    let endpoint: RedisEndpoint;
-    if (flags.includes("myself")) {
-      endpoint = via; // the address we were given works; the announced one may not (NAT, containers)
-    } else {
-      // ip:port@cport[,hostname]; the ip may be IPv6, so split at the last ':' before '@'
-      const hostPort = addr.split("@")[0];
-      const colon = hostPort.lastIndexOf(":");
-      const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, "$1") || via.host;
-      const port = Number(hostPort.slice(colon + 1));
-      if (!Number.isInteger(port) || port <= 0) throw new CaptureError("PROTOCOL", `cannot read the address of cluster node ${id}: ${addr}`);
-      endpoint = { ...via, host, port };
-    }
-    slots.sort((a, b) => a[0] - b[0]);
-    shards.push({ id, endpoint, slots });
-  }
-  shards.sort((a, b) => a.slots[0][0] - b.slots[0][0]);
-  return shards;
 }

@@ -1,5 +1,5 @@
 // Redis Cluster routing for bulk writes: hash slots (CRC16/XMODEM of the key or of its {hash tag}, mod 16384),
-// the slot map (CLUSTER SLOTS), and a router that pipelines each command to the master owning its slot and
+// the slot map (topology.ts), and a router that pipelines each command to the master owning its slot and
 // follows redirections:
 //  - MOVED <slot> <addr>: the slot lives elsewhere now. We stop sending, wait for every outstanding reply,
 //    refresh the slot map, re-send the redirected commands in their original order, then resume.
@@ -10,7 +10,11 @@
 // commands come back in order and are re-sent in that order before anything newer is sent for it.
 import { PipelinedConnection, PipelineError, ReplyKind, decodeCommand } from "./pipelined";
 import { ByteWriter } from "../rdb/rdb-writer";
-import { RedisEndpoint, RespConnection, RespValue } from "./resp";
+import { RedisEndpoint } from "./resp";
+import { readSlotMap, SlotRange } from "./topology";
+
+// The slot map comes from the one topology reader (CLUSTER NODES, allow-list); re-exported for the routers' users.
+export { readSlotMap, SlotRange };
 
 const CRC16_TABLE = (() => {
   const t = new Uint16Array(256);
@@ -37,30 +41,6 @@ export function keySlot(key: Uint8Array | string): number {
     if (close > open + 1) return crc16(b, open + 1, close) & 16383;
   }
   return crc16(b) & 16383;
-}
-
-export interface SlotRange {
-  start: number;
-  end: number;
-  master: RedisEndpoint;
-}
-
-/** Reads the slot map with CLUSTER SLOTS; node addresses inherit the seed's credentials and TLS settings. */
-export async function readSlotMap(seed: RedisEndpoint, conn?: RespConnection): Promise<SlotRange[]> {
-  const c = conn ?? (await RespConnection.connect(seed));
-  try {
-    const reply = (await c.command("CLUSTER", "SLOTS")) as RespValue[];
-    const ranges: SlotRange[] = [];
-    for (const r of reply as RespValue[][]) {
-      const [start, end, master] = r as [number, number, RespValue[]];
-      const host = master[0] === null || String(master[0]) === "" ? seed.host : String(master[0]);
-      ranges.push({ start, end, master: { ...seed, host, port: Number(master[1]) } });
-    }
-    ranges.sort((a, b) => a.start - b.start);
-    return ranges;
-  } finally {
-    if (!conn) c.close();
-  }
 }
 
 /** Writes commands to a target; implemented for a standalone server and for a cluster. */

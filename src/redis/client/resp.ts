@@ -191,20 +191,14 @@ export class RespConnection {
   }
 }
 
-/** Parses `redis://[user[:password]@]host[:port]` and `rediss://` (TLS) into an endpoint. */
-export function parseRedisUrl(url: string): RedisEndpoint {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new Error(`not a valid URL: use redis://[user:password@]host:port`);
+/** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
+export function parseInfo(reply: RespValue): Map<string, string> {
+  const text = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply ?? "");
+  const out = new Map<string, string>();
+  for (const line of text.split("\r\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const i = line.indexOf(":");
+    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
   }
-  if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new Error(`scheme must be redis:// or rediss://, got ${u.protocol}//`);
-  if (!u.hostname) throw new Error("the URL has no host");
-  const port = u.port ? Number(u.port) : 6379;
-  const ep: RedisEndpoint = { host: u.hostname.replace(/^\[|\]$/g, ""), port };
-  if (u.username) ep.username = decodeURIComponent(u.username);
-  if (u.password) ep.password = decodeURIComponent(u.password);
-  if (u.protocol === "rediss:") ep.tls = true;
-  return ep;
+  return out;
 }

@@ -4,7 +4,7 @@
 // the backup's bytes (given as streams); knows nothing of tasks or the catalogue (src/jobs/restores.ts).
 import { readSlotMap } from "../client/cluster";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
-import { hostAllowed } from "../capture/capture";
+import { hostAllowed } from "../client/topology";
 import { scoreFormatForAux } from "../rdb/digest";
 import { RdbReader } from "../rdb/reader";
 import { RestoreError } from "./errors";

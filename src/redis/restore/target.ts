@@ -1,21 +1,12 @@
 // Talking to the restore target as an ordinary client: connecting with error classification, reading INFO,
 // knowing which RDB versions a given Redis can load, and probing what a restore by commands may use.
-import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "../client/resp";
+import { parseInfo, RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
 import { RestoreError } from "./errors";
 import { RDB_MAX_KNOWN_VERSION, rdbVersionOf, VALKEY_RDB_VERSION } from "../rdb/constants";
 
-/** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
-export function parseInfo(reply: RespValue): Map<string, string> {
-  const text = Buffer.isBuffer(reply) ? reply.toString("utf8") : String(reply ?? "");
-  const out = new Map<string, string>();
-  for (const line of text.split("\r\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const i = line.indexOf(":");
-    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
-  }
-  return out;
-}
+export { parseInfo };
 
+/** INFO `section` of the server, parsed. */
 export async function info(conn: RespConnection, section: string): Promise<Map<string, string>> {
   return parseInfo(await conn.command("INFO", section));
 }
