@@ -43,6 +43,8 @@ before(async () => {
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID });
   await waitFor("the backup", async () => ((await c.DescribeTaskInfo({ TaskId: TaskId! })).Status === "succeed" ? true : undefined), 30_000, 50);
   backupId = (await c.DescribeInstanceBackups({ InstanceId: ID })).BackupSet![0]!.BackupId!;
+  // Its data-set digest is computed from the stored file after the transfer; verify compares against it.
+  await waitFor("the backup's digest", async () => (await srv.services.catalog.backup(backupId))!.files[0]!.digest, 60_000, 50);
 });
 
 after(async () => {
