@@ -13,6 +13,7 @@ import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
 import { maskUrl } from "../../log";
 import { migrations } from "./migrations";
+import { installStreamMethods, numberedPlaceholders, StreamCatalog, StreamTables } from "../streams";
 
 type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
 
@@ -57,7 +58,14 @@ function mapError(err: unknown): unknown {
 class PgOps implements CatalogTx {
   /** Instances with at least indexThreshold backups are listed from an in-memory index; all share the budget. */
   readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
-  constructor(protected readonly q: Queryable, protected readonly caches: Caches | undefined, private readonly cacheTtlMs = 1000) {}
+  /** The second-level backup tables (streams.ts), on this queryable. */
+  readonly streamTables: StreamTables;
+  constructor(protected readonly q: Queryable, protected readonly caches: Caches | undefined, private readonly cacheTtlMs = 1000) {
+    this.streamTables = new StreamTables({
+      all: (sql, args) => this.rows(numberedPlaceholders(sql), args),
+      run: (sql, args) => this.run(numberedPlaceholders(sql), args),
+    });
+  }
 
   protected async rows(text: string, values: unknown[] = [], name?: string): Promise<Row[]> {
     try {
@@ -402,6 +410,9 @@ class PgOps implements CatalogTx {
     return (await this.setting(name))!;
   }
 }
+
+interface PgOps extends StreamCatalog {}
+installStreamMethods(PgOps, (c) => c.streamTables);
 
 function backupValues(b: Backup): unknown[] {
   return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,

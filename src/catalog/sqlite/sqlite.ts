@@ -10,6 +10,7 @@ import { BoundedCache, roughSize } from "../bounded-cache";
 import { Catalog, CatalogFullError, CatalogStats, CatalogTx } from "../catalog";
 import { ListingIndex } from "../listing-index";
 import { migrations } from "./migrations";
+import { installStreamMethods, StreamCatalog, StreamTables } from "../streams";
 import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
 
@@ -79,6 +80,8 @@ export class SqliteCatalog implements Catalog {
   readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
   private readonly caches = new ReadCaches();
   private readonly stmt: Record<string, Database.Statement>;
+  /** The second-level backup tables (streams.ts), on this connection. */
+  readonly streamTables: StreamTables;
 
   /** Opens (creating owner-only if needed) the catalogue file and applies pending migrations. */
   constructor(readonly file: string) {
@@ -124,6 +127,23 @@ export class SqliteCatalog implements Catalog {
       listingStats: p("SELECT v.version, c.status, c.n FROM backup_versions v LEFT JOIN backup_counts c ON c.instance_id = v.instance_id WHERE v.instance_id = ?").raw(),
       listingKeys: p("SELECT rowid, start_time, status, backup_id FROM backups WHERE instance_id = ? ORDER BY start_time DESC, backup_id ASC").raw(),
     };
+    const streamStatements = new Map<string, Database.Statement>();
+    const prepared = (sql: string): Database.Statement => {
+      let st = streamStatements.get(sql);
+      if (!st) streamStatements.set(sql, (st = this.db.prepare(sql)));
+      return st;
+    };
+    this.streamTables = new StreamTables({
+      all: async (sql, args) => {
+        while (this.blocked()) await this.txOpen;
+        const st = prepared(sql);
+        return this.write(() => (st.reader ? st.all(...args) : (st.run(...args), []))) as Row[];
+      },
+      run: async (sql, args) => {
+        while (this.blocked()) await this.txOpen;
+        return this.write(() => prepared(sql).run(...args).changes);
+      },
+    });
   }
 
   private runMigrations(): number[] {
@@ -778,6 +798,9 @@ export class SqliteCatalog implements Catalog {
     };
   }
 }
+
+export interface SqliteCatalog extends StreamCatalog {}
+installStreamMethods(SqliteCatalog, (c) => c.streamTables);
 
 /** SQLite's SQLITE_FULL (and the OS's ENOSPC under it) as a CatalogFullError; anything else as is. */
 function full(err: unknown): unknown {
