@@ -132,6 +132,8 @@ export class StreamSession {
   private stopped = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Ends the wait for the current link (a closed link reports nothing itself). */
+  private endLink: ((e: Error) => void) | undefined;
   private last: StreamSegment | undefined;
   private readonly ep: RedisEndpoint;
   private readonly startedAt: number;
@@ -204,6 +206,7 @@ export class StreamSession {
     const resume = await this.resumePoint();
     let endWith!: (e: Error) => void;
     const ended = new Promise<Error>((r) => (endWith = r));
+    this.endLink = endWith;
     let base: { backupId: string; writer: BlobWriter; tee: DigestTee; replid: string; offset: number; at: number } | undefined;
     this.link = await ReplicaLink.open(this.ep, resume, {
       onFullResync: (replid, offset) => {
@@ -303,6 +306,7 @@ export class StreamSession {
     if (this.stopped) return this.loop;
     this.stopped = true;
     this.link?.close();
+    this.endLink?.(new Error("the stream was stopped"));
     this.sampler?.stop();
     this.wake?.();
     await this.loop;
