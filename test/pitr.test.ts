@@ -23,6 +23,7 @@ const ARRIVAL_MARGIN_MS = 200;
 let master: RedisProcess;
 let target: RedisProcess;
 let srv: TestServer;
+let seed: object;
 let c: SdkClient;
 const tz = new LocalTime("Asia/Shanghai");
 
@@ -162,10 +163,10 @@ async function restoreAndCheck(ops: Op[], sec: number): Promise<{ inside: number
 
 before(async () => {
   [master, target] = await Promise.all([startRedis(DEBUG), startRedis(DEBUG)]);
-  await send(master.endpoint, Array.from({ length: 10_000 }, (_, i) => ["SET", `base:${i}`, `b${i}`]));
+  await send(master.endpoint, Array.from({ length: 20_000 }, (_, i) => ["SET", `base:${i}`, `b${i}`]));
   await send(target.endpoint, [["SET", "stale", "x"]]);
   const url = (p: RedisProcess) => `redis://127.0.0.1:${p.port}`;
-  srv = await startTestServer({
+  seed = {
     Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }, { SecretId: OTHER.secretId, SecretKey: OTHER.secretKey, Account: OTHER.account }],
     Instances: [
       { InstanceId: ID.source, InstanceName: "source", Region: "ap-guangzhou", Account: KEY.account, Redis: url(master) },
@@ -173,7 +174,8 @@ before(async () => {
       { InstanceId: ID.foreign, InstanceName: "foreign", Region: "ap-guangzhou", Account: OTHER.account, Redis: url(master) },
       { InstanceId: ID.catalogOnly, InstanceName: "fixture", Region: "ap-guangzhou", Account: KEY.account },
     ],
-  }, { rateLimit: 0 });
+  };
+  srv = await startTestServer(seed, { rateLimit: 0 });
   c = srv.client({ language: "en-US" });
 });
 
@@ -210,6 +212,9 @@ test("restore --at a second: every write acknowledged before it is there, none s
   assert.ok(tally.inside > 50 && tally.outside > 50, JSON.stringify(tally));
   // The target's own key is gone: the base replaced its data set.
   assert.equal(text((await send(target.endpoint, [["GET", "stale"]]))[0]!), null);
+  // Acknowledgements report the durable offset: WAIT 1 on the master returns once a write is stored.
+  const [, acked] = await send(master.endpoint, [["SET", "wait:1", "v"], ["WAIT", 1, 5000]]);
+  assert.equal(Number(acked), 1);
 });
 
 test("CLIENT KILL TYPE replica: the stream continues from its durable offset (no new base), and a second after it restores exactly", async () => {
@@ -228,6 +233,32 @@ test("CLIENT KILL TYPE replica: the stream continues from its durable offset (no
   const info = await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: sec });
   const gap = (info.MissingTimestamps ?? []).reduce((n, g) => n + g.EndTimeStamp! - g.StartTimeStamp! + 1, 0);
   assert.ok(gap <= 3, `gap of ${gap} s after the replica link was killed: ${JSON.stringify(info.MissingTimestamps)}`);
+});
+
+test("the service stopped while writes go on, then started again: the outage is in MissingTimestamps, as long as it was, and a later second restores exactly", async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const writing = writeFor(8000, 10_000);
+  await sleep(2000);
+  const dataDir = srv.dataDir;
+  await srv.close();
+  const stoppedAt = Date.now();
+  await sleep(3000);
+  srv = await startTestServer(seed, { rateLimit: 0 }, dataDir);
+  c = srv.client({ language: "en-US" });
+  const restartedAt = Date.now();
+  const ops = await writing;
+  const sec = Math.floor(restartedAt / 1000) + 2;
+  const tally = await restoreAndCheck(ops, sec);
+  assert.ok(tally.inside > 50 && tally.outside > 50, JSON.stringify(tally));
+  const info = await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: sec });
+  const gaps = info.MissingTimestamps ?? [];
+  assert.equal(gaps.length, 1, JSON.stringify(gaps));
+  const g = gaps[0]!;
+  assert.ok(g.StartTimeStamp! >= Math.floor(stoppedAt / 1000) - 1 && g.EndTimeStamp! <= Math.floor(restartedAt / 1000) + 1, `${JSON.stringify(g)} vs down ${stoppedAt}..${restartedAt}`);
+  assert.ok(g.EndTimeStamp! - g.StartTimeStamp! + 1 >= Math.floor((restartedAt - stoppedAt) / 1000) - 1, JSON.stringify(g));
+  // A second inside the outage has no base to offer.
+  const inside = await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: g.StartTimeStamp! + 1 });
+  assert.equal(inside.BackupId, "");
 });
 
 test("refusals: bad mode, a catalogue-only instance, another account's instance, mode off, a future second", async () => {
