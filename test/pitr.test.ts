@@ -259,6 +259,14 @@ test("the service stopped while writes go on, then started again: the outage is 
   // A second inside the outage has no base to offer.
   const inside = await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: g.StartTimeStamp! + 1 });
   assert.equal(inside.BackupId, "");
+  // The operator's view says the same.
+  const st = await runCli(["pitr", "status", ID.source, "--output", "json"]);
+  assert.equal(st.code, 0, st.out);
+  const status = JSON.parse(st.out) as { mode: string; bases: unknown[]; missing: string[]; durableOffset: number; node: string };
+  assert.equal(status.mode, "SecondLevelBackup");
+  assert.equal(status.bases.length, 1);
+  assert.equal(status.missing.length, 1);
+  assert.ok(status.durableOffset > 0 && status.node.length > 0, st.out);
 });
 
 test("refusals: bad mode, a catalogue-only instance, another account's instance, mode off, a future second", async () => {
