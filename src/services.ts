@@ -15,6 +15,7 @@ import { ExportJobs } from "./jobs/exports";
 import { RestoreJobs } from "./jobs/restores";
 import { makeNodeId, TaskRunner } from "./queue";
 import { Scheduler } from "./jobs/scheduler";
+import { StreamJobs } from "./jobs/streams";
 import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
@@ -43,6 +44,8 @@ export interface Services {
   exports: ExportJobs;
   restores: RestoreJobs;
   scheduler: Scheduler;
+  /** Second-level backup: the replication streams this node holds (started by `serve`). */
+  streams: StreamJobs;
   links: LinkSigner;
   /** The disk reserve of the SQLite catalogue (absent with PostgreSQL). */
   reserve?: DiskReserve;
@@ -102,13 +105,15 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
+    const streams = new StreamJobs({ catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests });
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {
-      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, digests, exports, restores, scheduler, links, reserve,
+      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, digests, exports, restores, scheduler, streams, links, reserve,
       close() {
         closing ??= (async () => {
           await scheduler.stop();
+          await streams.stop();
           await runner.stop();
           await digests?.close();
           await catalog.close();

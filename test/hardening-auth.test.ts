@@ -160,6 +160,8 @@ describe("implausible ids never reach the catalogue", () => {
         const params: Record<string, unknown> = { InstanceId: id };
         if ("BackupId" in a.schema) params.BackupId = BACKUPS[0]!.BackupId;
         if ("WeekDays" in a.schema) Object.assign(params, { WeekDays: ["Monday"], TimePeriod: "01:00-02:00" });
+        if ("BackupMode" in a.schema) params.BackupMode = "NormalLevelBackup";
+        if ("BackupTimestamp" in a.schema) params.BackupTimestamp = 1;
         const body = JSON.stringify(params);
         const r = await rawRequest(gw.port, { body, headers: signV3({ ...KEY, host, body, action: a.name }) });
         failed(r, "ResourceNotFound.InstanceNotExists");
@@ -374,11 +376,12 @@ describe("replays and tampering", () => {
 
   test("no read action's parameters fit a state-changing action unless they are exactly its own", () => {
     const mutating = [...actions.values()].filter((a) => a.mutates);
-    assert.deepEqual(mutating.map((a) => a.name).sort(), ["ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "RestoreInstance"]);
+    assert.deepEqual(mutating.map((a) => a.name).sort(), ["ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "ModifyInstanceBackupMode", "RestoreInstance"]);
     const minimal: Record<string, Record<string, unknown>> = {
       ManualBackupInstance: { InstanceId: MAIN },
       ModifyAutoBackupConfig: { InstanceId: MAIN, WeekDays: ["Monday"], TimePeriod: "01:00-02:00" },
       ModifyBackupDownloadRestriction: { LimitType: "NoLimit" },
+      ModifyInstanceBackupMode: { InstanceId: MAIN, BackupMode: "SecondLevelBackup" },
       RestoreInstance: { InstanceId: MAIN, BackupId: BACKUPS[0]!.BackupId },
     };
     for (const m of mutating) {

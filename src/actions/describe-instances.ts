@@ -13,7 +13,7 @@ const range = "InvalidParameter.InvalidParameter" as const;
 /** The cloud's "no such time" (an instance that is not prepaid, not isolated). */
 const NO_TIME = "0000-00-00 00:00:00";
 
-function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
+function instanceSet(i: Instance, time: LocalTime, secondLevel: boolean): Record<string, unknown> {
   let host = "";
   let port = 0;
   let noAuth = true;
@@ -37,7 +37,7 @@ function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
     NodeSet: Array.from({ length: shards }, (_, n) => ({ NodeType: 0, NodeId: n, ZoneId: 0, ZoneName: "" })),
     Region: i.region, WanAddress: "", PolarisServer: "", RedisClusterId: "", DedicatedClusterId: "", ProductVersion: "local",
     CurrentProxyVersion: "", CurrentRedisVersion: i.redisVersion ?? "", UpgradeProxyVersion: "", UpgradeRedisVersion: "",
-    BackupMode: "NormalLevelBackup", DeleteProtectionSwitch: 0,
+    BackupMode: secondLevel ? "SecondLevelBackup" : "NormalLevelBackup", DeleteProtectionSwitch: 0,
   };
 }
 
@@ -65,6 +65,7 @@ export default defineAction({
     if (p.OrderBy === "createtime") list = list.sort((a, b) => a.createdAt - b.createdAt);
     if (p.OrderType === 1) list = list.reverse();
     const offset = p.Offset ?? 0;
-    return { TotalCount: list.length, InstanceSet: list.slice(offset, offset + (p.Limit ?? 20)).map((i) => instanceSet(i, ctx.time)) };
+    const streaming = new Set((await ctx.catalog.streamConfigs("SecondLevelBackup")).map((c) => c.instanceId));
+    return { TotalCount: list.length, InstanceSet: list.slice(offset, offset + (p.Limit ?? 20)).map((i) => instanceSet(i, ctx.time, streaming.has(i.instanceId))) };
   },
 });

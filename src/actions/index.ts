@@ -12,9 +12,12 @@ import modifyBackupDownloadRestriction from "./modify-backup-download-restrictio
 import describeAutoBackupConfig from "./describe-auto-backup-config";
 import modifyAutoBackupConfig from "./modify-auto-backup-config";
 import restoreInstance from "./restore-instance";
+import modifyInstanceBackupMode from "./modify-instance-backup-mode";
+import describeSecondLevelBackupInfo from "./describe-second-level-backup-info";
 
 const all = [describeInstanceBackups, describeInstances, describeBackupDetail, describeTaskInfo, describeTaskList, manualBackupInstance,
   describeAutoBackupConfig, modifyAutoBackupConfig, restoreInstance] as unknown as Action[];
 all.push(...([describeBackupUrl, describeBackupDownloadRestriction, modifyBackupDownloadRestriction] as unknown as Action[]));
+all.push(...([modifyInstanceBackupMode, describeSecondLevelBackupInfo] as unknown as Action[]));
 
 export const actions: ReadonlyMap<string, Action> = new Map(all.map((a) => [a.name, a]));

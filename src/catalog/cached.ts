@@ -18,6 +18,7 @@ import { LRUCache } from "lru-cache";
 import { Catalog, CatalogMisuseError, CatalogStats, CatalogTx } from "./catalog";
 import type { CatalogEngine, ListingSize } from "./engine";
 import { ListingIndex } from "./listing-index";
+import { STREAM_METHODS, StreamCatalog } from "./streams";
 import { copyPolicy } from "./rows";
 import { normaliseStatuses } from "./sql-ops";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
@@ -438,4 +439,18 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.guard();
     return this.engine.settingOnce(name, value);
   }
+}
+
+// The second-level backup tables are not cached: each call goes to the engine (refused inside a transaction).
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the class's own type parameter, for declaration merging
+export interface CachedCatalog<E extends CatalogEngine = CatalogEngine> extends StreamCatalog {}
+for (const m of STREAM_METHODS) {
+  Object.defineProperty(CachedCatalog.prototype, m, {
+    configurable: true,
+    writable: true,
+    value(this: CachedCatalog, ...args: unknown[]) {
+      (this as unknown as { guard(): void }).guard();
+      return (this.engine[m] as (...a: unknown[]) => unknown)(...args);
+    },
+  });
 }

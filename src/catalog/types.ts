@@ -134,3 +134,50 @@ export interface TaskQuery {
   limit: number;
   offset: number;
 }
+
+/** DescribeInstances' BackupMode: second-level backup is the replication stream (point-in-time recovery). */
+export type BackupMode = "SecondLevelBackup" | "NormalLevelBackup";
+
+/** An instance's stream settings and the lease of the node streaming it. */
+export interface StreamConfig {
+  instanceId: string;
+  mode: BackupMode;
+  /** When second-level backup was switched on (epoch ms): DescribeSecondLevelBackupInfo's StartTimestamp. */
+  since?: number;
+  retentionDays: number;
+  /** The node streaming it, and until when its claim holds (renewed; another node takes over once it lapses). */
+  owner?: string;
+  leaseUntil?: number;
+  /** What the streaming node last said (connected, the error it retries after), for operators. */
+  status: string;
+}
+
+/** One committed stream segment (see src/redis/stream/segments.ts). */
+export interface StreamSegment {
+  segmentId: number;
+  instanceId: string;
+  shard: number;
+  replid: string;
+  startOffset: number;
+  endOffset: number;
+  startDb: number;
+  endDb: number;
+  fromMs: number;
+  toMs: number;
+  samples: Array<[number, number]>;
+  key?: string;
+  units: number;
+  bytes: number;
+  sha256?: string;
+  createdAt: number;
+}
+
+/** A base of the stream: a backup whose RDB is the master's data set at (replid, offset). */
+export interface StreamBase {
+  backupId: string;
+  instanceId: string;
+  shard: number;
+  replid: string;
+  offset: number;
+  takenAt: number;
+}

@@ -20,6 +20,7 @@ import type { ValueKind } from "../redis/rdb/constants";
 import { describeVerification } from "../redis/restore/verify";
 import type { RestoreReport } from "../jobs/restores";
 import { RESTORE_MODES, RestoreMode, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../redis/restore/request";
+import { PointInTimeError, restoreAt } from "../jobs/point-in-time";
 
 export function registerBackupCommands(program: Command): void {
   const backup = program.command("backup").description("take, list and delete backups");
@@ -123,15 +124,22 @@ export function registerBackupCommands(program: Command): void {
       bar.stop({ done, label: `${files.length} file(s), sha256 verified` });
     }));
 
-  withSettings(program.command("restore <backupId>").description("load a backup into a registered instance: by replication when the target loads the file as it is (its data set is replaced), else by commands (keys merged into it); prints a summary")
+  withSettings(program.command("restore [backupId]").description("load a backup into a registered instance: by replication when the target loads the file as it is (its data set is replaced), else by commands (keys merged into it); prints a summary. With --at instead of a backup: the instance's state at that second, from its second-level backup (base + stream)")
     .requiredOption("--instance <id>", "the instance to restore into")
+    .option("--at <time>", "restore to the end of this second (\"YYYY-MM-DD HH:mm:ss\" in --tz) from the second-level backup of --from, or of --instance itself")
+    .option("--from <id>", "with --at: the instance whose stream to read (default: --instance)")
     .option("--mode <mode>", "auto (replication when possible, else commands), replication, or commands", "auto")
     .option("--db <n>", "only keys of this database (repeatable, or a comma list)", collect, [])
     .option("--match <pattern>", "only keys matching this glob (Redis MATCH syntax)")
     .option("--type <type>", `only keys of this type (repeatable, or a comma list: ${VALUE_KINDS.join(", ")})`, collect, [])
     .option("--replace", "replace existing keys (the default)")
     .option("--no-replace", "keep existing keys and count them as skipped (commands)"), "all")
-    .action(async (backupId: string, o: RestoreFlags, cmd: Command) => withServices(cmd, async (s) => {
+    .action(async (backupId: string | undefined, o: RestoreFlags, cmd: Command) => withServices(cmd, async (s) => {
+      if (o.at !== undefined) {
+        if (backupId !== undefined) throw new UsageError("give either a backup id or --at, not both");
+        return restoreAtHere(s, o);
+      }
+      if (backupId === undefined) throw new UsageError("missing the backup id (or --at \"YYYY-MM-DD HH:mm:ss\")");
       const request = restoreRequestFromFlags(o);
       const b = await s.catalog.backup(backupId);
       if (!b) throw new Error(`no backup ${backupId}`);
@@ -192,7 +200,34 @@ async function exportHere(s: Services, backupId: string): Promise<Backup> {
   return b;
 }
 
+/** `restore --at`: the base through the restore task (run here), then the stream's units up to the cut. */
+async function restoreAtHere(s: Services, o: RestoreFlags): Promise<void> {
+  const atMs = s.time.parse(o.at!);
+  if (atMs === undefined) throw new UsageError(`--at takes "YYYY-MM-DD HH:mm:ss" (time zone ${s.config.tz}), got ${JSON.stringify(o.at)}`);
+  const target = await s.catalog.instance(o.instance);
+  if (!target || target.deletedAt !== undefined) throw new Error(`no instance ${o.instance}`);
+  const source = o.from === undefined ? target : await s.catalog.instance(o.from);
+  if (!source || source.deletedAt !== undefined) throw new Error(`no instance ${o.from}`);
+  let result;
+  try {
+    result = await restoreAt(s.catalog, s.store, source, target, Math.floor(atMs / 1000), s.clock.now(), {
+      loadBase: async (backup, into) => {
+        const { taskId } = await s.restores.enqueue(backup, into, { mode: "auto", replace: true });
+        const outcome = await s.runner.runHere(taskId);
+        if (!outcome.ok) throw new Error(`loading the base ${backup.backupId} failed: ${outcome.message}`);
+      },
+    });
+  } catch (err) {
+    if (err instanceof PointInTimeError) throw new Error(`cannot restore to ${o.at}: ${err.message}`);
+    throw err;
+  }
+  console.log(`restored ${target.instanceId} to ${o.at} (${s.config.tz}): base ${result.backupId} + ${result.units} unit(s), ${result.commands} command(s) of the stream up to offset ${result.offset}`);
+  if (result.errors) console.log(`  ${result.errors} command(s) answered with an error; the first: ${result.firstError}`);
+}
+
 interface RestoreFlags {
+  at?: string;
+  from?: string;
   instance: string;
   mode: string;
   db: string[];

@@ -9,6 +9,8 @@ export const TASK = {
   deleteBackup: "014",
   autoBackup: "017",
   removeBackupFile: "046",
+  /** ModifyInstanceBackupMode: no code is documented; this one is ours. */
+  modifyBackupMode: "090",
 } as const;
 
 export const TASK_NAMES: Record<string, string> = {
@@ -18,6 +20,7 @@ export const TASK_NAMES: Record<string, string> = {
   "014": "FLOW_DELBACKUP",
   "017": "FLOW_AUTOBACKUP",
   "046": "FLOW_REMOVE_BACKUP_FILE",
+  "090": "FLOW_MODIFY_BACKUP_MODE",
 };
 
 /** DescribeTaskList Result: 0 init, 1 running, 2 done, 4 failed. */

@@ -46,6 +46,8 @@ const catalogue = {
   "ResourceUnavailable.BackupLockedError": { zh: "备份 `{backupId}` 被其他流程锁定。", en: "The backup `{backupId}` is locked by another operation." },
   "UnauthorizedOperation.NoCAMAuthed": { zh: "无cam 权限：{reason}", en: "Not authorized by CAM: {reason}" },
   "FailedOperation.SystemError": { zh: "系统错误：{reason}", en: "System error: {reason}" },
+  "FailedOperation.UnSupportError": { zh: "实例不支持该操作：{reason}", en: "The instance does not support this operation: {reason}" },
+  "InvalidParameter.NotSupported": { zh: "参数不支持：{reason}", en: "The parameter value is not supported: {reason}" },
   UnsupportedOperation: { zh: "不支持的操作：{reason}", en: "Unsupported operation: {reason}" },
 } satisfies Record<string, Messages>;
 

@@ -19,8 +19,9 @@ export interface TestServer extends RunningServer {
 
 export const KEY = { secretId: "AKIDtestdefault000000000000000001", secretKey: "testsecretkey0000000000000000001", account: "1300000001" };
 
-export async function startTestServer(seed: object, over: Partial<ServeConfig> = {}): Promise<TestServer> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-test-"));
+/** Starts a server on a new temporary directory, or again on `reuse` (a previous TestServer's dataDir). */
+export async function startTestServer(seed: object, over: Partial<ServeConfig> = {}, reuse?: string): Promise<TestServer> {
+  const dataDir = reuse ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-test-"));
   const seedFile = path.join(dataDir, "seed.json");
   fs.writeFileSync(seedFile, JSON.stringify(seed));
   // Log lines (JSON) kept for the tests to read.

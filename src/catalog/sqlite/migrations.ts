@@ -189,4 +189,47 @@ ALTER TABLE instances ADD COLUMN backup_source TEXT NOT NULL DEFAULT 'master';
 ALTER TABLE backups ADD COLUMN source TEXT;
 `,
   },
+  {
+    version: 6,
+    name: "second-level backup: stream settings and lease per instance, stream segments, stream bases",
+    sql: `
+CREATE TABLE stream_config (
+  instance_id TEXT PRIMARY KEY REFERENCES instances(instance_id),
+  mode TEXT NOT NULL DEFAULT 'NormalLevelBackup',
+  since BIGINT,
+  retention_days INTEGER NOT NULL DEFAULT 7,
+  owner TEXT,
+  lease_until BIGINT,
+  status TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE stream_segments (
+  segment_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  instance_id TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  replid TEXT NOT NULL,
+  start_offset BIGINT NOT NULL,
+  end_offset BIGINT NOT NULL,
+  start_db INTEGER NOT NULL,
+  end_db INTEGER NOT NULL,
+  from_ms BIGINT NOT NULL,
+  to_ms BIGINT NOT NULL,
+  samples TEXT NOT NULL,
+  blob_key TEXT,
+  units INTEGER NOT NULL,
+  bytes BIGINT NOT NULL,
+  sha256 TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX stream_segments_by_time ON stream_segments(instance_id, shard, to_ms);
+CREATE TABLE stream_bases (
+  backup_id TEXT PRIMARY KEY,
+  instance_id TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  replid TEXT NOT NULL,
+  offset_at BIGINT NOT NULL,
+  taken_at BIGINT NOT NULL
+);
+CREATE INDEX stream_bases_by_instance ON stream_bases(instance_id, shard, taken_at);
+`,
+  },
 ];

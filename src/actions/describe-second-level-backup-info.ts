@@ -1,0 +1,40 @@
+// DescribeSecondLevelBackupInfo: for a second, the backup a restore to it starts from, the seconds without
+// backup data (MissingTimestamps, over the whole time second-level backup has been on, within 7 days) and when
+// it was switched on (StartTimestamp).
+import { ApiError } from "../protocol/errors";
+import { missingTimestamps, planPointInTime, PointInTimeError } from "../jobs/point-in-time";
+import { defineAction, ID_MAX_LENGTH } from "./action";
+
+export default defineAction({
+  name: "DescribeSecondLevelBackupInfo",
+  instanceParam: "InstanceId",
+  schema: {
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+    BackupTimestamp: { type: "integer", required: true, min: 0, max: 32503680000, rangeCode: "InvalidParameter.InvalidParameter" },
+  },
+  async handle(p, ctx) {
+    const instance = await ctx.scope.instance(p.InstanceId!);
+    const config = await ctx.catalog.streamConfig(instance.instanceId);
+    if (config?.mode !== "SecondLevelBackup" || config.since === undefined) {
+      throw new ApiError("FailedOperation.UnSupportError", { reason: `second-level backup is not on for ${instance.instanceId} (ModifyInstanceBackupMode BackupMode=SecondLevelBackup)` });
+    }
+    const now = ctx.services.clock.now();
+    const at = p.BackupTimestamp!;
+    if (at * 1000 > now) throw new ApiError("InvalidParameter.InvalidParameter", { reason: `\`BackupTimestamp\` ${at} is in the future (now ${Math.floor(now / 1000)})` });
+    if (at * 1000 < now - 7 * 86_400_000) throw new ApiError("InvalidParameter.InvalidParameter", { reason: `\`BackupTimestamp\` ${at} is more than 7 days ago` });
+    const missing = await missingTimestamps(ctx.catalog, config, now);
+    let backupId = "";
+    try {
+      backupId = (await planPointInTime(ctx.catalog, config, at, now)).backup.backupId;
+    } catch (err) {
+      if (!(err instanceof PointInTimeError)) throw err;
+      // No base reaches that second (before the first base, inside a gap, not stored yet): no BackupId.
+    }
+    return {
+      BackupId: backupId,
+      BackupTimestamp: at,
+      MissingTimestamps: missing.map((g) => ({ StartTimeStamp: g.start, EndTimeStamp: g.end })),
+      StartTimestamp: Math.floor(config.since / 1000),
+    };
+  },
+});

@@ -1,0 +1,322 @@
+// Second-level backup as a job: for every instance in SecondLevelBackup mode one node holds the stream's lease
+// (stream_config.owner/lease_until, claimed and renewed by one conditional write each, like a task's lease) and
+// keeps a replica link open to its master. Another node takes the stream over once the lease lapses, continuing
+// from the durable point in the catalogue (`PSYNC <replid> <offset+1>`), or from a new base when the master's
+// backlog no longer holds it.
+//
+// A session: the sampler (offset, time pairs) starts first, then the link. A full resync's RDB becomes a base: a
+// backup listed like any other (BackupType "1", remark "second-level backup base") with a stream_bases row giving
+// its (replid, offset), committed in one transaction. Units go to the segment log (group commit <= 1 s); the
+// durable offset is what the link acknowledges. A dropped link is reopened from the durable point after a second,
+// while the sampler keeps the timeline going. This first slice streams standalone masters only (shard 0).
+import crypto from "node:crypto";
+import type { Catalog } from "../catalog/catalog";
+import type { BackupMode, Instance, StoredFile, StreamConfig, StreamSegment } from "../catalog/types";
+import type { Logger } from "../log";
+import type { Clock } from "../config";
+import { fileTypeFor, serverOfType } from "../protocol/instance-types";
+import type { RedisEndpoint } from "../redis/client/resp";
+import { parseEndpointUrl } from "../redis/client/url";
+import type { BackupDigests } from "./digests";
+import { ReplicaLink, ResumePoint } from "../redis/stream/replica";
+import { OffsetSampler } from "../redis/stream/sampler";
+import { SegmentLog, SegmentMeta } from "../redis/stream/segments";
+import type { BlobStore, BlobWriter } from "../storage/blob-store";
+import { blobKey, DAY_MS } from "./backups";
+import { TASK } from "./tasks";
+
+export interface StreamJobsOptions {
+  catalog: Catalog;
+  store: BlobStore;
+  clock: Clock;
+  logger: Logger;
+  nodeId: string;
+  /** How long a stream's lease holds without renewal. */
+  leaseMs: number;
+  /** How often leases are claimed and renewed. Default 1000 ms. */
+  pollMs?: number;
+  /** Group commit interval (the RPO on local storage). Default 1000 ms. */
+  flushMs?: number;
+  /** Delay before a dropped link is reopened. Default 1000 ms. */
+  retryMs?: number;
+  /** Computes a base's data-set digest from its stored file, as for any backup (absent: `--capture-digest off`). */
+  digests?: BackupDigests;
+}
+
+/** Samples kept on one idle segment before a new row is started. */
+const MAX_SAMPLES_PER_ROW = 600;
+
+export function segmentKey(instanceId: string, shard: number, startOffset: number, endOffset: number): string {
+  return `streams/${instanceId}/shard-${shard}/${String(startOffset).padStart(16, "0")}-${endOffset}.seg.gz`;
+}
+
+export class StreamJobs {
+  private readonly sessions = new Map<string, StreamSession>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(readonly o: StreamJobsOptions) {}
+
+  /** Claims and renews stream leases every poll. */
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => void this.tick(), this.o.pollMs ?? 1000);
+    void this.tick();
+  }
+
+  /** One pass: take free or lapsed streams, renew ours, end sessions whose lease or mode is gone. */
+  tick(): Promise<void> {
+    this.ticking ??= this.pass().catch((err: Error) => this.o.logger.warn({ err: err.message }, "stream lease pass failed")).finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.stopped) return;
+    const { catalog, clock, nodeId, leaseMs } = this.o;
+    const on = new Map((await catalog.streamConfigs("SecondLevelBackup")).map((c) => [c.instanceId, c]));
+    for (const [id, s] of this.sessions) {
+      if (!on.has(id) || !(await catalog.claimStream(id, nodeId, clock.now() + leaseMs, clock.now()))) {
+        this.sessions.delete(id);
+        await s.stop();
+      }
+    }
+    for (const c of on.values()) {
+      if (this.stopped || this.sessions.has(c.instanceId)) continue;
+      if (c.owner && c.owner !== nodeId && (c.leaseUntil ?? 0) >= clock.now()) continue;
+      const instance = await catalog.instance(c.instanceId);
+      if (!instance?.redisUrl || instance.deletedAt !== undefined) continue;
+      if (!(await catalog.claimStream(c.instanceId, nodeId, clock.now() + leaseMs, clock.now()))) continue;
+      const s = new StreamSession(this.o, instance, c);
+      this.sessions.set(c.instanceId, s);
+      s.start();
+    }
+  }
+
+  /** The session streaming an instance on this node (tests, metrics). */
+  session(instanceId: string): StreamSession | undefined {
+    return this.sessions.get(instanceId);
+  }
+
+  /**
+   * ModifyInstanceBackupMode: records the mode and a task that is done at once (the stream itself starts on
+   * the next lease pass of some node). Returns the task id.
+   */
+  async setMode(instance: Instance, mode: BackupMode): Promise<number> {
+    const now = this.o.clock.now();
+    const taskId = await this.o.catalog.transaction(async (tx) => {
+      const before = await tx.streamConfig(instance.instanceId);
+      const after = await tx.setBackupMode(instance.instanceId, mode, now);
+      const message = before?.mode === mode ? `backup mode was already ${mode}` : `backup mode set to ${mode}${after.since !== undefined && mode === "SecondLevelBackup" ? "; the stream starts within a second" : ""}`;
+      return tx.insertTask({
+        instanceId: instance.instanceId, accountId: instance.accountId, taskType: TASK.modifyBackupMode, status: "succeed", progress: 100,
+        startTime: now, endTime: now, message,
+      });
+    });
+    void this.tick();
+    return taskId;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((s) => s.stop()));
+  }
+}
+
+/** One instance's stream on this node. */
+export class StreamSession {
+  private link: ReplicaLink | undefined;
+  private log: SegmentLog | undefined;
+  private sampler: OffsetSampler | undefined;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  /** Ends the wait for the current link (a closed link reports nothing itself). */
+  private endLink: ((e: Error) => void) | undefined;
+  private last: StreamSegment | undefined;
+  private readonly ep: RedisEndpoint;
+  private readonly startedAt: number;
+  /** Samples taken before the segment log exists (while the base streams). */
+  private early: Array<[number, number]> = [];
+  /** Full resyncs (bases) this session took; tests and `pitr status` read it. */
+  bases = 0;
+  reconnects = 0;
+  lastError: string | undefined;
+
+  constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig) {
+    this.ep = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: streams follow one master for now
+    this.startedAt = o.clock.now();
+  }
+
+  get durableOffset(): number | undefined {
+    return this.log?.durable.offset;
+  }
+
+  start(): void {
+    this.sampler = new OffsetSampler(this.ep, (s) => {
+      if (this.log) this.log.sample(s);
+      else this.early.push([s.offset, s.ms]);
+    });
+    this.sampler.start();
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
+    while (!this.stopped) {
+      try {
+        const { ended } = await this.connect();
+        await this.status(`streaming from ${this.ep.host}:${this.ep.port}`);
+        const err = await ended;
+        if (this.stopped) break;
+        this.reconnects++;
+        this.lastError = err.message;
+        log.warn({ err: err.message }, "replication link lost; continuing from the durable offset");
+      } catch (err) {
+        if (this.stopped) break;
+        this.lastError = (err as Error).message;
+        log.warn({ err: this.lastError }, "stream could not connect; retrying");
+      }
+      this.link?.close();
+      this.link = undefined;
+      // Everything received in whole units is kept: it is written before the link is asked to continue after it.
+      await this.log?.flush().catch((e: Error) => {
+        log.warn({ err: e.message }, "stream segment could not be written; continuing from the last durable offset");
+        this.log = undefined;
+      });
+      await this.status(`reconnecting: ${this.lastError ?? ""}`);
+      await new Promise<void>((r) => {
+        this.wake = r;
+        setTimeout(r, this.o.retryMs ?? 1000);
+      });
+    }
+  }
+
+  /** Where to continue from: this session's log, else the catalogue's last segment. */
+  private async resumePoint(): Promise<ResumePoint | undefined> {
+    if (this.log) return { replid: this.log.replid, offset: this.log.durable.offset, db: this.log.durable.db };
+    const last = await this.o.catalog.lastStreamSegment(this.instance.instanceId, 0);
+    this.last = last;
+    return last ? { replid: last.replid, offset: last.endOffset, db: last.endDb } : undefined;
+  }
+
+  /** Opens the link; resolves once streaming, with a promise of the error that ends it. */
+  private async connect(): Promise<{ ended: Promise<Error> }> {
+    const resume = await this.resumePoint();
+    let endWith!: (e: Error) => void;
+    const ended = new Promise<Error>((r) => (endWith = r));
+    this.endLink = endWith;
+    let base: { backupId: string; writer: BlobWriter; replid: string; offset: number; at: number } | undefined;
+    this.link = await ReplicaLink.open(this.ep, resume, {
+      onFullResync: (replid, offset) => {
+        const backupId = crypto.randomUUID();
+        const writer = this.o.store.createWriter(blobKey(backupId, 0), { compress: true });
+        base = { backupId, writer, replid, offset, at: this.o.clock.now() };
+        return writer;
+      },
+      baseDone: async (bytes) => {
+        const b = base!;
+        const committed = await b.writer.commit();
+        const files = await this.recordBase(b.backupId, b.replid, b.offset, b.at, bytes, committed);
+        // Its digest, as for any backup, from the stored file after the transfer (jobs/digests.ts).
+        void this.o.digests?.schedule(b.backupId, files);
+        this.bases++;
+        this.newLog(b.replid, b.offset, 0, b.at);
+      },
+      onContinue: (replid) => {
+        if (!this.log) this.newLog(replid, resume!.offset, resume!.db, this.startedAt);
+        else this.log.replid = replid;
+      },
+      onUnits: (units, at) => this.log?.add(units, at),
+      onEnd: (err) => endWith(err),
+    }, { now: () => this.o.clock.now() });
+    if (this.log) this.link.durable = this.log.durable.offset;
+    return { ended };
+  }
+
+  private newLog(replid: string, offset: number, db: number, fromMs: number): void {
+    const { store, clock } = this.o;
+    const id = this.instance.instanceId;
+    const log: SegmentLog = new SegmentLog({
+      store, now: () => clock.now(), flushMs: this.o.flushMs,
+      keyOf: (start, end) => segmentKey(id, 0, start, end),
+      record: (meta) => this.record(meta),
+      onError: (err) => {
+        this.lastError = err.message;
+        this.link?.close(); // the session reconnects from the last durable offset
+      },
+      onDurable: (off) => {
+        if (this.link) {
+          this.link.durable = off;
+          this.link.ack();
+        }
+      },
+    }, replid, offset, db, fromMs);
+    for (const [o, ms] of this.early) log.sample({ offset: o, ms, replid });
+    this.early = [];
+    this.log?.stop();
+    this.log = log;
+    log.start();
+  }
+
+  /** A committed segment's row: a new one, or (nothing stored, same lineage) the last row moved forward. */
+  private async record(meta: SegmentMeta): Promise<void> {
+    const { catalog, clock } = this.o;
+    const last = this.last;
+    const idle = !meta.key && last && last.endOffset === meta.startOffset && last.replid === meta.replid && last.toMs >= meta.fromMs - 5_000;
+    if (idle && last.samples.length < MAX_SAMPLES_PER_ROW) {
+      const top = last.samples.reduce((m, [o]) => Math.max(m, o), -1);
+      const samples = [...last.samples, ...meta.samples.filter(([o]) => o > top)];
+      const fields = { endOffset: meta.endOffset, endDb: meta.endDb, toMs: meta.toMs, samples };
+      await catalog.extendStreamSegment(last.segmentId, fields);
+      this.last = { ...last, ...fields };
+      return;
+    }
+    const row: Omit<StreamSegment, "segmentId"> = {
+      instanceId: this.instance.instanceId, shard: 0, replid: meta.replid, startOffset: meta.startOffset, endOffset: meta.endOffset,
+      startDb: meta.startDb, endDb: meta.endDb, fromMs: meta.fromMs, toMs: meta.toMs, samples: meta.samples, units: meta.units, bytes: meta.bytes,
+      createdAt: clock.now(), ...(meta.key ? { key: meta.key } : {}), ...(meta.sha256 ? { sha256: meta.sha256 } : {}),
+    };
+    const segmentId = await catalog.insertStreamSegment(row);
+    this.last = { ...row, segmentId };
+  }
+
+  private async recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]> {
+    const { catalog, clock } = this.o;
+    const end = clock.now();
+    const instance = this.instance;
+    const files: StoredFile[] = [{ key: blobKey(backupId, 0), bytes: committed.bytes, sha256: committed.sha256, shard: 0, storedBytes: committed.storedBytes }];
+    await catalog.transaction(async (tx) => {
+      await tx.insertBackup({
+        backupId, instanceId: instance.instanceId, startTime: at, endTime: end, backupType: "1", status: 2, remark: "second-level backup base",
+        locked: 0, backupSize: bytes, fullBackup: 0, instanceType: instance.instanceType, fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "",
+        expireTime: at + Math.max(instance.backupStorageDays, this.config.retentionDays) * DAY_MS, encrypted: false,
+        files,
+      });
+      await tx.insertStreamBase({ backupId, instanceId: instance.instanceId, shard: 0, replid, offset, takenAt: at });
+    });
+    return files;
+  }
+
+  private async status(text: string): Promise<void> {
+    await this.o.catalog.setStreamStatus(this.instance.instanceId, this.o.nodeId, text).catch(() => undefined);
+  }
+
+  /** Ends the session: what is waiting is committed, the link and the sampler closed, the lease released. */
+  async stop(): Promise<void> {
+    if (this.stopped) return this.loop;
+    this.stopped = true;
+    this.link?.close();
+    this.endLink?.(new Error("the stream was stopped"));
+    this.sampler?.stop();
+    this.wake?.();
+    await this.loop;
+    await this.log?.flush().catch(() => undefined);
+    this.log?.stop();
+    await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);
+  }
+}

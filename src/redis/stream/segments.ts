@@ -1,0 +1,199 @@
+// The stream's storage: units grouped into segments, each one blob in the BlobStore (gzip, SHA-256 of the plain
+// bytes) plus one catalogue row carrying its replication id, offset range, arrival-time range, the (offset, time)
+// samples taken meanwhile and the checksum. A blob is visible only once committed (the store's atomic commit);
+// the row is written after it, so a segment is either listed and complete or not listed at all (an unlisted blob
+// left by a crash between the two is garbage, never read).
+//
+// Group commit: units wait in memory for at most `flushMs` (default 1 s), then everything waiting becomes one
+// segment: one blob written and fsynced (the local store fsyncs file and directory) and one row. The durable
+// offset — acknowledged to the master, resumed from — moves only after both.
+import { Readable } from "node:stream";
+import type { BlobStore } from "../../storage/blob-store";
+import { verifiedRead } from "../../storage/integrity";
+import type { StreamUnit } from "./parser";
+import type { OffsetSample } from "./sampler";
+
+/** One stored unit, read back. */
+export interface StoredUnit {
+  end: number;
+  arrival: number;
+  db: number;
+  commands: number;
+  raw: Buffer;
+}
+
+export interface SegmentMeta {
+  replid: string;
+  /** Offset before the first unit (the previous segment's end). */
+  startOffset: number;
+  /** Offset after the last unit: the durable offset once committed. */
+  endOffset: number;
+  startDb: number;
+  endDb: number;
+  /** The time range this segment accounts for: from the previous commit (or the session's start) to this one. */
+  fromMs: number;
+  toMs: number;
+  /** (offset, master time) pairs taken during that range. */
+  samples: Array<[number, number]>;
+  /** The blob; absent when only the offset or time moved (keep-alives, an idle master). */
+  key?: string;
+  units: number;
+  /** Plain bytes and their SHA-256. */
+  bytes: number;
+  sha256?: string;
+}
+
+const MAGIC = Buffer.from("CRSSEG1\n", "latin1");
+const HEAD = 28;
+
+export function encodeUnit(u: StreamUnit, arrival: number): Buffer {
+  const h = Buffer.allocUnsafe(HEAD);
+  h.writeDoubleLE(u.end, 0);
+  h.writeDoubleLE(arrival, 8);
+  h.writeUInt32LE(u.db, 16);
+  h.writeUInt32LE(u.commands, 20);
+  h.writeUInt32LE(u.raw.length, 24);
+  return h;
+}
+
+/** Parses a segment's plain bytes. */
+export function decodeSegment(buf: Buffer): StoredUnit[] {
+  if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error("not a stream segment (bad magic)");
+  const out: StoredUnit[] = [];
+  let p = MAGIC.length;
+  while (p < buf.length) {
+    if (p + HEAD > buf.length) throw new Error(`stream segment truncated at byte ${p}`);
+    const len = buf.readUInt32LE(p + 24);
+    if (p + HEAD + len > buf.length) throw new Error(`stream segment truncated inside a unit at byte ${p}`);
+    out.push({ end: buf.readDoubleLE(p), arrival: buf.readDoubleLE(p + 8), db: buf.readUInt32LE(p + 16), commands: buf.readUInt32LE(p + 20), raw: buf.subarray(p + HEAD, p + HEAD + len) });
+    p += HEAD + len;
+  }
+  return out;
+}
+
+/** Reads a committed segment back, its size and SHA-256 checked against the row. */
+export async function readSegment(store: BlobStore, meta: Pick<SegmentMeta, "key" | "bytes" | "sha256">): Promise<StoredUnit[]> {
+  if (!meta.key) return [];
+  const stream: Readable = await verifiedRead(store, { key: meta.key, bytes: meta.bytes, sha256: meta.sha256 ?? "" }, { decompress: true });
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return decodeSegment(Buffer.concat(chunks));
+}
+
+export interface SegmentLogOptions {
+  store: BlobStore;
+  /** Blob key of a segment starting at this offset. */
+  keyOf(startOffset: number, endOffset: number): string;
+  /** Records a committed segment (the catalogue row); the durable offset moves once it resolves. */
+  record(meta: SegmentMeta): Promise<void>;
+  now(): number;
+  flushMs?: number;
+  /** A flush failed (storage or catalogue): the stream's owner decides (reconnect from the durable point). */
+  onError(err: Error): void;
+  /** After each commit, with the new durable offset. */
+  onDurable?(offset: number, db: number): void;
+}
+
+export class SegmentLog {
+  private units: Array<{ unit: StreamUnit; arrival: number }> = [];
+  private samples: Array<[number, number]> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private failed = false;
+  /** Offset and db through which everything is stored (or, for a unit with no bytes, accounted for). */
+  durable: { offset: number; db: number };
+  /** Offset and db of the last unit added (durable once flushed). */
+  private head: { offset: number; db: number };
+  private fromMs: number;
+
+  constructor(private readonly o: SegmentLogOptions, public replid: string, offset: number, db: number, fromMs: number) {
+    this.durable = { offset, db };
+    this.head = { offset, db };
+    this.fromMs = fromMs;
+  }
+
+  /** Starts the group-commit timer. */
+  start(): void {
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), this.o.flushMs ?? 1000);
+  }
+
+  add(units: StreamUnit[], arrival: number): void {
+    for (const u of units) {
+      if (u.start !== this.head.offset) {
+        this.fail(new Error(`stream units are not contiguous: a unit starts at ${u.start}, the log is at ${this.head.offset}`));
+        return;
+      }
+      this.units.push({ unit: u, arrival });
+      this.head = { offset: u.end, db: u.dbAfter };
+    }
+  }
+
+  sample(s: OffsetSample): void {
+    this.samples.push([s.offset, s.ms]);
+  }
+
+  /** Units waiting for the next commit (the lag in units). */
+  get waiting(): number {
+    return this.units.length;
+  }
+
+  /** Commits everything waiting as one segment (one at a time; concurrent calls share the flush in flight). */
+  flush(): Promise<void> {
+    if (this.failed) return Promise.reject(new Error("the segment log failed"));
+    this.flushing ??= this.commit().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async commit(): Promise<void> {
+    const units = this.units;
+    const samples = this.samples;
+    const head = this.head;
+    const toMs = this.o.now();
+    this.units = [];
+    this.samples = [];
+    const stored = units.filter((x) => x.unit.raw.length > 0);
+    const meta: SegmentMeta = {
+      replid: this.replid, startOffset: this.durable.offset, endOffset: head.offset, startDb: this.durable.db, endDb: head.db,
+      fromMs: this.fromMs, toMs, samples, units: stored.length, bytes: 0,
+    };
+    try {
+      if (stored.length) {
+        const key = this.o.keyOf(meta.startOffset, meta.endOffset);
+        const w = this.o.store.createWriter(key, { compress: true });
+        try {
+          w.write(MAGIC);
+          for (const { unit, arrival } of stored) {
+            w.write(encodeUnit(unit, arrival));
+            w.write(unit.raw);
+          }
+          const c = await w.commit();
+          meta.key = key;
+          meta.bytes = c.bytes;
+          meta.sha256 = c.sha256;
+        } catch (err) {
+          await w.abort();
+          throw err;
+        }
+      }
+      await this.o.record(meta);
+    } catch (err) {
+      this.fail(err as Error);
+      throw err;
+    }
+    this.durable = head;
+    this.fromMs = toMs;
+    this.o.onDurable?.(head.offset, head.db);
+  }
+
+  private fail(err: Error): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.stop();
+    this.o.onError(err);
+  }
+
+  /** Stops the timer; what is waiting is dropped unless flushed first (the master resends it after PSYNC). */
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
