@@ -68,9 +68,11 @@ async function backup(id: string): Promise<{ Status?: string; TaskMessage?: stri
   return waitTask(TaskId!);
 }
 
+/** The newest backup of `id`, once its data-set digest (and key count), computed after the transfer, is attached. */
 async function newestBackup(id: string) {
-  const all = await srv.services.catalog.backupsOfInstance(id);
-  return all.sort((a, b) => b.startTime - a.startTime)[0]!;
+  const b = (await srv.services.catalog.backupsOfInstance(id)).sort((a, b) => b.startTime - a.startTime)[0]!;
+  await srv.services.digests?.settled(b.backupId);
+  return (await srv.services.catalog.backup(b.backupId))!;
 }
 
 before(async () => {
