@@ -1,59 +1,48 @@
 // A read cache bounded by entries AND by bytes. Keys come from callers (a SecretId, an InstanceId), so an entry
 // count alone lets a client that sends megabyte-long keys grow the heap by megabytes per request; the byte
-// bound makes what any client can pin fixed. Oldest entries go first (insertion order; a hit does not refresh,
-// which keeps reads free of writes).
+// bound makes what any client can pin fixed. The least recently used entry goes first (lru-cache).
+import { LRUCache } from "lru-cache";
 
 export class BoundedCache<K extends string, V> {
-  private readonly map = new Map<K, { value: V; bytes: number }>();
-  private used = 0;
+  private readonly lru: LRUCache<K, { value: V }>;
 
   constructor(
-    private readonly maxEntries: number,
-    private readonly maxBytes: number,
+    maxEntries: number,
+    maxBytes: number,
     /** Approximate heap bytes of a value (the key is counted apart). */
-    private readonly sizeOf: (value: V) => number = () => 64,
-  ) {}
+    sizeOf: (value: V) => number = () => 64,
+  ) {
+    // Two bytes per UTF-16 unit plus the slot; an entry larger than the whole budget is not kept at all.
+    this.lru = new LRUCache<K, { value: V }>({
+      max: maxEntries,
+      maxSize: maxBytes,
+      sizeCalculation: (e, key) => Math.max(1, Math.ceil(key.length * 2 + 48 + sizeOf(e.value))),
+    });
+  }
 
   get(key: K): V | undefined {
-    return this.map.get(key)?.value;
+    return this.lru.get(key)?.value;
   }
 
   set(key: K, value: V): void {
-    // Two bytes per UTF-16 unit plus the Map slot; an entry larger than the whole budget is not kept at all.
-    const bytes = key.length * 2 + 48 + this.sizeOf(value);
-    if (bytes > this.maxBytes) return;
-    const old = this.map.get(key);
-    if (old) {
-      this.used -= old.bytes;
-      this.map.delete(key);
-    }
-    while (this.map.size > 0 && (this.map.size >= this.maxEntries || this.used + bytes > this.maxBytes)) {
-      const [oldestKey, oldest] = this.map.entries().next().value as [K, { bytes: number }];
-      this.map.delete(oldestKey);
-      this.used -= oldest.bytes;
-    }
-    this.map.set(key, { value, bytes });
-    this.used += bytes;
+    // Boxed: lru-cache keeps no undefined values, and a cached "none" (null) is a value here.
+    this.lru.set(key, { value });
   }
 
   delete(key: K): void {
-    const old = this.map.get(key);
-    if (!old) return;
-    this.used -= old.bytes;
-    this.map.delete(key);
+    this.lru.delete(key);
   }
 
   clear(): void {
-    this.map.clear();
-    this.used = 0;
+    this.lru.clear();
   }
 
   get size(): number {
-    return this.map.size;
+    return this.lru.size;
   }
 
   get bytes(): number {
-    return this.used;
+    return this.lru.calculatedSize;
   }
 }
 
