@@ -16,7 +16,6 @@ import path from "node:path";
 import { captureRdb } from "../src/redis/capture";
 import { PipelinedConnection } from "../src/redis/pipeline";
 import { exportResp } from "../src/redis/rdb/index";
-import { RespConnection } from "../src/redis/resp";
 import { restoreByCommands } from "../src/redis/restore-commands";
 import { RedisProcess, startRedis, withConn } from "../test/support/redis";
 

@@ -9,7 +9,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { captureRdb, CaptureError, CaptureResult, discoverShards, parseClusterNodes } from "../src/redis/capture";
-import { RedisEndpoint, RespConnection } from "../src/redis/resp";
+import { RedisEndpoint } from "../src/redis/resp";
 import type { BlobWriter } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";

@@ -8,7 +8,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
-import { countingServices, Gateway, startGateway, UUID } from "./support/gateway";
+import { countingServices, Gateway, startGateway } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, LIMITED, MAIN, SECOND, SEED } from "./fixtures";
 import { actions } from "../src/actions";

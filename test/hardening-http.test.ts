@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
+import { KEY, rawRequest, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
 import { FINANCE, MAIN, SEED } from "./fixtures";

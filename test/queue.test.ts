@@ -51,7 +51,6 @@ test("--concurrency 1: one backup runs, the others wait queued, then each runs i
 });
 
 test("serve --workers 2 on PostgreSQL: two nodes on one port; the embedded catalogue is refused", async () => {
-  let db: TestDatabase | undefined;
   const port = await freePort();
   const env = { ...process.env, CRS_SECRET_ID: KEY.secretId, CRS_SECRET_KEY: KEY.secretKey };
   const refused = spawn(process.execPath, [CLI, "serve", "--workers", "2", "--port", String(port), "--data", path.join(srv.dataDir, "w")], { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -60,7 +59,7 @@ test("serve --workers 2 on PostgreSQL: two nodes on one port; the embedded catal
   assert.equal(await new Promise((r) => refused.once("exit", r)), 2);
   assert.match(refusal, /--workers needs a catalogue every worker can share/);
 
-  db = await freshDatabase("workers");
+  const db: TestDatabase = await freshDatabase("workers");
   const proc = spawn(process.execPath, [CLI, "serve", "--workers", "2", "--port", String(port), "--data", path.join(srv.dataDir, "w"), "--catalog", db.url], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -82,6 +81,6 @@ test("serve --workers 2 on PostgreSQL: two nodes on one port; the embedded catal
   } finally {
     proc.kill("SIGTERM");
     await exited;
-    await db?.drop();
+    await db.drop();
   }
 });

@@ -8,7 +8,7 @@ import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
 import { withServices, withSettings } from "./context";
-import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
+import { formatBytes, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -29,7 +29,7 @@ import { ApiError } from "../protocol/errors";
  * Entries that expire `ttlMs` after insertion, bounded by entry count and by an estimate of bytes (`extraBytes`
  * beyond the key, strings counting two bytes a character), on the guard's clock.
  */
-function expiringMap<V extends {}>(ttlMs: number, maxEntries: number, maxBytes: number, now: () => number): LRUCache<string, V> {
+function expiringMap<V extends object | true>(ttlMs: number, maxEntries: number, maxBytes: number, now: () => number): LRUCache<string, V> {
   // ttlResolution 0: every expiry check reads `now`, which tests drive by hand.
   return new LRUCache<string, V>({ ttl: ttlMs, max: maxEntries, maxSize: maxBytes, ttlResolution: 0, perf: { now } });
 }

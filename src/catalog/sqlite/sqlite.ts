@@ -11,7 +11,7 @@ import { Catalog, CatalogFullError, CatalogStats, CatalogTx } from "../catalog";
 import { ListingIndex } from "../listing-index";
 import { migrations } from "./migrations";
 import { BACKUP_COLUMNS, backupColumns, copyPolicy, likeEscape, Row, taskColumns, taskRow, toBackup, toCredential, toInstance, toTask } from "../rows";
-import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
+import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "../types";
 
 const BACKUP_COLUMN_NAMES = BACKUP_COLUMNS.split(", ");
 const COL = Object.fromEntries(BACKUP_COLUMN_NAMES.map((c, i) => [c, i])) as Record<string, number>;
