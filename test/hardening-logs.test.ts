@@ -10,8 +10,8 @@ import { createLogger, memoryDestination } from "../src/log";
 import { freePort, waitFor } from "./support/redis";
 import { rawExchange } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
-import { rawRequest } from "./support/server";
-import { cleanEnv, jsonLines, killServed, sdk, serve, taskEnd } from "./support/cli-process";
+import { rawRequest, waitForTask } from "./support/server";
+import { cleanEnv, jsonLines, killServed, sdk, serve } from "./support/cli-process";
 
 const ID = "AKIDlogs000000000000000000000000001";
 const KEY = "LogsSecretKeyNeverLogged0000000001";
@@ -51,7 +51,7 @@ test("a newline in Action (form body, query string, X-TC-Action, signed or not) 
   assert.equal(refused.json.Response.Error?.Code, "AuthFailure.SignatureFailure");
   const client = sdk(server.port, ID, KEY);
   const { TaskId } = await client.ManualBackupInstance({ InstanceId: "crs-logs0001" });
-  assert.equal((await taskEnd(client, TaskId!)).Status, "failed");
+  assert.equal((await waitForTask(client, TaskId!)).Status, "failed");
   await waitFor("the failed task's log line", () => server.stdout().includes('"msg":"task failed"') || undefined, 10_000);
   assert.equal(await server.stop(), 0);
 

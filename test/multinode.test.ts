@@ -15,7 +15,7 @@ import { send } from "./support/dataset";
 import { freshDatabase, TestDatabase } from "./support/postgres";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
-import { expectSdkError, RedisClient, SdkClient } from "./support/server";
+import { expectSdkError, RedisClient, SdkClient, waitForTask } from "./support/server";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const KEY = { secretId: "AKIDmultinode0000000000000000001", secretKey: "multinodekey" };
@@ -71,13 +71,6 @@ async function startNode(i: number, extra: string[] = []): Promise<Node> {
   return { port, proc, out: () => out, exit, client };
 }
 
-async function settled(c: SdkClient, taskId: number, timeoutMs = 60_000) {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-  }, timeoutMs, 100);
-}
-
 function get(url: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     http.get(url, (res) => {
@@ -123,7 +116,7 @@ after(async () => {
 
 test("a backup asked of node 1 is listed on node 2 and downloadable through node 3, by a link any node honours", async () => {
   const { TaskId } = await nodes[0]!.client.ManualBackupInstance({ InstanceId: FAST });
-  const t = await settled(nodes[1]!.client, TaskId!);
+  const t = await waitForTask(nodes[1]!.client, TaskId!);
   assert.equal(t.Status, "succeed", t.TaskMessage);
   const listed = await nodes[1]!.client.DescribeInstanceBackups({ InstanceId: FAST, Status: [2] });
   assert.equal(listed.TotalCount, 1);
@@ -161,7 +154,7 @@ test("SIGKILL of the node running a backup: another node ends its task within th
   const killedAt = Date.now();
   victim.proc.kill("SIGKILL");
   await victim.exit;
-  const t = await settled(survivor.client, TaskId!, (LEASE_S + 10) * 1000);
+  const t = await waitForTask(survivor.client, TaskId!, (LEASE_S + 10) * 1000);
   const took = Date.now() - killedAt;
   assert.equal(t.Status, "failed");
   assert.match(t.TaskMessage!, /interrupted/);
@@ -171,7 +164,7 @@ test("SIGKILL of the node running a backup: another node ends its task within th
   // A replacement node joins; the instance can be backed up again.
   nodes[nodes.indexOf(victim)] = await startNode(4);
   const again = await survivor.client.ManualBackupInstance({ InstanceId: SLOW });
-  assert.equal((await settled(survivor.client, again.TaskId!)).Status, "succeed");
+  assert.equal((await waitForTask(survivor.client, again.TaskId!)).Status, "succeed");
 });
 
 test("an automatic backup window is served once across the nodes", async () => {
@@ -181,7 +174,7 @@ test("an automatic backup window is served once across the nodes", async () => {
     const list = await nodes[1]!.client.DescribeTaskList({ InstanceId: AUTO, TaskTypes: ["017"] });
     return list.TotalCount! >= 1 ? list : undefined;
   }, 15_000, 100);
-  await settled(nodes[2]!.client, first.Tasks![0]!.TaskId!);
+  await waitForTask(nodes[2]!.client, first.Tasks![0]!.TaskId!);
   // Several more scheduler passes on every node: still one.
   await new Promise((r) => setTimeout(r, 3000));
   const after = await nodes[2]!.client.DescribeTaskList({ InstanceId: AUTO, TaskTypes: ["017"] });
