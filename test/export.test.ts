@@ -460,6 +460,11 @@ describe("download restriction rules", () => {
     assert.deepEqual(parseRange("bytes=-100", 10), { start: 0, end: 9 });
     assert.equal(parseRange("bytes=0-", 0), "invalid");
     assert.equal(parseRange(undefined, 10), undefined);
+    // Overlapping ranges are one range; disjoint ones (a multipart answer) and other units are refused.
+    assert.deepEqual(parseRange("bytes=0-3,2-5", 10), { start: 0, end: 5 });
+    assert.equal(parseRange("bytes=0-1,5-6", 10), "invalid");
+    assert.equal(parseRange("items=0-1", 10), "invalid");
+    assert.deepEqual(parseRange("Bytes = 1-2", 10), { start: 1, end: 2 });
   });
 });
 
