@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { discoverShards } from "../src/redis/capture";
+import { discoverShards } from "../src/redis/capture/capture";
 import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { crc64, crc64Equals, crc64Init, crc64ToBuffer, crc64ToHex, crc64Update } from "../src/redis/crc64";
-import { fileTypeFor, inspectRdb, instanceTypeFor, lzfDecompress, RdbInspector } from "../src/redis/rdb";
+import { crc64, crc64Equals, crc64Init, crc64ToBuffer, crc64ToHex, crc64Update } from "../src/redis/rdb/crc64";
+import { fileTypeFor, inspectRdb, instanceTypeFor, lzfDecompress, RdbInspector } from "../src/redis/rdb/header";
 import { RedisProcess, startRedis } from "./support/redis";
 
 describe("crc64", () => {

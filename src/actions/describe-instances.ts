@@ -3,7 +3,7 @@
 // NodeSet or dereference ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, ... without nil checks), in the
 // model's order, with the empty value ("", 0, []) where a cloud notion means nothing for a self-hosted Redis.
 import net from "node:net";
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import type { Instance } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
 import { defineAction, ID_MAX_LENGTH } from "./action";

@@ -2,7 +2,7 @@
 // standalone or cluster, same or other Redis/Valkey version. The API has no restore options: the path is
 // chosen by the job (replication when the target loads the file as it is, commands otherwise), every key is
 // restored and existing keys are replaced. DescribeTaskInfo's TaskMessage names the path and the outcome.
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import { constantTimeEqual } from "../protocol/constant-time";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";

@@ -2,7 +2,7 @@
 // names, validated whole and loaded in one transaction, so a bad file changes nothing.
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import { INSTANCE_ID_PATTERN, SECRET_ID_PATTERN } from "../protocol/ids";
 import { ALL_WEEKDAYS, parsePeriod } from "../protocol/schedule";
 import { LocalTime } from "../protocol/time";

@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { downloadFileName } from "../downloads/links";
 import { exportKey } from "../jobs/backups";
 import { TASK } from "../jobs/tasks";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/errors";
@@ -17,7 +17,7 @@ import { formatBytes, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
 import type { ValueKind } from "../redis/rdb/constants";
-import { describeVerification } from "../redis/restore-verify";
+import { describeVerification } from "../redis/restore/verify";
 import { RESTORE_MODES, RestoreMode, RestoreReport, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../jobs/restores";
 
 export function registerBackupCommands(program: Command): void {

@@ -10,7 +10,7 @@ import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import type { Clock } from "../config";
 import { exportKey } from "./backups";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";

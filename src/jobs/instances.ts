@@ -6,10 +6,10 @@ import { maskUrl } from "../log";
 import { INSTANCE_ID_PATTERN } from "../protocol/ids";
 import { ALL_WEEKDAYS } from "../protocol/schedule";
 import type { Instance } from "../catalog/types";
-import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
-import { instanceTypeFor } from "../redis/rdb";
-import { parseRedisUrl } from "../redis/resp";
-import { parseInfo } from "../redis/restore-target";
+import { commandWithin, connectForCapture, discoverShards } from "../redis/capture/capture";
+import { instanceTypeFor } from "../redis/rdb/header";
+import { parseRedisUrl } from "../redis/client/resp";
+import { parseInfo } from "../redis/restore/target";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 

@@ -15,9 +15,9 @@
 //   module: "value":{"module":"<name>","encVersion":n,"base64":"<opaque serialization>"}
 import { isUtf8 } from "node:buffer";
 import { Writable } from "node:stream";
-import { CommandRouter } from "../cluster";
-import { ReplyKind } from "../pipeline";
-import { CommandRestoreOptions, RestoreShared, RestoreSummary, RestoreVisitor, TargetCapabilities } from "../restore-commands";
+import { CommandRouter } from "../client/cluster";
+import { ReplyKind } from "../client/pipelined";
+import { CommandRestoreOptions, RestoreShared, RestoreSummary, RestoreVisitor, TargetCapabilities } from "../restore/commands";
 import { rdbVersionOf, ValueKind } from "./constants";
 import { ByteWriter } from "./rdb-writer";
 import { KeyHeader, RdbReader, RdbSummary, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./reader";

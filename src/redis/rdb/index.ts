@@ -20,8 +20,8 @@ export { DumpBuilder, DumpUnsupportedError, assemblePayload } from "./dump";
 export { InspectVisitor, inspectRdbStream, formatInspectReport } from "./inspect";
 export type { InspectReport, KeyStats, InspectOptions } from "./inspect";
 export { exportJsonLines, exportResp, capabilitiesFor } from "./export";
-export { verifyAgainstServer } from "./verify";
-export type { VerifyResult, VerifyOptions, KeyDifference } from "./verify";
+export { verifyAgainstServer } from "./key-diff";
+export type { VerifyResult, VerifyOptions, KeyDifference } from "./key-diff";
 
 export interface StreamConsumerValue extends StreamConsumer {
   pendingIds: StreamId[];

@@ -25,16 +25,16 @@
 // fast as the target answers. A target that dies mid-restore makes restoreByCommands reject with a
 // CommandRestoreError naming the target and the progress so far.
 import { Readable } from "node:stream";
-import { ClusterRouter, CommandRouter, readSlotMap, SlotRange, StandaloneRouter } from "./cluster";
-import { decodeCommand, PipelineError, ReplyKind } from "./pipeline";
-import { RdbType, rdbVersionOf, ValueKind } from "./rdb/constants";
-import { DumpBuilder, DumpUnsupportedError } from "./rdb/dump";
-import { RdbParseError } from "./rdb/errors";
-import { ByteWriter } from "./rdb/rdb-writer";
-import { KeyHeader, ModuleInfo, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./rdb/reader";
-import { StreamId, streamIdString } from "./rdb/stream";
-import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
-import { parseInfo } from "./restore-target";
+import { ClusterRouter, CommandRouter, readSlotMap, SlotRange, StandaloneRouter } from "../client/cluster";
+import { decodeCommand, PipelineError, ReplyKind } from "../client/pipelined";
+import { RdbType, rdbVersionOf, ValueKind } from "../rdb/constants";
+import { DumpBuilder, DumpUnsupportedError } from "../rdb/dump";
+import { RdbParseError } from "../rdb/errors";
+import { ByteWriter } from "../rdb/rdb-writer";
+import { KeyHeader, ModuleInfo, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "../rdb/reader";
+import { StreamId, streamIdString } from "../rdb/stream";
+import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
+import { parseInfo } from "./target";
 
 export class CommandRestoreError extends Error {
   override name = "CommandRestoreError";

@@ -1,8 +1,8 @@
 // Talking to the restore target as an ordinary client: connecting with error classification, reading INFO,
 // and knowing which RDB versions a given Redis can load.
-import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "./resp";
-import { RestoreError } from "./restore-error";
-import { rdbVersionOf } from "./rdb/constants";
+import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "../client/resp";
+import { RestoreError } from "./errors";
+import { rdbVersionOf } from "../rdb/constants";
 
 /** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
 export function parseInfo(reply: RespValue): Map<string, string> {

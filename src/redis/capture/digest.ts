@@ -4,7 +4,7 @@
 // part of the backup: if it cannot be computed (an RDB the engine does not read, a module type), the backup still
 // succeeds without one — the CRC-64 and SHA-256 checks are what make it valid — and the reason is kept.
 import { Writable } from "node:stream";
-import { DigestStream } from "./rdb/index";
+import { DigestStream } from "../rdb";
 
 export interface CapturedDigest {
   digest?: string;

@@ -4,8 +4,8 @@
 import net from "node:net";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
-import { RdbFormatError, RdbInfo, RdbInspector } from "./rdb";
+import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
+import { RdbFormatError, RdbInfo, RdbInspector } from "../rdb/header";
 
 export type CaptureErrorCode =
   | "CONNECT" // refused, unreachable, DNS, TLS

@@ -3,7 +3,7 @@
 // It does not decode keys: a full structural check is redis-check-rdb's job; the CRC already proves the bytes
 // are exactly what the server wrote.
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
-import { lzfDecompress as lzfDecompressRange, LzfError } from "./rdb/lzf";
+import { lzfDecompress as lzfDecompressRange, LzfError } from "./lzf";
 
 export const RDB_MIN_VERSION = 1;
 /** Highest RDB format version we accept (Redis 7.4 / 8.x write 12). */
