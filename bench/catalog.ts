@@ -21,9 +21,11 @@ interface Build {
 }
 
 async function open(name: string, root: string, dataDir: string): Promise<Build> {
+  /* eslint-disable @typescript-eslint/no-require-imports -- the compiled code of another checkout, by path */
   const api = require(path.join(root, "dist", "bench", "api.js")) as { buildCatalogue(d: string): Promise<void>; workload(port: number, n: number): Array<{ body: string }> };
   const sqlite = require(path.join(root, "dist", "src", "catalog", "sqlite", "sqlite.js")) as Record<string, new (file: string) => Build["catalog"]>;
   const { LocalTime } = require(path.join(root, "dist", "src", "protocol", "time.js")) as { LocalTime: new (tz: string) => { parse(s: string): number } };
+  /* eslint-enable @typescript-eslint/no-require-imports */
   await api.buildCatalogue(dataDir);
   // The class was called Catalog before the interface of that name existed.
   const Ctor = sqlite.SqliteCatalog ?? sqlite.Catalog!;

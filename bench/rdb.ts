@@ -16,7 +16,6 @@ import path from "node:path";
 import { captureRdb } from "../src/redis/capture/capture";
 import { PipelinedConnection } from "../src/redis/client/pipelined";
 import { exportResp } from "../src/redis/rdb/index";
-import { RespConnection } from "../src/redis/client/resp";
 import { restoreByCommands } from "../src/redis/restore/commands";
 import { RedisProcess, startRedis, withConn } from "../test/support/redis";
 

@@ -74,6 +74,7 @@ export function createLogger(o: LoggerOptions = {}): Logger {
   if (o.pretty ?? isTty) {
     // In-process (no worker thread), so lines appear in order with the rest of the output. Loaded only here: a
     // server writing JSON to a file or a pipe does not pay for it at start.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded lazily, see above
     const pretty = require("pino-pretty") as typeof PinoPretty;
     return withRedactedChildren(pino(options, pretty({ destination, colorize: isTty, translateTime: "SYS:standard", ignore: "pid,hostname", sync: true })));
   }

@@ -2,7 +2,7 @@
 // oversized requests and protocol-level failures. Every answer must be HTTP 200 application/json.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
+import { KEY, rawRequest, startTestServer, TestServer, failed, ok } from "./support/server";
 import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, FINANCE, MAIN, SEED } from "./fixtures";
 import { Pipeline } from "../src/gateway/pipeline";

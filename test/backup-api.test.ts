@@ -12,7 +12,7 @@ import { discoverShards } from "../src/redis/capture/capture";
 import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
-import { expectSdkError, KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { expectSdkError, KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { OTHER } from "./fixtures";
 
 const servers: RedisProcess[] = [];
@@ -64,14 +64,6 @@ after(async () => {
   for (const r of servers) r.kill();
 });
 
-/** Polls DescribeTaskInfo the way Terraform does: preparing/running wait, anything else ends. */
-async function waitTask(taskId: number, client = c): Promise<{ Status?: string; TaskMessage?: string; TaskType?: string; InstanceId?: string }> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await client.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "preparing" || t.Status === "running" ? undefined : t;
-  }, 120_000, 50);
-}
-
 /** The stored backup, decompressed to a plain RDB file. */
 async function plainRdb(key: string): Promise<string> {
   const store = new LocalBlobStore(path.join(srv.dataDir, "data", "files"));
@@ -94,7 +86,7 @@ describe("a backup of a live Redis", () => {
   test("ManualBackupInstance -> DescribeTaskInfo succeed -> DescribeInstanceBackups, and the file is the source's data", async () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.main, Remark: "before upgrade", StorageDays: 0 });
     assert.ok(typeof TaskId === "number" && TaskId > 0);
-    const task = await waitTask(TaskId!);
+    const task = await waitForTask(c, TaskId!);
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.equal(task.InstanceId, ID.main);
     assert.equal(task.TaskType, "FLOW_BACKUPINSTANCE");
@@ -133,7 +125,7 @@ describe("a backup of a live Redis", () => {
 
   test("StorageDays sets the retention", async () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.acl, StorageDays: 30 });
-    assert.equal((await waitTask(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     const b = (await c.DescribeInstanceBackups({ InstanceId: ID.acl })).BackupSet![0]!;
     assert.equal(Date.parse(b.ExpireTime!.replace(" ", "T") + "Z") - Date.parse(b.StartTime!.replace(" ", "T") + "Z"), 30 * 86_400_000);
   });
@@ -143,7 +135,7 @@ describe("a backup of a live Redis", () => {
     const running = await c.DescribeInstanceBackups({ InstanceId: ID.slow, Status: [1] });
     assert.equal(running.TotalCount, 1);
     await expectSdkError(c.ManualBackupInstance({ InstanceId: ID.slow }), "ResourceUnavailable.InstanceLockedError");
-    const task = await waitTask(TaskId!);
+    const task = await waitForTask(c, TaskId!);
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.equal((await c.DescribeInstanceBackups({ InstanceId: ID.slow, Status: [1] })).TotalCount, 0);
     assert.equal((await c.DescribeInstanceBackups({ InstanceId: ID.slow, Status: [2] })).TotalCount, 1);
@@ -151,7 +143,7 @@ describe("a backup of a live Redis", () => {
 
   test("an ACL user with only the replication commands can be backed up", async () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.acl });
-    assert.equal((await waitTask(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
   });
 });
 
@@ -164,7 +156,7 @@ describe("failures are tasks with a precise message, and leave neither a listed 
   for (const [name, id, message] of cases) {
     test(name, async () => {
       const { TaskId } = await c.ManualBackupInstance({ InstanceId: id });
-      const task = await waitTask(TaskId!);
+      const task = await waitForTask(c, TaskId!);
       assert.equal(task.Status, "failed");
       assert.match(task.TaskMessage!, message);
       assert.equal((await c.DescribeInstanceBackups({ InstanceId: id })).TotalCount, 0);
@@ -184,7 +176,7 @@ describe("failures are tasks with a precise message, and leave neither a listed 
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: "crs-bk00000a" });
     await waitFor("bytes to arrive", () => partialFiles().some((f) => fs.statSync(f).size > 0) || undefined, 20_000);
     dying.kill();
-    const task = await waitTask(TaskId!);
+    const task = await waitForTask(c, TaskId!);
     assert.equal(task.Status, "failed");
     assert.match(task.TaskMessage!, /closed the connection|mid-transfer|ECONNRESET/i);
     assert.equal((await c.DescribeInstanceBackups({ InstanceId: "crs-bk00000a" })).TotalCount, 0);
@@ -201,7 +193,7 @@ describe("failures are tasks with a precise message, and leave neither a listed 
   test("unknown tasks and backups, and other accounts' tasks", async () => {
     await expectSdkError(c.DescribeTaskInfo({ TaskId: 999_999 }), "ResourceNotFound.TaskNotExists");
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.acl });
-    await waitTask(TaskId!);
+    await waitForTask(c, TaskId!);
     await expectSdkError(srv.client(OTHER).DescribeTaskInfo({ TaskId: TaskId! }), "ResourceNotFound.TaskNotExists");
     assert.equal((await srv.client(OTHER).DescribeTaskList({})).TotalCount, 0);
     await expectSdkError(c.DescribeBackupDetail({ InstanceId: ID.main, BackupId: "00000000-0000-0000-0000-000000000000" }), "InvalidParameterValue.BackupNotExists");
@@ -223,7 +215,7 @@ test("a three-master Redis Cluster gives one RDB per master", async () => {
   await Promise.all([...topo].map(([owner, cmds]) => send(shards[owner]!.endpoint, cmds)));
   await srv.services.catalog.upsertInstance({ ...(await srv.services.catalog.instance(ID.gone))!, instanceId: ID.cluster, name: "cluster", redisUrl: `redis://:cpw@127.0.0.1:${nodes[1]!.port}` });
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.cluster });
-  const task = await waitTask(TaskId!);
+  const task = await waitForTask(c, TaskId!);
   assert.equal(task.Status, "succeed", task.TaskMessage);
   const b = (await c.DescribeInstanceBackups({ InstanceId: ID.cluster })).BackupSet![0]!;
   assert.equal(b.InstanceType, 18);

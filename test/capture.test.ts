@@ -10,7 +10,7 @@ import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { captureRdb, CaptureError, CaptureResult, discoverShards } from "../src/redis/capture/capture";
 import { parseClusterNodes } from "../src/redis/client/topology";
-import { RedisEndpoint, RespConnection } from "../src/redis/client/resp";
+import { RedisEndpoint } from "../src/redis/client/resp";
 import type { BlobWriter } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";

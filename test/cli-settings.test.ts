@@ -10,7 +10,7 @@ import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { expectSdkError, RedisClient } from "./support/server";
+import { expectSdkError, RedisClient, waitForTask } from "./support/server";
 import { freePort, RedisProcess, redisCheckRdb, startRedis, waitFor } from "./support/redis";
 import { makePki } from "./support/tls";
 import { resolveConfig } from "../src/cli/settings";
@@ -274,7 +274,8 @@ describe("operator commands against a running server", () => {
     // A backup through the API, taken by the server.
     const c = sdk(ACCOUNT_KEY.CRS_SECRET_ID, ACCOUNT_KEY.CRS_SECRET_KEY);
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID, Remark: "for download" });
-    await waitFor("the backup", async () => ((await c.DescribeTaskInfo({ TaskId: TaskId! })).Status === "succeed" ? true : undefined), 30_000, 100);
+    const done = await waitForTask(c, TaskId!, 30_000);
+    assert.equal(done.Status, "succeed", done.TaskMessage);
     const backups = json<Array<{ backupId: string; status: number; size: number; remark: string; shards: number }>>(run(["backup", "list", ID, "--output", "json"]));
     assert.equal(backups.length, 1);
     assert.equal(backups[0]!.status, 2);

@@ -5,7 +5,7 @@ import { spawn, spawnSync, ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { RedisClient, expectSdkError } from "./support/server";
+import { RedisClient, expectSdkError, waitForTask } from "./support/server";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { dbsize, filesUnder, send } from "./support/dataset";
 
@@ -238,10 +238,7 @@ describe("backups from the command line, and a crash in the middle of one", () =
       assert.deepEqual(partial(), []);
       // The instance works again afterwards.
       const again = await c2.ManualBackupInstance({ InstanceId: "crs-kill0001" });
-      const done = await waitFor("the new backup", async () => {
-        const t = await c2.DescribeTaskInfo({ TaskId: again.TaskId! });
-        return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-      }, 60_000, 100);
+      const done = await waitForTask(c2, again.TaskId!, 60_000);
       assert.equal(done.Status, "succeed", done.TaskMessage);
     } finally {
       second.proc.kill("SIGTERM");

@@ -18,8 +18,8 @@ import { restrictionAllows, DEFAULT_RESTRICTION } from "../src/downloads/restric
 import { silentLogger } from "../src/log";
 import type { BlobStore } from "../src/storage/blob-store";
 import { filesUnder, send, writeMixedDataset } from "./support/dataset";
-import { redisCheckRdb, RedisProcess, startRedis, waitFor } from "./support/redis";
-import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
+import { redisCheckRdb, RedisProcess, startRedis } from "./support/redis";
+import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { OTHER } from "./fixtures";
 
 const ID = { main: "crs-ex000001", second: "crs-ex000002", foreign: "crs-ex000003", fixture: "crs-ex000004" };
@@ -58,17 +58,10 @@ after(async () => {
   if (src) src.kill();
 });
 
-async function waitTask(taskId: number): Promise<{ Status?: string; TaskMessage?: string }> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "preparing" || t.Status === "running" ? undefined : t;
-  }, 120_000, 50);
-}
-
 /** A fresh backup of `instanceId` (Status 2), as the catalogue holds it. */
 async function takeBackup(instanceId = ID.main): Promise<Backup> {
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: instanceId });
-  const t = await waitTask(TaskId!);
+  const t = await waitForTask(c, TaskId!);
   assert.equal(t.Status, "succeed", t.TaskMessage);
   const page = await c.DescribeInstanceBackups({ InstanceId: instanceId, Status: [2], Limit: 1 });
   const b = (await srv.services.catalog.backup(page.BackupSet![0]!.BackupId!))!;
@@ -467,6 +460,11 @@ describe("download restriction rules", () => {
     assert.deepEqual(parseRange("bytes=-100", 10), { start: 0, end: 9 });
     assert.equal(parseRange("bytes=0-", 0), "invalid");
     assert.equal(parseRange(undefined, 10), undefined);
+    // Overlapping ranges are one range; disjoint ones (a multipart answer) and other units are refused.
+    assert.deepEqual(parseRange("bytes=0-3,2-5", 10), { start: 0, end: 5 });
+    assert.equal(parseRange("bytes=0-1,5-6", 10), "invalid");
+    assert.equal(parseRange("items=0-1", 10), "invalid");
+    assert.deepEqual(parseRange("Bytes = 1-2", 10), { start: 1, end: 2 });
   });
 });
 

@@ -7,8 +7,8 @@ import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
-import { countingServices, Gateway, startGateway, UUID } from "./support/gateway";
+import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok, waitForTask } from "./support/server";
+import { countingServices, Gateway, startGateway } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
 import { BACKUPS, LIMITED, MAIN, SECOND, SEED } from "./fixtures";
 import { actions } from "../src/actions";
@@ -17,7 +17,7 @@ import { ReplayGuard, REUSE_GRACE_S } from "../src/gateway/replay";
 import { validate } from "../src/protocol/schema";
 import { ApiError } from "../src/protocol/errors";
 import { generateInstanceId, randomString } from "../src/jobs/instances";
-import { RedisProcess, startRedis, waitFor } from "./support/redis";
+import { RedisProcess, startRedis } from "./support/redis";
 
 let srv: TestServer;
 before(async () => {
@@ -435,10 +435,7 @@ describe("an honest script's read then write with one body is served, over two c
     await live?.close();
     redis?.kill();
   });
-  const finished = (client: ReturnType<TestServer["client"]>, taskId: number) => waitFor(`task ${taskId}`, async () => {
-    const t = await client.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "preparing" || t.Status === "running" ? undefined : t.Status;
-  }, 60_000, 50);
+  const finished = async (client: ReturnType<TestServer["client"]>, taskId: number) => (await waitForTask(client, taskId)).Status;
 
   test("DescribeAutoBackupConfig then ManualBackupInstance, both {InstanceId}, one timestamp second, two connections", async () => {
     const host = `127.0.0.1:${live.port}`;

@@ -6,8 +6,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { CaptureError, discoverShards } from "../src/redis/capture/capture";
 import { hostAllowed } from "../src/redis/client/topology";
-import { KEY, startTestServer, TestServer } from "./support/server";
-import { waitFor } from "./support/redis";
+import { KEY, startTestServer, TestServer, waitForTask } from "./support/server";
 import { SEED } from "./fixtures";
 
 interface FakeRedis {
@@ -124,10 +123,7 @@ describe("cluster discovery and the instance's password", () => {
     try {
       const c = srv.client();
       const { TaskId } = await c.ManualBackupInstance({ InstanceId: id });
-      const task = await waitFor("the backup task to end", async () => {
-        const t = await c.DescribeTaskInfo({ TaskId: TaskId! });
-        return t.Status === "preparing" || t.Status === "running" ? undefined : t;
-      }, 20_000, 50);
+      const task = await waitForTask(c, TaskId!, 20_000);
       // The registered node was asked (and authenticated with), the announced one never contacted.
       assert.ok(fake.commands.some((a) => a[0] === "AUTH" && a[1] === "s3cret-pw"));
       assert.equal(rec.received(), "", "the announced address was sent the password");

@@ -15,11 +15,11 @@ import os from "node:os";
 import path from "node:path";
 import { startRedis, RedisProcess, waitFor } from "./support/redis";
 import { send } from "./support/dataset";
-import { expectSdkError, KEY as TEST_KEY, startTestServer } from "./support/server";
+import { expectSdkError, KEY as TEST_KEY, startTestServer, waitForTask } from "./support/server";
 import { createLogger, memoryDestination } from "../src/log";
 import { DEFAULTS } from "../src/app";
 import { LocalTime } from "../src/protocol/time";
-import { cleanEnv, cli, killServed, sdk, serve, taskEnd } from "./support/cli-process";
+import { cleanEnv, cli, killServed, sdk, serve } from "./support/cli-process";
 
 const ID = "AKIDdiskfull00000000000000000000001";
 const KEY = "diskfullsecret000000000000000000001";
@@ -133,7 +133,7 @@ test("a disk that fills up: refused up front, failures recorded through the rese
 
   // 1. The backup itself fills the disk: failed with the reason, its partial file gone, nothing listed.
   const first = await client.ManualBackupInstance({ InstanceId: "crs-diskbig1" });
-  const firstEnd = await taskEnd(client, first.TaskId!);
+  const firstEnd = await waitForTask(client, first.TaskId!);
   assert.equal(firstEnd.Status, "failed");
   assert.match(firstEnd.TaskMessage!, /ENOSPC|no space left/i);
   assert.equal((await client.DescribeInstanceBackups({ InstanceId: "crs-diskbig1" })).TotalCount, 0);
@@ -158,7 +158,7 @@ test("a disk that fills up: refused up front, failures recorded through the rese
   await expectSdkError(client.ManualBackupInstance({ InstanceId: "crs-diskbig1" }), "ResourceInsufficient");
   // The first one fails: the catalogue refuses its record, the reserve is released and the record goes through.
   await cutCapture(slow);
-  const s1End = await taskEnd(client, s1, 10_000);
+  const s1End = await waitForTask(client, s1, 10_000);
   assert.equal(s1End.Status, "failed");
   assert.doesNotMatch(s1End.TaskMessage!, /interrupted/);
   await waitFor("the reserve to be released", () => server.stdout().includes("released the disk reserve") || undefined, 10_000);
@@ -170,7 +170,7 @@ test("a disk that fills up: refused up front, failures recorded through the rese
   //    record it, yet the API reports what the node knows at once.
   const ballast2 = fill(disk);
   await cutCapture(slow2);
-  const s2End = await taskEnd(client, s2, 10_000);
+  const s2End = await waitForTask(client, s2, 10_000);
   assert.equal(s2End.Status, "failed");
   await waitFor("the failure to be kept in memory", () => server.stdout().includes("the task's failure is kept in memory") || undefined, 10_000);
   assert.equal(durableStatus(catalogFile, s2), "running", "the catalogue still has it running: the answer came from the node's memory");
@@ -188,7 +188,7 @@ test("a disk that fills up: refused up front, failures recorded through the rese
   const third = await client.ManualBackupInstance({ InstanceId: "crs-diskslw2" });
   assert.equal(durableStatus(catalogFile, s2), "failed");
   assert.equal((await client.DescribeTaskInfo({ TaskId: s2 })).TaskMessage, s2End.TaskMessage);
-  const thirdEnd = await taskEnd(client, third.TaskId!);
+  const thirdEnd = await waitForTask(client, third.TaskId!);
   assert.equal(thirdEnd.Status, "succeed", thirdEnd.TaskMessage);
   assert.deepEqual((await client.DescribeInstanceBackups({ InstanceId: "crs-diskslw2" })).BackupSet!.map((b) => b.Status), [2]);
   await waitFor("the reserve to be made again", () => (fs.existsSync(reserve) && fs.statSync(reserve).size === 4 << 20) || undefined, 10_000, 100);

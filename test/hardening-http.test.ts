@@ -5,9 +5,10 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
-import { KEY, rawRequest, RawResponse, startTestServer, TestServer, failed, ok } from "./support/server";
+import { KEY, rawRequest, startTestServer, TestServer, failed, ok } from "./support/server";
 import { Gateway, rawExchange, RawExchange, startGateway, UUID } from "./support/gateway";
 import { signV1, signV3 } from "./support/sign";
+import { waitFor } from "./support/redis";
 import { FINANCE, MAIN, SEED } from "./fixtures";
 import { SERVER_DEFAULTS } from "../src/gateway/server";
 import { LIMITS } from "../src/gateway/pipeline";
@@ -261,8 +262,9 @@ describe("connection limits and timeouts", () => {
       const slowHeaders = Array.from({ length: 100 }, () => rawExchange(gw.port, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", { waitMs: 15_000, then: dribble }));
       const slowBodies = Array.from({ length: 100 }, () =>
         rawExchange(gw.port, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n", { waitMs: 15_000, then: dribble }));
-      // Wait until the slow ones are all connected and dribbling.
-      await new Promise((r) => setTimeout(r, 300));
+      // Wait until the slow ones are all connected.
+      const connections = () => new Promise<number>((resolve, reject) => gw.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+      await waitFor("the 200 slow clients to connect", async () => (await connections()) >= 200 || undefined, 10_000, 20);
       const body = JSON.stringify({ InstanceId: MAIN, Limit: 1 });
       const host = `127.0.0.1:${gw.port}`;
       for (let round = 0; round < 3; round++) {
@@ -317,8 +319,9 @@ describe("connection limits and timeouts", () => {
       const over = await open("127.0.0.9");
       assert.equal(await closedSoon(over), true, "a connection over the total cap stayed open");
       // Closing held connections frees their places.
+      const before = await count();
       for (const s of held.splice(0, 5)) s.destroy();
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor("the server to see them closed", async () => (await count()) <= before - 5 || undefined, 5_000, 10);
       const again = await open("127.0.0.2");
       assert.equal(await closedSoon(again), false);
     } finally {

@@ -10,7 +10,8 @@ import os from "node:os";
 import path from "node:path";
 import { startRedis, RedisProcess, waitFor } from "./support/redis";
 import { send } from "./support/dataset";
-import { cleanEnv, cli, killServed, sdk, serve, taskEnd } from "./support/cli-process";
+import { cleanEnv, cli, killServed, sdk, serve } from "./support/cli-process";
+import { waitForTask } from "./support/server";
 
 const ID = "AKIDorphans000000000000000000000001";
 const KEY = "orphansecret000000000000000000000001";
@@ -58,7 +59,7 @@ test("a crash between a shard file's commit and its record leaves no orphan; sto
 
   // A good backup, for the checks below.
   const made = await client.ManualBackupInstance({ InstanceId: "crs-orphan01" });
-  assert.equal((await taskEnd(client, made.TaskId!)).Status, "succeed");
+  assert.equal((await waitForTask(client, made.TaskId!)).Status, "succeed");
   const good = (await client.DescribeInstanceBackups({ InstanceId: "crs-orphan01" })).BackupSet![0]!.BackupId!;
   const goodKey = `backups/${good}/shard-0.rdb.gz`;
   assert.equal(await second.stop(), 0);

@@ -12,7 +12,8 @@ import { RedisReplyError, RespConnection, RedisEndpoint } from "../src/redis/cli
 import { parseInfo } from "../src/redis/restore/target";
 import { startRedis, RedisProcess } from "./support/redis";
 import { dbsize, send } from "./support/dataset";
-import { cleanEnv, killServed, sdk, serve, Served, taskEnd } from "./support/cli-process";
+import { cleanEnv, killServed, sdk, serve, Served } from "./support/cli-process";
+import { waitForTask } from "./support/server";
 
 const ID = "AKIDrecovery0000000000000000000001";
 const KEY = "recoverysecret0000000000000000001";
@@ -72,7 +73,7 @@ test("SIGKILL of the service in every phase of a restore: the target is a master
   let server = await start("restore-loaded");
   let client = sdk(server.port, ID, KEY);
   const made = await client.ManualBackupInstance({ InstanceId: "crs-rsource1" });
-  assert.equal((await taskEnd(client, made.TaskId!)).Status, "succeed");
+  assert.equal((await waitForTask(client, made.TaskId!)).Status, "succeed");
   const backupId = (await client.DescribeInstanceBackups({ InstanceId: "crs-rsource1" })).BackupSet![0]!.BackupId!;
   const sourceDigest = await digest(source.endpoint);
 
@@ -172,7 +173,7 @@ test("SIGKILL of the service in every phase of a restore: the target is a master
   // And the target takes a new restore.
   await send(target.endpoint, [["SET", "stale", "1"]]);
   const again = await client.RestoreInstance({ InstanceId: "crs-rtarget1", BackupId: backupId, Password: "tpw" });
-  const done = await taskEnd(client, again.TaskId!);
+  const done = await waitForTask(client, again.TaskId!);
   assert.equal(done.Status, "succeed", done.TaskMessage);
   assert.equal(await digest(target.endpoint), sourceDigest);
   assert.equal((await replication(target.endpoint)).get("role"), "master");

@@ -9,7 +9,7 @@ import { silentLogger } from "../src/log";
 import { LocalTime } from "../src/protocol/time";
 import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
+import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 
 const shanghai = new LocalTime("Asia/Shanghai");
 const at = (local: string) => shanghai.parse(local)!;
@@ -50,13 +50,6 @@ after(async () => {
   for (const r of servers) r.kill();
 });
 
-async function settled(taskId: number): Promise<{ Status?: string; TaskMessage?: string }> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-  }, 60_000, 50);
-}
-
 async function tasksOf(type: string) {
   return (await c.DescribeTaskList({ InstanceId: MAIN, TaskTypes: [type], Limit: 100 })).Tasks!;
 }
@@ -93,7 +86,7 @@ describe("automatic backups", () => {
     clock.t = at("2024-06-03 02:00:00");
     assert.deepEqual((await tick()).started, [MAIN]);
     const [task] = await tasksOf("017");
-    assert.equal((await settled(task!.TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, task!.TaskId!)).Status, "succeed");
     clock.t = at("2024-06-03 02:45:00");
     assert.deepEqual((await tick()).started, [], "once per window");
     clock.t = at("2024-06-04 02:30:00"); // Tuesday: not a chosen day
@@ -134,7 +127,7 @@ describe("retention, deletion and the audit trail", () => {
   test("a backup becomes -1 when its ExpireTime passes, and its file is removed (task 046)", async () => {
     clock.t = at("2024-06-05 12:00:00");
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN, StorageDays: 5 });
-    assert.equal((await settled(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     manual = (await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 })).BackupSet![0]!.BackupId!;
     const auto = (await c.DescribeInstanceBackups({ InstanceId: MAIN, BeginTime: "2024-06-03 02:00:00", EndTime: "2024-06-03 02:00:00" })).BackupSet![0]!;
     assert.ok(fs.existsSync(storedFile(auto.BackupId!)));
@@ -162,7 +155,7 @@ describe("retention, deletion and the audit trail", () => {
 
   test("a deleted backup is -2 with its file removed (task 014), and its record is purged after the audit period", async () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN });
-    assert.equal((await settled(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     const b = (await srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [2] })).BackupSet![0]!.BackupId!))!;
     await srv.services.backups.retire(b, -2, KEY.account);
     const deleted = await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [-2] });
@@ -184,7 +177,7 @@ describe("RestoreInstance", () => {
     clock.live = true;
     await c.ModifyAutoBackupConfig({ InstanceId: MAIN, WeekDays: ["Sunday"], TimePeriod: "23:00-00:00" });
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN, StorageDays: 30 });
-    assert.equal((await settled(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     backupId = (await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [2] })).BackupSet![0]!.BackupId!;
   });
 
@@ -193,7 +186,7 @@ describe("RestoreInstance", () => {
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: backupId, Password: "wrong" }), "InvalidParameterValue.PasswordError");
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: backupId }), "InvalidParameterValue.PasswordError");
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN });
-    assert.equal((await settled(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     const doomed = (await srv.services.catalog.backup((await c.DescribeInstanceBackups({ InstanceId: MAIN, Limit: 1 })).BackupSet![0]!.BackupId!))!;
     await srv.services.backups.retire(doomed, -1, KEY.account);
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: doomed.backupId, Password: "tpw" }), "ResourceUnavailable.BackupStatusAbnormal");
@@ -206,7 +199,7 @@ describe("RestoreInstance", () => {
     const { TaskId } = await c.RestoreInstance({ InstanceId: TARGET, BackupId: backupId, Password: "tpw" });
     assert.equal((await c.DescribeBackupDetail({ InstanceId: MAIN, BackupId: backupId })).Locked, 1);
     await expectSdkError(c.RestoreInstance({ InstanceId: TARGET, BackupId: backupId, Password: "tpw" }), "ResourceUnavailable.BackupLockedError");
-    const task = await settled(TaskId!);
+    const task = await waitForTask(c, TaskId!);
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.equal((await c.DescribeBackupDetail({ InstanceId: MAIN, BackupId: backupId })).Locked, 0);
     assert.equal(await dbsize(target.endpoint), await dbsize(src.endpoint));
@@ -220,7 +213,7 @@ describe("RestoreInstance", () => {
   test("into the same instance it was taken from", async () => {
     await send(src.endpoint, [["SET", "after-backup", "1"]]);
     const { TaskId } = await c.RestoreInstance({ InstanceId: MAIN, BackupId: backupId, Password: "" });
-    assert.equal((await settled(TaskId!)).Status, "succeed");
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
     const [exists] = await send(src.endpoint, [["EXISTS", "after-backup"]]);
     assert.equal(Number(exists), 0);
   });

@@ -143,15 +143,9 @@ describe("metrics after real traffic and a real backup", () => {
     // The API still answers only at /.
     const api = await get(srv.port, "/metric");
     assert.match(api.text, /InvalidRequest/);
-    // Cost of a scrape (catalogue figures from the cached reading): generous bound here, the figure is in docs/benchmarks.md.
-    const times: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      const t = process.hrtime.bigint();
-      await get(srv.port, "/metrics");
-      times.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-    times.sort((a, b) => a - b);
-    assert.ok(times[15]! < 50, `median scrape ${times[15]} ms`);
+    // Repeated scrapes are served from the cached catalogue reading; what one costs is measured by bench:metrics
+    // (docs/benchmarks.md), not asserted here.
+    for (let i = 0; i < 5; i++) assert.equal((await get(srv.port, "/metrics")).status, 200);
   });
 
   test("download links follow the transport: http here, https behind a proxy that says X-Forwarded-Proto: https", async () => {

@@ -12,9 +12,9 @@ import path from "node:path";
 import { send } from "./support/dataset";
 import { freshDatabase, TestDatabase } from "./support/postgres";
 import { filesUnder } from "./support/dataset";
-import { RedisProcess, startRedis, waitFor } from "./support/redis";
+import { RedisProcess, startRedis } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
-import { KEY, startTestServer } from "./support/server";
+import { KEY, startTestServer, waitForTask } from "./support/server";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const ID = "crs-migr0001";
@@ -65,7 +65,8 @@ test("an embedded installation moves into PostgreSQL + S3, verified, resumable, 
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID, Remark: `b${i}` });
-    await waitFor("the backup", async () => ((await c.DescribeTaskInfo({ TaskId: TaskId! })).Status === "succeed" ? true : undefined), 30_000, 50);
+    const done = await waitForTask(c, TaskId!, 30_000);
+    assert.equal(done.Status, "succeed", done.TaskMessage);
   }
   for (const b of (await c.DescribeInstanceBackups({ InstanceId: ID })).BackupSet!) ids.push(b.BackupId!);
   await c.DescribeBackupUrl({ InstanceId: ID, BackupId: ids[0]! });

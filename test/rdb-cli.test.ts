@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { KEY, startTestServer, TestServer } from "./support/server";
+import { KEY, startTestServer, TestServer, waitForTask } from "./support/server";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const ID = "crs-rdbcli01";
@@ -41,7 +41,8 @@ before(async () => {
   }, { rateLimit: 0 });
   const c = srv.client();
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID });
-  await waitFor("the backup", async () => ((await c.DescribeTaskInfo({ TaskId: TaskId! })).Status === "succeed" ? true : undefined), 30_000, 50);
+  const done = await waitForTask(c, TaskId!, 30_000);
+  assert.equal(done.Status, "succeed", done.TaskMessage);
   backupId = (await c.DescribeInstanceBackups({ InstanceId: ID })).BackupSet![0]!.BackupId!;
   // Its data-set digest is computed from the stored file after the transfer; verify compares against it.
   await waitFor("the backup's digest", async () => (await srv.services.catalog.backup(backupId))!.files[0]!.digest, 60_000, 50);

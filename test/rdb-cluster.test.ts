@@ -122,6 +122,17 @@ describe("cluster backups restored by commands", () => {
     }
   });
 
+  test("keySlot agrees with CLUSTER KEYSLOT, hash tags and their edge cases included", async () => {
+    // "{}a}" and "a{}b}c": an empty first tag means the whole key (cluster-key-slot hashes "a" and "b" instead).
+    const samples = ["foo", "{tag}:set:1", "a{b", "{}", "{}a}", "a{}b}c", "}{x}", "{{a}}", "über{ü}", "\u0000{\u0001}"];
+    const c = await RespConnection.connect(seedOf(three));
+    try {
+      for (const k of samples) assert.equal(keySlot(k), Number(await c.command("CLUSTER", "KEYSLOT", k)), k);
+    } finally {
+      c.close();
+    }
+  });
+
   test("a slot being migrated: new keys come back ASK and are written on the importing node", async () => {
     const target = three;
     const map = await readSlotMap(seedOf(target));

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { RedisEndpoint, RespValue } from "../src/redis/client/resp";
 import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startCluster, startRedis, waitFor, ClusterClient } from "./support/redis";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { missing, version } from "./support/versions";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
@@ -79,22 +79,13 @@ after(async () => {
   for (const r of servers) r.kill();
 });
 
-interface Settled { Status?: string; TaskMessage?: string }
-
-async function settled(taskId: number, timeoutMs = 60_000): Promise<Settled> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-  }, timeoutMs, 50);
-}
-
 const backups = new Map<string, string>();
 /** One backup per source instance, taken through the API. */
 async function backupOf(instanceId: string): Promise<string> {
   const known = backups.get(instanceId);
   if (known) return known;
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: instanceId, StorageDays: 7 });
-  const t = await settled(TaskId!);
+  const t = await waitForTask(c, TaskId!);
   assert.equal(t.Status, "succeed", t.TaskMessage);
   const id = (await c.DescribeInstanceBackups({ InstanceId: instanceId, Limit: 1 })).BackupSet![0]!.BackupId!;
   backups.set(instanceId, id);
@@ -113,7 +104,7 @@ describe("RestoreInstance picks the path", () => {
   test("same version, standalone: replication from the socket, verified by digest, the target's setting put back", async (ctx) => {
     const t = targets.plain!;
     await send(t.endpoint, [["SET", "stale", "gone after the restore"]]);
-    const task = await settled(await restore(ids.plain, await backupOf(ids.src70)));
+    const task = await waitForTask(c, await restore(ids.plain, await backupOf(ids.src70)));
     ctx.diagnostic(task.TaskMessage ?? "");
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.match(task.TaskMessage!, /^replication: \d+ keys loaded in \d+ ms \(from the socket/);
@@ -125,7 +116,7 @@ describe("RestoreInstance picks the path", () => {
 
   test("a Redis 7.4 backup into Debian's 7.0: the command path (RDB 12 > 10), every key equal, digest verified", { skip: missing(v74) }, async (ctx) => {
     const t = targets.t70!;
-    const task = await settled(await restore(ids.t70, await backupOf(ids.src74), "tpw"));
+    const task = await waitForTask(c, await restore(ids.t70, await backupOf(ids.src74), "tpw"));
     ctx.diagnostic(task.TaskMessage ?? "");
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.match(task.TaskMessage!, /^commands \(the target \(Redis 7\.0\.\d+\) loads RDB versions up to 10, the backup is version 12\): \d+ written, 0 skipped, 0 failed/);
@@ -137,7 +128,7 @@ describe("RestoreInstance picks the path", () => {
 
   test("a target with REPLICAOF renamed away: auto falls back to commands before touching it", async (ctx) => {
     const t = targets.noRepl!;
-    const task = await settled(await restore(ids.noRepl, await backupOf(ids.src70)));
+    const task = await waitForTask(c, await restore(ids.noRepl, await backupOf(ids.src70)));
     ctx.diagnostic(task.TaskMessage ?? "");
     assert.equal(task.Status, "succeed", task.TaskMessage);
     assert.match(task.TaskMessage!, /^commands \(the target refused replication \(target 127\.0\.0\.1:\d+ refused REPLICAOF: ERR unknown command/);
@@ -165,7 +156,7 @@ describe("RestoreInstance picks the path", () => {
       const backupId = await backupOf(ids.cluster3);
       const detail = await srv.services.catalog.backup(backupId);
       assert.equal(detail!.files.length, 3, "one file per master");
-      const task = await settled(await restore(ids.cluster5, backupId, CPW));
+      const task = await waitForTask(c, await restore(ids.cluster5, backupId, CPW));
     ctx.diagnostic(task.TaskMessage ?? "");
       assert.equal(task.Status, "succeed", task.TaskMessage);
       assert.match(task.TaskMessage!, new RegExp(`^commands \\(a cluster backup \\(3 shards\\)\\): ${keys.length} written, 0 skipped, 0 failed`));
@@ -195,7 +186,7 @@ describe("a target killed mid-restore", () => {
     await waitFor("keys arriving on the target", async () => ((await dbsize(t.endpoint)) > 0 ? true : undefined), 30_000, 5);
     t.kill();
     const started = Date.now();
-    const task = await settled(taskId, 30_000);
+    const task = await waitForTask(c, taskId, 30_000);
     ctx.diagnostic(task.TaskMessage ?? "");
     assert.equal(task.Status, "failed");
     assert.match(task.TaskMessage!, /^commands: restore into 127\.0\.0\.1:\d+ failed after \d+ keys written/);
@@ -213,7 +204,7 @@ describe("a target killed mid-restore", () => {
       return str(role[0]!) === "slave" ? true : undefined;
     }, 30_000, 2);
     t.kill();
-    const task = await settled(taskId, 30_000);
+    const task = await waitForTask(c, taskId, 30_000);
     ctx.diagnostic(task.TaskMessage ?? "");
     assert.equal(task.Status, "failed");
     assert.match(task.TaskMessage!, /^replication: .*target 127\.0\.0\.1:\d+/);

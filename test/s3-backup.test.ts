@@ -13,8 +13,8 @@ import path from "node:path";
 import { send, writeMixedDataset } from "./support/dataset";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
-import { KEY, RedisClient, startTestServer, TestServer } from "./support/server";
-import { cleanEnv, cli, killServed, sdk, serve as serveCli, taskEnd } from "./support/cli-process";
+import { KEY, RedisClient, startTestServer, TestServer, waitForTask } from "./support/server";
+import { cleanEnv, cli, killServed, sdk, serve as serveCli } from "./support/cli-process";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const MAIN = "crs-s3000001";
@@ -77,10 +77,7 @@ describe("a server whose files are in S3", () => {
     const c = srv.client({ language: "en-US" });
     const sourceDigest = await digest(source);
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: MAIN });
-    const task = await waitFor("the backup", async () => {
-      const t = await c.DescribeTaskInfo({ TaskId: TaskId! });
-      return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-    }, 60_000, 50);
+    const task = await waitForTask(c, TaskId!, 60_000);
     assert.equal(task.Status, "succeed", task.TaskMessage);
     const b = (await c.DescribeInstanceBackups({ InstanceId: MAIN, Status: [2] })).BackupSet![0]!;
     // The object is in the bucket, under the store's prefix; nothing was written to the local data directory.
@@ -108,10 +105,7 @@ describe("a server whose files are in S3", () => {
     }
 
     const restore = await c.RestoreInstance({ InstanceId: TARGET, BackupId: b.BackupId!, Password: "tpw" });
-    const done = await waitFor("the restore", async () => {
-      const t = await c.DescribeTaskInfo({ TaskId: restore.TaskId! });
-      return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-    }, 60_000, 50);
+    const done = await waitForTask(c, restore.TaskId!, 60_000);
     assert.equal(done.Status, "succeed", done.TaskMessage);
     assert.equal(await digest(target), sourceDigest, "the restored data set is the source's");
   });
@@ -176,7 +170,7 @@ test("serve on s3rver as published (no ListMultipartUploads, ListParts, AbortMul
     try {
       const client = sdk(served.port, "AKIDs3plain", "s3plainkey");
       const { TaskId } = await client.ManualBackupInstance({ InstanceId: "crs-s3plain1" });
-      const task = await taskEnd(client, TaskId!);
+      const task = await waitForTask(client, TaskId!);
       assert.equal(task.Status, "succeed", task.TaskMessage);
       const listed = await client.DescribeInstanceBackups({ InstanceId: "crs-s3plain1" });
       assert.equal(listed.TotalCount, 1);

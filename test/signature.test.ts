@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { tc3Signature, sha256Hex, v1StringToSign, v1Signature, parseTc3Authorization, signaturesEqual, Tc3Input } from "../src/protocol/signature";
+import { tc3Signature, sha256Hex, v1StringToSign, v1Signature, parseTc3Authorization, Tc3Input } from "../src/protocol/signature";
+import { constantTimeEqual } from "../src/protocol/constant-time";
 
 const KEY = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
 const base = { timestamp: "1551113065", date: "2019-02-25", service: "redis", secretKey: KEY, canonicalQuery: "" };
@@ -67,8 +68,11 @@ test("Authorization parsing accepts the SDK form and names what is wrong otherwi
   assert.match(String(parseTc3Authorization("TC3-HMAC-SHA256 Credential=AKID, SignedHeaders=content-type;host, Signature=" + "a".repeat(64))), /SecretId\/Date/);
 });
 
-test("signature comparison", () => {
-  assert.equal(signaturesEqual("abc", "abc"), true);
-  assert.equal(signaturesEqual("abc", "abd"), false);
-  assert.equal(signaturesEqual("abc", "abcd"), false);
+test("signature comparison (constant-time, any lengths, strings or bytes)", () => {
+  assert.equal(constantTimeEqual("abc", "abc"), true);
+  assert.equal(constantTimeEqual("abc", "abd"), false);
+  assert.equal(constantTimeEqual("abc", "abcd"), false);
+  assert.equal(constantTimeEqual("", ""), true);
+  assert.equal(constantTimeEqual(Buffer.from("mac"), Buffer.from("mac")), true);
+  assert.equal(constantTimeEqual(Buffer.from("mac"), Buffer.from("mad")), false);
 });

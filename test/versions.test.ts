@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { send } from "./support/dataset";
 import { RedisProcess, waitFor } from "./support/redis";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { missing, startVersion, VERSIONS } from "./support/versions";
 
 const EXPECTED: Record<string, { fileType: string; instanceType: number }> = {
@@ -57,10 +57,7 @@ describe("backups of every version", () => {
       const i = available.indexOf(v);
       const [expected] = await send(servers.get(v.name)!.endpoint, [["DEBUG", "DIGEST"]]);
       const { TaskId } = await c.ManualBackupInstance({ InstanceId: idOf(i) });
-      const t = await waitFor("the backup", async () => {
-        const x = await c.DescribeTaskInfo({ TaskId: TaskId! });
-        return x.Status === "succeed" || x.Status === "failed" ? x : undefined;
-      }, 60_000, 50);
+      const t = await waitForTask(c, TaskId!, 60_000);
       assert.equal(t.Status, "succeed", t.TaskMessage);
       const listed = (await c.DescribeInstanceBackups({ InstanceId: idOf(i) })).BackupSet![0]!;
       assert.equal(listed.FileType, EXPECTED[v.name]!.fileType);

@@ -2,7 +2,6 @@
 // KmsKeyId, KeyAlgorithm) are left out when they do not apply, as the cloud does: an unencrypted backup answers
 // Encrypted false and none of them. An encrypted one (only fixture backups can be) names the cloud's one
 // algorithm; it has no key here, so DecryptKey and KmsKeyId stay out.
-import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
 export default defineAction({

@@ -1,6 +1,5 @@
 // DescribeTaskInfo: one task's state (preparing, running, succeed, failed), as Terraform polls it.
 import { TASK_NAMES } from "../jobs/tasks";
-import { ApiError } from "../protocol/errors";
 import { defineAction } from "./action";
 
 export default defineAction({

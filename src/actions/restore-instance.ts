@@ -2,16 +2,10 @@
 // standalone or cluster, same or other Redis/Valkey version. The API has no restore options: the path is
 // chosen by the job (replication when the target loads the file as it is, commands otherwise), every key is
 // restored and existing keys are replaced. DescribeTaskInfo's TaskMessage names the path and the outcome.
-import crypto from "node:crypto";
 import { dataPassword, parseRedisUrl } from "../redis/client/url";
+import { constantTimeEqual } from "../protocol/constant-time";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
-
-function samePassword(given: string, expected: string): boolean {
-  const a = crypto.createHash("sha256").update(given).digest();
-  const b = crypto.createHash("sha256").update(expected).digest();
-  return crypto.timingSafeEqual(a, b);
-}
 
 export default defineAction({
   name: "RestoreInstance",
@@ -33,7 +27,7 @@ export default defineAction({
       const what = backup.status === -1 ? "expired (-1)" : backup.status === -2 ? "deleted (-2)" : "still being taken (1)";
       throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: `the backup ${backup.backupId} is ${what}` });
     }
-    if (!samePassword(p.Password ?? "", dataPassword(parseRedisUrl(target.redisUrl)))) throw new ApiError("InvalidParameterValue.PasswordError");
+    if (!constantTimeEqual(p.Password ?? "", dataPassword(parseRedisUrl(target.redisUrl)))) throw new ApiError("InvalidParameterValue.PasswordError");
     // Refusals (a locked backup, a restore already running into the target) get their codes in actions/errors.ts.
     return { TaskId: (await ctx.services.restores.enqueue(backup, target)).taskId };
   },

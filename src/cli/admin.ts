@@ -10,7 +10,7 @@ import { TASK_NAMES } from "../jobs/tasks";
 import { dataDirHolder } from "../server/data-dir-lock";
 import { newKeyPair } from "../server/credentials";
 import { withServices, withSettings } from "./context";
-import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
+import { formatBytes, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 
 

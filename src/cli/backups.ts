@@ -13,7 +13,7 @@ import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/errors";
 import { withServices, withSettings } from "./context";
-import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
+import { formatBytes, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
 import type { ValueKind } from "../redis/rdb/constants";

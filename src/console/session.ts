@@ -3,7 +3,9 @@
 // SecretId, an expiry and a fingerprint of the key (and token) it was issued for; the credential is looked up on
 // every call, so a deleted credential, or one whose key or token was changed, is refused at once.
 import crypto from "node:crypto";
+import { parseCookie, stringifySetCookie } from "cookie";
 import type { Catalog } from "../catalog/catalog";
+import { constantTimeEqual } from "../protocol/constant-time";
 import type { Credential } from "../catalog/types";
 
 export const SESSION_COOKIE = "crs_console";
@@ -17,15 +19,6 @@ export interface SessionClaims {
   e: number;
   /** Fingerprint of the SecretKey and Token the session was issued for. */
   k: string;
-}
-
-function sha256(text: string): Buffer {
-  return crypto.createHash("sha256").update(text, "utf8").digest();
-}
-
-/** Constant-time equality of two secrets of any length (compared as SHA-256 digests). */
-export function sameSecret(given: string, expected: string): boolean {
-  return crypto.timingSafeEqual(sha256(given), sha256(expected));
 }
 
 export type LoginFailure = "unknown" | "key" | "token";
@@ -60,10 +53,10 @@ export class SessionSigner {
    */
   async login(secretId: string, secretKey: string, token: string | undefined): Promise<{ credential: Credential } | { failure: LoginFailure }> {
     const c = await this.catalog.credential(secretId);
-    const keyOk = sameSecret(secretKey, c?.secretKey ?? crypto.randomBytes(16).toString("hex"));
+    const keyOk = constantTimeEqual(secretKey, c?.secretKey ?? crypto.randomBytes(16).toString("hex"));
     if (!c) return { failure: "unknown" };
     if (!keyOk) return { failure: "key" };
-    if (!sameSecret(token ?? "", c.token ?? "")) return { failure: "token" };
+    if (!constantTimeEqual(token ?? "", c.token ?? "")) return { failure: "token" };
     return { credential: c };
   }
 
@@ -81,7 +74,7 @@ export class SessionSigner {
     const payload = cookie.slice(0, dot);
     const given = Buffer.from(cookie.slice(dot + 1), "base64url");
     const expected = await this.mac(payload);
-    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) return undefined;
+    if (!constantTimeEqual(given, expected)) return undefined;
     let claims: SessionClaims;
     try {
       claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as SessionClaims;
@@ -91,22 +84,16 @@ export class SessionSigner {
     if (typeof claims.s !== "string" || typeof claims.e !== "number" || typeof claims.k !== "string") return undefined;
     if (claims.e <= this.now()) return undefined;
     const c = await this.catalog.credential(claims.s);
-    if (!c || !sameSecret(claims.k, await this.fingerprint(c))) return undefined;
+    if (!c || !constantTimeEqual(claims.k, await this.fingerprint(c))) return undefined;
     return { credential: c, expires: claims.e };
   }
 }
 
 /** One cookie's value from a Cookie header. */
 export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
+  return header ? parseCookie(header)[name] : undefined;
 }
 
 export function sessionCookie(value: string, maxAgeS: number, secure: boolean): string {
-  return `${SESSION_COOKIE}=${value}; Path=/console; Max-Age=${maxAgeS}; HttpOnly; SameSite=Strict${secure ? "; Secure" : ""}`;
+  return stringifySetCookie(SESSION_COOKIE, value, { path: "/console", maxAge: maxAgeS, httpOnly: true, sameSite: "strict", secure });
 }

@@ -4,11 +4,12 @@
 import crypto from "node:crypto";
 import type http from "node:http";
 import { pipeline } from "node:stream";
+import rangeParser from "range-parser";
 import { exportKey } from "../jobs/backups";
 import type { Catalog } from "../catalog/catalog";
 import type { Clock, Config } from "../config";
 import type { Logger } from "../log";
-import type { BlobStore } from "../storage/blob-store";
+import { attachmentDisposition, type BlobStore } from "../storage/blob-store";
 /** A route of the HTTP server (gateway/server.ts routes non-API paths to handlers of this shape). */
 type RawHandler = http.RequestListener;
 import { DOWNLOAD_PREFIX, downloadFileName, LinkSigner } from "./links";
@@ -17,23 +18,19 @@ import { addressAllowed, describeRule, normalizeAddress } from "./restrictions";
 
 type Range = { start: number; end: number };
 
-/** One `bytes=` range against a file of `size` bytes: the range, "invalid" (-> 416), or undefined (whole file). */
+/**
+ * One `bytes=` range against a file of `size` bytes: the range, "invalid" (-> 416), or undefined (whole file).
+ * Several ranges are refused (no multipart answers), as is a malformed header or another unit.
+ */
 export function parseRange(header: string | undefined, size: number): Range | "invalid" | undefined {
   if (header === undefined) return undefined;
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
-  if (!m || (m[1] === "" && m[2] === "")) return "invalid";
-  if (size === 0) return "invalid";
-  if (m[1] === "") {
-    const n = Number(m[2]);
-    if (n === 0) return "invalid";
-    return { start: Math.max(0, size - n), end: size - 1 };
+  const ranges = rangeParser(size, header, { combine: true });
+  if (ranges === -1 && size > 0 && /^\s*bytes\s*=\s*-\s*0*[1-9]\d*\s*$/i.test(header)) {
+    // A suffix longer than the file is the whole file (RFC 9110, 14.1.1); range-parser finds it unsatisfiable.
+    return { start: 0, end: size - 1 };
   }
-  const start = Number(m[1]);
-  if (start >= size) return "invalid";
-  if (m[2] === "") return { start, end: size - 1 };
-  const last = Number(m[2]);
-  if (last < start) return "invalid";
-  return { start, end: Math.min(last, size - 1) };
+  if (typeof ranges === "number" || ranges.type.trim().toLowerCase() !== "bytes" || ranges.length !== 1) return "invalid";
+  return ranges[0]!;
 }
 
 function xmlEscape(s: string): string {
@@ -110,7 +107,7 @@ export function createDownloadHandler(services: DownloadDeps): RawHandler {
       const headers: http.OutgoingHttpHeaders = {
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
-        "Content-Disposition": `attachment; filename="${downloadFileName(b, claims.s)}"`,
+        "Content-Disposition": attachmentDisposition(downloadFileName(b, claims.s)),
         ETag: `"${file.sha256}"`,
         "Cache-Control": "private, no-store",
         "X-Request-Id": requestId,

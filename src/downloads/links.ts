@@ -6,6 +6,7 @@
 import crypto from "node:crypto";
 import type { Catalog } from "../catalog/catalog";
 import type { Backup } from "../catalog/types";
+import { constantTimeEqual } from "../protocol/constant-time";
 import { AddressRule, LIMIT_TYPES, Restriction, ruleOf } from "./restrictions";
 
 export const DOWNLOAD_PREFIX = "/download/";
@@ -58,7 +59,7 @@ export class LinkSigner {
     const payload = token.slice(0, dot);
     const given = Buffer.from(token.slice(dot + 1), "base64url");
     const expected = this.mac(payload);
-    if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) return undefined;
+    if (!constantTimeEqual(given, expected)) return undefined;
     try {
       const c = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as LinkClaims;
       if (typeof c.b !== "string" || !Number.isInteger(c.s) || typeof c.e !== "number" || typeof c.a !== "string" || !c.r || !LIMIT_TYPES.includes(c.r.t)) return undefined;

@@ -1,9 +1,10 @@
 // Authentication of both signature styles against the catalogue's credentials.
 import type { IncomingHttpHeaders } from "node:http";
+import { constantTimeEqual } from "../protocol/constant-time";
 import { ApiError } from "../protocol/errors";
 import { SECRET_ID_PATTERN } from "../protocol/ids";
 import {
-  parseTc3Authorization, sha256Hex, signaturesEqual, tc3Signature, UNSIGNED_PAYLOAD, v1Signature, v1StringToSign, V1Method,
+  parseTc3Authorization, sha256Hex, tc3Signature, UNSIGNED_PAYLOAD, v1Signature, v1StringToSign, V1Method,
 } from "../protocol/signature";
 import type { Credential } from "../catalog/types";
 import type { RequestHost } from "./host";
@@ -42,7 +43,7 @@ async function lookup(source: CredentialSource, secretId: string): Promise<Crede
 function checkToken(c: Credential, token: string | undefined): void {
   const sent = token ?? "";
   const expected = c.token ?? "";
-  if (!signaturesEqual(sent, expected)) throw new ApiError("AuthFailure.TokenFailure");
+  if (!constantTimeEqual(sent, expected)) throw new ApiError("AuthFailure.TokenFailure");
 }
 
 export interface V3Request {
@@ -77,7 +78,7 @@ export async function authenticateV3(req: V3Request, source: CredentialSource, n
       method: req.method, canonicalQuery: req.rawQuery, signedHeaders: auth.signedHeaders, headerValues, payloadHash,
       timestamp: timestampText!, date: auth.date, service: auth.service, secretKey: credential.secretKey,
     });
-    return signaturesEqual(expected, auth.signature);
+    return constantTimeEqual(expected, auth.signature);
   });
   if (!ok) throw new ApiError("AuthFailure.SignatureFailure", { reason: "" });
   checkToken(credential, headerValue(req.headers, "x-tc-token"));
@@ -111,7 +112,7 @@ export async function authenticateV1(req: V1Request, source: CredentialSource, n
   const variants = nonEmpty.length === req.pairs.length ? [req.pairs] : [req.pairs, nonEmpty];
   // The Node SDK signs v1 with the host's port.
   const ok = req.host.signed.some((host) =>
-    variants.some((pairs) => signaturesEqual(v1Signature(credential.secretKey, v1StringToSign(req.method, host, pairs), methodName as V1Method), signature)));
+    variants.some((pairs) => constantTimeEqual(v1Signature(credential.secretKey, v1StringToSign(req.method, host, pairs), methodName as V1Method), signature)));
   if (!ok) throw new ApiError("AuthFailure.SignatureFailure", { reason: "" });
   checkToken(credential, req.common.get("Token"));
   return { credential, signature };

@@ -6,7 +6,6 @@ import { actions as defaultActions } from "../actions";
 import { apiErrorOf } from "../actions/errors";
 import { AccountScope, policyAllows } from "../actions/scope";
 import type { Action, ActionContext } from "../actions/action";
-import { CatalogFullError } from "../catalog/catalog";
 import type { Credential } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import { decodeUrlEncoded, decodeUtf8, parseJsonBody, ParamObject, unflatten } from "../protocol/params";
@@ -92,6 +91,7 @@ function parseRequest(req: ApiRequest): Parsed {
   if (path !== "/") throw new ApiError("InvalidRequest", { reason: `the API is served at path /, not ${path.slice(0, 100)}` });
   const requestHost = parseHost(host);
   // Node hands the target over as latin1; a byte outside ASCII must still be valid UTF-8.
+  // eslint-disable-next-line no-control-regex -- the ASCII range, NUL included, on purpose
   if (/[^\x00-\x7f]/.test(rawQuery)) decodeUtf8(Buffer.from(rawQuery, "latin1"), "query string");
   const v3 = req.headers.authorization !== undefined || req.headers["x-tc-action"] !== undefined;
   const pairs = decodeUrlEncoded(rawQuery, "query string");
@@ -219,7 +219,6 @@ export class Pipeline {
       actionName = name.slice(0, 64);
       const version = parsed.common.get("Version");
       if (!version) throw new ApiError("MissingParameter", { name: "Version" });
-      const { catalog } = this.opts.services;
       const { credential, signature, actionSigned } = await this.authenticate(req, parsed);
       account = credential.accountId;
       const result = await this.run(credential, this.actions, name, version, parsed.common.get("Region"), parsed.business, {

@@ -41,6 +41,7 @@ export class RedisBucketStore implements BucketStore {
   constructor(url: string, private readonly logger: Logger, private readonly prefix = "crs:ratelimit:") {
     // Fail fast while Redis is away instead of queueing requests behind a reconnect.
     // Loaded here, not at the top: ioredis costs ~50 ms of every start, and most servers never use it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded lazily, see above
     const { default: RedisClient } = require("ioredis") as typeof import("ioredis");
     this.redis = new RedisClient(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 }) as WithTake;
     this.redis.on("error", () => undefined); // reported by take() when it matters

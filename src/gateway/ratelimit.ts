@@ -1,6 +1,12 @@
 // Rate limiting per account and action: a token bucket whose burst equals the per-second limit. The bucket
 // state lives behind BucketStore: MemoryBucketStore serves one process; RedisBucketStore (ratelimit-redis.ts)
 // does the same arithmetic atomically in Redis, so several nodes share one limit.
+//
+// Not rate-limiter-flexible: its limiters count points per fixed window (a key with a TTL), which lets twice
+// the burst through across a window's edge, where this limit is a token bucket refilled continuously (as the
+// cloud's is described, and as test/multinode.test.ts holds three nodes to); its memory store is unbounded, with
+// a timer per key, where buckets keyed by caller-chosen values must be bounded; and it takes no clock.
+import { LRUCache } from "lru-cache";
 import { ApiError } from "../protocol/errors";
 
 export interface BucketStore {
@@ -9,22 +15,36 @@ export interface BucketStore {
   close?(): Promise<void>;
 }
 
-export class MemoryBucketStore implements BucketStore {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+/** A token bucket's state: tokens left at time `at` (ms). */
+interface Bucket {
+  tokens: number;
+  at: number;
+}
 
-  /** At most `maxKeys` buckets (keys may come from callers, e.g. addresses): the oldest is forgotten first. */
-  constructor(private readonly maxKeys = 100_000) {}
+/** `b` refilled at `rate` tokens per second up to `burst`, as of `nowMs`. */
+function refill(b: Bucket, rate: number, burst: number, nowMs: number): Bucket {
+  b.tokens = Math.min(burst, b.tokens + (Math.max(0, nowMs - b.at) / 1000) * rate);
+  b.at = nowMs;
+  return b;
+}
+
+/** Buckets of one process, at most `maxKeys` of them (keys may come from callers, e.g. addresses). */
+function bucketCache(maxKeys: number): LRUCache<string, Bucket> {
+  return new LRUCache<string, Bucket>({ max: maxKeys });
+}
+
+export class MemoryBucketStore implements BucketStore {
+  private readonly buckets: LRUCache<string, Bucket>;
+
+  /** At most `maxKeys` buckets: the least recently used is forgotten first. */
+  constructor(maxKeys = 100_000) {
+    this.buckets = bucketCache(maxKeys);
+  }
 
   take(key: string, rate: number, burst: number, nowMs: number): boolean {
     let b = this.buckets.get(key);
-    if (!b) {
-      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
-      b = { tokens: burst, at: nowMs };
-      this.buckets.set(key, b);
-    } else {
-      b.tokens = Math.min(burst, b.tokens + ((nowMs - b.at) / 1000) * rate);
-      b.at = nowMs;
-    }
+    if (b) refill(b, rate, burst, nowMs);
+    else this.buckets.set(key, (b = { tokens: burst, at: nowMs }));
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
@@ -85,27 +105,18 @@ export const DEFAULT_FAILURE_LIMIT: FailureLimitOptions = { burst: 30, perSecond
  * Only failures are counted: a busy client with a good key is never slowed by this.
  */
 export class FailureLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  private readonly max: number;
+  private readonly buckets: LRUCache<string, Bucket>;
 
   constructor(private readonly o: FailureLimitOptions = DEFAULT_FAILURE_LIMIT, private readonly now: () => number = Date.now) {
-    this.max = o.maxAddresses ?? 10_000;
-  }
-
-  private refilled(key: string): { tokens: number; at: number } | undefined {
-    const b = this.buckets.get(key);
-    if (!b) return undefined;
-    const t = this.now();
-    b.tokens = Math.min(this.o.burst, b.tokens + ((t - b.at) / 1000) * this.o.perSecond);
-    b.at = t;
-    return b;
+    this.buckets = bucketCache(o.maxAddresses ?? 10_000);
   }
 
   /** Throws RequestLimitExceeded.IPLimitExceeded while the address has no failures left. */
   check(address: string): void {
     if (this.o.burst <= 0) return;
-    const b = this.refilled(addressKey(address));
-    if (b && b.tokens < 1) {
+    // peek: a check does not make an address recently failing.
+    const b = this.buckets.peek(addressKey(address));
+    if (b && refill(b, this.o.perSecond, this.o.burst, this.now()).tokens < 1) {
       throw new ApiError("RequestLimitExceeded.IPLimitExceeded", {
         reason: `too many failed authentications from this address (at most ${this.o.burst} at once, ${this.o.perSecond} per second)`,
       });
@@ -115,12 +126,12 @@ export class FailureLimiter {
   failed(address: string): void {
     if (this.o.burst <= 0) return;
     const key = addressKey(address);
-    const b = this.refilled(key) ?? { tokens: this.o.burst, at: this.now() };
+    const t = this.now();
+    // get: the least recently failing address is the one forgotten when the cache is full.
+    const known = this.buckets.get(key);
+    const b = known ? refill(known, this.o.perSecond, this.o.burst, t) : { tokens: this.o.burst, at: t };
     b.tokens = Math.max(0, b.tokens - 1);
-    // Re-inserted so the map's order is least recently failing first; the oldest goes when it is full.
-    this.buckets.delete(key);
-    if (this.buckets.size >= this.max) this.buckets.delete(this.buckets.keys().next().value!);
-    this.buckets.set(key, b);
+    if (!known) this.buckets.set(key, b);
   }
 
   get size(): number {

@@ -22,60 +22,20 @@
 // eavesdropper replaying a read as a write from the victim's own address, or through the same reverse proxy,
 // within seconds) is documented in README ("Replays and tampering"); a signature that covers X-TC-Action
 // cannot be used for another action at all, and TLS removes the eavesdropper.
+import { LRUCache } from "lru-cache";
 import { ApiError } from "../protocol/errors";
 
-/** A map whose entries expire `ttlMs` after insertion, bounded by entry count and by an estimate of bytes. */
-export class ExpiringMap<V> {
-  /** Insertion order is expiry order, because every entry lives equally long. */
-  private readonly entries = new Map<string, { value: V; expires: number; bytes: number }>();
-  private bytes = 0;
+/**
+ * Entries that expire `ttlMs` after insertion, bounded by entry count and by an estimate of bytes (`extraBytes`
+ * beyond the key, strings counting two bytes a character), on the guard's clock.
+ */
+function expiringMap<V extends object | true>(ttlMs: number, maxEntries: number, maxBytes: number, now: () => number): LRUCache<string, V> {
+  // ttlResolution 0: every expiry check reads `now`, which tests drive by hand.
+  return new LRUCache<string, V>({ ttl: ttlMs, max: maxEntries, maxSize: maxBytes, ttlResolution: 0, perf: { now } });
+}
 
-  constructor(
-    private readonly ttlMs: number,
-    private readonly maxEntries: number,
-    private readonly maxBytes: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  private sweep(): void {
-    const t = this.now();
-    for (const [k, e] of this.entries) {
-      if (e.expires > t && this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      this.entries.delete(k);
-      this.bytes -= e.bytes;
-    }
-  }
-
-  get(key: string): V | undefined {
-    const e = this.entries.get(key);
-    if (!e) return undefined;
-    if (e.expires <= this.now()) {
-      this.sweep();
-      return undefined;
-    }
-    return e.value;
-  }
-
-  /** Adds an entry; `bytes` is its size beyond the key (strings count two bytes a character). */
-  set(key: string, value: V, bytes = 0): void {
-    const old = this.entries.get(key);
-    if (old) {
-      this.entries.delete(key);
-      this.bytes -= old.bytes;
-    }
-    const size = 2 * key.length + bytes + 64;
-    this.entries.set(key, { value, expires: this.now() + this.ttlMs, bytes: size });
-    this.bytes += size;
-    this.sweep();
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  get byteSize(): number {
-    return this.bytes;
-  }
+function entrySize(key: string, extraBytes = 0): number {
+  return 2 * key.length + extraBytes + 64;
 }
 
 export interface ReplayOptions {
@@ -106,8 +66,8 @@ export interface V3Use {
 }
 
 export class ReplayGuard {
-  private readonly v1: ExpiringMap<true>;
-  private readonly v3: ExpiringMap<FirstUse>;
+  private readonly v1: LRUCache<string, true>;
+  private readonly v3: LRUCache<string, FirstUse>;
   private readonly now: () => number;
 
   constructor(o: ReplayOptions) {
@@ -116,8 +76,8 @@ export class ReplayGuard {
     const ttl = 2 * o.windowS * 1000;
     const maxEntries = o.maxEntries ?? 100_000;
     const maxBytes = o.maxBytes ?? 32 * 1024 * 1024;
-    this.v1 = new ExpiringMap(ttl, maxEntries, maxBytes / 2, o.now);
-    this.v3 = new ExpiringMap(ttl, maxEntries, maxBytes / 2, o.now);
+    this.v1 = expiringMap(ttl, maxEntries, maxBytes / 2, this.now);
+    this.v3 = expiringMap(ttl, maxEntries, maxBytes / 2, this.now);
   }
 
   /** For an authenticated v1 request: refuses a second use of the same signed request. */
@@ -128,7 +88,7 @@ export class ReplayGuard {
         reason: `This request was already received: a Nonce may be used once with its Timestamp (a replayed request?). Send each request with a new Nonce.`,
       });
     }
-    this.v1.set(key, true);
+    this.v1.set(key, true, { size: entrySize(key) });
   }
 
   /** For an authenticated TC3 request, once its action is known; `mutates` for a state-changing action. */
@@ -138,7 +98,8 @@ export class ReplayGuard {
     const key = `${secretId}\n${signature}`;
     const first = this.v3.get(key);
     if (!first) {
-      this.v3.set(key, { at: this.now(), connection: use.connection, address: use.address, mutation: mutates ? action : undefined }, 2 * (use.address.length + action.length) + 24);
+      const use1: FirstUse = { at: this.now(), connection: use.connection, address: use.address, mutation: mutates ? action : undefined };
+      this.v3.set(key, use1, { size: entrySize(key, 2 * (use.address.length + action.length) + 24) });
       return;
     }
     // The first use's own connection is its client (an eavesdropper cannot send on it).

@@ -22,7 +22,10 @@ export function decodeUtf8(bytes: Buffer, what: string): string {
   }
 }
 
-/** A strict JSON parser: rejects duplicate keys and keeps numbers as text. */
+/**
+ * A strict JSON parser: rejects duplicate keys and keeps numbers as text. Kept hand-written: JSON.parse keeps the
+ * last of duplicate keys and rounds huge numbers silently, where both must be InvalidParameter (README, decisions).
+ */
 export function parseJsonBody(text: string): ParamObject {
   const p = new JsonParser(text);
   p.ws();

@@ -1,6 +1,7 @@
 // Tencent Cloud API signatures: TC3-HMAC-SHA256 (v3) and HmacSHA1/HmacSHA256 (v1). Pure functions; the
 // gateway decides which inputs to try (e.g. Host with and without its port).
 import crypto from "node:crypto";
+import { LRUCache } from "lru-cache";
 
 export const TC3_ALGORITHM = "TC3-HMAC-SHA256";
 export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
@@ -39,7 +40,7 @@ export function tc3CanonicalRequest(i: Tc3Input): string {
  * The derived signing key depends only on key, date and service, so it is memoised (as the cloud SDKs do):
  * three of the four HMACs of a signature. Every request's signature is still computed and compared in full.
  */
-const signingKeys = new Map<string, Buffer>();
+const signingKeys = new LRUCache<string, Buffer>({ max: 1000 });
 
 function tc3SigningKey(secretKey: string, date: string, service: string): Buffer {
   const memo = `${date}\n${service}\n${secretKey}`;
@@ -48,7 +49,6 @@ function tc3SigningKey(secretKey: string, date: string, service: string): Buffer
     const kDate = hmac(`TC3${secretKey}`, date);
     const kService = hmac(kDate, service);
     k = hmac(kService, "tc3_request");
-    if (signingKeys.size >= 1000) signingKeys.clear();
     signingKeys.set(memo, k);
   }
   return k;
@@ -110,15 +110,4 @@ export function v1StringToSign(method: string, host: string, params: ReadonlyArr
 
 export function v1Signature(secretKey: string, stringToSign: string, method: V1Method): string {
   return crypto.createHmac(method === "HmacSHA256" ? "sha256" : "sha1", secretKey).update(stringToSign, "utf8").digest("base64");
-}
-
-/** Constant-time comparison of two signatures (different lengths compare unequal without early exit on content). */
-export function signaturesEqual(a: string, b: string): boolean {
-  const ba = Buffer.from(a, "utf8");
-  const bb = Buffer.from(b, "utf8");
-  if (ba.length !== bb.length) {
-    crypto.timingSafeEqual(ba, ba);
-    return false;
-  }
-  return crypto.timingSafeEqual(ba, bb);
 }

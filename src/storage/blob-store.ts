@@ -3,6 +3,7 @@
 // local.ts (a directory, the embedded default) and s3.ts (any S3-compatible object store); url.ts picks one
 // from a `--storage` URL.
 import path from "node:path";
+import contentDisposition from "content-disposition";
 import { Writable } from "node:stream";
 import type { Readable } from "node:stream";
 
@@ -192,4 +193,12 @@ export abstract class CommittableWriter extends Writable implements BlobWriter {
     })();
     return this.aborted;
   }
+}
+
+/**
+ * The Content-Disposition of a downloaded blob: `attachment`, the exact name in RFC 5987 form when it is not
+ * ISO-8859-1, and an ASCII fallback with `_` for every other character.
+ */
+export function attachmentDisposition(fileName: string): string {
+  return contentDisposition(fileName, { fallback: fileName.replace(/[^\x20-\x7e]/g, "_") });
 }

@@ -13,7 +13,7 @@ import {
   ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, checkKey, isValidKey, StoreCapability } from "./blob-store";
+import { attachmentDisposition, BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, checkKey, isValidKey, StoreCapability } from "./blob-store";
 import { mapS3Error, S3StorageError } from "./s3-errors";
 import { S3BlobWriter } from "./s3-writer";
 
@@ -389,7 +389,7 @@ export class S3BlobStore implements BlobStore {
     if (!Number.isInteger(opts.expiresInS) || opts.expiresInS < 1 || opts.expiresInS > MAX_PRESIGN_S) {
       throw new Error(`a pre-signed URL must expire in 1 to ${MAX_PRESIGN_S} seconds, got ${opts.expiresInS}`);
     }
-    const cmd = new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, ResponseContentDisposition: contentDisposition(opts.fileName) });
+    const cmd = new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, ResponseContentDisposition: attachmentDisposition(opts.fileName) });
     return getSignedUrl(this.client, cmd, { expiresIn: opts.expiresInS });
   }
 
@@ -430,13 +430,6 @@ function sliceStream(src: Readable, skip: number, take: number): Readable {
   src.once("error", (err) => out.destroy(err));
   src.pause();
   return out;
-}
-
-/** `attachment` with an ASCII fallback name and the exact name in RFC 5987 form. */
-export function contentDisposition(fileName: string): string {
-  const ascii = fileName.replace(/[^\x20-\x7e]|["\\]/g, "_");
-  const exact = encodeURIComponent(fileName).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`;
 }
 
 function normalizePrefix(prefix: string): string {

@@ -85,14 +85,6 @@ export function sdk(port: number, secretId: string, secretKey: string): SdkClien
   return new RedisClient({ credential: { secretId, secretKey }, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
 }
 
-/** Polls DescribeTaskInfo until the task has ended. */
-export async function taskEnd(client: SdkClient, taskId: number, timeoutMs = 60_000): Promise<{ Status?: string; TaskMessage?: string }> {
-  return waitFor(`task ${taskId} to end`, async () => {
-    const t = await client.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-  }, timeoutMs, 100);
-}
-
 /** Every line of a serve process's stdout as parsed JSON (a line that is not JSON throws, naming it). */
 export function jsonLines(text: string): Array<Record<string, unknown>> {
   return text.split("\n").filter((l) => l.trim() !== "").map((l) => {

@@ -7,6 +7,7 @@ import path from "node:path";
 import * as tencentcloud from "tencentcloud-sdk-nodejs";
 import { RunningServer, startServer, ServeConfig, DEFAULTS } from "../../src/app";
 import { createLogger, memoryDestination } from "../../src/log";
+import { waitFor } from "./redis";
 
 export const RedisClient = tencentcloud.redis.v20180412.Client;
 export type SdkClient = InstanceType<typeof RedisClient>;
@@ -103,4 +104,17 @@ export async function expectSdkError(p: Promise<unknown>, code: string): Promise
     return e as { code: string; message: string; requestId: string };
   }
   throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+export type TaskInfo = Awaited<ReturnType<SdkClient["DescribeTaskInfo"]>>;
+
+/**
+ * Polls DescribeTaskInfo the way Terraform does until the task has ended (anything but preparing or running),
+ * within `timeoutMs`; the one way the tests wait for a task.
+ */
+export async function waitForTask(client: SdkClient, taskId: number, timeoutMs = 60_000): Promise<TaskInfo> {
+  return waitFor(`task ${taskId} to end`, async () => {
+    const t = await client.DescribeTaskInfo({ TaskId: taskId });
+    return t.Status === "preparing" || t.Status === "running" ? undefined : t;
+  }, timeoutMs, 50);
 }

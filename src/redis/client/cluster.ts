@@ -32,7 +32,10 @@ export function crc16(b: Uint8Array, start = 0, end = b.length): number {
   return crc;
 }
 
-/** The hash slot of a key: CRC16 of the first non-empty {...} section if there is one, else of the key. */
+/**
+ * The hash slot of a key: CRC16 of the first non-empty {...} section if there is one, else of the key. Ours, not
+ * cluster-key-slot: that one hashes "a" for the key "{}a}", where Redis hashes the whole key (an empty first tag).
+ */
 export function keySlot(key: Uint8Array | string): number {
   const b = typeof key === "string" ? Buffer.from(key) : key;
   const open = b.indexOf(0x7b);

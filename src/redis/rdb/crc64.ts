@@ -1,6 +1,9 @@
 // CRC-64/Jones exactly as Redis computes it for RDB trailers and DUMP payloads: reflected polynomial
 // 0xad93d23594c935a9, initial value 0, no final xor. Check value: "123456789" -> 0xe9c6d914c4b8d9ca.
 //
+// Kept hand-written: npm's CRC-64 packages are other variants (ECMA-182, NVMe) or generic byte-at-a-time code;
+// this is Redis's own variant, slicing-by-8, at ~780 MB/s (docs/benchmarks.md, bench:rdb).
+//
 // This runs over every byte of multi-hundred-megabyte snapshots, so it avoids BigInt entirely: the 64-bit
 // state lives in two unsigned 32-bit halves and the update is table-driven slicing-by-8 (eight 256-entry
 // tables, one per byte position of a 64-bit word), which processes 8 input bytes per table round.

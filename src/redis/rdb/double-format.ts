@@ -5,6 +5,7 @@
 // outputs: fpconvDtoa below follows deps/fpconv/fpconv_dtoa.c step by step with BigInt 64-bit arithmetic (the
 // cached powers of ten are computed here exactly and match fpconv_powers.h). Integers, the common case, take
 // a fast path proven equal to the full algorithm by test/rdb-engine.test.ts.
+// Kept hand-written: the digest needs fpconv's exact digits (non-shortest cases included), which no library gives.
 
 export type ScoreFormat = "%.17g" | "fpconv";
 

@@ -2,6 +2,9 @@
 // on). Two forms: whole-buffer for ordinary values, and a streaming decompressor for huge strings so a 512 MB
 // compressed value is emitted in pieces with only an 8 KB history window in memory.
 //
+// Kept hand-written: npm's LZF packages (lzfjs, the native lzf) decompress whole buffers only; a 512 MB value
+// must stream, and filling runs natively halved the restore's CPU per key (docs/benchmarks.md, bench:restore).
+//
 // Format: a control byte c. c < 32: a literal run of c+1 bytes follows. Otherwise a back reference: length
 // (c >> 5) + 2 (if c >> 5 == 7, the next byte adds to the length), offset ((c & 31) << 8 | next byte) + 1
 // bytes back in the output. Back references may overlap the bytes being written (run-length style).

@@ -4,6 +4,8 @@
 // 64-byte block. The compression function below is generated (80 rounds unrolled, message schedule kept in 16
 // local variables) because that is what makes V8 keep everything in registers; do not hand-edit the rounds.
 //
+// Kept hand-written (not node:crypto): docs/benchmarks.md, bench:rdb "Digest" — the binding overhead per tiny hash.
+//
 // State words are big-endian 32-bit integers held in Int32Arrays, so XORing digests needs no byte shuffling.
 
 /** SHA-1 compression of one 64-byte block given as 16 big-endian words M[o..o+15], updating H[0..4]. */
