@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/client/resp";
+import { RespConnection, RespValue } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";

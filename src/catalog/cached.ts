@@ -18,10 +18,9 @@ import { LRUCache } from "lru-cache";
 import { Catalog, CatalogMisuseError, CatalogStats, CatalogTx } from "./catalog";
 import type { CatalogEngine, ListingSize } from "./engine";
 import { ListingIndex } from "./listing-index";
-import { STREAM_METHODS, StreamCatalog } from "./streams";
 import { copyPolicy } from "./rows";
 import { normaliseStatuses } from "./sql-ops";
-import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
+import type { Backup, BackupMode, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, StreamBase, StreamConfig, StreamSegment, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
 
 /** A rough heap size of a small JSON-like value (strings at two bytes a unit). */
 export function roughSize(v: unknown): number {
@@ -439,18 +438,66 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.guard();
     return this.engine.settingOnce(name, value);
   }
-}
 
-// The second-level backup tables are not cached: each call goes to the engine (refused inside a transaction).
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the class's own type parameter, for declaration merging
-export interface CachedCatalog<E extends CatalogEngine = CatalogEngine> extends StreamCatalog {}
-for (const m of STREAM_METHODS) {
-  Object.defineProperty(CachedCatalog.prototype, m, {
-    configurable: true,
-    writable: true,
-    value(this: CachedCatalog, ...args: unknown[]) {
-      (this as unknown as { guard(): void }).guard();
-      return (this.engine[m] as (...a: unknown[]) => unknown)(...args);
-    },
-  });
+  // --- the second-level backup tables (not cached: each call goes to the engine) ---
+
+  async streamConfig(instanceId: string): Promise<StreamConfig | undefined> {
+    this.guard();
+    return this.engine.streamConfig(instanceId);
+  }
+
+  async streamConfigs(mode?: BackupMode): Promise<StreamConfig[]> {
+    this.guard();
+    return this.engine.streamConfigs(mode);
+  }
+
+  async setBackupMode(instanceId: string, mode: BackupMode, now: number): Promise<StreamConfig> {
+    this.guard();
+    return this.engine.setBackupMode(instanceId, mode, now);
+  }
+
+  async setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void> {
+    this.guard();
+    return this.engine.setStreamStatus(instanceId, nodeId, status);
+  }
+
+  async claimStream(instanceId: string, nodeId: string, leaseUntil: number, now: number): Promise<boolean> {
+    this.guard();
+    return this.engine.claimStream(instanceId, nodeId, leaseUntil, now);
+  }
+
+  async releaseStream(instanceId: string, nodeId: string): Promise<void> {
+    this.guard();
+    return this.engine.releaseStream(instanceId, nodeId);
+  }
+
+  async insertStreamSegment(seg: Omit<StreamSegment, "segmentId">): Promise<number> {
+    this.guard();
+    return this.engine.insertStreamSegment(seg);
+  }
+
+  async extendStreamSegment(segmentId: number, fields: Pick<StreamSegment, "endOffset" | "endDb" | "toMs" | "samples">): Promise<void> {
+    this.guard();
+    return this.engine.extendStreamSegment(segmentId, fields);
+  }
+
+  async streamSegments(instanceId: string, shard: number, fromMs?: number, toMs?: number): Promise<StreamSegment[]> {
+    this.guard();
+    return this.engine.streamSegments(instanceId, shard, fromMs, toMs);
+  }
+
+  async lastStreamSegment(instanceId: string, shard: number): Promise<StreamSegment | undefined> {
+    this.guard();
+    return this.engine.lastStreamSegment(instanceId, shard);
+  }
+
+  async insertStreamBase(b: StreamBase): Promise<void> {
+    this.guard();
+    return this.engine.insertStreamBase(b);
+  }
+
+  async streamBases(instanceId: string, shard?: number): Promise<StreamBase[]> {
+    this.guard();
+    return this.engine.streamBases(instanceId, shard);
+  }
 }

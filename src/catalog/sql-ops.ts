@@ -4,7 +4,7 @@
 // transactions and migrations (engine.ts). Reads here are never cached; cached.ts caches over them.
 import type { CatalogStats, CatalogTx, TaskQueue } from "./catalog";
 import type { MaybePromise } from "./engine";
-import { installStreamMethods, StreamCatalog, StreamTables } from "./streams";
+import { StreamTables } from "./streams";
 import { SqlExecutor, updateStatement } from "./dialect";
 import {
   BACKUP_COLUMNS, backupColumns, backupValues, INSTANCE_INSERT_COLUMNS, instanceColumns, instanceValues, likeEscape, Row, TASK_INSERT_COLUMNS, taskColumns,
@@ -20,12 +20,10 @@ export function normaliseStatuses(statuses: readonly number[] | undefined): numb
   return statuses && statuses.length ? [...new Set(statuses)].sort((a, b) => a - b) : undefined;
 }
 
-export abstract class SqlOps implements CatalogTx, TaskQueue {
-  /** The second-level backup tables (streams.ts), on the same executor (inside or outside a transaction). */
-  readonly streamTables: StreamTables;
-
+/** The second-level backup tables' methods (StreamTables) come with every engine's operations, on the same executor. */
+export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueue {
   constructor(protected readonly x: SqlExecutor) {
-    this.streamTables = new StreamTables(x);
+    super(x);
   }
 
   /** One page of an instance's backups in listing order, and the filter's total, by SQL alone. */
@@ -277,7 +275,3 @@ export abstract class SqlOps implements CatalogTx, TaskQueue {
     };
   }
 }
-
-// The StreamCatalog methods of every engine, run on its StreamTables.
-export interface SqlOps extends StreamCatalog {}
-installStreamMethods(SqlOps, (c) => c.streamTables);

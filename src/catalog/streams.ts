@@ -1,13 +1,9 @@
-// The catalogue's second-level backup tables (migration 5): stream settings and leases, segments, bases. The SQL
+// The catalogue's second-level backup tables (migration 6): stream settings and leases, segments, bases. The SQL
 // is the same on both engines, written once here with `?` placeholders; each engine runs it through its own
-// executor (SQLite directly, PostgreSQL with `$n` placeholders), inside or outside a transaction alike.
+// executor (the shared SqlOps extends StreamTables, so both engines have them), inside or outside a transaction alike.
+import type { SqlExecutor } from "./dialect";
 import type { Row } from "./rows";
 import type { BackupMode, StreamBase, StreamConfig, StreamSegment } from "./types";
-
-export interface SqlExecutor {
-  all(sql: string, args: unknown[]): Promise<Row[]>;
-  run(sql: string, args: unknown[]): Promise<number>;
-}
 
 /** The stream methods of CatalogTx (catalog.ts documents each). */
 export interface StreamCatalog {
@@ -57,45 +53,45 @@ function toBase(r: Row): StreamBase {
 const SEGMENT_COLUMNS = "segment_id, instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at";
 
 export class StreamTables implements StreamCatalog {
-  constructor(private readonly x: SqlExecutor) {}
+  constructor(private readonly streamSql: SqlExecutor) {}
 
   async streamConfig(instanceId: string): Promise<StreamConfig | undefined> {
-    const r = (await this.x.all("SELECT * FROM stream_config WHERE instance_id = ?", [instanceId]))[0];
+    const r = (await this.streamSql.all("SELECT * FROM stream_config WHERE instance_id = ?", [instanceId]))[0];
     return r ? toConfig(r) : undefined;
   }
 
   async streamConfigs(mode?: BackupMode): Promise<StreamConfig[]> {
-    const rows = mode ? await this.x.all("SELECT * FROM stream_config WHERE mode = ? ORDER BY instance_id", [mode]) : await this.x.all("SELECT * FROM stream_config ORDER BY instance_id", []);
+    const rows = mode ? await this.streamSql.all("SELECT * FROM stream_config WHERE mode = ? ORDER BY instance_id", [mode]) : await this.streamSql.all("SELECT * FROM stream_config ORDER BY instance_id", []);
     return rows.map(toConfig);
   }
 
   /** Switching on sets `since` (kept while it stays on); switching off clears it and the lease. */
   async setBackupMode(instanceId: string, mode: BackupMode, now: number): Promise<StreamConfig> {
-    await this.x.run("INSERT INTO stream_config(instance_id, mode) VALUES (?, 'NormalLevelBackup') ON CONFLICT (instance_id) DO NOTHING", [instanceId]);
+    await this.streamSql.run("INSERT INTO stream_config(instance_id, mode) VALUES (?, 'NormalLevelBackup') ON CONFLICT (instance_id) DO NOTHING", [instanceId]);
     if (mode === "SecondLevelBackup") {
-      await this.x.run("UPDATE stream_config SET mode = ?, since = coalesce(since, ?) WHERE instance_id = ?", [mode, now, instanceId]);
+      await this.streamSql.run("UPDATE stream_config SET mode = ?, since = coalesce(since, ?) WHERE instance_id = ?", [mode, now, instanceId]);
     } else {
-      await this.x.run("UPDATE stream_config SET mode = ?, since = NULL, owner = NULL, lease_until = NULL, status = '' WHERE instance_id = ?", [mode, instanceId]);
+      await this.streamSql.run("UPDATE stream_config SET mode = ?, since = NULL, owner = NULL, lease_until = NULL, status = '' WHERE instance_id = ?", [mode, instanceId]);
     }
     return (await this.streamConfig(instanceId))!;
   }
 
   async setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void> {
-    await this.x.run("UPDATE stream_config SET status = ? WHERE instance_id = ? AND owner = ?", [status.slice(0, 1000), instanceId, nodeId]);
+    await this.streamSql.run("UPDATE stream_config SET status = ? WHERE instance_id = ? AND owner = ?", [status.slice(0, 1000), instanceId, nodeId]);
   }
 
   /** Takes or renews the stream's lease: only while second-level backup is on, and only if free, ours or lapsed. */
   async claimStream(instanceId: string, nodeId: string, leaseUntil: number, now: number): Promise<boolean> {
-    return (await this.x.run(`UPDATE stream_config SET owner = ?, lease_until = ? WHERE instance_id = ? AND mode = 'SecondLevelBackup'
+    return (await this.streamSql.run(`UPDATE stream_config SET owner = ?, lease_until = ? WHERE instance_id = ? AND mode = 'SecondLevelBackup'
       AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)`, [nodeId, leaseUntil, instanceId, nodeId, now])) === 1;
   }
 
   async releaseStream(instanceId: string, nodeId: string): Promise<void> {
-    await this.x.run("UPDATE stream_config SET owner = NULL, lease_until = NULL WHERE instance_id = ? AND owner = ?", [instanceId, nodeId]);
+    await this.streamSql.run("UPDATE stream_config SET owner = NULL, lease_until = NULL WHERE instance_id = ? AND owner = ?", [instanceId, nodeId]);
   }
 
   async insertStreamSegment(s: Omit<StreamSegment, "segmentId">): Promise<number> {
-    const rows = await this.x.all(`INSERT INTO stream_segments(instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at)
+    const rows = await this.streamSql.all(`INSERT INTO stream_segments(instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING segment_id`,
     [s.instanceId, s.shard, s.replid, s.startOffset, s.endOffset, s.startDb, s.endDb, s.fromMs, s.toMs, JSON.stringify(s.samples), s.key ?? null, s.units, s.bytes, s.sha256 ?? null, s.createdAt]);
     return num(rows[0]!.segment_id);
@@ -103,48 +99,29 @@ export class StreamTables implements StreamCatalog {
 
   /** Moves an idle segment's end (no bytes were added: keep-alives, or nothing at all) and its samples. */
   async extendStreamSegment(segmentId: number, f: Pick<StreamSegment, "endOffset" | "endDb" | "toMs" | "samples">): Promise<void> {
-    await this.x.run("UPDATE stream_segments SET end_offset = ?, end_db = ?, to_ms = ?, samples = ? WHERE segment_id = ?", [f.endOffset, f.endDb, f.toMs, JSON.stringify(f.samples), segmentId]);
+    await this.streamSql.run("UPDATE stream_segments SET end_offset = ?, end_db = ?, to_ms = ?, samples = ? WHERE segment_id = ?", [f.endOffset, f.endDb, f.toMs, JSON.stringify(f.samples), segmentId]);
   }
 
   /** Segments of one shard in stream order; with a window, those whose time range meets it. */
   async streamSegments(instanceId: string, shard: number, fromMs?: number, toMs?: number): Promise<StreamSegment[]> {
-    const rows = await this.x.all(`SELECT ${SEGMENT_COLUMNS} FROM stream_segments WHERE instance_id = ? AND shard = ? AND to_ms >= ? AND from_ms <= ? ORDER BY segment_id`,
+    const rows = await this.streamSql.all(`SELECT ${SEGMENT_COLUMNS} FROM stream_segments WHERE instance_id = ? AND shard = ? AND to_ms >= ? AND from_ms <= ? ORDER BY segment_id`,
       [instanceId, shard, fromMs ?? 0, toMs ?? Number.MAX_SAFE_INTEGER]);
     return rows.map(toSegment);
   }
 
   async lastStreamSegment(instanceId: string, shard: number): Promise<StreamSegment | undefined> {
-    const r = (await this.x.all(`SELECT ${SEGMENT_COLUMNS} FROM stream_segments WHERE instance_id = ? AND shard = ? ORDER BY segment_id DESC LIMIT 1`, [instanceId, shard]))[0];
+    const r = (await this.streamSql.all(`SELECT ${SEGMENT_COLUMNS} FROM stream_segments WHERE instance_id = ? AND shard = ? ORDER BY segment_id DESC LIMIT 1`, [instanceId, shard]))[0];
     return r ? toSegment(r) : undefined;
   }
 
   async insertStreamBase(b: StreamBase): Promise<void> {
-    await this.x.run("INSERT INTO stream_bases(backup_id, instance_id, shard, replid, offset_at, taken_at) VALUES (?, ?, ?, ?, ?, ?)", [b.backupId, b.instanceId, b.shard, b.replid, b.offset, b.takenAt]);
+    await this.streamSql.run("INSERT INTO stream_bases(backup_id, instance_id, shard, replid, offset_at, taken_at) VALUES (?, ?, ?, ?, ?, ?)", [b.backupId, b.instanceId, b.shard, b.replid, b.offset, b.takenAt]);
   }
 
   async streamBases(instanceId: string, shard?: number): Promise<StreamBase[]> {
     const rows = shard === undefined
-      ? await this.x.all("SELECT * FROM stream_bases WHERE instance_id = ? ORDER BY taken_at", [instanceId])
-      : await this.x.all("SELECT * FROM stream_bases WHERE instance_id = ? AND shard = ? ORDER BY taken_at", [instanceId, shard]);
+      ? await this.streamSql.all("SELECT * FROM stream_bases WHERE instance_id = ? ORDER BY taken_at", [instanceId])
+      : await this.streamSql.all("SELECT * FROM stream_bases WHERE instance_id = ? AND shard = ? ORDER BY taken_at", [instanceId, shard]);
     return rows.map(toBase);
-  }
-}
-
-export const STREAM_METHODS = ["streamConfig", "streamConfigs", "setBackupMode", "setStreamStatus", "claimStream", "releaseStream", "insertStreamSegment",
-  "extendStreamSegment", "streamSegments", "lastStreamSegment", "insertStreamBase", "streamBases"] as const satisfies ReadonlyArray<keyof StreamCatalog>;
-
-/**
- * Gives an engine class the StreamCatalog methods, each run on the StreamTables `tables(this)` returns (declare
- * `interface Engine extends StreamCatalog {}` beside the class for the types).
- */
-export function installStreamMethods<T extends object>(cls: { prototype: T }, tables: (self: T) => StreamTables): void {
-  for (const m of STREAM_METHODS) {
-    Object.defineProperty(cls.prototype, m, {
-      configurable: true,
-      writable: true,
-      value(this: T, ...args: unknown[]) {
-        return (tables(this)[m] as (...a: unknown[]) => unknown)(...args);
-      },
-    });
   }
 }

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
-import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances";
+import { maskRedisUrl, registerInstance } from "../jobs/instances";
 import { BACKUP_SOURCES, BackupSource } from "../redis/capture/source";
 import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
