@@ -4,7 +4,7 @@ import type { Backup, BackupStatus, Credential, Instance, Policy, StoredFile, Ta
 
 export type Row = Record<string, unknown>;
 
-export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture";
+export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture, kms_key_id, wrapped_key";
 
 export function toBackup(r: Row): Backup {
   const b: Backup = {
@@ -26,6 +26,8 @@ export function toBackup(r: Row): Backup {
   if (r.end_time !== null) b.endTime = r.end_time as number;
   if (r.expire_time !== null) b.expireTime = r.expire_time as number;
   if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
+  if (typeof r.kms_key_id === "string") b.kmsKeyId = r.kms_key_id;
+  if (typeof r.wrapped_key === "string") b.wrappedKey = r.wrapped_key;
   return b;
 }
 
@@ -55,6 +57,7 @@ export function toInstance(r: Row): Instance {
   if (r.redis_url !== null) i.redisUrl = r.redis_url as string;
   if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
   if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
+  if (r.encrypt_backups === 1 || r.encrypt_backups === 0) i.encryptBackups = r.encrypt_backups === 1;
   return i;
 }
 
@@ -94,6 +97,7 @@ export function likeEscape(s: string): string {
 export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
   backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at",
+  encrypted: "encrypted", kmsKeyId: "kms_key_id", wrappedKey: "wrapped_key",
 };
 
 export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): { names: string[]; cols: Record<string, unknown> } {
@@ -101,7 +105,7 @@ export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanc
   for (const [k, v] of Object.entries(fields)) {
     const col = BACKUP_FIELD_COLUMNS[k];
     if (!col) continue;
-    cols[col] = k === "files" ? JSON.stringify(v) : v ?? null;
+    cols[col] = k === "files" ? JSON.stringify(v) : k === "encrypted" ? (v ? 1 : 0) : v ?? null;
   }
   return { names: Object.keys(cols), cols };
 }

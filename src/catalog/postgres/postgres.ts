@@ -150,11 +150,11 @@ class PgOps implements CatalogTx {
   async upsertInstance(i: Instance): Promise<void> {
     await this.run("INSERT INTO accounts(account_id, created_at) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING", [i.accountId, Date.now()]);
     await this.run(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at,
-        auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, encrypt_backups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
       ON CONFLICT (instance_id) DO UPDATE SET account_id = EXCLUDED.account_id, region = EXCLUDED.region, name = EXCLUDED.name, redis_url = EXCLUDED.redis_url,
-        instance_type = EXCLUDED.instance_type, backup_storage_days = EXCLUDED.backup_storage_days, deleted_at = NULL`,
+        instance_type = EXCLUDED.instance_type, backup_storage_days = EXCLUDED.backup_storage_days, encrypt_backups = EXCLUDED.encrypt_backups, deleted_at = NULL`,
     [i.instanceId, i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.shardNum, i.redisVersion ?? null, i.memSizeMb, i.createdAt,
-      i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow]);
+      i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow, i.encryptBackups === undefined ? null : i.encryptBackups ? 1 : 0]);
     this.forget();
   }
 
@@ -171,6 +171,7 @@ class PgOps implements CatalogTx {
     if (fields.backupStorageDays !== undefined) cols.push(["backup_storage_days", fields.backupStorageDays]);
     if (fields.lastAutoWindow !== undefined) cols.push(["last_auto_window", fields.lastAutoWindow]);
     if (fields.redisUrl !== undefined) cols.push(["redis_url", fields.redisUrl]);
+    if (fields.encryptBackups !== undefined) cols.push(["encrypt_backups", fields.encryptBackups ? 1 : 0]);
     if (!cols.length) return;
     await this.run(`UPDATE instances SET ${cols.map(([c], i) => `${c} = $${i + 2}`).join(", ")} WHERE instance_id = $1`, [instanceId, ...cols.map(([, v]) => v)]);
     this.forget();
@@ -189,7 +190,7 @@ class PgOps implements CatalogTx {
   }
 
   async insertBackup(b: Backup): Promise<void> {
-    await this.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`, backupValues(b), "insertBackup");
+    await this.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, backupValues(b), "insertBackup");
   }
 
   async upsertBackup(b: Backup): Promise<void> {
@@ -405,7 +406,8 @@ class PgOps implements CatalogTx {
 
 function backupValues(b: Backup): unknown[] {
   return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,
-    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0];
+    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0,
+    b.kmsKeyId ?? null, b.wrappedKey ?? null];
 }
 
 export class PostgresCatalog extends PgOps implements Catalog {

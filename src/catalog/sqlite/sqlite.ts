@@ -113,7 +113,7 @@ export class SqliteCatalog implements Catalog {
       allInstances: p("SELECT * FROM instances ORDER BY instance_id"),
       backup: p(`SELECT ${BACKUP_COLUMNS} FROM backups WHERE backup_id = ?`),
       insertBackup: p(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (@backupId, @instanceId, @startTime, @endTime, @backupType, @status, @remark,
-        @locked, @backupSize, @fullBackup, @instanceType, @fileType, @expireTime, @encrypted, @files, @deletedAt, @fixture)`),
+        @locked, @backupSize, @fullBackup, @instanceType, @fileType, @expireTime, @encrypted, @files, @deletedAt, @fixture, @kmsKeyId, @wrappedKey)`),
       insertTask: p(`INSERT INTO tasks(instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id, owner, lease_until, params, state)
         VALUES (@instanceId, @accountId, @taskType, @status, @progress, @startTime, @endTime, @message, @backupId, @owner, @leaseUntil, @params, @state)`),
       task: p("SELECT * FROM tasks WHERE task_id = ?"),
@@ -332,6 +332,7 @@ export class SqliteCatalog implements Catalog {
     if (fields.backupStorageDays !== undefined) cols.backup_storage_days = fields.backupStorageDays;
     if (fields.lastAutoWindow !== undefined) cols.last_auto_window = fields.lastAutoWindow;
     if (fields.redisUrl !== undefined) cols.redis_url = fields.redisUrl;
+    if (fields.encryptBackups !== undefined) cols.encrypt_backups = fields.encryptBackups ? 1 : 0;
     const names = Object.keys(cols);
     if (!names.length) return;
     this.write(() => this.db.prepare(`UPDATE instances SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE instance_id = @id`).run({ ...cols, id: instanceId }));
@@ -343,11 +344,11 @@ export class SqliteCatalog implements Catalog {
       this.ensureAccount(i.accountId);
       // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
       this.db.prepare(`INSERT INTO instances(instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at,
-          auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window) VALUES
-          (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @memSizeMb, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow)
+          auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, encrypt_backups) VALUES
+          (@instanceId, @accountId, @region, @name, @redisUrl, @instanceType, @shardNum, @redisVersion, @memSizeMb, @createdAt, @weekdays, @autoBackupPeriod, @backupStorageDays, @lastAutoWindow, @encryptBackups)
         ON CONFLICT(instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url,
-          instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, deleted_at = NULL`)
-        .run({ ...i, redisUrl: i.redisUrl ?? null, redisVersion: i.redisVersion ?? null, weekdays: i.autoBackupWeekDays.join(",") });
+          instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, encrypt_backups = excluded.encrypt_backups, deleted_at = NULL`)
+        .run({ ...i, redisUrl: i.redisUrl ?? null, redisVersion: i.redisVersion ?? null, weekdays: i.autoBackupWeekDays.join(","), encryptBackups: i.encryptBackups === undefined ? null : i.encryptBackups ? 1 : 0 });
     });
   }
 
@@ -373,6 +374,8 @@ export class SqliteCatalog implements Catalog {
       encrypted: b.encrypted ? 1 : 0,
       fixture: b.fixture ? 1 : 0,
       files: JSON.stringify(b.files),
+      kmsKeyId: b.kmsKeyId ?? null,
+      wrappedKey: b.wrappedKey ?? null,
     });
   }
 
