@@ -16,6 +16,8 @@ import { DigestTee } from "../redis/capture-digest";
 import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb";
 import { parseRedisUrl } from "../redis/resp";
 import type { BlobStore } from "../storage/blob-store";
+import { KeyProvider, KeyUnavailableError, WrappedKey } from "../storage/keys/provider";
+import type { RecordedBlob } from "../storage/verify";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
@@ -49,6 +51,10 @@ export interface BackupJobsOptions {
   captureDigest?: boolean;
   /** The free space a backup needs (absent: not checked). */
   space?: SpaceGuard;
+  /** Master keys for encrypted backups (absent: no keyring configured). */
+  keys?: KeyProvider;
+  /** Encrypt the backups of instances that do not choose for themselves (--encrypt-backups). */
+  encryptByDefault?: boolean;
 }
 
 export function blobKey(backupId: string, shard: number): string {
@@ -58,6 +64,22 @@ export function blobKey(backupId: string, shard: number): string {
 /** Where the plain (downloadable) RDB file of an export of one shard lives; removed with the backup. */
 export function exportKey(backupId: string, shard: number): string {
   return `exports/${backupId}/shard-${shard}.rdb`;
+}
+
+/** The data key an encrypted backup's files are encrypted with (undefined for a plain backup or a fixture). */
+export function backupKeyOf(b: Pick<Backup, "kmsKeyId" | "wrappedKey">): WrappedKey | undefined {
+  return b.kmsKeyId && b.wrappedKey ? { keyId: b.kmsKeyId, wrappedKey: b.wrappedKey } : undefined;
+}
+
+/** A backup's stored files as readers need them: with the backup's data key when it is encrypted. */
+export function backupFiles(b: Backup): Array<StoredFile & RecordedBlob> {
+  const encryption = backupKeyOf(b);
+  return encryption ? b.files.map((f) => ({ ...f, encryption })) : b.files;
+}
+
+/** Whether an instance's new backups are encrypted: its own choice, else the server's. */
+export function encryptsBackups(instance: Instance, byDefault: boolean | undefined): boolean {
+  return instance.encryptBackups ?? byDefault === true;
 }
 
 /** Every blob of a backup, recorded or not (a crash can leave a committed shard the record does not list yet). */
@@ -117,12 +139,21 @@ export class BackupJobs implements JobKind {
     // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
     // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
     await this.o.runner.flushPending(instance.instanceId);
+    // An encrypted backup's data key is made now and recorded with it from Status 1 on, so key-rotation sees
+    // (and re-wraps, or refuses to retire the key of) a backup still being taken.
+    let sealed: WrappedKey | undefined;
+    if (encryptsBackups(instance, this.o.encryptByDefault)) {
+      if (!this.o.keys) throw new KeyUnavailableError("", `the backups of instance ${instance.instanceId} are to be encrypted, but no keyring is configured: start with --encryption-keys FILE (CRS_ENCRYPTION_KEYS)`);
+      const { keyId, wrappedKey } = await this.o.keys.generateDataKey();
+      sealed = { keyId, wrappedKey };
+    }
     const now = this.o.clock.now();
     const days = opts.storageDays && opts.storageDays > 0 ? opts.storageDays : instance.backupStorageDays;
     const backup: Backup = {
       backupId: crypto.randomUUID(), instanceId: instance.instanceId, startTime: now, backupType: opts.automatic ? "1" : "0", status: 1,
       remark: opts.remark ?? "", locked: 0, backupSize: 0, fullBackup: 0, instanceType: instance.instanceType,
-      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "", expireTime: now + days * DAY_MS, encrypted: false, files: [],
+      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "", expireTime: now + days * DAY_MS, encrypted: sealed !== undefined, files: [],
+      ...(sealed ? { kmsKeyId: sealed.keyId, wrappedKey: sealed.wrappedKey } : {}),
     };
     const taskId = await this.o.catalog.transaction(async (tx) => {
       const locked = await tx.lockInstance(instance.instanceId);
@@ -156,7 +187,8 @@ export class BackupJobs implements JobKind {
     for (const [shard, ep] of topology.masters.entries()) {
       if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
       const key = blobKey(backup.backupId, shard);
-      const writer = store.createWriter(key, { compress: true });
+      const encryption = backupKeyOf(backup);
+      const writer = store.createWriter(key, { compress: true, ...(encryption ? { encryption } : {}) });
       // The RDB also goes through the digest engine on the way (another core): the backup records the DEBUG DIGEST
       // of the data set, which restores and `crs-backup verify` compare against.
       const tee = this.o.captureDigest === false ? undefined : new DigestTee(writer);

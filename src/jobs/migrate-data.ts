@@ -19,6 +19,7 @@ import { catalogFile, filesDir } from "../config";
 import type { BlobStore } from "../storage/blob-store";
 import { LocalBlobStore } from "../storage/local";
 import { verifiedRead } from "../storage/verify";
+import { backupFiles } from "./backups";
 
 export interface MigrateReport {
   credentials: number;
@@ -82,7 +83,10 @@ export async function migrateData(o: MigrateOptions): Promise<MigrateReport> {
       });
       report.instances++;
     }
-    const backups = all(`SELECT ${BACKUP_COLUMNS} FROM backups ORDER BY start_time`, toBackup);
+    // A source not yet migrated to the newest schema lacks its newest columns (a backup's key id: none then).
+    const have = new Set(all("PRAGMA table_info(backups)", (r) => r.name as string));
+    const columns = BACKUP_COLUMNS.split(", ").map((c) => (have.has(c) ? c : `NULL AS ${c}`)).join(", ");
+    const backups = all(`SELECT ${columns} FROM backups ORDER BY start_time`, toBackup);
     let done = 0;
     for (const b of backups) {
       done++;
@@ -95,7 +99,7 @@ export async function migrateData(o: MigrateOptions): Promise<MigrateReport> {
         report.backups.alreadyThere++;
         continue;
       }
-      for (const f of b.files) {
+      for (const f of backupFiles(b)) {
         const have = await store.stat(f.key);
         const stored = await source.stat(f.key);
         if (!stored) throw new Error(`backup ${b.backupId}: its file ${f.key} is missing at the source (run crs-backup storage check there)`);

@@ -35,6 +35,7 @@ import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, 
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/verify";
 import type { Clock } from "../config";
+import { backupFiles } from "./backups";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
 import { TASK } from "./tasks";
@@ -186,7 +187,8 @@ export class RestoreJobs implements JobKind {
     if (!backup || (backup.status !== 2 && backup.status !== 4) || backup.files.length === 0) throw new Error(`backup ${task.backupId} can no longer be restored`);
     const target = await this.o.catalog.instance(task.instanceId);
     if (!target?.redisUrl || target.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
-    return { backup, target };
+    // Encrypted backups' files carry the data key they are read with.
+    return { backup: { ...backup, files: backupFiles(backup) }, target };
   }
 
   private open(file: StoredFile): Promise<AsyncIterable<Buffer>> {
