@@ -41,7 +41,10 @@ export interface Instance {
 }
 
 /** The instance fields that change after registration. */
-export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl" | "encryptBackups">>;
+export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl">> & {
+  /** null: back to the server's choice. */
+  encryptBackups?: boolean | null;
+};
 
 export type BackupStatus = 1 | 2 | 3 | 4 | -1 | -2;
 export const BACKUP_STATUSES: readonly BackupStatus[] = [1, 2, 3, 4, -1, -2];

@@ -12,6 +12,7 @@ import { StorageConfigError } from "../storage/url";
 import { registerBackupCommands } from "./backups";
 import { registerAdminCommands } from "./admin";
 import { registerRdbCommands } from "./rdb";
+import { registerEncryptionCommands } from "./encryption";
 import { serveCommand } from "./serve";
 import { UsageError } from "./settings";
 
@@ -32,6 +33,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line or configurati
   registerAdminCommands(program);
   registerBackupCommands(program);
   registerRdbCommands(program);
+  registerEncryptionCommands(program);
   return program;
 }
 

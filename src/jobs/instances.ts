@@ -74,6 +74,8 @@ export interface RegisterOptions {
   noCheck?: boolean;
   /** Hosts a cluster may announce its nodes on besides the registered one. */
   allowedHosts?: readonly string[];
+  /** Encrypt its backups (true), never (false), or as the server says (absent). */
+  encryptBackups?: boolean;
   now: number;
 }
 
@@ -90,6 +92,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
     autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: 7, lastAutoWindow: 0,
   };
   if (probe) instance.redisVersion = probe.redisVersion;
+  if (o.encryptBackups !== undefined) instance.encryptBackups = o.encryptBackups;
   await catalog.upsertInstance(instance);
   if (probe) await catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
   return (await catalog.instance(instanceId))!;

@@ -80,20 +80,20 @@ export class EncryptedBlobStore implements BlobStore {
   capabilities?: () => StoreCapability[];
   checkCapabilities?: () => Promise<StoreCapability[]>;
 
-  /** The plain data key of a file, or a KeyUnavailableError naming the file and the master key. */
-  async dataKey(w: WrappedKey, key: string): Promise<Buffer> {
+  /** The plain data key of `what` (a file), or a KeyUnavailableError naming it and the master key. */
+  async dataKey(w: WrappedKey, what: string): Promise<Buffer> {
     try {
       if (!this.keys) throw noKeysError(w.keyId);
       return await this.keys.unwrap(w);
     } catch (err) {
-      if (err instanceof KeyUnavailableError) throw new KeyUnavailableError(err.keyId, `the backup file ${key} is ${err.message}`);
+      if (err instanceof KeyUnavailableError) throw new KeyUnavailableError(err.keyId, `${what} is ${err.message}`);
       throw err;
     }
   }
 
   createWriter(key: string, opts: BlobWriterOptions = {}): BlobWriter {
     if (!opts.encryption) return this.inner.createWriter(key, opts);
-    const dataKey = this.dataKey(opts.encryption, key);
+    const dataKey = this.dataKey(opts.encryption, `the backup file ${key}`);
     dataKey.catch(() => undefined); // reported through the writer
     return new EncryptingWriter(this.inner.createWriter(key, { compress: false }), dataKey, opts.compress === true);
   }
@@ -101,7 +101,7 @@ export class EncryptedBlobStore implements BlobStore {
   async openRead(key: string, opts: BlobReadOptions = {}): Promise<Readable> {
     const { encryption, ...rest } = opts;
     if (!encryption) return this.inner.openRead(key, rest);
-    const dataKey = await this.dataKey(encryption, key);
+    const dataKey = await this.dataKey(encryption, `the backup file ${key}`);
     const name = `the backup file ${key} (encrypted with master key ${JSON.stringify(encryption.keyId)})`;
     const ranged = opts.start !== undefined || opts.end !== undefined;
     if (!ranged) {

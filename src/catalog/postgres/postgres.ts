@@ -171,7 +171,7 @@ class PgOps implements CatalogTx {
     if (fields.backupStorageDays !== undefined) cols.push(["backup_storage_days", fields.backupStorageDays]);
     if (fields.lastAutoWindow !== undefined) cols.push(["last_auto_window", fields.lastAutoWindow]);
     if (fields.redisUrl !== undefined) cols.push(["redis_url", fields.redisUrl]);
-    if (fields.encryptBackups !== undefined) cols.push(["encrypt_backups", fields.encryptBackups ? 1 : 0]);
+    if (fields.encryptBackups !== undefined) cols.push(["encrypt_backups", fields.encryptBackups === null ? null : fields.encryptBackups ? 1 : 0]);
     if (!cols.length) return;
     await this.run(`UPDATE instances SET ${cols.map(([c], i) => `${c} = $${i + 2}`).join(", ")} WHERE instance_id = $1`, [instanceId, ...cols.map(([, v]) => v)]);
     this.forget();

@@ -332,7 +332,7 @@ export class SqliteCatalog implements Catalog {
     if (fields.backupStorageDays !== undefined) cols.backup_storage_days = fields.backupStorageDays;
     if (fields.lastAutoWindow !== undefined) cols.last_auto_window = fields.lastAutoWindow;
     if (fields.redisUrl !== undefined) cols.redis_url = fields.redisUrl;
-    if (fields.encryptBackups !== undefined) cols.encrypt_backups = fields.encryptBackups ? 1 : 0;
+    if (fields.encryptBackups !== undefined) cols.encrypt_backups = fields.encryptBackups === null ? null : fields.encryptBackups ? 1 : 0;
     const names = Object.keys(cols);
     if (!names.length) return;
     this.write(() => this.db.prepare(`UPDATE instances SET ${names.map((n) => `${n} = @${n}`).join(", ")} WHERE instance_id = @id`).run({ ...cols, id: instanceId }));
