@@ -5,11 +5,13 @@ import type { Command } from "commander";
 import fs from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { backupKeyOf } from "../jobs/backups";
-import { rotateKeys } from "../jobs/key-rotation";
+import { retireKey, rotateKeys } from "../jobs/key-rotation";
 import { ChunkDecryptor } from "../storage/encryption";
 import { withServices, withSettings } from "./context";
 import { formatOf } from "./output";
 import { UsageError } from "./settings";
+import type { Services } from "../services";
+import type { KeyProvider } from "../storage/keys/provider";
 
 function dataKeyOf(text: string, where: string): Buffer {
   const key = /^[A-Za-z0-9+/]+={0,2}$/.test(text.trim()) ? Buffer.from(text.trim(), "base64") : Buffer.alloc(0);
@@ -33,27 +35,33 @@ async function decryptFile(file: string, out: string, dataKey: Buffer): Promise<
   return bytes;
 }
 
+function keyringOf(s: Services): { file: string; keys: KeyProvider } {
+  if (!s.config.encryptionKeys || !s.keys) throw new UsageError("this command needs the keyring: --encryption-keys FILE (CRS_ENCRYPTION_KEYS)");
+  return { file: s.config.encryptionKeys, keys: s.keys };
+}
+
 export function registerEncryptionCommands(program: Command): void {
   withSettings(program.command("key-rotation").description("add a new active master key to the --encryption-keys keyring and re-wrap every live encrypted backup under it (the files are not touched)"), "all")
     .option("--new-key <id>", "id of the new key (default k<n+1>)")
     .option("--no-new-key", "add no key: re-wrap under the key the keyring already names active (several nodes: distribute the keyring first)")
-    .option("--retire <ids>", "comma-separated keys to remove from the keyring afterwards; refused while one still wraps a live backup")
     .option("--output <format>", "table or json", "table")
-    .action(async (o: { newKey?: string | boolean; retire?: string; output: string }, cmd: Command) => withServices(cmd, async (s) => {
-      const file = s.config.encryptionKeys;
-      if (!file || !s.keys) throw new UsageError("key-rotation needs the keyring: --encryption-keys FILE (CRS_ENCRYPTION_KEYS)");
+    .action(async (o: { newKey?: string | boolean; output: string }, cmd: Command) => withServices(cmd, async (s) => {
       const report = await rotateKeys({
-        catalog: s.catalog, keys: s.keys, file,
+        catalog: s.catalog, keys: keyringOf(s).keys, file: keyringOf(s).file,
         newKeyId: o.newKey === false ? false : typeof o.newKey === "string" ? o.newKey : undefined,
-        retire: o.retire?.split(",").map((x) => x.trim()).filter(Boolean),
       });
       if (formatOf(o.output) === "json") console.log(JSON.stringify(report, null, 2));
       else {
         console.log(`${report.added ? `added key ${report.added}; ` : ""}active key ${report.active}: ${report.rewrapped} backup(s) re-wrapped, ${report.alreadyActive} already under it`);
         for (const f of report.failed) console.log(`  not re-wrapped: ${f.backupId} (key ${f.keyId}): ${f.reason}`);
-        if (report.retired.length) console.log(`retired ${report.retired.join(", ")}`);
       }
       if (report.failed.length) process.exitCode = 1;
+    }));
+
+  withSettings(program.command("key-retire <keyId>").description("remove a master key from the --encryption-keys keyring; refused while it is active or still wraps a live backup"), "all")
+    .action(async (id: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      await retireKey({ catalog: s.catalog, file: keyringOf(s).file }, id);
+      console.log(`retired ${id}: it is no longer in ${keyringOf(s).file}`);
     }));
 
   withSettings(program.command("decrypt <file>").description("decrypt an encrypted backup file (a .rdb.enc download) into the plain RDB"), "all")

@@ -9,6 +9,7 @@ import { Command, CommanderError } from "commander";
 import fs from "node:fs";
 import path from "node:path";
 import { StorageConfigError } from "../storage/url";
+import { KeyringError } from "../storage/keys/keyring";
 import { registerBackupCommands } from "./backups";
 import { registerAdminCommands } from "./admin";
 import { registerRdbCommands } from "./rdb";
@@ -52,7 +53,8 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end here too, with code 0.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof UsageError || err instanceof StorageConfigError) {
+    // A keyring that is not owner-only, or does not read, is a configuration error too.
+    if (err instanceof UsageError || err instanceof StorageConfigError || err instanceof KeyringError) {
       process.stderr.write(`crs-backup: ${err.message}\n`);
       return 2;
     }

@@ -4,7 +4,7 @@
 // live backup (any status but -1 expired and -2 deleted, whose files are gone) is wrapped by it.
 import type { Catalog } from "../catalog/catalog";
 import type { Backup } from "../catalog/types";
-import { KeyringError, readKeyringDoc, withNewKey, writeKeyring } from "../storage/keys/keyring";
+import { readKeyringDoc, withNewKey, writeKeyring } from "../storage/keys/keyring";
 import type { KeyProvider } from "../storage/keys/provider";
 import { backupKeyOf } from "./backups";
 
@@ -15,8 +15,6 @@ export interface RotationOptions {
   file: string;
   /** The new key's id (default k<n>); false: add none, re-wrap under the key already active. */
   newKeyId?: string | false;
-  /** Keys to remove from the keyring once nothing live is wrapped by them. */
-  retire?: string[];
 }
 
 export interface RotationReport {
@@ -26,7 +24,6 @@ export interface RotationReport {
   alreadyActive: number;
   /** Backups that could not be re-wrapped (their key missing or wrong), with the reason. */
   failed: Array<{ backupId: string; keyId: string; reason: string }>;
-  retired: string[];
 }
 
 const live = (b: Backup): boolean => b.status !== -1 && b.status !== -2;
@@ -58,8 +55,8 @@ export async function rotateKeys(o: RotationOptions): Promise<RotationReport> {
     writeKeyring(o.file, withNewKey(doc, added));
   }
   const active = o.keys.activeKeyId(); // the keyring reads the file again
-  if (added !== undefined && active !== added) throw new KeyringError(`the keyring in use is not ${o.file}, or it changed meanwhile: its active key is ${active}, not ${added}`);
-  const report: RotationReport = { active, ...(added ? { added } : {}), rewrapped: 0, alreadyActive: 0, failed: [], retired: [] };
+  if (added !== undefined && active !== added) throw new Error(`the keyring in use is not ${o.file}, or it changed meanwhile: its active key is ${active}, not ${added}`);
+  const report: RotationReport = { active, ...(added ? { added } : {}), rewrapped: 0, alreadyActive: 0, failed: [] };
   for (const b of await encryptedBackups(o.catalog)) {
     const w = backupKeyOf(b)!;
     if (w.keyId === active) {
@@ -74,22 +71,18 @@ export async function rotateKeys(o: RotationOptions): Promise<RotationReport> {
       report.failed.push({ backupId: b.backupId, keyId: w.keyId, reason: (err as Error).message });
     }
   }
-  for (const id of o.retire ?? []) {
-    await retireKey(o, id);
-    report.retired.push(id);
-  }
   return report;
 }
 
 /** Removes a key from the keyring; refused while it is active or wraps a live backup. */
-async function retireKey(o: RotationOptions, id: string): Promise<void> {
+export async function retireKey(o: Pick<RotationOptions, "catalog" | "file">, id: string): Promise<void> {
   const doc = readKeyringDoc(o.file);
-  if (doc.keys[id] === undefined) throw new KeyringError(`cannot retire ${JSON.stringify(id)}: the keyring ${o.file} has no such key (it has ${Object.keys(doc.keys).join(", ")})`);
-  if (doc.active === id) throw new KeyringError(`cannot retire ${JSON.stringify(id)}: it is the active key; rotate to a new one first`);
+  if (doc.keys[id] === undefined) throw new Error(`cannot retire ${JSON.stringify(id)}: the keyring ${o.file} has no such key (it has ${Object.keys(doc.keys).join(", ")})`);
+  if (doc.active === id) throw new Error(`cannot retire ${JSON.stringify(id)}: it is the active key; rotate to a new one first`);
   const users = (await encryptedBackups(o.catalog)).filter((b) => b.kmsKeyId === id);
   if (users.length) {
     const shown = users.slice(0, 5).map((b) => b.backupId).join(", ");
-    throw new KeyringError(`cannot retire ${JSON.stringify(id)}: it still wraps ${users.length} live backup(s) (${shown}${users.length > 5 ? ", …" : ""}); re-wrap them first (crs-backup key-rotation --no-new-key) or delete them`);
+    throw new Error(`cannot retire ${JSON.stringify(id)}: it still wraps ${users.length} live backup(s) (${shown}${users.length > 5 ? ", …" : ""}); re-wrap them first (crs-backup key-rotation --no-new-key) or delete them`);
   }
   const { [id]: _gone, ...keys } = doc.keys;
   writeKeyring(o.file, { active: doc.active, keys });
