@@ -8,11 +8,13 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
+import { makePki } from "./support/tls";
 import { cleanEnv, cli } from "./support/cli-process";
 import { readKeyringDoc, writeKeyring } from "../src/storage/keys/keyring";
 
@@ -268,5 +270,54 @@ describe("an encrypted backup", () => {
     } finally {
       srv.services.config.downloadEncrypted = false;
     }
+  });
+});
+
+describe("DecryptKey over TLS", () => {
+  const LIMITED = { secretId: "AKIDenclimited00000000000000000001", secretKey: "enclimitedsecret0000000000000001" };
+  let tls: TestServer;
+  let agent: https.Agent;
+  const client = (cred: { secretId: string; secretKey: string }) => new RedisClient({
+    credential: cred, region: "ap-guangzhou", profile: { language: "en-US", httpProfile: { endpoint: `127.0.0.1:${tls.port}`, agent } },
+  });
+  before(async () => {
+    const pki = makePki();
+    tls = await startTestServer({
+      Credentials: [
+        { SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account },
+        { SecretId: LIMITED.secretId, SecretKey: LIMITED.secretKey, Account: KEY.account, Policy: { Actions: ["DescribeBackupDetail", "ManualBackupInstance", "DescribeTaskInfo", "DescribeInstanceBackups"] } },
+      ],
+      Instances: [{ InstanceId: MAIN, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${source.port}`, AutoBackup: false }],
+    }, { rateLimit: 0, encryptionKeys: keyring, encryptBackups: true, downloadEncrypted: true, tlsCert: pki.cert, tlsKey: pki.key });
+    agent = new https.Agent({ ca: pki.ca });
+  });
+  after(async () => {
+    agent?.destroy();
+    await tls?.close();
+  });
+
+  test("given to a key whose policy allows DescribeBackupDecryptKey, never to one whose policy does not; it decrypts the download", async () => {
+    const root = client(KEY);
+    const { TaskId } = await root.ManualBackupInstance({ InstanceId: MAIN });
+    await waitFor("the backup", async () => ((await root.DescribeTaskInfo({ TaskId: TaskId! })).Status === "succeed" ? true : undefined), 120_000, 50);
+    const b = (await root.DescribeInstanceBackups({ InstanceId: MAIN })).BackupSet![0]!;
+    const detail = await root.DescribeBackupDetail({ InstanceId: MAIN, BackupId: b.BackupId! });
+    assert.equal(detail.Encrypted, true);
+    assert.match(detail.DecryptKey ?? "", /^[A-Za-z0-9+/]{43}=$/);
+    assert.equal((await client(LIMITED).DescribeBackupDetail({ InstanceId: MAIN, BackupId: b.BackupId! })).DecryptKey, undefined);
+    const info = (await root.DescribeBackupUrl({ InstanceId: MAIN, BackupId: b.BackupId! })).BackupInfos![0]!;
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      https.get(info.DownloadUrl!, { agent }, (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (x: Buffer) => parts.push(x));
+        res.on("end", () => resolve(Buffer.concat(parts)));
+      }).on("error", reject);
+    });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-enctls-"));
+    const file = path.join(dir, info.FileName!);
+    fs.writeFileSync(file, body);
+    const r = cli(["decrypt", file], cleanEnv({ CRS_DECRYPT_KEY: detail.DecryptKey! }));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(sha(fs.readFileSync(file.slice(0, -4))), (await tls.services.catalog.backup(b.BackupId!))!.files[0]!.sha256);
   });
 });
