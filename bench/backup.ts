@@ -16,6 +16,9 @@ import { captureRdb } from "../src/redis/capture";
 import { DigestTee } from "../src/redis/capture-digest";
 import { RespConnection } from "../src/redis/resp";
 import { LocalBlobStore } from "../src/storage/local";
+import { EncryptedBlobStore } from "../src/storage/encrypted";
+import { LocalKeyring, writeKeyring } from "../src/storage/keys/keyring";
+import crypto from "node:crypto";
 import { startRedis } from "../test/support/redis";
 import { CLI, load, LoadResult, send, signedRequest, spawnLogged, waitForHttp } from "./support";
 
@@ -29,7 +32,7 @@ interface ChildReport {
 
 interface Row {
   round: number;
-  tool: "redis-cli --rdb" | "captureRdb (gzip + digest)" | "captureRdb (gzip)";
+  tool: string;
   wallMs: number;
   /** For ours: connect-to-commit inside the process (what a long-running server pays). */
   innerMs?: number;
@@ -49,9 +52,18 @@ function vmHwmKb(pid: number | "self"): number {
 
 /** Child mode: one capture, then a JSON report on stdout. */
 async function child(port: number, root: string): Promise<void> {
-  const store = new LocalBlobStore(root);
+  // BENCH_ENCRYPT=on: through the encryption layer with a fresh data key, as --encrypt-backups on runs.
+  const encrypt = process.env.BENCH_ENCRYPT === "on";
+  let keys: LocalKeyring | undefined;
+  if (encrypt) {
+    const file = path.join(root, "keys.json");
+    writeKeyring(file, { active: "k1", keys: { k1: crypto.randomBytes(32).toString("base64") } });
+    keys = new LocalKeyring(file);
+  }
+  const store = new EncryptedBlobStore(new LocalBlobStore(root), keys);
   const started = process.hrtime.bigint();
-  const writer = store.createWriter("bench/shard-0.rdb.gz", { compress: true });
+  const encryption = keys ? await keys.generateDataKey() : undefined;
+  const writer = store.createWriter("bench/shard-0.rdb.gz", { compress: true, ...(encryption ? { encryption } : {}) });
   // As production runs it: the digest of the data set computed on the way (DigestTee, a worker thread), unless
   // BENCH_DIGEST=off (what --capture-digest off runs).
   const tee = process.env.BENCH_DIGEST === "off" ? undefined : new DigestTee(writer);
@@ -169,7 +181,7 @@ async function main(): Promise<void> {
       const root = path.join(work, `ours-${round}`);
       const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
       const rep = JSON.parse(ours.stdout) as ChildReport;
-      rows.push({ round, tool: process.env.BENCH_DIGEST === "off" ? "captureRdb (gzip)" : "captureRdb (gzip + digest)", wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
+      rows.push({ round, tool: `captureRdb (gzip${process.env.BENCH_DIGEST === "off" ? "" : " + digest"}${process.env.BENCH_ENCRYPT === "on" ? " + AES-256-GCM" : ""})`, wallMs: ours.wallMs, innerMs: rep.ms, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
       fs.rmSync(root, { recursive: true, force: true });
       console.error(`round ${round}: captureRdb ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start (${rep.payload})`);
     };
