@@ -56,6 +56,7 @@ async function child(port: number, root: string): Promise<void> {
   const encrypt = process.env.BENCH_ENCRYPT === "on";
   let keys: LocalKeyring | undefined;
   if (encrypt) {
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
     const file = path.join(root, "keys.json");
     writeKeyring(file, { active: "k1", keys: { k1: crypto.randomBytes(32).toString("base64") } });
     keys = new LocalKeyring(file);
