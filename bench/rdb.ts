@@ -13,11 +13,11 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { captureRdb } from "../src/redis/capture";
-import { PipelinedConnection } from "../src/redis/pipeline";
+import { captureRdb } from "../src/redis/capture/capture";
+import { PipelinedConnection } from "../src/redis/client/pipelined";
 import { exportResp } from "../src/redis/rdb/index";
-import { RespConnection } from "../src/redis/resp";
-import { restoreByCommands } from "../src/redis/restore-commands";
+import { RespConnection } from "../src/redis/client/resp";
+import { restoreByCommands } from "../src/redis/restore/commands";
 import { RedisProcess, startRedis, withConn } from "../test/support/redis";
 
 const KEYS = Number(process.env.BENCH_RDB_KEYS ?? 3_000_000);

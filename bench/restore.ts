@@ -7,8 +7,8 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { restoreRdb } from "../src/redis/restore";
-import { RespConnection } from "../src/redis/resp";
+import { restoreRdb } from "../src/redis/restore/replication";
+import { RespConnection } from "../src/redis/client/resp";
 import { LocalBlobStore } from "../src/storage/local";
 import { pipeline } from "node:stream/promises";
 import { startRedis, RedisProcess, withConn } from "../test/support/redis";

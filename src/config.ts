@@ -4,8 +4,14 @@ import path from "node:path";
 import type { Logger, LogLevel } from "./log";
 import { DEFAULT_REGIONS } from "./protocol/regions";
 
+/**
+ * The time of a process: every timestamp it writes and, for the task queue, every wait (src/queue/clock.ts).
+ * A clock with `sleep` runs the queue's waits on its own time (tests advance it); without, real timers do.
+ */
 export interface Clock {
   now(): number;
+  /** Resolves once `ms` of this clock's time has passed. */
+  sleep?(ms: number): Promise<void>;
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
@@ -46,8 +52,9 @@ export interface Config {
   /** Whether instances are backed up on their schedules at all. */
   autoBackups: boolean;
   /**
-   * Whether a capture also computes the backup's DEBUG DIGEST (a worker thread on another core): the proof that
-   * restores and `crs-backup verify` check against. Off, backups have none and restores verify by a second read.
+   * Whether each backup's DEBUG DIGEST is computed from its stored file after the transfer (a nice-19 worker
+   * process, jobs/digests.ts): the proof that restores and `crs-backup verify` check against. Off, backups have
+   * none and restores verify by a second read.
    */
   captureDigest: boolean;
   /** Simultaneous backups/restores on this node; more wait in the queue. */

@@ -10,9 +10,10 @@ import { openCatalog, sqlitePath } from "./catalog/open";
 import { DiskReserve } from "./catalog/reserve";
 import { LinkSigner } from "./downloads/links";
 import { BackupJobs, RetireJobs } from "./jobs/backups";
+import { BackupDigests } from "./jobs/digests";
 import { ExportJobs } from "./jobs/exports";
 import { RestoreJobs } from "./jobs/restores";
-import { makeNodeId, TaskRunner } from "./jobs/runner";
+import { makeNodeId, TaskRunner } from "./queue";
 import { Scheduler } from "./jobs/scheduler";
 import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
@@ -43,6 +44,8 @@ export interface Services {
   nodeId: string;
   runner: TaskRunner;
   backups: BackupJobs;
+  /** Digests of backups computed after their transfer; absent with `--capture-digest off`. */
+  digests?: BackupDigests;
   exports: ExportJobs;
   restores: RestoreJobs;
   scheduler: Scheduler;
@@ -102,20 +105,22 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
       onCatalogFull: reserve ? () => reserve.release() : undefined,
       housekeeping: reserve && o.role === "serve" ? () => void reserve.ensure() : undefined,
     });
-    const backups = new BackupJobs({ catalog, store, clock, logger, runner, leaseMs: config.leaseMs, clusterHosts: config.clusterHosts, captureDigest: config.captureDigest, space,
+    const digests = config.captureDigest ? new BackupDigests({ catalog, store, logger }) : undefined;
+    const backups = new BackupJobs({ catalog, store, clock, logger, queue: runner, clusterHosts: config.clusterHosts, digests, space,
       keys, encryptByDefault: config.encryptBackups });
-    const exports = new ExportJobs({ catalog, store, clock, logger, runner });
-    const restores = new RestoreJobs({ catalog, store, clock, logger, runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts });
+    const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
+    const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {
-      config, logger, clock, time, regions, catalog, store, keys, nodeId, runner, backups, exports, restores, scheduler, links, reserve,
+      config, logger, clock, time, regions, catalog, store, keys, nodeId, runner, backups, digests, exports, restores, scheduler, links, reserve,
       close() {
         closing ??= (async () => {
           await scheduler.stop();
           await runner.stop();
+          await digests?.close();
           await catalog.close();
           store.destroy(); // an S3 client's idle sockets
         })();

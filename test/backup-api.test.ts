@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { discoverShards } from "../src/redis/capture";
+import { discoverShards } from "../src/redis/capture/capture";
 import { LocalBlobStore } from "../src/storage/local";
 import { assertSameData, dbsize, filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { keySlot, redisCheckRdb, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
@@ -168,8 +168,12 @@ describe("failures are tasks with a precise message, and leave neither a listed 
       assert.equal(task.Status, "failed");
       assert.match(task.TaskMessage!, message);
       assert.equal((await c.DescribeInstanceBackups({ InstanceId: id })).TotalCount, 0);
-      const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
-      assert.ok(list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4));
+      // DescribeTaskInfo reports a failure as soon as this node knows it; the list's Result filter reads the
+      // catalogue, which has it once the undo (removing the partial file) and the write are done.
+      await waitFor("the failure in the catalogue's task list", async () => {
+        const list = await c.DescribeTaskList({ InstanceId: id, Result: [4] });
+        return list.Tasks!.some((t) => t.TaskId === TaskId && t.Result === 4) || undefined;
+      }, 20_000, 20);
     });
   }
 

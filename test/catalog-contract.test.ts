@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Catalog } from "../src/catalog/catalog";
+import type { Catalog, CatalogTx } from "../src/catalog/catalog";
 import { openCatalog } from "../src/catalog/open";
 import type { Backup, BackupQuery, BackupStatus, Instance, Task } from "../src/catalog/types";
 import { freshDatabase, TestDatabase } from "./support/postgres";
@@ -346,6 +346,47 @@ for (const backend of backends) {
         await tx.updateInstance("crs-counter1", { memSizeMb: cur.memSizeMb + 1 });
       })));
       await waitUntil(async () => (await a.instance("crs-counter1"))?.memSizeMb === 8);
+    });
+
+    test("transactions: a call on the outer catalogue inside transaction() is refused, and nothing of the transaction is kept", async () => {
+      await a.upsertInstance(instance("crs-misuse01"));
+      const before = await a.credentialCount();
+      for (const call of [
+        () => a.credential("AKIDmisuse"),
+        () => a.instance("crs-misuse01"),
+        () => a.listBackups({ instanceId: "crs-misuse01", limit: 10, offset: 0 }),
+        () => a.putCredential({ secretId: "AKIDmisuse2", secretKey: "x", accountId: "1300000009" }),
+        () => a.updateTask(1, { progress: 1 }),
+        () => a.claimTask("node", ["012"], T0, T0),
+        () => a.transaction(async () => undefined),
+      ]) {
+        await assert.rejects(a.transaction(async (tx) => {
+          await tx.putCredential({ secretId: "AKIDmisuse", secretKey: "x", accountId: "1300000009" });
+          // Even after an await, and from a helper the callback calls: still inside.
+          await new Promise((r) => setImmediate(r));
+          await call();
+        }), (err: Error) => err.name === "CatalogMisuseError" && /inside its own transaction/.test(err.message), String(call));
+      }
+      assert.equal(await a.credentialCount(), before, "every refused transaction was rolled back");
+      // Another handle (another node) is not this transaction's catalogue: it answers, without the uncommitted change.
+      assert.equal(await a.transaction(async (tx) => {
+        await tx.updateInstance("crs-misuse01", { name: "renamed" });
+        assert.equal((await b.instance("crs-misuse01"))?.name, "name-crs-misuse01");
+        return (await tx.instance("crs-misuse01"))?.name;
+      }), "renamed");
+      assert.equal((await a.instance("crs-misuse01"))?.name, "renamed", "the outer catalogue answers again once the transaction ended");
+      // A tx kept past its transaction is refused too, instead of writing outside any transaction.
+      let kept: CatalogTx | undefined;
+      await a.transaction(async (tx) => {
+        kept = tx;
+      });
+      await assert.rejects(kept!.credential("AKIDmisuse"), /after its transaction ended/);
+      // Work started inside a transaction that outlives it may use the outer catalogue once it has ended.
+      let later: Promise<number> | undefined;
+      await a.transaction(async () => {
+        later = new Promise((r) => setTimeout(r, 20)).then(() => a.credentialCount());
+      });
+      assert.equal(await later, before);
     });
 
     test("settings: put, read, and settingOnce keeps the first value of racing writers", async () => {

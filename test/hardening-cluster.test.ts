@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { CaptureError, discoverShards, hostAllowed } from "../src/redis/capture";
+import { CaptureError, discoverShards, hostAllowed } from "../src/redis/capture/capture";
 import { KEY, startTestServer, TestServer } from "./support/server";
 import { waitFor } from "./support/redis";
 import { SEED } from "./fixtures";

@@ -8,8 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { catalogFile } from "../src/config";
 import { openCatalog } from "../src/catalog/open";
-import { RedisReplyError, RespConnection, RedisEndpoint } from "../src/redis/resp";
-import { parseInfo } from "../src/redis/restore-target";
+import { RedisReplyError, RespConnection, RedisEndpoint } from "../src/redis/client/resp";
+import { parseInfo } from "../src/redis/restore/target";
 import { startRedis, RedisProcess } from "./support/redis";
 import { dbsize, send } from "./support/dataset";
 import { cleanEnv, killServed, sdk, serve, Served, taskEnd } from "./support/cli-process";
@@ -109,19 +109,27 @@ test("SIGKILL of the service in every phase of a restore: the target is a master
   };
 
   // 1. Killed once the target had loaded everything, before REPLICAOF NO ONE; the backup has no digest recorded
-  //    (as backups captured by older versions have none): the data cannot be verified, so the task is failed and
-  //    says that the target was released and holds the keys.
+  //    (as backups captured by older versions, or whose digest was still being computed after the transfer when
+  //    their node died, have none): the recovery computes it from the stored file, finds the target holds the
+  //    backup, so the task succeeded, and the digest is attached to the backup for next time.
   let taskId = await crashingRestore();
-  // A backup captured before digests were recorded: written while no server runs.
   const withoutDigest = await openCatalog(catalogFile(data));
   const old = (await withoutDigest.backup(backupId))!;
   await withoutDigest.updateBackup(backupId, { files: old.files.map(({ digest: _d, ...f }) => f) });
   await withoutDigest.close();
   await restartWith("restore-replicaof-sent");
   let task = await recovered(taskId);
-  assert.equal(task.Status, "failed");
-  assert.match(task.TaskMessage!, /the target was switched back to master \(REPLICAOF NO ONE\); it holds 20000 keys, which could not be verified against the backup \(no digest recorded for it\)/);
+  assert.equal(task.Status, "succeed", task.TaskMessage);
+  assert.match(task.TaskMessage!, /the target was switched back to master \(REPLICAOF NO ONE\); its data set is verified equal to the backup \(digest [0-9a-f]{40}\)/);
   assert.equal(await dbsize(target.endpoint), KEYS + 1); // the backup's keys, and the write just made
+  {
+    const reopened = await openCatalog(catalogFile(data));
+    try {
+      assert.equal((await reopened.backup(backupId))!.files[0]!.digest, sourceDigest, "the digest computed by the recovery is attached");
+    } finally {
+      await reopened.close();
+    }
+  }
 
   // 2. Killed right after REPLICAOF <us>: the target never connected back and keeps its own data.
   taskId = await crashingRestore();

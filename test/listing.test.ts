@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import type { CatalogTx } from "../src/catalog/catalog";
 import { SqliteCatalog as Catalog } from "../src/catalog/sqlite/sqlite";
 import type { Backup, BackupQuery, BackupStatus } from "../src/catalog/types";
 
@@ -77,24 +78,25 @@ function randomQuery(instanceId: string, size: number): BackupQuery {
   return q;
 }
 
-async function check(c: Catalog, rounds: number, instances = [BIG, BIG2, SMALL]): Promise<void> {
+/** Random queries through `via` (the catalogue, or a transaction's tx) against the naive answer read from `c`. */
+async function check(c: Catalog, rounds: number, instances = [BIG, BIG2, SMALL], via: CatalogTx = c): Promise<void> {
   for (let i = 0; i < rounds; i++) {
     const id = instances[rnd(instances.length)]!;
     const size = c.db.prepare("SELECT count(*) FROM backups WHERE instance_id = ?").pluck().get(id) as number;
     const q = randomQuery(id, size);
     const want = naive(c, q);
-    const got = await c.listBackups(q);
+    const got = await via.listBackups(q);
     const label = JSON.stringify(q);
     assert.equal(got.total, want.total, `TotalCount of ${label}`);
     assert.deepEqual(got.rows.map((r) => r.backupId), want.ids, `page of ${label}`);
-    for (const r of got.rows) assert.deepEqual(r, await c.backup(r.backupId), `row ${r.backupId} of ${label}`);
+    for (const r of got.rows) assert.deepEqual(r, await via.backup(r.backupId), `row ${r.backupId} of ${label}`);
   }
 }
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function indexed(c: Catalog, id: string): boolean {
-  return (c as unknown as { caches: { indexes: Map<string, unknown> } }).caches.indexes.has(id);
+  return c.hasListingIndex(id);
 }
 
 before(async () => {
@@ -161,7 +163,7 @@ test("inside a transaction, and after a rollback", async () => {
   await a.transaction(async (tx) => {
     for (let i = 0; i < 10; i++) await tx.insertBackup(backup(BIG));
     await tx.updateBackup(a.db.prepare("SELECT backup_id FROM backups WHERE instance_id = ? LIMIT 1").pluck().get(BIG) as string, { status: -2 });
-    await check(a, 40);
+    await check(a, 40, undefined, tx);
   });
   await check(a, 40);
   const before = naive(a, { instanceId: BIG, limit: 100, offset: 0 });

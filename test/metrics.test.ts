@@ -16,9 +16,9 @@ import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { expectSdkError, KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
 import { scheduleIntervalSeconds } from "../src/metrics/metrics";
 import { failureReason } from "../src/metrics/reasons";
-import { CaptureError } from "../src/redis/capture";
-import { RestoreError } from "../src/redis/restore-error";
-import { BlobIntegrityError } from "../src/storage/verify";
+import { CaptureError } from "../src/redis/capture/capture";
+import { RestoreError } from "../src/redis/restore/errors";
+import { BlobIntegrityError } from "../src/storage/integrity";
 
 const DOCS = path.join(__dirname, "..", "..", "docs");
 

@@ -4,11 +4,11 @@
 // map makes every misrouted command come back MOVED; a slot in migration makes new keys come back ASK.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { keySlot, readSlotMap, SlotRange } from "../src/redis/cluster";
-import { discoverShards } from "../src/redis/capture";
+import { keySlot, readSlotMap, SlotRange } from "../src/redis/client/cluster";
+import { discoverShards } from "../src/redis/capture/capture";
 import { readRdbSync, RdbType, verifyAgainstServer } from "../src/redis/rdb/index";
-import { restoreByCommands } from "../src/redis/restore-commands";
-import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/resp";
+import { restoreByCommands } from "../src/redis/restore/commands";
+import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/client/resp";
 import { captureToBuffer } from "./support/rdb-corpus";
 import { RdbBuilder } from "./support/rdb-build";
 import { RedisProcess, startCluster, ClusterClient } from "./support/redis";

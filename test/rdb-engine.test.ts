@@ -13,14 +13,14 @@ import path from "node:path";
 import { isUtf8 } from "node:buffer";
 import { PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { inspectRdb } from "../src/redis/rdb";
+import { inspectRdb } from "../src/redis/rdb/header";
 import {
   digestDumpPayload, digestRdb, DigestStream, DumpBuilder, RdbDigest, exportJsonLines, exportResp, formatG17, fpconvDtoa, inspectRdbStream, RdbParseError,
   RdbReader, RdbType, readRdb, readRdbSync, RdbVisitor, KeyHeader,
 } from "../src/redis/rdb/index";
 import { fpconvSlow } from "../src/redis/rdb/double-format";
 import { FingerprintSet, LoadCheck, LoadCheckLimit, LoadRuleViolation } from "../src/redis/rdb/load-check";
-import { RespConnection, RespValue } from "../src/redis/resp";
+import { RespConnection, RespValue } from "../src/redis/client/resp";
 import { captureToBuffer, chunks, debugDigest, writeCorpus } from "./support/rdb-corpus";
 import { listpack, moduleId, RdbBuilder, ziplist, zipmap } from "./support/rdb-build";
 import { RedisProcess, startRedis, withConn } from "./support/redis";

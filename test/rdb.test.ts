@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { crc64, crc64Equals, crc64Init, crc64ToBuffer, crc64ToHex, crc64Update } from "../src/redis/crc64";
-import { fileTypeFor, inspectRdb, instanceTypeFor, lzfDecompress, RdbInspector } from "../src/redis/rdb";
+import { crc64, crc64Equals, crc64Init, crc64ToBuffer, crc64ToHex, crc64Update } from "../src/redis/rdb/crc64";
+import { inspectRdb, lzfDecompress, RdbInspector } from "../src/redis/rdb/header";
+import { fileTypeFor, instanceTypeFor, isClusterType, serverOfType } from "../src/protocol/instance-types";
 import { RedisProcess, startRedis } from "./support/redis";
 
 describe("crc64", () => {
@@ -277,5 +278,11 @@ describe("catalogue helpers", () => {
     assert.equal(instanceTypeFor("7.0.15", false), 17);
     assert.equal(instanceTypeFor("7.2.4", true), 18);
     assert.equal(instanceTypeFor("8.0.0", false), 17);
+    assert.equal(instanceTypeFor("8.1.0", true, "valkey"), 20);
+    // The same table answers the other way round (DescribeInstances' ProductType, a backup's server).
+    for (const code of [7, 9, 16, 18, 20]) assert.equal(isClusterType(code), true, `type ${code} is a cluster`);
+    for (const code of [5, 6, 8, 15, 17, 19]) assert.equal(isClusterType(code), false, `type ${code} is standard`);
+    assert.equal(serverOfType(19), "valkey");
+    assert.equal(serverOfType(17), "redis");
   });
 });

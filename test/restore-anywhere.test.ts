@@ -4,7 +4,7 @@
 // /work/shared/redis-bin (its test skips without it), Redis Clusters of 3 and 5 masters.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { RedisEndpoint, RespValue } from "../src/redis/resp";
+import { RedisEndpoint, RespValue } from "../src/redis/client/resp";
 import { assertSameData, dbsize, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startCluster, startRedis, waitFor, ClusterClient } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { RedisEndpoint, RespValue } from "../src/redis/resp";
+import { RedisEndpoint, RespValue } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis } from "./support/redis";
 

@@ -6,8 +6,8 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { RespConnection, RespValue } from "../src/redis/resp";
-import { RdbSource, restoreRdb, RestoreError, verifyTargetPassword } from "../src/redis/restore";
+import { RespConnection, RespValue } from "../src/redis/client/resp";
+import { RdbSource, restoreRdb, RestoreError, verifyTargetPassword } from "../src/redis/restore/replication";
 import { redisCheckRdb, RedisProcess, startRedis, withConn } from "./support/redis";
 
 const PASSWORD = "s3cret-restore";

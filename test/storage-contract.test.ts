@@ -18,7 +18,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { BlobStore } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
 import { S3BlobStore } from "../src/storage/s3";
-import { BlobIntegrityError, verifiedRead } from "../src/storage/verify";
+import { BlobIntegrityError, verifiedRead } from "../src/storage/integrity";
 import { waitFor } from "./support/redis";
 import { S3TestServer, startS3rver } from "./support/s3";
 

@@ -3,8 +3,9 @@
 // NodeSet or dereference ZoneId, Type, Status, Createtime, WanIp, RedisShardSize, ... without nil checks), in the
 // model's order, with the empty value ("", 0, []) where a cloud notion means nothing for a self-hosted Redis.
 import net from "node:net";
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import type { Instance } from "../catalog/types";
+import { isClusterType } from "../protocol/instance-types";
 import type { LocalTime } from "../protocol/time";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
@@ -23,7 +24,7 @@ function instanceSet(i: Instance, time: LocalTime): Record<string, unknown> {
     noAuth = !ep.password;
   }
   const ipv6 = net.isIPv6(host) ? host : "";
-  const cluster = [7, 9, 16, 18].includes(i.instanceType);
+  const cluster = isClusterType(i.instanceType);
   const shards = Math.max(1, i.shardNum);
   return {
     InstanceName: i.name, InstanceId: i.instanceId, Appid: Number(i.accountId) || 0, ProjectId: 0, RegionId: 0, ZoneId: 0, VpcId: 0, SubnetId: 0,

@@ -3,7 +3,7 @@
 // chosen by the job (replication when the target loads the file as it is, commands otherwise), every key is
 // restored and existing keys are replaced. DescribeTaskInfo's TaskMessage names the path and the outcome.
 import crypto from "node:crypto";
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import { ApiError } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 

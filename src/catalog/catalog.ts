@@ -4,9 +4,11 @@
 //
 // Reads and single-row writes are plain methods. Anything that must see and change several rows atomically
 // runs in `transaction(fn)`, whose callback gets a `CatalogTx` (the same methods, bound to the transaction) and
-// must use only it: no other I/O inside, because the embedded backend serialises every catalogue call behind an
-// open transaction. Row-level claims that several nodes race for (a task from the queue, a lease, an automatic
-// backup window, a backup's lock) are single conditional statements that report whether this caller won.
+// must use only it: a call on the outer catalogue from inside the callback throws CatalogMisuseError on both
+// engines, and no other I/O belongs inside, because the embedded backend serialises every catalogue call behind
+// an open transaction. Both engines stand behind one cache (cached.ts). Row-level claims that several nodes
+// race for (a task from the queue, a lease, an automatic backup window, a backup's lock) are single conditional
+// statements that report whether this caller won.
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
 
 export interface CatalogTx {
@@ -119,6 +121,15 @@ export interface Catalog extends CatalogTx, TaskQueue {
 /** Why a catalogue write failed, when the engine tells us the disk is full (SQLite FULL, PostgreSQL 53100). */
 export class CatalogFullError extends Error {
   override name = "CatalogFullError";
+}
+
+/**
+ * The outer catalogue was called inside its own `transaction()` callback. That call would not be part of the
+ * transaction (PostgreSQL: another connection, outside it; SQLite: it would wait for the transaction it runs in),
+ * so it is refused on every engine: use the `tx` the callback is given.
+ */
+export class CatalogMisuseError extends Error {
+  override name = "CatalogMisuseError";
 }
 
 /** The catalogue cannot be reached (PostgreSQL down, connection refused). */

@@ -1,6 +1,6 @@
 // Rows as both catalogue backends store them (the same tables and columns) and the records they map to, plus the
 // column maps of partial updates. Shared so that SQLite and PostgreSQL read and write records identically.
-import type { Backup, BackupStatus, Credential, Instance, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
+import type { Backup, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
 
 export type Row = Record<string, unknown>;
 
@@ -100,35 +100,66 @@ export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   encrypted: "encrypted", kmsKeyId: "kms_key_id", wrappedKey: "wrapped_key",
 };
 
-export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): { names: string[]; cols: Record<string, unknown> } {
+export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): Record<string, unknown> {
   const cols: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
     const col = BACKUP_FIELD_COLUMNS[k];
     if (!col) continue;
     cols[col] = k === "files" ? JSON.stringify(v) : k === "encrypted" ? (v ? 1 : 0) : v ?? null;
   }
-  return { names: Object.keys(cols), cols };
+  return cols;
 }
 
 export const TASK_FIELD_COLUMNS: Record<string, string> = {
   status: "status", progress: "progress", endTime: "end_time", message: "message", backupId: "backup_id", state: "state", owner: "owner", leaseUntil: "lease_until",
 };
 
-export function taskColumns(fields: TaskFields): { names: string[]; cols: Record<string, unknown> } {
+export function taskColumns(fields: TaskFields): Record<string, unknown> {
   const cols: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
     const col = TASK_FIELD_COLUMNS[k];
     if (!col) continue;
     cols[col] = k === "state" ? (v === undefined ? null : JSON.stringify(v)) : v ?? null;
   }
-  return { names: Object.keys(cols), cols };
+  return cols;
 }
 
-export function taskRow(t: Omit<Task, "taskId">): Record<string, unknown> {
-  return {
-    instanceId: t.instanceId, accountId: t.accountId, taskType: t.taskType, status: t.status, progress: t.progress, startTime: t.startTime,
-    endTime: t.endTime ?? null, message: t.message, backupId: t.backupId ?? null, owner: t.owner ?? null, leaseUntil: t.leaseUntil ?? null,
-    params: t.params ? JSON.stringify(t.params) : null, state: t.state ? JSON.stringify(t.state) : null,
-  };
+/** The values of BACKUP_COLUMNS, in order, for an INSERT. */
+export function backupValues(b: Backup): unknown[] {
+  return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,
+    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0,
+    b.kmsKeyId ?? null, b.wrappedKey ?? null];
 }
 
+export const TASK_INSERT_COLUMNS = "instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id, owner, lease_until, params, state";
+
+/** The values of TASK_INSERT_COLUMNS, in order. */
+export function taskValues(t: Omit<Task, "taskId">): unknown[] {
+  return [t.instanceId, t.accountId, t.taskType, t.status, t.progress, t.startTime, t.endTime ?? null, t.message, t.backupId ?? null, t.owner ?? null, t.leaseUntil ?? null,
+    t.params ? JSON.stringify(t.params) : null, t.state ? JSON.stringify(t.state) : null];
+}
+
+export const INSTANCE_INSERT_COLUMNS = "instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at, auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, encrypt_backups";
+
+/** The values of INSTANCE_INSERT_COLUMNS, in order. */
+export function instanceValues(i: Instance): unknown[] {
+  return [i.instanceId, i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.shardNum, i.redisVersion ?? null, i.memSizeMb, i.createdAt,
+    i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow, i.encryptBackups === undefined ? null : i.encryptBackups ? 1 : 0];
+}
+
+export const INSTANCE_FIELD_COLUMNS: Record<string, string> = {
+  name: "name", instanceType: "instance_type", shardNum: "shard_num", redisVersion: "redis_version", memSizeMb: "mem_size_mb", deletedAt: "deleted_at",
+  autoBackupWeekDays: "auto_backup_weekdays", autoBackupPeriod: "auto_backup_period", backupStorageDays: "backup_storage_days", lastAutoWindow: "last_auto_window", redisUrl: "redis_url",
+  encryptBackups: "encrypt_backups",
+};
+
+/** Columns of an instance update; fields given as undefined are left alone. */
+export function instanceColumns(fields: InstanceFields): Record<string, unknown> {
+  const cols: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    const col = INSTANCE_FIELD_COLUMNS[k];
+    if (!col || v === undefined) continue;
+    cols[col] = k === "autoBackupWeekDays" ? (v as string[]).join(",") : k === "encryptBackups" ? (v === null ? null : v ? 1 : 0) : v;
+  }
+  return cols;
+}

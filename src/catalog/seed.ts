@@ -2,8 +2,9 @@
 // names, validated whole and loaded in one transaction, so a bad file changes nothing.
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { parseRedisUrl } from "../redis/resp";
+import { parseRedisUrl } from "../redis/client/resp";
 import { INSTANCE_ID_PATTERN, SECRET_ID_PATTERN } from "../protocol/ids";
+import { DEFAULT_FILE_TYPE, DEFAULT_INSTANCE_TYPE } from "../protocol/instance-types";
 import { ALL_WEEKDAYS, parsePeriod } from "../protocol/schedule";
 import { LocalTime } from "../protocol/time";
 import type { Catalog } from "./catalog";
@@ -163,7 +164,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     }
     const inst: Instance = {
       instanceId: id, accountId: r.str("Account") ?? DEFAULT_ACCOUNT, region, name: r.str("InstanceName") ?? id,
-      instanceType: r.int("InstanceType", 1, 1000) ?? 17, shardNum: 1, memSizeMb: 0, createdAt: opts.now,
+      instanceType: r.int("InstanceType", 1, 1000) ?? DEFAULT_INSTANCE_TYPE, shardNum: 1, memSizeMb: 0, createdAt: opts.now,
       autoBackupWeekDays: auto?.weekDays ?? [...DEFAULT_SCHEDULE.weekDays], autoBackupPeriod: auto?.period ?? DEFAULT_SCHEDULE.period,
       backupStorageDays: days ?? auto?.storageDays ?? 7, lastAutoWindow: 0,
     };
@@ -201,7 +202,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     const b: Backup = {
       backupId, instanceId, startTime: start, endTime: end, backupType, status: status as BackupStatus, remark: r.str("Remark") ?? "",
       locked: r.int("Locked", 0, 1) ?? 0, backupSize: r.int("BackupSize", 0, Number.MAX_SAFE_INTEGER) ?? 0, fullBackup: r.int("FullBackup", 0, 1) ?? 0,
-      instanceType: r.int("InstanceType", 1, 1000) ?? inst.instanceType, fileType: r.str("FileType") ?? "RDB-Redis 7.0",
+      instanceType: r.int("InstanceType", 1, 1000) ?? inst.instanceType, fileType: r.str("FileType") ?? DEFAULT_FILE_TYPE,
       expireTime: r.time("ExpireTime", opts.time) ?? start + inst.backupStorageDays * DAY, encrypted: encrypted === true, files: [], fixture: true,
     };
     return b;

@@ -1,17 +1,17 @@
 // Catalogue administration from the command line: fixtures, instances, keys, tasks, migrations, storage checks.
 import type { Command } from "commander";
 import path from "node:path";
-import { dataDirHolder } from "../app";
 import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
-import { maskRedisUrl, randomString, registerInstance } from "../jobs/instances";
+import { maskRedisUrl, registerInstance } from "../jobs/instances";
 import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";
+import { dataDirHolder } from "../server/data-dir-lock";
+import { newKeyPair } from "../server/credentials";
 import { withServices, withSettings } from "./context";
 import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 
-const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 function outputOption(cmd: Command): Command {
   return cmd.option("--output <format>", "table or json", "table");
@@ -101,7 +101,7 @@ export function registerAdminCommands(program: Command): void {
     }));
   outputOption(withSettings(key.command("add").description("generate a key for an account (its secret is printed once)").option("--account <account>", "account", DEFAULT_ACCOUNT), "all"))
     .action(async (o: { output: string; account: string }, cmd: Command) => withServices(cmd, async (s) => {
-      const made = { secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM), account: o.account };
+      const made = { ...newKeyPair(), account: o.account };
       await s.catalog.putCredential({ secretId: made.secretId, secretKey: made.secretKey, accountId: o.account });
       printRows([made], formatOf(o.output), ["secretId", "secretKey", "account"]);
     }));
@@ -114,7 +114,7 @@ export function registerAdminCommands(program: Command): void {
     .action(async (secretId: string, o: { output: string }, cmd: Command) => withServices(cmd, async (s) => {
       const old = await s.catalog.credential(secretId);
       if (!old) throw new Error(`no key ${secretId}`);
-      const made = { ...old, secretId: `AKID${randomString(32, ALNUM)}`, secretKey: randomString(32, ALNUM) };
+      const made = { ...old, ...newKeyPair() };
       await s.catalog.transaction(async (tx) => {
         await tx.putCredential(made);
         await tx.deleteCredential(secretId);

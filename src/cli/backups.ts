@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { downloadFileName } from "../downloads/links";
 import { backupKeyOf, exportKey } from "../jobs/backups";
 import { TASK } from "../jobs/tasks";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import type { Services } from "../services";
 import { BACKUP_STATUSES } from "../catalog/types";
 import { InstanceBusyError } from "../jobs/errors";
@@ -17,8 +17,9 @@ import { formatBytes, OutputFormat, printRows, progressBar, formatOf } from "./o
 import { UsageError } from "./settings";
 import type { Backup } from "../catalog/types";
 import type { ValueKind } from "../redis/rdb/constants";
-import { describeVerification } from "../redis/restore-verify";
-import { RESTORE_MODES, RestoreMode, RestoreReport, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../jobs/restores";
+import { describeVerification } from "../redis/restore/verify";
+import type { RestoreReport } from "../jobs/restores";
+import { RESTORE_MODES, RestoreMode, RestoreRequest, RestoreRequestError, VALUE_KINDS } from "../redis/restore/request";
 
 export function registerBackupCommands(program: Command): void {
   const backup = program.command("backup").description("take, list and delete backups");
@@ -49,6 +50,8 @@ export function registerBackupCommands(program: Command): void {
       });
       bar.stop(outcome.ok ? last : undefined);
       if (!outcome.ok) throw new Error(`backup failed: ${outcome.message}`);
+      // A one-off command has nothing else to do: it waits for the digest computed from the stored file.
+      await s.digests?.settled(queued!.backupId);
       const b = (outcome.result as Backup | undefined) ?? (await s.catalog.backup(queued!.backupId));
       if (b) process.stderr.write(`backup ${b.backupId} of ${instanceId}: ${formatBytes(b.backupSize)} in ${b.files.length} shard(s)\n`);
       console.log(queued!.backupId);

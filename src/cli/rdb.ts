@@ -11,7 +11,7 @@ import zlib from "node:zlib";
 import type { Backup, StoredFile } from "../catalog/types";
 import { exportJsonLines, exportResp, formatInspectReport, inspectRdbStream, InspectReport, RdbDigest } from "../redis/rdb/index";
 import type { Services } from "../services";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import { backupFiles } from "../jobs/backups";
 import { withServices, withSettings } from "./context";
 import { formatBytes } from "./output";

@@ -50,7 +50,7 @@ export const SETTINGS: Setting[] = [
   { key: "advertiseHost", flag: "--advertise-host <address>", env: "CRS_ADVERTISE_HOST", kind: "string", scope: "all", help: "address a Redis being restored connects back to (default 127.0.0.1)" },
   { key: "auditDays", flag: "--audit-days <n>", env: "CRS_AUDIT_DAYS", kind: "int", min: 0, max: 36500, scope: "serve", help: "days records of deleted and expired backups are kept (default 90)" },
   { key: "autoBackups", flag: "--auto-backups <on|off>", env: "CRS_AUTO_BACKUPS", kind: "onoff", scope: "serve", help: "take automatic backups on each instance's schedule (default on)" },
-  { key: "captureDigest", flag: "--capture-digest <on|off>", env: "CRS_CAPTURE_DIGEST", kind: "onoff", scope: "all", help: "compute each backup's DEBUG DIGEST while capturing it (default on; costs CPU on a second core)" },
+  { key: "captureDigest", flag: "--capture-digest <on|off>", env: "CRS_CAPTURE_DIGEST", kind: "onoff", scope: "all", help: "compute each backup's DEBUG DIGEST from its stored file after the transfer, at low priority (default on)" },
   { key: "concurrency", flag: "--concurrency <n>", env: "CRS_CONCURRENCY", kind: "int", min: 1, max: 256, scope: "serve", help: "simultaneous backups/restores on this node (default 2)" },
   { key: "leaseSeconds", flag: "--lease-seconds <n>", env: "CRS_LEASE_SECONDS", kind: "seconds", min: 1, max: 3600, scope: "all", help: "how long a node's claim on a task holds unrenewed (default 30)" },
   { key: "nodeId", flag: "--node-id <id>", env: "CRS_NODE_ID", kind: "string", scope: "serve", help: "this node's name in task leases (default serve:<host>:<pid>:<random>)" },

@@ -13,7 +13,7 @@ import type { BlobStore } from "../storage/blob-store";
 type RawHandler = http.RequestListener;
 import { DOWNLOAD_PREFIX, LinkSigner } from "./links";
 import { downloadForm, downloadName } from "./encrypted";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import { KeyUnavailableError } from "../storage/keys/provider";
 import { addressAllowed, describeRule, normalizeAddress } from "./restrictions";
 

@@ -11,17 +11,17 @@ import crypto from "node:crypto";
 import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
-import { captureRdb, CaptureError, discoverShards } from "../redis/capture";
-import { DigestTee } from "../redis/capture-digest";
-import { fileTypeFor, instanceTypeFor, serverOfType } from "../redis/rdb";
-import { parseRedisUrl } from "../redis/resp";
+import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
+import { fileTypeFor, instanceTypeFor, serverOfType } from "../protocol/instance-types";
+import { parseRedisUrl } from "../redis/client/resp";
 import type { BlobStore } from "../storage/blob-store";
 import { KeyProvider, KeyUnavailableError, WrappedKey } from "../storage/keys/provider";
-import type { RecordedBlob } from "../storage/verify";
+import type { RecordedBlob } from "../storage/integrity";
 import type { Clock } from "../config";
-import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import { DiskSpaceError, SpaceGuard } from "./disk-space";
+import { BackupDigests, DIGEST_PENDING } from "./digests";
 import { TASK } from "./tasks";
 import { testHook } from "../test-hooks";
 
@@ -40,15 +40,14 @@ export interface BackupJobsOptions {
   store: BlobStore;
   clock: Clock;
   logger: Logger;
-  runner: TaskRunner;
-  /** Lease of the retirement tasks run where they are asked for. */
-  leaseMs: number;
+  /** The queue this kind's tasks go to (kicked after queueing, waited on). */
+  queue: JobQueue;
   /** Stall timeout of a capture. */
   captureTimeoutMs?: number;
   /** Hosts a cluster may announce its nodes on besides the registered one (never sent credentials otherwise). */
   clusterHosts?: readonly string[];
-  /** Compute the data set's digest while capturing (default true). */
-  captureDigest?: boolean;
+  /** Computes each backup's data-set digest after its transfer (absent: none; `--capture-digest off`). */
+  digests?: BackupDigests;
   /** The free space a backup needs (absent: not checked). */
   space?: SpaceGuard;
   /** Master keys for encrypted backups (absent: no keyring configured). */
@@ -138,7 +137,7 @@ export class BackupJobs implements JobKind {
     await this.checkSpace(instance, opts.automatic === true);
     // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
     // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
-    await this.o.runner.flushPending(instance.instanceId);
+    await this.o.queue.flushPending(instance.instanceId);
     // An encrypted backup's data key is made now and recorded with it from Status 1 on, so key-rotation sees
     // (and re-wraps, or refuses to retire the key of) a backup still being taken.
     let sealed: WrappedKey | undefined;
@@ -168,7 +167,7 @@ export class BackupJobs implements JobKind {
       });
     });
     if (taskId === undefined) return undefined;
-    this.o.runner.kick();
+    this.o.queue.kick();
     return { taskId, backupId: backup.backupId };
   }
 
@@ -181,7 +180,17 @@ export class BackupJobs implements JobKind {
     if (!instance?.redisUrl || instance.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
     const endpoint = parseRedisUrl(instance.redisUrl);
     const files: StoredFile[] = [];
+    // Where a backup's time goes (debug log "backup phases"): what a small backup's fixed cost is made of.
+    const phases = { readMs: 0, discoverMs: 0, captureMs: 0, commitMs: 0, recordMs: 0 };
+    let mark = performance.now();
+    const lap = (phase: keyof typeof phases): void => {
+      const now = performance.now();
+      phases[phase] += now - mark;
+      mark = now;
+    };
+    lap("readMs");
     const topology = await discoverShards(endpoint, this.o.captureTimeoutMs ?? 10_000, { allowedHosts: this.o.clusterHosts });
+    lap("discoverMs");
     let total = 0;
     let server: { name: "redis" | "valkey"; version: string } | undefined;
     for (const [shard, ep] of topology.masters.entries()) {
@@ -189,39 +198,41 @@ export class BackupJobs implements JobKind {
       const key = blobKey(backup.backupId, shard);
       const encryption = backupKeyOf(backup);
       const writer = store.createWriter(key, { compress: true, ...(encryption ? { encryption } : {}) });
-      // The RDB also goes through the digest engine on the way (another core): the backup records the DEBUG DIGEST
-      // of the data set, which restores and `crs-backup verify` compare against.
-      const tee = this.o.captureDigest === false ? undefined : new DigestTee(writer);
+      // Nothing but the writer on the socket's path: the data-set digest is computed from the stored file after
+      // the transfer (digests.ts), so the master's fork child lives no longer than redis-cli would keep it.
       try {
-        const result = await captureRdb(ep, tee ?? writer, {
+        const result = await captureRdb(ep, writer, {
           timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal,
           onProgress: (bytes) => ctx.local?.onProgress?.(total + bytes, undefined, `shard ${shard + 1}/${topology.masters.length}`),
         });
+        lap("captureMs");
         const committed = await writer.commit();
+        lap("commitMs");
         testHook("backup-shard-committed");
-        const proof = tee ? await tee.result() : {};
-        if (proof.missing) this.o.logger.warn({ taskId: task.taskId, backupId: backup.backupId, shard, reason: proof.missing }, "backup kept without a digest");
-        files.push({
-          key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes,
-          ...(proof.digest ? { digest: proof.digest } : {}), ...(proof.keys !== undefined ? { keys: proof.keys } : {}),
-        });
+        files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes });
         total += committed.bytes;
         server ??= result.rdb.server;
         // Recorded per shard, so a crash part-way leaves a list of what to remove.
         await catalog.updateBackup(backup.backupId, { files });
         ctx.progress(((shard + 1) / topology.masters.length) * 99);
+        lap("recordMs");
       } catch (err) {
         await writer.abort();
         throw err;
       }
     }
     const end = this.o.clock.now();
+    this.o.logger.debug({ taskId: task.taskId, backupId: backup.backupId, ...Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10])) }, "backup phases");
     const version = server?.version ?? "0.0.0";
     const instanceType = instanceTypeFor(version, topology.cluster, server?.name);
     const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files };
+    const digests = this.o.digests;
+    const message = `${total} bytes in ${files.length} shard(s)${digests ? `; ${DIGEST_PENDING}` : ""}`;
+    const transferredAt = Date.now();
     return {
-      message: `${total} bytes in ${files.length} shard(s)`,
+      message,
       result: finished,
+      committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, message, transferredAt })),
       commit: async (tx) => {
         await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files });
         await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
@@ -252,7 +263,7 @@ export class BackupJobs implements JobKind {
   async retire(given: Backup, status: -1 | -2, accountId: string): Promise<boolean> {
     const { catalog } = this.o;
     const now = this.o.clock.now();
-    const taskId = await catalog.transaction(async (tx) => {
+    const task = await catalog.transaction(async (tx) => {
       const b = await tx.backup(given.backupId);
       if (!b || b.status === status || b.status === -2) return undefined;
       if (b.locked || b.status === 3) throw new BackupUnavailableError("locked", `backup ${b.backupId} is locked by an export or a restore`, b.backupId);
@@ -260,14 +271,15 @@ export class BackupJobs implements JobKind {
       // An expired backup can still be deleted (its record then carries the deletion); files are gone already.
       const from = status === -2 ? ([2, 4, -1] as const) : ([2, 4] as const);
       if (!(await tx.transitionBackup(b.backupId, from, status, { files: [], ...(status === -2 ? { deletedAt: now } : {}) }))) return undefined;
-      return tx.insertTask({
-        instanceId: b.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup, status: "running", progress: 0,
-        startTime: now, message: "", backupId: b.backupId, owner: this.o.runner.nodeId, leaseUntil: now + this.o.leaseMs, params: { files: b.files },
-      });
+      // Claimed at insert: the files are removed here, now; if this node dies first, RetireJobs.undo finishes.
+      const fields: Omit<Task, "taskId"> = {
+        instanceId: b.instanceId, accountId, taskType: status === -1 ? TASK.removeBackupFile : TASK.deleteBackup, progress: 0,
+        startTime: now, message: "", backupId: b.backupId, params: { files: b.files }, ...this.o.queue.claimedAtInsert(now),
+      };
+      return { ...fields, taskId: await tx.insertTask(fields) };
     });
-    if (taskId === undefined) return false;
-    await removeBackupBlobs(this.o.store, given.backupId, given.files);
-    await catalog.updateTask(taskId, { status: "succeed", progress: 100, endTime: this.o.clock.now(), leaseUntil: undefined });
+    if (task === undefined) return false;
+    await this.o.queue.finishInline(task, () => removeBackupBlobs(this.o.store, given.backupId, given.files));
     return true;
   }
 

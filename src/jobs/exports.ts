@@ -10,11 +10,11 @@ import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import { storedSize } from "../storage/encryption";
 import type { Clock } from "../config";
 import { backupFiles, backupKeyOf, exportKey } from "./backups";
-import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { BackupUnavailableError, JobFailedError } from "./errors";
 import { TASK } from "./tasks";
 
@@ -23,7 +23,8 @@ export interface ExportJobsOptions {
   store: BlobStore;
   clock: Clock;
   logger: Logger;
-  runner: TaskRunner;
+  /** The queue this kind's tasks go to (kicked after queueing, waited on). */
+  queue: JobQueue;
 }
 
 /** The words for a backup status in messages. */
@@ -56,7 +57,7 @@ export class ExportJobs implements JobKind {
     if (!b) throw new BackupUnavailableError("missing", `backup ${backupId} does not exist`, backupId);
     if (b.status === 4 && !b.locked && (await this.exportComplete(b))) return b;
     const taskId = (await this.runningExport(b)) ?? (await this.enqueue(backupId));
-    const outcome = await this.o.runner.waitFor(taskId);
+    const outcome = await this.o.queue.waitFor(taskId);
     if (!outcome.ok) throw new JobFailedError(outcome.message);
     const done = await catalog.backup(backupId);
     if (!done || done.status !== 4) throw new JobFailedError(`backup ${backupId} left Status 4 right after its export (${done ? describeStatus(done.status) : "removed"})`);
@@ -87,7 +88,7 @@ export class ExportJobs implements JobKind {
         instanceId: cur.instanceId, accountId: instance?.accountId ?? "", taskType: TASK.exportBackup, status: "preparing", progress: 0, startTime: now, message: "", backupId,
       });
     });
-    this.o.runner.kick();
+    this.o.queue.kick();
     return taskId;
   }
 

@@ -6,10 +6,10 @@ import { maskUrl } from "../log";
 import { INSTANCE_ID_PATTERN } from "../protocol/ids";
 import { ALL_WEEKDAYS } from "../protocol/schedule";
 import type { Instance } from "../catalog/types";
-import { commandWithin, connectForCapture, discoverShards } from "../redis/capture";
-import { instanceTypeFor } from "../redis/rdb";
-import { parseRedisUrl } from "../redis/resp";
-import { parseInfo } from "../redis/restore-target";
+import { commandWithin, connectForCapture, discoverShards } from "../redis/capture/capture";
+import { DEFAULT_INSTANCE_TYPE, instanceTypeFor } from "../protocol/instance-types";
+import { parseRedisUrl } from "../redis/client/resp";
+import { parseInfo } from "../redis/restore/target";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -88,7 +88,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
   const probe = o.noCheck ? undefined : await probeRedis(o.redisUrl, { allowedHosts: o.allowedHosts });
   const instance: Instance = {
     instanceId, accountId: o.accountId, region: o.region, name: o.name ?? instanceId, redisUrl: o.redisUrl,
-    instanceType: probe?.instanceType ?? 17, shardNum: probe?.shardNum ?? 1, memSizeMb: probe?.memSizeMb ?? 0, createdAt: o.now,
+    instanceType: probe?.instanceType ?? DEFAULT_INSTANCE_TYPE, shardNum: probe?.shardNum ?? 1, memSizeMb: probe?.memSizeMb ?? 0, createdAt: o.now,
     autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: "00:00-01:00", backupStorageDays: 7, lastAutoWindow: 0,
   };
   if (probe) instance.redisVersion = probe.redisVersion;

@@ -18,7 +18,7 @@ import { BACKUP_COLUMNS, Row, toBackup, toCredential, toInstance, toTask } from 
 import { catalogFile, filesDir } from "../config";
 import type { BlobStore } from "../storage/blob-store";
 import { LocalBlobStore } from "../storage/local";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import { backupFiles } from "./backups";
 
 export interface MigrateReport {

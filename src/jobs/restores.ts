@@ -1,17 +1,17 @@
 // Restores as jobs (task 010): the backup is locked and the task queued together — refused while another restore
 // into the same instance is queued or running, the catalogue being the one place that knows.
 //
-// Two paths, chosen by the node that runs the task and named in the task's message:
-//  - replication (redis/restore.ts): the target loads the RDB natively through the replication protocol; the
+// Two paths, chosen by the node that runs the task (redis/restore/plan.ts) and named in the task's message:
+//  - replication (redis/restore/replication.ts): the target loads the RDB natively through the replication protocol; the
 //    fastest, and its data set is replaced as a whole. Taken when the mode allows it, the backup has one shard,
 //    no keys are selected (filters, keep-existing), and the target is a standalone master that loads the RDB's
 //    version. In auto mode a target that refuses it before anything changed (REPLICAOF renamed or denied,
 //    INFO refused) gets the command path instead.
-//  - commands (redis/restore-commands.ts): every key rebuilt by commands (RESTORE or plain writes), into any
+//  - commands (redis/restore/commands.ts): every key rebuilt by commands (RESTORE or plain writes), into any
 //    Redis, Valkey or Redis Cluster; keys are merged into what the target holds. Every cluster backup (all of its
 //    shards' files as sources), cluster targets, targets too old for the RDB, and filtered restores.
 //
-// After the restore the target is compared with the backup (redis/restore-verify.ts): DEBUG DIGEST where a
+// After the restore the target is compared with the backup (redis/restore/verify.ts): DEBUG DIGEST where a
 // standalone target received the whole backup, key by key otherwise. A difference fails the task: the target
 // does not hold what the backup holds. A target refusing DEBUG is "not verified".
 //
@@ -22,77 +22,25 @@
 import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
-import { readSlotMap } from "../redis/cluster";
-import { hostAllowed } from "../redis/capture";
 import { RdbReader } from "../redis/rdb/reader";
-import type { ValueKind } from "../redis/rdb/constants";
-import { scoreFormatForAux } from "../redis/rdb/digest";
-import { RedisEndpoint, RedisReplyError, RespConnection, parseRedisUrl } from "../redis/resp";
-import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore";
-import { CommandRestoreError, probeTarget, restoreByCommands, RestoreSummary, TargetCapabilities } from "../redis/restore-commands";
-import { maxRdbVersion, openTarget, readTargetState, releaseTarget, TargetState, totalKeys } from "../redis/restore-target";
-import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, targetScoreFormat, Verification, verifyRestore } from "../redis/restore-verify";
+import { RedisEndpoint, parseRedisUrl } from "../redis/client/resp";
+import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore/replication";
+import { restoreByCommands } from "../redis/restore/commands";
+import { CommandRestoreError, RestoreSummary } from "../redis/restore/command-summary";
+import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, planRestore, RdbHead, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "../redis/restore/plan";
+import { checkRestoreRequest, DEFAULT_RESTORE, RestoreRequest, restoreRequestOf, restoreRequestParams, selective } from "../redis/restore/request";
+import { probeTarget, releaseTarget } from "../redis/restore/target";
+import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, Verification, verifyRestore } from "../redis/restore/verify";
 import type { BlobStore } from "../storage/blob-store";
-import { verifiedRead } from "../storage/verify";
+import { verifiedRead } from "../storage/integrity";
 import type { Clock } from "../config";
 import { backupFiles } from "./backups";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
-import type { JobContext, JobKind, JobSuccess, TaskRunner, Undone } from "./runner";
+import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { TASK } from "./tasks";
+import { attachDigests, BackupDigests } from "./digests";
+import { digestStoredFile } from "../redis/capture/digest";
 import { formatBytes } from "../units";
-
-/** The restore asked for cannot be done that way (e.g. replication of a cluster backup): nothing was queued. */
-export class RestoreRequestError extends Error {
-  override name = "RestoreRequestError";
-}
-
-export type RestoreMode = "auto" | "replication" | "commands";
-export const RESTORE_MODES: readonly RestoreMode[] = ["auto", "replication", "commands"];
-export const VALUE_KINDS: readonly ValueKind[] = ["string", "list", "set", "zset", "hash", "stream", "module"];
-
-/** How to restore (task.params). RestoreInstance has none of these: auto, every key, existing keys replaced. */
-export interface RestoreRequest {
-  mode: RestoreMode;
-  /** Only keys of these databases. */
-  dbs?: number[];
-  /** Only keys matching this glob (Redis MATCH syntax). */
-  match?: string;
-  /** Only keys of these types. */
-  types?: ValueKind[];
-  /** Existing keys are replaced (default); false keeps them and counts them as skipped. */
-  replace: boolean;
-}
-
-export const DEFAULT_RESTORE: RestoreRequest = { mode: "auto", replace: true };
-
-/** Whether the request takes only some keys, or keeps existing ones: what only the command path does. */
-function selective(r: RestoreRequest): string | undefined {
-  if (r.dbs || r.match !== undefined || r.types) return "keys are selected (--db/--match/--type)";
-  if (!r.replace) return "existing keys are kept (--no-replace)";
-  return undefined;
-}
-
-/** Reads a request back from task.params, tolerating older tasks without one. */
-export function restoreRequestOf(params: Record<string, unknown> | undefined): RestoreRequest {
-  const p = params ?? {};
-  const mode = RESTORE_MODES.includes(p.mode as RestoreMode) ? (p.mode as RestoreMode) : "auto";
-  const dbs = Array.isArray(p.dbs) ? p.dbs.map(Number) : undefined;
-  const types = Array.isArray(p.types) ? (p.types as ValueKind[]) : undefined;
-  return { mode, dbs, match: typeof p.match === "string" ? p.match : undefined, types, replace: p.replace !== false };
-}
-
-/** Checks a request against the backup before anything is queued. */
-export function checkRestoreRequest(r: RestoreRequest, backup: Backup): void {
-  if (!RESTORE_MODES.includes(r.mode)) throw new RestoreRequestError(`mode must be one of ${RESTORE_MODES.join(", ")}, got ${JSON.stringify(r.mode)}`);
-  if (r.dbs && (r.dbs.length === 0 || r.dbs.some((d) => !Number.isInteger(d) || d < 0 || d > 65535))) throw new RestoreRequestError(`databases must be integers 0..65535, got ${JSON.stringify(r.dbs)}`);
-  if (r.types && (r.types.length === 0 || r.types.some((t) => !VALUE_KINDS.includes(t)))) throw new RestoreRequestError(`types must be among ${VALUE_KINDS.join(", ")}, got ${JSON.stringify(r.types)}`);
-  if (r.match !== undefined && (r.match.length === 0 || r.match.length > 1024)) throw new RestoreRequestError("the match pattern must be 1..1024 characters");
-  if (r.mode === "replication") {
-    if (backup.files.length > 1) throw new RestoreRequestError(`backup ${backup.backupId} is a cluster backup (${backup.files.length} shards): it can only be restored by commands (--mode auto or commands)`);
-    const why = selective(r);
-    if (why) throw new RestoreRequestError(`replication replaces the whole data set, but ${why}: use --mode auto or commands`);
-  }
-}
 
 /** What a finished restore reports (JobSuccess.result; the CLI prints it). */
 export interface RestoreReport {
@@ -119,26 +67,15 @@ export interface RestoreJobsOptions {
   store: BlobStore;
   clock: Clock;
   logger: Logger;
-  runner: TaskRunner;
+  /** The queue this kind's tasks go to (kicked after queueing, waited on). */
+  queue: JobQueue;
   /** The address target Redis servers connect back to (this node's short-lived replication endpoint). */
   advertiseHost: string;
   /** Hosts a cluster target may announce nodes on besides the registered one (as for backups). */
   clusterHosts?: readonly string[];
+  /** This node's digests still being computed after their backups' transfer (a restore waits for its own). */
+  digests?: BackupDigests;
 }
-
-interface Plan {
-  path: "replication" | "commands";
-  reason: string;
-  /** Replication only: the backup's RDB header facts. */
-  head?: RdbHead;
-}
-
-interface RdbHead {
-  version: number;
-  aux: Record<string, string>;
-}
-
-const STOP = new Error("header read");
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 
@@ -163,7 +100,7 @@ export class RestoreJobs implements JobKind {
       throw new BackupUnavailableError("status", `backup ${backup.backupId} has Status ${backup.status}; only a kept backup (2) or an exported one (4) can be restored`, backup.backupId);
     }
     if (backup.files.length === 0) throw new BackupUnavailableError("status", `backup ${backup.backupId} has no stored file (a catalogue-only record)`, backup.backupId);
-    checkRestoreRequest(request, backup);
+    checkRestoreRequest(request, { backupId: backup.backupId, shards: backup.files.length });
     if (!target.redisUrl) throw new InstanceBusyError(target.instanceId, `instance ${target.instanceId} has no Redis server registered`);
     const now = this.o.clock.now();
     const taskId = await this.o.catalog.transaction(async (tx) => {
@@ -175,10 +112,10 @@ export class RestoreJobs implements JobKind {
       return tx.insertTask({
         instanceId: target.instanceId, accountId: target.accountId, taskType: TASK.restore, status: "preparing", progress: 0, startTime: now, message: "",
         backupId: backup.backupId,
-        params: { sourceInstanceId: backup.instanceId, mode: request.mode, replace: request.replace, ...(request.dbs ? { dbs: request.dbs } : {}), ...(request.match !== undefined ? { match: request.match } : {}), ...(request.types ? { types: request.types } : {}) },
+        params: { sourceInstanceId: backup.instanceId, ...restoreRequestParams(request) },
       });
     });
-    this.o.runner.kick();
+    this.o.queue.kick();
     return { taskId };
   }
 
@@ -205,7 +142,7 @@ export class RestoreJobs implements JobKind {
     const { backup, target } = await this.parts(ctx.task);
     const request = restoreRequestOf(ctx.task.params);
     const ep = parseRedisUrl(target.redisUrl!);
-    let plan = await this.plan(request, backup, ep);
+    let plan = await planRestore(request, backup.files.length, ep, () => this.open(backup.files[0]!), `backup file ${backup.files[0]!.key}`);
     await this.announce(ctx, `restoring by ${plan.path}: ${plan.reason}`);
     let report: RestoreReport | undefined;
     if (plan.path === "replication") {
@@ -223,64 +160,9 @@ export class RestoreJobs implements JobKind {
     return { message: report.message, result: report, commit: (tx) => tx.updateBackup(backup.backupId, { locked: 0 }) };
   }
 
-  /** Chooses the path (see the header). Rejects only for a target no path can restore into. */
-  private async plan(r: RestoreRequest, backup: Backup, ep: RedisEndpoint): Promise<Plan> {
-    if (r.mode === "commands") return { path: "commands", reason: "asked for" };
-    const shards = backup.files.length;
-    if (shards > 1) return { path: "commands", reason: `a cluster backup (${shards} shards)` };
-    const why = selective(r);
-    if (why) return { path: "commands", reason: why };
-    const conn = await openTarget(ep, 10_000);
-    let state: TargetState;
-    try {
-      state = await readTargetState(conn, ep);
-    } catch (err) {
-      conn.close();
-      // INFO refused: replication cannot be checked, commands may still be allowed
-      if (r.mode === "auto" && err instanceof RestoreError && err.kind === "permission") return { path: "commands", reason: `the target refuses INFO (${err.message})` };
-      throw err;
-    }
-    conn.close();
-    const where = `${ep.host}:${ep.port}`;
-    if (state.role !== "master") throw new RestoreError("unsupported", `target ${where} is a replica of ${state.masterHost}:${state.masterPort}; restore into its master`);
-    if (state.loading) throw new RestoreError("unsupported", `target ${where} is loading a data set; try again later`);
-    if (state.clusterEnabled) {
-      if (r.mode === "replication") throw new RestoreError("unsupported", `target ${where} runs in cluster mode, where REPLICAOF to an outside master is not allowed: use --mode auto or commands`);
-      return { path: "commands", reason: "the target is a cluster" };
-    }
-    const head = await this.head(backup.files[0]!);
-    const max = maxRdbVersion(state.version);
-    if (max !== undefined && head.version > max) {
-      const why = `the target (Redis ${state.version}) loads RDB versions up to ${max}, the backup is version ${head.version}`;
-      if (r.mode === "replication") throw new RestoreError("load", `${why}: use --mode auto or commands`);
-      return { path: "commands", reason: why };
-    }
-    return { path: "replication", reason: `the target (Redis ${state.version}) loads RDB version ${head.version}`, head };
-  }
-
-  /** The RDB version and AUX fields at the start of a stored file (reads only its first chunks). */
-  private async head(file: StoredFile): Promise<RdbHead> {
-    const aux: Record<string, string> = {};
-    let version = 0;
-    const stream = await verifiedRead(this.o.store, file, { decompress: true });
-    const stop = (): never => {
-      throw STOP;
-    };
-    const reader = new RdbReader({ onHeader: (v) => (version = v), onAux: (k, v) => (aux[k] = v.toString("latin1")), onDb: stop, onKeyStart: stop, onFunction: stop });
-    try {
-      for await (const chunk of stream) reader.feed(chunk as Buffer);
-      reader.end();
-    } catch (err) {
-      if (err !== STOP) throw new Error(`backup file ${file.key} is not a readable RDB: ${(err as Error).message}`, { cause: err });
-    } finally {
-      stream.destroy();
-    }
-    return { version, aux };
-  }
-
   // ---------------------------------------------------------------------------------------- replication
 
-  private async byReplication(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, plan: Plan, t0: number): Promise<RestoreReport> {
+  private async byReplication(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, plan: RestorePlan, t0: number): Promise<RestoreReport> {
     const file = backup.files[0]!;
     const label = `into ${target.instanceId}`;
     const result = await restoreRdb(ep, { size: file.bytes, open: () => verifiedRead(this.o.store, file, { decompress: true }) }, {
@@ -297,46 +179,45 @@ export class RestoreJobs implements JobKind {
     const verification = await verifyRestore({
       target: ep, cluster: false, selection: {},
       // A failure computing it (the file unreadable a second time) leaves the key-by-key comparison to report.
-      expectedDigest: await this.expectedAfterReplication(file, plan.head!, ep).catch(() => undefined),
+      expectedDigest: await this.expectedAfterReplication(backup.backupId, file, plan.head!, ep).catch(() => undefined),
       open: async () => [await this.open(file)],
     });
     const parts = [`replication: ${result.keys} keys loaded in ${result.loadMs} ms (${result.load === "socket" ? "from the socket" : "through the target's disk"}, ${formatBytes(file.bytes)}, ${seconds(Date.now() - t0)} in all)`, describeVerification(verification), ...result.warnings];
     return { path: "replication", reason: plan.reason, keys: result.keys, skipped: 0, failed: 0, filtered: 0, expired: 0, bytes: file.bytes, ms: Date.now() - t0, verification, message: parts.join("; ") };
   }
 
+  /** The backup's recorded digest of `file`, after this node's digest of it still being computed, if any. */
+  private async recordedDigest(backupId: string, file: StoredFile): Promise<string | undefined> {
+    if (file.digest) return file.digest;
+    const settled = await this.o.digests?.settled(backupId);
+    if (settled) return settled.find((f) => f.shard === file.shard)?.digest;
+    return (await this.o.catalog.backup(backupId))?.files.find((f) => f.shard === file.shard)?.digest;
+  }
+
   /**
-   * The DEBUG DIGEST the target should report after loading `file`: the digest recorded at capture when the
-   * target formats scores as the source did, else computed from a second read in the target's format.
+   * The DEBUG DIGEST the target should report after loading `file` (redis/restore/plan.ts), waiting for the
+   * backup's digest when this node is still computing it after the transfer; a digest computed here in the
+   * source's format, where the backup had none, is attached to the backup.
    */
-  private async expectedAfterReplication(file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
-    let format;
-    try {
-      format = await targetScoreFormat(ep);
-    } catch {
-      return undefined; // INFO refused now: compare key by key (which reports what it can)
-    }
-    if (file.digest && scoreFormatForAux(head.aux) === format) return file.digest;
-    const digest = new SelectedDigest({ scoreFormat: format }, () => true);
-    const reader = new RdbReader(digest);
-    for await (const chunk of await this.open(file)) reader.feed(chunk);
-    reader.end();
-    const r = digest.result();
-    return r.moduleKeys ? undefined : r.digest;
+  private async expectedAfterReplication(backupId: string, file: StoredFile, head: RdbHead, ep: RedisEndpoint): Promise<string | undefined> {
+    const r = await expectedDigestAfterLoad(() => this.recordedDigest(backupId, file), head, ep, () => this.open(file));
+    if (r?.computed && r.sourceFormat) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, { digest: r.digest, keys: r.keys }]])).catch(() => undefined);
+    return r?.digest;
   }
 
   // ---------------------------------------------------------------------------------------- commands
 
-  private async byCommands(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, r: RestoreRequest, plan: Plan, t0: number): Promise<RestoreReport> {
+  private async byCommands(ctx: JobContext, backup: Backup, target: Instance, ep: RedisEndpoint, r: RestoreRequest, plan: RestorePlan, t0: number): Promise<RestoreReport> {
     // Recorded first: an interrupted run is then known to have written part of the backup, nothing to undo.
     await ctx.saveState({ path: "commands", replicaOf: null });
     const caps = await probeTarget(ep).catch((err: unknown) => {
       throw new CommandRestoreError(`cannot use restore target ${ep.host}:${ep.port}: ${(err as Error).message}`, undefined, { cause: err });
     });
-    if (caps.cluster) await this.checkClusterHosts(ep);
+    if (caps.cluster) await checkClusterHosts(ep, this.o.clusterHosts ?? []);
     const selection: KeySelection = { dbs: r.dbs, match: r.match, types: r.types };
     // The data-set digest applies to a standalone target that held nothing and receives the whole backup.
     const whole = !selective(r);
-    const digest = !caps.cluster && whole && (await this.isEmpty(ep)) ? new SelectedDigest({ scoreFormat: formatOf(caps) }, restoredKeyFilter(selection)) : undefined;
+    const digest = !caps.cluster && whole && (await isEmptyTarget(ep)) ? new SelectedDigest({ scoreFormat: scoreFormatOf(caps) }, restoredKeyFilter(selection)) : undefined;
     const total = backup.files.reduce((n, f) => n + f.bytes, 0);
     const label = `into ${target.instanceId}`;
     const sources = backup.files.map((f) => {
@@ -378,27 +259,6 @@ export class RestoreJobs implements JobKind {
     return report(verification);
   }
 
-  private async isEmpty(ep: RedisEndpoint): Promise<boolean> {
-    const conn = await RespConnection.connect(ep, 10_000);
-    try {
-      return (await totalKeys(conn)) === 0;
-    } catch (err) {
-      if (err instanceof RedisReplyError) return false; // INFO refused: assume not, compare key by key
-      throw err;
-    } finally {
-      conn.close();
-    }
-  }
-
-  /** A cluster target's nodes get the instance's password: only on hosts allowed as for backups. */
-  private async checkClusterHosts(ep: RedisEndpoint): Promise<void> {
-    for (const range of await readSlotMap(ep)) {
-      if (!hostAllowed(range.master.host, ep.host, this.o.clusterHosts ?? [])) {
-        throw new Error(`the cluster at ${ep.host}:${ep.port} announces a master on ${range.master.host}:${range.master.port}, a host not allowed (cluster-hosts); nothing was written`);
-      }
-    }
-  }
-
   // ---------------------------------------------------------------------------------------- recovery
 
   /**
@@ -437,13 +297,25 @@ export class RestoreJobs implements JobKind {
     }
     const what = released.released ? "the target was switched back to master (REPLICAOF NO ONE)" : `the target no longer followed our endpoint (role ${released.role}) and was left as it is`;
     const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-    const digest = backup?.files[0]?.digest;
-    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it)` };
+    const digest = backup?.files[0] ? await this.digestForRecovery(backup.backupId, backupFiles(backup)[0]!) : undefined;
+    if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it, and none could be computed from its file)` };
     const actual = await targetDigest(ep).catch(() => undefined);
     if (actual === undefined) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys (DEBUG DIGEST is not allowed there, so they could not be verified)` };
     return actual === digest
       ? { outcome: "succeed", note: `${what}; its data set is verified equal to the backup (digest ${digest})` }
       : { outcome: "failed", note: `${what}; its data set differs from the backup (digest ${actual}, backup ${digest}): the load did not complete` };
+  }
+
+  /**
+   * The digest an interrupted restore's target is checked against: the recorded one (after this node's pending
+   * digest of the backup, if any), else computed from the stored file now and attached to the backup.
+   */
+  private async digestForRecovery(backupId: string, file: StoredFile): Promise<string | undefined> {
+    const recorded = await this.recordedDigest(backupId, file);
+    if (recorded) return recorded;
+    const computed = await digestStoredFile(this.o.store, file);
+    if (computed.digest) await attachDigests(this.o.catalog, backupId, new Map([[file.shard, computed]])).catch(() => undefined);
+    return computed.digest;
   }
 
   async failed(tx: CatalogTx, task: Task): Promise<void> {
@@ -455,30 +327,9 @@ export class RestoreJobs implements JobKind {
   }
 }
 
-/** Replication refused before the target's data or role changed: the command path may still work. */
-function refusedBeforeChange(err: unknown): boolean {
-  return err instanceof RestoreError && (err.kind === "permission" || err.kind === "unsupported") && (err.phase === "prepare" || err.phase === "connect-back");
-}
-
 function counts(s: RestoreSummary): string {
   const parts = [`${s.keys} written`, `${s.skipped} skipped`, `${s.failed} failed`];
   if (s.filtered) parts.push(`${s.filtered} not selected`);
   if (s.expired) parts.push(`${s.expired} expired`);
   return parts.join(", ");
-}
-
-function formatOf(caps: TargetCapabilities) {
-  return caps.server === "valkey" ? scoreFormatForAux({ "valkey-ver": caps.version }) : scoreFormatForAux({ "redis-ver": caps.version });
-}
-
-/** The target's DEBUG DIGEST (40 hex digits); rejects where DEBUG is not allowed. */
-export async function targetDigest(ep: ReturnType<typeof parseRedisUrl>): Promise<string> {
-  const conn = await RespConnection.connect(ep, 10_000);
-  try {
-    const reply = await conn.command("DEBUG", "DIGEST");
-    if (reply instanceof RedisReplyError) throw reply;
-    return Buffer.isBuffer(reply) ? reply.toString("latin1") : String(reply);
-  } finally {
-    conn.close();
-  }
 }

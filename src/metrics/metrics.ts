@@ -14,7 +14,7 @@ import client, { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { actions as registeredActions } from "../actions";
 import type { Instance } from "../catalog/types";
 import type { RequestObserver } from "../gateway/server";
-import type { RunnerObserver } from "../jobs/runner";
+import type { RunnerObserver } from "../queue";
 import { parsePeriod, WEEKDAYS } from "../protocol/schedule";
 import { TASK } from "../jobs/tasks";
 import type { Services } from "../services";
@@ -178,7 +178,7 @@ export class ServerMetrics {
     },
   };
 
-  /** The task runner's observer (src/jobs/runner.ts). */
+  /** The task runner's observer (src/queue/runner.ts). */
   readonly runnerObserver: RunnerObserver = {
     taskStarted: (t) => this.tasksStarted.inc({ task: taskLabel(t) }),
     taskSucceeded: (t, ms, result) => {

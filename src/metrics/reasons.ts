@@ -1,8 +1,8 @@
 // Why a task failed, as one word of a small closed set: the `reason` label of crs_backup_tasks_failed_total.
 // A label must never carry an error message (unbounded values: every message would be a new time series), so
 // the error is classified by its type and code, and by its message only as a last resort.
-import { CaptureError } from "../redis/capture";
-import { RestoreError } from "../redis/restore-error";
+import { CaptureError } from "../redis/capture/capture";
+import { RestoreError } from "../redis/restore/errors";
 import { S3StorageError } from "../storage/s3-errors";
 
 export const FAILURE_REASONS = [

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { RedisEndpoint, RespConnection, RespValue } from "../../src/redis/resp";
+import { RedisEndpoint, RespConnection, RespValue } from "../../src/redis/client/resp";
 
 export async function send(ep: RedisEndpoint, commands: Array<Array<string | number>>): Promise<RespValue[]> {
   const c = await RespConnection.connect(ep);

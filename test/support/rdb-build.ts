@@ -1,7 +1,7 @@
 // Hand-built RDB files for encodings no server in this repository writes any more (linked lists, zipmaps,
 // ziplist lists, ASCII-double sorted sets, second-precision expiries, module values) and for precise failure
 // cases. Encoders follow the formats documented in src/redis/rdb/{ziplist,zipmap,listpack,intset}.ts.
-import { crc64Init, crc64ToBuffer, crc64Update } from "../../src/redis/crc64";
+import { crc64Init, crc64ToBuffer, crc64Update } from "../../src/redis/rdb/crc64";
 import { ByteWriter } from "../../src/redis/rdb/rdb-writer";
 
 export class RdbBuilder {

@@ -2,8 +2,8 @@
 // with CONFIG SET so that "small" and "big" collections stay tiny, on both sides of each *-max-* limit.
 import crypto from "node:crypto";
 import { Writable } from "node:stream";
-import { captureRdb } from "../../src/redis/capture";
-import { RedisEndpoint, RespConnection, RespValue } from "../../src/redis/resp";
+import { captureRdb } from "../../src/redis/capture/capture";
+import { RedisEndpoint, RespConnection, RespValue } from "../../src/redis/client/resp";
 import { ServerVersion } from "./versions";
 
 export const LONG_TTL = 3_600_000;

@@ -4,11 +4,11 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { keySlot, readSlotMap, SlotRange } from "../../src/redis/cluster";
+import { keySlot, readSlotMap, SlotRange } from "../../src/redis/client/cluster";
 
 // Tests route writes to a cluster's nodes with the same slot function as the service.
 export { keySlot };
-import { RespConnection, RedisEndpoint, RespValue } from "../../src/redis/resp";
+import { RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
 
 /** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
 export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {

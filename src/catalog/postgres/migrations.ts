@@ -2,7 +2,7 @@
 // ones (../sqlite/migrations.ts), in PostgreSQL's dialect (identity keys, trigger functions, a sequence for the
 // listing versions). Applied in order, each in its own transaction, under an advisory lock so that several nodes
 // starting at once migrate once.
-import type { Migration } from "../sqlite/migrations";
+import type { Migration } from "../migrator";
 
 export const migrations: Migration[] = [
   {

@@ -1,11 +1,7 @@
 // Versioned schema migrations of the SQLite catalogue (the PostgreSQL ones are in ../postgres/migrations.ts and
 // keep the same tables, columns and numbering). Applied in order on open and by `crs-backup migrate`.
 
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from "../migrator";
 
 export const migrations: Migration[] = [
   {

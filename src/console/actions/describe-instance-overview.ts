@@ -6,7 +6,7 @@
 // DescribeAutoBackupConfig, else they are null.
 import type { Backup, Instance } from "../../catalog/types";
 import { defineAction } from "../../actions/action";
-import { parseRedisUrl } from "../../redis/resp";
+import { parseRedisUrl } from "../../redis/client/resp";
 import { nextWindow } from "../schedule";
 import { policyAllows } from "../../actions/scope";
 

@@ -2,6 +2,10 @@
 
 /** Highest RDB version this engine reads (Redis 7.4 and 8.x write 12; Valkey 8 writes 11). */
 export const RDB_MAX_KNOWN_VERSION = 12;
+/** Lowest RDB version there is. */
+export const RDB_MIN_VERSION = 1;
+/** First RDB version with a CRC-64 trailer (Redis 2.6+). */
+export const RDB_CHECKSUM_SINCE = 5;
 
 export const RdbType = {
   STRING: 0,

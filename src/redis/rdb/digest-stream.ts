@@ -1,29 +1,34 @@
-// DigestStream: a Writable that computes the DEBUG DIGEST of the RDB written into it, in a worker thread, so a
-// capture can tee its chunks into it without the ~1 us/key of hashing slowing the transfer (the digest runs on
-// another core; the capture only copies each chunk once). Backpressure: at most `maxQueuedBytes` (default
-// 8 MiB) may wait in the worker's queue before write() stops accepting. The result (or an RdbParseError naming
-// the offset) comes from result() after end().
+// DigestStream: a Writable that computes the DEBUG DIGEST of the RDB written into it in a worker process at the
+// lowest CPU priority (nice 19, digest-worker-main.ts), so the ~1 us/key of hashing only uses CPU nothing else
+// wants. With `gzip`, what is written is a stored (gzip) file: the worker inflates it too and the result carries
+// the plain bytes' count and SHA-256 (the caller checks them against the record). Backpressure: at most
+// `maxQueuedBytes` (default 8 MiB) may wait in the worker's queue before write() stops accepting. The result (or
+// an RdbParseError naming the offset) comes from result() after end().
 //
-// The workers are shared: a worker thread is a whole V8 isolate (~35 MB, ~0.1-0.3 s of CPU to start), which fifty
-// small captures at once cannot each afford (a fleet of 10,000-key servers took 4x longer with one worker per
-// capture). Up to one worker per spare core is started on demand; each serves several streams (sessions), a new
-// stream going to the least busy; an idle worker exits after IDLE_MS and never keeps the process alive.
+// A process, not a worker thread: a thread's V8 isolate (~35 MB) would count in the server's own memory (a
+// capture plus a digest went from 94 to 130 MB), and a thread cannot be given a lower priority portably. The
+// workers are shared (starting one costs ~50 ms of CPU, which fifty small backups cannot each afford): up to one
+// per spare core, started on demand, each serving several streams (sessions), a new stream going to the least
+// busy; an idle worker exits after IDLE_MS and never keeps the process alive.
+import { ChildProcess, fork } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { Worker } from "node:worker_threads";
 import { DigestResult, ScoreFormatOption } from "./digest";
 import { RdbParseError } from "./errors";
 import { RdbSummary } from "./reader";
 
 export interface DigestStreamOptions extends ScoreFormatOption {
-  /** Bytes handed to the worker but not yet digested before writes wait. Default 8 MiB. */
+  /** Bytes handed to the worker but not yet digested before writes wait. Default 8 MiB (2 MiB with `gzip`). */
   maxQueuedBytes?: number;
+  /** What is written is gzip (a stored file): inflated in the worker, the result has `plain`. */
+  gzip?: boolean;
   verifyChecksum?: boolean;
   stringPieceBytes?: number;
 }
 
-type Outcome = DigestResult & { rdb: RdbSummary };
+export type DigestOutcome = DigestResult & { rdb: RdbSummary; plain?: { bytes: number; sha256: string } };
+type Outcome = DigestOutcome;
 type Reply = { id: number; ack?: number; result?: Outcome; error?: { message: string; offset?: number; expected?: string } };
 
 interface Session {
@@ -33,16 +38,17 @@ interface Session {
 
 const IDLE_MS = 30_000;
 
-/** One worker thread and the streams it is digesting. */
+/** One worker process and the streams it is digesting. */
 class PooledWorker {
   readonly sessions = new Map<number, Session>();
-  private readonly worker: Worker;
+  private readonly worker: ChildProcess;
   private idle: NodeJS.Timeout | undefined;
   dead = false;
 
   constructor(private readonly onExit: (w: PooledWorker) => void) {
-    this.worker = new Worker(path.join(__dirname, "digest-worker-main.js"));
-    this.worker.unref();
+    // execArgv: none of the parent's (--cpu-prof, --inspect, a test runner's flags) belong to the worker.
+    this.worker = fork(path.join(__dirname, "digest-worker-main.js"), [], { serialization: "advanced", execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    this.unref();
     this.worker.on("message", (m: Reply) => this.sessions.get(m.id)?.reply(m));
     const die = (e: Error) => {
       if (this.dead) return;
@@ -53,29 +59,44 @@ class PooledWorker {
       this.sessions.clear();
     };
     this.worker.on("error", die);
-    this.worker.on("exit", (code) => die(new Error(`the digest worker exited (code ${code})`)));
+    this.worker.on("exit", (code, signal) => die(new Error(`the digest worker exited (${signal ?? `code ${code}`})`)));
   }
 
-  post(m: unknown, transfer?: ArrayBuffer[]): void {
-    this.worker.postMessage(m, transfer);
+  private ref(): void {
+    this.worker.ref();
+    this.worker.channel?.ref();
+  }
+
+  private unref(): void {
+    this.worker.unref();
+    this.worker.channel?.unref();
+  }
+
+  get pid(): number | undefined {
+    return this.worker.pid;
+  }
+
+  post(m: unknown): void {
+    if (this.dead || !this.worker.connected) return;
+    this.worker.send(m as Parameters<ChildProcess["send"]>[0]);
   }
 
   add(id: number, s: Session): void {
     clearTimeout(this.idle);
     this.idle = undefined;
     this.sessions.set(id, s);
-    this.worker.ref(); // a stream waiting for its digest keeps the process alive
+    this.ref(); // a stream waiting for its digest keeps the process alive
   }
 
   remove(id: number): void {
     if (!this.sessions.delete(id) || this.sessions.size || this.dead) return;
-    this.worker.unref();
+    this.unref();
     this.idle = setTimeout(() => {
       if (this.sessions.size || this.dead) return;
       // Out of the pool before it goes, so no new stream is handed to a worker on its way out.
       this.dead = true;
       this.onExit(this);
-      void this.worker.terminate();
+      this.worker.kill();
     }, IDLE_MS);
     this.idle.unref();
   }
@@ -98,6 +119,11 @@ function pickWorker(): PooledWorker {
   return best;
 }
 
+/** The process ids of the running digest workers (benchmarks read their peak memory). */
+export function digestWorkerPids(): number[] {
+  return pool.map((w) => w.pid).filter((p): p is number => p !== undefined);
+}
+
 export class DigestStream extends Writable {
   private readonly worker: PooledWorker;
   private readonly id = nextId++;
@@ -113,7 +139,8 @@ export class DigestStream extends Writable {
 
   constructor(opts: DigestStreamOptions = {}) {
     super({ highWaterMark: 1 << 16 });
-    this.max = opts.maxQueuedBytes ?? 8 << 20;
+    // Stored (gzip) bytes inflate ~4-5x: 2 MiB of them is as much work queued as 8 MiB of plain RDB.
+    this.max = opts.maxQueuedBytes ?? (opts.gzip ? 2 << 20 : 8 << 20);
     this.done = new Promise<Outcome>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -165,10 +192,8 @@ export class DigestStream extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.failure) return cb(this.failure);
-    const copy = new Uint8Array(chunk.length);
-    copy.set(chunk);
-    this.queued += copy.length;
-    this.worker.post({ id: this.id, chunk: copy }, [copy.buffer]);
+    this.queued += chunk.length;
+    this.worker.post({ id: this.id, chunk });
     if (this.queued < this.max) return cb();
     this.waiting = () => cb(this.failure);
   }

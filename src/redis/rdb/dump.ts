@@ -22,7 +22,7 @@
 //           < 9           error: the target has no streams
 //   module  >= 8          7  MODULE_2                         opaque bytes passed through; the target needs
 //                                                              the same module loaded
-import { crc64Init, crc64ToBuffer, crc64Update } from "../crc64";
+import { crc64Init, crc64ToBuffer, crc64Update } from "./crc64";
 import { RdbType, ValueKind } from "./constants";
 import { formatG17 } from "./double-format";
 import { RdbUnsupportedError } from "./errors";

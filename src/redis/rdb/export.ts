@@ -15,9 +15,12 @@
 //   module: "value":{"module":"<name>","encVersion":n,"base64":"<opaque serialization>"}
 import { isUtf8 } from "node:buffer";
 import { Writable } from "node:stream";
-import { CommandRouter } from "../cluster";
-import { ReplyKind } from "../pipeline";
-import { CommandRestoreOptions, RestoreShared, RestoreSummary, RestoreVisitor, TargetCapabilities } from "../restore-commands";
+import { CommandRouter } from "../client/cluster";
+import { ReplyKind } from "../client/pipelined";
+import type { CommandRestoreOptions, RestoreSummary } from "../restore/command-summary";
+import { RestoreShared } from "../restore/command-replies";
+import { RestoreVisitor } from "../restore/command-visitor";
+import type { TargetCapabilities } from "../restore/target";
 import { rdbVersionOf, ValueKind } from "./constants";
 import { ByteWriter } from "./rdb-writer";
 import { KeyHeader, RdbReader, RdbSummary, RdbVisitor, StreamConsumer, StreamGroup, StreamMeta, StreamPendingEntry } from "./reader";

@@ -12,7 +12,7 @@ export * from "./reader";
 export * from "./stream";
 export { DigestVisitor, RdbDigest, digestRdb, digestDumpPayload, scoreFormatForAux, scoreFormatForServer } from "./digest";
 export type { DigestOptions, DigestResult, ScoreFormatOption } from "./digest";
-export { DigestStream } from "./digest-stream";
+export { DigestStream, digestWorkerPids } from "./digest-stream";
 export type { DigestStreamOptions } from "./digest-stream";
 export { formatScore, formatG17, fpconvDtoa } from "./double-format";
 export type { ScoreFormat } from "./double-format";
@@ -20,8 +20,8 @@ export { DumpBuilder, DumpUnsupportedError, assemblePayload } from "./dump";
 export { InspectVisitor, inspectRdbStream, formatInspectReport } from "./inspect";
 export type { InspectReport, KeyStats, InspectOptions } from "./inspect";
 export { exportJsonLines, exportResp, capabilitiesFor } from "./export";
-export { verifyAgainstServer } from "./verify";
-export type { VerifyResult, VerifyOptions, KeyDifference } from "./verify";
+export { verifyAgainstServer } from "./key-diff";
+export type { VerifyResult, VerifyOptions, KeyDifference } from "./key-diff";
 
 export interface StreamConsumerValue extends StreamConsumer {
   pendingIds: StreamId[];

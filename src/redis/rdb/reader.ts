@@ -15,7 +15,7 @@
 // Buffer lifetime: Buffers handed to callbacks are views of the fed chunks or of internal buffers. Treat them
 // as valid only during the callback (copy what you keep). Exception: KeyHeader.key stays valid until onKeyEnd
 // returns (the reader copies it if the value spans several feed() calls).
-import { crc64Equals, crc64Init, crc64ToHex, crc64Update, Crc64 } from "../crc64";
+import { crc64Equals, crc64Init, crc64ToHex, crc64Update, Crc64 } from "./crc64";
 import { BlobError } from "./blob-error";
 import { moduleNameFromId, ModuleOpcode, Opcode, RDB_MAX_KNOWN_VERSION, RdbType, TYPE_DESC, ValueKind } from "./constants";
 import { Elements, intBuf } from "./elements";

@@ -2,9 +2,9 @@
 // "has a TTL") and asks the target for the same, in batches (routed by slot on a cluster). The first
 // `maxDifferences` differing keys are reported, with the digest the backup says and the one the target has
 // (40 zeros: the key is missing). The target needs DEBUG enabled (Redis 7+: enable-debug-command).
-import { keySlot, readSlotMap, SlotRange } from "../cluster";
-import { RedisEndpoint, RespConnection, RespValue } from "../resp";
-import { parseInfo } from "../restore-target";
+import { keySlot, readSlotMap, SlotRange } from "../client/cluster";
+import { RedisEndpoint, RespConnection, RespValue } from "../client/resp";
+import { parseInfo } from "../restore/target";
 import { DigestVisitor, scoreFormatForServer } from "./digest";
 import { ScoreFormat } from "./double-format";
 import { KeyHeader, RdbReader } from "./reader";

@@ -8,8 +8,8 @@
 // Pausing until all replies are in is what keeps a key's commands in order across a redirection: a key's
 // commands all went to one node (the map does not change while commands are in flight), so its redirected
 // commands come back in order and are re-sent in that order before anything newer is sent for it.
-import { PipelinedConnection, PipelineError, ReplyKind, decodeCommand } from "./pipeline";
-import { ByteWriter } from "./rdb/rdb-writer";
+import { PipelinedConnection, PipelineError, ReplyKind, decodeCommand } from "./pipelined";
+import { ByteWriter } from "../rdb/rdb-writer";
 import { RedisEndpoint, RespConnection, RespValue } from "./resp";
 
 const CRC16_TABLE = (() => {

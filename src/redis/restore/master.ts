@@ -3,8 +3,8 @@
 // (Facts from redis/redis src/replication.c: syncWithMaster and readSyncBulkPayload, replica side.)
 import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { parseResp, RespValue } from "./resp";
-import { normalizeAddress } from "../address";
+import { parseResp, RespValue } from "../client/resp";
+import { normalizeAddress } from "../../address";
 
 /** A replica that finished the handshake and asked for the data set. */
 export interface SyncRequest {

@@ -25,18 +25,18 @@
 // twice (the CRC pre-check, still used for targets already loading from the socket when loadFromSocket is off).
 import net from "node:net";
 import { Readable } from "node:stream";
-import { crc64Equals, crc64Init, crc64Update } from "./crc64";
-import { LoadCheck, LoadRuleViolation } from "./rdb/load-check";
-import { RdbReader } from "./rdb/reader";
-import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
-import { RestoreError, RestorePhase } from "./restore-error";
-import { normalizeAddress } from "../address";
-import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./restore-master";
-import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, TargetState, totalKeys } from "./restore-target";
-import { testHook } from "../test-hooks";
+import { crc64Equals, crc64Init, crc64Update } from "../rdb/crc64";
+import { LoadCheck, LoadRuleViolation } from "../rdb/load-check";
+import { RdbReader } from "../rdb/reader";
+import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
+import { RestoreError, RestorePhase } from "./errors";
+import { normalizeAddress } from "../../address";
+import { MasterListener, payloadPreamble, SyncRequest, writeWithBackpressure } from "./master";
+import { classifyTargetError, info, maxRdbVersion, openTarget, readTargetState, TargetState, totalKeys } from "./target";
+import { testHook } from "../../test-hooks";
 
-export { RestoreError, RestoreErrorKind, RestorePhase } from "./restore-error";
-export { verifyTargetPassword } from "./restore-target";
+export { RestoreError, RestoreErrorKind, RestorePhase } from "./errors";
+export { verifyTargetPassword } from "./target";
 
 export interface RdbSource {
   /** Exact byte length of the plain (uncompressed) RDB. */

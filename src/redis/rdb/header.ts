@@ -2,17 +2,16 @@
 // fields (enough for a catalogue entry) and verifies the trailer (0xFF + CRC-64 of everything before the CRC).
 // It does not decode keys: a full structural check is redis-check-rdb's job; the CRC already proves the bytes
 // are exactly what the server wrote.
+//
+// Its errors are the engine's one error type (RdbParseError: offset and what was expected there) and its
+// version bounds and opcodes the engine's constants, so a version the reader learns the inspector accepts too.
+import { Opcode, RDB_CHECKSUM_SINCE, RDB_MAX_KNOWN_VERSION, RDB_MIN_VERSION } from "./constants";
 import { Crc64, crc64Equals, crc64Init, crc64ToHex, crc64Update } from "./crc64";
-import { lzfDecompress as lzfDecompressRange, LzfError } from "./rdb/lzf";
+import { RdbParseError } from "./errors";
+import { lzfDecompress as lzfDecompressRange, LzfError } from "./lzf";
 
-export const RDB_MIN_VERSION = 1;
-/** Highest RDB format version we accept (Redis 7.4 / 8.x write 12). */
-export const RDB_MAX_VERSION = 12;
-/** First RDB version with a CRC-64 trailer (Redis 2.6+). */
-const RDB_CHECKSUM_SINCE = 5;
-
-const OP_AUX = 0xfa;
-const OP_EOF = 0xff;
+const OP_AUX = Opcode.AUX;
+const OP_EOF = Opcode.EOF;
 /** The header and AUX section are a few hundred bytes; more than this means the stream is not an RDB. */
 const MAX_HEADER_BYTES = 1 << 20;
 
@@ -30,10 +29,6 @@ export interface RdbInfo {
   bytes: number;
 }
 
-export class RdbFormatError extends Error {
-  override name = "RdbFormatError";
-}
-
 /** Thrown by the AUX parser when the buffered bytes end inside a field. */
 const NEED_MORE = Symbol("need more bytes");
 
@@ -49,7 +44,7 @@ export class RdbInspector {
   private readonly aux: Record<string, string> = {};
   private finished = false;
 
-  /** Feeds the next chunk. Throws RdbFormatError as soon as the header is known to be wrong. */
+  /** Feeds the next chunk. Throws RdbParseError as soon as the header is known to be wrong. */
   update(chunk: Buffer): void {
     if (this.finished) throw new Error("RdbInspector: update after end");
     if (chunk.length === 0) return;
@@ -62,8 +57,8 @@ export class RdbInspector {
   end(): RdbInfo {
     this.finished = true;
     if (this.head !== undefined) {
-      if (this.head.length < 9) throw new RdbFormatError(`truncated RDB: only ${this.bytes} bytes, header incomplete`);
-      throw new RdbFormatError(`truncated RDB: stream ended inside the AUX section after ${this.bytes} bytes`);
+      if (this.head.length < 9) throw new RdbParseError(this.bytes, "the 9-byte header", `truncated RDB: only ${this.bytes} bytes, header incomplete`);
+      throw new RdbParseError(this.bytes, "the rest of the AUX section", `truncated RDB: stream ended inside the AUX section after ${this.bytes} bytes`);
     }
     let checksum: RdbInfo["checksum"];
     if (this.version < RDB_CHECKSUM_SINCE) {
@@ -78,7 +73,7 @@ export class RdbInspector {
       else if (crc64Equals(this.crc, stored)) checksum = "ok";
       else {
         const storedHex = Buffer.from(stored).reverse().toString("hex");
-        throw new RdbFormatError(`RDB checksum mismatch: file says ${storedHex}, computed ${crc64ToHex(this.crc)} over ${this.bytes - 8} bytes (corrupt payload)`);
+        throw new RdbParseError(this.bytes - 8, `CRC-64 ${crc64ToHex(this.crc)}`, `RDB checksum mismatch: file says ${storedHex}, computed ${crc64ToHex(this.crc)} over ${this.bytes - 8} bytes (corrupt payload)`);
       }
     }
     const redisVersion = this.aux["redis-ver"];
@@ -87,8 +82,9 @@ export class RdbInspector {
     return { rdbVersion: this.version, aux: { ...this.aux }, redisVersion, server, checksum, bytes: this.bytes };
   }
 
-  private missingEof(): RdbFormatError {
-    return new RdbFormatError(`truncated RDB: no 0xFF end-of-file opcode before the checksum (${this.bytes} bytes received)`);
+  private missingEof(): RdbParseError {
+    const at = Math.max(0, this.bytes - (this.version < RDB_CHECKSUM_SINCE ? 1 : 9));
+    return new RdbParseError(at, "the 0xFF end-of-file opcode", `truncated RDB: no 0xFF end-of-file opcode before the checksum (${this.bytes} bytes received)`);
   }
 
   /** CRC everything except the last 9 bytes, which may turn out to be the EOF opcode + stored CRC. */
@@ -116,17 +112,17 @@ export class RdbInspector {
     if (this.version === 0) {
       const magicLen = Math.min(head.length, 5);
       if (head.toString("latin1", 0, magicLen) !== "REDIS".slice(0, magicLen)) {
-        throw new RdbFormatError(`not an RDB file: bad magic ${JSON.stringify(head.toString("latin1", 0, magicLen))} (expected "REDIS")`);
+        throw new RdbParseError(0, '"REDIS"', `not an RDB file: bad magic ${JSON.stringify(head.toString("latin1", 0, magicLen))}`);
       }
       if (head.length < 9) {
         this.head = Buffer.from(head);
         return;
       }
       const digits = head.toString("latin1", 5, 9);
-      if (!/^[0-9]{4}$/.test(digits)) throw new RdbFormatError(`not an RDB file: bad version field ${JSON.stringify(digits)}`);
+      if (!/^[0-9]{4}$/.test(digits)) throw new RdbParseError(5, "a 4-digit version", `not an RDB file: bad version field ${JSON.stringify(digits)}`);
       const v = Number(digits);
-      if (v < RDB_MIN_VERSION || v > RDB_MAX_VERSION) {
-        throw new RdbFormatError(`unsupported RDB version ${v} (this build reads ${RDB_MIN_VERSION}..${RDB_MAX_VERSION})`);
+      if (v < RDB_MIN_VERSION || v > RDB_MAX_KNOWN_VERSION) {
+        throw new RdbParseError(5, `an RDB version between ${RDB_MIN_VERSION} and ${RDB_MAX_KNOWN_VERSION}`, `unsupported RDB version ${v} (this build reads ${RDB_MIN_VERSION}..${RDB_MAX_KNOWN_VERSION})`);
       }
       this.version = v;
       this.headPos = 9;
@@ -148,12 +144,12 @@ export class RdbInspector {
         break;
       }
     }
-    if (head.length > MAX_HEADER_BYTES) throw new RdbFormatError(`RDB AUX section exceeds ${MAX_HEADER_BYTES} bytes; not a valid RDB`);
+    if (head.length > MAX_HEADER_BYTES) throw new RdbParseError(MAX_HEADER_BYTES, "the end of the AUX section", `RDB AUX section exceeds ${MAX_HEADER_BYTES} bytes; not a valid RDB`);
     this.head = head === chunk ? Buffer.from(chunk) : head;
   }
 }
 
-/** Cursor over the buffered header; throws NEED_MORE when a read runs past the end. */
+/** Cursor over the buffered header (which starts at the stream's byte 0); throws NEED_MORE when a read runs past the end. */
 class Reader {
   constructor(private readonly buf: Buffer, public pos: number) {}
 
@@ -185,10 +181,10 @@ class Reader {
           this.need(8);
           const v = this.buf.readBigUInt64BE(this.pos);
           this.pos += 8;
-          if (v > BigInt(MAX_HEADER_BYTES)) throw new RdbFormatError(`RDB AUX field length ${v} is implausible`);
+          if (v > BigInt(MAX_HEADER_BYTES)) throw new RdbParseError(this.pos - 9, "a plausible AUX field length", `RDB AUX field length ${v} is implausible`);
           return { len: Number(v), special: false };
         }
-        throw new RdbFormatError(`bad RDB length encoding 0x${first.toString(16)} at offset ${this.pos - 1}`);
+        throw new RdbParseError(this.pos - 1, "a length encoding", `bad RDB length encoding 0x${first.toString(16)}`);
       }
       default:
         return { len: first & 0x3f, special: true };
@@ -217,17 +213,18 @@ class Reader {
       case 3: {
         const clen = this.length();
         const ulen = this.length();
-        if (clen.special || ulen.special) throw new RdbFormatError(`bad LZF string header at offset ${this.pos}`);
-        if (ulen.len > MAX_HEADER_BYTES) throw new RdbFormatError(`RDB AUX field length ${ulen.len} is implausible`);
-        return lzfDecompress(this.raw(clen.len), ulen.len).toString("utf8");
+        if (clen.special || ulen.special) throw new RdbParseError(this.pos, "plain lengths", "bad LZF string header");
+        if (ulen.len > MAX_HEADER_BYTES) throw new RdbParseError(this.pos, "a plausible AUX field length", `RDB AUX field length ${ulen.len} is implausible`);
+        const at = this.pos;
+        return lzfDecompress(this.raw(clen.len), ulen.len, at).toString("utf8");
       }
       default:
-        throw new RdbFormatError(`unknown RDB string encoding ${len} at offset ${this.pos - 1}`);
+        throw new RdbParseError(this.pos - 1, "a string encoding (0..3)", `unknown RDB string encoding ${len}`);
     }
   }
 
   private raw(len: number): Buffer {
-    if (len > MAX_HEADER_BYTES) throw new RdbFormatError(`RDB AUX field length ${len} is implausible`);
+    if (len > MAX_HEADER_BYTES) throw new RdbParseError(this.pos, "a plausible AUX field length", `RDB AUX field length ${len} is implausible`);
     this.need(len);
     const out = this.buf.subarray(this.pos, this.pos + len);
     this.pos += len;
@@ -235,12 +232,12 @@ class Reader {
   }
 }
 
-/** LZF decompression of a whole buffer (rdb/lzf.ts), its failures as this inspector's format errors. */
-export function lzfDecompress(input: Buffer, outLen: number): Buffer {
+/** LZF decompression of a whole buffer (rdb/lzf.ts) found at stream offset `at`, its failures as RdbParseErrors. */
+export function lzfDecompress(input: Buffer, outLen: number, at = 0): Buffer {
   try {
     return lzfDecompressRange(input, 0, input.length, outLen);
   } catch (err) {
-    if (err instanceof LzfError) throw new RdbFormatError(`corrupt LZF data (${err.message})`);
+    if (err instanceof LzfError) throw new RdbParseError(at, "valid LZF data", `corrupt LZF data (${err.message})`);
     throw err;
   }
 }
@@ -250,37 +247,4 @@ export function inspectRdb(buf: Buffer): RdbInfo {
   const i = new RdbInspector();
   i.update(buf);
   return i.end();
-}
-
-function majorMinor(redisVersion: string): [number, number] {
-  const m = /^(\d+)\.(\d+)/.exec(redisVersion.trim());
-  if (!m) throw new Error(`cannot read a Redis version from ${JSON.stringify(redisVersion)}`);
-  return [Number(m[1]), Number(m[2])];
-}
-
-/** The catalogue's FileType for a backup written by this Redis version, e.g. "RDB-Redis 7.0". */
-export function fileTypeFor(version: string, server: "redis" | "valkey" = "redis"): string {
-  const [major, minor] = majorMinor(version);
-  return `RDB-${server === "valkey" ? "Valkey" : "Redis"} ${major}.${minor}`;
-}
-
-/**
- * CRS InstanceType code for a server version and topology: 2.8 standalone 5, 4.0 6/7 (standard/cluster),
- * 5.0 8/9, 6.x 15/16, 7.x and later 17/18, Valkey 19/20 (the cloud lists 19-22 for Valkey 8.0; we use the first
- * two, standard and cluster). Versions older than 4.0 map to the 2.8 code (5) or, for a cluster, the oldest
- * cluster code (7), as CRS has no 3.x types.
- */
-export function instanceTypeFor(version: string, cluster: boolean, server: "redis" | "valkey" = "redis"): number {
-  if (server === "valkey") return cluster ? 20 : 19;
-  const [major] = majorMinor(version);
-  if (major >= 7) return cluster ? 18 : 17;
-  if (major === 6) return cluster ? 16 : 15;
-  if (major === 5) return cluster ? 9 : 8;
-  if (major === 4) return cluster ? 7 : 6;
-  return cluster ? 7 : 5;
-}
-
-/** Which server an InstanceType code stands for (19/20: Valkey; the rest: Redis). */
-export function serverOfType(instanceType: number): "redis" | "valkey" {
-  return instanceType >= 19 && instanceType <= 22 ? "valkey" : "redis";
 }

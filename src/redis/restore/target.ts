@@ -1,8 +1,8 @@
 // Talking to the restore target as an ordinary client: connecting with error classification, reading INFO,
-// and knowing which RDB versions a given Redis can load.
-import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "./resp";
-import { RestoreError } from "./restore-error";
-import { rdbVersionOf } from "./rdb/constants";
+// knowing which RDB versions a given Redis can load, and probing what a restore by commands may use.
+import { RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "../client/resp";
+import { RestoreError } from "./errors";
+import { rdbVersionOf } from "../rdb/constants";
 
 /** Parses INFO output (`key:value` lines, `#` section headers) into a map. */
 export function parseInfo(reply: RespValue): Map<string, string> {
@@ -155,5 +155,75 @@ export async function releaseTarget(target: RedisEndpoint, endpoint: { host: str
     return { released: ours, role: ours ? "master" : role, keys: await totalKeys(conn) };
   } finally {
     conn.close();
+  }
+}
+
+export interface TargetCapabilities {
+  server: "redis" | "valkey";
+  version: string;
+  /** Highest RDB version the target loads (DUMP payload version). */
+  rdbVersion: number;
+  cluster: boolean;
+  /** The RESTORE command is allowed (not renamed, not denied by ACL). */
+  restore: boolean;
+  /** RESTORE ... ABSTTL / IDLETIME / FREQ (5.0+). */
+  restoreAbsTtl: boolean;
+  /** SET ... PXAT (6.2+). */
+  setPxat: boolean;
+  /** Multi-field HSET (4.0+). */
+  hsetMulti: boolean;
+  streams: boolean;
+  /** XSETID ENTRIESADDED/MAXDELETEDID and XGROUP CREATE ENTRIESREAD (7.0+). */
+  streamMeta: boolean;
+  /** XGROUP CREATECONSUMER (6.2+). */
+  createConsumer: boolean;
+  /** HPEXPIREAT (hash field TTLs, Redis 7.4+). */
+  hashFieldTtl: boolean;
+  /** FUNCTION LOAD (7.0+). */
+  functions: boolean;
+}
+
+
+function versionNumber(v: string): number {
+  const m = /^(\d+)\.(\d+)/.exec(v);
+  return m ? Number(m[1]) * 100 + Number(m[2]) : 0;
+}
+
+/** Reads what the target can do (INFO server/cluster, a harmless RESTORE probe). */
+export async function probeTarget(ep: RedisEndpoint, timeoutMs = 10_000): Promise<TargetCapabilities> {
+  const c = await RespConnection.connect(ep, timeoutMs);
+  try {
+    const server = parseInfo(await c.command("INFO", "server"));
+    const clusterInfo = parseInfo(await c.command("INFO", "cluster"));
+    const valkey = server.get("valkey_version");
+    const kind: "redis" | "valkey" = valkey || server.get("server_name") === "valkey" ? "valkey" : "redis";
+    const version = (kind === "valkey" ? valkey : server.get("redis_version")) ?? "0.0.0";
+    const redisCompat = versionNumber(server.get("redis_version") ?? version);
+    let restore = true;
+    try {
+      // An invalid payload is rejected after the command and ACL checks and before anything is written.
+      await c.command("RESTORE", "crs-backup:restore-probe", "0", "not-a-payload");
+    } catch (err) {
+      if (err instanceof RedisReplyError && /^(NOPERM|ERR unknown command)/i.test(err.reply)) restore = false;
+      else if (!(err instanceof RedisReplyError)) throw err;
+    }
+    const v = versionNumber(version);
+    return {
+      server: kind,
+      version,
+      rdbVersion: rdbVersionOf(kind, version) ?? 12,
+      cluster: clusterInfo.get("cluster_enabled") === "1",
+      restore,
+      restoreAbsTtl: redisCompat >= 500,
+      setPxat: redisCompat >= 602,
+      hsetMulti: redisCompat >= 400,
+      streams: redisCompat >= 500,
+      streamMeta: redisCompat >= 700,
+      createConsumer: redisCompat >= 602,
+      hashFieldTtl: kind === "redis" ? v >= 704 : v >= 900,
+      functions: redisCompat >= 700,
+    };
+  } finally {
+    c.close();
   }
 }

@@ -6,14 +6,14 @@
 //    the backup (a cluster target, filters, a target that held other keys): routed by slot on a cluster.
 // A target refusing DEBUG (the default from Redis 7.0: enable-debug-command no) cannot be verified; that is
 // reported, not treated as a difference.
-import type { ValueKind } from "./rdb/constants";
-import { DigestOptions, DigestVisitor, scoreFormatForServer } from "./rdb/digest";
-import type { ScoreFormat } from "./rdb/double-format";
-import type { KeyHeader } from "./rdb/reader";
-import { KeyDifference, verifyAgainstServer } from "./rdb/verify";
-import { RedisEndpoint, RedisReplyError, RespConnection } from "./resp";
-import { globMatch } from "./restore-commands";
-import { parseInfo } from "./restore-target";
+import type { ValueKind } from "../rdb/constants";
+import { DigestOptions, DigestVisitor, scoreFormatForServer } from "../rdb/digest";
+import type { ScoreFormat } from "../rdb/double-format";
+import type { KeyHeader } from "../rdb/reader";
+import { KeyDifference, verifyAgainstServer } from "../rdb/key-diff";
+import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
+import { globMatch } from "./glob";
+import { parseInfo } from "./target";
 
 /** The keys a restore was asked for (none set: all of them). */
 export interface KeySelection {

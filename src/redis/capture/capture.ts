@@ -4,8 +4,9 @@
 import net from "node:net";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "./resp";
-import { RdbFormatError, RdbInfo, RdbInspector } from "./rdb";
+import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
+import { RdbParseError } from "../rdb/errors";
+import { RdbInfo, RdbInspector } from "../rdb/header";
 
 export type CaptureErrorCode =
   | "CONNECT" // refused, unreachable, DNS, TLS
@@ -253,7 +254,7 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
       try {
         inspector.update(data);
       } catch (err) {
-        if (err instanceof RdbFormatError) throw new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${err.message}`);
+        if (err instanceof RdbParseError) throw new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${err.message}`);
         throw err;
       }
       if (!sink.write(data) && !paused) {

@@ -1,0 +1,85 @@
+// What a restore by commands is asked (CommandRestoreOptions) and what it reports (RestoreSummary): shared by
+// the driver (commands.ts), the RDB-to-commands visitor and the reply book-keeping.
+import type { SlotRange } from "../client/cluster";
+import type { RedisEndpoint } from "../client/resp";
+import type { ValueKind } from "../rdb/constants";
+import type { TargetCapabilities } from "./target";
+
+export class CommandRestoreError extends Error {
+  override name = "CommandRestoreError";
+  constructor(message: string, readonly summary?: RestoreSummary, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+
+export interface CommandRestoreOptions {
+  /** Target: a standalone server or any node of a cluster (detected by INFO cluster). */
+  target: RedisEndpoint;
+  /** "auto" (default): RESTORE when possible, else commands. "commands": never RESTORE. */
+  mode?: "auto" | "commands";
+  /** Replace existing keys (default true); false keeps them and counts them as skipped. */
+  replace?: boolean;
+  /** Only keys of these databases. */
+  dbs?: number[];
+  /** Only keys matching this glob (Redis MATCH syntax: * ? [abc] [^a] [a-z] \x), matched on the raw bytes. */
+  match?: string;
+  /** Only keys of these types. */
+  types?: ValueKind[];
+  /** Write every key into this db instead of its own (a cluster has db 0 only). */
+  targetDb?: number;
+  /** Load the RDB's function libraries (default true). */
+  functions?: boolean;
+  /** Restore hashes with field TTLs into targets without HFE by dropping the field TTLs (reported). */
+  dropFieldTtls?: boolean;
+  /** Bytes of commands sent without replies before the reader pauses. Default 16 MiB. */
+  maxInFlightBytes?: number;
+  /** Values whose DUMP payload would exceed this go by commands. Default 32 MiB. */
+  maxPayloadBytes?: number;
+  /** Elements per RPUSH/SADD/ZADD/HSET command at most (and about 64 KiB). Default 512. */
+  batchElements?: number;
+  /** No reply for this long while replies are outstanding fails the restore. Default 60000. */
+  timeoutMs?: number;
+  /** For a cluster target: use this slot map instead of asking (tests: a stale map exercises MOVED). */
+  slotMap?: SlotRange[];
+  onProgress?(summary: RestoreSummary): void;
+  signal?: AbortSignal;
+}
+
+export interface KeyFailure {
+  db: number;
+  key: string;
+  error: string;
+}
+
+export interface RestoreSummary {
+  /** Keys written. */
+  keys: number;
+  /** Existing keys kept (replace: false). */
+  skipped: number;
+  /** Keys not selected by the db/match/type filters. */
+  filtered: number;
+  /** Keys whose TTL had passed: not written. */
+  expired: number;
+  failed: number;
+  /** The first 100 failures. */
+  failures: KeyFailure[];
+  byRestore: number;
+  byCommands: number;
+  /** Hash field TTLs dropped (dropFieldTtls). */
+  droppedFieldTtls: number;
+  /** Function libraries (Redis 7.0+): loaded, kept because a library of that name exists (replace: false), failed. */
+  functions: { loaded: number; kept: number; failed: number };
+  /** RDB bytes read. */
+  bytesRead: number;
+  /** Command bytes sent. */
+  bytesSent: number;
+  ms: number;
+  target: TargetCapabilities;
+  /** Cluster only: redirections followed. */
+  redirections?: { moved: number; ask: number; mapRefreshes: number };
+}
+
+export function emptySummary(target: TargetCapabilities): RestoreSummary {
+  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target };
+}
