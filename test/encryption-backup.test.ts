@@ -126,6 +126,10 @@ describe("an encrypted backup", () => {
     assert.equal(detail.KmsKeyId, "k1");
     assert.equal(detail.KeyAlgorithm, "AES-256-GCM");
     assert.equal(detail.DecryptKey, undefined, "no DecryptKey unless --download-encrypted, TLS and the policy allow it");
+    // The data-set digest, computed from the stored (encrypted) file after the transfer, is attached.
+    const digested = await waitFor("the backup's digest", async () => (await srv.services.catalog.backup(id))!.files[0]!.digest, 60_000, 100);
+    assert.match(digested, /^[0-9a-f]{40}$/);
+    assert.equal(digested, await digest(source));
     const plainId = await backup(PLAIN);
     assert.equal((await c.DescribeInstanceBackups({ InstanceId: PLAIN })).BackupSet![0]!.Encrypted, false);
     const plainDetail = await c.DescribeBackupDetail({ InstanceId: PLAIN, BackupId: plainId }) as Record<string, unknown>;
