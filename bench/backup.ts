@@ -20,6 +20,9 @@ import { digestStoredFile } from "../src/redis/capture/digest";
 import { digestWorkerPids } from "../src/redis/rdb";
 import { RespConnection } from "../src/redis/client/resp";
 import { LocalBlobStore } from "../src/storage/local";
+import { EncryptedBlobStore } from "../src/storage/encrypted";
+import { LocalKeyring, writeKeyring } from "../src/storage/keys/keyring";
+import crypto from "node:crypto";
 import { startRedis } from "../test/support/redis";
 // Only the driver loads ./support: autocannon alone is 26 MB of RSS, which the capture child must not count.
 import type { LoadResult } from "./support";
@@ -37,7 +40,7 @@ interface ChildReport {
 
 interface Row {
   round: number;
-  tool: "redis-cli --rdb" | "captureRdb (gzip), digest after" | "captureRdb (gzip)";
+  tool: string;
   wallMs: number;
   /** For ours: connect-to-commit inside the process (what a long-running server pays). */
   innerMs?: number;
@@ -59,10 +62,20 @@ function vmHwmKb(pid: number | "self"): number {
 
 /** Child mode: one capture, then a JSON report on stdout. */
 async function child(port: number, root: string): Promise<void> {
-  const store = new LocalBlobStore(root);
+  // BENCH_ENCRYPT=on: through the encryption layer with a fresh data key, as --encrypt-backups on runs.
+  const encrypt = process.env.BENCH_ENCRYPT === "on";
+  let keys: LocalKeyring | undefined;
+  if (encrypt) {
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    const file = path.join(root, "keys.json");
+    writeKeyring(file, { active: "k1", keys: { k1: crypto.randomBytes(32).toString("base64") } });
+    keys = new LocalKeyring(file);
+  }
+  const store = new EncryptedBlobStore(new LocalBlobStore(root), keys);
   const started = process.hrtime.bigint();
   const key = "bench/shard-0.rdb.gz";
-  const writer = store.createWriter(key, { compress: true });
+  const encryption = keys ? await keys.generateDataKey() : undefined;
+  const writer = store.createWriter(key, { compress: true, ...(encryption ? { encryption } : {}) });
   const res = await captureRdb({ host: "127.0.0.1", port }, writer);
   const committed = await writer.commit();
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -73,7 +86,7 @@ async function child(port: number, root: string): Promise<void> {
     const d0 = process.hrtime.bigint();
     let workerKb = 0;
     const poll = setInterval(() => (workerKb = Math.max(workerKb, ...digestWorkerPids().map(vmHwmKb))), 50);
-    const proof = await digestStoredFile(store, { key, bytes: committed.bytes, sha256: committed.sha256 });
+    const proof = await digestStoredFile(store, { key, bytes: committed.bytes, sha256: committed.sha256, ...(encryption ? { encryption: { keyId: encryption.keyId, wrappedKey: encryption.wrappedKey } } : {}) });
     workerKb = Math.max(workerKb, ...digestWorkerPids().map(vmHwmKb));
     clearInterval(poll);
     if (!proof.digest) throw new Error(`no digest: ${proof.missing}`);
@@ -250,7 +263,7 @@ async function main(): Promise<void> {
       const root = path.join(work, `ours-${round}`);
       const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
       const rep = JSON.parse(ours.stdout) as ChildReport;
-      rows.push({ round, tool: process.env.BENCH_DIGEST === "off" ? "captureRdb (gzip)" : "captureRdb (gzip), digest after", wallMs: ours.wallMs, innerMs: rep.ms, digestMs: rep.digestMs, digestRssKb: rep.digestRssKb, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
+      rows.push({ round, tool: `captureRdb (gzip${process.env.BENCH_ENCRYPT === "on" ? " + AES-256-GCM" : ""})${process.env.BENCH_DIGEST === "off" ? "" : ", digest after"}`, wallMs: ours.wallMs, innerMs: rep.ms, digestMs: rep.digestMs, digestRssKb: rep.digestRssKb, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
       fs.rmSync(root, { recursive: true, force: true });
       console.error(`round ${round}: captureRdb ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start and digest (${rep.payload}); digest ${rep.digestMs !== undefined ? sec(rep.digestMs) : "-"} s`);
     };

@@ -90,6 +90,15 @@ export interface Config {
   minFreeBytes: number;
   /** Size of the file kept next to the SQLite catalogue and released when it cannot record for a full disk; 0 = none. */
   diskReserveBytes: number;
+  /** The master keys of encrypted backups: a keyring file (storage/keys/keyring.ts); absent = none. */
+  encryptionKeys?: string;
+  /** Encrypt the new backups of every instance that does not choose for itself (needs encryptionKeys). */
+  encryptBackups: boolean;
+  /**
+   * Download links of encrypted backups serve the encrypted file as stored (DescribeBackupDetail then gives
+   * DecryptKey to callers allowed it, over TLS) instead of the plain RDB decrypted while streaming.
+   */
+  downloadEncrypted: boolean;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -120,6 +129,8 @@ export const DEFAULTS: Config = {
   metricsAllow: [],
   minFreeBytes: 64 * 1024 * 1024,
   diskReserveBytes: 4 * 1024 * 1024,
+  encryptBackups: false,
+  downloadEncrypted: false,
 };
 
 export function catalogFile(dataDir: string): string {

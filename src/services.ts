@@ -23,6 +23,9 @@ import { RegionRules } from "./protocol/regions";
 import type { BlobStore } from "./storage/blob-store";
 import { openBlobStore, parseStorageUrl } from "./storage/url";
 import { LocalBlobStore } from "./storage/local";
+import { EncryptedBlobStore } from "./storage/encrypted";
+import { LocalKeyring } from "./storage/keys/keyring";
+import type { KeyProvider } from "./storage/keys/provider";
 
 export type { Clock } from "./config";
 export { systemClock } from "./config";
@@ -34,7 +37,10 @@ export interface Services {
   time: LocalTime;
   regions: RegionRules;
   catalog: Catalog;
-  store: BlobStore;
+  /** Every file goes through the encryption layer (plain files pass through it untouched). */
+  store: EncryptedBlobStore;
+  /** The master keys of encrypted backups (absent: no keyring configured). */
+  keys?: KeyProvider;
   /** Who this process is in task leases. */
   nodeId: string;
   runner: TaskRunner;
@@ -71,15 +77,18 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
   const time = new LocalTime(config.tz);
   const regions = new RegionRules(config.regions, config.domain);
   prepareDataDir(config);
+  // A keyring that is not owner-only or does not read stops the start before anything is opened.
+  const keys = config.encryptionKeys !== undefined ? new LocalKeyring(config.encryptionKeys) : undefined;
   const catalog = await openCatalog(catalogUrl(config));
   try {
     const storage = parseStorageUrl(config.storage, {
       defaultDir: filesDir(config.dataDir), s3Endpoint: config.s3?.endpoint, s3Region: config.s3?.region, s3PathStyle: config.s3?.pathStyle, s3KeyFile: config.s3?.keyFile,
     });
-    const store = openBlobStore(storage, {
+    const backend = openBlobStore(storage, {
       // Housekeeping the object store cannot do: said once, then skipped (also in /metrics and `storage check`).
-      onUnsupported: (c) => logger.warn({ storage: store.describe(), operation: c.operation }, `the object store does not implement ${c.operation}: ${c.without}`),
+      onUnsupported: (c) => logger.warn({ storage: backend.describe(), operation: c.operation }, `the object store does not implement ${c.operation}: ${c.without}`),
     });
+    const store = new EncryptedBlobStore(backend, keys);
     // A missing bucket, a refused key or an unreachable endpoint is said now, not at the first backup.
     await store.probe();
     const nodeId = makeNodeId(o.role, o.role === "serve" ? config.nodeId : undefined);
@@ -87,7 +96,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const catalogFile = sqlitePath(catalogUrl(config));
     const catalogDir = catalogFile && catalogFile !== ":memory:" ? path.dirname(path.resolve(catalogFile)) : undefined;
     const targets: SpaceTarget[] = [];
-    if (store instanceof LocalBlobStore) targets.push({ what: `the backup storage ${store.describe()}`, dir: store.root });
+    if (backend instanceof LocalBlobStore) targets.push({ what: `the backup storage ${backend.describe()}`, dir: backend.root });
     if (catalogDir) targets.push({ what: `the catalogue's disk ${catalog.describe()}`, dir: catalogDir });
     const space = new SpaceGuard(targets, config.minFreeBytes);
     // Made and kept by the server; any process whose catalogue write is refused for a full disk may release it.
@@ -100,7 +109,8 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
       housekeeping: reserve && o.role === "serve" ? () => void reserve.ensure() : undefined,
     });
     const digests = config.captureDigest ? new BackupDigests({ catalog, store, logger }) : undefined;
-    const backups = new BackupJobs({ catalog, store, clock, logger, queue: runner, clusterHosts: config.clusterHosts, digests, space });
+    const backups = new BackupJobs({ catalog, store, clock, logger, queue: runner, clusterHosts: config.clusterHosts, digests, space,
+      keys, encryptByDefault: config.encryptBackups });
     const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
@@ -109,7 +119,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {
-      config, logger, clock, time, regions, catalog, store, nodeId, runner, backups, digests, exports, restores, scheduler, streams, links, reserve,
+      config, logger, clock, time, regions, catalog, store, keys, nodeId, runner, backups, digests, exports, restores, scheduler, streams, links, reserve,
       close() {
         closing ??= (async () => {
           await scheduler.stop();
@@ -117,7 +127,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
           await runner.stop();
           await digests?.close();
           await catalog.close();
-          (store as { destroy?: () => void }).destroy?.(); // an S3 client's idle sockets
+          store.destroy(); // an S3 client's idle sockets
         })();
         return closing;
       },

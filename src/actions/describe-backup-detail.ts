@@ -1,8 +1,14 @@
 // DescribeBackupDetail: one backup of one instance. The encryption fields the API may leave out (DecryptKey,
 // KmsKeyId, KeyAlgorithm) are left out when they do not apply, as the cloud does: an unencrypted backup answers
-// Encrypted false and none of them. An encrypted one (only fixture backups can be) names the cloud's one
-// algorithm; it has no key here, so DecryptKey and KmsKeyId stay out.
+// Encrypted false and none of them. A backup encrypted here names its master key (KmsKeyId) and AES-256-GCM; an
+// encrypted fixture record (no key here) names the cloud's algorithm and no key. DecryptKey (the backup's data
+// key, base64) is given only when download links serve the encrypted file (--download-encrypted), the request came
+// over TLS and the key's CAM policy allows DescribeBackupDecryptKey.
+import { DECRYPT_KEY_ACTION, downloadForm } from "../downloads/encrypted";
+import { backupKeyOf } from "../jobs/backups";
+import { ALGORITHM } from "../storage/encryption";
 import { defineAction, ID_MAX_LENGTH } from "./action";
+import { policyAllows } from "./scope";
 
 export default defineAction({
   name: "DescribeBackupDetail",
@@ -11,6 +17,12 @@ export default defineAction({
   async handle(p, ctx) {
     const instance = await ctx.scope.instance(p.InstanceId!);
     const { backup: b } = await ctx.scope.backup(p.BackupId!, instance);
+    const key = backupKeyOf(b);
+    let decryptKey: string | undefined;
+    if (key && downloadForm(ctx.services.config, b).encrypted && ctx.origin.startsWith("https://") && policyAllows(ctx.credential, DECRYPT_KEY_ACTION, instance.instanceId)) {
+      // A key the server cannot open now leaves DecryptKey out rather than failing the whole answer.
+      decryptKey = (await ctx.services.keys?.unwrap(key).catch(() => undefined))?.toString("base64");
+    }
     return {
       BackupId: b.backupId,
       StartTime: ctx.time.format(b.startTime),
@@ -25,7 +37,9 @@ export default defineAction({
       ShardNum: Math.max(1, b.files.length || instance.shardNum),
       ReplicasNum: 0,
       Encrypted: b.encrypted,
-      ...(b.encrypted ? { KeyAlgorithm: "AES-256-CBC" } : {}),
+      ...(b.encrypted ? { KeyAlgorithm: key ? ALGORITHM : "AES-256-CBC" } : {}),
+      ...(key ? { KmsKeyId: key.keyId } : {}),
+      ...(decryptKey ? { DecryptKey: decryptKey } : {}),
     };
   },
 });

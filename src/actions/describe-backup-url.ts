@@ -2,7 +2,8 @@
 // (Status 3 and Locked while it runs, then Status 4); an exported one is answered at once with fresh links.
 // The links are served by this server (src/downloads/) and work for 6 hours.
 import { describeStatus } from "../jobs/exports";
-import { downloadFileName, issueLink } from "../downloads/links";
+import { issueLink } from "../downloads/links";
+import { downloadForm, downloadName, downloadSize } from "../downloads/encrypted";
 import { accountRestriction, checkRestriction } from "../downloads/restrictions";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
@@ -35,11 +36,12 @@ export default defineAction({
     }
     // Refusals (locked, wrong status) and a failed export become their API codes in src/actions/errors.ts.
     const backup = await ctx.services.exports.ensureExported(found.backupId);
+    const form = downloadForm(ctx.services.config, backup);
     const infos = [...backup.files]
       .sort((a, b) => a.shard - b.shard)
       .map((f) => {
         const url = issueLink(ctx.services.links, ctx.services.clock.now(), { origin: ctx.origin, backup, shard: f.shard, accountId: ctx.accountId, restriction });
-        return { FileName: downloadFileName(backup, f.shard), FileSize: f.bytes, DownloadUrl: url, InnerDownloadUrl: url };
+        return { FileName: downloadName(form, backup, f.shard), FileSize: downloadSize(form, f), DownloadUrl: url, InnerDownloadUrl: url };
       });
     return {
       DownloadUrl: infos.map((i) => i.DownloadUrl),

@@ -6,6 +6,7 @@ import { CatalogFullError } from "../catalog/catalog";
 import { BackupUnavailableError, InstanceBusyError, JobFailedError } from "../jobs/errors";
 import { DiskSpaceError } from "../jobs/disk-space";
 import { ApiError } from "../protocol/errors";
+import { KeyUnavailableError } from "../storage/keys/provider";
 
 type Rule = (err: unknown, action: string) => ApiError | undefined;
 
@@ -25,6 +26,8 @@ const RULES: Rule[] = [
   },
   // The details (paths, checksums) go to the log with the fault, not to the caller.
   (err) => err instanceof JobFailedError ? new ApiError("FailedOperation.SystemError", { reason: "the operation failed on the server and was undone; retry, and quote the RequestId if it persists" }) : undefined,
+  // An encrypted backup asked for where its master key is not available: the message names the key id.
+  (err) => err instanceof KeyUnavailableError ? new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: err.message.replace(/ in the keyring \/[^ ]+/, " in the keyring") }) : undefined,
   // Refused up front: the message says which disk is short, how much is free and what the watermark is.
   (err) => err instanceof DiskSpaceError ? new ApiError("ResourceInsufficient", { reason: err.message }) : undefined,
   // A full disk is not a bug: the caller can only wait, and the operator sees the cause in the log.

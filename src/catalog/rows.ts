@@ -5,7 +5,7 @@ import type { Backup, BackupStatus, Credential, Instance, InstanceFields, Policy
 
 export type Row = Record<string, unknown>;
 
-export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture, source";
+export const BACKUP_COLUMNS = "backup_id, instance_id, start_time, end_time, backup_type, status, remark, locked, backup_size, full_backup, instance_type, file_type, expire_time, encrypted, files, deleted_at, fixture, source, kms_key_id, wrapped_key";
 
 export function toBackup(r: Row): Backup {
   const b: Backup = {
@@ -28,6 +28,8 @@ export function toBackup(r: Row): Backup {
   if (r.expire_time !== null) b.expireTime = r.expire_time as number;
   if (r.deleted_at !== null) b.deletedAt = r.deleted_at as number;
   if (typeof r.source === "string") b.source = JSON.parse(r.source) as SnapshotSource[];
+  if (typeof r.kms_key_id === "string") b.kmsKeyId = r.kms_key_id;
+  if (typeof r.wrapped_key === "string") b.wrappedKey = r.wrapped_key;
   return b;
 }
 
@@ -58,6 +60,7 @@ export function toInstance(r: Row): Instance {
   if (r.redis_version !== null) i.redisVersion = r.redis_version as string;
   if (typeof r.backup_source === "string" && r.backup_source !== "master") i.backupSource = r.backup_source as BackupSource;
   if (r.deleted_at !== null) i.deletedAt = r.deleted_at as number;
+  if (r.encrypt_backups === 1 || r.encrypt_backups === 0) i.encryptBackups = r.encrypt_backups === 1;
   return i;
 }
 
@@ -97,6 +100,7 @@ export function likeEscape(s: string): string {
 export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",
   backupSize: "backup_size", instanceType: "instance_type", fileType: "file_type", expireTime: "expire_time", files: "files", deletedAt: "deleted_at", source: "source",
+  encrypted: "encrypted", kmsKeyId: "kms_key_id", wrappedKey: "wrapped_key",
 };
 
 export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanceId">>): Record<string, unknown> {
@@ -104,7 +108,7 @@ export function backupColumns(fields: Partial<Omit<Backup, "backupId" | "instanc
   for (const [k, v] of Object.entries(fields)) {
     const col = BACKUP_FIELD_COLUMNS[k];
     if (!col) continue;
-    cols[col] = k === "files" || (k === "source" && v !== undefined) ? JSON.stringify(v) : v ?? null;
+    cols[col] = k === "files" || (k === "source" && v !== undefined) ? JSON.stringify(v) : k === "encrypted" ? (v ? 1 : 0) : v ?? null;
   }
   return cols;
 }
@@ -126,7 +130,8 @@ export function taskColumns(fields: TaskFields): Record<string, unknown> {
 /** The values of BACKUP_COLUMNS, in order, for an INSERT. */
 export function backupValues(b: Backup): unknown[] {
   return [b.backupId, b.instanceId, b.startTime, b.endTime ?? null, b.backupType, b.status, b.remark, b.locked, b.backupSize, b.fullBackup, b.instanceType,
-    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0, b.source ? JSON.stringify(b.source) : null];
+    b.fileType, b.expireTime ?? null, b.encrypted ? 1 : 0, JSON.stringify(b.files), b.deletedAt ?? null, b.fixture ? 1 : 0, b.source ? JSON.stringify(b.source) : null,
+    b.kmsKeyId ?? null, b.wrappedKey ?? null];
 }
 
 export const TASK_INSERT_COLUMNS = "instance_id, account_id, task_type, status, progress, start_time, end_time, message, backup_id, owner, lease_until, params, state";
@@ -137,18 +142,19 @@ export function taskValues(t: Omit<Task, "taskId">): unknown[] {
     t.params ? JSON.stringify(t.params) : null, t.state ? JSON.stringify(t.state) : null];
 }
 
-export const INSTANCE_INSERT_COLUMNS = "instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at, auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, backup_source";
+export const INSTANCE_INSERT_COLUMNS = "instance_id, account_id, region, name, redis_url, instance_type, shard_num, redis_version, mem_size_mb, created_at, auto_backup_weekdays, auto_backup_period, backup_storage_days, last_auto_window, backup_source, encrypt_backups";
 
 /** The values of INSTANCE_INSERT_COLUMNS, in order. */
 export function instanceValues(i: Instance): unknown[] {
   return [i.instanceId, i.accountId, i.region, i.name, i.redisUrl ?? null, i.instanceType, i.shardNum, i.redisVersion ?? null, i.memSizeMb, i.createdAt,
-    i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow, i.backupSource ?? "master"];
+    i.autoBackupWeekDays.join(","), i.autoBackupPeriod, i.backupStorageDays, i.lastAutoWindow, i.backupSource ?? "master", i.encryptBackups === undefined ? null : i.encryptBackups ? 1 : 0];
 }
 
 export const INSTANCE_FIELD_COLUMNS: Record<string, string> = {
   name: "name", instanceType: "instance_type", shardNum: "shard_num", redisVersion: "redis_version", memSizeMb: "mem_size_mb", deletedAt: "deleted_at",
   autoBackupWeekDays: "auto_backup_weekdays", autoBackupPeriod: "auto_backup_period", backupStorageDays: "backup_storage_days", lastAutoWindow: "last_auto_window", redisUrl: "redis_url",
   backupSource: "backup_source",
+  encryptBackups: "encrypt_backups",
 };
 
 /** Columns of an instance update; fields given as undefined are left alone. */
@@ -157,7 +163,7 @@ export function instanceColumns(fields: InstanceFields): Record<string, unknown>
   for (const [k, v] of Object.entries(fields)) {
     const col = INSTANCE_FIELD_COLUMNS[k];
     if (!col || v === undefined) continue;
-    cols[col] = k === "autoBackupWeekDays" ? (v as string[]).join(",") : v;
+    cols[col] = k === "autoBackupWeekDays" ? (v as string[]).join(",") : k === "encryptBackups" ? (v === null ? null : v ? 1 : 0) : v;
   }
   return cols;
 }

@@ -144,7 +144,7 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
   const seen = new Map<string, Instance>();
   const schedules: string[] = [];
   const instances = list(root, "Instances").map((o, i) => {
-    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays", "AutoBackup", "BackupSource"]);
+    const r: Reader = new Reader(`Instances[${i}]`, o, ["InstanceId", "InstanceName", "Region", "Account", "Redis", "InstanceType", "BackupStorageDays", "AutoBackup", "BackupSource", "EncryptBackups"]);
     const id = r.str("InstanceId", true);
     if (!INSTANCE_ID_PATTERN.test(id)) r.fail("InstanceId", `must be crs- followed by 8 lower-case letters or digits, got ${JSON.stringify(id)}`);
     if (seen.has(id)) r.fail("InstanceId", `${id} appears twice`);
@@ -175,6 +175,10 @@ export function parseSeed(text: string, opts: { time: LocalTime; regions: (r: st
     if (auto) schedules.push(id);
     if (redis !== undefined) inst.redisUrl = redis;
     if (source !== undefined && source !== "master") inst.backupSource = source as BackupSource;
+    // Whether its real backups are encrypted at rest (absent: as the server's --encrypt-backups says).
+    const encrypt = o.EncryptBackups;
+    if (encrypt !== undefined && typeof encrypt !== "boolean") r.fail("EncryptBackups", "must be true or false");
+    if (encrypt !== undefined) inst.encryptBackups = encrypt as boolean;
     seen.set(id, inst);
     return inst;
   });

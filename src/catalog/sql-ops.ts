@@ -86,7 +86,7 @@ export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueu
     // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
     await this.x.run(`INSERT INTO instances(${INSTANCE_INSERT_COLUMNS}) VALUES (${placeholders(15)})
       ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url, backup_source = excluded.backup_source,
-        instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, deleted_at = NULL`, instanceValues(i));
+        instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, encrypt_backups = excluded.encrypt_backups, deleted_at = NULL`, instanceValues(i));
   }
 
   async updateInstance(instanceId: string, fields: InstanceFields): Promise<void> {
@@ -107,7 +107,7 @@ export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueu
   }
 
   async insertBackup(b: Backup): Promise<void> {
-    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(18)})`, backupValues(b), "insertBackup");
+    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(20)})`, backupValues(b), "insertBackup");
   }
 
   async upsertBackup(b: Backup): Promise<void> {

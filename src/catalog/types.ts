@@ -39,10 +39,15 @@ export interface Instance {
   lastAutoWindow: number;
   /** Set when the instance was removed; its backups stay listed as deleted for the audit trail. */
   deletedAt?: number;
+  /** Encrypt this instance's new backups (true), never (false), or as the server's --encrypt-backups says (absent). */
+  encryptBackups?: boolean;
 }
 
 /** The instance fields that change after registration. */
-export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl" | "backupSource">>;
+export type InstanceFields = Partial<Pick<Instance, "name" | "instanceType" | "shardNum" | "redisVersion" | "memSizeMb" | "deletedAt" | "autoBackupWeekDays" | "autoBackupPeriod" | "backupStorageDays" | "lastAutoWindow" | "redisUrl" | "backupSource">> & {
+  /** null: back to the server's choice. */
+  encryptBackups?: boolean | null;
+};
 
 export type BackupStatus = 1 | 2 | 3 | 4 | -1 | -2;
 export const BACKUP_STATUSES: readonly BackupStatus[] = [1, 2, 3, 4, -1, -2];
@@ -77,6 +82,9 @@ export interface Backup {
   fileType: string;
   expireTime?: number;
   encrypted: boolean;
+  /** An encrypted backup's master key id (KmsKeyId) and its data key wrapped by it (storage/keys/); absent on fixtures. */
+  kmsKeyId?: string;
+  wrappedKey?: string;
   files: StoredFile[];
   /** Per shard, the node the snapshot was taken from and its replication offset (absent on older records). */
   source?: SnapshotSource[];

@@ -39,6 +39,11 @@ function explainProbe(err: Error, url: string): Error {
   return err;
 }
 
+function onOff(v: string, where: string): boolean {
+  if (v === "on" || v === "off") return v === "on";
+  throw new UsageError(`${where} must be on or off, got ${JSON.stringify(v)}`);
+}
+
 export function registerAdminCommands(program: Command): void {
   withSettings(program.command("seed <file>").description("load a fixture file into the catalogue, all or nothing"), "all")
     .action(async (file: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
@@ -55,12 +60,15 @@ export function registerAdminCommands(program: Command): void {
     .option("--account <account>", "owning account", DEFAULT_ACCOUNT)
     .option("--no-check", "register without connecting (the version is learnt at the first backup)")
     .option("--backup-source <source>", "the node backups snapshot: master, replica (never fork the master) or prefer-replica", "master")
-    .action(async (o: { redis: string; id?: string; name?: string; region: string; account: string; check: boolean; backupSource: string }, cmd: Command) => withServices(cmd, async (s) => {
+    .option("--encrypt <on|off>", "encrypt this instance's backups at rest, or never (default: as the server's --encrypt-backups)")
+    .action(async (o: { redis: string; id?: string; name?: string; region: string; account: string; check: boolean; backupSource: string; encrypt?: string }, cmd: Command) => withServices(cmd, async (s) => {
+      const encryptBackups = o.encrypt === undefined ? undefined : onOff(o.encrypt, "--encrypt");
+      if (encryptBackups && !s.keys) throw new UsageError("--encrypt on needs the keyring: --encryption-keys FILE (CRS_ENCRYPTION_KEYS)");
       if (!s.regions.has(o.region)) throw new UsageError(`--region ${o.region} is not a region of this server`);
       if (!BACKUP_SOURCES.includes(o.backupSource as BackupSource)) throw new UsageError(`--backup-source must be one of ${BACKUP_SOURCES.join(", ")}, got ${o.backupSource}`);
       const url = withPassword(o.redis, process.env.CRS_REDIS_PASSWORD);
       const added = await registerInstance(s.catalog, {
-        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(), allowedHosts: s.config.clusterHosts, backupSource: o.backupSource as BackupSource,
+        instanceId: o.id, name: o.name, region: o.region, accountId: o.account, redisUrl: url, noCheck: !o.check, now: Date.now(), allowedHosts: s.config.clusterHosts, backupSource: o.backupSource as BackupSource, encryptBackups,
       }).catch((err: Error) => { throw explainProbe(err, url); });
       console.log(`registered ${added.instanceId} (${added.name}, ${added.region}, account ${added.accountId}) -> ${maskRedisUrl(added.redisUrl!)}` +
         (added.redisVersion ? `, Redis ${added.redisVersion}, ${added.shardNum} shard(s)` : ""));
@@ -71,6 +79,15 @@ export function registerAdminCommands(program: Command): void {
         instance: i.instanceId, name: i.name, region: i.region, account: i.accountId, type: i.instanceType, shards: i.shardNum, source: i.backupSource ?? "master", redis: i.redisUrl ? maskRedisUrl(i.redisUrl) : "-",
       }));
       printRows(rows, formatOf(o.output), ["instance", "name", "region", "account", "type", "shards", "source", "redis"]);
+    }));
+  withSettings(instance.command("encryption <id> <mode>").description("whether an instance's new backups are encrypted at rest: on, off, or default (as the server's --encrypt-backups)"), "all")
+    .action(async (id: string, mode: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
+      const found = await s.catalog.instance(id);
+      if (!found || found.deletedAt !== undefined) throw new Error(`no instance ${id}`);
+      if (mode !== "default" && mode !== "on" && mode !== "off") throw new UsageError(`the mode must be on, off or default, got ${JSON.stringify(mode)}`);
+      if (mode === "on" && !s.keys) throw new UsageError("on needs the keyring: --encryption-keys FILE (CRS_ENCRYPTION_KEYS)");
+      await s.catalog.updateInstance(id, { encryptBackups: mode === "default" ? null : mode === "on" });
+      console.log(`${id}: new backups ${mode === "default" ? `follow the server (--encrypt-backups, now ${s.config.encryptBackups ? "on" : "off"})` : mode === "on" ? "are encrypted" : "are not encrypted"}`);
     }));
   withSettings(instance.command("remove <id>").description("remove an instance; its backups are deleted (kept as Status -2 records)"), "all")
     .action(async (id: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {

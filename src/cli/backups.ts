@@ -6,7 +6,7 @@ import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { downloadFileName } from "../downloads/links";
-import { exportKey } from "../jobs/backups";
+import { backupKeyOf, exportKey } from "../jobs/backups";
 import { TASK } from "../jobs/tasks";
 import { verifiedRead } from "../storage/integrity";
 import type { Services } from "../services";
@@ -112,7 +112,7 @@ export function registerBackupCommands(program: Command): void {
         });
         try {
           // Size and SHA-256 are checked on the way: the file gets its name only when both match the record.
-          await pipeline(await verifiedRead(s.store, { key: exportKey(exported.backupId, f.shard), bytes: f.bytes, sha256: f.sha256 }), counter, fs.createWriteStream(partial, { mode: 0o600 }));
+          await pipeline(await verifiedRead(s.store, { key: exportKey(exported.backupId, f.shard), bytes: f.bytes, sha256: f.sha256, encryption: backupKeyOf(exported) }), counter, fs.createWriteStream(partial, { mode: 0o600 }));
           fs.renameSync(partial, file);
         } catch (err) {
           fs.rmSync(partial, { force: true });

@@ -9,10 +9,12 @@ import { Command, CommanderError } from "commander";
 import fs from "node:fs";
 import path from "node:path";
 import { StorageConfigError } from "../storage/url";
+import { KeyringError } from "../storage/keys/keyring";
 import { registerBackupCommands } from "./backups";
 import { registerAdminCommands } from "./admin";
 import { registerRdbCommands } from "./rdb";
 import { registerPitrCommands } from "./pitr";
+import { registerEncryptionCommands } from "./encryption";
 import { serveCommand } from "./serve";
 import { UsageError } from "./settings";
 
@@ -34,6 +36,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line or configurati
   registerBackupCommands(program);
   registerRdbCommands(program);
   registerPitrCommands(program);
+  registerEncryptionCommands(program);
   return program;
 }
 
@@ -52,7 +55,8 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end here too, with code 0.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof UsageError || err instanceof StorageConfigError) {
+    // A keyring that is not owner-only, or does not read, is a configuration error too.
+    if (err instanceof UsageError || err instanceof StorageConfigError || err instanceof KeyringError) {
       process.stderr.write(`crs-backup: ${err.message}\n`);
       return 2;
     }

@@ -12,6 +12,7 @@ import type { Backup, StoredFile } from "../catalog/types";
 import { exportJsonLines, exportResp, formatInspectReport, inspectRdbStream, InspectReport, RdbDigest } from "../redis/rdb/index";
 import type { Services } from "../services";
 import { verifiedRead } from "../storage/integrity";
+import { backupFiles } from "../jobs/backups";
 import { withServices, withSettings } from "./context";
 import { formatBytes } from "./output";
 import { UsageError } from "./settings";
@@ -25,7 +26,7 @@ async function backupOf(s: Services, id: string): Promise<Backup> {
   const b = await s.catalog.backup(id);
   if (!b) throw new Error(`no backup ${id}`);
   if (!b.files.length) throw new Error(`backup ${id} has no stored files (${b.status === -1 || b.status === -2 ? `Status ${b.status}: its files were removed` : "a catalogue-only record"})`);
-  return b;
+  return { ...b, files: backupFiles(b) }; // an encrypted backup's files with its data key
 }
 
 /** A local RDB file as a stream of its plain bytes (gzip detected by its magic bytes). */

@@ -66,6 +66,9 @@ export const SETTINGS: Setting[] = [
   { key: "metricsAllow", flag: "--metrics-allow <list>", env: "CRS_METRICS_ALLOW", kind: "cidrs", scope: "serve", help: "comma-separated addresses or CIDR blocks that may read /metrics (default: any)" },
   { key: "minFreeSpace", flag: "--min-free-space <size>", env: "CRS_MIN_FREE_SPACE", kind: "bytes", scope: "all", help: "a backup is refused (ResourceInsufficient) when the storage's or the catalogue's disk has less free space than 1.2x the instance's last backup, or than this (default 64MB; bytes, or with KB, MB, GB)" },
   { key: "diskReserve", flag: "--disk-reserve <size>", env: "CRS_DISK_RESERVE", kind: "bytes", scope: "serve", help: "space kept in DATA/catalog.reserve and released when the SQLite catalogue's disk is full, so failures can still be recorded (default 4MB; 0 = none)" },
+  { key: "encryptionKeys", flag: "--encryption-keys <file>", env: "CRS_ENCRYPTION_KEYS", kind: "file", scope: "all", help: "keyring of the master keys that wrap encrypted backups' data keys: JSON {\"active\":\"k1\",\"keys\":{\"k1\":\"<base64 of 32 bytes>\"}}, owner-only (chmod 600)" },
+  { key: "encryptBackups", flag: "--encrypt-backups <on|off>", env: "CRS_ENCRYPT_BACKUPS", kind: "onoff", scope: "all", help: "encrypt every new backup (AES-256-GCM) unless its instance chooses otherwise (default off; needs --encryption-keys)" },
+  { key: "downloadEncrypted", flag: "--download-encrypted <on|off>", env: "CRS_DOWNLOAD_ENCRYPTED", kind: "onoff", scope: "serve", help: "download links of encrypted backups serve the encrypted file (DecryptKey in DescribeBackupDetail, over TLS) instead of the plain RDB (default off)" },
 ];
 
 export type RawValues = Record<string, unknown>;
@@ -228,6 +231,9 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
       case "diskReserve": cfg.diskReserveBytes = parsed.value as number; break;
       default: (cfg as unknown as Record<string, unknown>)[s.key] = parsed.value;
     }
+  }
+  if (cfg.encryptBackups && cfg.encryptionKeys === undefined) {
+    throw new UsageError("--encrypt-backups on (CRS_ENCRYPT_BACKUPS) needs --encryption-keys FILE (CRS_ENCRYPTION_KEYS): the keyring whose active key wraps the backups' data keys");
   }
   if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) {
     throw new UsageError(cfg.tlsCert === undefined ? "--tls-key (CRS_TLS_KEY) needs --tls-cert (CRS_TLS_CERT) too" : "--tls-cert (CRS_TLS_CERT) needs --tls-key (CRS_TLS_KEY) too");

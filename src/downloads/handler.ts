@@ -12,7 +12,10 @@ import type { Logger } from "../log";
 import { attachmentDisposition, type BlobStore } from "../storage/blob-store";
 /** A route of the HTTP server (gateway/server.ts routes non-API paths to handlers of this shape). */
 type RawHandler = http.RequestListener;
-import { DOWNLOAD_PREFIX, downloadFileName, LinkSigner } from "./links";
+import { DOWNLOAD_PREFIX, LinkSigner } from "./links";
+import { downloadForm, downloadName } from "./encrypted";
+import { verifiedRead } from "../storage/integrity";
+import { KeyUnavailableError } from "../storage/keys/provider";
 import { addressAllowed, describeRule, normalizeAddress } from "./restrictions";
 
 
@@ -45,7 +48,7 @@ export interface DownloadDeps {
   clock: Clock;
   links: LinkSigner;
   logger: Logger;
-  config: Pick<Config, "downloadRedirect">;
+  config: Pick<Config, "downloadRedirect" | "downloadEncrypted">;
 }
 
 export function createDownloadHandler(services: DownloadDeps): RawHandler {
@@ -91,15 +94,18 @@ export function createDownloadHandler(services: DownloadDeps): RawHandler {
       const key = exportKey(b.backupId, claims.s);
       const st = file ? await store.stat(key) : undefined;
       if (!file || !st) return refuse(404, "NoSuchKey", `the export file of shard ${claims.s} of backup ${b.backupId} is missing; call DescribeBackupUrl again`);
-      if (services.config.downloadRedirect && store.presign) {
+      // An encrypted backup's export is stored encrypted: served decrypted (the plain RDB), or as stored.
+      const form = downloadForm(services.config, b);
+      const fileName = downloadName(form, b, claims.s);
+      if (services.config.downloadRedirect && store.presign && !form.decrypt) {
         // Everything a link promises (signature, expiry, address, status) was checked above; the bytes then come
         // from the object store directly, on a pre-signed URL that lives only a few minutes.
-        const location = await store.presign(key, { expiresInS: 300, fileName: downloadFileName(b, claims.s) });
+        const location = await store.presign(key, { expiresInS: 300, fileName });
         res.writeHead(302, { Location: location, "Cache-Control": "no-store", "X-Request-Id": requestId, "Content-Length": 0 });
         res.end();
         return done(302, 0);
       }
-      const size = st.size;
+      const size = form.decrypt ? file.bytes : st.size;
       const range = parseRange(req.headers.range, size);
       if (range === "invalid") {
         return refuse(416, "InvalidRange", `the range ${JSON.stringify(String(req.headers.range).slice(0, 80))} cannot be served from a file of ${size} bytes (one range of the form bytes=a-b, a- or -n)`, { "Content-Range": `bytes */${size}`, "Accept-Ranges": "bytes" });
@@ -107,8 +113,9 @@ export function createDownloadHandler(services: DownloadDeps): RawHandler {
       const headers: http.OutgoingHttpHeaders = {
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
-        "Content-Disposition": attachmentDisposition(downloadFileName(b, claims.s)),
-        ETag: `"${file.sha256}"`,
+        "Content-Disposition": attachmentDisposition(fileName),
+        // The plain RDB's SHA-256 names the plain file; the encrypted one is another entity.
+        ETag: form.encrypted ? `"${file.sha256}-enc"` : `"${file.sha256}"`,
         "Cache-Control": "private, no-store",
         "X-Request-Id": requestId,
       };
@@ -123,9 +130,19 @@ export function createDownloadHandler(services: DownloadDeps): RawHandler {
       }
       let stream;
       try {
-        stream = await store.openRead(key, range ? { start: range.start, end: range.end } : {});
+        if (form.decrypt && !range) {
+          // The whole plain file: decrypted, and checked against the recorded size and SHA-256 on the way (a
+          // mismatch ends the response early, so a damaged file never arrives complete).
+          stream = await verifiedRead(store, { key, bytes: file.bytes, sha256: file.sha256, encryption: form.decrypt });
+        } else {
+          stream = await store.openRead(key, { ...(range ? { start: range.start, end: range.end } : {}), ...(form.decrypt ? { encryption: form.decrypt } : {}) });
+        }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return refuse(404, "NoSuchKey", `the export file of shard ${claims.s} of backup ${b.backupId} is gone`);
+        if (err instanceof KeyUnavailableError) {
+          logger.error({ requestId, backupId, shard, keyId: err.keyId, reason: err.message }, "download: the backup's key is unavailable");
+          return refuse(503, "KeyUnavailable", `the backup ${b.backupId} is encrypted with master key ${JSON.stringify(err.keyId)}, which this server cannot use now; retry later`);
+        }
         throw err;
       }
       res.writeHead(status, headers);

@@ -17,6 +17,8 @@ import { masterSwitch, resolveInstance, ResolvedInstance } from "../redis/client
 import { parseRedisUrl } from "../redis/client/url";
 import { chooseSource, SnapshotSource } from "../redis/capture/source";
 import type { BlobStore } from "../storage/blob-store";
+import { KeyProvider, KeyUnavailableError, WrappedKey } from "../storage/keys/provider";
+import type { RecordedBlob } from "../storage/integrity";
 import type { Clock } from "../config";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
@@ -50,6 +52,10 @@ export interface BackupJobsOptions {
   digests?: BackupDigests;
   /** The free space a backup needs (absent: not checked). */
   space?: SpaceGuard;
+  /** Master keys for encrypted backups (absent: no keyring configured). */
+  keys?: KeyProvider;
+  /** Encrypt the backups of instances that do not choose for themselves (--encrypt-backups). */
+  encryptByDefault?: boolean;
 }
 
 export function blobKey(backupId: string, shard: number): string {
@@ -59,6 +65,22 @@ export function blobKey(backupId: string, shard: number): string {
 /** Where the plain (downloadable) RDB file of an export of one shard lives; removed with the backup. */
 export function exportKey(backupId: string, shard: number): string {
   return `exports/${backupId}/shard-${shard}.rdb`;
+}
+
+/** The data key an encrypted backup's files are encrypted with (undefined for a plain backup or a fixture). */
+export function backupKeyOf(b: Pick<Backup, "kmsKeyId" | "wrappedKey">): WrappedKey | undefined {
+  return b.kmsKeyId && b.wrappedKey ? { keyId: b.kmsKeyId, wrappedKey: b.wrappedKey } : undefined;
+}
+
+/** A backup's stored files as readers need them: with the backup's data key when it is encrypted. */
+export function backupFiles(b: Backup): Array<StoredFile & RecordedBlob> {
+  const encryption = backupKeyOf(b);
+  return encryption ? b.files.map((f) => ({ ...f, encryption })) : b.files;
+}
+
+/** Whether an instance's new backups are encrypted: its own choice, else the server's. */
+export function encryptsBackups(instance: Instance, byDefault: boolean | undefined): boolean {
+  return instance.encryptBackups ?? byDefault === true;
 }
 
 /** Every blob of a backup, recorded or not (a crash can leave a committed shard the record does not list yet). */
@@ -123,12 +145,21 @@ export class BackupJobs implements JobKind {
     // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
     // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
     await this.o.queue.flushPending(instance.instanceId);
+    // An encrypted backup's data key is made now and recorded with it from Status 1 on, so key-rotation sees
+    // (and re-wraps, or refuses to retire the key of) a backup still being taken.
+    let sealed: WrappedKey | undefined;
+    if (encryptsBackups(instance, this.o.encryptByDefault)) {
+      if (!this.o.keys) throw new KeyUnavailableError("", `the backups of instance ${instance.instanceId} are to be encrypted, but no keyring is configured: start with --encryption-keys FILE (CRS_ENCRYPTION_KEYS)`);
+      const { keyId, wrappedKey } = await this.o.keys.generateDataKey();
+      sealed = { keyId, wrappedKey };
+    }
     const now = this.o.clock.now();
     const days = opts.storageDays && opts.storageDays > 0 ? opts.storageDays : instance.backupStorageDays;
     const backup: Backup = {
       backupId: crypto.randomUUID(), instanceId: instance.instanceId, startTime: now, backupType: opts.automatic ? "1" : "0", status: 1,
       remark: opts.remark ?? "", locked: 0, backupSize: 0, fullBackup: 0, instanceType: instance.instanceType,
-      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "", expireTime: now + days * DAY_MS, encrypted: false, files: [],
+      fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "", expireTime: now + days * DAY_MS, encrypted: sealed !== undefined, files: [],
+      ...(sealed ? { kmsKeyId: sealed.keyId, wrappedKey: sealed.wrappedKey } : {}),
     };
     const taskId = await this.o.catalog.transaction(async (tx) => {
       const locked = await tx.lockInstance(instance.instanceId);
@@ -197,7 +228,8 @@ export class BackupJobs implements JobKind {
       }
       const ep = chosen.endpoint;
       const key = blobKey(backup.backupId, shard);
-      const writer = store.createWriter(key, { compress: true });
+      const encryption = backupKeyOf(backup);
+      const writer = store.createWriter(key, { compress: true, ...(encryption ? { encryption } : {}) });
       // Nothing but the writer on the socket's path: the data-set digest is computed from the stored file after
       // the transfer (digests.ts), so the master's fork child lives no longer than redis-cli would keep it.
       try {

@@ -108,9 +108,12 @@ export class BackupDigests {
     await this.hold?.(job.backupId);
     const t0 = Date.now();
     const computed = new Map<number, CapturedDigest>();
+    // An encrypted backup's files are read with its data key (decrypted here, gunzipped in the worker).
+    const b = await this.o.catalog.backup(job.backupId);
+    const encryption = b?.kmsKeyId && b.wrappedKey ? { keyId: b.kmsKeyId, wrappedKey: b.wrappedKey } : undefined;
     for (const f of job.files) {
       if (this.abort.signal.aborted) return job.files;
-      computed.set(f.shard, f.digest ? { digest: f.digest, keys: f.keys } : await digestStoredFile(this.o.store, f, this.abort.signal));
+      computed.set(f.shard, f.digest ? { digest: f.digest, keys: f.keys } : await digestStoredFile(this.o.store, { ...f, ...(encryption ? { encryption } : {}) }, this.abort.signal));
     }
     if (this.abort.signal.aborted) return job.files;
     const ms = Date.now() - t0;

@@ -11,8 +11,9 @@ import type { Backup, Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
+import { storedSize } from "../storage/encryption";
 import type { Clock } from "../config";
-import { exportKey } from "./backups";
+import { backupFiles, backupKeyOf, exportKey } from "./backups";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { BackupUnavailableError, JobFailedError } from "./errors";
 import { TASK } from "./tasks";
@@ -94,9 +95,10 @@ export class ExportJobs implements JobKind {
   /** Whether every shard's export file is present with the captured size. */
   async exportComplete(b: Backup): Promise<boolean> {
     if (!b.files.length) return false;
+    const encrypted = backupKeyOf(b) !== undefined;
     for (const f of b.files) {
       const st = await this.o.store.stat(exportKey(b.backupId, f.shard));
-      if (!st || st.size !== f.bytes) return false;
+      if (!st || st.size !== (encrypted ? storedSize(f.bytes) : f.bytes)) return false;
     }
     return true;
   }
@@ -105,11 +107,13 @@ export class ExportJobs implements JobKind {
     const { catalog, store } = this.o;
     const b = ctx.task.backupId ? await catalog.backup(ctx.task.backupId) : undefined;
     if (!b || b.status !== 3) throw new JobFailedError(`backup ${ctx.task.backupId} is no longer waiting to be exported`);
-    const files = [...b.files].sort((x, y) => x.shard - y.shard);
+    const files = backupFiles(b).sort((x, y) => x.shard - y.shard);
+    // An encrypted backup's exports are encrypted too (its data key, a salt of their own): nothing plain is stored.
+    const encryption = backupKeyOf(b);
     for (const [i, f] of files.entries()) {
       const key = exportKey(b.backupId, f.shard);
       await store.remove(key); // a stale or short file from an earlier export
-      const writer = store.createWriter(key, { compress: false });
+      const writer = store.createWriter(key, { compress: false, ...(encryption ? { encryption } : {}) });
       try {
         // The stored bytes are checked against what was captured on the way (size and SHA-256).
         await pipeline(await verifiedRead(store, f, { decompress: true }), writer, { signal: ctx.signal });

@@ -78,6 +78,8 @@ export interface RegisterOptions {
   allowedHosts?: readonly string[];
   /** Which node backups snapshot (default master). */
   backupSource?: BackupSource;
+  /** Encrypt its backups (true), never (false), or as the server says (absent). */
+  encryptBackups?: boolean;
   now: number;
 }
 
@@ -95,6 +97,7 @@ export async function registerInstance(catalog: Catalog, o: RegisterOptions): Pr
   };
   if (probe) instance.redisVersion = probe.redisVersion;
   if (o.backupSource && o.backupSource !== "master") instance.backupSource = o.backupSource;
+  if (o.encryptBackups !== undefined) instance.encryptBackups = o.encryptBackups;
   await catalog.upsertInstance(instance);
   if (probe) await catalog.updateInstance(instanceId, { redisVersion: probe.redisVersion, shardNum: probe.shardNum, memSizeMb: probe.memSizeMb });
   return (await catalog.instance(instanceId))!;

@@ -14,11 +14,12 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
 import type { Catalog } from "../catalog/catalog";
-import { Row, toBackup, toCredential, toInstance, toTask } from "../catalog/rows";
+import { BACKUP_COLUMNS, Row, toBackup, toCredential, toInstance, toTask } from "../catalog/rows";
 import { catalogFile, filesDir } from "../config";
 import type { BlobStore } from "../storage/blob-store";
 import { LocalBlobStore } from "../storage/local";
 import { verifiedRead } from "../storage/integrity";
+import { backupFiles } from "./backups";
 
 export interface MigrateReport {
   credentials: number;
@@ -82,7 +83,10 @@ export async function migrateData(o: MigrateOptions): Promise<MigrateReport> {
       });
       report.instances++;
     }
-    const backups = all("SELECT * FROM backups ORDER BY start_time", toBackup);
+    // A source not yet migrated to the newest schema lacks its newest columns (a backup's key id: none then).
+    const have = new Set(all("PRAGMA table_info(backups)", (r) => r.name as string));
+    const columns = BACKUP_COLUMNS.split(", ").map((c) => (have.has(c) ? c : `NULL AS ${c}`)).join(", ");
+    const backups = all(`SELECT ${columns} FROM backups ORDER BY start_time`, toBackup);
     let done = 0;
     for (const b of backups) {
       done++;
@@ -95,7 +99,7 @@ export async function migrateData(o: MigrateOptions): Promise<MigrateReport> {
         report.backups.alreadyThere++;
         continue;
       }
-      for (const f of b.files) {
+      for (const f of backupFiles(b)) {
         const have = await store.stat(f.key);
         const stored = await source.stat(f.key);
         if (!stored) throw new Error(`backup ${b.backupId}: its file ${f.key} is missing at the source (run crs-backup storage check there)`);

@@ -36,6 +36,7 @@ import { describeVerification, KeySelection, restoredKeyFilter, SelectedDigest, 
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
 import type { Clock } from "../config";
+import { backupFiles } from "./backups";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { TASK } from "./tasks";
@@ -125,7 +126,8 @@ export class RestoreJobs implements JobKind {
     if (!backup || (backup.status !== 2 && backup.status !== 4) || backup.files.length === 0) throw new Error(`backup ${task.backupId} can no longer be restored`);
     const target = await this.o.catalog.instance(task.instanceId);
     if (!target?.redisUrl || target.deletedAt !== undefined) throw new Error(`instance ${task.instanceId} was removed or has no Redis server registered`);
-    return { backup, target };
+    // Encrypted backups' files carry the data key they are read with.
+    return { backup: { ...backup, files: backupFiles(backup) }, target };
   }
 
   private open(file: StoredFile): Promise<AsyncIterable<Buffer>> {
@@ -299,7 +301,7 @@ export class RestoreJobs implements JobKind {
     }
     const what = released.released ? "the target was switched back to master (REPLICAOF NO ONE)" : `the target no longer followed our endpoint (role ${released.role}) and was left as it is`;
     const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-    const digest = backup?.files[0] ? await this.digestForRecovery(backup.backupId, backup.files[0]) : undefined;
+    const digest = backup?.files[0] ? await this.digestForRecovery(backup.backupId, backupFiles(backup)[0]!) : undefined;
     if (!digest) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys, which could not be verified against the backup (no digest recorded for it, and none could be computed from its file)` };
     const actual = await targetDigest(ep).catch(() => undefined);
     if (actual === undefined) return { outcome: "failed", note: `${what}; it holds ${released.keys} keys (DEBUG DIGEST is not allowed there, so they could not be verified)` };

@@ -6,6 +6,7 @@ import path from "node:path";
 import contentDisposition from "content-disposition";
 import { Writable } from "node:stream";
 import type { Readable } from "node:stream";
+import type { WrappedKey } from "./keys/provider";
 
 export interface BlobCommitResult {
   /** Raw bytes written by the caller (before compression). */
@@ -42,13 +43,21 @@ export interface BlobInfo {
 
 export interface BlobReadOptions {
   decompress?: boolean;
-  /** Inclusive byte offsets of the STORED bytes (as fs.createReadStream). */
+  /** Inclusive byte offsets of the STORED bytes (as fs.createReadStream); of the plain bytes with `encryption`. */
   start?: number;
   end?: number;
+  /** The file is encrypted with this backup data key (encrypted.ts); only the EncryptedBlobStore layer takes it. */
+  encryption?: WrappedKey;
+}
+
+export interface BlobWriterOptions {
+  compress?: boolean;
+  /** Encrypt (after compressing) with this backup data key; only the EncryptedBlobStore layer takes it. */
+  encryption?: WrappedKey;
 }
 
 export interface BlobStore {
-  createWriter(key: string, opts?: { compress?: boolean }): BlobWriter;
+  createWriter(key: string, opts?: BlobWriterOptions): BlobWriter;
   /** Rejects with an error whose `code` is "ENOENT" when the blob does not exist. */
   openRead(key: string, opts?: BlobReadOptions): Promise<Readable>;
   stat(key: string): Promise<{ size: number } | undefined>;
@@ -94,6 +103,11 @@ export class BlobNotFoundError extends Error {
   constructor(readonly key: string, where: string) {
     super(`ENOENT: no blob ${JSON.stringify(key)} in ${where}`);
   }
+}
+
+/** Backends store bytes as given: encryption is the EncryptedBlobStore layer's (a guard against bypassing it). */
+export function refuseEncryption(opts: { encryption?: WrappedKey } | undefined, where: string): void {
+  if (opts?.encryption) throw new Error(`${where} cannot encrypt or decrypt by itself: open it through the encryption layer (storage/encrypted.ts)`);
 }
 
 /** Validates a relative key like `backups/<id>/shard-0.rdb.gz` and returns its path segments. */

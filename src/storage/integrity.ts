@@ -4,6 +4,7 @@
 import crypto from "node:crypto";
 import { pipeline, Readable, Transform, TransformCallback } from "node:stream";
 import type { BlobStore } from "./blob-store";
+import type { WrappedKey } from "./keys/provider";
 
 export interface RecordedBlob {
   key: string;
@@ -11,6 +12,8 @@ export interface RecordedBlob {
   bytes: number;
   /** Hex SHA-256 of the plain bytes, as BlobCommitResult.sha256. */
   sha256: string;
+  /** The data key of an encrypted file (its backup's; see jobs/backups.ts backupFiles). */
+  encryption?: WrappedKey;
 }
 
 /** The blob's content differs from its record. */
@@ -50,7 +53,7 @@ class Verifier extends Transform {
  * treat the data as good only once the stream has ended without error (pipeline() does).
  */
 export async function verifiedRead(store: BlobStore, file: RecordedBlob, opts: { decompress?: boolean } = {}): Promise<Readable> {
-  const source = await store.openRead(file.key, { decompress: opts.decompress === true });
+  const source = await store.openRead(file.key, { decompress: opts.decompress === true, ...(file.encryption ? { encryption: file.encryption } : {}) });
   const verifier = new Verifier(file);
   pipeline(source, verifier, () => undefined); // a source error surfaces on the verifier
   return verifier;

@@ -6,7 +6,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { pipeline, Readable, Writable } from "node:stream";
 import zlib from "node:zlib";
-import { BlobCommitResult, BlobInfo, BlobStore, BlobWriter, checkKey, CommittableWriter } from "./blob-store";
+import { BlobCommitResult, BlobInfo, BlobReadOptions, BlobStore, BlobWriter, BlobWriterOptions, checkKey, CommittableWriter, refuseEncryption } from "./blob-store";
 
 const TEMP_SUFFIX = ".partial";
 
@@ -27,7 +27,8 @@ export class LocalBlobStore implements BlobStore {
     return path.join(this.root, ...checkKey(key));
   }
 
-  createWriter(key: string, opts: { compress?: boolean } = {}): BlobWriter {
+  createWriter(key: string, opts: BlobWriterOptions = {}): BlobWriter {
+    refuseEncryption(opts, this.describe());
     const finalPath = this.pathOf(key);
     const tempPath = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.${crypto.randomBytes(6).toString("hex")}${TEMP_SUFFIX}`);
     return new LocalBlobWriter(this.root, finalPath, tempPath, opts.compress === true, this.active);
@@ -46,7 +47,8 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  async openRead(key: string, opts: { decompress?: boolean; start?: number; end?: number } = {}): Promise<Readable> {
+  async openRead(key: string, opts: BlobReadOptions = {}): Promise<Readable> {
+    refuseEncryption(opts, this.describe());
     // Open first so a missing blob rejects here rather than as a stream error later.
     const fh = await fsp.open(this.pathOf(key), "r");
     // 1 MiB reads and 256 KiB inflate chunks: a restore or download streams hundreds of MB, and the default

@@ -13,7 +13,7 @@ import {
   ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { attachmentDisposition, BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, checkKey, isValidKey, StoreCapability } from "./blob-store";
+import { attachmentDisposition, BlobInfo, BlobNotFoundError, BlobReadOptions, BlobStore, BlobWriter, BlobWriterOptions, checkKey, isValidKey, refuseEncryption, StoreCapability } from "./blob-store";
 import { mapS3Error, S3StorageError } from "./s3-errors";
 import { S3BlobWriter } from "./s3-writer";
 
@@ -185,7 +185,8 @@ export class S3BlobStore implements BlobStore {
     return this.capabilities();
   }
 
-  createWriter(key: string, opts: { compress?: boolean } = {}): BlobWriter {
+  createWriter(key: string, opts: BlobWriterOptions = {}): BlobWriter {
+    refuseEncryption(opts, this.describe());
     const objectKey = this.objectKey(key);
     this.active.set(objectKey, (this.active.get(objectKey) ?? 0) + 1);
     const release = (): void => {
@@ -202,6 +203,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async openRead(key: string, opts: BlobReadOptions = {}): Promise<Readable> {
+    refuseEncryption(opts, this.describe());
     const objectKey = this.objectKey(key);
     const ranged = opts.start !== undefined || opts.end !== undefined;
     const start = opts.start ?? 0;

@@ -232,4 +232,16 @@ CREATE TABLE stream_bases (
 CREATE INDEX stream_bases_by_instance ON stream_bases(instance_id, shard, taken_at);
 `,
   },
+  {
+    version: 7,
+    name: "encryption at rest: a backup's master key id and wrapped data key, an instance's encryption choice",
+    // kms_key_id/wrapped_key: NULL for plain backups (and fixtures); key-rotation rewrites them in place.
+    // encrypt_backups: NULL follows the server's --encrypt-backups, 1 always, 0 never.
+    sql: `
+ALTER TABLE backups ADD COLUMN kms_key_id TEXT;
+ALTER TABLE backups ADD COLUMN wrapped_key TEXT;
+ALTER TABLE instances ADD COLUMN encrypt_backups INTEGER;
+CREATE INDEX backups_by_key ON backups(kms_key_id) WHERE kms_key_id IS NOT NULL;
+`,
+  },
 ];

@@ -26,7 +26,7 @@ export interface CapturedDigest {
 export async function digestStoredFile(store: BlobStore, file: RecordedBlob, signal?: AbortSignal): Promise<CapturedDigest> {
   const digest = new DigestStream({ gzip: true });
   try {
-    const source = await store.openRead(file.key, { decompress: false });
+    const source = await store.openRead(file.key, { decompress: false, ...(file.encryption ? { encryption: file.encryption } : {}) });
     await pipeline(source, digest, { signal });
     const r = await digest.result();
     if (r.plain && (r.plain.bytes !== file.bytes || r.plain.sha256 !== file.sha256)) {
