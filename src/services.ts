@@ -20,7 +20,6 @@ import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
 import { RegionRules } from "./protocol/regions";
-import type { BlobStore } from "./storage/blob-store";
 import { openBlobStore, parseStorageUrl } from "./storage/url";
 import { LocalBlobStore } from "./storage/local";
 import { EncryptedBlobStore } from "./storage/encrypted";

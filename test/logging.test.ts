@@ -106,7 +106,10 @@ describe("what request and background lines carry", () => {
     const c = srv.client();
     await expectSdkError(c.DescribeInstanceBackups({ InstanceId: "crs-nothere0" }), "ResourceNotFound.InstanceNotExists");
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID });
-    assert.ok((await srv.services.runner.waitFor(TaskId!)).ok);
+    const ended = await srv.services.runner.waitFor(TaskId!);
+    assert.ok(ended.ok);
+    // The digest is computed from the stored file after the transfer; its line ends the task's story.
+    await waitFor("the digest's line", () => (srv.logs.some((l) => l.includes('"msg":"backup digest attached"') && l.includes(`"taskId":${TaskId}`)) ? true : undefined));
     const lines = srv.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
     const requests = lines.filter((l) => l.msg === "request");
     assert.ok(requests.length >= 2);
@@ -115,7 +118,7 @@ describe("what request and background lines carry", () => {
     }
     assert.ok(requests.some((r) => r.action === "DescribeInstanceBackups" && r.code === "ResourceNotFound.InstanceNotExists" && r.account === KEY.account));
     const task = lines.filter((l) => l.taskId === TaskId);
-    assert.deepEqual(task.map((l) => l.msg), ["task started", "task succeeded"]);
+    assert.deepEqual(task.map((l) => l.msg), ["task started", "backup phases", "task succeeded", "backup digest attached"]);
     for (const l of task) {
       assert.equal(l.instanceId, ID);
       assert.match(String(l.time), /^\d{4}-\d\d-\d\dT/);

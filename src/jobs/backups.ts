@@ -257,7 +257,7 @@ export class BackupJobs implements JobKind {
     const switched = await masterSwitch(resolved, timeoutMs);
     if (switched) throw new CaptureError("FAILOVER", `${switched}; this backup was discarded and the next one is taken from the new master`);
     const end = this.o.clock.now();
-    this.o.logger.debug({ taskId: task.taskId, backupId: backup.backupId, ...Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10])) }, "backup phases");
+    this.o.logger.debug({ taskId: task.taskId, instanceId: backup.instanceId, backupId: backup.backupId, ...Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10])) }, "backup phases");
     const version = server?.version ?? "0.0.0";
     const instanceType = instanceTypeFor(version, topology.cluster, server?.name);
     const finished: Backup = { ...backup, status: 2, endTime: end, backupSize: total, fileType: fileTypeFor(version, server?.name), instanceType, files, source: sources };
@@ -268,7 +268,7 @@ export class BackupJobs implements JobKind {
     return {
       message,
       result: finished,
-      committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, message, transferredAt })),
+      committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, instanceId: backup.instanceId, message, transferredAt })),
       commit: async (tx) => {
         await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files, source: sources });
         await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });

@@ -26,6 +26,8 @@ interface Job {
   backupId: string;
   files: StoredFile[];
   taskId?: number;
+  /** The backup's instance (named in the log lines, as every task line is). */
+  instanceId?: string;
   /** The task's message at success, extended with the digest's outcome. */
   message: string;
   /** When the transfer ended (Date.now()). */
@@ -54,12 +56,12 @@ export class BackupDigests {
    * Queues the digests of a committed backup's files. `message` is the task's message at success (the
    * outcome is appended). The promise gives the files as attached (with `digest`), or as they were if none.
    */
-  schedule(backupId: string, files: readonly StoredFile[], opts: { taskId?: number; message?: string; transferredAt?: number } = {}): Promise<StoredFile[]> {
+  schedule(backupId: string, files: readonly StoredFile[], opts: { taskId?: number; instanceId?: string; message?: string; transferredAt?: number } = {}): Promise<StoredFile[]> {
     const existing = this.jobs.get(backupId);
     if (existing) return existing.done;
     let resolve!: (files: StoredFile[]) => void;
     const done = new Promise<StoredFile[]>((r) => (resolve = r));
-    const job: Job = { backupId, files: [...files], taskId: opts.taskId, message: opts.message ?? "", transferredAt: opts.transferredAt ?? Date.now(), done, resolve };
+    const job: Job = { backupId, files: [...files], taskId: opts.taskId, instanceId: opts.instanceId, message: opts.message ?? "", transferredAt: opts.transferredAt ?? Date.now(), done, resolve };
     if (this.abort.signal.aborted) {
       resolve(job.files);
       return done;
@@ -119,7 +121,7 @@ export class BackupDigests {
     const ms = Date.now() - t0;
     const missing = [...computed.values()].find((d) => d.missing)?.missing;
     const attached = await attachDigests(this.o.catalog, job.backupId, computed);
-    const log = { backupId: job.backupId, taskId: job.taskId, ms, afterTransferMs: Date.now() - job.transferredAt };
+    const log = { backupId: job.backupId, taskId: job.taskId, instanceId: job.instanceId, ms, afterTransferMs: Date.now() - job.transferredAt };
     let note: string;
     if (!attached) {
       note = "it was retired before its data-set digest was ready, so it has none";
@@ -134,7 +136,7 @@ export class BackupDigests {
     }
     if (job.taskId !== undefined) {
       const message = job.message.includes(DIGEST_PENDING) ? job.message.replace(DIGEST_PENDING, note) : [job.message, note].filter(Boolean).join("; ");
-      await this.o.catalog.updateTask(job.taskId, { message }).catch((err: unknown) => this.o.logger.warn({ taskId: job.taskId, err }, "the backup task's message could not be updated"));
+      await this.o.catalog.updateTask(job.taskId, { message }).catch((err: unknown) => this.o.logger.warn({ taskId: job.taskId, instanceId: job.instanceId, err }, "the backup task's message could not be updated"));
     }
     return attached ?? job.files;
   }
