@@ -14,6 +14,8 @@ import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceF
 
 const CREDENTIAL_COLUMNS = "secret_id, secret_key, account_id, token, policy";
 const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
+/** How many columns a column list names (so a column added to a list cannot leave its INSERT short). */
+const columnCount = (list: string) => list.split(", ").length;
 
 /** Status sets of a listing, sorted and deduplicated (undefined: every status). */
 export function normaliseStatuses(statuses: readonly number[] | undefined): number[] | undefined {
@@ -84,7 +86,7 @@ export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueu
   async upsertInstance(i: Instance): Promise<void> {
     await this.ensureAccount(i.accountId, Date.now());
     // Registration fields only: a re-registration (or a fixture loaded again) keeps the schedule's state.
-    await this.x.run(`INSERT INTO instances(${INSTANCE_INSERT_COLUMNS}) VALUES (${placeholders(15)})
+    await this.x.run(`INSERT INTO instances(${INSTANCE_INSERT_COLUMNS}) VALUES (${placeholders(columnCount(INSTANCE_INSERT_COLUMNS))})
       ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, region = excluded.region, name = excluded.name, redis_url = excluded.redis_url, backup_source = excluded.backup_source,
         instance_type = excluded.instance_type, backup_storage_days = excluded.backup_storage_days, encrypt_backups = excluded.encrypt_backups, deleted_at = NULL`, instanceValues(i));
   }
@@ -107,7 +109,7 @@ export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueu
   }
 
   async insertBackup(b: Backup): Promise<void> {
-    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(20)})`, backupValues(b), "insertBackup");
+    await this.x.run(`INSERT INTO backups(${BACKUP_COLUMNS}) VALUES (${placeholders(columnCount(BACKUP_COLUMNS))})`, backupValues(b), "insertBackup");
   }
 
   async upsertBackup(b: Backup): Promise<void> {
@@ -167,7 +169,7 @@ export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueu
   // --- tasks ---
 
   async insertTask(t: Omit<Task, "taskId">): Promise<number> {
-    const r = await this.one(`INSERT INTO tasks(${TASK_INSERT_COLUMNS}) VALUES (${placeholders(13)}) RETURNING task_id`, taskValues(t), "insertTask");
+    const r = await this.one(`INSERT INTO tasks(${TASK_INSERT_COLUMNS}) VALUES (${placeholders(columnCount(TASK_INSERT_COLUMNS))}) RETURNING task_id`, taskValues(t), "insertTask");
     return Number(r!.task_id);
   }
 
