@@ -1,5 +1,6 @@
 // The catalogue's records, as every backend stores them and every caller reads them (catalog.ts is the
 // interface over them).
+import type { SegmentMeta } from "../redis/stream/segments";
 import type { BackupSource, SnapshotSource } from "../redis/capture/source";
 
 export interface Policy {
@@ -160,23 +161,11 @@ export interface StreamConfig {
   status: string;
 }
 
-/** One committed stream segment (see src/redis/stream/segments.ts). */
-export interface StreamSegment {
+/** One committed stream segment: its stored metadata (src/redis/stream/segments.ts) and its row. */
+export interface StreamSegment extends SegmentMeta {
   segmentId: number;
   instanceId: string;
   shard: number;
-  replid: string;
-  startOffset: number;
-  endOffset: number;
-  startDb: number;
-  endDb: number;
-  fromMs: number;
-  toMs: number;
-  samples: Array<[number, number]>;
-  key?: string;
-  units: number;
-  bytes: number;
-  sha256?: string;
   createdAt: number;
 }
 

@@ -922,25 +922,29 @@ export class RdbReader {
     for (;;) {
       const at = this.pos;
       const op = this.len(`a module opcode in ${what}`);
-      switch (op) {
-        case ModuleOpcode.EOF:
-          return;
-        case ModuleOpcode.SINT:
-        case ModuleOpcode.UINT:
-          this.lenBig("a module integer");
-          break;
-        case ModuleOpcode.FLOAT:
-          this.raw(4);
-          break;
-        case ModuleOpcode.DOUBLE:
-          this.raw(8);
-          break;
-        case ModuleOpcode.STRING:
-          this.str("a module string", true);
-          break;
-        default:
-          throw this.err("a module opcode (0..5)", `unknown module opcode ${op} in ${what}`, at);
-      }
+      if (op === ModuleOpcode.EOF) return;
+      this.moduleField(op, at, ` in ${what}`);
+    }
+  }
+
+  /** Skips the value of one module opcode other than EOF (integer, float, double or string). */
+  private moduleField(op: number, at: number, where: string): void {
+    switch (op) {
+      case ModuleOpcode.SINT:
+      case ModuleOpcode.UINT:
+        this.lenBig("a module integer");
+        break;
+      case ModuleOpcode.FLOAT:
+        this.raw(4);
+        break;
+      case ModuleOpcode.DOUBLE:
+        this.raw(8);
+        break;
+      case ModuleOpcode.STRING:
+        this.str("a module string", true);
+        break;
+      default:
+        throw this.err("a module opcode (0..5)", `unknown module opcode ${op}${where}`, at);
     }
   }
 
@@ -1507,25 +1511,7 @@ export class RdbReader {
     for (;;) {
       this.mark = this.pos;
       const op = this.len("a module opcode");
-      switch (op) {
-        case ModuleOpcode.EOF:
-          break;
-        case ModuleOpcode.SINT:
-        case ModuleOpcode.UINT:
-          this.lenBig("a module integer");
-          break;
-        case ModuleOpcode.FLOAT:
-          this.raw(4);
-          break;
-        case ModuleOpcode.DOUBLE:
-          this.raw(8);
-          break;
-        case ModuleOpcode.STRING:
-          this.str("a module string", true);
-          break;
-        default:
-          throw this.err("a module opcode (0..5)", `unknown module opcode ${op}`, this.mark);
-      }
+      if (op !== ModuleOpcode.EOF) this.moduleField(op, this.mark, "");
       const raw = this.buf.subarray(this.mark, this.pos);
       if (aux) this.moduleAux!.parts.push(Buffer.from(raw));
       else if (!this.skip) this.v.onModuleData?.(raw);
