@@ -97,14 +97,15 @@ async function write(conn: RespConnection, i: number): Promise<Op> {
 }
 
 /** Writes for `ms`, starting at op number `from`; returns the ops. */
-async function writeFor(ms: number, from: number, during?: (elapsed: number) => Promise<void>): Promise<Op[]> {
+/** Writes for `ms` (or until `more()` says stop), recording when each write was sent and acknowledged. */
+async function writeFor(ms: number, from: number, during?: (elapsed: number) => Promise<void>, more: () => boolean = () => true): Promise<Op[]> {
   const conn = await RespConnection.connect(master.endpoint);
   const ops: Op[] = [];
   const t0 = Date.now();
   let i = from;
   let hooked = false;
   try {
-    while (Date.now() - t0 < ms) {
+    while (Date.now() - t0 < ms && more()) {
       ops.push(await write(conn, i++));
       if (!hooked && during && Date.now() - t0 > ms / 2) {
         hooked = true;
@@ -237,7 +238,9 @@ test("CLIENT KILL TYPE replica: the stream continues from its durable offset (no
 
 test("the service stopped while writes go on, then started again: the outage is in MissingTimestamps, as long as it was, and a later second restores exactly", async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const writing = writeFor(8000, 10_000);
+  // Writes go on until 4 s after the restart, however long the restart takes on a loaded machine.
+  let stopAt = Infinity;
+  const writing = writeFor(120_000, 10_000, undefined, () => Date.now() < stopAt);
   await sleep(2000);
   const dataDir = srv.dataDir;
   await srv.close();
@@ -246,6 +249,7 @@ test("the service stopped while writes go on, then started again: the outage is 
   srv = await startTestServer(seed, { rateLimit: 0 }, dataDir);
   c = srv.client({ language: "en-US" });
   const restartedAt = Date.now();
+  stopAt = restartedAt + 4000;
   const ops = await writing;
   const sec = Math.floor(restartedAt / 1000) + 2;
   const tally = await restoreAndCheck(ops, sec);
