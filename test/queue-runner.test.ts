@@ -102,6 +102,19 @@ async function status(taskId: number): Promise<Task> {
   return t;
 }
 
+/** One task running on node serve:a, over a catalogue that from now on refuses writes (refusing = 1000). */
+async function runningOnRefusingCatalogue(): Promise<{ refusing: ReturnType<typeof refusable>; kind: TestKind; a: TaskRunner; id: number }> {
+  const refusing = refusable(catalog);
+  catalog = refusing;
+  const kind = new TestKind();
+  const a = runner("serve:a", [kind]);
+  const id = await enqueue();
+  a.kick();
+  await settle();
+  refusing.refusing = 1_000;
+  return { refusing, kind, a, id };
+}
+
 beforeEach(async () => {
   clock = new FakeClock();
   catalog = await openCatalog("sqlite::memory:");
@@ -219,14 +232,7 @@ describe("failures", () => {
   });
 
   test("retry policy: a refused failure is retried with backoff for its budget, reported from memory, then written by a pass", async () => {
-    const refusing = refusable(catalog);
-    catalog = refusing;
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
-    refusing.refusing = 1_000;
+    const { refusing, kind, a, id } = await runningOnRefusingCatalogue();
     const failedAt = clock.now();
     kind.runs[0]!.fail(new Error("boom"));
     await clock.advance(inlineFailureBudget(LEASE_MS));
@@ -248,14 +254,7 @@ describe("failures", () => {
   });
 
   test("a success whose commit cannot be written within the lease is undone and reported failed", async () => {
-    const refusing = refusable(catalog);
-    catalog = refusing;
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
-    refusing.refusing = 1_000;
+    const { refusing, kind, a, id } = await runningOnRefusingCatalogue();
     const waited = a.waitFor(id);
     kind.runs[0]!.release({ commit: (tx) => tx.putSetting("committed", "1") });
     await clock.advance(LEASE_MS + 1);

@@ -146,20 +146,21 @@ export function shownAddress(url: RedisUrl): HostPort {
   return url.kind === "direct" ? { host: url.endpoint.host, port: url.endpoint.port } : url.sentinels[0]!;
 }
 
+/** An endpoint at `at` with these credentials. */
+function endpointAt(c: Credentials, at: HostPort): RedisEndpoint {
+  const ep: RedisEndpoint = { host: at.host, port: at.port };
+  if (c.username) ep.username = c.username;
+  if (c.password) ep.password = c.password;
+  if (c.tls) ep.tls = true;
+  return ep;
+}
+
 /** An endpoint of a data node at `at`, with the URL's data-node credentials. */
 export function dataEndpoint(url: SentinelUrl, at: HostPort): RedisEndpoint {
-  const ep: RedisEndpoint = { host: at.host, port: at.port };
-  if (url.data.username) ep.username = url.data.username;
-  if (url.data.password) ep.password = url.data.password;
-  if (url.data.tls) ep.tls = true;
-  return ep;
+  return endpointAt(url.data, at);
 }
 
 /** An endpoint of a Sentinel, with the Sentinels' credentials. */
 export function sentinelEndpoint(url: SentinelUrl, at: HostPort): RedisEndpoint {
-  const ep: RedisEndpoint = { host: at.host, port: at.port };
-  if (url.sentinel.username) ep.username = url.sentinel.username;
-  if (url.sentinel.password) ep.password = url.sentinel.password;
-  if (url.sentinel.tls) ep.tls = true;
-  return ep;
+  return endpointAt(url.sentinel, at);
 }
