@@ -28,7 +28,7 @@ import { resolveInstance } from "../redis/client/sentinel";
 import { parseRedisUrl } from "../redis/client/url";
 import { ConfigChange, restoreRdb, RestoreError, restoreTargetConfig } from "../redis/restore/replication";
 import { restoreByCommands } from "../redis/restore/commands";
-import { CommandRestoreError, RestoreSummary } from "../redis/restore/command-summary";
+import { CommandRestoreError, describeDrops, RestoreSummary, summaryNotes } from "../redis/restore/command-summary";
 import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, planRestore, RdbHead, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "../redis/restore/plan";
 import { checkRestoreRequest, DEFAULT_RESTORE, RestoreRequest, restoreRequestOf, restoreRequestParams, selective } from "../redis/restore/request";
 import { probeTarget, releaseTarget } from "../redis/restore/target";
@@ -59,6 +59,8 @@ export interface RestoreReport {
   /** RDB bytes read. */
   bytes: number;
   ms: number;
+  /** What was dropped as asked (--drop-field-ttls, --drop-stream-idmp), if anything. */
+  dropped?: string;
   verification: Verification;
   /** The task's message. */
   message: string;
@@ -231,6 +233,7 @@ export class RestoreJobs implements JobKind {
     try {
       summary = await restoreByCommands(sources, {
         target: ep, replace: r.replace, dbs: r.dbs, match: r.match, types: r.types, signal: ctx.signal,
+        dropFieldTtls: r.dropFieldTtls, dropStreamIdmp: r.dropStreamIdmp, allowedHosts: this.o.clusterHosts ?? [],
         onProgress: (s) => {
           ctx.progress((s.bytesRead / Math.max(1, total)) * 95);
           ctx.local?.onProgress?.(s.bytesRead, total, label);
@@ -241,10 +244,10 @@ export class RestoreJobs implements JobKind {
       throw new Error(`commands: ${(err as Error).message}${s ? ` (${counts(s)})` : ""}; the target keeps the keys written before the failure`, { cause: err });
     }
     ctx.progress(96);
-    const head = `commands${plan.reason === "asked for" ? "" : ` (${plan.reason})`}: ${counts(summary)}, ${formatBytes(summary.bytesRead)} in ${seconds(summary.ms)}`;
+    const head = `commands${plan.reason === "asked for" ? "" : ` (${plan.reason})`}: ${counts(summary)}, ${formatBytes(summary.bytesRead)} in ${seconds(summary.ms)}${summaryNotes(summary)}`;
     const report = (verification: Verification, extra: string[] = []): RestoreReport => ({
       path: "commands", reason: plan.reason, keys: summary.keys, skipped: summary.skipped, failed: summary.failed, filtered: summary.filtered, expired: summary.expired,
-      bytes: summary.bytesRead, ms: Date.now() - t0, verification, message: [head, ...extra, describeVerification(verification)].join("; "),
+      bytes: summary.bytesRead, ms: Date.now() - t0, verification, dropped: describeDrops(summary), message: [head, ...extra, describeVerification(verification)].join("; "),
     });
     if (summary.failed > 0) {
       const f = summary.failures[0];
