@@ -1,10 +1,17 @@
 // Cluster discovery must not hand the instance's password to whatever address a cluster node announces.
 // A fake Redis (enough RESP for AUTH, INFO and CLUSTER NODES) announces a master on another address, where
-// a recorder notes every byte it receives.
+// a recorder notes every byte it receives. The cluster restore router likewise: a hostile node answering
+// MOVED with a foreign address, or a slot map refreshed after a MOVED naming one, fails the restore precisely
+// and that address is never connected to (issue 18).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { CaptureError, discoverShards } from "../src/redis/capture/capture";
+import { restoreByCommands } from "../src/redis/restore/commands";
+import { CommandRestoreError } from "../src/redis/restore/command-summary";
+import { captureToBuffer } from "./support/rdb-corpus";
+import { send } from "./support/dataset";
+import { RedisProcess, startRedis } from "./support/redis";
 import { hostAllowed } from "../src/redis/client/topology";
 import { KEY, startTestServer, TestServer, waitForTask } from "./support/server";
 import { SEED } from "./fixtures";
@@ -173,5 +180,142 @@ describe("cluster discovery and the instance's password", () => {
     assert.equal(hostAllowed("node-2.redis", "node-1.redis", ["Node-2.Redis"]), true);
     assert.equal(hostAllowed("node-3.redis", "node-1.redis", ["node-2.redis", "10.0.0.0/bad"]), false);
     assert.equal(hostAllowed("anything", "node-1.redis", ["*"]), true);
+  });
+});
+
+/**
+ * A hostile restore target on 127.0.0.1: a "cluster" whose node serves every slot itself and answers every
+ * write with MOVED to `redirect()`; with `foreignMapAfterFirst`, every CLUSTER NODES after the first names a
+ * master at `foreign()` for half the slots (a slot map turned hostile between the first read and a refresh).
+ */
+async function movedNode(o: { redirect: () => string; foreign: () => string; foreignMapAfterFirst?: boolean }): Promise<FakeRedis> {
+  const commands: string[][] = [];
+  const sockets = new Set<net.Socket>();
+  let maps = 0;
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    let buf = Buffer.alloc(0);
+    s.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        const parsed = parseCommand(buf);
+        if (!parsed) return;
+        buf = buf.subarray(parsed.used);
+        const args = parsed.args;
+        commands.push(args);
+        const name = args[0]!.toUpperCase();
+        const bulk = (text: string) => s.write(`$${Buffer.byteLength(text)}\r\n${text}\r\n`);
+        const self = (server.address() as net.AddressInfo).port;
+        if (name === "AUTH" || name === "SELECT" || name === "ASKING") s.write("+OK\r\n");
+        else if (name === "PING") s.write("+PONG\r\n");
+        else if (name === "INFO") bulk("# Server\r\nredis_version:7.2.4\r\n# Replication\r\nrole:master\r\n# Persistence\r\nloading:0\r\n# Cluster\r\ncluster_enabled:1\r\n# Keyspace\r\n");
+        else if (name === "CLUSTER") {
+          const hostile = o.foreignMapAfterFirst && maps++ > 0;
+          const [host, port] = o.foreign().split(":");
+          bulk(hostile
+            ? `${"a".repeat(40)} ${host}:${port}@1 master - 0 0 1 connected 0-8191\n${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 8192-16383\n`
+            : `${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 0-16383\n`);
+        } else if (name === "CONFIG") s.write("-ERR unknown command 'CONFIG'\r\n");
+        else if (name === "RESTORE" && args[1] === "crs-backup:restore-probe") s.write("-ERR DUMP payload version or checksum are wrong\r\n");
+        else s.write(`-MOVED 866 ${o.redirect()}\r\n`);
+      }
+    });
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    commands,
+    close: () => new Promise<void>((resolve) => {
+      sockets.forEach((s) => s.destroy());
+      server.close(() => resolve());
+    }),
+  };
+}
+
+describe("the cluster restore router follows MOVED and refreshes its map only to allowed hosts", () => {
+  let rec: Awaited<ReturnType<typeof recorder>>;
+  let source: RedisProcess;
+  let rdb: Buffer;
+  before(async () => {
+    rec = await recorder();
+    source = await startRedis(["--repl-diskless-sync-delay", "0"]);
+    await send(source.endpoint, [["SET", "k1", "v1"], ["RPUSH", "l1", "a", "b"]]);
+    rdb = await captureToBuffer(source.endpoint);
+  });
+  after(async () => {
+    source?.kill();
+    await rec.close();
+  });
+
+  test("a MOVED to a host not allowed fails the restore, naming it; the address is never connected to", async () => {
+    const node = await movedNode({ redirect: () => `127.0.0.2:${rec.port}`, foreign: () => `127.0.0.2:${rec.port}` });
+    try {
+      const err = await restoreByCommands(rdb, { target: { host: "127.0.0.1", port: node.port, password: "s3cret-pw" }, timeoutMs: 5000 }).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof CommandRestoreError, String(err));
+      assert.match(err.message, new RegExp(`the MOVED 866 redirection from the cluster names 127\\.0\\.0\\.2:${rec.port}, a host not allowed \\(not the registered host 127\\.0\\.0\\.1 nor in --cluster-hosts\\)`));
+      assert.equal(rec.connections(), 0, "the MOVED address was connected to");
+      assert.ok(node.commands.some((a) => a[0] === "SET"), "the fake was written to (and answered MOVED)");
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("a slot map refreshed after a MOVED that names a foreign master fails the restore; nothing reaches it", async () => {
+    let port = 0;
+    const node = await movedNode({ redirect: () => `127.0.0.1:${port}`, foreign: () => `127.0.0.2:${rec.port}`, foreignMapAfterFirst: true });
+    port = node.port;
+    try {
+      const err = await restoreByCommands(rdb, { target: { host: "127.0.0.1", port: node.port, password: "s3cret-pw" }, timeoutMs: 5000 }).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof CommandRestoreError, String(err));
+      assert.match(err.message, new RegExp(`refreshing the slot map after MOVED 866 127\\.0\\.0\\.1:${node.port}: cluster master a{40} is announced at 127\\.0\\.0\\.2:${rec.port}, not on the registered host 127\\.0\\.0\\.1`));
+      assert.equal(rec.connections(), 0);
+      assert.ok(node.commands.filter((a) => a[0] === "CLUSTER").length >= 2, "the map was refreshed");
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("a host the operator allowed is followed (the allow-list, not a refusal of every redirection)", async () => {
+    const node = await movedNode({ redirect: () => `127.0.0.2:${rec.port}`, foreign: () => `127.0.0.2:${rec.port}` });
+    const before = rec.connections();
+    try {
+      // The recorder is no Redis: the restore then fails there, but only after connecting as allowed.
+      await assert.rejects(restoreByCommands(rdb, { target: { host: "127.0.0.1", port: node.port }, timeoutMs: 5000, allowedHosts: ["127.0.0.0/8"] }), CommandRestoreError);
+      assert.ok(rec.connections() > before, "the allowed MOVED address was not followed");
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("RestoreInstance into a cluster answering MOVED to a foreign host: the task fails with the address, the password stays home", async () => {
+    const fresh = await recorder();
+    const node = await movedNode({ redirect: () => `127.0.0.2:${fresh.port}`, foreign: () => `127.0.0.2:${fresh.port}` });
+    const ids = { src: "crs-moved001", dst: "crs-moved002" };
+    const srv: TestServer = await startTestServer({
+      Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }],
+      Instances: [
+        { InstanceId: ids.src, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${source.port}` },
+        { InstanceId: ids.dst, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:s3cret-pw@127.0.0.1:${node.port}` },
+      ],
+    }, { rateLimit: 0 });
+    try {
+      const c = srv.client({ language: "en-US" });
+      const taken = await waitForTask(c, (await c.ManualBackupInstance({ InstanceId: ids.src })).TaskId!);
+      assert.equal(taken.Status, "succeed", taken.TaskMessage);
+      const { BackupSet } = await c.DescribeInstanceBackups({ InstanceId: ids.src });
+      const { TaskId } = await c.RestoreInstance({ InstanceId: ids.dst, BackupId: BackupSet![0]!.BackupId!, Password: "s3cret-pw" });
+      const t = await waitForTask(c, TaskId!, 30_000);
+      assert.equal(t.Status, "failed");
+      assert.match(t.TaskMessage!, new RegExp(`^commands: restore into 127\\.0\\.0\\.1:${node.port} failed .*: the MOVED 866 redirection from the cluster names 127\\.0\\.0\\.2:${fresh.port}, a host not allowed`));
+      assert.doesNotMatch(t.TaskMessage!, /s3cret/);
+      assert.equal(fresh.connections(), 0);
+      assert.equal(fresh.received(), "");
+    } finally {
+      await srv.close();
+      await node.close();
+      await fresh.close();
+    }
   });
 });

@@ -133,7 +133,9 @@ export function registerBackupCommands(program: Command): void {
     .option("--match <pattern>", "only keys matching this glob (Redis MATCH syntax)")
     .option("--type <type>", `only keys of this type (repeatable, or a comma list: ${VALUE_KINDS.join(", ")})`, collect, [])
     .option("--replace", "replace existing keys (the default)")
-    .option("--no-replace", "keep existing keys and count them as skipped (commands)"), "all")
+    .option("--no-replace", "keep existing keys and count them as skipped (commands)")
+    .option("--drop-field-ttls", "restore hashes whose field TTLs (Redis 7.4+ HEXPIRE/HSETEX) the target cannot hold without those TTLs, and report how many were dropped (default: such keys are refused)")
+    .option("--drop-stream-idmp", "restore Redis 8.6 streams whose XADD IDMP state the target cannot hold without it, and report how many (default: such streams are refused)"), "all")
     .action(async (backupId: string | undefined, o: RestoreFlags, cmd: Command) => withServices(cmd, async (s) => {
       if (o.at !== undefined) {
         if (backupId !== undefined) throw new UsageError("give either a backup id or --at, not both");
@@ -172,6 +174,7 @@ export function registerBackupCommands(program: Command): void {
       ];
       if (r.filtered) rows.push(["not selected", String(r.filtered)]);
       if (r.expired) rows.push(["expired", String(r.expired)]);
+      if (r.dropped) rows.push(["dropped", r.dropped]);
       rows.push(["bytes", formatBytes(r.bytes)], ["time", `${(r.ms / 1000).toFixed(2)} s`], ["verification", describeVerification(r.verification)]);
       for (const [k, v] of rows) console.log(`  ${k.padEnd(13)}${v}`);
     }));
@@ -234,6 +237,8 @@ interface RestoreFlags {
   match?: string;
   type: string[];
   replace: boolean;
+  dropFieldTtls?: boolean;
+  dropStreamIdmp?: boolean;
 }
 
 /** Repeatable options that also take comma lists: --db 0 --db 2, or --db 0,2. */
@@ -258,5 +263,7 @@ function restoreRequestFromFlags(o: RestoreFlags): RestoreRequest {
     match: o.match,
     types: types.length ? (types as ValueKind[]) : undefined,
     replace: o.replace !== false,
+    ...(o.dropFieldTtls ? { dropFieldTtls: true } : {}),
+    ...(o.dropStreamIdmp ? { dropStreamIdmp: true } : {}),
   };
 }

@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import type { Backup, StoredFile } from "../catalog/types";
 import { exportJsonLines, exportResp, formatInspectReport, inspectRdbStream, InspectReport, RdbDigest } from "../redis/rdb/index";
+import { describeDrops } from "../redis/restore/command-summary";
 import type { Services } from "../services";
 import { verifiedRead } from "../storage/integrity";
 import { backupFiles } from "../jobs/backups";
@@ -104,8 +105,10 @@ export function registerRdbCommands(program: Command): void {
   withSettings(program.command("export <backupOrFile>").description("a backup's data as the RDB itself, JSON lines (one key per line) or a RESP command stream for redis-cli --pipe")
     .option("--format <format>", "rdb, json or resp", "rdb")
     .option("--out <path>", "where to write (a file; for rdb of a multi-shard backup a directory); default standard output")
-    .option("--target-version <version>", "resp: the Redis version the commands are for (default 7.2)"), "all")
-    .action(async (target: string, o: { format: string; out?: string; targetVersion?: string }, cmd: Command) => {
+    .option("--target-version <version>", "resp: the Redis version the commands are for (default 7.2)")
+    .option("--drop-field-ttls", "resp: hash field TTLs the target version cannot hold are dropped (counted on standard error) instead of refusing those keys")
+    .option("--drop-stream-idmp", "resp: Redis 8.6 XADD IDMP state the target version cannot hold is dropped (counted) instead of refusing those streams"), "all")
+    .action(async (target: string, o: { format: string; out?: string; targetVersion?: string; dropFieldTtls?: boolean; dropStreamIdmp?: boolean }, cmd: Command) => {
       if (!["rdb", "json", "resp"].includes(o.format)) throw new UsageError(`--format must be rdb, json or resp, got ${o.format}`);
       const run = async (s: Services | undefined) => {
         const srcs = await sources(s, target);
@@ -125,7 +128,9 @@ export function registerRdbCommands(program: Command): void {
           if (o.format === "rdb") await pipeline(input, out, { end: false });
           else if (o.format === "json") await exportJsonLines(input, out);
           else {
-            const summary = await exportResp(input, out, { targetVersion: o.targetVersion });
+            const summary = await exportResp(input, out, { targetVersion: o.targetVersion, dropFieldTtls: o.dropFieldTtls, dropStreamIdmp: o.dropStreamIdmp });
+            const dropped = describeDrops(summary);
+            if (dropped) process.stderr.write(`${src.label}: ${dropped}\n`);
             if (summary.failed) process.stderr.write(`${src.label}: ${summary.failed} key(s) cannot be written as commands for that version: ${summary.failures.slice(0, 3).map((f) => `${f.key}: ${f.error}`).join("; ")}\n`);
           }
         }

@@ -5,13 +5,17 @@
 //    refresh the slot map, re-send the redirected commands in their original order, then resume.
 //  - ASK <slot> <addr>: the slot is being migrated and this key is already (or will be) on the target: the
 //    command is re-sent there preceded by ASKING, without changing the map.
+// Every address the router connects to (the first slot map, a refreshed one, a MOVED or ASK target) must pass
+// the host allow-list of topology.ts: the seed's host, or one the operator allowed (--cluster-hosts). Each
+// connection is sent the instance's credentials, so a node answering MOVED with an address of its choosing
+// must not collect them: such a redirection fails the restore (ClusterHostError) before anything is sent there.
 // Pausing until all replies are in is what keeps a key's commands in order across a redirection: a key's
 // commands all went to one node (the map does not change while commands are in flight), so its redirected
 // commands come back in order and are re-sent in that order before anything newer is sent for it.
 import { PipelinedConnection, PipelineError, ReplyKind, decodeCommand } from "./pipelined";
 import { ByteWriter } from "../rdb/rdb-writer";
 import { RedisEndpoint } from "./resp";
-import { readSlotMap, SlotRange } from "./topology";
+import { hostAllowed, readSlotMap, SlotRange, TopologyError } from "./topology";
 
 // The slot map comes from the one topology reader (CLUSTER NODES, allow-list); re-exported for the routers' users.
 export { readSlotMap, SlotRange };
@@ -165,6 +169,22 @@ interface Redirect {
   tag: number;
   ask: boolean;
   address: string;
+  slot: string;
+}
+
+/** The cluster named a node on a host that is not allowed: nothing was sent to it. */
+export class ClusterHostError extends PipelineError {
+  override name = "ClusterHostError";
+}
+
+export interface ClusterRouterOptions {
+  timeoutMs?: number;
+  /** Use this slot map instead of asking (tests: a stale map exercises MOVED). */
+  slotMap?: SlotRange[];
+  /** Hosts besides the registered ones that nodes may be on (--cluster-hosts: names, addresses, CIDR ranges, `*`). */
+  allowedHosts?: readonly string[];
+  /** The hosts the operator registered (default: the seed's). */
+  registeredHosts?: readonly string[];
 }
 
 interface Held {
@@ -193,13 +213,21 @@ export class ClusterRouter implements CommandRouter {
   /** Counts of redirections followed (for reports and tests). */
   readonly redirections = { moved: 0, ask: 0, mapRefreshes: 0 };
 
-  private constructor(private readonly seed: RedisEndpoint, private readonly timeoutMs: number | undefined) {}
+  private readonly timeoutMs: number | undefined;
+  private readonly allowedHosts: readonly string[];
+  private readonly registeredHosts: readonly string[];
 
-  /** Connects to every master of the cluster that `seed` belongs to. */
-  static async connect(seed: RedisEndpoint, opts: { timeoutMs?: number; slotMap?: SlotRange[] } = {}): Promise<ClusterRouter> {
-    const r = new ClusterRouter(seed, opts.timeoutMs);
+  private constructor(private readonly seed: RedisEndpoint, opts: ClusterRouterOptions) {
+    this.timeoutMs = opts.timeoutMs;
+    this.allowedHosts = opts.allowedHosts ?? [];
+    this.registeredHosts = opts.registeredHosts ?? [seed.host];
+  }
+
+  /** Connects to every master of the cluster that `seed` belongs to (each on an allowed host). */
+  static async connect(seed: RedisEndpoint, opts: ClusterRouterOptions = {}): Promise<ClusterRouter> {
+    const r = new ClusterRouter(seed, opts);
     try {
-      await r.applyMap(opts.slotMap ?? (await readSlotMap(seed)));
+      await r.applyMap(opts.slotMap ?? (await r.readMap(seed)), `the slot map of ${seed.host}:${seed.port}`);
     } catch (err) {
       r.close();
       throw err;
@@ -212,10 +240,20 @@ export class ClusterRouter implements CommandRouter {
     return [...this.conns.keys()];
   }
 
-  private async node(ep: RedisEndpoint): Promise<PipelinedConnection> {
+  /** CLUSTER NODES through `via`, refusing a master on a host not allowed (TopologyError NODE_NOT_ALLOWED). */
+  private readMap(via: RedisEndpoint): Promise<SlotRange[]> {
+    return readSlotMap(via, undefined, this.allowedHosts, this.registeredHosts);
+  }
+
+  /** The connection to `ep`, opened if needed, only on an allowed host; `why` says who named it (for the refusal). */
+  private async node(ep: RedisEndpoint, why: string): Promise<PipelinedConnection> {
     const address = `${ep.host}:${ep.port}`;
     let c = this.conns.get(address);
     if (!c) {
+      if (!hostAllowed(ep.host, this.registeredHosts, this.allowedHosts)) {
+        throw new ClusterHostError(`${why} names ${address}, a host not allowed (not the registered host ${this.registeredHosts.join(", ")} nor in --cluster-hosts): `
+          + `the restore stops there, and that address was never connected to nor sent the instance's credentials`);
+      }
       c = await PipelinedConnection.connect(ep, { timeoutMs: this.timeoutMs });
       this.conns.set(address, c);
       const conn = c;
@@ -225,10 +263,10 @@ export class ClusterRouter implements CommandRouter {
     return c;
   }
 
-  private async applyMap(ranges: SlotRange[]): Promise<void> {
+  private async applyMap(ranges: SlotRange[], from: string): Promise<void> {
     this.slotOwner.fill(undefined);
     for (const r of ranges) {
-      const c = await this.node(r.master);
+      const c = await this.node(r.master, `${from} (slots ${r.start}-${r.end})`);
       for (let s = r.start; s <= r.end; s++) this.slotOwner[s] = c;
     }
   }
@@ -343,10 +381,10 @@ export class ClusterRouter implements CommandRouter {
       const ask = !moved && text.startsWith("ASK ");
       if (moved || ask) {
         // "MOVED 3999 127.0.0.1:6381"
-        const address = text.split(" ")[2];
+        const [, slot = "?", address = ""] = text.split(" ");
         if (moved) this.redirections.moved++;
         else this.redirections.ask++;
-        this.redirects.push({ bytes: Buffer.from(cmd()), tag, ask, address });
+        this.redirects.push({ bytes: Buffer.from(cmd()), tag, ask, address, slot });
         this.paused = true;
         this.resolving ??= this.resolve().finally(() => (this.resolving = undefined));
         return;
@@ -372,24 +410,32 @@ export class ClusterRouter implements CommandRouter {
         if (batch.length === 0) break;
         this.redirects = [];
         if (batch.some((r) => !r.ask)) {
-          await this.applyMap(await readSlotMap(this.seed, undefined).catch(async () => {
+          const moved = batch.find((r) => !r.ask)!;
+          const refused = (err: unknown): err is TopologyError => err instanceof TopologyError && err.code === "NODE_NOT_ALLOWED";
+          const map = await this.readMap(this.seed).catch(async (err: unknown) => {
+            if (refused(err)) throw err;
             // the seed may be gone; ask any live node
             for (const c of this.conns.values()) {
               try {
-                return await readSlotMap(c.endpoint);
-              } catch {
+                return await this.readMap(c.endpoint);
+              } catch (e) {
+                if (refused(e)) throw e;
                 /* try the next */
               }
             }
             throw new PipelineError("cannot refresh the cluster slot map from any node");
-          }));
+          }).catch((err: unknown) => {
+            if (refused(err)) throw new ClusterHostError(`refreshing the slot map after MOVED ${moved.slot} ${moved.address}: ${err.message}; the restore stops there`, { cause: err });
+            throw err;
+          });
+          await this.applyMap(map, `the slot map refreshed after MOVED ${moved.slot} ${moved.address}`);
           this.redirections.mapRefreshes++;
         }
         if (++rounds > MAX_REDIRECTS) {
           throw new PipelineError(`commands were redirected ${MAX_REDIRECTS} times in a row (last to ${batch[0].address}); the cluster is resharding too fast or misconfigured`);
         }
         for (const r of batch) {
-          const target = await this.node(this.endpointFor(r.address));
+          const target = await this.node(this.endpointFor(r.address), `the ${r.ask ? "ASK" : "MOVED"} ${r.slot} redirection from the cluster`);
           if (r.ask) target.command(["ASKING"], INTERNAL_TAG);
           target.sendRaw(r.bytes, r.tag);
         }

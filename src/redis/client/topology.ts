@@ -206,12 +206,12 @@ export function slotMapOf(t: Topology): SlotRange[] {
  * Reads a cluster's slot map through `seed` (CLUSTER NODES); node addresses inherit the seed's credentials and
  * TLS settings. With `allowedHosts`, a master on a host not allowed is refused (TopologyError NODE_NOT_ALLOWED).
  */
-export async function readSlotMap(seed: RedisEndpoint, conn?: RespConnection, allowedHosts?: readonly string[]): Promise<SlotRange[]> {
+export async function readSlotMap(seed: RedisEndpoint, conn?: RespConnection, allowedHosts?: readonly string[], registeredHosts: readonly string[] = [seed.host]): Promise<SlotRange[]> {
   const c = conn ?? (await RespConnection.connect(seed));
   try {
     const text = await c.command("CLUSTER", "NODES");
     const shards = parseClusterNodes(Buffer.isBuffer(text) ? text.toString("utf8") : String(text), seed);
-    if (allowedHosts) applyAllowList(shards, [seed.host], allowedHosts);
+    if (allowedHosts) applyAllowList(shards, registeredHosts, allowedHosts);
     return slotMapOf({ cluster: true, shards });
   } finally {
     if (!conn) c.close();

@@ -36,7 +36,18 @@ import { rawStreamId, StreamId } from "./stream";
 /** Thrown when a value cannot be expressed for the target (streams before 5.0, hash field TTLs before 7.4). */
 export class DumpUnsupportedError extends RdbUnsupportedError {
   override name = "DumpUnsupportedError";
+  /** What an option would drop to restore the value anyway (dropFieldTtls / dropStreamIdmp), when it would. */
+  droppable?: "fieldTtls" | "streamIdmp";
 }
+
+function droppable<E extends DumpUnsupportedError>(err: E, what: "fieldTtls" | "streamIdmp"): E {
+  err.droppable = what;
+  return err;
+}
+
+/** Where a user asks for the drops (named in every refusal): the CLI; the cloud's RestoreInstance has no such parameter. */
+export const DROP_FIELD_TTLS_HINT = "`crs-backup restore --drop-field-ttls`";
+export const DROP_STREAM_IDMP_HINT = "`crs-backup restore --drop-stream-idmp`";
 
 export interface DumpOptions {
   /** RDB version of the target (the payload footer carries it; must be <= the target's). */
@@ -268,7 +279,7 @@ export class DumpBuilder {
           break;
         }
         if (idmp && hasIdmpState(this.idmp, this.idmpCounters)) {
-          if (!this.opts.dropStreamIdmp) throw new DumpUnsupportedError(idmpRefusal(this.idmp!, this.idmpCounters, `a target with RDB version ${v}`));
+          if (!this.opts.dropStreamIdmp) throw droppable(new DumpUnsupportedError(idmpRefusal(this.idmp!, this.idmpCounters, `a target with RDB version ${v}`)), "streamIdmp");
           this.droppedStreamIdmp = true;
         }
         head.u8(v >= 11 ? RdbType.STREAM_LISTPACKS_3 : v >= 10 ? RdbType.STREAM_LISTPACKS_2 : RdbType.STREAM_LISTPACKS).rdbLen(this.count);
@@ -311,10 +322,10 @@ export class DumpBuilder {
     }
     if (this.hashTtls > 0) {
       if (!this.opts.dropFieldTtls) {
-        throw new DumpUnsupportedError(
+        throw droppable(new DumpUnsupportedError(
           `${this.hashTtls} hash field TTL(s) (Redis 7.4 HEXPIRE) cannot be kept on a target with RDB version ${this.opts.rdbVersion}; ` +
-            `restore to Redis 7.4+ or allow dropping field TTLs (the fields are then restored without expiry)`,
-        );
+            `restore to Redis 7.4+ or allow dropping field TTLs (${DROP_FIELD_TTLS_HINT}: the fields are then restored without expiry)`,
+        ), "fieldTtls");
       }
       this.droppedFieldTtls = this.hashTtls;
     }
@@ -343,5 +354,5 @@ export function assemblePayload(head: Buffer, body: Buffer, rdbVersion: number):
 /** The per-key message for IDMP state a target cannot hold. */
 export function idmpRefusal(idmp: StreamIdmp, counters: StreamIdmpCounters | undefined, target: string): string {
   const what = `${idmp.producers} producer(s) of remembered iids, ${counters?.iidsAdded ?? 0} iids added, ${counters?.iidsDuplicates ?? 0} duplicates`;
-  return `the stream's XADD IDMP state (Redis 8.6: ${what}) cannot be kept on ${target}; restore to Redis 8.6+ with RESTORE, or allow dropping the IDMP state (the entries and groups are restored, deduplication starts afresh)`;
+  return `the stream's XADD IDMP state (Redis 8.6: ${what}) cannot be kept on ${target}; restore to Redis 8.6+ with RESTORE, or allow dropping the IDMP state (${DROP_STREAM_IDMP_HINT}: the entries and groups are restored, deduplication starts afresh)`;
 }

@@ -347,8 +347,8 @@ export async function exportResp(source: AsyncIterable<Buffer>, out: Writable, o
   const ropts: CommandRestoreOptions = { ...opts, target: { host: "-", port: 0 }, mode: opts.mode ?? "commands", replace: true };
   const t0 = Date.now();
   const summary: RestoreSummary = {
-    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedStreamIdmp: 0,
-    functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps,
+    keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedFieldTtlKeys: 0, droppedStreamIdmp: 0,
+    refusedDroppable: { fieldTtls: 0, streamIdmp: 0 }, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target: caps,
   };
   const shared = new RestoreShared(summary, ropts, router);
   const reader = new RdbReader(new RestoreVisitor(router, caps, ropts, shared));

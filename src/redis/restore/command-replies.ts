@@ -69,9 +69,10 @@ export class RestoreShared {
     return db;
   }
 
-  failKey(db: number, key: Buffer, error: string): void {
+  failKey(db: number, key: Buffer, error: string, droppable?: "fieldTtls" | "streamIdmp"): void {
     const s = this.summary;
     s.failed++;
+    if (droppable) s.refusedDroppable[droppable]++;
     if (s.failures.length < 100) s.failures.push({ db, key: key.toString("latin1"), error });
   }
 

@@ -47,6 +47,11 @@ export interface CommandRestoreOptions {
   timeoutMs?: number;
   /** For a cluster target: use this slot map instead of asking (tests: a stale map exercises MOVED). */
   slotMap?: SlotRange[];
+  /**
+   * A cluster target's nodes (the slot map, a refreshed one, every MOVED/ASK address) must be on the target's
+   * own host or one of these (--cluster-hosts: names, addresses, CIDR ranges, `*`); default none besides it.
+   */
+  allowedHosts?: readonly string[];
   onProgress?(summary: RestoreSummary): void;
   signal?: AbortSignal;
 }
@@ -73,6 +78,10 @@ export interface RestoreSummary {
   byCommands: number;
   /** Hash field TTLs dropped (dropFieldTtls). */
   droppedFieldTtls: number;
+  /** Keys whose field TTLs were dropped (dropFieldTtls). */
+  droppedFieldTtlKeys: number;
+  /** Keys failed for what the target cannot hold and an option would have dropped (counted in `failed` too). */
+  refusedDroppable: { fieldTtls: number; streamIdmp: number };
   /** Streams whose IDMP state was dropped (dropStreamIdmp). */
   droppedStreamIdmp: number;
   /** Function libraries (Redis 7.0+): loaded, kept because a library of that name exists (replace: false), failed. */
@@ -88,5 +97,29 @@ export interface RestoreSummary {
 }
 
 export function emptySummary(target: TargetCapabilities): RestoreSummary {
-  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedStreamIdmp: 0, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target };
+  return { keys: 0, skipped: 0, filtered: 0, expired: 0, failed: 0, failures: [], byRestore: 0, byCommands: 0, droppedFieldTtls: 0, droppedFieldTtlKeys: 0, droppedStreamIdmp: 0, refusedDroppable: { fieldTtls: 0, streamIdmp: 0 }, functions: { loaded: 0, kept: 0, failed: 0 }, bytesRead: 0, bytesSent: 0, ms: 0, target };
+}
+
+/** What a restore dropped because it was asked to (the task message and the CLI report it), or undefined. */
+export function describeDrops(s: Pick<RestoreSummary, "droppedFieldTtls" | "droppedFieldTtlKeys" | "droppedStreamIdmp">): string | undefined {
+  const parts: string[] = [];
+  if (s.droppedFieldTtls > 0) parts.push(`${s.droppedFieldTtls} hash field TTL(s) on ${s.droppedFieldTtlKeys} key(s) (--drop-field-ttls: those fields never expire now)`);
+  if (s.droppedStreamIdmp > 0) parts.push(`the XADD IDMP state of ${s.droppedStreamIdmp} stream(s) (--drop-stream-idmp: their deduplication starts afresh)`);
+  return parts.length ? `dropped as asked: ${parts.join(", ")}` : undefined;
+}
+
+/** For keys refused for what only a drop option would let through: which option restores them, or undefined. */
+export function dropAdvice(s: Pick<RestoreSummary, "refusedDroppable">): string | undefined {
+  const parts: string[] = [];
+  const r = s.refusedDroppable;
+  if (r.fieldTtls > 0) parts.push(`${r.fieldTtls} key(s) have hash field TTLs the target cannot hold (--drop-field-ttls restores their fields without expiry)`);
+  if (r.streamIdmp > 0) parts.push(`${r.streamIdmp} stream(s) have XADD IDMP state the target cannot hold (--drop-stream-idmp restores them without it)`);
+  if (!parts.length) return undefined;
+  const flags = [r.fieldTtls > 0 ? "--drop-field-ttls" : "", r.streamIdmp > 0 ? "--drop-stream-idmp" : ""].filter(Boolean).join(" ");
+  return `${parts.join("; ")}: run \`crs-backup restore ${flags}\` to restore them anyway (RestoreInstance has no such parameter)`;
+}
+
+/** The summary's notes for a task message: what was dropped as asked, and which option restores refused keys. */
+export function summaryNotes(s: RestoreSummary): string {
+  return [describeDrops(s), dropAdvice(s)].filter((x) => x !== undefined).map((x) => `; ${x}`).join("");
 }

@@ -2,7 +2,7 @@
 // (RESTORE with a re-encoded DUMP payload, SET, or plain collection commands; see commands.ts for the paths).
 import type { CommandRouter } from "../client/cluster";
 import { RDB_MAX_KNOWN_VERSION, RdbType, VALKEY_RDB_VERSION } from "../rdb/constants";
-import { DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "../rdb/dump";
+import { DROP_FIELD_TTLS_HINT, DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "../rdb/dump";
 import { ByteWriter } from "../rdb/rdb-writer";
 import { KeyHeader, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "../rdb/reader";
 import { StreamId, streamIdString } from "../rdb/stream";
@@ -34,6 +34,10 @@ export class RestoreVisitor implements RdbVisitor {
   private batchCmd = "";
   private fieldTtls: Array<{ field: Buffer; at: number }> = [];
   private keyFailed: string | undefined;
+  /** What a drop option would have let through for the key that failed (keyFailed). */
+  private keyDroppable: "fieldTtls" | "streamIdmp" | undefined;
+  /** The key's field TTLs are being dropped (counted once per key). */
+  private keyTtlsDropped = false;
   private gate: Gate | undefined;
   private pieces = false;
   private writtenDb = -1;
@@ -108,6 +112,8 @@ export class RestoreVisitor implements RdbVisitor {
     this.shared.noteDb(this.seq, h.db);
     this.h = h;
     this.keyFailed = undefined;
+    this.keyDroppable = undefined;
+    this.keyTtlsDropped = false;
     this.idmp = undefined;
     this.gate = undefined;
     this.fieldTtls = [];
@@ -129,7 +135,7 @@ export class RestoreVisitor implements RdbVisitor {
         this.builder.begin(h.type, { mayHaveFieldTtls: h.type === "hash" && h.rdbType >= RdbType.HASH_METADATA_PRE_GA, module: h.module });
       } catch (err) {
         if (!(err instanceof DumpUnsupportedError)) throw err;
-        this.shared.failKey(h.db, h.key, err.message);
+        this.shared.failKey(h.db, h.key, err.message, err.droppable);
         this.h = undefined;
         return false;
       }
@@ -152,10 +158,11 @@ export class RestoreVisitor implements RdbVisitor {
     try {
       payload = this.builder.finish();
     } catch (err) {
-      if (err instanceof DumpUnsupportedError) return this.shared.failKey(h.db, h.key, err.message);
+      if (err instanceof DumpUnsupportedError) return this.shared.failKey(h.db, h.key, err.message, err.droppable);
       throw err;
     }
     this.shared.summary.droppedFieldTtls += this.builder.droppedFieldTtls;
+    if (this.builder.droppedFieldTtls > 0) this.shared.summary.droppedFieldTtlKeys++;
     if (this.builder.droppedStreamIdmp) this.shared.summary.droppedStreamIdmp++;
     const caps = this.caps;
     const extra: string[] = [];
@@ -192,7 +199,7 @@ export class RestoreVisitor implements RdbVisitor {
       payload = this.builder.finish();
     } catch (err) {
       if (!(err instanceof DumpUnsupportedError)) throw err;
-      this.shared.failKey(h.db, h.key, err.message);
+      this.shared.failKey(h.db, h.key, err.message, err.droppable);
       this.path = "skip";
       this.h = undefined;
       return;
@@ -287,8 +294,14 @@ export class RestoreVisitor implements RdbVisitor {
     if (this.path !== "commands") return;
     if (expireAt !== -1) {
       if (this.caps.hashFieldTtl) this.fieldTtls.push({ field: Buffer.from(field), at: expireAt });
-      else if (this.opts.dropFieldTtls) this.shared.summary.droppedFieldTtls++;
-      else this.keyFailed ??= `hash field TTLs (Redis 7.4 HEXPIRE) cannot be kept on ${this.caps.server} ${this.caps.version}; allow dropping field TTLs to restore the fields without expiry`;
+      else if (this.opts.dropFieldTtls) {
+        this.shared.summary.droppedFieldTtls++;
+        if (!this.keyTtlsDropped) this.shared.summary.droppedFieldTtlKeys++;
+        this.keyTtlsDropped = true;
+      } else if (this.keyFailed === undefined) {
+        this.keyFailed = `hash field TTLs (Redis 7.4 HEXPIRE) cannot be kept on ${this.caps.server} ${this.caps.version}; allow dropping field TTLs (${DROP_FIELD_TTLS_HINT}) to restore the fields without expiry`;
+        this.keyDroppable = "fieldTtls";
+      }
     }
     this.batchAdd(this.caps.hsetMulti ? "HSET" : "HMSET", field, value);
   }
@@ -337,7 +350,10 @@ export class RestoreVisitor implements RdbVisitor {
     if (this.path === "restore") return this.builder.streamIdmpCounters(c);
     if (this.path !== "commands" || !hasIdmpState(this.idmp, c)) return;
     if (this.opts.dropStreamIdmp) this.shared.summary.droppedStreamIdmp++;
-    else this.keyFailed ??= idmpRefusal(this.idmp!, c, `${this.caps.server} ${this.caps.version} by commands`);
+    else if (this.keyFailed === undefined) {
+      this.keyFailed = idmpRefusal(this.idmp!, c, `${this.caps.server} ${this.caps.version} by commands`);
+      this.keyDroppable = "streamIdmp";
+    }
   }
 
   onStreamGroup(g: StreamGroup): void {
@@ -444,7 +460,7 @@ export class RestoreVisitor implements RdbVisitor {
     if (this.keyFailed) {
       this.flushBatch(0);
       this.send(["DEL", h.key], ROLE_CLEANUP);
-      this.shared.failKey(h.db, h.key, this.keyFailed);
+      this.shared.failKey(h.db, h.key, this.keyFailed, this.keyDroppable);
       this.shared.forget(this.seq);
       return;
     }

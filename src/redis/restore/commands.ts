@@ -46,7 +46,7 @@ async function* bufferChunks(b: Buffer): AsyncGenerator<Buffer> {
 
 /** Connects to the target: a cluster router when it is a cluster node, else a standalone one. */
 export async function connectRouter(opts: CommandRestoreOptions, caps: TargetCapabilities): Promise<CommandRouter> {
-  if (caps.cluster) return ClusterRouter.connect(opts.target, { timeoutMs: opts.timeoutMs, slotMap: opts.slotMap });
+  if (caps.cluster) return ClusterRouter.connect(opts.target, { timeoutMs: opts.timeoutMs, slotMap: opts.slotMap, allowedHosts: opts.allowedHosts });
   return StandaloneRouter.connect(opts.target, opts.timeoutMs);
 }
 

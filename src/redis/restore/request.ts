@@ -22,6 +22,13 @@ export interface RestoreRequest {
   types?: ValueKind[];
   /** Existing keys are replaced (default); false keeps them and counts them as skipped. */
   replace: boolean;
+  /**
+   * Hash field TTLs a target cannot hold (before Redis 7.4 / Valkey 9) are dropped and counted, instead of
+   * refusing those keys (`crs-backup restore --drop-field-ttls`; RestoreInstance has no such parameter).
+   */
+  dropFieldTtls?: boolean;
+  /** Redis 8.6 XADD IDMP state a target cannot hold is dropped and counted (`--drop-stream-idmp`). */
+  dropStreamIdmp?: boolean;
 }
 
 export const DEFAULT_RESTORE: RestoreRequest = { mode: "auto", replace: true };
@@ -39,12 +46,16 @@ export function restoreRequestOf(params: Record<string, unknown> | undefined): R
   const mode = RESTORE_MODES.includes(p.mode as RestoreMode) ? (p.mode as RestoreMode) : "auto";
   const dbs = Array.isArray(p.dbs) ? p.dbs.map(Number) : undefined;
   const types = Array.isArray(p.types) ? (p.types as ValueKind[]) : undefined;
-  return { mode, dbs, match: typeof p.match === "string" ? p.match : undefined, types, replace: p.replace !== false };
+  return {
+    mode, dbs, match: typeof p.match === "string" ? p.match : undefined, types, replace: p.replace !== false,
+    ...(p.dropFieldTtls === true ? { dropFieldTtls: true } : {}), ...(p.dropStreamIdmp === true ? { dropStreamIdmp: true } : {}),
+  };
 }
 
 /** The request as task.params store it. */
 export function restoreRequestParams(r: RestoreRequest): Record<string, unknown> {
-  return { mode: r.mode, replace: r.replace, ...(r.dbs ? { dbs: r.dbs } : {}), ...(r.match !== undefined ? { match: r.match } : {}), ...(r.types ? { types: r.types } : {}) };
+  return { mode: r.mode, replace: r.replace, ...(r.dbs ? { dbs: r.dbs } : {}), ...(r.match !== undefined ? { match: r.match } : {}), ...(r.types ? { types: r.types } : {}),
+    ...(r.dropFieldTtls ? { dropFieldTtls: true } : {}), ...(r.dropStreamIdmp ? { dropStreamIdmp: true } : {}) };
 }
 
 /** Checks a request against the backup (its id and shard count) before anything is queued. */

@@ -24,7 +24,7 @@ import { resolveInstance } from "../client/sentinel";
 import { parseRedisUrl } from "../client/url";
 import { RdbReader } from "../rdb/reader";
 import { restoreByCommands } from "./commands";
-import { CommandRestoreError, RestoreSummary } from "./command-summary";
+import { CommandRestoreError, describeDrops, RestoreSummary, summaryNotes } from "./command-summary";
 import { RestoreError } from "./errors";
 import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, OpenRdb, planRestore, RdbHead, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "./plan";
 import { ConfigChange, restoreRdb, restoreTargetConfig } from "./replication";
@@ -47,6 +47,8 @@ export interface RestoreReport {
   /** RDB bytes read. */
   bytes: number;
   ms: number;
+  /** What was dropped as asked (--drop-field-ttls, --drop-stream-idmp), if anything. */
+  dropped?: string;
   verification: Verification;
   /** The task's message. */
   message: string;
@@ -206,6 +208,7 @@ async function byCommands(run: RestoreRun, plan: RestorePlan, t0: number): Promi
   try {
     summary = await restoreByCommands(sources, {
       target: ep, replace: r.replace, dbs: r.dbs, match: r.match, types: r.types, signal: run.signal,
+      dropFieldTtls: r.dropFieldTtls, dropStreamIdmp: r.dropStreamIdmp, allowedHosts: run.clusterHosts ?? [],
       onProgress: (s) => {
         run.progress((s.bytesRead / Math.max(1, total)) * 95);
         run.onBytes?.(s.bytesRead, total);
@@ -216,10 +219,10 @@ async function byCommands(run: RestoreRun, plan: RestorePlan, t0: number): Promi
     throw new Error(`commands: ${(err as Error).message}${s ? ` (${counts(s)})` : ""}; the target keeps the keys written before the failure`, { cause: err });
   }
   run.progress(96);
-  const head = `commands${plan.reason === "asked for" ? "" : ` (${plan.reason})`}: ${counts(summary)}, ${formatBytes(summary.bytesRead)} in ${seconds(summary.ms)}`;
+  const head = `commands${plan.reason === "asked for" ? "" : ` (${plan.reason})`}: ${counts(summary)}, ${formatBytes(summary.bytesRead)} in ${seconds(summary.ms)}${summaryNotes(summary)}`;
   const report = (verification: Verification, extra: string[] = []): RestoreReport => ({
     path: "commands", reason: plan.reason, keys: summary.keys, skipped: summary.skipped, failed: summary.failed, filtered: summary.filtered, expired: summary.expired,
-    bytes: summary.bytesRead, ms: Date.now() - t0, verification, message: [head, ...extra, describeVerification(verification)].join("; "),
+    bytes: summary.bytesRead, ms: Date.now() - t0, verification, dropped: describeDrops(summary), message: [head, ...extra, describeVerification(verification)].join("; "),
   });
   if (summary.failed > 0) {
     const f = summary.failures[0];
