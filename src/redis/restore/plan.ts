@@ -9,7 +9,8 @@ import { scoreFormatForAux } from "../rdb/digest";
 import { RdbReader } from "../rdb/reader";
 import { RestoreError } from "./errors";
 import { RestoreRequest, selective } from "./request";
-import { openTarget, rdbRefusal, readTargetState, TargetCapabilities, TargetState, totalKeys } from "./target";
+import type { TargetCapabilities } from "../rdb/command-summary";
+import { openTarget, rdbRefusal, readTargetState, TargetState, totalKeys } from "./target";
 import { SelectedDigest, targetScoreFormat } from "./verify";
 
 /** An RDB's bytes, opened when needed (a stored file read through its integrity check). */

@@ -24,7 +24,7 @@ import { resolveInstance } from "../client/sentinel";
 import { parseRedisUrl } from "../client/url";
 import { RdbReader } from "../rdb/reader";
 import { restoreByCommands } from "./commands";
-import { CommandRestoreError, describeDrops, RestoreSummary, summaryNotes } from "./command-summary";
+import { CommandRestoreError, describeDrops, RestoreSummary, summaryNotes } from "../rdb/command-summary";
 import { RestoreError } from "./errors";
 import { checkClusterHosts, expectedDigestAfterLoad, isEmptyTarget, OpenRdb, planRestore, RdbHead, refusedBeforeChange, RestorePlan, scoreFormatOf, targetDigest } from "./plan";
 import { ConfigChange, restoreRdb, restoreTargetConfig } from "./replication";
