@@ -162,6 +162,7 @@ async function partFleet(dir: string): Promise<void> {
       const clients = nodes.map((nd) => new RedisClient({ credential: key, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${nd.port}`, protocol: "http://" } } }));
       t = Date.now();
       const tasks = await Promise.all(redis.map((_, i) => clients[i % 2]!.ManualBackupInstance({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}` })));
+      if (tasks.some((x) => !x.TaskId)) throw new Error("a ManualBackupInstance answered no TaskId");
       // One cheap request per look (how many of the fleet's backups are still queued or running), every 5 ms:
       // the client sees the last success within a few ms, and 50 DescribeTaskInfo per look do not load the nodes.
       const backupTypes = ["012"];
