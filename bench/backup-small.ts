@@ -6,7 +6,7 @@
 // records, discovering the topology, the capture, the file's commit, recording the file), the task's commit, and
 // how late the client's poll saw it.
 //
-//   npm run bench:backup-small          # BENCH_KEYS=10000 BENCH_ROUNDS=10 BENCH_VALUE_SIZE=32
+//   npm run bench:backup-small          # BENCH_KEYS=10000 BENCH_ROUNDS=10 BENCH_VALUE_SIZE=32 [BENCH_CPU_PROF=DIR]
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -27,6 +27,26 @@ function timeCli(port: number, file: string): Promise<number> {
     const t0 = performance.now();
     const p = spawn("redis-cli", ["-p", String(port), "--rdb", file], { stdio: "ignore" });
     p.on("exit", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`redis-cli exited with ${code}`))));
+  });
+}
+
+/** CPU time (user + system) a process has used so far, in ms (/proc/PID/stat, clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** redis-cli --rdb's own CPU time (user + system, ms) under /usr/bin/time. */
+function cliCpuMs(port: number, file: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const out = `${file}.time`;
+    const p = spawn("/usr/bin/time", ["-f", "%U %S", "-o", out, "redis-cli", "-p", String(port), "--rdb", file], { stdio: "ignore" });
+    p.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`redis-cli exited with ${code}`));
+      const [u, sys] = fs.readFileSync(out, "utf8").trim().split(/\s+/).map(Number);
+      resolve(((u ?? 0) + (sys ?? 0)) * 1000);
+    });
   });
 }
 
@@ -51,18 +71,22 @@ async function main(): Promise<void> {
       Instances: [{ InstanceId: "crs-small001", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${redis.port}` }],
     }));
     const port = 30000 + Math.floor(Math.random() * 1000);
-    server = spawnLogged([CLI, "serve", "--data", path.join(work, "data"), "--seed", seed, "--port", String(port), "--rate-limit", "0", "--auto-backups", "off", "--log-level", "debug"], logFile);
+    // BENCH_CPU_PROF=DIR: the server writes a V8 CPU profile (.cpuprofile) there when it stops.
+    const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    server = spawnLogged([...prof, CLI, "serve", "--data", path.join(work, "data"), "--seed", seed, "--port", String(port), "--rate-limit", "0", "--auto-backups", "off", "--log-level", "debug"], logFile);
     await waitForHttp(port, 30_000);
     const api = async (action: string, body: object): Promise<Record<string, unknown>> => {
       const r = JSON.parse(await send(port, signedRequest(port, KEY, JSON.stringify(body), action))) as { Response: Record<string, unknown> };
       if (r.Response.Error) throw new Error(`${action}: ${JSON.stringify(r.Response.Error)}`);
       return r.Response;
     };
+    let polls = 0;
     const backupOnce = async (): Promise<{ ms: number; taskId: number; sentAt: number; seenAt: number }> => {
       const sentAt = Date.now();
       const t0 = performance.now();
       const { TaskId } = (await api("ManualBackupInstance", { InstanceId: "crs-small001" })) as { TaskId: number };
       for (;;) {
+        polls++;
         const { Status, TaskMessage } = (await api("DescribeTaskInfo", { TaskId })) as { Status: string; TaskMessage: string };
         if (Status === "succeed") return { ms: performance.now() - t0, taskId: TaskId, sentAt, seenAt: Date.now() };
         if (Status === "failed") throw new Error(`backup failed: ${TaskMessage}`);
@@ -73,6 +97,10 @@ async function main(): Promise<void> {
     await timeCli(redis.port, path.join(work, "warm.rdb"));
     const cli: number[] = [];
     const ours: Array<{ ms: number; taskId: number; sentAt: number; seenAt: number }> = [];
+    // The server's CPU over the rounds (its backups, their digests, the client's polls; idle otherwise) against
+    // redis-cli's own: on a loaded machine CPU time says more than wall time about what a backup costs.
+    const serverCpu0 = cpuMs(server.pid!);
+    polls = 0;
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 ? ["cli", "ours"] : ["ours", "cli"];
       for (const tool of order) {
@@ -82,6 +110,10 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 300));
       }
     }
+    const serverCpuPerBackup = (cpuMs(server.pid!) - serverCpu0) / rounds;
+    const pollsPerBackup = polls / rounds;
+    const cliCpu: number[] = [];
+    for (let i = 0; i < 5; i++) cliCpu.push(await cliCpuMs(redis.port, path.join(work, `cpu-${i}.rdb`)));
     // Where the time went, from the server's own log lines of each measured task.
     const lines = fs.readFileSync(logFile, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine);
     const parts: Record<string, number[]> = { queue: [], read: [], discover: [], capture: [], commit: [], record: [], taskCommit: [], poll: [] };
@@ -116,9 +148,12 @@ async function main(): Promise<void> {
     out.push("| request to task start | read records | discover shards | capture (connect, SYNC, fork, transfer, gzip) | file commit (fsync, rename) | record the file | task commit | poll saw it |");
     out.push("|---|---|---|---|---|---|---|---|");
     out.push(`| ${Object.values(parts).map((xs) => (xs.length ? f1(median(xs)) : "-")).join(" | ")} |`);
+    out.push("");
+    out.push(`CPU per backup: the server ${f1(serverCpuPerBackup)} ms (with the digest and ${f1(pollsPerBackup)} DescribeTaskInfo polls); redis-cli --rdb ${f1(median(cliCpu))} ms (its own process; the Redis fork child's CPU is the same for both)`);
     console.log(out.join("\n"));
   } finally {
     server?.kill("SIGTERM");
+    if (server && server.exitCode === null) await new Promise((r) => server!.once("exit", r));
     await redis.stop();
     fs.rmSync(redis.dir, { recursive: true, force: true });
     fs.rmSync(work, { recursive: true, force: true });

@@ -145,6 +145,19 @@ describe("a backup of a live Redis", () => {
     const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.acl });
     assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
   });
+
+  test("a standalone server's backup is one connection (discovery, INFO replication and the snapshot), closed after", async () => {
+    const stat = async (name: string): Promise<number> => {
+      const info = String((await send(acl.endpoint, [["INFO", "all"]]))[0]);
+      return Number(new RegExp(`^${name}:(\\d+)`, "m").exec(info)![1]);
+    };
+    const before = await stat("total_connections_received");
+    const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.acl });
+    assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
+    // +1 for stat()'s own connection: one connect + AUTH for the whole backup (it was three).
+    assert.equal(await stat("total_connections_received"), before + 2);
+    await waitFor("the backup's connection closed", async () => ((await stat("connected_clients")) === 1 ? true : undefined), 10_000, 20);
+  });
 });
 
 describe("failures are tasks with a precise message, and leave neither a listed backup nor a file", () => {

@@ -12,6 +12,17 @@ import { silentLogger } from "../src/log";
 import { canTransition, JobContext, JobKind, JobSuccess, TaskRunner, TRANSITIONS, Undone } from "../src/queue";
 import { BACKOFF, inlineFailureBudget, nextDelay } from "../src/queue/retry";
 import { FakeClock, settle } from "./support/clock";
+import { freshDatabase } from "./support/postgres";
+import pg from "pg";
+
+/** Polls (real time) until `ok` holds; fails with `what` after `ms`. */
+async function waitUntil(ok: () => boolean | Promise<boolean>, what: string, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > until) assert.fail(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 const LEASE_MS = 3_000;
 const POLL_MS = 1_000;
@@ -201,6 +212,48 @@ describe("claiming and running", () => {
     assert.equal(kind.runs.length, 0, "not before the poll");
     await clock.advance(1);
     assert.equal(kind.runs.length, 1);
+  });
+
+  test("on PostgreSQL, work another node queues wakes this one at its commit, with no poll; again after the LISTEN connection is lost", async () => {
+    const db = await freshDatabase("wake");
+    const sqlite = catalog;
+    const here = await openCatalog(db.url);
+    const there = await openCatalog(db.url); // another node's catalogue: its inserts never kick `a`
+    catalog = here;
+    const kind = new TestKind();
+    const a = runner("serve:a", [kind], { concurrency: { redis: 5, files: 2 } });
+    try {
+      a.start();
+      await settle();
+      const queue = (): Promise<number> => there.insertTask({ instanceId: "crs-queue", accountId: "1", taskType: "900", status: "preparing", progress: 0, startTime: clock.now(), message: "", params: {} });
+      // The fake clock never moves: the poll cannot be what finds it. In a transaction, it is seen at the commit.
+      const first = await there.transaction((tx) => tx.insertTask({ instanceId: "crs-queue", accountId: "1", taskType: "900", status: "preparing", progress: 0, startTime: clock.now(), message: "" }));
+      await waitUntil(() => kind.runs.some((r) => r.task.taskId === first), "the task queued by the other node runs here");
+      assert.equal((await status(first)).owner, "serve:a");
+      // The listening connection dies (a PostgreSQL restart, a proxy's idle cut): it is opened again by itself.
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+        assert.equal(killed.rowCount, 1, "one LISTEN connection");
+      } finally {
+        await admin.end();
+      }
+      const second = await queue();
+      await waitUntil(() => kind.runs.some((r) => r.task.taskId === second), "a task queued while (or after) the connection was down runs too", 10_000);
+      assert.equal(kind.runs.length, 2, "each once");
+      for (const r of kind.runs) r.release();
+      await waitUntil(async () => (await status(second)).status === "succeed", "the second succeeds");
+    } finally {
+      runners.splice(runners.indexOf(a), 1);
+      const stopping = a.stop("the test ended");
+      await clock.advance(10 * LEASE_MS);
+      await stopping;
+      await here.close();
+      await there.close();
+      await db.drop();
+      catalog = sqlite;
+    }
   });
 
   test("a node that cannot run a task type marks it failed, naming the type", async () => {

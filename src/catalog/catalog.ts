@@ -92,6 +92,18 @@ export interface TaskQueue {
    * dead); true when this caller won it.
    */
   takeOver(taskId: number, previousOwner: string | undefined, nodeId: string, leaseUntil: number, now: number, deadOwner?: string): Promise<boolean>;
+  /**
+   * Calls `onQueued` soon after any node commits a queued task, so an idle node need not wait for its poll
+   * (PostgreSQL: LISTEN/NOTIFY on a connection of its own, re-established after a loss; `onQueued` is also
+   * called after each (re)start, for what was queued meanwhile). Absent where one process owns the catalogue
+   * (SQLite): that process wakes its own runner.
+   */
+  watchQueue?(onQueued: () => void): Promise<QueueWatch>;
+}
+
+/** A running watchQueue(): stop() ends it (no call after it resolves). */
+export interface QueueWatch {
+  stop(): Promise<void>;
 }
 
 export interface CatalogStats {

@@ -11,7 +11,8 @@ import crypto from "node:crypto";
 import type { Catalog, CatalogTx } from "../catalog/catalog";
 import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Logger } from "../log";
-import { captureRdb, CaptureError, discoverShards } from "../redis/capture/capture";
+import { captureRdb, CaptureError, connectForCapture, discoverShards } from "../redis/capture/capture";
+import type { RedisEndpoint, RespConnection } from "../redis/client/resp";
 import { fileTypeFor, instanceTypeFor, serverOfType } from "../protocol/instance-types";
 import { masterSwitch, resolveInstance, ResolvedInstance } from "../redis/client/sentinel";
 import { parseRedisUrl } from "../redis/client/url";
@@ -101,6 +102,11 @@ export async function removeBackupBlobs(store: BlobStore, backupId: string, know
 /** "replica 10.0.0.5:6380 (offset 1234), master 10.0.0.6:6379 (offset 99)" */
 export function describeSources(sources: readonly SnapshotSource[]): string {
   return sources.map((s) => `${s.role} ${s.node}${s.offset !== undefined ? ` (offset ${s.offset})` : ""}`).join(", ");
+}
+
+/** Whether two endpoints name the same server (host and port; the credentials are the instance's either way). */
+function sameNode(a: RedisEndpoint, b: RedisEndpoint): boolean {
+  return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 }
 
 export class BackupJobs implements JobKind {
@@ -215,13 +221,34 @@ export class BackupJobs implements JobKind {
     lap("readMs");
     const sources: SnapshotSource[] = [];
     const notes: string[] = [];
-    const topology = await discoverShards(resolved.endpoint, timeoutMs, { allowedHosts: this.o.clusterHosts, registeredHosts: resolved.registeredHosts });
+    // One connection (connect + AUTH) serves the discovery, the first shard's INFO replication and, when that
+    // shard is taken from the node discovered through (a standalone server's master), its snapshot too.
+    let spare: RespConnection | undefined = await connectForCapture(resolved.endpoint, timeoutMs);
+    const release = (): void => {
+      spare?.close();
+      spare = undefined;
+    };
+    const reusable = (ep: RedisEndpoint): RespConnection | undefined => (spare && !spare.socket.destroyed && sameNode(ep, resolved.endpoint) ? spare : undefined);
+    const topology = await discoverShards(resolved.endpoint, timeoutMs, { allowedHosts: this.o.clusterHosts, registeredHosts: resolved.registeredHosts, connection: spare }).catch((err: unknown) => {
+      release();
+      throw err;
+    });
     lap("discoverMs");
     let total = 0;
     let server: { name: "redis" | "valkey"; version: string } | undefined;
     for (const [shard, info] of topology.shards.entries()) {
-      if (ctx.signal.aborted) throw new CaptureError("ABORTED", "the backup was cancelled");
-      const chosen = await chooseSource(info, shard, instance.backupSource ?? "master", { timeoutMs });
+      if (ctx.signal.aborted) {
+        release();
+        throw new CaptureError("ABORTED", "the backup was cancelled");
+      }
+      const chosen = await chooseSource(info, shard, instance.backupSource ?? "master", { timeoutMs, masterConnection: reusable(info.endpoint) }).catch((err: unknown) => {
+        release();
+        throw err;
+      });
+      // Handed to this shard's capture (which closes it), or closed: only the first shard can use it.
+      const connection = reusable(chosen.endpoint);
+      if (connection) spare = undefined;
+      else release();
       if (chosen.fallback) {
         notes.push(chosen.fallback);
         this.o.logger.warn({ taskId: task.taskId, backupId: backup.backupId, shard, reason: chosen.fallback }, "backup from a replica fell back to the master");
@@ -234,7 +261,7 @@ export class BackupJobs implements JobKind {
       // the transfer (digests.ts), so the master's fork child lives no longer than redis-cli would keep it.
       try {
         const result = await captureRdb(ep, writer, {
-          timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal,
+          timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal, ...(connection ? { connection } : {}),
           onProgress: (bytes) => ctx.local?.onProgress?.(total + bytes, undefined, `shard ${shard + 1}/${topology.masters.length}`),
         });
         lap("captureMs");

@@ -5,11 +5,12 @@
 // - A task is queued in the catalogue (status preparing, no owner) by whoever asked for it. Each node claims
 //   queued tasks of the kinds it runs while it has room (`concurrency` per pool), as one conditional write, so
 //   exactly one node runs each task. A node that queues work kicks its own runner, so on one node nothing waits
-//   for a poll.
+//   for a poll; on a catalogue that can announce queued work (PostgreSQL LISTEN/NOTIFY, catalog.watchQueue) every
+//   other node is woken at the commit too, and the poll remains the fallback.
 // - The owner renews its lease while the job runs (lease.ts). On success the kind's commit and the task's end
 //   are one transaction; on failure the kind's undo runs first, then its catalogue rollback and the task's end.
 // - Every pass (each pollMs, and each kick) retries failures kept in memory, recovers lapsed leases and claims.
-import type { Catalog } from "../catalog/catalog";
+import type { Catalog, QueueWatch } from "../catalog/catalog";
 import type { Task } from "../catalog/types";
 import type { Logger } from "../log";
 import type { Clock } from "../config";
@@ -63,6 +64,7 @@ export class TaskRunner implements JobQueue {
   private readonly waiters: Waiters;
   private readonly recovery: Recovery;
   private poller: { stop(): void } | undefined;
+  private watch: Promise<QueueWatch> | undefined;
   private pumping: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -141,6 +143,16 @@ export class TaskRunner implements JobQueue {
     this.stopped = false;
     this.kick();
     this.poller = this.clock.every(this.o.pollMs, () => this.kick());
+    // Work queued by another node wakes this one at once where the catalogue can say so (PostgreSQL NOTIFY);
+    // the poll stays, for lapsed leases and for when that connection is down.
+    if (this.o.takeQueued && this.o.catalog.watchQueue && !this.watch) {
+      const watching = this.o.catalog.watchQueue(() => this.kick());
+      this.watch = watching;
+      watching.catch((err: unknown) => {
+        if (this.watch === watching) this.watch = undefined;
+        this.o.logger.warn({ err }, "cannot watch the queue for other nodes' work; it is found by the poll");
+      });
+    }
   }
 
   /** Looks for work now (after queueing a task here). */
@@ -346,6 +358,9 @@ export class TaskRunner implements JobQueue {
     this.stopped = true;
     this.poller?.stop();
     this.poller = undefined;
+    const watch = this.watch;
+    this.watch = undefined;
+    await watch?.then((w) => w.stop(), () => undefined);
     for (const r of this.running.values()) r.abort.abort(new Error(`cancelled: ${reason}`));
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
     await this.pumping?.catch(() => undefined);

@@ -9,7 +9,7 @@
 // key or a removed instance can still be seen by another node.
 import pg from "pg";
 import { LRUCache } from "lru-cache";
-import { CatalogFullError, CatalogMisuseError, CatalogTx, CatalogUnavailableError } from "../catalog";
+import { CatalogFullError, CatalogMisuseError, CatalogTx, CatalogUnavailableError, QueueWatch } from "../catalog";
 import { CachedCatalog } from "../cached";
 import { postgresDialect, SqlExecutor } from "../dialect";
 import type { CatalogEngine, ListingSize } from "../engine";
@@ -78,10 +78,22 @@ class PgExecutor implements SqlExecutor {
   }
 }
 
+/** The channel a queued task is announced on (in its own transaction: delivered when it commits). */
+const QUEUE_CHANNEL = "crs_task_queued";
+/** How long a lost LISTEN connection waits before it is opened again (the runner's poll covers the gap). */
+const LISTEN_RETRY_MS = 1_000;
+
 /** The shared operations plus PostgreSQL's listing SQL, over one executor. */
 class PgOps extends SqlOps {
   constructor(protected readonly exec: PgExecutor) {
     super(exec);
+  }
+
+  /** A queued task also wakes the other nodes' runners (watchQueue), at its transaction's commit. */
+  override async insertTask(t: Parameters<SqlOps["insertTask"]>[0]): Promise<number> {
+    const id = await super.insertTask(t);
+    if (t.status === "preparing") await this.exec.run(`SELECT pg_notify('${QUEUE_CHANNEL}', '')`, [], "notifyQueued");
+    return id;
   }
 
   /**
@@ -184,6 +196,47 @@ export class PgEngine extends PgOps implements CatalogEngine {
     await this.pool.end();
   }
 
+  /** LISTEN on a client of its own (not the pool's: it stays checked out); (re)opened in the background until stopped. */
+  async watchQueue(onQueued: () => void): Promise<{ stop(): Promise<void> }> {
+    let stopped = false;
+    let client: pg.Client | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const listen = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: this.url, types: TYPES, connectionTimeoutMillis: 10_000 });
+      const lost = (): void => {
+        if (client !== c) return;
+        client = undefined;
+        c.end().catch(() => undefined);
+        if (!stopped) retry = setTimeout(() => void listen(), LISTEN_RETRY_MS).unref();
+      };
+      c.on("error", lost);
+      c.on("end", lost);
+      c.on("notification", () => {
+        if (!stopped) onQueued();
+      });
+      client = c;
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${QUEUE_CHANNEL}`);
+      } catch {
+        lost();
+        return;
+      }
+      if (client === c && !stopped) onQueued(); // anything queued before (or while) the connection was down
+    };
+    // Never fails: until a LISTEN connection is up (retried every LISTEN_RETRY_MS), the runner's poll finds the work.
+    void listen();
+    return {
+      stop: async () => {
+        stopped = true;
+        clearTimeout(retry);
+        const c = client;
+        client = undefined;
+        await c?.end().catch(() => undefined);
+      },
+    };
+  }
+
   // --- the cache's primitives ---
 
   /** Other nodes' writes are not seen: the TTLs bound how stale a cached value can be. */
@@ -225,6 +278,10 @@ export class PgEngine extends PgOps implements CatalogEngine {
 
 /** The shared catalogue: the one cache over a PostgreSQL engine. */
 export class PostgresCatalog extends CachedCatalog<PgEngine> {
+  watchQueue(onQueued: () => void): Promise<QueueWatch> {
+    return this.engine.watchQueue(onQueued);
+  }
+
   /** Connects, checks the server answers, and applies pending migrations. */
   static async open(url: string, opts: { max?: number } = {}): Promise<PostgresCatalog> {
     const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, types: TYPES, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });

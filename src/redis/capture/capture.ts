@@ -37,6 +37,11 @@ export interface CaptureOptions {
   /** Called with the running byte count after each received chunk. */
   onProgress?: (bytes: number) => void;
   signal?: AbortSignal;
+  /**
+   * An open, authenticated connection to `endpoint` to take the snapshot over instead of opening one (e.g. the
+   * one the topology was just read on: saves a connect + AUTH). The capture owns it from then on and closes it.
+   */
+  connection?: RespConnection;
 }
 
 export interface CaptureResult {
@@ -127,12 +132,12 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sinkErrors = (err: Error): void => void err; // observed below; keeps an unhandled 'error' from crashing
   sink.on("error", sinkErrors);
-  let conn: RespConnection | undefined;
+  let conn: RespConnection | undefined = opts.connection;
   let replconfRefusal: string | undefined;
   try {
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted before it started");
     if (sink.destroyed || sink.writableEnded) throw new CaptureError("STORAGE", "the backup sink is already closed");
-    conn = await connectForCapture(endpoint, timeoutMs);
+    conn ??= await connectForCapture(endpoint, timeoutMs);
     // `version`: Valkey 9 sends a replica that announces no version (or one before 9.0) the RDB 11 format, which
     // cannot carry hash field TTLs (the transfer then breaks); announcing the newest Valkey whose format we read
     // gets its own (VALKEY080). Redis does not know the option and says so: that refusal is not worth keeping.
@@ -415,7 +420,10 @@ function syncRefusedMessage(ep: RedisEndpoint, syncReply: string, psyncReply: st
   return `${where(ep)} refused to send a snapshot (${both})${hint}`;
 }
 
-export type DiscoverOptions = TopologyOptions;
+export interface DiscoverOptions extends TopologyOptions {
+  /** An open, authenticated connection to the endpoint to read the topology on (left open); absent: one of its own. */
+  connection?: RespConnection;
+}
 
 /**
  * Finds what to back up through `endpoint` (topology.ts): for a cluster, every master that serves slots (same
@@ -425,7 +433,7 @@ export type DiscoverOptions = TopologyOptions;
  * endpoint itself accepted the credentials (a failed AUTH ends discovery).
  */
 export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000, opts: DiscoverOptions = {}): Promise<{ cluster: boolean; masters: RedisEndpoint[]; shards: ShardInfo[] }> {
-  const conn = await connectForCapture(endpoint, timeoutMs);
+  const conn = opts.connection ?? (await connectForCapture(endpoint, timeoutMs));
   try {
     const run = async (...args: string[]): Promise<string> => {
       try {
@@ -444,6 +452,6 @@ export async function discoverShards(endpoint: RedisEndpoint, timeoutMs = 10_000
     });
     return { cluster: topology.cluster, masters: topology.shards.map((s) => s.endpoint), shards: topology.shards };
   } finally {
-    conn.close();
+    if (!opts.connection) conn.close();
   }
 }

@@ -6,7 +6,7 @@
 // replication id as the master (it follows this master) and an offset at most `maxLagBytes` behind the master's.
 // Among healthy replicas the least behind is taken. The snapshot is recorded with the node's address and its
 // replication offset read just before the snapshot was asked for.
-import { parseInfo, RedisEndpoint } from "../client/resp";
+import { parseInfo, RedisEndpoint, RespConnection } from "../client/resp";
 import type { ShardInfo } from "../client/topology";
 import { CaptureError, commandWithin, connectForCapture } from "./capture";
 
@@ -35,12 +35,12 @@ export interface ChosenSource {
 
 const where = (ep: RedisEndpoint): string => `${ep.host}:${ep.port}`;
 
-async function replication(ep: RedisEndpoint, timeoutMs: number): Promise<Map<string, string>> {
-  const conn = await connectForCapture(ep, timeoutMs);
+async function replication(ep: RedisEndpoint, timeoutMs: number, open?: RespConnection): Promise<Map<string, string>> {
+  const conn = open ?? (await connectForCapture(ep, timeoutMs));
   try {
     return parseInfo(await commandWithin(conn, ep, timeoutMs, "INFO", "replication"));
   } finally {
-    conn.close();
+    if (!open) conn.close();
   }
 }
 
@@ -62,10 +62,11 @@ export function replicaProblem(info: Map<string, string>, master: { replid?: str
 }
 
 /** Chooses the node to snapshot for shard `index` (see the header). */
-export async function chooseSource(shard: ShardInfo, index: number, mode: BackupSource, o: { timeoutMs: number; maxLagBytes?: number }): Promise<ChosenSource> {
+export async function chooseSource(shard: ShardInfo, index: number, mode: BackupSource, o: { timeoutMs: number; maxLagBytes?: number; masterConnection?: RespConnection }): Promise<ChosenSource> {
   const maxLag = o.maxLagBytes ?? DEFAULT_MAX_REPLICA_LAG_BYTES;
   // Only for the record and the lag bound: a master refusing INFO (an ACL user without +info) is still backed up.
-  const masterInfo = await replication(shard.endpoint, o.timeoutMs).catch(() => new Map<string, string>());
+  // `masterConnection`: an open connection to the shard's master to ask on (left open) instead of a new one.
+  const masterInfo = await replication(shard.endpoint, o.timeoutMs, o.masterConnection).catch(() => new Map<string, string>());
   const master = { replid: masterInfo.get("master_replid"), offset: num(masterInfo.get("master_repl_offset")) };
   const fromMaster = (fallback?: string): ChosenSource => ({
     endpoint: shard.endpoint, source: { shard: index, role: "master", node: where(shard.endpoint), ...(master.offset !== undefined ? { offset: master.offset } : {}) }, ...(fallback ? { fallback } : {}),
