@@ -7,6 +7,7 @@ import { until } from "../format";
 import { useLoad } from "../hooks";
 import type { Route } from "../router";
 import { ScheduleForm } from "../schedule";
+import { BackupSourceForm, sourceLabel } from "../backup-source";
 import { TaskWatch } from "../taskwatch";
 import type { Overview } from "../types";
 import { BackupsSection } from "./backups";
@@ -44,6 +45,7 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
             <div><dt>{t("detail.version")}</dt><dd>{inst.RedisVersion || t("common.none")}</dd></div>
             <div><dt>{t("detail.type")}</dt><dd>{inst.Type}</dd></div>
             <div><dt>{t("detail.shards")}</dt><dd>{inst.ShardNum}</dd></div>
+            <div><dt>{t("detail.backupSource")}</dt><dd data-testid="backup-source-shown">{sourceLabel(t, inst.BackupSource)}</dd></div>
             <div><dt>{t("nav.tasks")}</dt><dd><Link href={`/tasks?instance=${encodeURIComponent(inst.InstanceId)}`}>{t("detail.tasks")}</Link></dd></div>
             <div><dt>{t("detail.nextWindow")}</dt><dd data-testid="next-window">{inst.NextWindow ? `${inst.NextWindow.StartTime} (${until(inst.NextWindow.InSeconds, t)})` : t("instance.noSchedule")}</dd></div>
           </dl>
@@ -59,6 +61,10 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
         <div class="card">
           <h2>{t("schedule.title")}</h2>
           <ScheduleForm instanceId={instanceId} onSaved={bump} />
+        </div>
+        <div class="card">
+          <h2>{t("source.title")}</h2>
+          {inst ? <BackupSourceForm instanceId={inst.InstanceId} current={inst.BackupSource} registered={inst.Registered} onSaved={bump} /> : <p class="muted">{t("common.loading")}</p>}
         </div>
       </div>
       <BackupsSection instanceId={instanceId} route={route} version={version} onChanged={bump} />
