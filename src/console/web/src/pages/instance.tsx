@@ -1,4 +1,4 @@
-// One instance: its registration and next window, "back up now", the automatic-backup settings, the size and
+// One instance: its registration and next window, "back up now", the backup source, the automatic-backup settings, the size and
 // duration chart, and its backups (server-side paging, status and time filters) with download, restore and delete.
 import { useState } from "preact/hooks";
 import { useApp } from "../app";
@@ -54,17 +54,19 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
         <div class="page-head"><h1><span class="sub mono">{instanceId}</span></h1><p class="muted">{t("common.loading")}</p></div>
       )}
       <div class="cards">
-        <div class="card">
-          <h2>{t("backupNow.title")}</h2>
-          {inst ? <BackupNow instanceId={inst.InstanceId} disabled={!inst.Registered} onStarted={bump} onDone={bump} /> : null}
+        <div>
+          <div class="card">
+            <h2>{t("backupNow.title")}</h2>
+            {inst ? <BackupNow instanceId={inst.InstanceId} disabled={!inst.Registered} onStarted={bump} onDone={bump} /> : null}
+          </div>
+          <div class="card">
+            <h2>{t("source.title")}</h2>
+            {inst ? <BackupSourceForm instanceId={inst.InstanceId} current={inst.BackupSource} registered={inst.Registered} onSaved={bump} /> : <p class="muted">{t("common.loading")}</p>}
+          </div>
         </div>
         <div class="card">
           <h2>{t("schedule.title")}</h2>
           <ScheduleForm instanceId={instanceId} onSaved={bump} />
-        </div>
-        <div class="card">
-          <h2>{t("source.title")}</h2>
-          {inst ? <BackupSourceForm instanceId={inst.InstanceId} current={inst.BackupSource} registered={inst.Registered} onSaved={bump} /> : <p class="muted">{t("common.loading")}</p>}
         </div>
       </div>
       <BackupsSection instanceId={instanceId} route={route} version={version} onChanged={bump} />
