@@ -258,7 +258,7 @@ export class RestoreJobs implements JobKind {
     if (!r.replace && summary.skipped > 0) return report({ outcome: "skipped", reason: `${summary.skipped} existing keys were kept, as asked` });
     const expected = digest?.result();
     const verification = await verifyRestore({
-      target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey",
+      target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey", allowedHosts: this.o.clusterHosts ?? [],
       expectedDigest: expected && expected.moduleKeys === 0 ? expected.digest : undefined,
       open: async () => backup.files.map((f) => lazily(() => this.open(f))),
     });
