@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { CaptureError, discoverShards } from "../src/redis/capture/capture";
 import { restoreByCommands } from "../src/redis/restore/commands";
-import { CommandRestoreError } from "../src/redis/restore/command-summary";
+import { CommandRestoreError } from "../src/redis/rdb/command-summary";
 import { captureToBuffer } from "./support/rdb-corpus";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis } from "./support/redis";

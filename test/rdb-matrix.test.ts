@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { digestRdb, readRdbSync, StreamValue, streamIdString, verifyAgainstServer } from "../src/redis/rdb/index";
 import { restoreByCommands } from "../src/redis/restore/commands";
-import { CommandRestoreError, CommandRestoreOptions, RestoreSummary } from "../src/redis/restore/command-summary";
+import { CommandRestoreError, CommandRestoreOptions, RestoreSummary } from "../src/redis/rdb/command-summary";
 import { RedisEndpoint, RespConnection, RespValue } from "../src/redis/client/resp";
 import { captureToBuffer, chunks, debugDigest, LONG_TTL, writeCorpus } from "./support/rdb-corpus";
 import { RedisProcess, startRedis } from "./support/redis";

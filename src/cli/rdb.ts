@@ -10,7 +10,7 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import type { Backup, StoredFile } from "../catalog/types";
 import { exportJsonLines, exportResp, formatInspectReport, inspectRdbStream, InspectReport, RdbDigest } from "../redis/rdb/index";
-import { describeDrops } from "../redis/restore/command-summary";
+import { describeDrops } from "../redis/rdb/command-summary";
 import type { Services } from "../services";
 import { verifiedRead } from "../storage/integrity";
 import { backupFiles } from "../jobs/backups";

@@ -3,8 +3,7 @@
 // `maxDifferences` differing keys are reported, with the digest the backup says and the one the target has
 // (40 zeros: the key is missing). The target needs DEBUG enabled (Redis 7+: enable-debug-command).
 import { keySlot, readSlotMap, SlotRange } from "../client/cluster";
-import { RedisEndpoint, RespConnection, RespValue } from "../client/resp";
-import { parseInfo } from "../restore/target";
+import { parseInfo, RedisEndpoint, RespConnection, RespValue } from "../client/resp";
 import { DigestVisitor, scoreFormatForServer } from "./digest";
 import { ScoreFormat } from "./double-format";
 import { KeyHeader, RdbReader } from "./reader";

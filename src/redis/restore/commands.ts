@@ -25,17 +25,18 @@
 // fast as the target answers. A target that dies mid-restore makes restoreByCommands reject with a
 // CommandRestoreError naming the target and the progress so far.
 //
-// The pieces: target.ts probes what the target can do, command-visitor.ts turns keys into commands,
-// command-replies.ts settles each key from the replies, command-summary.ts holds the options and the summary.
+// The pieces: target.ts probes what the target can do; in ../rdb/ (shared with the RESP export, export.ts),
+// command-visitor.ts turns keys into commands, command-replies.ts settles each key from the replies,
+// command-summary.ts holds the options, the target's capabilities and the summary.
 import { Readable } from "node:stream";
 import { ClusterRouter, CommandRouter, StandaloneRouter } from "../client/cluster";
 import { PipelineError } from "../client/pipelined";
 import { RdbParseError } from "../rdb/errors";
 import { RdbReader } from "../rdb/reader";
-import { CommandRestoreError, CommandRestoreOptions, emptySummary, RestoreSummary } from "./command-summary";
-import { RestoreShared } from "./command-replies";
-import { RestoreVisitor } from "./command-visitor";
-import { probeTarget, TargetCapabilities } from "./target";
+import { RestoreShared } from "../rdb/command-replies";
+import { CommandRestoreError, CommandRestoreOptions, emptySummary, RestoreSummary, TargetCapabilities } from "../rdb/command-summary";
+import { RestoreVisitor } from "../rdb/command-visitor";
+import { probeTarget } from "./target";
 
 /** An RDB: a stream of chunks (file/blob/socket stream, async generator) or a whole Buffer. */
 export type RdbSource = AsyncIterable<Buffer> | Readable | Buffer;

@@ -1,7 +1,7 @@
 // Planning a restore: which path (replication or commands) a request takes into a given target, and the facts
 // each path checks on the way — the target's role and INFO, the backup's RDB header, whether the target is
 // empty, a cluster target's hosts, the digest the target should report afterwards. Reads the Redis side and
-// the backup's bytes (given as streams); knows nothing of tasks or the catalogue (src/jobs/restores.ts).
+// the backup's bytes (given as streams); knows nothing of tasks or the catalogue (run.ts runs the plan).
 import { readSlotMap } from "../client/cluster";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
 import { hostAllowed } from "../client/topology";
@@ -9,7 +9,8 @@ import { scoreFormatForAux } from "../rdb/digest";
 import { RdbReader } from "../rdb/reader";
 import { RestoreError } from "./errors";
 import { RestoreRequest, selective } from "./request";
-import { openTarget, rdbRefusal, readTargetState, TargetCapabilities, TargetState, totalKeys } from "./target";
+import type { TargetCapabilities } from "../rdb/command-summary";
+import { openTarget, rdbRefusal, readTargetState, TargetState, totalKeys } from "./target";
 import { SelectedDigest, targetScoreFormat } from "./verify";
 
 /** An RDB's bytes, opened when needed (a stored file read through its integrity check). */

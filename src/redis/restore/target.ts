@@ -1,6 +1,7 @@
 // Talking to the restore target as an ordinary client: connecting with error classification, reading INFO,
 // knowing which RDB versions a given Redis can load, and probing what a restore by commands may use.
 import { parseInfo, RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
+import type { TargetCapabilities } from "../rdb/command-summary";
 import { RestoreError } from "./errors";
 import { RDB_MAX_KNOWN_VERSION, rdbVersionOf, VALKEY_RDB_VERSION } from "../rdb/constants";
 
@@ -171,30 +172,6 @@ export async function releaseTarget(target: RedisEndpoint, endpoint: { host: str
   }
 }
 
-export interface TargetCapabilities {
-  server: "redis" | "valkey";
-  version: string;
-  /** Highest RDB version the target loads (DUMP payload version). */
-  rdbVersion: number;
-  cluster: boolean;
-  /** The RESTORE command is allowed (not renamed, not denied by ACL). */
-  restore: boolean;
-  /** RESTORE ... ABSTTL / IDLETIME / FREQ (5.0+). */
-  restoreAbsTtl: boolean;
-  /** SET ... PXAT (6.2+). */
-  setPxat: boolean;
-  /** Multi-field HSET (4.0+). */
-  hsetMulti: boolean;
-  streams: boolean;
-  /** XSETID ENTRIESADDED/MAXDELETEDID and XGROUP CREATE ENTRIESREAD (7.0+). */
-  streamMeta: boolean;
-  /** XGROUP CREATECONSUMER (6.2+). */
-  createConsumer: boolean;
-  /** HPEXPIREAT (hash field TTLs, Redis 7.4+). */
-  hashFieldTtl: boolean;
-  /** FUNCTION LOAD (7.0+). */
-  functions: boolean;
-}
 
 
 function versionNumber(v: string): number {

@@ -12,7 +12,7 @@ import type { ScoreFormat } from "../rdb/double-format";
 import type { KeyHeader } from "../rdb/reader";
 import { KeyDifference, verifyAgainstServer } from "../rdb/key-diff";
 import { RedisEndpoint, RedisReplyError, RespConnection } from "../client/resp";
-import { globMatch } from "./glob";
+import { globMatch } from "../rdb/glob";
 import { parseInfo } from "./target";
 
 /** The keys a restore was asked for (none set: all of them). */

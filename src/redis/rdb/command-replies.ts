@@ -3,7 +3,7 @@
 // the EXISTS gates that hold a kept key's commands (replace: false) until the target says the key is absent.
 import type { CommandRouter } from "../client/cluster";
 import { decodeCommand, ReplyKind } from "../client/pipelined";
-import { ByteWriter } from "../rdb/rdb-writer";
+import { ByteWriter } from "./rdb-writer";
 import type { CommandRestoreOptions, RestoreSummary } from "./command-summary";
 
 // A command's tag: key sequence number * 16 + flags. LAST marks the key's final command: its reply settles the

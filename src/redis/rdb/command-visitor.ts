@@ -1,15 +1,14 @@
 // The RDB visitor of a restore by commands: turns each key the reader reports into commands on a router
 // (RESTORE with a re-encoded DUMP payload, SET, or plain collection commands; see commands.ts for the paths).
 import type { CommandRouter } from "../client/cluster";
-import { RDB_MAX_KNOWN_VERSION, RdbType, VALKEY_RDB_VERSION } from "../rdb/constants";
-import { DROP_FIELD_TTLS_HINT, DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "../rdb/dump";
-import { ByteWriter } from "../rdb/rdb-writer";
-import { KeyHeader, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "../rdb/reader";
-import { StreamId, streamIdString } from "../rdb/stream";
-import type { CommandRestoreOptions } from "./command-summary";
+import { RDB_MAX_KNOWN_VERSION, RdbType, VALKEY_RDB_VERSION } from "./constants";
+import { DROP_FIELD_TTLS_HINT, DumpBuilder, DumpUnsupportedError, hasIdmpState, idmpRefusal } from "./dump";
+import { ByteWriter } from "./rdb-writer";
+import { KeyHeader, RdbReader, RdbVisitor, StreamConsumer, StreamGroup, StreamIdmp, StreamIdmpCounters, StreamMeta, StreamPendingEntry } from "./reader";
+import { StreamId, streamIdString } from "./stream";
+import type { CommandRestoreOptions, TargetCapabilities } from "./command-summary";
 import { Gate, LAST, RestoreShared, ROLE_CLEANUP, ROLE_FUNCTION, ROLE_GATE, ROLE_RESTORE, ROLE_SETNX, Sink } from "./command-replies";
 import { globMatch } from "./glob";
-import type { TargetCapabilities } from "./target";
 
 const BATCH_BYTES = 64 * 1024;
 

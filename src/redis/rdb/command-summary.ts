@@ -1,9 +1,35 @@
-// What a restore by commands is asked (CommandRestoreOptions) and what it reports (RestoreSummary): shared by
-// the driver (commands.ts), the RDB-to-commands visitor and the reply book-keeping.
+// What a restore by commands is asked (CommandRestoreOptions), what the target can do (TargetCapabilities, read by
+// restore/target.ts) and what it reports (RestoreSummary): shared by the RDB-to-commands visitor and the reply
+// book-keeping (here, in rdb/), the restore driver (restore/commands.ts) and the RESP export (export.ts).
 import type { SlotRange } from "../client/cluster";
 import type { RedisEndpoint } from "../client/resp";
-import type { ValueKind } from "../rdb/constants";
-import type { TargetCapabilities } from "./target";
+import type { ValueKind } from "./constants";
+
+/** What the target can do, so the visitor writes each key the way it accepts (restore/target.ts probeTarget). */
+export interface TargetCapabilities {
+  server: "redis" | "valkey";
+  version: string;
+  /** Highest RDB version the target loads (DUMP payload version). */
+  rdbVersion: number;
+  cluster: boolean;
+  /** The RESTORE command is allowed (not renamed, not denied by ACL). */
+  restore: boolean;
+  /** RESTORE ... ABSTTL / IDLETIME / FREQ (5.0+). */
+  restoreAbsTtl: boolean;
+  /** SET ... PXAT (6.2+). */
+  setPxat: boolean;
+  /** Multi-field HSET (4.0+). */
+  hsetMulti: boolean;
+  streams: boolean;
+  /** XSETID ENTRIESADDED/MAXDELETEDID and XGROUP CREATE ENTRIESREAD (7.0+). */
+  streamMeta: boolean;
+  /** XGROUP CREATECONSUMER (6.2+). */
+  createConsumer: boolean;
+  /** HPEXPIREAT (hash field TTLs, Redis 7.4+). */
+  hashFieldTtl: boolean;
+  /** FUNCTION LOAD (7.0+). */
+  functions: boolean;
+}
 
 export class CommandRestoreError extends Error {
   override name = "CommandRestoreError";
