@@ -175,11 +175,13 @@ describe("the web console in a browser", () => {
     assert.equal(await row.locator("td.remark").textContent(), XSS_REMARK);
     assert.equal(await page.locator("[data-page='instance'] script, [data-page='instance'] img").count(), 0);
     assert.equal(await page.evaluate("window.__xss"), undefined);
-    // Every RedisBackupSet field is shown in the row's details.
+    // Every RedisBackupSet field is shown in the row's details, and where it was taken from (a fixture: not recorded).
     await row.locator("button[aria-expanded]").click();
+    await ready("[data-testid='backup-origin'][data-ready='1']");
     const fields = await page.locator("tr.details dt").allTextContents();
     assert.deepEqual(fields.sort(), ["BackupId", "BackupSize", "BackupType", "Encrypted", "EndTime", "ExpireTime", "FileType", "FullBackup", "InstanceId", "InstanceName",
-      "InstanceType", "Locked", "Region", "Remark", "StartTime", "Status"]);
+      "InstanceType", "Locked", "Region", "Remark", "StartTime", "Status", "Taken from"]);
+    assert.match(await page.textContent("[data-testid='backup-origin'] dd") ?? "", /not recorded/);
     await row.locator("button[aria-expanded]").click();
   });
 
@@ -487,7 +489,7 @@ describe("the console's HTTP surface", () => {
   });
 
   test("console-only actions are not on the public API", async () => {
-    for (const action of ["DeleteInstanceBackup", "DescribeInstanceOverview"]) {
+    for (const action of ["DeleteInstanceBackup", "DescribeInstanceOverview", "ModifyInstanceBackupSource", "DescribeBackupSources"]) {
       const body = JSON.stringify({ InstanceId: MAIN, BackupId: "f1000002-0000-4000-8000-000000000000" });
       const headers = signV3({ secretId: KEY.secretId, secretKey: KEY.secretKey, action, host: `127.0.0.1:${srv.port}`, body });
       const r = await new Promise<string>((resolve, reject) => {

@@ -62,6 +62,8 @@ export default defineAction({
         // Catalogue-only (fixture) instances have no server: nothing can be backed up or restored into them.
         Registered: i.redisUrl !== undefined,
         ...endpoint(i),
+        // Which node of each shard backups are taken from (src/redis/capture/source.ts).
+        BackupSource: i.backupSource ?? "master",
         AutoBackup: seesSchedule ? { WeekDays: i.autoBackupWeekDays, TimePeriod: i.autoBackupPeriod, BackupStorageDays: i.backupStorageDays } : null,
         NextWindow: window ? { StartTime: time.format(window.start), EndTime: time.format(window.end), InSeconds: Math.max(0, Math.round((window.start - now) / 1000)) } : null,
         BackupCount: latest ? latest.total : null,

@@ -4,7 +4,9 @@ import type { Action } from "../../actions/action";
 import { actions as publicActions } from "../../actions";
 import deleteInstanceBackup from "./delete-instance-backup";
 import describeInstanceOverview from "./describe-instance-overview";
+import modifyInstanceBackupSource from "./modify-instance-backup-source";
+import describeBackupSources from "./describe-backup-sources";
 
-export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview] as unknown as Action[];
+export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview, modifyInstanceBackupSource, describeBackupSources] as unknown as Action[];
 
 export const consoleActions: ReadonlyMap<string, Action> = new Map([...publicActions, ...consoleOnly.map((a) => [a.name, a] as const)]);

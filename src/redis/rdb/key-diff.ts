@@ -43,6 +43,11 @@ export interface VerifyOptions {
   /** Only the keys this accepts (e.g. the restore's match/type filters, keys not expired): the others are not compared. */
   keyFilter?(header: KeyHeader): boolean;
   timeoutMs?: number;
+  /**
+   * A cluster target's masters must be on its own host or one of these (--cluster-hosts) to be connected to
+   * (they get its credentials); undefined: not checked (a target the caller trusts as a whole).
+   */
+  allowedHosts?: readonly string[];
 }
 
 const ZERO = "0".repeat(40);
@@ -61,7 +66,7 @@ export async function verifyAgainstServer(sources: Array<AsyncIterable<Buffer>> 
     const server = parseInfo(await first.command("INFO", "server"));
     const cluster = parseInfo(await first.command("INFO", "cluster")).get("cluster_enabled") === "1";
     const scoreFormat = scoreFormatForServer(server.get("redis_version") ?? "", server.get("valkey_version"));
-    const map: SlotRange[] | undefined = cluster ? await readSlotMap(target, first) : undefined;
+    const map: SlotRange[] | undefined = cluster ? await readSlotMap(target, first, opts.allowedHosts) : undefined;
     const maxDiff = opts.maxDifferences ?? 10;
     const batchSize = opts.batch ?? 500;
     const result: VerifyResult = { keys: 0, missing: 0, different: 0, differences: [], extraOnTarget: 0, scoreFormat };

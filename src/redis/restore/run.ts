@@ -233,7 +233,7 @@ async function byCommands(run: RestoreRun, plan: RestorePlan, t0: number): Promi
   if (!r.replace && summary.skipped > 0) return report({ outcome: "skipped", reason: `${summary.skipped} existing keys were kept, as asked` });
   const expected = digest?.result();
   const verification = await verifyRestore({
-    target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey",
+    target: ep, cluster: caps.cluster, selection, ignoreFieldTtls: !caps.hashFieldTtl || caps.server === "valkey", allowedHosts: run.clusterHosts ?? [],
     expectedDigest: expected && expected.moduleKeys === 0 ? expected.digest : undefined,
     open: async () => run.sources.map((f) => lazily(f.open)),
   });

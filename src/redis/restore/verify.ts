@@ -113,6 +113,8 @@ export interface VerifyRestoreOptions {
   selection: KeySelection;
   /** Hash field TTLs were dropped by the restore. */
   ignoreFieldTtls?: boolean;
+  /** A cluster target's masters are compared only on its own host or these (--cluster-hosts); default: its own only. */
+  allowedHosts?: readonly string[];
 }
 
 /** Compares the target with the backup; never rejects for the target's refusals (they are "skipped"). */
@@ -143,7 +145,7 @@ async function verifyKeys(o: VerifyRestoreOptions): Promise<KeyVerification> {
   try {
     const r = await verifyAgainstServer(await o.open(), o.target, {
       // module values are digested by their module, which we cannot run: not compared
-      dbs: o.selection.dbs, keyFilter: (h) => h.type !== "module" && selected(h), ignoreFieldTtls: o.ignoreFieldTtls, maxDifferences: 1,
+      dbs: o.selection.dbs, keyFilter: (h) => h.type !== "module" && selected(h), ignoreFieldTtls: o.ignoreFieldTtls, maxDifferences: 1, allowedHosts: o.allowedHosts ?? [],
     });
     if (r.missing + r.different === 0) return { outcome: "equal", how: "keys", keys: r.keys, extraOnTarget: r.extraOnTarget };
     return { outcome: "different", how: "keys", first: r.differences[0], missing: r.missing, different: r.different };

@@ -12,11 +12,22 @@ export interface OverviewInstance {
   Registered: boolean;
   WanIp: string;
   Port: number;
+  /** Which node of each shard backups are taken from. */
+  BackupSource: BackupSourceMode;
   AutoBackup: { WeekDays: string[]; TimePeriod: string; BackupStorageDays: number } | null;
   NextWindow: { StartTime: string; EndTime: string; InSeconds: number } | null;
   BackupCount: number | null;
   LastBackup: { BackupId: string; StartTime: string; EndTime: string; Status: number; BackupType: string; BackupSize: number; AgeSeconds: number } | null;
   Trend: Array<{ BackupId: string; StartTime: string; BackupSize: number; DurationSeconds: number | null }> | null;
+}
+
+export type BackupSourceMode = "master" | "replica" | "prefer-replica";
+export const BACKUP_SOURCE_MODES: readonly BackupSourceMode[] = ["master", "replica", "prefer-replica"];
+
+/** DescribeBackupSources: the node each shard of a backup was taken from. */
+export interface BackupSources {
+  BackupId: string;
+  Sources: Array<{ Shard: number; Role: "master" | "replica"; Node: string; Offset: number | null }>;
 }
 
 export interface Overview {

@@ -9,6 +9,7 @@ import { has } from "../i18n";
 import { useDebounced, useInterval, useLoad } from "../hooks";
 import { navigate, Route, withQuery } from "../router";
 import { TaskWatch } from "../taskwatch";
+import { BackupOrigin } from "../backup-source";
 import type { BackupPage, BackupSet, Overview } from "../types";
 
 const LIMIT = 20;
@@ -181,6 +182,7 @@ function BackupRow({ b, open, onToggle, onAction }: { b: BackupSet; open: boolea
               {(Object.keys(b) as Array<keyof BackupSet>).map((k) => (
                 <div><dt>{k}</dt><dd class="mono">{String(b[k])}</dd></div>
               ))}
+              <BackupOrigin instanceId={b.InstanceId} backupId={b.BackupId} />
             </dl>
           </td>
         </tr>

@@ -1,4 +1,4 @@
-// One instance: its registration and next window, "back up now", the automatic-backup settings, the size and
+// One instance: its registration and next window, "back up now", the backup source, the automatic-backup settings, the size and
 // duration chart, and its backups (server-side paging, status and time filters) with download, restore and delete.
 import { useState } from "preact/hooks";
 import { useApp } from "../app";
@@ -7,6 +7,7 @@ import { until } from "../format";
 import { useLoad } from "../hooks";
 import type { Route } from "../router";
 import { ScheduleForm } from "../schedule";
+import { BackupSourceForm, sourceLabel } from "../backup-source";
 import { TaskWatch } from "../taskwatch";
 import type { Overview } from "../types";
 import { BackupsSection } from "./backups";
@@ -44,6 +45,7 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
             <div><dt>{t("detail.version")}</dt><dd>{inst.RedisVersion || t("common.none")}</dd></div>
             <div><dt>{t("detail.type")}</dt><dd>{inst.Type}</dd></div>
             <div><dt>{t("detail.shards")}</dt><dd>{inst.ShardNum}</dd></div>
+            <div><dt>{t("detail.backupSource")}</dt><dd data-testid="backup-source-shown">{sourceLabel(t, inst.BackupSource)}</dd></div>
             <div><dt>{t("nav.tasks")}</dt><dd><Link href={`/tasks?instance=${encodeURIComponent(inst.InstanceId)}`}>{t("detail.tasks")}</Link></dd></div>
             <div><dt>{t("detail.nextWindow")}</dt><dd data-testid="next-window">{inst.NextWindow ? `${inst.NextWindow.StartTime} (${until(inst.NextWindow.InSeconds, t)})` : t("instance.noSchedule")}</dd></div>
           </dl>
@@ -52,9 +54,15 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
         <div class="page-head"><h1><span class="sub mono">{instanceId}</span></h1><p class="muted">{t("common.loading")}</p></div>
       )}
       <div class="cards">
-        <div class="card">
-          <h2>{t("backupNow.title")}</h2>
-          {inst ? <BackupNow instanceId={inst.InstanceId} disabled={!inst.Registered} onStarted={bump} onDone={bump} /> : null}
+        <div>
+          <div class="card">
+            <h2>{t("backupNow.title")}</h2>
+            {inst ? <BackupNow instanceId={inst.InstanceId} disabled={!inst.Registered} onStarted={bump} onDone={bump} /> : null}
+          </div>
+          <div class="card">
+            <h2>{t("source.title")}</h2>
+            {inst ? <BackupSourceForm instanceId={inst.InstanceId} current={inst.BackupSource} registered={inst.Registered} onSaved={bump} /> : <p class="muted">{t("common.loading")}</p>}
+          </div>
         </div>
         <div class="card">
           <h2>{t("schedule.title")}</h2>

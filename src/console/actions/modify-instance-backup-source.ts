@@ -1,0 +1,31 @@
+// ModifyInstanceBackupSource (console only; the cloud API has no such action): which node of each shard an
+// instance's backups are taken from — master, replica (never the master) or prefer-replica (the master when no
+// replica is healthy, and the task says so); src/redis/capture/source.ts has the rules. The CLI sets it with
+// `instance add --backup-source`, a fixture with BackupSource. A CAM policy allows it as ModifyAutoBackupConfig:
+// it is one of the instance's backup settings. The next backup (manual or automatic) follows the new setting.
+import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
+import { ApiError } from "../../protocol/errors";
+import { BACKUP_SOURCES, BackupSource } from "../../redis/capture/source";
+
+export default defineAction({
+  name: "ModifyInstanceBackupSource",
+  policyAction: "ModifyAutoBackupConfig",
+  instanceParam: "InstanceId",
+  mutates: true,
+  schema: {
+    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+    BackupSource: { type: "string", required: true, maxLength: 32 },
+  },
+  async handle(p, ctx) {
+    const instance = await ctx.scope.instance(p.InstanceId!);
+    const source = p.BackupSource! as BackupSource;
+    if (!BACKUP_SOURCES.includes(source)) {
+      throw new ApiError("InvalidParameterValue", { reason: `\`BackupSource\` must be one of ${BACKUP_SOURCES.join(", ")}, got ${JSON.stringify(p.BackupSource)}` });
+    }
+    if (!instance.redisUrl) {
+      throw new ApiError("FailedOperation.UnSupportError", { reason: `the instance \`${instance.instanceId}\` has no Redis server registered, so it is never backed up` });
+    }
+    if ((instance.backupSource ?? "master") !== source) await ctx.catalog.updateInstance(instance.instanceId, { backupSource: source });
+    return { InstanceId: instance.instanceId, BackupSource: source };
+  },
+});
