@@ -30,7 +30,9 @@ export async function missingTimestamps(catalog: Catalog, config: StreamConfig, 
   if (config.since === undefined) return [];
   const from = Math.max(config.since, now - WINDOW_MS);
   const segments = await catalog.streamSegments(config.instanceId, 0, from, now);
-  const ranges: Coverage[] = segments.map((s) => ({ fromMs: s.fromMs, toMs: s.toMs }));
+  // Seconds before the oldest kept base have no backup data (retention reclaimed it: jobs/stream-retention.ts).
+  const oldest = (await catalog.streamBases(config.instanceId, 0))[0]?.takenAt ?? 0;
+  const ranges: Coverage[] = segments.filter((s) => s.toMs > oldest).map((s) => ({ fromMs: Math.max(s.fromMs, oldest), toMs: s.toMs }));
   return missingRanges(ranges, from, now);
 }
 
