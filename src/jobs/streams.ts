@@ -162,6 +162,7 @@ export class StreamSession {
   /** The scheduled base in progress (one at a time), and the last one taken. */
   private basing: Promise<ScheduledBase | undefined> | undefined;
   lastScheduled: ScheduledBase | undefined;
+  private newestBaseAt: number | undefined;
   /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
   streaming = false;
 
@@ -221,8 +222,11 @@ export class StreamSession {
   /** Takes a scheduled base when one is due (stream-bases.ts); one at a time; failures are logged and retried later. */
   maybeBase(): Promise<ScheduledBase | undefined> | undefined {
     if (this.basing || this.stopped || !this.log || !this.streaming || !this.o.bases) return this.basing;
+    // The newest base's time is read once, then kept by recordBase: the check every pass costs no catalogue read.
+    if (this.newestBaseAt !== undefined && !baseDue(this.instance, { takenAt: this.newestBaseAt }, this.o.clock.now(), this.o.bases)) return undefined;
     this.basing = (async () => {
       const newest = (await this.o.catalog.streamBases(this.instance.instanceId, 0)).at(-1);
+      this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, newest?.takenAt ?? 0) || undefined;
       if (!baseDue(this.instance, newest, this.o.clock.now(), this.o.bases!)) return undefined;
       const r = await takeScheduledBase(this.o, this);
       if (r) this.lastScheduled = r;
@@ -372,6 +376,7 @@ export class StreamSession {
       });
       await tx.insertStreamBase({ backupId, instanceId: instance.instanceId, shard: 0, replid, offset, takenAt: at });
     });
+    this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, at);
     return files;
   }
 
