@@ -4,7 +4,8 @@ import type { Action } from "../../actions/action";
 import { actions as publicActions } from "../../actions";
 import deleteInstanceBackup from "./delete-instance-backup";
 import describeInstanceOverview from "./describe-instance-overview";
+import describeSecondLevelBackupRange from "./describe-second-level-backup-range";
 
-export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview] as unknown as Action[];
+export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview, describeSecondLevelBackupRange] as unknown as Action[];
 
 export const consoleActions: ReadonlyMap<string, Action> = new Map([...publicActions, ...consoleOnly.map((a) => [a.name, a] as const)]);

@@ -10,6 +10,7 @@ import { ScheduleForm } from "../schedule";
 import { TaskWatch } from "../taskwatch";
 import type { Overview } from "../types";
 import { BackupsSection } from "./backups";
+import { PitrSection } from "../pitr";
 
 export function InstancePage({ instanceId, route }: { instanceId: string; route: Route }) {
   const { t, call } = useApp();
@@ -61,6 +62,7 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
           <ScheduleForm instanceId={instanceId} onSaved={bump} />
         </div>
       </div>
+      {inst?.Registered ? <PitrSection instanceId={instanceId} /> : null}
       <BackupsSection instanceId={instanceId} route={route} version={version} onChanged={bump} />
     </section>
   );
