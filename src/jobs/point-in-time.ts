@@ -71,12 +71,16 @@ export async function planPointInTime(catalog: Catalog, config: StreamConfig, at
 
 /**
  * The index of the segment a base's stream continues in: the one starting at its offset (a base from the link's
- * own full resync), else the one of its lineage holding the offset (a scheduled base); -1 when none is stored.
+ * own full resync), else the one of its lineage holding the offset (a scheduled base), else the one ending at it
+ * (a base of an idle master); -1 when none is stored.
  */
 export function baseSegment(all: readonly StreamSegment[], base: StreamBase): number {
   const at = all.findIndex((s) => s.replid === base.replid && s.startOffset === base.offset);
   if (at >= 0) return at;
-  return all.findIndex((s) => s.replid === base.replid && s.startOffset < base.offset && base.offset < s.endOffset);
+  const inside = all.findIndex((s) => s.replid === base.replid && s.startOffset < base.offset && base.offset < s.endOffset);
+  if (inside >= 0) return inside;
+  // A base taken while the master was idle, at the very end of what is stored: its stream continues after it.
+  return all.findIndex((s) => s.replid === base.replid && s.endOffset === base.offset);
 }
 
 /** Whether a sample taken before `cutoffMs` shows the master at or past `offset`. */
