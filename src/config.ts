@@ -99,6 +99,11 @@ export interface Config {
    * DecryptKey to callers allowed it, over TLS) instead of the plain RDB decrypted while streaming.
    */
   downloadEncrypted: boolean;
+  /**
+   * Second-level backup: a new base every this many ms (jobs/stream-bases.ts); absent = once per the instance's
+   * automatic-backup window, and at least once a day.
+   */
+  pitrBaseEveryMs?: number;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;

@@ -113,8 +113,12 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
-    const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }) });
-    const streams = new StreamJobs({ catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests });
+    const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }), store });
+    const streams = new StreamJobs({
+      catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests,
+      bases: { ...(config.pitrBaseEveryMs !== undefined ? { everyMs: config.pitrBaseEveryMs } : {}), time },
+      proofRedisServer: (config as { cloneRedisServer?: string }).cloneRedisServer ?? "redis-server", scratchDir: path.join(config.dataDir, "scratch"),
+    });
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {

@@ -20,7 +20,7 @@ import type { CatalogEngine, ListingSize } from "./engine";
 import { ListingIndex } from "./listing-index";
 import { copyPolicy } from "./rows";
 import { normaliseStatuses } from "./sql-ops";
-import type { Backup, BackupMode, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, StreamBase, StreamConfig, StreamSegment, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
+import type { Backup, BackupMode, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, StreamBase, StreamConfig, StreamProof, StreamSegment, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
 
 /** A rough heap size of a small JSON-like value (strings at two bytes a unit). */
 export function roughSize(v: unknown): number {
@@ -499,5 +499,30 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
   async streamBases(instanceId: string, shard?: number): Promise<StreamBase[]> {
     this.guard();
     return this.engine.streamBases(instanceId, shard);
+  }
+
+  async setStreamBaseProof(backupId: string, proof: StreamProof): Promise<void> {
+    this.guard();
+    return this.engine.setStreamBaseProof(backupId, proof);
+  }
+
+  async deleteStreamSegment(segmentId: number): Promise<void> {
+    this.guard();
+    return this.engine.deleteStreamSegment(segmentId);
+  }
+
+  async deleteStreamBase(backupId: string): Promise<void> {
+    this.guard();
+    return this.engine.deleteStreamBase(backupId);
+  }
+
+  async setStreamRetention(instanceId: string, days: number): Promise<void> {
+    this.guard();
+    return this.engine.setStreamRetention(instanceId, days);
+  }
+
+  async streamStats(instanceId: string, shard: number): Promise<{ segments: number; bytes: number; fromMs?: number; toMs?: number }> {
+    this.guard();
+    return this.engine.streamStats(instanceId, shard);
   }
 }

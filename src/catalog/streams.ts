@@ -3,7 +3,7 @@
 // executor (the shared SqlOps extends StreamTables, so both engines have them), inside or outside a transaction alike.
 import type { SqlExecutor } from "./dialect";
 import type { Row } from "./rows";
-import type { BackupMode, StreamBase, StreamConfig, StreamSegment } from "./types";
+import type { BackupMode, StreamBase, StreamConfig, StreamProof, StreamSegment } from "./types";
 
 /** The stream methods of CatalogTx (catalog.ts documents each). */
 export interface StreamCatalog {
@@ -19,6 +19,14 @@ export interface StreamCatalog {
   lastStreamSegment(instanceId: string, shard: number): Promise<StreamSegment | undefined>;
   insertStreamBase(b: StreamBase): Promise<void>;
   streamBases(instanceId: string, shard?: number): Promise<StreamBase[]>;
+  // --- scheduled bases, retention, the proof (h17b) ---
+  setStreamBaseProof(backupId: string, proof: StreamProof): Promise<void>;
+  /** Unlists one segment (retention: the row goes first, its blob after; an unlisted blob is never read). */
+  deleteStreamSegment(segmentId: number): Promise<void>;
+  deleteStreamBase(backupId: string): Promise<void>;
+  setStreamRetention(instanceId: string, days: number): Promise<void>;
+  /** Segment count, stored bytes and covered time of one shard's stream (one aggregate query). */
+  streamStats(instanceId: string, shard: number): Promise<{ segments: number; bytes: number; fromMs?: number; toMs?: number }>;
 }
 
 const num = (v: unknown): number => Number(v);
@@ -47,7 +55,9 @@ function toSegment(r: Row): StreamSegment {
 }
 
 function toBase(r: Row): StreamBase {
-  return { backupId: r.backup_id as string, instanceId: r.instance_id as string, shard: num(r.shard), replid: r.replid as string, offset: num(r.offset_at), takenAt: num(r.taken_at) };
+  const b: StreamBase = { backupId: r.backup_id as string, instanceId: r.instance_id as string, shard: num(r.shard), replid: r.replid as string, offset: num(r.offset_at), takenAt: num(r.taken_at) };
+  if (typeof r.proof === "string" && r.proof) b.proof = JSON.parse(r.proof) as StreamProof;
+  return b;
 }
 
 const SEGMENT_COLUMNS = "segment_id, instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at";
@@ -123,5 +133,32 @@ export class StreamTables implements StreamCatalog {
       ? await this.streamSql.all("SELECT * FROM stream_bases WHERE instance_id = ? ORDER BY taken_at", [instanceId])
       : await this.streamSql.all("SELECT * FROM stream_bases WHERE instance_id = ? AND shard = ? ORDER BY taken_at", [instanceId, shard]);
     return rows.map(toBase);
+  }
+
+  async setStreamBaseProof(backupId: string, proof: StreamProof): Promise<void> {
+    await this.streamSql.run("UPDATE stream_bases SET proof = ? WHERE backup_id = ?", [JSON.stringify(proof), backupId]);
+  }
+
+  async deleteStreamSegment(segmentId: number): Promise<void> {
+    await this.streamSql.run("DELETE FROM stream_segments WHERE segment_id = ?", [segmentId]);
+  }
+
+  async deleteStreamBase(backupId: string): Promise<void> {
+    await this.streamSql.run("DELETE FROM stream_bases WHERE backup_id = ?", [backupId]);
+  }
+
+  async setStreamRetention(instanceId: string, days: number): Promise<void> {
+    await this.streamSql.run("INSERT INTO stream_config(instance_id, mode) VALUES (?, 'NormalLevelBackup') ON CONFLICT (instance_id) DO NOTHING", [instanceId]);
+    await this.streamSql.run("UPDATE stream_config SET retention_days = ? WHERE instance_id = ?", [days, instanceId]);
+  }
+
+  async streamStats(instanceId: string, shard: number): Promise<{ segments: number; bytes: number; fromMs?: number; toMs?: number }> {
+    const r = (await this.streamSql.all("SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes, min(from_ms) AS from_ms, max(to_ms) AS to_ms FROM stream_segments WHERE instance_id = ? AND shard = ?", [instanceId, shard]))[0]!;
+    const out: { segments: number; bytes: number; fromMs?: number; toMs?: number } = { segments: num(r.n), bytes: num(r.bytes) };
+    const from = opt(r.from_ms);
+    const to = opt(r.to_ms);
+    if (from !== undefined) out.fromMs = from;
+    if (to !== undefined) out.toMs = to;
+    return out;
   }
 }

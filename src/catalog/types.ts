@@ -177,4 +177,21 @@ export interface StreamBase {
   replid: string;
   offset: number;
   takenAt: number;
+  /** The proof run's outcome for this base (absent: not run, e.g. the first base of a stream). */
+  proof?: StreamProof;
+}
+
+/** The outcome of replaying the previous base + the stream up to a base's offset (jobs/stream-proof.ts). */
+export interface StreamProof {
+  /** true: the replay's DEBUG DIGEST equals the base's ("the stream is complete"). */
+  ok: boolean;
+  /** When it ran (epoch ms). */
+  at: number;
+  /** The base replayed from. */
+  previous: string;
+  units: number;
+  /** What was compared, or the first difference, or why it could not run. */
+  detail: string;
+  /** false when the proof could not run at all (no digest, no redis-server): neither pass nor fail. */
+  ran?: boolean;
 }

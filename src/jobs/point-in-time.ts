@@ -30,7 +30,9 @@ export async function missingTimestamps(catalog: Catalog, config: StreamConfig, 
   if (config.since === undefined) return [];
   const from = Math.max(config.since, now - WINDOW_MS);
   const segments = await catalog.streamSegments(config.instanceId, 0, from, now);
-  const ranges: Coverage[] = segments.map((s) => ({ fromMs: s.fromMs, toMs: s.toMs }));
+  // Seconds before the oldest kept base have no backup data (retention reclaimed it: jobs/stream-retention.ts).
+  const oldest = (await catalog.streamBases(config.instanceId, 0))[0]?.takenAt ?? 0;
+  const ranges: Coverage[] = segments.filter((s) => s.toMs > oldest).map((s) => ({ fromMs: Math.max(s.fromMs, oldest), toMs: s.toMs }));
   return missingRanges(ranges, from, now);
 }
 
@@ -48,8 +50,11 @@ export async function planPointInTime(catalog: Catalog, config: StreamConfig, at
   for (const base of bases) {
     const backup = await catalog.backup(base.backupId);
     if (!backup || (backup.status !== 2 && backup.status !== 4)) continue;
-    const first = all.findIndex((s) => s.replid === base.replid && s.startOffset === base.offset);
+    const first = baseSegment(all, base);
     if (first < 0) continue;
+    // A scheduled base (taken through a second connection, jobs/stream-bases.ts) lies inside the stream: it
+    // serves this cut only when the master had reached its offset before the cut (a sample says so).
+    if (all[first]!.startOffset !== base.offset && !reachedBefore(all.slice(first), base.offset, cutoffMs)) continue;
     const chain: StreamSegment[] = [all[first]!];
     for (let i = first + 1; i < all.length; i++) {
       const s = all[i]!;
@@ -64,13 +69,37 @@ export async function planPointInTime(catalog: Catalog, config: StreamConfig, at
   throw new PointInTimeError(`no base of ${config.instanceId}'s stream was taken before ${atSec}`);
 }
 
+/**
+ * The index of the segment a base's stream continues in: the one starting at its offset (a base from the link's
+ * own full resync), else the one of its lineage holding the offset (a scheduled base), else the one ending at it
+ * (a base of an idle master); -1 when none is stored.
+ */
+export function baseSegment(all: readonly StreamSegment[], base: StreamBase): number {
+  const at = all.findIndex((s) => s.replid === base.replid && s.startOffset === base.offset);
+  if (at >= 0) return at;
+  const inside = all.findIndex((s) => s.replid === base.replid && s.startOffset < base.offset && base.offset < s.endOffset);
+  if (inside >= 0) return inside;
+  // A base taken while the master was idle, at the very end of what is stored: its stream continues after it.
+  return all.findIndex((s) => s.replid === base.replid && s.endOffset === base.offset);
+}
+
+/** Whether a sample taken before `cutoffMs` shows the master at or past `offset`. */
+function reachedBefore(segments: readonly StreamSegment[], offset: number, cutoffMs: number): boolean {
+  for (const s of segments) {
+    if (s.fromMs >= cutoffMs) return false;
+    if (s.samples.some(([o, ms]) => o >= offset && ms < cutoffMs)) return true;
+  }
+  return false;
+}
+
 /** Reads the plan's units up to the cut (never past it, never inside a MULTI/EXEC: units are whole). */
 export async function unitsOfPlan(store: BlobStore, plan: PointInTimePlan): Promise<StoredUnit[]> {
   const samples = plan.segments.flatMap((s) => s.samples);
   const bounds = sampleBounds(samples, plan.cutoffMs);
   const out: StoredUnit[] = [];
   for (const seg of plan.segments) {
-    const units = await readSegment(store, seg);
+    let units = await readSegment(store, seg);
+    if (seg.startOffset < plan.base.offset) units = units.filter((u) => u.end > plan.base.offset); // in the base already
     const n = unitsBefore(units, bounds, plan.cutoffMs);
     out.push(...units.slice(0, n));
     if (n < units.length) break;

@@ -13,6 +13,8 @@ import type { Clock } from "../config";
 import { BackupJobs, DAY_MS } from "./backups";
 import { InstanceBusyError } from "./errors";
 import { DiskSpaceError } from "./disk-space";
+import type { BlobStore } from "../storage/blob-store";
+import { reclaimStreams, StreamRetentionResult } from "./stream-retention";
 
 const HOUR_MS = 3_600_000;
 
@@ -45,12 +47,16 @@ export interface SchedulerOptions {
   /** Whether automatic backups are taken at all (off: retention and purging still run). */
   autoBackups: boolean;
   logger: Logger;
+  /** The store second-level backup streams live in: with it, each pass runs their retention (jobs/stream-retention.ts). */
+  store?: BlobStore;
 }
 
 export interface TickResult {
   started: string[];
   expired: string[];
   purged: number;
+  /** Second-level backup retention, per stream. */
+  streams?: StreamRetentionResult[];
 }
 
 export class Scheduler {
@@ -95,6 +101,8 @@ export class Scheduler {
         } else if (!(err instanceof InstanceBusyError)) logger.warn({ err, instanceId: instance.instanceId }, "automatic backup not started");
       }
     }
+    // Streams first: a base a second in retention still needs has its ExpireTime moved on before the expiry below.
+    if (this.o.store) result.streams = await reclaimStreams({ catalog, store: this.o.store, backups, logger }, now);
     for (const b of await catalog.expiredBackups(now)) {
       if (b.locked) continue; // held by an export or a restore: expires once released
       const owner = await catalog.instance(b.instanceId);

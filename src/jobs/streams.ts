@@ -24,6 +24,7 @@ import { SegmentLog, SegmentMeta } from "../redis/stream/segments";
 import type { BlobStore, BlobWriter } from "../storage/blob-store";
 import { blobKey, DAY_MS } from "./backups";
 import { TASK } from "./tasks";
+import { baseDue, BaseScheduleOptions, ScheduledBase, takeScheduledBase } from "./stream-bases";
 
 export interface StreamJobsOptions {
   catalog: Catalog;
@@ -41,6 +42,12 @@ export interface StreamJobsOptions {
   retryMs?: number;
   /** Computes a base's data-set digest from its stored file, as for any backup (absent: `--capture-digest off`). */
   digests?: BackupDigests;
+  /** When new bases are taken (jobs/stream-bases.ts); absent: no scheduled bases. */
+  bases?: BaseScheduleOptions;
+  /** The redis-server the proof run starts (default: redis-server on PATH). */
+  proofRedisServer?: string;
+  /** Where proof runs make their scratch directories (under the data dir); absent: the OS temp dir. */
+  scratchDir?: string;
 }
 
 /** Samples kept on one idle segment before a new row is started. */
@@ -81,6 +88,7 @@ export class StreamJobs {
         await s.stop();
       }
     }
+    if (this.o.bases) for (const s of this.sessions.values()) void s.maybeBase();
     for (const c of on.values()) {
       if (this.stopped || this.sessions.has(c.instanceId)) continue;
       if (c.owner && c.owner !== nodeId && (c.leaseUntil ?? 0) >= clock.now()) continue;
@@ -146,6 +154,17 @@ export class StreamSession {
   bases = 0;
   reconnects = 0;
   lastError: string | undefined;
+  /** The sampler's newest (offset, time) and when it arrived on this node's clock (metrics: the lag). */
+  lastSample: { offset: number; ms: number; receivedAt: number } | undefined;
+  /** The newest received time of a sample at or below the durable offset (metrics: lag in seconds). */
+  private durableSeenAt: number | undefined;
+  private readonly recentSamples: Array<{ offset: number; receivedAt: number }> = [];
+  /** The scheduled base in progress (one at a time), and the last one taken. */
+  private basing: Promise<ScheduledBase | undefined> | undefined;
+  lastScheduled: ScheduledBase | undefined;
+  private newestBaseAt: number | undefined;
+  /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
+  streaming = false;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig) {
     this.ep = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: streams follow one master for now
@@ -158,6 +177,7 @@ export class StreamSession {
 
   start(): void {
     this.sampler = new OffsetSampler(this.ep, (s) => {
+      this.noteSample(s.offset, s.ms);
       if (this.log) this.log.sample(s);
       else this.early.push([s.offset, s.ms]);
     });
@@ -165,18 +185,74 @@ export class StreamSession {
     this.loop = this.run();
   }
 
+  private noteSample(offset: number, ms: number): void {
+    const receivedAt = this.o.clock.now();
+    this.lastSample = { offset, ms, receivedAt };
+    this.recentSamples.push({ offset, receivedAt });
+    if (this.recentSamples.length > 3600) this.recentSamples.shift();
+  }
+
+  /**
+   * How far the stored stream is behind the master: bytes (the sampler's master offset minus the durable offset)
+   * and seconds (now minus when the newest sample the durable offset covers arrived). Undefined before both exist.
+   */
+  lag(now: number): { bytes: number; seconds: number } | undefined {
+    const durable = this.durableOffset;
+    if (durable === undefined || !this.lastSample) return undefined;
+    while (this.recentSamples.length > 1 && this.recentSamples[1]!.offset <= durable) this.recentSamples.shift();
+    const head = this.recentSamples[0];
+    if (head && head.offset <= durable) this.durableSeenAt = Math.max(this.durableSeenAt ?? 0, head.receivedAt);
+    const seen = this.durableSeenAt ?? this.startedAt;
+    return { bytes: Math.max(0, this.lastSample.offset - durable), seconds: Math.max(0, now - seen) / 1000 };
+  }
+
+  get instanceRecord(): Instance {
+    return this.instance;
+  }
+
+  get endpoint(): RedisEndpoint {
+    return this.ep;
+  }
+
+  /** The replication id the stream follows now (undefined before its log exists). */
+  get streamReplid(): string | undefined {
+    return this.log?.replid;
+  }
+
+  /** Takes a scheduled base when one is due (stream-bases.ts); one at a time; failures are logged and retried later. */
+  maybeBase(): Promise<ScheduledBase | undefined> | undefined {
+    if (this.basing || this.stopped || !this.log || !this.streaming || !this.o.bases) return this.basing;
+    // The newest base's time is read once, then kept by recordBase: the check every pass costs no catalogue read.
+    if (this.newestBaseAt !== undefined && !baseDue(this.instance, { takenAt: this.newestBaseAt }, this.o.clock.now(), this.o.bases)) return undefined;
+    this.basing = (async () => {
+      const newest = (await this.o.catalog.streamBases(this.instance.instanceId, 0)).at(-1);
+      this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, newest?.takenAt ?? 0) || undefined;
+      if (!baseDue(this.instance, newest, this.o.clock.now(), this.o.bases!)) return undefined;
+      const r = await takeScheduledBase(this.o, this);
+      if (r) this.lastScheduled = r;
+      return r;
+    })().catch((err: Error) => {
+      this.o.logger.warn({ instanceId: this.instance.instanceId, err: err.message }, "scheduled stream base failed; tried again on a later pass");
+      return undefined;
+    }).finally(() => (this.basing = undefined));
+    return this.basing;
+  }
+
   private async run(): Promise<void> {
     const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
     while (!this.stopped) {
       try {
         const { ended } = await this.connect();
+        this.streaming = true;
         await this.status(`streaming from ${this.ep.host}:${this.ep.port}`);
         const err = await ended;
+        this.streaming = false;
         if (this.stopped) break;
         this.reconnects++;
         this.lastError = err.message;
         log.warn({ err: err.message }, "replication link lost; continuing from the durable offset");
       } catch (err) {
+        this.streaming = false;
         if (this.stopped) break;
         this.lastError = (err as Error).message;
         log.warn({ err: this.lastError }, "stream could not connect; retrying");
@@ -285,7 +361,8 @@ export class StreamSession {
     this.last = { ...row, segmentId };
   }
 
-  private async recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]> {
+  /** Lists a base: its backup record and its stream_bases row in one transaction (also for scheduled bases). */
+  async recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]> {
     const { catalog, clock } = this.o;
     const end = clock.now();
     const instance = this.instance;
@@ -299,6 +376,7 @@ export class StreamSession {
       });
       await tx.insertStreamBase({ backupId, instanceId: instance.instanceId, shard: 0, replid, offset, takenAt: at });
     });
+    this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, at);
     return files;
   }
 
@@ -315,6 +393,7 @@ export class StreamSession {
     this.sampler?.stop();
     this.wake?.();
     await this.loop;
+    await this.basing?.catch(() => undefined); // a scheduled base and its proof end first (no scratch server left behind)
     await this.log?.flush().catch(() => undefined);
     this.log?.stop();
     await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);

@@ -21,6 +21,7 @@ import type { Services } from "../services";
 import type { Task, Backup } from "../catalog/types";
 import { failureReason, FAILURE_REASONS } from "./reasons";
 import { checkReadiness, Readiness } from "./health";
+import { StreamMetrics } from "./streams";
 
 /** The `task` label: what a task type is, in words. */
 export const TASK_LABELS: Record<string, string> = {
@@ -99,6 +100,8 @@ export class ServerMetrics {
   private readonly ready: Gauge;
   private readonly readyCheck: Gauge<"check">;
   private readonly storageCapability: Gauge<"operation">;
+  /** Second-level backup streams (streams.ts). */
+  private readonly streamMetrics: StreamMetrics;
 
   constructor(o: MetricsOptions = {}) {
     this.actionNames = new Set(o.actions ?? registeredActions.keys());
@@ -146,6 +149,7 @@ export class ServerMetrics {
       help: "Longest time between two automatic backup windows of each instance (largest gap between its weekdays plus the window); absent when the instance has no automatic backups.",
       labelNames: ["instance_id"], registers,
     });
+    this.streamMetrics = new StreamMetrics(this.registry, this.cacheMs);
     this.nodeRunning = new Gauge({ name: "crs_backup_node_tasks_running", help: "Tasks running on this node now.", registers });
     this.catalogTasks = new Gauge({ name: "crs_backup_catalog_tasks", help: "Tasks in the catalogue that have not ended, by state (running, queued), all nodes.", labelNames: ["state"], registers });
     this.catalogInstances = new Gauge({ name: "crs_backup_catalog_instances", help: "Registered instances (removed ones excluded).", registers });
@@ -303,6 +307,7 @@ export class ServerMetrics {
   /** The exposition text: this server's metrics, then the process's (CPU, memory, event loop, GC). */
   async render(): Promise<string> {
     await this.collectCatalog();
+    if (this.services) await this.streamMetrics.collect(this.services).catch(() => undefined);
     return `${await this.registry.metrics()}\n${await processRegistry().metrics()}`;
   }
 }

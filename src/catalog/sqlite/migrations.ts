@@ -244,4 +244,12 @@ ALTER TABLE instances ADD COLUMN encrypt_backups INTEGER;
 CREATE INDEX backups_by_key ON backups(kms_key_id) WHERE kms_key_id IS NOT NULL;
 `,
   },
+  {
+    version: 8,
+    // h17b (the integrator renumbers): the proof run's outcome is kept with the base it checked.
+    name: "second-level backup: the proof of each base (replay of the previous base + stream compared with it)",
+    sql: `
+ALTER TABLE stream_bases ADD COLUMN proof TEXT;
+`,
+  },
 ];

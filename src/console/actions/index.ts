@@ -6,7 +6,8 @@ import deleteInstanceBackup from "./delete-instance-backup";
 import describeInstanceOverview from "./describe-instance-overview";
 import modifyInstanceBackupSource from "./modify-instance-backup-source";
 import describeBackupSources from "./describe-backup-sources";
+import describeSecondLevelBackupRange from "./describe-second-level-backup-range";
 
-export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview, modifyInstanceBackupSource, describeBackupSources] as unknown as Action[];
+export const consoleOnly = [deleteInstanceBackup, describeInstanceOverview, modifyInstanceBackupSource, describeBackupSources, describeSecondLevelBackupRange] as unknown as Action[];
 
 export const consoleActions: ReadonlyMap<string, Action> = new Map([...publicActions, ...consoleOnly.map((a) => [a.name, a] as const)]);

@@ -196,6 +196,25 @@ const strings = {
   "taskType.014": { zh: "删除备份", en: "Delete backup" },
   "taskType.017": { zh: "自动备份", en: "Automatic backup" },
   "taskType.046": { zh: "清理过期备份", en: "Remove expired backup" },
+
+  "pitr.title": { zh: "秒级备份（数据闪回）", en: "Point-in-time recovery (second-level backup)" },
+  "pitr.off": { zh: "未开启秒级备份。", en: "Second-level backup is off for this instance." },
+  "pitr.range": { zh: "可恢复范围：{from} 至 {until}", en: "Restorable from {from} to {until}" },
+  "pitr.noRange": { zh: "尚无可恢复的时间点。", en: "No second is restorable yet." },
+  "pitr.gaps": { zh: "无备份数据的时段", en: "Seconds without backup data" },
+  "pitr.noGaps": { zh: "范围内没有缺失。", en: "No gaps in the range." },
+  "pitr.lastProof": { zh: "最近一次校验：{result}", en: "Last proof: {result}" },
+  "pitr.proof.complete": { zh: "流完整", en: "the stream is complete" },
+  "pitr.proof.failed": { zh: "失败", en: "FAILED" },
+  "pitr.proof.not-run": { zh: "未运行", en: "not run" },
+  "pitr.proof.none": { zh: "尚无", en: "none yet" },
+  "pitr.clone.title": { zh: "克隆到某一秒", en: "Clone to a second" },
+  "pitr.clone.at": { zh: "时间（服务器时区）", en: "Time (server time zone)" },
+  "pitr.clone.noAuth": { zh: "不设密码", en: "No password" },
+  "pitr.clone.password": { zh: "密码", en: "Password" },
+  "pitr.clone.submit": { zh: "克隆", en: "Clone" },
+  "pitr.clone.started": { zh: "已创建实例 {ids}", en: "Created instance {ids}" },
+  "pitr.clone.unavailable": { zh: "此服务器不支持 CloneInstances；请使用 crs-backup restore --at。", en: "This server has no CloneInstances; use crs-backup restore --at." },
 } satisfies Record<string, { zh: string; en: string }>;
 
 export type Key = keyof typeof strings;

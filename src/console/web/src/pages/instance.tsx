@@ -11,6 +11,7 @@ import { BackupSourceForm, sourceLabel } from "../backup-source";
 import { TaskWatch } from "../taskwatch";
 import type { Overview } from "../types";
 import { BackupsSection } from "./backups";
+import { PitrSection } from "../pitr";
 
 export function InstancePage({ instanceId, route }: { instanceId: string; route: Route }) {
   const { t, call } = useApp();
@@ -69,6 +70,7 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
           <ScheduleForm instanceId={instanceId} onSaved={bump} />
         </div>
       </div>
+      {inst?.Registered ? <PitrSection instanceId={instanceId} /> : null}
       <BackupsSection instanceId={instanceId} route={route} version={version} onChanged={bump} />
     </section>
   );
