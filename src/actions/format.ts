@@ -63,8 +63,21 @@ function sameSource(r: Rendered, b: Backup, instance: Instance, time: LocalTime)
     && r.encrypted === b.encrypted && r.name === instance.name && r.region === instance.region && r.time === time;
 }
 
+/**
+ * A frozen record (the catalogue's cached listing pages are) cannot change: its JSON is kept with the record
+ * itself, checked only against the instance's name and region and the zone.
+ */
+const renderedFrozen = new WeakMap<Backup, { name: string; region: string; time: LocalTime; json: string }>();
+
 /** `JSON.stringify(redisBackupSet(b, instance, time))`, memoised (see `rendered`). */
 export function redisBackupSetJson(b: Backup, instance: Instance, time: LocalTime): string {
+  if (Object.isFrozen(b)) {
+    const f = renderedFrozen.get(b);
+    if (f && f.name === instance.name && f.region === instance.region && f.time === time) return f.json;
+    const json = JSON.stringify(redisBackupSet(b, instance, time));
+    renderedFrozen.set(b, { name: instance.name, region: instance.region, time, json });
+    return json;
+  }
   const r = rendered.get(b.backupId);
   if (r && sameSource(r, b, instance, time)) return r.json;
   const json = JSON.stringify(redisBackupSet(b, instance, time));

@@ -52,6 +52,12 @@ function cache<V extends object>(max: number, maxSize: number, ttlMs: number, si
   });
 }
 
+function freezeBackup(b: Backup): void {
+  Object.freeze(b.files);
+  if (b.source) Object.freeze(b.source);
+  Object.freeze(b);
+}
+
 /** Heap bytes per backup of a listing index (ListingIndex.bytes), for the budget check before a build. */
 const INDEX_BYTES_PER_ROW = 81;
 
@@ -207,10 +213,14 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
       const epoch = this.epoch;
       page = await this.listUncached(q, statuses);
       // Kept only if no change was seen while it was read (it might straddle one otherwise).
-      if (this.usable() && this.epoch === epoch) this.pages.set(key, page);
+      if (this.usable() && this.epoch === epoch) {
+        // Cached records are frozen, so no caller can change what the next one is served (and a renderer may
+        // memoise by record: bench/pipeline.ts, src/actions/format.ts). Callers get their own array.
+        for (const b of page.rows) freezeBackup(b);
+        this.pages.set(key, page);
+      }
     }
-    // Each caller gets its own array and records (the cached ones stay as read).
-    return { total: page.total, rows: page.rows.map((b) => ({ ...b })) };
+    return { total: page.total, rows: page.rows.slice() };
   }
 
   private async listUncached(q: BackupQuery, statuses: number[] | undefined): Promise<{ total: number; rows: Backup[] }> {
