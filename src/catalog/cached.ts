@@ -64,7 +64,7 @@ const INDEX_BYTES_PER_ROW = 81;
 export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements Catalog {
   readonly kind: "sqlite" | "postgres";
   /** The listing index's threshold and the memory all indexes share (tests lower both). */
-  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
+  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024, pageCache: true };
   /**
    * Listing pages answered, by query, on an engine whose `changed()` sees every commit (SQLite: no TTL), dropped
    * with the other caches whenever it says the catalogue changed; never on one that cannot see other nodes'
@@ -206,7 +206,7 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.guard();
     const statuses = normaliseStatuses(q.statuses);
     if (!this.usable()) return await this.engine.listPage(q, statuses);
-    if (!this.pages) return await this.listUncached(q, statuses);
+    if (!this.pages || !this.listingOptions.pageCache) return await this.listUncached(q, statuses);
     const key = `${q.instanceId}\n${q.limit}\n${q.offset}\n${q.begin ?? ""}\n${q.end ?? ""}\n${statuses?.join(",") ?? "*"}`;
     let page = this.pages.get(key);
     if (!page) {
