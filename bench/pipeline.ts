@@ -104,7 +104,11 @@ async function main(): Promise<void> {
     return { n, cpuUs: used.user + used.system };
   };
 
-  for (const b of builds) await round(b); // warm-up
+  // Warm-up: every request of the mix once (caches filled, listing indexes built), then a round of load.
+  for (const b of builds) {
+    for (let k = 0; k < requests.length; k += CONNECTIONS) await Promise.all(requests.slice(k, k + CONNECTIONS).map((r, c) => b.handle({ ...r, connection: c + 1 })));
+    await round(b);
+  }
   console.log(`load average before: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   console.log("| round | build | requests | CPU µs per request |");
   console.log("|---|---|---|---|");
