@@ -53,7 +53,7 @@ interface Rendered {
  * the catalogue's caches say. Bounded: a full memo is started afresh (the rows listed are mostly the newest few
  * of each instance).
  */
-const RENDERED_MAX = 50_000;
+const RENDERED_MAX = 20_000;
 let rendered = new Map<string, Rendered>();
 
 function sameSource(r: Rendered, b: Backup, instance: Instance, time: LocalTime): boolean {

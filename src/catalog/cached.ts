@@ -93,7 +93,7 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.instanceCache = cache(100_000, 32 << 20, engine.cacheTtlMs, (e) => roughSize(e.v));
     this.sizes = cache(100_000, 16 << 20, engine.sizeTtlMs, (s) => 64 + s.counts.size * 32);
     this.failures = cache(10_000, 1 << 20, Infinity, () => 32);
-    this.pages = engine.cacheTtlMs === Infinity ? cache(20_000, 64 << 20, Infinity, (p) => roughSize(p.rows)) : undefined;
+    this.pages = engine.cacheTtlMs === Infinity ? cache(10_000, 32 << 20, Infinity, (p) => roughSize(p.rows)) : undefined;
     this.readCredential = (id) => engine.credential(id);
     this.readInstance = (id) => engine.instance(id);
   }
