@@ -79,18 +79,30 @@ export function workload(port: number, count: number): SignedRequest[] {
   return out;
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
 async function main(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-api-"));
+  // BENCH_DATA: keep the catalogue there and reuse it on the next run (it takes a while to build).
+  const keep = process.env.BENCH_DATA;
+  const dir = keep ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-api-"));
   const dataDir = path.join(dir, "data");
   let t = Date.now();
-  await buildCatalogue(dataDir);
+  if (!keep || !fs.existsSync(catalogFile(dataDir))) await buildCatalogue(dataDir);
   const size = fs.statSync(catalogFile(dataDir)).size;
   console.log(`catalogue: ${TOTAL.toLocaleString("en-US")} backups, ${INSTANCES} instances (one with ${BIG.toLocaleString("en-US")}), ${(size / 1e6).toFixed(0)} MB, built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
   const ourPort = 19000 + Math.floor(Math.random() * 1000);
   const barePort = ourPort + 1000;
   t = Date.now();
-  const ours = spawnLogged([CLI, "serve", "--data", dataDir, "--port", String(ourPort), "--rate-limit", "1000000000"], path.join(dir, "server.log"));
+  // BENCH_CPU_PROF=dir: the server runs under `node --cpu-prof` (the profile is written when it exits).
+  const profDir = process.env.BENCH_CPU_PROF;
+  // BENCH_SERVER_ROOT=checkout: serve with that build (npx tsc -p . there) instead of this one, on this catalogue.
+  const cli = process.env.BENCH_SERVER_ROOT ? path.join(path.resolve(process.env.BENCH_SERVER_ROOT), "dist", "src", "cli", "main.js") : CLI;
+  const ours = spawnLogged([...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), cli, "serve", "--data", dataDir, "--port", String(ourPort), "--rate-limit", "1000000000"], path.join(dir, "server.log"));
   await waitForHttp(ourPort, 30_000);
   const startMs = Date.now() - t;
 
@@ -107,13 +119,23 @@ async function main(): Promise<void> {
 
   const rows: Array<{ round: number; name: string; r: LoadResult }> = [];
   const run = { connections: 50, seconds: SECONDS };
-  await load(ourPort, requests.slice(0, 200), { connections: 50, seconds: 2 }); // warm-up
+  // Warm-up: every request of the mix once (caches filled, listing indexes built), then two seconds of load.
+  for (let k = 0; k < requests.length; k += 50) await Promise.all(requests.slice(k, k + 50).map((r) => send(ourPort, r)));
+  await load(ourPort, requests.slice(0, 200), { connections: 50, seconds: 2 });
+  let served = 0;
+  let cpu = 0;
   for (let round = 1; round <= 2; round++) {
     rows.push({ round, name: "bare node:http", r: await load(barePort, requests, run) });
-    rows.push({ round, name: "crs-backup", r: await load(ourPort, requests, run) });
+    const before = cpuSeconds(ours.pid!);
+    const r = await load(ourPort, requests, run);
+    cpu += cpuSeconds(ours.pid!) - before;
+    served += r.total;
+    rows.push({ round, name: "crs-backup", r });
   }
+  const exited = new Promise((resolve) => ours.once("exit", resolve));
   ours.kill("SIGTERM");
   bare.kill("SIGTERM");
+  await exited;
 
   console.log(`\nbody size ${Buffer.byteLength(sample)} bytes; 50 connections; ${SECONDS} s per run; ${os.cpus().length} cores (load generator on the same machine)\n`);
   console.log("| round | server | req/s | p50 ms | p99 ms | errors |");
@@ -127,7 +149,9 @@ async function main(): Promise<void> {
   console.log(`\nratio crs-backup / bare req/s: ${ratio.toFixed(2)} (goal >= 0.70)`);
   console.log(`crs-backup p99: ${Math.max(...rows.filter((x) => x.name === "crs-backup").map((x) => x.r.p99))} ms (goal <= 15)`);
   console.log(`server start with the catalogue: ${startMs} ms (goal < 2000)`);
-  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(`crs-backup server process CPU per request (HTTP included): ${((cpu * 1e6) / served).toFixed(0)} µs over ${served} requests; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  if (profDir) console.log(`server CPU profile in ${profDir} (node dist/bench/cpuprofile-top.js FILE ${served})`);
+  if (!keep) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 if (require.main === module) main().catch((err) => {

@@ -16,7 +16,7 @@ const ROUNDS = 3;
 interface Build {
   name: string;
   root: string;
-  catalog: { credential(id: string): unknown; instance(id: string): unknown; listBackups(q: unknown): unknown };
+  catalog: { credential(id: string): unknown; instance(id: string): unknown; listBackups(q: unknown): unknown; listingOptions?: { pageCache?: boolean } };
   queries: Array<Record<string, unknown>>;
 }
 
@@ -62,6 +62,13 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-catalog-"));
   try {
     const builds = [await open("current", path.join(__dirname, "..", ".."), path.join(dir, "current"))];
+    // The same build with its listing-page cache off: what a request costs when its page is not cached (a
+    // different page, or the first after a write), the path the baseline's figures compare with.
+    const uncached = await open("current, page cache off", path.join(__dirname, "..", ".."), path.join(dir, "current-uncached"));
+    if (uncached.catalog.listingOptions?.pageCache === true) {
+      uncached.catalog.listingOptions.pageCache = false;
+      builds.push(uncached);
+    }
     const baseline = process.env.BENCH_BASELINE_ROOT;
     if (baseline) builds.push(await open(`baseline (${path.basename(baseline)})`, path.resolve(baseline), path.join(dir, "baseline")));
     console.log("| round | build | µs per request (credential + instance + listBackups) |");
@@ -75,12 +82,13 @@ async function main(): Promise<void> {
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, c) => a - c)[Math.floor(xs.length / 2)]!;
-    const cur = median(results.get("current")!);
-    console.log(`\nmedian, current: ${cur.toFixed(1)} µs per request`);
-    if (builds[1]) {
-      const base = median(results.get(builds[1].name)!);
-      console.log(`median, ${builds[1].name}: ${base.toFixed(1)} µs per request; ratio current / baseline ${(cur / base).toFixed(2)} (goal <= 1.00: no slower)`);
+    const base = baseline ? builds[builds.length - 1]! : undefined;
+    for (const b of builds) {
+      if (b === base) continue;
+      const us = median(results.get(b.name)!);
+      console.log(`\nmedian, ${b.name}: ${us.toFixed(1)} µs per request${base ? `; ratio to the baseline ${(us / median(results.get(base.name)!)).toFixed(2)} (goal <= 1.00: no slower)` : ""}`);
     }
+    if (base) console.log(`median, ${base.name}: ${median(results.get(base.name)!).toFixed(1)} µs per request`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -76,6 +76,8 @@ export interface LoadResult {
   p50: number;
   p99: number;
   errors: number;
+  /** Requests answered in the run. */
+  total: number;
 }
 
 export async function load(port: number, requests: SignedRequest[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
@@ -83,5 +85,5 @@ export async function load(port: number, requests: SignedRequest[], opts: { conn
     url: `http://127.0.0.1:${port}`, connections: opts.connections, duration: opts.seconds,
     requests: requests.map((r) => ({ method: "POST" as const, path: r.path, headers: r.headers, body: r.body })),
   });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx, total: result.requests.total };
 }

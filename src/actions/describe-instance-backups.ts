@@ -2,7 +2,7 @@
 import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
 import { defineAction, ID_MAX_LENGTH } from "./action";
-import { redisBackupSet } from "./format";
+import { backupSetJson } from "./format";
 import { TASK } from "../jobs/tasks";
 
 const BACKUP_TASKS: readonly string[] = [TASK.backup, TASK.autoBackup];
@@ -45,14 +45,14 @@ export default defineAction({
     // catalogue, and goes once the write succeeds: it is left out now (the page may be one short meanwhile).
     const doomed = ctx.services.runner.pendingFailures().filter((f) => f.task.instanceId === instance.instanceId && f.task.backupId
       && BACKUP_TASKS.includes(f.task.taskType));
-    if (!doomed.length) return { TotalCount: total, BackupSet: rows.map((b) => redisBackupSet(b, instance, ctx.time)) };
+    if (!doomed.length) return { TotalCount: total, BackupSet: backupSetJson(rows, instance, ctx.time) };
     const ids = new Set(doomed.map((f) => f.task.backupId!));
     const inFilter = (startTime: number) => (!p.Status?.length || p.Status.includes(1))
       && (begin === undefined || startTime >= begin) && (endMs === undefined || startTime <= endMs);
     const hidden = doomed.filter((f) => inFilter(f.task.startTime)).length;
     return {
       TotalCount: Math.max(0, total - hidden),
-      BackupSet: rows.filter((b) => !(b.status === 1 && ids.has(b.backupId))).map((b) => redisBackupSet(b, instance, ctx.time)),
+      BackupSet: backupSetJson(rows.filter((b) => !(b.status === 1 && ids.has(b.backupId))), instance, ctx.time),
     };
   },
 });

@@ -52,13 +52,27 @@ function cache<V extends object>(max: number, maxSize: number, ttlMs: number, si
   });
 }
 
+function freezeBackup(b: Backup): void {
+  Object.freeze(b.files);
+  if (b.source) Object.freeze(b.source);
+  Object.freeze(b);
+}
+
 /** Heap bytes per backup of a listing index (ListingIndex.bytes), for the budget check before a build. */
 const INDEX_BYTES_PER_ROW = 81;
 
 export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements Catalog {
   readonly kind: "sqlite" | "postgres";
   /** The listing index's threshold and the memory all indexes share (tests lower both). */
-  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024 };
+  readonly listingOptions = { indexThreshold: 2000, indexBudgetBytes: 64 * 1024 * 1024, pageCache: true };
+  /**
+   * Listing pages answered, by query, on an engine whose `changed()` sees every commit (SQLite: no TTL), dropped
+   * with the other caches whenever it says the catalogue changed; never on one that cannot see other nodes'
+   * writes (PostgreSQL), where a page would be stale for its TTL. Undefined there.
+   */
+  /** Counts the changes usable() has seen. */
+  private epoch = 0;
+  private readonly pages: LRUCache<string, { total: number; rows: Backup[] }> | undefined;
   private readonly scope = new AsyncLocalStorage<{ open: boolean }>();
   private openTransactions = 0;
   private readonly credentialCache: LRUCache<string, Entry<Credential>>;
@@ -79,6 +93,7 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.instanceCache = cache(100_000, 32 << 20, engine.cacheTtlMs, (e) => roughSize(e.v));
     this.sizes = cache(100_000, 16 << 20, engine.sizeTtlMs, (s) => 64 + s.counts.size * 32);
     this.failures = cache(10_000, 1 << 20, Infinity, () => 32);
+    this.pages = engine.cacheTtlMs === Infinity ? cache(10_000, 32 << 20, Infinity, (p) => roughSize(p.rows)) : undefined;
     this.readCredential = (id) => engine.credential(id);
     this.readInstance = (id) => engine.instance(id);
   }
@@ -115,9 +130,11 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     const changed = this.engine.changed();
     if (changed === undefined) return false;
     if (changed) {
+      this.epoch++;
       this.credentialCache.clear();
       this.instanceCache.clear();
       this.sizes.clear();
+      this.pages?.clear();
     }
     return true;
   }
@@ -189,6 +206,24 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.guard();
     const statuses = normaliseStatuses(q.statuses);
     if (!this.usable()) return await this.engine.listPage(q, statuses);
+    if (!this.pages || !this.listingOptions.pageCache) return await this.listUncached(q, statuses);
+    const key = `${q.instanceId}\n${q.limit}\n${q.offset}\n${q.begin ?? ""}\n${q.end ?? ""}\n${statuses?.join(",") ?? "*"}`;
+    let page = this.pages.get(key);
+    if (!page) {
+      const epoch = this.epoch;
+      page = await this.listUncached(q, statuses);
+      // Kept only if no change was seen while it was read (it might straddle one otherwise).
+      if (this.usable() && this.epoch === epoch) {
+        // Cached records are frozen, so no caller can change what the next one is served (and a renderer may
+        // memoise by record: bench/pipeline.ts, src/actions/format.ts). Callers get their own array.
+        for (const b of page.rows) freezeBackup(b);
+        this.pages.set(key, page);
+      }
+    }
+    return { total: page.total, rows: page.rows.slice() };
+  }
+
+  private async listUncached(q: BackupQuery, statuses: number[] | undefined): Promise<{ total: number; rows: Backup[] }> {
     let size: ListingSize | undefined;
     for (let attempt = 0; attempt < 2; attempt++) {
       let known = this.sizes.get(q.instanceId);

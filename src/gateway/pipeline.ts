@@ -9,6 +9,7 @@ import type { Action, ActionContext } from "../actions/action";
 import type { Credential } from "../catalog/types";
 import { ApiError, Language } from "../protocol/errors";
 import { decodeUrlEncoded, decodeUtf8, parseJsonBody, ParamObject, unflatten } from "../protocol/params";
+import { responseJson } from "../protocol/raw-json";
 import { validate } from "../protocol/schema";
 import type { Services } from "../services";
 import { Authenticated, authenticateV1, authenticateV3, headerValue, TIMESTAMP_WINDOW_S } from "./auth";
@@ -225,7 +226,7 @@ export class Pipeline {
         host: parsed.host, language, requestId, clientIp: req.remoteAddress, origin: `${schemeOf(req)}://${parsed.host.authority}`,
         replay: parsed.v3 ? { signature, use: { connection: req.connection ?? 0, address: normalizeAddress(req.remoteAddress), actionSigned: actionSigned === true } } : undefined,
       });
-      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account, code: "OK" };
+      return { body: responseJson(result, requestId), requestId, action: actionName, account, code: "OK" };
     } catch (err) {
       // Refused before the parameters were parsed (or for its Language itself): the language it seems to ask for.
       return failure(err, language ?? languageHint(req), requestId, actionName, account);
@@ -241,7 +242,7 @@ export class Pipeline {
     const actionName = name.slice(0, 64);
     try {
       const result = await this.run(credential, opts.actions ?? this.actions, name, API_VERSION, region, params, { ...opts, host: parseHost(opts.host), requestId });
-      return { body: JSON.stringify({ Response: { ...result, RequestId: requestId } }), requestId, action: actionName, account: credential.accountId, code: "OK" };
+      return { body: responseJson(result, requestId), requestId, action: actionName, account: credential.accountId, code: "OK" };
     } catch (err) {
       return failure(err, opts.language, requestId, actionName, credential.accountId);
     }

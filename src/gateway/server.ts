@@ -9,7 +9,7 @@ import type net from "node:net";
 import type { Logger } from "../log";
 import { ApiError, ErrorCode } from "../protocol/errors";
 import { headerValue } from "./auth";
-import { ApiRequest, LIMITS, parseTarget, Pipeline } from "./pipeline";
+import { ApiRequest, ApiResponse, LIMITS, parseTarget, Pipeline } from "./pipeline";
 
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -93,6 +93,25 @@ function clientErrorBody(err: NodeJS.ErrnoException & { reason?: string }, o: Re
   return envelope("InvalidParameter", { reason: `the HTTP request is malformed (${code || "unknown"}: ${why})` });
 }
 
+/**
+ * The request's log line and its metrics, once it is answered: what the server does after the pipeline
+ * (exported so bench/pipeline.ts measures the same work).
+ */
+export function logAnswer(logger: Logger, observer: RequestObserver | undefined, out: ApiResponse, started: bigint): void {
+  const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
+  const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
+  // A fault behind another code (a full disk: ResourceInsufficient) is the operator's to see, but not a bug.
+  if (out.fault) {
+    if (out.code === "InternalError") logger.error({ ...line, err: out.fault }, "request failed with an internal error");
+    else logger.warn({ ...line, err: out.fault }, `request refused: ${out.code}`);
+  } else logger.info(line, "request");
+  try {
+    observer?.request(line);
+  } catch {
+    // metrics must never break a request
+  }
+}
+
 export function createApiServer(opts: ServerOptions): ApiServer {
   const logger = opts.logger;
   const o = { ...SERVER_DEFAULTS, ...definedOnly(opts) };
@@ -152,18 +171,7 @@ export function createApiServer(opts: ServerOptions): ApiServer {
           res.write(out.body);
           whenBodyEnded.push(() => res.end());
         } else res.end(out.body);
-        const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
-        const line = { requestId: out.requestId, action: out.action, account: out.account, code: out.code, ms };
-        // A fault behind another code (a full disk: ResourceInsufficient) is the operator's to see, but not a bug.
-        if (out.fault) {
-          if (out.code === "InternalError") logger.error({ ...line, err: out.fault }, "request failed with an internal error");
-          else logger.warn({ ...line, err: out.fault }, `request refused: ${out.code}`);
-        } else logger.info(line, "request");
-        try {
-          opts.observer?.request(line);
-        } catch {
-          // metrics must never break a request
-        }
+        logAnswer(logger, opts.observer, out, started);
       }, (err: unknown) => {
         logger.error({ err }, "pipeline failure");
         res.destroy();
