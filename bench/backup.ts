@@ -16,7 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { captureRdb } from "../src/redis/capture/capture";
-import { digestStoredFile } from "../src/redis/capture/digest";
+import { digestStoredFile } from "../src/jobs/digests";
 import { digestWorkerPids } from "../src/redis/rdb";
 import { RespConnection } from "../src/redis/client/resp";
 import { LocalBlobStore } from "../src/storage/local";

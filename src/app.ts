@@ -1,7 +1,7 @@
 // Assembles a running server from its configuration: services, credentials, fixtures, recovery, the request
 // pipeline and the HTTP listener. The pieces it assembles live in their own modules (src/server/: the first key,
 // the data directory's lock, the disk-full diagnosis, TLS loading).
-import { loadSeedFile } from "./catalog/seed";
+import { loadSeedFile } from "./server/seed";
 import { sqlitePath } from "./catalog/open";
 import { Config, catalogUrl } from "./config";
 import { createDownloadHandler } from "./downloads/handler";

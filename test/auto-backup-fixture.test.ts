@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { loadSeedFile, parseSeed, SeedError } from "../src/catalog/seed";
+import { loadSeedFile, parseSeed, SeedError } from "../src/server/seed";
 import { LocalTime } from "../src/protocol/time";
 import { parsePrometheus } from "./support/prom";
 import { freePort } from "./support/redis";

@@ -8,6 +8,7 @@ import path from "node:path";
 import { RedisClient, expectSdkError, waitForTask } from "./support/server";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { dbsize, filesUnder, send } from "./support/dataset";
+import { seededDir } from "./support/cli-process";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 
@@ -215,10 +216,7 @@ describe("backups from the command line, and a crash in the middle of one", () =
   });
 
   test("the service killed with SIGKILL during a backup, then restarted: the task is failed and nothing is left half-done", async () => {
-    const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-cli-"));
-    const data = path.join(base, "data");
-    const seed = path.join(base, "seed.json");
-    fs.writeFileSync(seed, JSON.stringify({ Instances: [{ InstanceId: "crs-kill0001", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] }));
+    const { data, seed } = seededDir("crs-cli-", { Instances: [{ InstanceId: "crs-kill0001", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] });
     const env = cleanEnv({ CRS_SECRET_ID: "AKIDkill", CRS_SECRET_KEY: "killkey" });
     const first = await serve(["--data", data, "--seed", seed], env);
     const { TaskId } = await client(first.port, "AKIDkill", "killkey").ManualBackupInstance({ InstanceId: "crs-kill0001" });

@@ -11,9 +11,9 @@ import http from "node:http";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
-import { send, writeMixedDataset } from "./support/dataset";
+import { filesUnder, send, writeMixedDataset } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { KEY, RedisClient, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, RedisClient, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { makePki } from "./support/tls";
 import { cleanEnv, cli } from "./support/cli-process";
 import { readKeyringDoc, writeKeyring } from "../src/storage/keys/keyring";
@@ -44,31 +44,14 @@ function get(url: string, headers: Record<string, string> = {}): Promise<{ statu
 
 const sha = (b: Buffer): string => crypto.createHash("sha256").update(b).digest("hex");
 
-function storedFiles(): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    if (!fs.existsSync(d)) return;
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.push(p);
-    }
-  };
-  walk(filesDir);
-  return out;
-}
+const storedFiles = (): string[] => filesUnder(filesDir);
 
 async function digest(r: RedisProcess): Promise<string> {
   const [d] = await send(r.endpoint, [["DEBUG", "DIGEST"]]);
   return String(d);
 }
 
-async function taskDone(taskId: number): Promise<{ Status?: string; TaskMessage?: string }> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "succeed" || t.Status === "failed" ? t : undefined;
-  }, 120_000, 50);
-}
+const taskDone = (taskId: number) => waitForTask(c, taskId, 120_000);
 
 async function backup(instanceId: string): Promise<string> {
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: instanceId });

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { startRedis, RedisProcess, waitFor } from "./support/redis";
 import { send } from "./support/dataset";
-import { CLI, cleanEnv, cli, killServed, sdk, serve } from "./support/cli-process";
+import { CLI, cleanEnv, cli, killServed, sdk, seededDir, serve } from "./support/cli-process";
 
 const ID = "AKIDlocks00000000000000000000000001";
 const KEY = "lockssecret0000000000000000000000001";
@@ -35,10 +35,7 @@ function partials(dir: string): string[] {
 }
 
 test("a CLI backup running while serve starts on the same data directory succeeds and is listed", async () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-locks-"));
-  const data = path.join(base, "data");
-  const seed = path.join(base, "seed.json");
-  fs.writeFileSync(seed, JSON.stringify({ Instances: [{ InstanceId: "crs-lockcli1", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] }));
+  const { data, seed } = seededDir("crs-locks-", { Instances: [{ InstanceId: "crs-lockcli1", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] });
   // The instance is registered first (a seed through the CLI), then the CLI backs it up in its own process.
   const seeded = spawn(process.execPath, [CLI, "seed", seed, "--data", data], { env, stdio: "ignore" });
   assert.equal(await new Promise((r) => seeded.once("exit", r)), 0);

@@ -6,11 +6,10 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { startRedis, RedisProcess, waitFor } from "./support/redis";
 import { send } from "./support/dataset";
-import { cleanEnv, cli, killServed, sdk, serve } from "./support/cli-process";
+import { cleanEnv, cli, killServed, sdk, seededDir, serve } from "./support/cli-process";
 import { waitForTask } from "./support/server";
 
 const ID = "AKIDorphans000000000000000000000001";
@@ -34,11 +33,8 @@ function entriesUnder(dir: string): string[] {
 }
 
 test("a crash between a shard file's commit and its record leaves no orphan; storage check reports orphans and missing files", async () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-orphans-"));
-  const data = path.join(base, "data");
+  const { data, seed } = seededDir("crs-orphans-", { Instances: [{ InstanceId: "crs-orphan01", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${source.port}` }] });
   const files = path.join(data, "files");
-  const seed = path.join(base, "seed.json");
-  fs.writeFileSync(seed, JSON.stringify({ Instances: [{ InstanceId: "crs-orphan01", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${source.port}` }] }));
   const env = (crashAt?: string) => cleanEnv({ CRS_SECRET_ID: ID, CRS_SECRET_KEY: KEY, ...(crashAt ? { CRS_TEST_CRASH_AT: crashAt } : {}) });
 
   // 1. Killed right after the shard file was renamed into place, before the catalogue heard of it.

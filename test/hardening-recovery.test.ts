@@ -3,16 +3,13 @@
 // task must tell what really happened to the target, the backup must be unlocked and a new restore must work.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { catalogFile } from "../src/config";
 import { openCatalog } from "../src/catalog/open";
 import { RedisReplyError, RespConnection, RedisEndpoint } from "../src/redis/client/resp";
 import { parseInfo } from "../src/redis/restore/target";
 import { startRedis, RedisProcess } from "./support/redis";
 import { dbsize, send } from "./support/dataset";
-import { cleanEnv, killServed, sdk, serve, Served } from "./support/cli-process";
+import { cleanEnv, killServed, sdk, seededDir, serve, Served } from "./support/cli-process";
 import { waitForTask } from "./support/server";
 
 const ID = "AKIDrecovery0000000000000000000001";
@@ -57,15 +54,12 @@ async function write(ep: RedisEndpoint, key: string): Promise<void> {
 }
 
 test("SIGKILL of the service in every phase of a restore: the target is a master again and the task tells what happened", async () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), "crs-recovery-"));
-  const data = path.join(base, "data");
-  const seed = path.join(base, "seed.json");
-  fs.writeFileSync(seed, JSON.stringify({
+  const { data, seed } = seededDir("crs-recovery-", {
     Instances: [
       { InstanceId: "crs-rsource1", InstanceName: "source", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${source.port}` },
       { InstanceId: "crs-rtarget1", InstanceName: "target", Region: "ap-guangzhou", Redis: `redis://:tpw@127.0.0.1:${target.port}` },
     ],
-  }));
+  });
   const start = (crashAt?: string): Promise<Served> =>
     serve(["--data", data, "--seed", seed, "--lease-seconds", "5"], cleanEnv({ CRS_SECRET_ID: ID, CRS_SECRET_KEY: KEY, ...(crashAt ? { CRS_TEST_CRASH_AT: crashAt } : {}) }));
 

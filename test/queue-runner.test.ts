@@ -113,17 +113,23 @@ async function status(taskId: number): Promise<Task> {
   return t;
 }
 
-/** One task running on node serve:a, over a catalogue that from now on refuses writes (refusing = 1000). */
-async function runningOnRefusingCatalogue(): Promise<{ refusing: ReturnType<typeof refusable>; kind: TestKind; a: TaskRunner; id: number }> {
-  const refusing = refusable(catalog);
-  catalog = refusing;
+/** One task queued and claimed on node serve:a; its run is kind.runs[0], waiting to be finished. */
+async function runningOnA(): Promise<{ kind: TestKind; a: TaskRunner; id: number }> {
   const kind = new TestKind();
   const a = runner("serve:a", [kind]);
   const id = await enqueue();
   a.kick();
   await settle();
+  return { kind, a, id };
+}
+
+/** One task running on node serve:a, over a catalogue that from now on refuses writes (refusing = 1000). */
+async function runningOnRefusingCatalogue(): Promise<{ refusing: ReturnType<typeof refusable>; kind: TestKind; a: TaskRunner; id: number }> {
+  const refusing = refusable(catalog);
+  catalog = refusing;
+  const running = await runningOnA();
   refusing.refusing = 1_000;
-  return { refusing, kind, a, id };
+  return { refusing, ...running };
 }
 
 beforeEach(async () => {
@@ -154,11 +160,7 @@ describe("the state machine", () => {
 
 describe("claiming and running", () => {
   test("a queued task is claimed, run once, and its commit is written with its success", async () => {
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
+    const { kind, a, id } = await runningOnA();
     assert.equal(kind.runs.length, 1);
     const running = await status(id);
     assert.equal(running.status, "running");
@@ -268,11 +270,7 @@ describe("claiming and running", () => {
 
 describe("failures", () => {
   test("a run that throws: undo, the kind's rollback and the task's end, in that order", async () => {
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
+    const { kind, a, id } = await runningOnA();
     const waited = a.waitFor(id);
     kind.runs[0]!.fail(new Error("the Redis went away"));
     const r = await waited;
@@ -322,11 +320,7 @@ describe("failures", () => {
 
 describe("leases and recovery", () => {
   test("a running task's lease is renewed on the clock; a lapsed one is recovered by another node as interrupted", async () => {
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
+    const { kind, id } = await runningOnA();
     await clock.advance(3 * LEASE_MS);
     assert.ok((await status(id)).leaseUntil! > clock.now(), "renewed while it runs");
     const b = runner("serve:b", [new TestKind()]);
@@ -370,11 +364,7 @@ describe("leases and recovery", () => {
   });
 
   test("a job whose lease was taken over is aborted at its next renewal, and its outcome is not written", async () => {
-    const kind = new TestKind();
-    const a = runner("serve:a", [kind]);
-    const id = await enqueue();
-    a.kick();
-    await settle();
+    const { kind, a, id } = await runningOnA();
     const waited = a.waitFor(id);
     // Another node takes it over (as if serve:a were known dead).
     assert.equal(await catalog.takeOver(id, "serve:a", "serve:b", clock.now() + LEASE_MS, clock.now(), "serve:a"), true);

@@ -11,7 +11,7 @@ import { maskUrl } from "../src/log";
 import { filesUnder, send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor, withConn } from "./support/redis";
 import { masterOf, SentinelProcess, startSentinel } from "./support/sentinel";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 
 const NAME = "crsmaster";
 const DPW = "data-pw";
@@ -27,12 +27,7 @@ const byPort = (addr: string): RedisProcess => nodes.find((n) => addr.endsWith(`
 const info = async (n: RedisProcess, section: string): Promise<string> => String(await withConn(n, (x) => x.command("INFO", section)));
 const field = (text: string, name: string): string | undefined => new RegExp(`^${name}:(.*)$`, "m").exec(text)?.[1]?.trim();
 
-async function waitTask(taskId: number): Promise<{ Status?: string; TaskMessage?: string }> {
-  return waitFor(`task ${taskId}`, async () => {
-    const t = await c.DescribeTaskInfo({ TaskId: taskId });
-    return t.Status === "preparing" || t.Status === "running" ? undefined : t;
-  }, 60_000, 50);
-}
+const waitTask = (taskId: number) => waitForTask(c, taskId);
 
 /** Waits until every Sentinel names `addr` as the master, it says role:master and the other node follows it with its link up. */
 async function settled(addr: string): Promise<void> {

@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { checkKey } from "../src/storage/blob-store";
 import { LocalBlobStore } from "../src/storage/local";
+import { filesUnder } from "./support/dataset";
 import { waitFor } from "./support/redis";
 
 const roots: string[] = [];
@@ -23,19 +24,7 @@ after(() => {
 });
 
 /** Every file below dir, relative, sorted (hidden ones included). */
-function listFiles(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.push(path.relative(dir, p));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
+const listFiles = (dir: string): string[] => filesUnder(dir).map((f) => path.relative(dir, f)).sort();
 
 async function readAll(r: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];

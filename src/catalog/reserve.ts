@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "../log";
-import { freeBytes } from "../jobs/disk-space";
+import { freeBytes } from "../free-space";
 
 export const RESERVE_FILE = "catalog.reserve";
 

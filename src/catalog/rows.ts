@@ -1,6 +1,6 @@
 // Rows as both catalogue backends store them (the same tables and columns) and the records they map to, plus the
 // column maps of partial updates. Shared so that SQLite and PostgreSQL read and write records identically.
-import type { BackupSource, SnapshotSource } from "../redis/capture/source";
+import type { BackupSource, SnapshotSource } from "../records";
 import type { Backup, BackupStatus, Credential, Instance, InstanceFields, Policy, StoredFile, Task, TaskFields, TaskStatus } from "./types";
 
 export type Row = Record<string, unknown>;

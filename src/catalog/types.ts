@@ -1,7 +1,6 @@
 // The catalogue's records, as every backend stores them and every caller reads them (catalog.ts is the
 // interface over them).
-import type { SegmentMeta } from "../redis/stream/segments";
-import type { BackupSource, SnapshotSource } from "../redis/capture/source";
+import type { BackupSource, SegmentMeta, SnapshotSource } from "../records";
 
 export interface Policy {
   /** Allowed actions; absent = every action. */

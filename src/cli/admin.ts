@@ -1,9 +1,9 @@
 // Catalogue administration from the command line: fixtures, instances, keys, tasks, migrations, storage checks.
 import type { Command } from "commander";
 import path from "node:path";
-import { DEFAULT_ACCOUNT, loadSeedFile } from "../catalog/seed";
+import { DEFAULT_ACCOUNT, loadSeedFile } from "../server/seed";
 import { maskRedisUrl, registerInstance } from "../jobs/instances";
-import { BACKUP_SOURCES, BackupSource } from "../redis/capture/source";
+import { BACKUP_SOURCES, BackupSource } from "../records";
 import { migrateData } from "../jobs/migrate-data";
 import { reconcileStorage } from "../jobs/reconcile";
 import { TASK_NAMES } from "../jobs/tasks";

@@ -13,8 +13,9 @@
 import type { Catalog } from "../catalog/catalog";
 import type { Backup, StoredFile } from "../catalog/types";
 import type { Logger } from "../log";
-import { CapturedDigest, digestStoredFile } from "../redis/capture/digest";
+import { CapturedDigest, digestCompressedRdb } from "../redis/capture/digest";
 import type { BlobStore } from "../storage/blob-store";
+import { BlobIntegrityError, RecordedBlob } from "../storage/integrity";
 
 export interface BackupDigestsOptions {
   catalog: Catalog;
@@ -145,6 +146,19 @@ export class BackupDigests {
   attach(backupId: string, computed: ReadonlyMap<number, CapturedDigest>): Promise<StoredFile[] | undefined> {
     return attachDigests(this.o.catalog, backupId, computed);
   }
+}
+
+/**
+ * The digest of a stored backup file (src/redis/capture/digest.ts), read compressed from the store and checked
+ * against its record. Never rejects: a failure is the `missing` reason.
+ */
+export function digestStoredFile(store: BlobStore, file: RecordedBlob, signal?: AbortSignal): Promise<CapturedDigest> {
+  return digestCompressedRdb({
+    open: () => store.openRead(file.key, { decompress: false, ...(file.encryption ? { encryption: file.encryption } : {}) }),
+    check: (plain) => {
+      if (plain.bytes !== file.bytes || plain.sha256 !== file.sha256) throw new BlobIntegrityError(file.key, file, plain);
+    },
+  }, signal);
 }
 
 /**

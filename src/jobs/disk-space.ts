@@ -3,21 +3,8 @@
 // `--min-free-space` (default 64 MB). Which disks: the local blob store's directory and the SQLite catalogue's.
 // An S3 store cannot be measured (and its writer spools nothing to disk: parts are held in memory), nor can a
 // PostgreSQL catalogue's disk, so those are not checked.
-import fs from "node:fs";
-import path from "node:path";
+import { freeBytes } from "../free-space";
 import { formatBytes } from "../units";
-
-/** Bytes available to us on the file system holding `dir` (or its nearest existing parent); undefined if unknown. */
-export function freeBytes(dir: string): number | undefined {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    try {
-      const st = fs.statfsSync(d);
-      return st.bavail * st.bsize;
-    } catch {
-      if (d === path.dirname(d)) return undefined;
-    }
-  }
-}
 
 /** A disk a backup writes to: what it is (for the message) and a path on it. */
 export interface SpaceTarget {

@@ -11,7 +11,7 @@ import { DEFAULT_INSTANCE_TYPE, instanceTypeFor } from "../protocol/instance-typ
 import { parseInfo } from "../redis/client/resp";
 import { resolveInstance } from "../redis/client/sentinel";
 import { parseRedisUrl } from "../redis/client/url";
-import type { BackupSource } from "../redis/capture/source";
+import type { BackupSource } from "../records";
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 

@@ -9,6 +9,7 @@ import { replayUnits, ReplayResult } from "../redis/stream/replay";
 import { readSegment, StoredUnit } from "../redis/stream/segments";
 import { Coverage, missingRanges, sampleBounds, unitsBefore } from "../redis/stream/timeline";
 import type { BlobStore } from "../storage/blob-store";
+import { verifiedRead } from "../storage/integrity";
 
 /** A second that cannot be restored (not covered, no base, a gap); the message says why. */
 export class PointInTimeError extends Error {
@@ -93,12 +94,18 @@ function reachedBefore(segments: readonly StreamSegment[], offset: number, cutof
 }
 
 /** Reads the plan's units up to the cut (never past it, never inside a MULTI/EXEC: units are whole). */
+/** A stored segment's units, its size and SHA-256 checked against its row (a segment without a file holds none). */
+export async function readStoredSegment(store: BlobStore, seg: StreamSegment): Promise<StoredUnit[]> {
+  if (!seg.key) return [];
+  return readSegment(await verifiedRead(store, { key: seg.key, bytes: seg.bytes, sha256: seg.sha256 ?? "" }, { decompress: true }));
+}
+
 export async function unitsOfPlan(store: BlobStore, plan: PointInTimePlan): Promise<StoredUnit[]> {
   const samples = plan.segments.flatMap((s) => s.samples);
   const bounds = sampleBounds(samples, plan.cutoffMs);
   const out: StoredUnit[] = [];
   for (const seg of plan.segments) {
-    let units = await readSegment(store, seg);
+    let units = await readStoredSegment(store, seg);
     if (seg.startOffset < plan.base.offset) units = units.filter((u) => u.end > plan.base.offset); // in the base already
     const n = unitsBefore(units, bounds, plan.cutoffMs);
     out.push(...units.slice(0, n));

@@ -24,8 +24,7 @@ import { backupFiles } from "./backups";
 import { BackupUnavailableError, InstanceBusyError } from "./errors";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { TASK } from "./tasks";
-import { attachDigests, BackupDigests } from "./digests";
-import { digestStoredFile } from "../redis/capture/digest";
+import { attachDigests, BackupDigests, digestStoredFile } from "./digests";
 
 /** What a finished restore reports (JobSuccess.result; the CLI prints it): src/redis/restore/run.ts. */
 export type { RestoreReport };

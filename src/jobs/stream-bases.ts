@@ -25,7 +25,7 @@ import type { BlobWriter } from "../storage/blob-store";
 import { blobKey, DAY_MS } from "./backups";
 import { openWindow } from "./scheduler";
 import type { StreamJobsOptions, StreamSession } from "./streams";
-import { digestStoredFile } from "../redis/capture/digest";
+import { digestStoredFile } from "./digests";
 import { proveBase } from "./stream-proof";
 
 export interface BaseScheduleOptions {

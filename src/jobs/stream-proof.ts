@@ -22,12 +22,12 @@ import type { Logger } from "../log";
 import { RedisEndpoint, RespConnection } from "../redis/client/resp";
 import { verifyAgainstServer } from "../redis/rdb/key-diff";
 import { replayUnits } from "../redis/stream/replay";
-import { readSegment, StoredUnit } from "../redis/stream/segments";
+import type { StoredUnit } from "../redis/stream/segments";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
 import { testFlag } from "../test-hooks";
 import { backupFiles } from "./backups";
-import { baseSegment } from "./point-in-time";
+import { baseSegment, readStoredSegment } from "./point-in-time";
 
 export interface ProofOptions {
   catalog: Catalog;
@@ -54,7 +54,7 @@ export async function unitsBetween(catalog: Catalog, store: BlobStore, from: Str
   if (chain.at(-1)!.endOffset < to.offset) return undefined;
   const out: StoredUnit[] = [];
   for (const seg of chain) {
-    for (const u of await readSegment(store, seg)) if (u.end > from.offset && u.end <= to.offset) out.push(u);
+    for (const u of await readStoredSegment(store, seg)) if (u.end > from.offset && u.end <= to.offset) out.push(u);
   }
   return out;
 }

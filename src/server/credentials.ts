@@ -1,7 +1,7 @@
 // The server's first key: CRS_SECRET_ID / CRS_SECRET_KEY, or one generated on a first start and shown until a
 // start has shown it. Also how a new key pair is made (the `key create` and `key rotate` commands).
 import type { Catalog } from "../catalog/catalog";
-import { DEFAULT_ACCOUNT } from "../catalog/seed";
+import { DEFAULT_ACCOUNT } from "./seed";
 import { randomString } from "../jobs/instances";
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

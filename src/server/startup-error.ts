@@ -1,7 +1,7 @@
 // A start-up failure caused by a full disk, said as such instead of a raw ENOSPC / SQLITE_FULL.
 import path from "node:path";
 import { CatalogFullError } from "../catalog/catalog";
-import { freeBytes } from "../jobs/disk-space";
+import { freeBytes } from "../free-space";
 
 /** The error to report for a start-up failure in `dataDir`: a plain message when the disk is full, else `err`. */
 export function startupError(err: unknown, dataDir: string): Error {

@@ -1,6 +1,8 @@
 // The crs-backup command as real child processes (what an operator runs): `serve` kept running with its output
 // captured, one-off commands run to completion, and the official SDK pointed at a served port.
 import { spawn, spawnSync, ChildProcess, SpawnSyncReturns } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { RedisClient, SdkClient } from "./server";
 import { freePort, waitFor } from "./redis";
@@ -12,6 +14,14 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   const env = { ...process.env, ...extra };
   for (const k of ["CRS_SECRET_ID", "CRS_SECRET_KEY", "CRS_TEST_CRASH_AT", "CRS_DATA", "CRS_REDIS_PASSWORD"]) if (!(k in extra)) delete env[k];
   return env;
+}
+
+/** A fresh directory for a served process: its data directory (created by the server) and a fixture file holding `fixture`. */
+export function seededDir(prefix: string, fixture: object): { base: string; data: string; seed: string } {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const seed = path.join(base, "seed.json");
+  fs.writeFileSync(seed, JSON.stringify(fixture));
+  return { base, data: path.join(base, "data"), seed };
 }
 
 const live = new Set<ChildProcess>();

@@ -5,7 +5,7 @@
 // it is one of the instance's backup settings. The next backup (manual or automatic) follows the new setting.
 import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
 import { ApiError } from "../../protocol/errors";
-import { BACKUP_SOURCES, BackupSource } from "../../redis/capture/source";
+import { BACKUP_SOURCES, BackupSource } from "../../records";
 
 export default defineAction({
   name: "ModifyInstanceBackupSource",

@@ -3,6 +3,7 @@
 // checks it on the way. Nothing is buffered beyond a socket chunk: memory stays flat for any snapshot size.
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
+import { CodedError } from "../client/errors";
 import { RedisEndpoint, RedisReplyError, RespConnection, RespProtocolError, RespValue } from "../client/resp";
 import { RdbParseError } from "../rdb/errors";
 import { RdbInfo, RdbInspector } from "../rdb/header";
@@ -24,11 +25,8 @@ export type CaptureErrorCode =
   | "FAILOVER"; // the master changed (Sentinel failover) while the backup was taken
 
 /** A capture failure; `message` is written for an operator (it goes into the task's message as is). */
-export class CaptureError extends Error {
+export class CaptureError extends CodedError<CaptureErrorCode> {
   override name = "CaptureError";
-  constructor(readonly code: CaptureErrorCode, message: string) {
-    super(message);
-  }
 }
 
 export interface CaptureOptions {
@@ -52,6 +50,19 @@ export interface CaptureResult {
 }
 
 const EOF_MARK_LEN = 40;
+
+/**
+ * The next line of a master's answer to SYNC/PSYNC (+FULLRESYNC, $EOF:<mark>, $<length>, -ERR) at the start of
+ * `buf`, after the newlines it sends as keep-alives while it forks; `rest` is what follows the line, or, when no
+ * whole line is there yet (`line` undefined), `buf` without the keep-alives.
+ */
+export function syncLine(buf: Buffer): { line?: string; rest: Buffer } {
+  let start = 0;
+  while (start < buf.length && buf[start] === 0x0a) start++;
+  const eol = buf.indexOf("\r\n", start);
+  if (eol < 0) return { rest: buf.subarray(start) };
+  return { line: buf.toString("latin1", start, eol), rest: buf.subarray(eol + 2) };
+}
 const MAX_PREAMBLE_LINE = 1024;
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -224,16 +235,17 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
     const onAbort = (): void => fail(new CaptureError("ABORTED", `capture aborted after ${bytes} bytes`));
     opts.signal?.addEventListener("abort", onAbort, { once: true });
 
+    // What the capture listens to while it runs: attached once below, detached by cleanup().
+    const listening: Array<[NodeJS.EventEmitter, string, Parameters<NodeJS.EventEmitter["on"]>[1]]> = [
+      [socket, "data", onData], [socket, "end", onEnd], [socket, "close", onEnd], [socket, "error", onSocketError],
+      [sink, "error", onSinkError], [sink, "close", onSinkClose],
+    ];
+
     function cleanup(): void {
       phase = "done";
       clearTimeout(stallTimer);
       opts.signal?.removeEventListener("abort", onAbort);
-      socket.off("data", onData);
-      socket.off("end", onEnd);
-      socket.off("close", onEnd);
-      socket.off("error", onSocketError);
-      sink.off("error", onSinkError);
-      sink.off("close", onSinkClose);
+      for (const [emitter, event, listener] of listening) emitter.off(event, listener);
       sink.off("drain", onDrain);
       socket.on("error", () => undefined); // late errors from the destroyed socket are irrelevant
       socket.destroy();
@@ -286,17 +298,12 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
     function readPreamble(chunk: Buffer): Buffer | undefined {
       preamble = preamble.length ? Buffer.concat([preamble, chunk]) : chunk;
       for (;;) {
-        let start = 0;
-        while (start < preamble.length && preamble[start] === 0x0a) start++; // keep-alives while the server forks
-        preamble = preamble.subarray(start);
-        const eol = preamble.indexOf("\r\n");
-        if (eol < 0) {
+        const { line, rest } = syncLine(preamble);
+        preamble = rest;
+        if (line === undefined) {
           if (preamble.length > MAX_PREAMBLE_LINE) throw protocolError();
           return undefined;
         }
-        const line = preamble.toString("latin1", 0, eol);
-        const rest = preamble.subarray(eol + 2);
-        preamble = rest;
         if (line.startsWith("-")) {
           if (command === "SYNC") {
             // SYNC may be renamed/denied while PSYNC (what real replicas use) is allowed: try it once.
@@ -402,12 +409,7 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
       fail(new CaptureError("STORAGE", `the backup sink was closed after ${bytes} bytes, before the snapshot was complete`));
     }
 
-    socket.on("data", onData);
-    socket.on("end", onEnd);
-    socket.on("close", onEnd);
-    socket.on("error", onSocketError);
-    sink.on("error", onSinkError);
-    sink.on("close", onSinkClose);
+    for (const [emitter, event, listener] of listening) emitter.on(event, listener);
     if (buffered.length) onData(buffered);
   });
 }

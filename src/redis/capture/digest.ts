@@ -6,10 +6,9 @@
 // The digest is a proof, not part of the backup: if it cannot be computed (an RDB the engine does not read, a
 // module type), the backup keeps no digest — the CRC-64 and SHA-256 checks are what make it valid — and the
 // reason is kept.
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { DigestStream } from "../rdb";
-import type { BlobStore } from "../../storage/blob-store";
-import { BlobIntegrityError, RecordedBlob } from "../../storage/integrity";
 
 export interface CapturedDigest {
   digest?: string;
@@ -18,20 +17,25 @@ export interface CapturedDigest {
   missing?: string;
 }
 
+/** A stored backup file as the digest reads it: its gzip bytes, and the check of its plain bytes against the record. */
+export interface CompressedRdb {
+  /** The stored (gzip) bytes, decrypted if need be. */
+  open(): Promise<Readable>;
+  /** Throws when the plain bytes' count and SHA-256 differ from what the backup recorded. */
+  check(plain: { bytes: number; sha256: string }): void;
+}
+
 /**
- * Computes the digest of a stored (compressed) backup file. The plain bytes' count and SHA-256 are checked
- * against the record, as every read of a backup is: a digest is only ever given for the bytes the backup holds.
+ * Computes the digest of a stored (compressed) backup file. The plain bytes are checked against the record
+ * (`file.check`), as every read of a backup is: a digest is only ever given for the bytes the backup holds.
  * Never rejects: a failure is the `missing` reason. An abort gives `missing` too.
  */
-export async function digestStoredFile(store: BlobStore, file: RecordedBlob, signal?: AbortSignal): Promise<CapturedDigest> {
+export async function digestCompressedRdb(file: CompressedRdb, signal?: AbortSignal): Promise<CapturedDigest> {
   const digest = new DigestStream({ gzip: true });
   try {
-    const source = await store.openRead(file.key, { decompress: false, ...(file.encryption ? { encryption: file.encryption } : {}) });
-    await pipeline(source, digest, { signal });
+    await pipeline(await file.open(), digest, { signal });
     const r = await digest.result();
-    if (r.plain && (r.plain.bytes !== file.bytes || r.plain.sha256 !== file.sha256)) {
-      throw new BlobIntegrityError(file.key, file, r.plain);
-    }
+    if (r.plain) file.check(r.plain);
     if (r.moduleKeys > 0) return { keys: r.keys, missing: `${r.moduleKeys} key(s) of modules, whose digest only the module can compute` };
     return { digest: r.digest, keys: r.keys };
   } catch (err) {

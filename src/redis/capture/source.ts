@@ -8,23 +8,11 @@
 // replication offset read just before the snapshot was asked for.
 import { parseInfo, RedisEndpoint, RespConnection } from "../client/resp";
 import type { ShardInfo } from "../client/topology";
+import type { BackupSource, SnapshotSource } from "../../records";
 import { CaptureError, commandWithin, connectForCapture } from "./capture";
-
-export type BackupSource = "master" | "replica" | "prefer-replica";
-export const BACKUP_SOURCES: readonly BackupSource[] = ["master", "replica", "prefer-replica"];
 
 /** How far (bytes of replication stream) a replica may be behind its master and still be backed up from. */
 export const DEFAULT_MAX_REPLICA_LAG_BYTES = 1 << 20;
-
-/** Where one shard's snapshot came from (recorded with the backup). */
-export interface SnapshotSource {
-  shard: number;
-  role: "master" | "replica";
-  /** host:port of the node the snapshot was taken from. */
-  node: string;
-  /** The node's replication offset when the snapshot was asked for (master_repl_offset / slave_repl_offset). */
-  offset?: number;
-}
 
 export interface ChosenSource {
   endpoint: RedisEndpoint;

@@ -5,13 +5,11 @@
 // handshake, which no general client hands over.
 import { parseInfo, RedisEndpoint, RedisReplyError, RespConnection, RespValue } from "./resp";
 import { hostAllowed } from "./topology";
+import { CodedError } from "./errors";
 import { dataEndpoint, HostPort, RedisUrl, sentinelEndpoint, SentinelUrl } from "./url";
 
-export class SentinelError extends Error {
+export class SentinelError extends CodedError<"UNREACHABLE" | "UNKNOWN_MASTER" | "NOT_MASTER" | "NODE_NOT_ALLOWED"> {
   override name = "SentinelError";
-  constructor(readonly code: "UNREACHABLE" | "UNKNOWN_MASTER" | "NOT_MASTER" | "NODE_NOT_ALLOWED", message: string) {
-    super(message);
-  }
 }
 
 export const addressOf = (a: HostPort): string => (a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);

@@ -3,15 +3,13 @@
 // applied here and only here: the instance's credentials go to the hosts the operator registered (or allowed
 // with --cluster-hosts), never to an address a node merely announces.
 import net from "node:net";
+import { CodedError } from "./errors";
 import { parseInfo, RedisEndpoint, RespConnection } from "./resp";
 
 export type TopologyErrorCode = "PROTOCOL" | "NODE_NOT_ALLOWED" | "NODE_FAILED";
 
-export class TopologyError extends Error {
+export class TopologyError extends CodedError<TopologyErrorCode> {
   override name = "TopologyError";
-  constructor(readonly code: TopologyErrorCode, message: string) {
-    super(message);
-  }
 }
 
 export interface ReplicaNode {

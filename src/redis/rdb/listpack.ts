@@ -1,7 +1,7 @@
 // Listpack decoding (redis/redis src/listpack.c). Layout: total bytes (u32 LE), element count (u16 LE, 65535 =
 // "count it"), entries, 0xFF. Each entry is <encoding+data><backlen>, where backlen (1..5 bytes) stores the size
 // of <encoding+data> so the list can be walked backwards; we walk forwards and only skip it.
-import { BlobError } from "./blob-error";
+import { BlobError, checkFramedBlob } from "./blob-error";
 import { Elements } from "./elements";
 
 /** Bytes of the backlen field for an entry whose encoding+data is `l` bytes (lpEncodeBacklen). */
@@ -16,13 +16,8 @@ function backlenSize(l: number): number {
 /** Decodes every element of a listpack into `out` (after reset). */
 export function decodeListpack(b: Buffer, out: Elements): void {
   out.reset();
-  const n = b.length;
-  if (n < 7) throw new BlobError(0, "a listpack header", `listpack of ${n} bytes is shorter than its 7-byte minimum`);
-  const total = b.readUInt32LE(0);
-  if (total !== n) throw new BlobError(0, "the listpack total length", `listpack header says ${total} bytes, the blob has ${n}`);
-  const declared = b.readUInt16LE(4);
-  const end = n - 1;
-  if (b[end] !== 0xff) throw new BlobError(end, "the listpack end marker 0xFF", `listpack ends with 0x${b[end].toString(16)}`);
+  const declared = checkFramedBlob(b, "listpack", 7, 4);
+  const end = b.length - 1;
   let p = 6;
   while (p < end) {
     const c = b[p];

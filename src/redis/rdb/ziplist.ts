@@ -2,18 +2,13 @@
 // (u32 LE), zllen (u16 LE, 65535 = "count it"), entries, 0xFF. Entry: prevlen (1 byte, or 0xFE + u32 LE),
 // encoding (strings: 00pppppp, 01pppppp qqqqqqqq big-endian, 10000000 + u32 big-endian; integers: 0xC0 int16,
 // 0xD0 int32, 0xE0 int64, 0xF0 int24, 0xFE int8, 0xF1..0xFD immediate 0..12, all little-endian), data.
-import { BlobError } from "./blob-error";
+import { BlobError, checkFramedBlob } from "./blob-error";
 import { Elements } from "./elements";
 
 export function decodeZiplist(b: Buffer, out: Elements): void {
   out.reset();
-  const n = b.length;
-  if (n < 11) throw new BlobError(0, "a ziplist header", `ziplist of ${n} bytes is shorter than its 11-byte minimum`);
-  const zlbytes = b.readUInt32LE(0);
-  if (zlbytes !== n) throw new BlobError(0, "the ziplist total length", `ziplist header says ${zlbytes} bytes, the blob has ${n}`);
-  const declared = b.readUInt16LE(8);
-  const end = n - 1;
-  if (b[end] !== 0xff) throw new BlobError(end, "the ziplist end marker 0xFF", `ziplist ends with 0x${b[end].toString(16)}`);
+  const declared = checkFramedBlob(b, "ziplist", 11, 8);
+  const end = b.length - 1;
   let p = 10;
   while (p < end) {
     const start = p;

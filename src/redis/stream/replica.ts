@@ -7,7 +7,7 @@
 import type net from "node:net";
 import type { Writable } from "node:stream";
 import { RedisEndpoint, RedisReplyError, encodeCommand } from "../client/resp";
-import { CaptureError, commandWithin, connectForCapture } from "../capture/capture";
+import { CaptureError, commandWithin, connectForCapture, syncLine } from "../capture/capture";
 import { CommandStreamParser, StreamUnit } from "./parser";
 
 export interface ResumePoint {
@@ -182,13 +182,10 @@ export class ReplicaLink {
         if (phase === "rdb") return onRdb(chunk);
         pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
         for (;;) {
-          let s = 0;
-          while (s < pending.length && pending[s] === 0x0a) s++; // keep-alives while the master forks
-          pending = pending.subarray(s);
-          const eol = pending.indexOf("\r\n");
-          if (eol < 0) return;
-          const line = pending.toString("latin1", 0, eol);
-          pending = pending.subarray(eol + 2);
+          const next = syncLine(pending); // past the keep-alives the master sends while it forks
+          pending = next.rest;
+          if (next.line === undefined) return;
+          const line = next.line;
           if (phase === "reply") {
             if (line.startsWith("-")) throw new CaptureError("SYNC_REFUSED", `${this.ep.host}:${this.ep.port} refused PSYNC: ${line.slice(1)}`);
             const full = /^\+FULLRESYNC ([0-9a-f]{40}) (\d+)$/.exec(line);

@@ -7,9 +7,7 @@
 // Group commit: units wait in memory for at most `flushMs` (default 1 s), then everything waiting becomes one
 // segment: one blob written and fsynced (the local store fsyncs file and directory) and one row. The durable
 // offset — acknowledged to the master, resumed from — moves only after both.
-import { Readable } from "node:stream";
-import type { BlobStore } from "../../storage/blob-store";
-import { verifiedRead } from "../../storage/integrity";
+import type { SegmentMeta } from "../../records";
 import type { StreamUnit } from "./parser";
 import type { OffsetSample } from "./sampler";
 
@@ -20,27 +18,6 @@ export interface StoredUnit {
   db: number;
   commands: number;
   raw: Buffer;
-}
-
-export interface SegmentMeta {
-  replid: string;
-  /** Offset before the first unit (the previous segment's end). */
-  startOffset: number;
-  /** Offset after the last unit: the durable offset once committed. */
-  endOffset: number;
-  startDb: number;
-  endDb: number;
-  /** The time range this segment accounts for: from the previous commit (or the session's start) to this one. */
-  fromMs: number;
-  toMs: number;
-  /** (offset, master time) pairs taken during that range. */
-  samples: Array<[number, number]>;
-  /** The blob; absent when only the offset or time moved (keep-alives, an idle master). */
-  key?: string;
-  units: number;
-  /** Plain bytes and their SHA-256. */
-  bytes: number;
-  sha256?: string;
 }
 
 const MAGIC = Buffer.from("CRSSEG1\n", "latin1");
@@ -71,17 +48,28 @@ export function decodeSegment(buf: Buffer): StoredUnit[] {
   return out;
 }
 
-/** Reads a committed segment back, its size and SHA-256 checked against the row. */
-export async function readSegment(store: BlobStore, meta: Pick<SegmentMeta, "key" | "bytes" | "sha256">): Promise<StoredUnit[]> {
-  if (!meta.key) return [];
-  const stream: Readable = await verifiedRead(store, { key: meta.key, bytes: meta.bytes, sha256: meta.sha256 ?? "" }, { decompress: true });
+/** Reads a committed segment's plain bytes back (the caller opens its blob, checked against the row). */
+export async function readSegment(stream: AsyncIterable<Buffer>): Promise<StoredUnit[]> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
+  for await (const c of stream) chunks.push(c);
   return decodeSegment(Buffer.concat(chunks));
 }
 
+/** Where segments are written: a blob store (src/storage/blob-store.ts) is one. */
+export interface SegmentStore {
+  createWriter(key: string, opts: { compress: true }): SegmentWriter;
+}
+
+/** One segment's blob being written: durable and visible only once committed. */
+export interface SegmentWriter {
+  write(chunk: Buffer): unknown;
+  /** Makes it durable under its key; the plain bytes' count and SHA-256. */
+  commit(): Promise<{ bytes: number; sha256: string }>;
+  abort(): Promise<void>;
+}
+
 export interface SegmentLogOptions {
-  store: BlobStore;
+  store: SegmentStore;
   /** Blob key of a segment starting at this offset. */
   keyOf(startOffset: number, endOffset: number): string;
   /** Records a committed segment (the catalogue row); the durable offset moves once it resolves. */

@@ -3,13 +3,13 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { parseRedisUrl } from "../redis/client/url";
-import { BACKUP_SOURCES, BackupSource } from "../redis/capture/source";
+import { BACKUP_SOURCES, BackupSource } from "../records";
 import { INSTANCE_ID_PATTERN, SECRET_ID_PATTERN } from "../protocol/ids";
 import { DEFAULT_FILE_TYPE, DEFAULT_INSTANCE_TYPE } from "../protocol/instance-types";
 import { ALL_WEEKDAYS, parsePeriod } from "../protocol/schedule";
 import { LocalTime } from "../protocol/time";
-import type { Catalog } from "./catalog";
-import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "./types";
+import type { Catalog } from "../catalog/catalog";
+import { BACKUP_STATUSES, Backup, BackupStatus, Credential, Instance } from "../catalog/types";
 
 export const DEFAULT_ACCOUNT = "1300000000";
 const DAY = 86_400_000;
