@@ -11,7 +11,7 @@ import path from "node:path";
 import type { Page } from "playwright-core";
 import { parseInfo } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
-import { launchBrowser, Browser } from "./support/browser";
+import { launchBrowserPage, Browser } from "./support/browser";
 import { RedisProcess, startRedis, waitFor, withConn } from "./support/redis";
 import { KEY, startTestServer, TestServer } from "./support/server";
 
@@ -54,9 +54,7 @@ before(async () => {
     ],
   }, { schedulerIntervalMs: 0 });
   base = `http://127.0.0.1:${srv.port}`;
-  browser = await launchBrowser();
-  page = await browser.context.newPage();
-  page.on("pageerror", (err) => console.error("page error:", err));
+  ({ browser, page } = await launchBrowserPage());
 });
 
 after(async () => {

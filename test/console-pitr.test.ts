@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { actions } from "../src/actions";
 import { send } from "./support/dataset";
-import { launchBrowser, Browser } from "./support/browser";
+import { launchBrowserPage, Browser } from "./support/browser";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 
@@ -39,9 +39,7 @@ before(async () => {
   srv = await startTestServer(seed, { schedulerIntervalMs: 0, rateLimit: 0, pitrBaseEveryMs: 3000 });
   sdk = srv.client({ language: "en-US" });
   base = `http://127.0.0.1:${srv.port}`;
-  browser = await launchBrowser();
-  page = await browser.context.newPage();
-  page.on("pageerror", (err) => console.error("page error:", err));
+  ({ browser, page } = await launchBrowserPage());
 });
 
 after(async () => {

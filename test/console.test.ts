@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Page } from "playwright-core";
 import { dbsize, send } from "./support/dataset";
-import { launchBrowser, Browser } from "./support/browser";
+import { launchBrowserPage, Browser } from "./support/browser";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 import { LocalTime } from "../src/protocol/time";
@@ -82,9 +82,7 @@ before(async () => {
   }, { schedulerIntervalMs: 0 });
   sdk = srv.client({ language: "en-US" });
   base = `http://127.0.0.1:${srv.port}`;
-  browser = await launchBrowser();
-  page = await browser.context.newPage();
-  page.on("pageerror", (err) => console.error("page error:", err));
+  ({ browser, page } = await launchBrowserPage());
 });
 
 after(async () => {

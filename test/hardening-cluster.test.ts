@@ -22,33 +22,27 @@ interface FakeRedis {
   close(): Promise<void>;
 }
 
-/** A Redis look-alike on 127.0.0.1 that claims to be a cluster with a second master at `announce`. */
-async function fakeClusterNode(announce: () => { host: string; port: number }, o: { authFails?: boolean } = {}): Promise<FakeRedis> {
+/** A Redis look-alike on 127.0.0.1: every command is recorded and answered by `answer` (raw RESP written to the socket). */
+async function fakeRedis(answer: (args: string[], reply: { raw(text: string): void; bulk(text: string): void; port: number }) => void): Promise<FakeRedis> {
   const commands: string[][] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
     let buf = Buffer.alloc(0);
+    const reply = {
+      raw: (text: string) => void s.write(text),
+      bulk: (text: string) => void s.write(`$${Buffer.byteLength(text)}\r\n${text}\r\n`),
+      get port() { return (server.address() as net.AddressInfo).port; },
+    };
     s.on("data", (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       for (;;) {
         const parsed = parseCommand(buf);
         if (!parsed) return;
         buf = buf.subarray(parsed.used);
-        const args = parsed.args;
-        commands.push(args);
-        const name = args[0]!.toUpperCase();
-        const bulk = (text: string) => s.write(`$${Buffer.byteLength(text)}\r\n${text}\r\n`);
-        if (name === "AUTH") s.write(o.authFails ? "-WRONGPASS invalid username-password pair or user is disabled.\r\n" : "+OK\r\n");
-        else if (name === "INFO") bulk("# Cluster\r\ncluster_enabled:1\r\n");
-        else if (name === "CLUSTER") {
-          const other = announce();
-          const self = server.address() as net.AddressInfo;
-          // The foreign master serves the first slots, so a backup would go there first.
-          bulk(`${"a".repeat(40)} ${other.host}:${other.port}@${other.port + 10000} master - 0 0 1 connected 0-8191\n`
-            + `${"b".repeat(40)} 127.0.0.1:${self.port}@${self.port + 10000} myself,master - 0 0 2 connected 8192-16383\n`);
-        } else s.write("-ERR unknown command\r\n");
+        commands.push(parsed.args);
+        answer(parsed.args, reply);
       }
     });
     s.on("error", () => undefined);
@@ -62,6 +56,21 @@ async function fakeClusterNode(announce: () => { host: string; port: number }, o
       server.close(() => resolve());
     }),
   };
+}
+
+/** A Redis look-alike on 127.0.0.1 that claims to be a cluster with a second master at `announce`. */
+function fakeClusterNode(announce: () => { host: string; port: number }, o: { authFails?: boolean } = {}): Promise<FakeRedis> {
+  return fakeRedis((args, r) => {
+    const name = args[0]!.toUpperCase();
+    if (name === "AUTH") r.raw(o.authFails ? "-WRONGPASS invalid username-password pair or user is disabled.\r\n" : "+OK\r\n");
+    else if (name === "INFO") r.bulk("# Cluster\r\ncluster_enabled:1\r\n");
+    else if (name === "CLUSTER") {
+      const other = announce();
+      // The foreign master serves the first slots, so a backup would go there first.
+      r.bulk(`${"a".repeat(40)} ${other.host}:${other.port}@${other.port + 10000} master - 0 0 1 connected 0-8191\n`
+        + `${"b".repeat(40)} 127.0.0.1:${r.port}@${r.port + 10000} myself,master - 0 0 2 connected 8192-16383\n`);
+    } else r.raw("-ERR unknown command\r\n");
+  });
 }
 
 function parseCommand(buf: Buffer): { args: string[]; used: number } | undefined {
@@ -188,50 +197,24 @@ describe("cluster discovery and the instance's password", () => {
  * write with MOVED to `redirect()`; with `foreignMapAfterFirst`, every CLUSTER NODES after the first names a
  * master at `foreign()` for half the slots (a slot map turned hostile between the first read and a refresh).
  */
-async function movedNode(o: { redirect: () => string; foreign: () => string; foreignMapAfterFirst?: boolean }): Promise<FakeRedis> {
-  const commands: string[][] = [];
-  const sockets = new Set<net.Socket>();
+function movedNode(o: { redirect: () => string; foreign: () => string; foreignMapAfterFirst?: boolean }): Promise<FakeRedis> {
   let maps = 0;
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-    let buf = Buffer.alloc(0);
-    s.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      for (;;) {
-        const parsed = parseCommand(buf);
-        if (!parsed) return;
-        buf = buf.subarray(parsed.used);
-        const args = parsed.args;
-        commands.push(args);
-        const name = args[0]!.toUpperCase();
-        const bulk = (text: string) => s.write(`$${Buffer.byteLength(text)}\r\n${text}\r\n`);
-        const self = (server.address() as net.AddressInfo).port;
-        if (name === "AUTH" || name === "SELECT" || name === "ASKING") s.write("+OK\r\n");
-        else if (name === "PING") s.write("+PONG\r\n");
-        else if (name === "INFO") bulk("# Server\r\nredis_version:7.2.4\r\n# Replication\r\nrole:master\r\n# Persistence\r\nloading:0\r\n# Cluster\r\ncluster_enabled:1\r\n# Keyspace\r\n");
-        else if (name === "CLUSTER") {
-          const hostile = o.foreignMapAfterFirst && maps++ > 0;
-          const [host, port] = o.foreign().split(":");
-          bulk(hostile
-            ? `${"a".repeat(40)} ${host}:${port}@1 master - 0 0 1 connected 0-8191\n${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 8192-16383\n`
-            : `${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 0-16383\n`);
-        } else if (name === "CONFIG") s.write("-ERR unknown command 'CONFIG'\r\n");
-        else if (name === "RESTORE" && args[1] === "crs-backup:restore-probe") s.write("-ERR DUMP payload version or checksum are wrong\r\n");
-        else s.write(`-MOVED 866 ${o.redirect()}\r\n`);
-      }
-    });
-    s.on("error", () => undefined);
+  return fakeRedis((args, r) => {
+    const name = args[0]!.toUpperCase();
+    const self = r.port;
+    if (name === "AUTH" || name === "SELECT" || name === "ASKING") r.raw("+OK\r\n");
+    else if (name === "PING") r.raw("+PONG\r\n");
+    else if (name === "INFO") r.bulk("# Server\r\nredis_version:7.2.4\r\n# Replication\r\nrole:master\r\n# Persistence\r\nloading:0\r\n# Cluster\r\ncluster_enabled:1\r\n# Keyspace\r\n");
+    else if (name === "CLUSTER") {
+      const hostile = o.foreignMapAfterFirst && maps++ > 0;
+      const [host, port] = o.foreign().split(":");
+      r.bulk(hostile
+        ? `${"a".repeat(40)} ${host}:${port}@1 master - 0 0 1 connected 0-8191\n${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 8192-16383\n`
+        : `${"b".repeat(40)} 127.0.0.1:${self}@1 myself,master - 0 0 2 connected 0-16383\n`);
+    } else if (name === "CONFIG") r.raw("-ERR unknown command 'CONFIG'\r\n");
+    else if (name === "RESTORE" && args[1] === "crs-backup:restore-probe") r.raw("-ERR DUMP payload version or checksum are wrong\r\n");
+    else r.raw(`-MOVED 866 ${o.redirect()}\r\n`);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    commands,
-    close: () => new Promise<void>((resolve) => {
-      sockets.forEach((s) => s.destroy());
-      server.close(() => resolve());
-    }),
-  };
 }
 
 describe("the cluster restore router follows MOVED and refreshes its map only to allowed hosts", () => {

@@ -6,7 +6,6 @@
 // blob swept) with DescribeSecondLevelBackupInfo agreeing.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import http from "node:http";
 import path from "node:path";
 import { RespConnection } from "../src/redis/client/resp";
@@ -17,7 +16,7 @@ import { send } from "./support/dataset";
 import { parsePrometheus } from "./support/prom";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
-import { CLI, cleanEnv } from "./support/cli-process";
+import { runCli } from "./support/cli-process";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
 const ID = { source: "crs-pitl0001", target: "crs-pitl0002" };
@@ -54,15 +53,7 @@ async function writer(): Promise<number> {
   return i;
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args, "--data", path.join(srv.dataDir, "data")], { env: cleanEnv() });
-    let out = "";
-    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    p.on("exit", (code) => resolve({ code, out }));
-  });
-}
+const cliAt = (args: string[]) => runCli([...args, "--data", path.join(srv.dataDir, "data")]);
 
 function scrape(): Promise<ReturnType<typeof parsePrometheus>> {
   return new Promise((resolve, reject) => {
@@ -176,7 +167,7 @@ test("a broken replay (one unit dropped by a test hook) fails the proof, names t
     return x.get("crs_backup_stream_proof_ok", { instance_id: ID.source }) === 0 ? x : undefined;
   }, 20_000, 300);
   assert.ok(m);
-  const st = await runCli(["pitr", "status", ID.source, "--output", "json"]);
+  const st = await cliAt(["pitr", "status", ID.source, "--output", "json"]);
   assert.equal(st.code, 0, st.out);
   const status = JSON.parse(st.out) as { lastProof: string; lastProofDetail: string; bases: Array<{ backupId: string; proof?: string }>; lagBytes?: number; retentionDays: number };
   const latest = status.bases.filter((b) => b.proof).at(-1)!;
@@ -208,7 +199,7 @@ test("a restore to a second after a scheduled base (which lies inside a segment)
     assert.equal(named, last.backupId);
     const segments = await srv.services.catalog.streamSegments(ID.source, 0);
     assert.ok(segments.some((x) => x.startOffset < last.offset && last.offset < x.endOffset) || segments.some((x) => x.startOffset === last.offset), "the base's offset is in the stored stream");
-    const r = await runCli(["restore", "--instance", ID.target, "--from", ID.source, "--at", tz.format(sec * 1000)]);
+    const r = await cliAt(["restore", "--instance", ID.target, "--from", ID.source, "--at", tz.format(sec * 1000)]);
     assert.equal(r.code, 0, r.out);
     const units = Number(/\+ (\d+) unit\(s\)/.exec(r.out)?.[1]);
     assert.ok(units > 0, r.out);

@@ -5,14 +5,13 @@
 // `CLIENT KILL TYPE replica` in the middle: the stream continues (PSYNC, no new base) and leaves no gap.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { RespConnection, RespValue } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
-import { CLI, cleanEnv } from "./support/cli-process";
+import { runCli } from "./support/cli-process";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
 const OTHER = { secretId: "AKIDpitrother00000000000000000001", secretKey: "pitrothersecret00000000000000001", account: "1300000777" };
@@ -119,15 +118,7 @@ async function writeFor(ms: number, from: number, during?: (elapsed: number) => 
   return ops;
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args, "--data", path.join(srv.dataDir, "data")], { env: cleanEnv() });
-    let out = "";
-    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    p.on("exit", (code) => resolve({ code, out }));
-  });
-}
+const cliAt = (args: string[]) => runCli([...args, "--data", path.join(srv.dataDir, "data")]);
 
 /** Waits until the stream covers second `sec` (DescribeSecondLevelBackupInfo names a base for it). */
 async function covered(sec: number): Promise<string> {
@@ -140,7 +131,7 @@ async function covered(sec: number): Promise<string> {
 /** Restores the target to second `sec` and checks every op against it. */
 async function restoreAndCheck(ops: Op[], sec: number): Promise<{ inside: number; outside: number; either: number }> {
   await covered(sec);
-  const r = await runCli(["restore", "--instance", ID.target, "--from", ID.source, "--at", tz.format(sec * 1000)]);
+  const r = await cliAt(["restore", "--instance", ID.target, "--from", ID.source, "--at", tz.format(sec * 1000)]);
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /restored crs-pitr0002 to .* base [0-9a-f-]{36} \+ \d+ unit\(s\)/);
   const cutoff = (sec + 1) * 1000;
@@ -264,7 +255,7 @@ test("the service stopped while writes go on, then started again: the outage is 
   const inside = await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: g.StartTimeStamp! + 1 });
   assert.equal(inside.BackupId, "");
   // The operator's view says the same.
-  const st = await runCli(["pitr", "status", ID.source, "--output", "json"]);
+  const st = await cliAt(["pitr", "status", ID.source, "--output", "json"]);
   assert.equal(st.code, 0, st.out);
   const status = JSON.parse(st.out) as { mode: string; bases: unknown[]; missing: string[]; durableOffset: number; node: string };
   assert.equal(status.mode, "SecondLevelBackup");

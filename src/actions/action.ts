@@ -42,3 +42,9 @@ export function defineAction<S extends Schema>(a: Action<S>): Action<S> {
 }
 
 export { ID_MAX_LENGTH };
+
+/** The two parameters that name one backup of one instance (every action on a backup takes them). */
+export const BACKUP_OF_INSTANCE = {
+  InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+} as const satisfies Schema;

@@ -7,13 +7,13 @@
 import { DECRYPT_KEY_ACTION, downloadForm } from "../downloads/encrypted";
 import { backupKeyOf } from "../jobs/backups";
 import { ALGORITHM } from "../storage/encryption";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { BACKUP_OF_INSTANCE, defineAction } from "./action";
 import { policyAllows } from "./scope";
 
 export default defineAction({
   name: "DescribeBackupDetail",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH } },
+  schema: BACKUP_OF_INSTANCE,
   async handle(p, ctx) {
     const instance = await ctx.scope.instance(p.InstanceId!);
     const { backup: b } = await ctx.scope.backup(p.BackupId!, instance);

@@ -7,7 +7,7 @@ import { downloadForm, downloadName, downloadSize } from "../downloads/encrypted
 import { accountRestriction, checkRestriction } from "../downloads/restrictions";
 import { ApiError } from "../protocol/errors";
 import type { Schema } from "../protocol/schema";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { BACKUP_OF_INSTANCE, defineAction } from "./action";
 
 /** The restriction fields DescribeBackupUrl and ModifyBackupDownloadRestriction share. */
 export const RESTRICTION_SCHEMA = {
@@ -25,7 +25,7 @@ export const RESTRICTION_SCHEMA = {
 export default defineAction({
   name: "DescribeBackupUrl",
   instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH }, ...RESTRICTION_SCHEMA },
+  schema: { ...BACKUP_OF_INSTANCE, ...RESTRICTION_SCHEMA },
   async handle(p, ctx) {
     const instance = await ctx.scope.instance(p.InstanceId!);
     // The per-call restriction when LimitType is given, else the account's for this region.

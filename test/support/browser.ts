@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium, BrowserContext } from "playwright-core";
+import { chromium, BrowserContext, Page } from "playwright-core";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
@@ -28,4 +28,12 @@ export async function launchBrowser(opts: { locale?: string } = {}): Promise<Bro
       fs.rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** A browser and one page of it whose uncaught errors are printed (a console test's usual start). */
+export async function launchBrowserPage(opts: { locale?: string } = {}): Promise<{ browser: Browser; page: Page }> {
+  const browser = await launchBrowser(opts);
+  const page = await browser.context.newPage();
+  page.on("pageerror", (err) => console.error("page error:", err));
+  return { browser, page };
 }

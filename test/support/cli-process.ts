@@ -91,6 +91,17 @@ export function cli(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: string; t
   return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env, cwd: o.cwd, timeout: o.timeoutMs ?? 60_000 });
 }
 
+/** Runs one crs-backup command without blocking the event loop (the test's own server keeps answering): its exit code and stdout+stderr. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    p.on("exit", (code) => resolve({ code, out }));
+  });
+}
+
 export function sdk(port: number, secretId: string, secretKey: string): SdkClient {
   return new RedisClient({ credential: { secretId, secretKey }, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
 }

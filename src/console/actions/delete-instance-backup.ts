@@ -1,15 +1,12 @@
 // DeleteInstanceBackup (console only; the cloud API has no such action): removes a backup's files and marks it
 // deleted (Status -2), as `crs-backup backup delete` does; the record stays for the audit trail.
-import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
+import { BACKUP_OF_INSTANCE, defineAction } from "../../actions/action";
 import { ApiError } from "../../protocol/errors";
 
 export default defineAction({
   name: "DeleteInstanceBackup",
   instanceParam: "InstanceId",
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
-    BackupId: { type: "string", required: true, maxLength: 128 },
-  },
+  schema: BACKUP_OF_INSTANCE,
   async handle(p, ctx) {
     const instance = await ctx.scope.instance(p.InstanceId!);
     const { backup } = await ctx.scope.backup(p.BackupId!, instance);

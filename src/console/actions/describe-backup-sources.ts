@@ -1,16 +1,13 @@
 // DescribeBackupSources (console only): which node each shard of a backup was taken from — its role (master or
 // replica), address and replication offset when the snapshot was asked for (recorded since catalogue migration 5;
 // older and fixture backups have none: an empty list). A CAM policy allows it as DescribeInstanceBackups.
-import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
+import { BACKUP_OF_INSTANCE, defineAction } from "../../actions/action";
 
 export default defineAction({
   name: "DescribeBackupSources",
   policyAction: "DescribeInstanceBackups",
   instanceParam: "InstanceId",
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
-    BackupId: { type: "string", required: true, maxLength: 128 },
-  },
+  schema: BACKUP_OF_INSTANCE,
   async handle(p, ctx) {
     const instance = await ctx.scope.instance(p.InstanceId!);
     const { backup } = await ctx.scope.backup(p.BackupId!, instance);

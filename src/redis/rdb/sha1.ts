@@ -222,11 +222,7 @@ export function sha1Into(data: Uint8Array, start: number, end: number, out: Int3
   M[14] = Math.floor(bits / 4294967296) | 0;
   M[15] = bits | 0;
   compress(H, M, 0);
-  out[off] = H[0];
-  out[off + 1] = H[1];
-  out[off + 2] = H[2];
-  out[off + 3] = H[3];
-  out[off + 4] = H[4];
+  out.set(H, off);
 }
 
 /** Replaces d[off..off+4] by the SHA-1 of its own 20 bytes (one block with fixed padding). */
@@ -241,11 +237,7 @@ export function sha1Of20(d: Int32Array, off = 0): void {
   for (let i = 6; i < 15; i++) M[i] = 0;
   M[15] = 160;
   compress(H, M, 0);
-  d[off] = H[0];
-  d[off + 1] = H[1];
-  d[off + 2] = H[2];
-  d[off + 3] = H[3];
-  d[off + 4] = H[4];
+  d.set(H, off);
 }
 
 /** The 20 bytes of a digest as 40 lowercase hex digits. */
