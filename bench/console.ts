@@ -83,7 +83,6 @@ async function build(dataDir: string, shape: Shape): Promise<void> {
   await catalog.close();
 }
 
-
 /** Records in the page when the current route's data is on screen (ms since navigation start). */
 const READY_SCRIPT = `
 (() => {

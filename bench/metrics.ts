@@ -17,7 +17,6 @@ const HOUR = 3_600_000;
 const START = Date.UTC(2024, 0, 1);
 const ACCOUNT = "1300000000";
 
-
 function get(port: number, p: string, agent: http.Agent): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
     http.get({ host: "127.0.0.1", port, path: p, agent }, (res) => {

@@ -19,14 +19,14 @@ async function main(): Promise<void> {
       mode === "digest"
         ? new RdbDigest()
         : new RdbReader({
-            onKeyEnd: () => void keys++,
-            onString: () => void elements++,
-            onListItem: () => void elements++,
-            onSetMember: () => void elements++,
-            onZsetMember: () => void elements++,
-            onHashField: () => void elements++,
-            onStreamEntry: () => void elements++,
-          });
+          onKeyEnd: () => void keys++,
+          onString: () => void elements++,
+          onListItem: () => void elements++,
+          onSetMember: () => void elements++,
+          onZsetMember: () => void elements++,
+          onHashField: () => void elements++,
+          onStreamEntry: () => void elements++,
+        });
     for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 16 })) {
       if (sink instanceof RdbDigest) sink.update(chunk as Buffer);
       else sink.feed(chunk as Buffer);

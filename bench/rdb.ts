@@ -25,7 +25,6 @@ const ELEMENTS = Number(process.env.BENCH_RDB_ELEMENTS ?? 2_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CHILD = path.join(__dirname, "rdb-parse-child.js");
 
-
 async function capture(p: RedisProcess, file: string): Promise<number> {
   const out = fs.createWriteStream(file);
   const r = await captureRdb(p.endpoint, out, { timeoutMs: 300_000 });

@@ -16,7 +16,6 @@ const KEYS = Number(process.env.BENCH_KEYS ?? 3_000_000);
 const VALUE_SIZE = Number(process.env.BENCH_VALUE_SIZE ?? 300);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
-
 async function infoField(p: RedisProcess, section: string, field: string): Promise<string> {
   const text = String(await withConn(p, (c) => c.command("INFO", section)));
   return new RegExp(`^${field}:(.*)\r$`, "m").exec(text)?.[1] ?? "";

@@ -18,8 +18,6 @@ before(async () => {
 });
 after(() => srv.close());
 
-
-
 function postJson(body: string | Buffer, o: { host?: string; path?: string; region?: string; headers?: Record<string, string>; language?: string } = {}) {
   const h = o.host ?? host;
   return rawRequest(srv.port, { path: o.path, body, headers: { ...signV3({ ...KEY, host: h, body, region: o.region, language: o.language }), ...o.headers } });

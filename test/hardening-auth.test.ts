@@ -25,8 +25,6 @@ before(async () => {
 });
 after(() => srv.close());
 
-
-
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
 
 /** Like rawRequest, with a chosen source address and agent (connection reuse). */

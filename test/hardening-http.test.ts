@@ -21,8 +21,6 @@ before(async () => {
 });
 after(() => srv.close());
 
-
-
 /** A JSON envelope with the given code, answered 200 with Connection: close. */
 function envelope(x: RawExchange, code: string, message?: RegExp): void {
   assert.equal(x.status, 200, x.raw.slice(0, 200));

@@ -28,7 +28,6 @@ import { missing, startVersion, version, VERSIONS } from "./support/versions";
 
 const str = (v: RespValue): string => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v));
 
-
 /** Parses a buffer with the given visitor in chunks of `size`; returns the reader. */
 function parse(buf: Buffer, v: RdbVisitor, size = buf.length): RdbReader {
   const r = new RdbReader(v);

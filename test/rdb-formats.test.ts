@@ -82,7 +82,7 @@ describe("Redis 8.6 and Valkey 9 records", () => {
       onSlotImport: (s) => imports.push(`${s.jobName.length}:${JSON.stringify(s.ranges)}`),
       onHashField: (k, v, at) => fields.push(`${k}=${v}@${at}`),
     });
-    assert.deepEqual(imports.slice(0, 1), ['40:[[0,99],[200,16383]]']);
+    assert.deepEqual(imports.slice(0, 1), ["40:[[0,99],[200,16383]]"]);
     assert.deepEqual(fields.slice(0, 2), ["a=1@100000000", "b=2@-1"]);
     // Valkey's digest leaves field TTLs out, Redis's mixes them in
     assert.notEqual(digestRdb(f).digest, digestRdb(f, { ignoreFieldTtls: false }).digest);

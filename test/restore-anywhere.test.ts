@@ -157,7 +157,7 @@ describe("RestoreInstance picks the path", () => {
       const detail = await srv.services.catalog.backup(backupId);
       assert.equal(detail!.files.length, 3, "one file per master");
       const task = await waitForTask(c, await restore(ids.cluster5, backupId, CPW));
-    ctx.diagnostic(task.TaskMessage ?? "");
+      ctx.diagnostic(task.TaskMessage ?? "");
       assert.equal(task.Status, "succeed", task.TaskMessage);
       assert.match(task.TaskMessage!, new RegExp(`^commands \\(a cluster backup \\(3 shards\\)\\): ${keys.length} written, 0 skipped, 0 failed`));
       assert.match(task.TaskMessage!, new RegExp(`verified equal key by key \\(${keys.length} keys\\)$`));

@@ -33,7 +33,6 @@ export function toBackup(r: Row): Backup {
   return b;
 }
 
-
 export function copyPolicy(p: Policy): Policy {
   const c: Policy = { ...p };
   if (p.Actions) c.Actions = [...p.Actions];
@@ -91,11 +90,9 @@ export function toCredential(r: Row): Credential {
   return c;
 }
 
-
 export function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
-
 
 export const BACKUP_FIELD_COLUMNS: Record<string, string> = {
   startTime: "start_time", endTime: "end_time", backupType: "backup_type", status: "status", remark: "remark", locked: "locked",

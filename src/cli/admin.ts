@@ -13,7 +13,6 @@ import { withServices, withSettings } from "./context";
 import { formatBytes, printRows, progressBar, formatOf } from "./output";
 import { UsageError } from "./settings";
 
-
 function outputOption(cmd: Command): Command {
   return cmd.option("--output <format>", "table or json", "table");
 }

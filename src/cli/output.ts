@@ -12,7 +12,6 @@ export function formatOf(v: unknown): OutputFormat {
   return v;
 }
 
-
 export { formatBytes };
 
 /** Prints rows as an aligned table (headers from the first row's keys) or as one JSON array. */

@@ -202,8 +202,7 @@ export function createConsoleHandler(opts: ConsoleOptions): RawHandler {
     if (out.fault) {
       if (out.code === "InternalError") logger.error({ ...line, err: out.fault }, "console request failed with an internal error");
       else logger.warn({ ...line, err: out.fault }, `console request refused: ${out.code}`);
-    }
-    else logger.info(line, "console request");
+    } else logger.info(line, "console request");
   }
 
   async function api(req: http.IncomingMessage, res: http.ServerResponse, route: string): Promise<void> {

@@ -18,7 +18,6 @@ import { verifiedRead } from "../storage/integrity";
 import { KeyUnavailableError } from "../storage/keys/provider";
 import { addressAllowed, describeRule, normalizeAddress } from "./restrictions";
 
-
 type Range = { start: number; end: number };
 
 /**

@@ -13,7 +13,6 @@ export const DOWNLOAD_PREFIX = "/download/";
 /** How long a link works: the cloud's 6 hours. */
 export const LINK_TTL_MS = 6 * 3600 * 1000;
 
-
 export interface LinkClaims {
   /** Backup id. */
   b: string;

@@ -38,7 +38,6 @@ export interface AddressRule {
   ip?: string[];
 }
 
-
 /** Parses `a.b.c.d`, an IPv6 address, or either with `/prefix`; undefined when it is neither. */
 export function parseIpOrCidr(entry: string): { address: string; prefix: number; family: "ipv4" | "ipv6" } | undefined {
   const slash = entry.indexOf("/");
@@ -117,7 +116,6 @@ const INTRANET = (() => {
   list.addSubnet("fc00::", 7, "ipv6");
   return list;
 })();
-
 
 function inList(entries: readonly string[], address: string): boolean {
   const family = net.isIP(address) === 4 ? "ipv4" : "ipv6";

@@ -11,8 +11,6 @@ import type { RequestHost } from "./host";
 
 export const TIMESTAMP_WINDOW_S = 300;
 
-
-
 export interface CredentialSource {
   credential(secretId: string): Promise<Credential | undefined> | Credential | undefined;
 }

@@ -283,7 +283,6 @@ export interface InvokeOptions {
   actions?: ReadonlyMap<string, Action>;
 }
 
-
 function failure(err: unknown, language: Language, requestId: string, action: string, account: string): ApiResponse {
   const mapped = apiErrorOf(err, action);
   const apiError = mapped ?? new ApiError("InternalError");

@@ -31,7 +31,6 @@ import { testHook } from "../test-hooks";
 
 export const DAY_MS = 86_400_000;
 
-
 export interface StartBackupOptions {
   remark?: string;
   /** Retention in days; 0 or absent = the instance's own (default 7). */

@@ -280,8 +280,7 @@ export class ServerMetrics {
       // Bounded: a catalogue that hangs must not hold the scrape (the readiness checks have their own timeouts).
       const pass = this.instancesPass;
       [r] = await Promise.all([this.refresh().catch(() => undefined), pass && Promise.race([pass, new Promise((res) => setTimeout(res, 2_000).unref())])]);
-    }
-    else if (Date.now() - r.at >= this.cacheMs) void this.refresh().catch(() => undefined);
+    } else if (Date.now() - r.at >= this.cacheMs) void this.refresh().catch(() => undefined);
     if (Date.now() - this.instancesAt >= this.instancesEveryMs || this.seedPending) {
       const seed = this.seedPending;
       this.seedPending = false;

@@ -323,9 +323,9 @@ class LocalBlobWriter extends CommittableWriter {
     const closeFh = this.fhClosed
       ? Promise.resolve()
       : this.fh.then((fh) => {
-          this.fhClosed = true;
-          return fh.close();
-        }, () => undefined);
+        this.fhClosed = true;
+        return fh.close();
+      }, () => undefined);
     closeFh
       .catch(() => undefined)
       .then(() => (cleanFinish ? undefined : this.removeTemp()))

@@ -24,17 +24,17 @@ import type { S3BlobStore as S3Store, S3Credentials } from "./s3";
 export type StorageConfig =
   | { kind: "file"; root: string }
   | {
-      kind: "s3";
-      bucket: string;
-      /** "" or ending in "/". */
-      prefix: string;
-      region: string;
-      endpoint?: string;
-      forcePathStyle: boolean;
-      credentials: S3Credentials;
-      /** Where the credentials came from, for messages ("AWS_ACCESS_KEY_ID" or the key file's path). */
-      credentialsFrom: string;
-    };
+    kind: "s3";
+    bucket: string;
+    /** "" or ending in "/". */
+    prefix: string;
+    region: string;
+    endpoint?: string;
+    forcePathStyle: boolean;
+    credentials: S3Credentials;
+    /** Where the credentials came from, for messages ("AWS_ACCESS_KEY_ID" or the key file's path). */
+    credentialsFrom: string;
+  };
 
 export interface StorageUrlOptions {
   /** The directory used when no URL is given (DATA/files). */

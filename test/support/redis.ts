@@ -160,7 +160,6 @@ export async function startCluster(masters: number, password: string, extra: str
   return nodes;
 }
 
-
 /** A minimal cluster client for tests: each key goes to the master of its slot (no redirections followed). */
 export class ClusterClient {
   private conns = new Map<string, Promise<RespConnection>>();

@@ -27,7 +27,6 @@ export interface Gate {
   state: "waiting" | "open" | "closed";
 }
 
-
 /** Where a key's commands go: the router, or the gate holding them. */
 export interface Sink {
   begin(key: Buffer, argc: number): void;
@@ -35,7 +34,6 @@ export interface Sink {
   rawArgs(b: Buffer): void;
   end(tag: number): void;
 }
-
 
 /** State shared by the visitors of one restore (several RDBs into one target). */
 export class RestoreShared {

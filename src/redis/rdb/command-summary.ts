@@ -38,7 +38,6 @@ export class CommandRestoreError extends Error {
   }
 }
 
-
 export interface CommandRestoreOptions {
   /** Target: a standalone server or any node of a cluster (detected by INFO cluster). */
   target: RedisEndpoint;

@@ -172,8 +172,6 @@ export async function releaseTarget(target: RedisEndpoint, endpoint: { host: str
   }
 }
 
-
-
 function versionNumber(v: string): number {
   const m = /^(\d+)\.(\d+)/.exec(v);
   return m ? Number(m[1]) * 100 + Number(m[2]) : 0;
