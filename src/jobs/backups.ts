@@ -127,6 +127,84 @@ export function describeSources(sources: readonly SnapshotSource[]): string {
   return sources.map((s) => `${s.role} ${s.node}${s.offset !== undefined ? ` (offset ${s.offset})` : ""}`).join(", ");
 }
 
+export interface SpoolCaptureOptions {
+  endpoint: RedisEndpoint;
+  spool: SpoolDir;
+  store: BlobStore;
+  backupId: string;
+  shard: number;
+  /** The blob the snapshot is stored as. */
+  key: string;
+  encryption?: WrappedKey;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  connection?: RespConnection;
+  onProgress?: (bytes: number) => void;
+}
+
+/**
+ * The spool: the socket's bytes go to a local file as fast as the disk takes them (only counted and framed on
+ * the way), the replication link is closed, and only then are they checked (RDB header, CRC-64), compressed,
+ * hashed, encrypted and stored. The spool file is removed whatever happens. `linkMs`: the socket's time (connect
+ * until the link closed); `storeMs`: from then until the blob was committed.
+ */
+export async function captureViaSpool(o: SpoolCaptureOptions): Promise<{ committed: BlobCommitResult; rdb: RdbInfo; bytes: number; linkMs: number; storeMs: number }> {
+  const ep = o.endpoint;
+  const file = o.spool.create(o.backupId, o.shard, { encrypt: o.encryption !== undefined });
+  try {
+    let first = true;
+    const raw = await captureRaw(ep, file.writer(), {
+      ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), ...(o.signal ? { signal: o.signal } : {}), ...(o.connection ? { connection: o.connection } : {}),
+      onProgress: (bytes) => {
+        if (first) {
+          first = false;
+          testHook("backup-spooling");
+        }
+        o.onProgress?.(bytes);
+      },
+    });
+    testHook("backup-spooled");
+    const storing = performance.now();
+    const inspector = new RdbInspector();
+    let seen = false;
+    const check = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        try {
+          inspector.update(chunk);
+        } catch (err) {
+          return cb(err as Error);
+        }
+        if (!seen) {
+          seen = true;
+          testHook("backup-spool-storing");
+        }
+        cb(null, chunk);
+      },
+    });
+    const writer = o.store.createWriter(o.key, { compress: true, ...(o.encryption ? { encryption: o.encryption } : {}) });
+    let rdb: RdbInfo;
+    let committed: BlobCommitResult;
+    try {
+      await pipeline(file.reader(), check, writer, ...(o.signal ? [{ signal: o.signal }] : []));
+      try {
+        rdb = inspector.end();
+      } catch (err) {
+        throw corrupt(ep, err);
+      }
+      committed = await writer.commit();
+    } catch (err) {
+      await writer.abort();
+      if (err instanceof CaptureError) throw err;
+      if (err instanceof RdbParseError) throw corrupt(ep, err);
+      if ((err as Error).name === "AbortError") throw new CaptureError("ABORTED", "the backup was cancelled while its spooled snapshot was being stored");
+      throw new CaptureError("STORAGE", `storing the spooled snapshot failed: ${(err as Error).message}`);
+    }
+    return { committed, rdb, bytes: raw.bytes, linkMs: raw.linkMs, storeMs: performance.now() - storing };
+  } finally {
+    file.remove();
+  }
+}
+
 function corrupt(ep: RedisEndpoint, err: unknown): CaptureError {
   return new CaptureError("CORRUPT", `corrupt snapshot from ${ep.host}:${ep.port}: ${(err as Error).message}`);
 }
@@ -408,60 +486,13 @@ export class BackupJobs implements JobKind {
    */
   private async spoolShard(ctx: JobContext, backup: Backup, shard: number, ep: RedisEndpoint, connection: RespConnection, onProgress: (bytes: number) => void): Promise<StoredShard> {
     const encryption = backupKeyOf(backup);
-    const file = this.o.spool!.create(backup.backupId, shard, { encrypt: encryption !== undefined });
-    try {
-      let first = true;
-      const raw = await captureRaw(ep, file.writer(), {
-        timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal, connection,
-        onProgress: (bytes) => {
-          if (first) {
-            first = false;
-            testHook("backup-spooling");
-          }
-          onProgress(bytes);
-        },
-      });
-      testHook("backup-spooled");
-      const storing = performance.now();
-      const inspector = new RdbInspector();
-      let seen = false;
-      const check = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          try {
-            inspector.update(chunk);
-          } catch (err) {
-            return cb(err as Error);
-          }
-          if (!seen) {
-            seen = true;
-            testHook("backup-spool-storing");
-          }
-          cb(null, chunk);
-        },
-      });
-      const writer = this.o.store.createWriter(blobKey(backup.backupId, shard), { compress: true, ...(encryption ? { encryption } : {}) });
-      let rdb: RdbInfo;
-      let committed: BlobCommitResult;
-      try {
-        await pipeline(file.reader(), check, writer, { signal: ctx.signal });
-        try {
-          rdb = inspector.end();
-        } catch (err) {
-          throw corrupt(ep, err);
-        }
-        committed = await writer.commit();
-      } catch (err) {
-        await writer.abort();
-        if (err instanceof CaptureError) throw err;
-        if (err instanceof RdbParseError) throw corrupt(ep, err);
-        if ((err as Error).name === "AbortError") throw new CaptureError("ABORTED", "the backup was cancelled while its spooled snapshot was being stored");
-        throw new CaptureError("STORAGE", `storing the spooled snapshot failed: ${(err as Error).message}`);
-      }
-      return { committed, rdb, spooled: { linkMs: raw.linkMs, storeMs: performance.now() - storing, bytes: raw.bytes } };
-    } finally {
-      file.remove();
-    }
+    const r = await captureViaSpool({
+      endpoint: ep, spool: this.o.spool!, store: this.o.store, backupId: backup.backupId, shard, key: blobKey(backup.backupId, shard),
+      ...(encryption ? { encryption } : {}), timeoutMs: this.o.captureTimeoutMs, signal: ctx.signal, connection, onProgress,
+    });
+    return { committed: r.committed, rdb: r.rdb, spooled: { linkMs: r.linkMs, storeMs: r.storeMs, bytes: r.bytes } };
   }
+
 
   async failed(tx: CatalogTx, task: Task): Promise<void> {
     if (!task.backupId) return;
