@@ -71,6 +71,10 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
     const busy = (await catalog.tasksInStatus(["running"])).length > 0;
     const stale = busy ? 0 : ((await services.store.removeStale?.()) ?? 0);
     if (stale) logger.warn({ files: stale }, "removed partial files left by interrupted writers");
+    // Spool files of captures a crash interrupted (their tasks were failed by the recovery above, which removes
+    // its own backup's; this catches any other, e.g. of a task another node recovered).
+    const spooled = busy ? 0 : services.backups.removeStaleSpool();
+    if (spooled) logger.warn({ files: spooled }, "removed spool files left by interrupted captures");
   } catch (err) {
     await services.close().catch(() => undefined);
     unlock();

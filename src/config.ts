@@ -57,6 +57,12 @@ export interface Config {
    * none and restores verify by a second read.
    */
   captureDigest: boolean;
+  /**
+   * How a capture moves the snapshot (docs/storage.md "The spool"): `spool` writes the raw RDB to DATA/spool as
+   * fast as the disk takes it and closes the replication link before compressing, hashing and storing it;
+   * `direct` does all of that on the socket's path (the master's fork lives as long as storage takes).
+   */
+  captureMode: "spool" | "direct";
   /** Simultaneous backups/restores on this node; more wait in the queue. */
   concurrency: number;
   /** How long a node's claim on a task holds without renewal; a dead node's tasks are recovered after it. */
@@ -122,6 +128,7 @@ export const DEFAULTS: Config = {
   schedulerIntervalMs: 30_000,
   autoBackups: true,
   captureDigest: true,
+  captureMode: "spool",
   concurrency: 2,
   leaseMs: 30_000,
   pollMs: 1_000,
@@ -140,6 +147,11 @@ export const DEFAULTS: Config = {
 
 export function catalogFile(dataDir: string): string {
   return path.join(dataDir, "catalog.db");
+}
+
+/** Where captures spool their snapshots before storing them (docs/storage.md "The spool"). */
+export function spoolDir(dataDir: string): string {
+  return path.join(dataDir, "spool");
 }
 
 export function filesDir(dataDir: string): string {

@@ -4,7 +4,7 @@
 // chosen here once.
 import fs from "node:fs";
 import path from "node:path";
-import { Clock, Config, catalogUrl, dataDirUsed, filesDir, systemClock } from "./config";
+import { Clock, Config, catalogUrl, dataDirUsed, filesDir, spoolDir, systemClock } from "./config";
 import type { Catalog } from "./catalog/catalog";
 import { openCatalog, sqlitePath } from "./catalog/open";
 import { DiskReserve } from "./catalog/reserve";
@@ -24,6 +24,7 @@ import { openBlobStore, parseStorageUrl } from "./storage/url";
 import { LocalBlobStore } from "./storage/local";
 import { EncryptedBlobStore } from "./storage/encrypted";
 import { LocalKeyring } from "./storage/keys/keyring";
+import { SpoolDir } from "./storage/spool";
 import type { KeyProvider } from "./storage/keys/provider";
 
 export type { Clock } from "./config";
@@ -109,7 +110,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     });
     const digests = config.captureDigest ? new BackupDigests({ catalog, store, logger }) : undefined;
     const backups = new BackupJobs({ catalog, store, clock, logger, queue: runner, clusterHosts: config.clusterHosts, digests, space,
-      keys, encryptByDefault: config.encryptBackups });
+      keys, encryptByDefault: config.encryptBackups, ...(config.captureMode === "spool" ? { spool: new SpoolDir(spoolDir(config.dataDir)) } : {}) });
     const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
     for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);

@@ -78,8 +78,12 @@ async function startRedisOn(dir: string): Promise<RedisProcess> {
   return r;
 }
 
+/** Unfinished files: a store's temp files, and the spool files of captures (docs/storage.md "The spool"). */
 function partialFiles(): string[] {
-  return filesUnder(path.join(srv.dataDir, "data", "files")).filter((f) => f.endsWith(".partial"));
+  return [
+    ...filesUnder(path.join(srv.dataDir, "data", "files")).filter((f) => f.endsWith(".partial")),
+    ...filesUnder(path.join(srv.dataDir, "data", "spool")),
+  ];
 }
 
 describe("a backup of a live Redis", () => {

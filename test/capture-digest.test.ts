@@ -81,7 +81,7 @@ describe("the backup's digest, after the transfer", { concurrency: 1 }, () => {
         return /data-set digest [0-9a-f]{40} computed from the stored file/.test(t.TaskMessage ?? "") ? t : undefined;
       }, 30_000, 50);
       const expected = await digestOf(source.endpoint);
-      assert.match(done.TaskMessage!, new RegExp(`^\\d+ bytes in 1 shard\\(s\\); data-set digest ${expected} computed from the stored file in \\d+ ms, attached \\d+ ms after the transfer$`));
+      assert.match(done.TaskMessage!, new RegExp(`^\\d+ bytes in 1 shard\\(s\\); spooled [\\d.]+ KB in [\\d.]+ s, link closed; stored in [\\d.]+ s; data-set digest ${expected} computed from the stored file in \\d+ ms, attached \\d+ ms after the transfer$`));
       const file = (await srv.services.catalog.backup(backupId))!.files[0]!;
       assert.equal(file.digest, expected);
       const keyspace = str((await send(source.endpoint, [["INFO", "keyspace"]]))[0]!);

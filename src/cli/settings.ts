@@ -15,7 +15,7 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff" | "bytes";
+type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff" | "bytes" | "choice";
 
 export interface Setting {
   /** The config-file key (camelCase of the flag). */
@@ -29,6 +29,8 @@ export interface Setting {
   /** min/max for numbers. */
   min?: number;
   max?: number;
+  /** The values a "choice" takes. */
+  choices?: readonly string[];
 }
 
 export const SETTINGS: Setting[] = [
@@ -51,6 +53,7 @@ export const SETTINGS: Setting[] = [
   { key: "auditDays", flag: "--audit-days <n>", env: "CRS_AUDIT_DAYS", kind: "int", min: 0, max: 36500, scope: "serve", help: "days records of deleted and expired backups are kept (default 90)" },
   { key: "autoBackups", flag: "--auto-backups <on|off>", env: "CRS_AUTO_BACKUPS", kind: "onoff", scope: "serve", help: "take automatic backups on each instance's schedule (default on)" },
   { key: "captureDigest", flag: "--capture-digest <on|off>", env: "CRS_CAPTURE_DIGEST", kind: "onoff", scope: "all", help: "compute each backup's DEBUG DIGEST from its stored file after the transfer, at low priority (default on)" },
+  { key: "captureMode", flag: "--capture-mode <spool|direct>", env: "CRS_CAPTURE_MODE", kind: "choice", choices: ["spool", "direct"], scope: "all", help: "spool: a capture writes the raw snapshot to DATA/spool as fast as the disk takes it, closes the replication link, then compresses, hashes and stores it (default); direct: compress and store on the socket's path" },
   { key: "concurrency", flag: "--concurrency <n>", env: "CRS_CONCURRENCY", kind: "int", min: 1, max: 256, scope: "serve", help: "simultaneous backups/restores on this node (default 2)" },
   { key: "leaseSeconds", flag: "--lease-seconds <n>", env: "CRS_LEASE_SECONDS", kind: "seconds", min: 1, max: 3600, scope: "all", help: "how long a node's claim on a task holds unrenewed (default 30)" },
   { key: "nodeId", flag: "--node-id <id>", env: "CRS_NODE_ID", kind: "string", scope: "serve", help: "this node's name in task leases (default serve:<host>:<pid>:<random>)" },
@@ -136,6 +139,9 @@ function parseValue(s: Setting, raw: unknown, where: string): Parsed {
       if (!Number.isSafeInteger(n)) throw bad("must be a size in bytes, or with a unit KB, MB, GB or TB (binary: 1MB = 1048576 bytes)");
       return { value: n };
     }
+    case "choice":
+      if (typeof text !== "string" || !(s.choices ?? []).includes(text)) throw bad(`must be one of ${(s.choices ?? []).join(", ")}`);
+      return { value: text };
     case "onoff":
       if (text === "on" || text === true || text === "true") return { value: true };
       if (text === "off" || text === false || text === "false") return { value: false };

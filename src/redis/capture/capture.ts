@@ -42,11 +42,17 @@ export interface CaptureOptions {
   connection?: RespConnection;
 }
 
-export interface CaptureResult {
+/** What a capture without the RDB check on its path (captureRaw) learned. */
+export interface RawCaptureResult {
   bytes: number;
-  rdb: RdbInfo;
   /** How the server framed the payload: `$EOF:<mark>` (diskless) or `$<len>` (disk-based). */
   payload: "eof-mark" | "length";
+  /** From the start of the capture (connect, or the handed connection) until the replication link was closed. */
+  linkMs: number;
+}
+
+export interface CaptureResult extends RawCaptureResult {
+  rdb: RdbInfo;
 }
 
 const EOF_MARK_LEN = 40;
@@ -140,6 +146,21 @@ export async function connectForCapture(ep: RedisEndpoint, timeoutMs: number): P
  * by the time the promise rejects.
  */
 export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: CaptureOptions = {}): Promise<CaptureResult> {
+  const { rdb, ...raw } = await capture(endpoint, sink, opts, new RdbInspector());
+  return { ...raw, rdb: rdb! };
+}
+
+/**
+ * captureRdb with nothing on the socket's path but counting bytes and finding the end of the payload: the RDB
+ * check (header, CRC-64 trailer) is the caller's, on the bytes it stored (the spool, jobs/backups.ts).
+ */
+export async function captureRaw(endpoint: RedisEndpoint, sink: Writable, opts: CaptureOptions = {}): Promise<RawCaptureResult> {
+  const { rdb: _none, ...raw } = await capture(endpoint, sink, opts, undefined);
+  return raw;
+}
+
+async function capture(endpoint: RedisEndpoint, sink: Writable, opts: CaptureOptions, inspector: RdbInspector | undefined): Promise<RawCaptureResult & { rdb?: RdbInfo }> {
+  const started = performance.now();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sinkErrors = (err: Error): void => void err; // observed below; keeps an unhandled 'error' from crashing
   sink.on("error", sinkErrors);
@@ -163,7 +184,7 @@ export async function captureRdb(endpoint: RedisEndpoint, sink: Writable, opts: 
       }
     }
     if (opts.signal?.aborted) throw new CaptureError("ABORTED", "capture aborted");
-    const result = await transfer(endpoint, conn, sink, timeoutMs, opts);
+    const result = await transfer(endpoint, conn, sink, timeoutMs, opts, inspector, started);
     await endSink(sink);
     return result;
   } catch (err) {
@@ -204,10 +225,9 @@ async function destroySink(sink: Writable, err: Error): Promise<void> {
 }
 
 /** Sends SYNC on the raw socket and streams the payload into the sink. */
-function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeoutMs: number, opts: CaptureOptions): Promise<CaptureResult> {
-  return new Promise<CaptureResult>((resolve, reject) => {
+function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeoutMs: number, opts: CaptureOptions, inspector: RdbInspector | undefined, started: number): Promise<RawCaptureResult & { rdb?: RdbInfo }> {
+  return new Promise<RawCaptureResult & { rdb?: RdbInfo }>((resolve, reject) => {
     const { socket, buffered } = conn.sendRaw(["SYNC"]);
-    const inspector = new RdbInspector();
     let phase: "preamble" | "payload" | "done" = "preamble";
     let command: "SYNC" | "PSYNC" = "SYNC";
     let syncRefusal = "";
@@ -261,21 +281,22 @@ function transfer(ep: RedisEndpoint, conn: RespConnection, sink: Writable, timeo
       if (phase === "done") return;
       // With rdb-only the server drops the link itself; older servers would go on streaming commands.
       cleanup();
-      let rdb: RdbInfo;
+      const linkMs = performance.now() - started;
+      let rdb: RdbInfo | undefined;
       try {
-        rdb = inspector.end();
+        rdb = inspector?.end();
       } catch (err) {
         reject(new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${describe(err)}`));
         return;
       }
-      resolve({ bytes, rdb, payload: eofMark ? "eof-mark" : "length" });
+      resolve({ bytes, payload: eofMark ? "eof-mark" : "length", linkMs, ...(rdb ? { rdb } : {}) });
     }
 
     function emit(data: Buffer): void {
       if (data.length === 0) return;
       bytes += data.length;
       try {
-        inspector.update(data);
+        inspector?.update(data);
       } catch (err) {
         if (err instanceof RdbParseError) throw new CaptureError("CORRUPT", `corrupt snapshot from ${where(ep)}: ${err.message}`);
         throw err;
