@@ -33,6 +33,7 @@ import { generateInstanceId, probeRedis } from "./instances";
 import { planPointInTime, PointInTimeError, unitsOfPlan } from "./point-in-time";
 import { BackupUnavailableError } from "./errors";
 import { TASK } from "./tasks";
+import { testHook } from "../test-hooks";
 
 export interface CloneJobsOptions {
   catalog: Catalog;
@@ -137,6 +138,7 @@ export class CloneJobs implements JobKind {
     await pipeline(await verifiedRead(this.o.store, file, { decompress: true }), fs.createWriteStream(dataFile, { mode: 0o600 }), { signal: ctx.signal });
     ctx.progress(20);
     await p.provider.start(spec);
+    testHook("clone-loading"); // tests: the node dies with the clone's server started, loading
     const ep: RedisEndpoint = { host: spec.host, port: spec.port, ...(spec.password !== undefined ? { password: spec.password } : {}) };
     await this.waitLoaded(spec, ep, ctx.signal);
     ctx.progress(60);
