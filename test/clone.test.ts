@@ -13,7 +13,7 @@ import { send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor, freePort } from "./support/redis";
 import { expectSdkError, KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { cleanEnv, cli, killServed, sdk, seededDir, serve } from "./support/cli-process";
-import { INSTANCE_MARKER } from "../src/instances/local";
+import { processesIn } from "../src/instances/local";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
 const OTHER = { secretId: "AKIDcloneother0000000000000000001", secretKey: "cloneothersecret0000000000000001", account: "1300000778" };
@@ -27,6 +27,8 @@ let seed: object;
 let c: SdkClient;
 let ports: { from: number; to: number };
 const clones: string[] = [];
+/** Clone directories of the served (child) processes, for the after hook. */
+const killDirs: string[] = [];
 
 const text = (v: RespValue): string | null => (v === null ? null : Buffer.isBuffer(v) ? v.toString() : String(v));
 const cloneArgs = { GoodsNum: 1, ZoneId: 100003, BillingMode: 0, Period: 1, SecurityGroupIdList: [] as string[] };
@@ -59,15 +61,9 @@ async function ready(instanceId: string): Promise<{ seen: number[]; host: string
   return { seen, host: i.WanIp!, port: i.Port! };
 }
 
-/** Pids of live processes carrying a clone's marker. */
-function markedPids(instanceId: string): number[] {
-  return fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).filter((e) => {
-    try {
-      return fs.readFileSync(`/proc/${e}/environ`, "latin1").split("\0").includes(`${INSTANCE_MARKER}=${instanceId}`) && !/\) Z /.test(fs.readFileSync(`/proc/${e}/stat`, "utf8"));
-    } catch {
-      return false;
-    }
-  }).map(Number);
+/** Pids of live processes running in a clone's directory (of the in-process server unless `data` is given). */
+function markedPids(instanceId: string, data = path.join(srv.dataDir, "data")): number[] {
+  return processesIn(path.join(data, "instances", instanceId));
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -98,6 +94,7 @@ after(async () => {
   killServed();
   await srv?.close();
   for (const id of clones) for (const pid of markedPids(id)) process.kill(pid, "SIGKILL");
+  for (const pid of killDirs.flatMap((d) => processesIn(d))) process.kill(pid, "SIGKILL");
   master?.kill();
   plain?.kill();
 });
@@ -251,7 +248,7 @@ test("a SIGKILL of the service while a clone loads: at restart the task failed, 
   const dir = seededDir("crs-clone-kill-", seed);
   const p = await freePort();
   const range = `${Math.min(p, 65000)}-${Math.min(p, 65000) + 5}`;
-  const args = ["--data", dir.data, "--seed", dir.seed, "--rate-limit", "0", "--clone-ports", range, "--auto-backups", "off", "--log-level", "warn"];
+  const args = ["--data", dir.data, "--seed", dir.seed, "--rate-limit", "0", "--clone-ports", range, "--auto-backups", "off"];
   const first = await serve(args, cleanEnv({ CRS_TEST_CRASH_AT: "clone-loading" }));
   const client = sdk(first.port, KEY.secretId, KEY.secretKey);
   const { TaskId } = await client.ManualBackupInstance({ InstanceId: ID.plain, Remark: "k", StorageDays: 0 });
@@ -259,16 +256,16 @@ test("a SIGKILL of the service while a clone loads: at restart the task failed, 
   const backupId = (await client.DescribeInstanceBackups({ InstanceId: ID.plain, Status: [2] })).BackupSet![0]!.BackupId!;
   const out = await client.CloneInstances({ ...cloneArgs, InstanceId: ID.plain, BackupId: backupId, NoAuth: true });
   const id = out.InstanceIds![0]!;
-  clones.push(id);
+  killDirs.push(path.join(dir.data, "instances", id));
   await first.exit;
   assert.equal(first.signal(), "SIGKILL");
-  assert.ok(markedPids(id).length > 0, "the clone's redis-server was started before the crash");
+  assert.ok(markedPids(id, dir.data).length > 0, "the clone's redis-server was started before the crash");
   const second = await serve(args, cleanEnv());
   const client2 = sdk(second.port, KEY.secretId, KEY.secretKey);
   const task = await waitForTask(client2, Number(out.DealId));
   assert.equal(task.Status, "failed");
   assert.match(task.TaskMessage!, /interrupted.*half-made clone .* removed/);
-  assert.deepEqual(markedPids(id), []);
+  assert.deepEqual(markedPids(id, dir.data), []);
   assert.equal(fs.existsSync(path.join(dir.data, "instances", id)), false);
   assert.equal((await client2.DescribeInstances({ InstanceId: id })).TotalCount, 0);
   await second.stop();

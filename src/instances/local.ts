@@ -6,15 +6,14 @@
 //
 // The processes are started detached (their own process group) and outlive the service: a restart of the service
 // does not restart its clones, it finds them running again (alive()) and supervises them from then on. A process
-// is found by its pid file and, on Linux, by a marker in its environment (CRS_BACKUP_INSTANCE=<id>, which a Redis
-// does not rewrite, unlike its process title): recovery after a SIGKILL of the service finds a redis-server that
-// was started but had not yet written its pid file.
+// is found by its pid files and, on Linux, by its working directory (it is started in the instance's directory,
+// and its `dir` is that directory; its process title and environment are rewritten by Redis, so neither can
+// mark it): recovery after a SIGKILL of the service finds a redis-server that was started but had not yet
+// written its pid file.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { InstanceProvider, InstanceSpec } from "./provider";
-
-export const INSTANCE_MARKER = "CRS_BACKUP_INSTANCE";
 
 const CONF = "redis.conf";
 const PID = "redis.pid";
@@ -53,13 +52,19 @@ function isAlive(pid: number): boolean {
   return true;
 }
 
-/** Whether a live pid carries the instance's marker (Linux); true where /proc is not there to say. */
-function hasMarker(pid: number, instanceId: string): boolean {
+/** The working directory of a process (Linux), without the " (deleted)" of a removed one; undefined elsewhere. */
+function cwdOf(pid: number): string | undefined {
   try {
-    return fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(`${INSTANCE_MARKER}=${instanceId}`);
+    return fs.readlinkSync(`/proc/${pid}/cwd`).replace(/ \(deleted\)$/, "");
   } catch {
-    return !fs.existsSync("/proc/self"); // on Linux an unreadable environment is not our process
+    return undefined;
   }
+}
+
+/** Whether a live pid runs in the instance's directory (Linux); true where /proc is not there to say. */
+function runsIn(pid: number, dir: string): boolean {
+  const cwd = cwdOf(pid);
+  return cwd === undefined ? !fs.existsSync("/proc/self") : cwd === path.resolve(dir);
 }
 
 export class LocalProcessProvider implements InstanceProvider {
@@ -94,7 +99,7 @@ export class LocalProcessProvider implements InstanceProvider {
     const conf = path.join(spec.dataDir, CONF);
     await fs.promises.access(conf);
     const child = spawn(this.o.redisServer, [conf], {
-      cwd: spec.dataDir, detached: true, stdio: "ignore", env: { PATH: process.env.PATH ?? "", [INSTANCE_MARKER]: spec.instanceId },
+      cwd: spec.dataDir, detached: true, stdio: "ignore", env: { PATH: process.env.PATH ?? "" },
     });
     const started = await new Promise<number>((resolve, reject) => {
       child.once("error", reject);
@@ -109,9 +114,9 @@ export class LocalProcessProvider implements InstanceProvider {
     const found = new Set<number>();
     for (const f of [PID, SPAWNED]) {
       const pid = Number(readOr(path.join(spec.dataDir, f)).trim());
-      if (Number.isSafeInteger(pid) && pid > 1 && isAlive(pid) && hasMarker(pid, spec.instanceId)) found.add(pid);
+      if (Number.isSafeInteger(pid) && pid > 1 && isAlive(pid) && runsIn(pid, spec.dataDir)) found.add(pid);
     }
-    if (!found.size) for (const pid of markedProcesses(spec.instanceId)) found.add(pid);
+    if (!found.size) for (const pid of processesIn(spec.dataDir)) found.add(pid);
     return [...found];
   }
 
@@ -157,23 +162,14 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Processes of this user whose environment carries the instance's marker (Linux; none elsewhere). */
-function markedProcesses(instanceId: string): number[] {
+/** Processes of this user running in `dir` (Linux; none elsewhere). */
+export function processesIn(dir: string): number[] {
   let entries: string[];
   try {
     entries = fs.readdirSync("/proc");
   } catch {
     return [];
   }
-  const out: number[] = [];
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    const pid = Number(e);
-    try {
-      if (fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(`${INSTANCE_MARKER}=${instanceId}`) && isAlive(pid)) out.push(pid);
-    } catch {
-      // another user's, or gone
-    }
-  }
-  return out;
+  const want = path.resolve(dir);
+  return entries.filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => cwdOf(pid) === want && isAlive(pid));
 }
