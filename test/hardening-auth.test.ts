@@ -376,8 +376,9 @@ describe("replays and tampering", () => {
 
   test("no read action's parameters fit a state-changing action unless they are exactly its own", () => {
     const mutating = [...actions.values()].filter((a) => a.mutates);
-    assert.deepEqual(mutating.map((a) => a.name).sort(), ["ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "ModifyInstanceBackupMode", "RestoreInstance"]);
+    assert.deepEqual(mutating.map((a) => a.name).sort(), ["CloneInstances", "ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "ModifyInstanceBackupMode", "RestoreInstance"]);
     const minimal: Record<string, Record<string, unknown>> = {
+      CloneInstances: { InstanceId: MAIN, GoodsNum: 1, ZoneId: 0, BillingMode: 0, Period: 1, SecurityGroupIdList: [], BackupId: BACKUPS[0]!.BackupId },
       ManualBackupInstance: { InstanceId: MAIN },
       ModifyAutoBackupConfig: { InstanceId: MAIN, WeekDays: ["Monday"], TimePeriod: "01:00-02:00" },
       ModifyBackupDownloadRestriction: { LimitType: "NoLimit" },
