@@ -270,3 +270,15 @@ test("a SIGKILL of the service while a clone loads: at restart the task failed, 
   assert.equal((await client2.DescribeInstances({ InstanceId: id })).TotalCount, 0);
   await second.stop();
 });
+
+test("the clone replay's reply counter: nested arrays, nulls, errors, fed whole or byte by byte", async () => {
+  const { ReplyCounter } = await import("../src/redis/stream/replay-raw");
+  const bytes = Buffer.from("+OK\r\n+QUEUED\r\n*3\r\n:1\r\n$-1\r\n*2\r\n$3\r\nabc\r\n-ERR inner\r\n-ERR wrong type\r\n*-1\r\n$5\r\nhe\r\no\r\n");
+  for (const step of [bytes.length, 1, 3]) {
+    const c = new ReplyCounter();
+    for (let i = 0; i < bytes.length; i += step) c.feed(bytes.subarray(i, i + step));
+    assert.equal(c.replies, 6, `step ${step}`);
+    assert.equal(c.errors, 1);
+    assert.equal(c.firstError, "ERR wrong type");
+  }
+});

@@ -8,7 +8,8 @@
 //
 // run: the plan (the backup as it is, or planPointInTime's base and units for CloneTime), the base's RDB written
 // into the instance's directory, the server started on it (it loads the RDB as its own data), the units replayed
-// as an ordinary client (whole units: a MULTI/EXEC or a script's effects never cut), then the append-only file
+// as one raw stream of the master's bytes (redis/stream/replay-raw.ts; whole units: a MULTI/EXEC or a script's
+// effects never cut), then the append-only file
 // switched on and written into its redis.conf, so restarts keep the data. The row moves to ready with the success.
 //
 // A failure, or the death of the node while it runs (recovery), undoes it all: the process killed (found by its
@@ -22,7 +23,7 @@ import type { Clock } from "../config";
 import type { Logger } from "../log";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
 import { parseInfo, RedisEndpoint, RespConnection } from "../redis/client/resp";
-import { replayUnits } from "../redis/stream/replay";
+import { replayRaw } from "../redis/stream/replay-raw";
 import type { StoredUnit } from "../redis/stream/segments";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
@@ -142,7 +143,7 @@ export class CloneJobs implements JobKind {
     const ep: RedisEndpoint = { host: spec.host, port: spec.port, ...(spec.password !== undefined ? { password: spec.password } : {}) };
     await this.waitLoaded(spec, ep, ctx.signal);
     ctx.progress(60);
-    const replay = units.length ? await replayUnits(ep, units) : undefined;
+    const replay = units.length ? await replayRaw(ep, units) : undefined;
     if (replay?.errors) throw new Error(`replaying the stream into the clone gave ${replay.errors} error(s), the first: ${replay.firstError ?? ""}`);
     ctx.progress(90);
     await persist(ep, spec.dataDir);
