@@ -116,6 +116,8 @@ export async function startServer(config: Config, env: NodeJS.ProcessEnv = proce
   // After listening, so a window missed while the server was down is caught up at once if still open.
   services.scheduler.start(config.schedulerIntervalMs);
   services.streams.start();
+  // This node's clones: started again if they are not running (they outlive a stop of the service).
+  services.provisioning.start();
   // Storage against the catalogue: orphans of crashes removed (in the background: a large bucket takes a while).
   const reconciled = reconcileStorage({ catalog, store: services.store }).then((r) => {
     if (r.orphans.length) logger.warn({ orphans: r.orphans.length, removed: r.removed, examples: r.orphans.slice(0, 5) }, "removed files no backup accounts for");

@@ -110,6 +110,10 @@ export interface Config {
    * automatic-backup window, and at least once a day.
    */
   pitrBaseEveryMs?: number;
+  /** CloneInstances: the redis-server binary a clone runs (default: redis-server on PATH). */
+  cloneRedisServer: string;
+  /** CloneInstances: the ports clones listen on (on advertiseHost), inclusive. */
+  clonePorts: { from: number; to: number };
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -143,6 +147,8 @@ export const DEFAULTS: Config = {
   diskReserveBytes: 4 * 1024 * 1024,
   encryptBackups: false,
   downloadEncrypted: false,
+  cloneRedisServer: "redis-server",
+  clonePorts: { from: 7400, to: 7499 },
 };
 
 export function catalogFile(dataDir: string): string {

@@ -16,6 +16,9 @@ import { RestoreJobs } from "./jobs/restores";
 import { makeNodeId, TaskRunner } from "./queue";
 import { Scheduler } from "./jobs/scheduler";
 import { StreamJobs } from "./jobs/streams";
+import { CloneJobs } from "./jobs/clones";
+import { LocalProcessProvider } from "./instances/local";
+import { Provisioning, provisioningOwner } from "./instances/supervisor";
 import { SpaceGuard, SpaceTarget } from "./jobs/disk-space";
 import { createLogger, Logger } from "./log";
 import { LocalTime } from "./protocol/time";
@@ -53,6 +56,9 @@ export interface Services {
   /** Second-level backup: the replication streams this node holds (started by `serve`). */
   streams: StreamJobs;
   links: LinkSigner;
+  /** The instances this node provisions (CloneInstances) and their supervision (started by `serve`). */
+  provisioning: Provisioning;
+  clones: CloneJobs;
   /** The disk reserve of the SQLite catalogue (absent with PostgreSQL). */
   reserve?: DiskReserve;
   /** Stops the runner and the scheduler (their jobs record their end), then closes the catalogue. */
@@ -113,19 +119,25 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
       keys, encryptByDefault: config.encryptBackups, ...(config.captureMode === "spool" ? { spool: new SpoolDir(spoolDir(config.dataDir)) } : {}) });
     const exports = new ExportJobs({ catalog, store, clock, logger, queue: runner });
     const restores = new RestoreJobs({ catalog, store, clock, logger, queue: runner, advertiseHost: config.advertiseHost, clusterHosts: config.clusterHosts, digests });
-    for (const kind of [backups, exports, restores, new RetireJobs(store)]) runner.register(kind);
+    const provisioning = new Provisioning({
+      catalog, clock, logger: logger.child({ component: "instances" }), provider: new LocalProcessProvider({ redisServer: config.cloneRedisServer }),
+      owner: provisioningOwner(config.nodeId), root: path.join(config.dataDir, "instances"), host: config.advertiseHost, ports: config.clonePorts, pollMs: config.pollMs,
+    });
+    const clones = new CloneJobs({ catalog, store, clock, logger, queue: runner, provisioning });
+    for (const kind of [backups, exports, restores, clones, new RetireJobs(store)]) runner.register(kind);
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }), store });
     const streams = new StreamJobs({
       catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests,
       bases: { ...(config.pitrBaseEveryMs !== undefined ? { everyMs: config.pitrBaseEveryMs } : {}), time },
-      proofRedisServer: (config as { cloneRedisServer?: string }).cloneRedisServer ?? "redis-server", scratchDir: path.join(config.dataDir, "scratch"),
+      proofRedisServer: config.cloneRedisServer, scratchDir: path.join(config.dataDir, "scratch"),
     });
     const links = await LinkSigner.open(catalog);
     let closing: Promise<void> | undefined;
     return {
-      config, logger, clock, time, regions, catalog, store, keys, nodeId, runner, backups, digests, exports, restores, scheduler, streams, links, reserve,
+      config, logger, clock, time, regions, catalog, store, keys, nodeId, runner, backups, digests, exports, restores, scheduler, streams, links, reserve, provisioning, clones,
       close() {
         closing ??= (async () => {
+          await provisioning.stop();
           await scheduler.stop();
           await streams.stop();
           await runner.stop();

@@ -10,7 +10,10 @@ import type { Page } from "playwright-core";
 import { actions } from "../src/actions";
 import { send } from "./support/dataset";
 import { launchBrowserPage, Browser } from "./support/browser";
-import { RedisProcess, startRedis, waitFor } from "./support/redis";
+import path from "node:path";
+import { RespConnection } from "../src/redis/client/resp";
+import { processesIn } from "../src/instances/local";
+import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 
 const OTHER = { secretId: "AKIDconsolepitrother00000000002", secretKey: "other-console-pitr-key", account: "1300000052" };
@@ -23,6 +26,8 @@ let browser: Browser;
 let page: Page;
 let base: string;
 let seed: object;
+let clonePorts: { from: number; to: number };
+const cloneDirs: string[] = [];
 
 before(async () => {
   master = await startRedis(["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"]);
@@ -36,7 +41,9 @@ before(async () => {
       { InstanceId: ID.foreign, InstanceName: "theirs", Region: "ap-guangzhou", Account: OTHER.account, Redis: url },
     ],
   };
-  srv = await startTestServer(seed, { schedulerIntervalMs: 0, rateLimit: 0, pitrBaseEveryMs: 3000 });
+  const p = Math.min(await freePort(), 65000);
+  clonePorts = { from: p, to: p + 5 };
+  srv = await startTestServer(seed, { schedulerIntervalMs: 0, rateLimit: 0, pitrBaseEveryMs: 3000, clonePorts });
   sdk = srv.client({ language: "en-US" });
   base = `http://127.0.0.1:${srv.port}`;
   ({ browser, page } = await launchBrowserPage());
@@ -46,6 +53,7 @@ after(async () => {
   if (process.env.H17B_PROBE) (await import("node:fs")).writeFileSync(process.env.H17B_PROBE, srv.logs.filter((l) => /stream proof|scheduled stream base|digest/.test(l)).join("\n"));
   await browser?.close();
   await srv?.close();
+  for (const pid of cloneDirs.flatMap((d) => processesIn(d))) process.kill(pid, "SIGKILL");
   master?.kill();
 });
 
@@ -85,6 +93,24 @@ test("the instance page shows the restorable range, no gaps and the last proof; 
   assert.ok(latest.proof!.ok || latest.backupId !== proved.backupId, latest.proof!.detail);
   if (actions.has("CloneInstances")) {
     assert.equal(await page.locator("[data-testid='pitr-clone']").count(), 1);
+    // Clone to a second that is stored: a new instance, listed, ready, holding the master's keys.
+    await send(master.endpoint, [["SET", "before-clone", "yes"]]);
+    const at = Math.floor(Date.now() / 1000);
+    await waitFor("the second stored", async () => ((await srv.services.catalog.lastStreamSegment(ID.on, 0))?.toMs ?? 0) > (at + 1) * 1000 ? true : undefined, 20_000, 100);
+    await page.fill("[data-testid='pitr-clone'] input[name=at]", srv.services.time.format(at * 1000));
+    await page.click("[data-testid='pitr-clone-submit']");
+    const created = await pitrText("pitr-clone-created");
+    const id = /crs-[a-z0-9]{8}/.exec(created)?.[0];
+    assert.ok(id, created);
+    cloneDirs.push(path.join(srv.dataDir, "data", "instances", id));
+    const clone = await waitFor("the clone ready", async () => (await sdk.DescribeInstances({ InstanceId: id })).InstanceSet!.find((i) => i.Status === 2), 60_000, 100);
+    const conn = await RespConnection.connect({ host: clone.WanIp!, port: clone.Port! });
+    try {
+      assert.equal(String(await conn.command("GET", "before-clone")), "yes");
+      assert.equal(String(await conn.command("GET", "k:7")), "v7");
+    } finally {
+      conn.close();
+    }
   } else {
     assert.match(await pitrText("pitr-clone-unavailable"), /no CloneInstances; use crs-backup restore --at/);
     assert.equal(await page.locator("[data-testid='pitr-clone']").count(), 0);
@@ -104,7 +130,7 @@ test("an outage of the stream shows as a gap in the list and on the bar", async 
     await send(master.endpoint, [["SET", `during:${i}`, "x"]]);
     await new Promise((r) => setTimeout(r, 20));
   }
-  srv = await startTestServer(seed, { schedulerIntervalMs: 0, rateLimit: 0, pitrBaseEveryMs: 3000 }, dataDir);
+  srv = await startTestServer(seed, { schedulerIntervalMs: 0, rateLimit: 0, pitrBaseEveryMs: 3000, clonePorts }, dataDir);
   base = `http://127.0.0.1:${srv.port}`;
   await waitFor("the stream back", async () => {
     const last = await srv.services.catalog.lastStreamSegment(ID.on, 0);

@@ -25,6 +25,8 @@ before(async () => {
 });
 after(() => srv.close());
 
+/** CloneInstances' required fields besides InstanceId and BackupId. */
+const CLONE_REQUIRED = { GoodsNum: 1, ZoneId: 0, BillingMode: 0, Period: 1, SecurityGroupIdList: [] as string[] };
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
 
 /** Like rawRequest, with a chosen source address and agent (connection reuse). */
@@ -160,6 +162,7 @@ describe("implausible ids never reach the catalogue", () => {
         if ("WeekDays" in a.schema) Object.assign(params, { WeekDays: ["Monday"], TimePeriod: "01:00-02:00" });
         if ("BackupMode" in a.schema) params.BackupMode = "NormalLevelBackup";
         if ("BackupTimestamp" in a.schema) params.BackupTimestamp = 1;
+        if ("GoodsNum" in a.schema) Object.assign(params, CLONE_REQUIRED);
         const body = JSON.stringify(params);
         const r = await rawRequest(gw.port, { body, headers: signV3({ ...KEY, host, body, action: a.name }) });
         failed(r, "ResourceNotFound.InstanceNotExists");
@@ -173,7 +176,7 @@ describe("implausible ids never reach the catalogue", () => {
       for (const name of ["InstanceId", "BackupId"]) {
         if (!(name in a.schema)) continue;
         calls.clear();
-        const params: Record<string, unknown> = { InstanceId: MAIN, BackupId: BACKUPS[0]!.BackupId, [name]: `crs-${"a".repeat(4096)}` };
+        const params: Record<string, unknown> = { ...CLONE_REQUIRED, InstanceId: MAIN, BackupId: BACKUPS[0]!.BackupId, [name]: `crs-${"a".repeat(4096)}` };
         for (const k of Object.keys(params)) if (!(k in a.schema)) delete params[k];
         const body = JSON.stringify(params);
         failed(await rawRequest(gw.port, { body, headers: signV3({ ...KEY, host, body, action: a.name, language: "en-US" }) }), "InvalidParameter", new RegExp(`${name}.*longer than 64`));
@@ -374,8 +377,9 @@ describe("replays and tampering", () => {
 
   test("no read action's parameters fit a state-changing action unless they are exactly its own", () => {
     const mutating = [...actions.values()].filter((a) => a.mutates);
-    assert.deepEqual(mutating.map((a) => a.name).sort(), ["ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "ModifyInstanceBackupMode", "RestoreInstance"]);
+    assert.deepEqual(mutating.map((a) => a.name).sort(), ["CloneInstances", "ManualBackupInstance", "ModifyAutoBackupConfig", "ModifyBackupDownloadRestriction", "ModifyInstanceBackupMode", "RestoreInstance"]);
     const minimal: Record<string, Record<string, unknown>> = {
+      CloneInstances: { ...CLONE_REQUIRED, GoodsNum: "1", ZoneId: "0", BillingMode: "0", Period: "1", InstanceId: MAIN, BackupId: BACKUPS[0]!.BackupId },
       ManualBackupInstance: { InstanceId: MAIN },
       ModifyAutoBackupConfig: { InstanceId: MAIN, WeekDays: ["Monday"], TimePeriod: "01:00-02:00" },
       ModifyBackupDownloadRestriction: { LimitType: "NoLimit" },

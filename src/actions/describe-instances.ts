@@ -13,7 +13,8 @@ const range = "InvalidParameter.InvalidParameter" as const;
 /** The cloud's "no such time" (an instance that is not prepaid, not isolated). */
 const NO_TIME = "0000-00-00 00:00:00";
 
-function instanceSet(i: Instance, time: LocalTime, secondLevel: boolean): Record<string, unknown> {
+/** Status 1 (in a flow) while a clone loads, else 2 (running). */
+function instanceSet(i: Instance, time: LocalTime, secondLevel: boolean, loading = false): Record<string, unknown> {
   let host = "";
   let port = 0;
   let noAuth = true;
@@ -27,9 +28,9 @@ function instanceSet(i: Instance, time: LocalTime, secondLevel: boolean): Record
   const shards = Math.max(1, i.shardNum);
   return {
     InstanceName: i.name, InstanceId: i.instanceId, Appid: Number(i.accountId) || 0, ProjectId: 0, RegionId: 0, ZoneId: 0, VpcId: 0, SubnetId: 0,
-    Status: 2, WanIp: host, Port: port, Createtime: time.format(i.createdAt), Size: i.memSizeMb * shards, SizeUsed: 0,
+    Status: loading ? 1 : 2, WanIp: host, Port: port, Createtime: time.format(i.createdAt), Size: i.memSizeMb * shards, SizeUsed: 0,
     Type: i.instanceType, AutoRenewFlag: 0, DeadlineTime: NO_TIME, Engine: "Redis", ProductType: cluster ? "cluster" : "standalone",
-    UniqVpcId: "", UniqSubnetId: "", BillingMode: 0, InstanceTitle: "运行中", OfflineTime: NO_TIME, SubStatus: 0, Tags: [],
+    UniqVpcId: "", UniqSubnetId: "", BillingMode: 0, InstanceTitle: loading ? "流程中" : "运行中", OfflineTime: NO_TIME, SubStatus: 0, Tags: [],
     InstanceNode: [], RedisShardSize: i.memSizeMb, RedisShardNum: i.shardNum, RedisReplicasNum: 0, PriceId: 0, CloseTime: NO_TIME,
     SlaveReadWeight: 0, InstanceTags: [], ProjectName: "", NoAuth: noAuth, ClientLimit: 0, DtsStatus: 0, NetLimit: 0, PasswordFree: 0,
     Vip6: ipv6, IPv6: ipv6, ReadOnly: 0, RemainBandwidthDuration: "", DiskSize: 0, MonitorVersion: "", ClientLimitMin: 0, ClientLimitMax: 0,
@@ -66,6 +67,7 @@ export default defineAction({
     if (p.OrderType === 1) list = list.reverse();
     const offset = p.Offset ?? 0;
     const streaming = new Set((await ctx.catalog.streamConfigs("SecondLevelBackup")).map((c) => c.instanceId));
-    return { TotalCount: list.length, InstanceSet: list.slice(offset, offset + (p.Limit ?? 20)).map((i) => instanceSet(i, ctx.time, streaming.has(i.instanceId))) };
+    const loading = new Set((await ctx.catalog.provisionedInstances()).filter((r) => r.state === "loading").map((r) => r.instanceId));
+    return { TotalCount: list.length, InstanceSet: list.slice(offset, offset + (p.Limit ?? 20)).map((i) => instanceSet(i, ctx.time, streaming.has(i.instanceId), loading.has(i.instanceId))) };
   },
 });

@@ -14,10 +14,11 @@ import modifyAutoBackupConfig from "./modify-auto-backup-config";
 import restoreInstance from "./restore-instance";
 import modifyInstanceBackupMode from "./modify-instance-backup-mode";
 import describeSecondLevelBackupInfo from "./describe-second-level-backup-info";
+import cloneInstances from "./clone-instances";
 
 const all = [describeInstanceBackups, describeInstances, describeBackupDetail, describeTaskInfo, describeTaskList, manualBackupInstance,
   describeAutoBackupConfig, modifyAutoBackupConfig, restoreInstance] as unknown as Action[];
 all.push(...([describeBackupUrl, describeBackupDownloadRestriction, modifyBackupDownloadRestriction] as unknown as Action[]));
-all.push(...([modifyInstanceBackupMode, describeSecondLevelBackupInfo] as unknown as Action[]));
+all.push(...([modifyInstanceBackupMode, describeSecondLevelBackupInfo, cloneInstances] as unknown as Action[]));
 
 export const actions: ReadonlyMap<string, Action> = new Map(all.map((a) => [a.name, a]));

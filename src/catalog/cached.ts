@@ -20,7 +20,7 @@ import type { CatalogEngine, ListingSize } from "./engine";
 import { ListingIndex } from "./listing-index";
 import { copyPolicy } from "./rows";
 import { normaliseStatuses } from "./sql-ops";
-import type { Backup, BackupMode, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, StreamBase, StreamConfig, StreamProof, StreamSegment, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
+import type { Backup, BackupMode, BackupQuery, ProvisionedInstance, ProvisionedState, BackupStatus, Credential, Instance, InstanceFields, StreamBase, StreamConfig, StreamProof, StreamSegment, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
 
 /** A rough heap size of a small JSON-like value (strings at two bytes a unit). */
 export function roughSize(v: unknown): number {
@@ -559,5 +559,30 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
   async streamStats(instanceId: string, shard: number): Promise<{ segments: number; bytes: number; fromMs?: number; toMs?: number }> {
     this.guard();
     return this.engine.streamStats(instanceId, shard);
+  }
+
+  async insertProvisioned(p: ProvisionedInstance): Promise<boolean> {
+    this.guard();
+    return this.engine.insertProvisioned(p);
+  }
+
+  async provisioned(instanceId: string): Promise<ProvisionedInstance | undefined> {
+    this.guard();
+    return this.engine.provisioned(instanceId);
+  }
+
+  async provisionedInstances(owner?: string): Promise<ProvisionedInstance[]> {
+    this.guard();
+    return this.engine.provisionedInstances(owner);
+  }
+
+  async setProvisionedState(instanceId: string, from: readonly ProvisionedState[], state: ProvisionedState, owner?: string): Promise<boolean> {
+    this.guard();
+    return this.engine.setProvisionedState(instanceId, from, state, owner);
+  }
+
+  async deleteProvisioned(instanceId: string): Promise<void> {
+    this.guard();
+    return this.engine.deleteProvisioned(instanceId);
   }
 }

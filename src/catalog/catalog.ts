@@ -9,11 +9,15 @@
 // an open transaction. Both engines stand behind one cache (cached.ts). Row-level claims that several nodes
 // race for (a task from the queue, a lease, an automatic backup window, a backup's lock) are single conditional
 // statements that report whether this caller won.
+import type { ProvisionedCatalog } from "./provisioned";
 import type { StreamCatalog } from "./streams";
 import type { Backup, BackupQuery, BackupStatus, Credential, Instance, InstanceFields, Task, TaskFields, TaskQuery, TaskStatus } from "./types";
 
-/** Every catalogue operation; the second-level backup tables' methods are in StreamCatalog (streams.ts). */
-export interface CatalogTx extends StreamCatalog {
+/**
+ * Every catalogue operation; the second-level backup tables' methods are in StreamCatalog (streams.ts), the
+ * provisioned instances' in ProvisionedCatalog (provisioned.ts).
+ */
+export interface CatalogTx extends StreamCatalog, ProvisionedCatalog {
   // --- credentials ---
   credential(secretId: string): Promise<Credential | undefined>;
   credentials(accountId?: string): Promise<Credential[]>;

@@ -4,7 +4,7 @@
 // transactions and migrations (engine.ts). Reads here are never cached; cached.ts caches over them.
 import type { CatalogStats, CatalogTx, TaskQueue } from "./catalog";
 import type { MaybePromise } from "./engine";
-import { StreamTables } from "./streams";
+import { ProvisionedTables } from "./provisioned";
 import { SqlExecutor, updateStatement } from "./dialect";
 import {
   BACKUP_COLUMNS, backupColumns, backupValues, INSTANCE_INSERT_COLUMNS, instanceColumns, instanceValues, likeEscape, Row, TASK_INSERT_COLUMNS, taskColumns,
@@ -22,8 +22,11 @@ export function normaliseStatuses(statuses: readonly number[] | undefined): numb
   return statuses && statuses.length ? [...new Set(statuses)].sort((a, b) => a - b) : undefined;
 }
 
-/** The second-level backup tables' methods (StreamTables) come with every engine's operations, on the same executor. */
-export abstract class SqlOps extends StreamTables implements CatalogTx, TaskQueue {
+/**
+ * The second-level backup tables' methods (StreamTables) and the provisioned instances' (ProvisionedTables, which
+ * extends it) come with every engine's operations, on the same executor.
+ */
+export abstract class SqlOps extends ProvisionedTables implements CatalogTx, TaskQueue {
   constructor(protected readonly x: SqlExecutor) {
     super(x);
   }

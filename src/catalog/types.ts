@@ -194,3 +194,22 @@ export interface StreamProof {
   /** false when the proof could not run at all (no digest, no redis-server): neither pass nor fail. */
   ran?: boolean;
 }
+
+/** Where a provisioned instance (CloneInstances) is: loading (its clone task runs), ready, or being removed. */
+export type ProvisionedState = "loading" | "ready" | "removing";
+
+/** An instance whose Redis server this service runs itself (src/instances/). */
+export interface ProvisionedInstance {
+  instanceId: string;
+  /** The node that runs and supervises its process (--node-id, else the host name). */
+  owner: string;
+  /** `local`: a redis-server process of the owner (src/instances/local.ts). */
+  provider: string;
+  port: number;
+  /** Its own owner-only directory (DATA/instances/<id>). */
+  dataDir: string;
+  state: ProvisionedState;
+  /** The clone task that made it. */
+  taskId?: number;
+  createdAt: number;
+}

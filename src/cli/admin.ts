@@ -92,7 +92,11 @@ export function registerAdminCommands(program: Command): void {
     .action(async (id: string, _o: unknown, cmd: Command) => withServices(cmd, async (s) => {
       const found = await s.catalog.instance(id);
       if (!found || found.deletedAt !== undefined) throw new Error(`no instance ${id}`);
-      const removed = await s.backups.removeInstance(found);
+      let removed = 0;
+      // A clone this service provisioned: its process stopped and its directory deleted too (src/instances/).
+      if (await s.catalog.provisioned(found.instanceId)) {
+        await s.provisioning.remove(found, async () => void (removed = await s.backups.removeInstance(found)));
+      } else removed = await s.backups.removeInstance(found);
       console.log(`removed ${found.instanceId}; ${removed} backup(s) deleted (kept as Status -2 records)`);
     }));
 

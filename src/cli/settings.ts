@@ -10,12 +10,13 @@ import { DEFAULT_REGIONS } from "../protocol/regions";
 import { LOG_LEVELS, LogLevel } from "../log";
 import { LocalTime } from "../protocol/time";
 import { parseIpOrCidr } from "../downloads/restrictions";
+import { parsePortRange } from "../instances/supervisor";
 
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff" | "bytes" | "choice";
+type Kind = "ports" | "string" | "file" | "int" | "port" | "bool" | "list" | "cidrs" | "ratelimit" | "loglevel" | "tz" | "seconds" | "onoff" | "bytes" | "choice";
 
 export interface Setting {
   /** The config-file key (camelCase of the flag). */
@@ -73,6 +74,8 @@ export const SETTINGS: Setting[] = [
   { key: "encryptBackups", flag: "--encrypt-backups <on|off>", env: "CRS_ENCRYPT_BACKUPS", kind: "onoff", scope: "all", help: "encrypt every new backup (AES-256-GCM) unless its instance chooses otherwise (default off; needs --encryption-keys)" },
   { key: "pitrBaseEvery", flag: "--pitr-base-every <seconds>", env: "CRS_PITR_BASE_EVERY", kind: "seconds", min: 1, max: 86400, scope: "serve", help: "second-level backup: take a new base this often (default: in each instance's automatic-backup window, and at least daily)" },
   { key: "downloadEncrypted", flag: "--download-encrypted <on|off>", env: "CRS_DOWNLOAD_ENCRYPTED", kind: "onoff", scope: "serve", help: "download links of encrypted backups serve the encrypted file (DecryptKey in DescribeBackupDetail, over TLS) instead of the plain RDB (default off)" },
+  { key: "cloneRedisServer", flag: "--clone-redis-server <path>", env: "CRS_CLONE_REDIS_SERVER", kind: "string", scope: "serve", help: "CloneInstances: the redis-server binary clones run (default: redis-server on PATH)" },
+  { key: "clonePorts", flag: "--clone-ports <from-to>", env: "CRS_CLONE_PORTS", kind: "ports", scope: "serve", help: "CloneInstances: the ports clones listen on, on --advertise-host (default 7400-7499)" },
 ];
 
 export type RawValues = Record<string, unknown>;
@@ -127,6 +130,11 @@ function parseValue(s: Setting, raw: unknown, where: string): Parsed {
       const max = s.kind === "port" ? 65535 : s.max ?? Number.MAX_SAFE_INTEGER;
       if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(`must be a whole number from ${min} to ${max}`);
       return { value: n };
+    }
+    case "ports": {
+      const range = parsePortRange(String(text ?? ""));
+      if (!range) throw bad("must be a port range FROM-TO (1024 to 65535, FROM <= TO)");
+      return { value: range };
     }
     case "bool":
       if (text === true || text === "true" || text === "1" || text === "yes") return { value: true };

@@ -492,7 +492,6 @@ export class BackupJobs implements JobKind {
     return { committed: r.committed, rdb: r.rdb, spooled: { linkMs: r.linkMs, storeMs: r.storeMs, bytes: r.bytes } };
   }
 
-
   async failed(tx: CatalogTx, task: Task): Promise<void> {
     if (!task.backupId) return;
     const b = await tx.backup(task.backupId);

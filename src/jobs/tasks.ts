@@ -9,6 +9,8 @@ export const TASK = {
   deleteBackup: "014",
   autoBackup: "017",
   removeBackupFile: "046",
+  /** CloneInstances: a new instance from a backup, or from a second of the stream. */
+  clone: "026",
   /** ModifyInstanceBackupMode: no code is documented; this one is ours. */
   modifyBackupMode: "090",
 } as const;
@@ -19,6 +21,7 @@ export const TASK_NAMES: Record<string, string> = {
   "012": "FLOW_BACKUPINSTANCE",
   "014": "FLOW_DELBACKUP",
   "017": "FLOW_AUTOBACKUP",
+  "026": "FLOW_CLONEBACKUP",
   "046": "FLOW_REMOVE_BACKUP_FILE",
   "090": "FLOW_MODIFY_BACKUP_MODE",
 };

@@ -36,6 +36,8 @@ const catalogue = {
   "InvalidParameter.Period": { zh: "备份时间段 `TimePeriod` 无效：{reason}", en: "Invalid backup period `TimePeriod`: {reason}" },
   "InvalidParameterValue.WeekDaysIsInvalid": { zh: "备份周期 `WeekDays` 无效：{reason}", en: "Invalid backup days `WeekDays`: {reason}" },
   "InvalidParameterValue.BackupNotExists": { zh: "备份 `{backupId}` 不存在。", en: "The backup `{backupId}` does not exist." },
+  "InvalidParameterValue.PasswordRuleError": { zh: "密码规则错误：{reason}", en: "The password does not meet the rules: {reason}" },
+  "InvalidParameterValue.PasswordEmpty": { zh: "密码为空：{reason}", en: "The password is empty: {reason}" },
   "InvalidParameterValue.PasswordError": { zh: "实例密码错误。", en: "The instance password is incorrect." },
   "ResourceNotFound.InstanceNotExists": { zh: "根据 serialId 没有找到对应 redis：`{instanceId}`。", en: "No Redis instance `{instanceId}` was found." },
   "ResourceNotFound.TaskNotExists": { zh: "任务 `{taskId}` 不存在。", en: "The task `{taskId}` does not exist." },
