@@ -104,6 +104,11 @@ export interface Config {
    * automatic-backup window, and at least once a day.
    */
   pitrBaseEveryMs?: number;
+  /**
+   * Second-level backup: the group-commit interval (the RPO bound) when the storage is S3; local storage always
+   * commits every second. Default 5000 ms.
+   */
+  streamCommitS3Ms: number;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -127,6 +132,7 @@ export const DEFAULTS: Config = {
   pollMs: 1_000,
   keepAliveTimeoutMs: 65_000,
   clusterHosts: [],
+  streamCommitS3Ms: 5_000,
   logLevel: "info",
   workers: 1,
   downloadRedirect: false,
