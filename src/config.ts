@@ -114,6 +114,11 @@ export interface Config {
   cloneRedisServer: string;
   /** CloneInstances: the ports clones listen on (on advertiseHost), inclusive. */
   clonePorts: { from: number; to: number };
+  /**
+   * Second-level backup: the group-commit interval (the RPO bound) when the storage is S3; local storage always
+   * commits every second. Default 5000 ms.
+   */
+  streamCommitS3Ms: number;
   /** Injected by tests and tools. */
   clock?: Clock;
   logger?: Logger;
@@ -138,6 +143,7 @@ export const DEFAULTS: Config = {
   pollMs: 1_000,
   keepAliveTimeoutMs: 65_000,
   clusterHosts: [],
+  streamCommitS3Ms: 5_000,
   logLevel: "info",
   workers: 1,
   downloadRedirect: false,

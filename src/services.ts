@@ -128,6 +128,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const scheduler = new Scheduler({ catalog, backups, clock, time, auditDays: config.auditDays, autoBackups: config.autoBackups, logger: logger.child({ component: "scheduler" }), store });
     const streams = new StreamJobs({
       catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests,
+      flushMs: store.describe().startsWith("s3://") ? config.streamCommitS3Ms : 1000, clusterHosts: config.clusterHosts,
       bases: { ...(config.pitrBaseEveryMs !== undefined ? { everyMs: config.pitrBaseEveryMs } : {}), time },
       proofRedisServer: config.cloneRedisServer, scratchDir: path.join(config.dataDir, "scratch"),
     });

@@ -1,8 +1,9 @@
 // DescribeSecondLevelBackupInfo: for a second, the backup a restore to it starts from, the seconds without
 // backup data (MissingTimestamps, over the whole time second-level backup has been on, within 7 days) and when
-// it was switched on (StartTimestamp).
+// it was switched on (StartTimestamp). A cluster: a second is covered only when every shard's stream covers it
+// (MissingTimestamps is the union of the shards' gaps) and BackupId is then shard 0's base ("" unless all have one).
 import { ApiError } from "../protocol/errors";
-import { missingTimestamps, planPointInTime, PointInTimeError } from "../jobs/point-in-time";
+import { missingTimestamps, planInstancePointInTime, PointInTimeError } from "../jobs/point-in-time";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
 export default defineAction({
@@ -22,10 +23,11 @@ export default defineAction({
     const at = p.BackupTimestamp!;
     if (at * 1000 > now) throw new ApiError("InvalidParameter.InvalidParameter", { reason: `\`BackupTimestamp\` ${at} is in the future (now ${Math.floor(now / 1000)})` });
     if (at * 1000 < now - 7 * 86_400_000) throw new ApiError("InvalidParameter.InvalidParameter", { reason: `\`BackupTimestamp\` ${at} is more than 7 days ago` });
-    const missing = await missingTimestamps(ctx.catalog, config, now);
+    const missing = await missingTimestamps(ctx.catalog, config, now, instance.shardNum);
     let backupId = "";
     try {
-      backupId = (await planPointInTime(ctx.catalog, config, at, now)).backup.backupId;
+      // A cluster: the second needs every shard's base; BackupId names shard 0's (the first the restore loads).
+      backupId = (await planInstancePointInTime(ctx.catalog, config, at, now, instance.shardNum))[0]!.backup.backupId;
     } catch (err) {
       if (!(err instanceof PointInTimeError)) throw err;
       // No base reaches that second (before the first base, inside a gap, not stored yet): no BackupId.

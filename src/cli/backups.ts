@@ -214,8 +214,8 @@ async function restoreAtHere(s: Services, o: RestoreFlags): Promise<void> {
   let result;
   try {
     result = await restoreAt(s.catalog, s.store, source, target, Math.floor(atMs / 1000), s.clock.now(), {
-      loadBase: async (backup, into) => {
-        const { taskId } = await s.restores.enqueue(backup, into, { mode: "auto", replace: true });
+      loadBase: async (backup, into, opts) => {
+        const { taskId } = await s.restores.enqueue(backup, into, { mode: opts?.merge ? "commands" : "auto", replace: true });
         const outcome = await s.runner.runHere(taskId);
         if (!outcome.ok) throw new Error(`loading the base ${backup.backupId} failed: ${outcome.message}`);
       },
@@ -224,7 +224,12 @@ async function restoreAtHere(s: Services, o: RestoreFlags): Promise<void> {
     if (err instanceof PointInTimeError) throw new Error(`cannot restore to ${o.at}: ${err.message}`);
     throw err;
   }
-  console.log(`restored ${target.instanceId} to ${o.at} (${s.config.tz}): base ${result.backupId} + ${result.units} unit(s), ${result.commands} command(s) of the stream up to offset ${result.offset}`);
+  if (result.shards) {
+    console.log(`restored ${target.instanceId} to ${o.at} (${s.config.tz}) from ${result.shards.length} shards: ${result.units} unit(s), ${result.commands} command(s) of the streams`);
+    for (const x of result.shards) console.log(`  shard ${x.shard}: base ${x.backupId} + ${x.units} unit(s) up to offset ${x.offset}`);
+  } else {
+    console.log(`restored ${target.instanceId} to ${o.at} (${s.config.tz}): base ${result.backupId} + ${result.units} unit(s), ${result.commands} command(s) of the stream up to offset ${result.offset}`);
+  }
   if (result.errors) console.log(`  ${result.errors} command(s) answered with an error; the first: ${result.firstError}`);
 }
 

@@ -1,7 +1,7 @@
 // `crs-backup pitr status ID`: an instance's second-level backup as the catalogue has it — mode, the streaming
 // node and what it last said, bases, stored segments, the covered range and the seconds without data.
 import type { Command } from "commander";
-import { missingTimestamps } from "../jobs/point-in-time";
+import { missingTimestamps, streamShards } from "../jobs/point-in-time";
 import { parseEndpointUrl } from "../redis/client/url";
 import { OffsetSampler } from "../redis/stream/sampler";
 import { UsageError } from "./settings";
@@ -15,11 +15,19 @@ export function registerPitrCommands(program: Command): void {
     .action(async (id: string, o: { output: string }, cmd: Command) => withServices(cmd, async (s) => {
       const format = formatOf(o.output);
       const config = await s.catalog.streamConfig(id);
-      if (!(await s.catalog.instance(id))) throw new Error(`no instance ${id}`);
+      const instance = await s.catalog.instance(id);
+      if (!instance) throw new Error(`no instance ${id}`);
       const now = s.clock.now();
+      const shardList = await streamShards(s.catalog, id, instance.shardNum);
       const segments = await s.catalog.streamSegments(id, 0);
       const bases = await s.catalog.streamBases(id, 0);
-      const gaps = config ? await missingTimestamps(s.catalog, config, now) : [];
+      const gaps = config ? await missingTimestamps(s.catalog, config, now, shardList.length) : [];
+      // A cluster: each shard's own stream (the top-level figures are shard 0's; `missing` combines all shards).
+      const shards = shardList.length < 2 ? {} : { shards: await Promise.all(shardList.map(async (shard) => {
+        const st = await s.catalog.streamStats(id, shard);
+        const last = await s.catalog.lastStreamSegment(id, shard);
+        return { shard, bases: (await s.catalog.streamBases(id, shard)).length, segments: st.segments, storedBytes: st.bytes, durableOffset: last?.endOffset, coveredUntil: st.toMs !== undefined ? s.time.format(st.toMs) : "" };
+      })) };
       const status = {
         instanceId: id, mode: config?.mode ?? "NormalLevelBackup", since: config?.since !== undefined ? s.time.format(config.since) : "",
         node: config?.owner ?? "", leaseUntil: config?.leaseUntil !== undefined ? s.time.format(config.leaseUntil) : "", state: config?.status ?? "",
@@ -32,13 +40,19 @@ export function registerPitrCommands(program: Command): void {
         retentionDays: config?.retentionDays ?? 7,
         restorableFrom: bases.length ? s.time.format(Math.ceil(bases[0]!.takenAt / 1000) * 1000) : "",
         ...lastProof(bases, s.time.format.bind(s.time)),
+        ...shards,
       };
       if (format === "json") {
         process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
         return;
       }
       for (const [k, v] of Object.entries(status)) {
-        const shown = k === "storedBytes" || k === "lagBytes" ? formatBytes(v as number) : Array.isArray(v) ? (v.length ? v.map((x) => (typeof x === "string" ? x : `${x.backupId} ${x.taken} @${x.offset}`)).join("; ") : "none") : String(v ?? "");
+        const item = (x: unknown): string => {
+          if (typeof x === "string") return x;
+          const r = x as { backupId?: string; taken?: string; offset?: number; shard?: number; bases?: number; segments?: number; storedBytes?: number; durableOffset?: number; coveredUntil?: string };
+          return r.shard !== undefined ? `shard ${r.shard}: ${r.bases} base(s), ${r.segments} segment(s), ${formatBytes(r.storedBytes ?? 0)}, @${r.durableOffset ?? "-"}, to ${r.coveredUntil}` : `${r.backupId} ${r.taken} @${r.offset}`;
+        };
+        const shown = k === "storedBytes" || k === "lagBytes" ? formatBytes(v as number) : Array.isArray(v) ? (v.length ? v.map(item).join("; ") : "none") : String(v ?? "");
         console.log(`${k.padEnd(14)}${shown}`);
       }
     }));

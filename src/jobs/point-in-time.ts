@@ -2,8 +2,14 @@
 // second needs (planPointInTime), the seconds with no backup data (missingTimestamps), and the restore itself
 // into a registered instance (restoreAt: the base through the existing restore job, then the units replayed up
 // to the cut).
+//
+// A cluster (one stream per shard, shards numbered as cluster backups number them): a second is one cut time,
+// (S+1)*1000 ms, applied to each shard's stream with that shard's own samples; it is restorable only when every
+// shard covers it (MissingTimestamps is the union of the shards' gaps). The *Shard/*Instance variants plan per
+// shard; planPointInTime/unitsOfPlan/restoreAt keep their standalone signatures (shard 0).
 import type { Catalog } from "../catalog/catalog";
 import type { Backup, Instance, StreamBase, StreamConfig, StreamSegment } from "../catalog/types";
+import { isClusterType } from "../protocol/instance-types";
 import { parseEndpointUrl } from "../redis/client/url";
 import { replayUnits, ReplayResult } from "../redis/stream/replay";
 import { readSegment, StoredUnit } from "../redis/stream/segments";
@@ -26,28 +32,82 @@ export interface PointInTimePlan {
 
 const WINDOW_MS = 7 * 86_400_000;
 
-/** The covered time ranges and the seconds without data between `since` and `now`. */
-export async function missingTimestamps(catalog: Catalog, config: StreamConfig, now: number): Promise<Array<{ start: number; end: number }>> {
+/**
+ * The shards of an instance's stream: 0..n-1 with n the larger of `shardNum` (the instance's ShardNum, which the
+ * stream sets from the topology it reads) and the shards that have a base. A standalone instance: [0].
+ */
+export async function streamShards(catalog: Catalog, instanceId: string, shardNum = 1): Promise<number[]> {
+  const top = (await catalog.streamBases(instanceId)).reduce((m, b) => Math.max(m, b.shard), 0);
+  return Array.from({ length: Math.max(shardNum, top + 1, 1) }, (_, i) => i);
+}
+
+/** Joins overlapping or adjacent inclusive ranges of seconds. */
+function mergeRanges(ranges: Array<{ start: number; end: number }>): Array<{ start: number; end: number }> {
+  const out: Array<{ start: number; end: number }> = [];
+  for (const r of [...ranges].sort((a, b) => a.start - b.start)) {
+    const last = out.at(-1);
+    if (last && r.start <= last.end + 1) last.end = Math.max(last.end, r.end);
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+/**
+ * The seconds without backup data between `since` and `now`: for a cluster, the union of every shard's (a second
+ * is restorable only if every shard covers it). `shardNum`: the instance's ShardNum (default: from the bases).
+ */
+export async function missingTimestamps(catalog: Catalog, config: StreamConfig, now: number, shardNum?: number): Promise<Array<{ start: number; end: number }>> {
+  if (config.since === undefined) return [];
+  const shards = await streamShards(catalog, config.instanceId, shardNum);
+  if (shards.length === 1) return shardMissingTimestamps(catalog, config, 0, now);
+  const all = [];
+  for (const shard of shards) all.push(...await shardMissingTimestamps(catalog, config, shard, now));
+  return mergeRanges(all);
+}
+
+/** One shard's seconds without data between `since` and `now`. */
+export async function shardMissingTimestamps(catalog: Catalog, config: StreamConfig, shard: number, now: number): Promise<Array<{ start: number; end: number }>> {
   if (config.since === undefined) return [];
   const from = Math.max(config.since, now - WINDOW_MS);
-  const segments = await catalog.streamSegments(config.instanceId, 0, from, now);
+  const segments = await catalog.streamSegments(config.instanceId, shard, from, now);
   // Seconds before the oldest kept base have no backup data (retention reclaimed it: jobs/stream-retention.ts).
-  const oldest = (await catalog.streamBases(config.instanceId, 0))[0]?.takenAt ?? 0;
+  const oldest = (await catalog.streamBases(config.instanceId, shard))[0]?.takenAt ?? 0;
   const ranges: Coverage[] = segments.filter((s) => s.toMs > oldest).map((s) => ({ fromMs: Math.max(s.fromMs, oldest), toMs: s.toMs }));
   return missingRanges(ranges, from, now);
 }
 
-/** The base and segments a restore to the end of second `atSec` (Unix seconds) reads. */
+/** The base and segments a restore to the end of second `atSec` (Unix seconds) reads (a standalone instance: shard 0). */
 export async function planPointInTime(catalog: Catalog, config: StreamConfig, atSec: number, now: number): Promise<PointInTimePlan> {
+  return planShardPointInTime(catalog, config, 0, atSec, now);
+}
+
+/** One plan per shard, in shard order, for the same cut; refused unless every shard covers the second. */
+export async function planInstancePointInTime(catalog: Catalog, config: StreamConfig, atSec: number, now: number, shardNum?: number): Promise<PointInTimePlan[]> {
+  const shards = await streamShards(catalog, config.instanceId, shardNum);
+  const gaps = await missingTimestamps(catalog, config, now, shards.length);
+  const plans: PointInTimePlan[] = [];
+  for (const shard of shards) {
+    try {
+      plans.push(await planShardPointInTime(catalog, config, shard, atSec, now, gaps));
+    } catch (err) {
+      if (err instanceof PointInTimeError && shards.length > 1) throw new PointInTimeError(`shard ${shard}: ${err.message}`);
+      throw err;
+    }
+  }
+  return plans;
+}
+
+/** One shard's base and segments for a restore to the end of second `atSec`. */
+export async function planShardPointInTime(catalog: Catalog, config: StreamConfig, shard: number, atSec: number, now: number, knownGaps?: Array<{ start: number; end: number }>): Promise<PointInTimePlan> {
   const cutoffMs = (atSec + 1) * 1000;
   if (config.mode !== "SecondLevelBackup" || config.since === undefined) throw new PointInTimeError(`second-level backup is not on for ${config.instanceId}`);
   if (cutoffMs <= config.since) throw new PointInTimeError(`second-level backup of ${config.instanceId} started at ${Math.floor(config.since / 1000)}; ${atSec} is before it`);
   if (atSec * 1000 < now - WINDOW_MS) throw new PointInTimeError(`${atSec} is more than 7 days ago`);
-  const gaps = await missingTimestamps(catalog, config, now);
+  const gaps = knownGaps ?? await missingTimestamps(catalog, config, now);
   const gap = gaps.find((g) => atSec >= g.start && atSec <= g.end);
   if (gap) throw new PointInTimeError(`there is no backup data for ${atSec}: the stream has a gap from ${gap.start} to ${gap.end}`);
-  const bases = (await catalog.streamBases(config.instanceId, 0)).filter((b) => b.takenAt < cutoffMs).reverse();
-  const all = await catalog.streamSegments(config.instanceId, 0);
+  const bases = (await catalog.streamBases(config.instanceId, shard)).filter((b) => b.takenAt < cutoffMs).reverse();
+  const all = await catalog.streamSegments(config.instanceId, shard);
   for (const base of bases) {
     const backup = await catalog.backup(base.backupId);
     if (!backup || (backup.status !== 2 && backup.status !== 4)) continue;
@@ -115,14 +175,20 @@ export async function unitsOfPlan(store: BlobStore, plan: PointInTimePlan): Prom
 }
 
 export interface RestoreAtHooks {
-  /** Loads the base into the target (the existing restore task); resolves when it succeeded. */
-  loadBase(backup: Backup, target: Instance): Promise<void>;
+  /**
+   * Loads the base into the target (the existing restore task); resolves when it succeeded. `merge`: a cluster's
+   * second and later shard bases, whose keys are added by commands to what the first one loaded (never flushed).
+   */
+  loadBase(backup: Backup, target: Instance, opts?: { merge: boolean }): Promise<void>;
 }
 
 export interface RestoreAtResult extends ReplayResult {
+  /** The base (a cluster: shard 0's; every shard's in `shards`). */
   backupId: string;
-  /** The offset of the last unit replayed (the base's offset when none). */
+  /** The offset of the last unit replayed (the base's offset when none); a cluster: shard 0's. */
   offset: number;
+  /** A cluster: each shard's base, units replayed and offset reached. */
+  shards?: Array<{ shard: number; backupId: string; units: number; offset: number }>;
 }
 
 /** Restores `target` to the end of second `atSec` of `source`'s stream. */
@@ -130,9 +196,34 @@ export async function restoreAt(catalog: Catalog, store: BlobStore, source: Inst
   const config = await catalog.streamConfig(source.instanceId);
   if (!config) throw new PointInTimeError(`second-level backup was never switched on for ${source.instanceId}`);
   if (!target.redisUrl) throw new PointInTimeError(`${target.instanceId} has no Redis server registered`);
-  const plan = await planPointInTime(catalog, config, atSec, now);
-  const units = await unitsOfPlan(store, plan);
-  await hooks.loadBase(plan.backup, target);
-  const r = await replayUnits(parseEndpointUrl(target.redisUrl), units);
-  return { ...r, backupId: plan.backup.backupId, offset: units.length ? units[units.length - 1]!.end : plan.base.offset };
+  const plans = await planInstancePointInTime(catalog, config, atSec, now, source.shardNum);
+  if (plans.length === 1) {
+    const plan = plans[0]!;
+    const units = await unitsOfPlan(store, plan);
+    await hooks.loadBase(plan.backup, target);
+    const r = await replayUnits(parseEndpointUrl(target.redisUrl), units);
+    return { ...r, backupId: plan.backup.backupId, offset: units.length ? units[units.length - 1]!.end : plan.base.offset };
+  }
+  // A cluster's second into one standalone server: shard 0's base replaces its data set (or is merged by
+  // commands when it cannot be loaded as it is), every other shard's base is merged by commands; then each
+  // shard's units up to the cut are replayed (shards own disjoint slots, so their order between shards is free).
+  if (target.shardNum > 1 || isClusterType(target.instanceType)) {
+    throw new PointInTimeError(`${source.instanceId} is a cluster: a second of it restores into a standalone target (all shards' keys in one server); ${target.instanceId} is a cluster`);
+  }
+  const unitsOf = await Promise.all(plans.map((p) => unitsOfPlan(store, p)));
+  for (const [i, p] of plans.entries()) await hooks.loadBase(p.backup, target, { merge: i > 0 });
+  const ep = parseEndpointUrl(target.redisUrl);
+  const total: ReplayResult = { units: 0, commands: 0, errors: 0, ms: 0 };
+  const shards: NonNullable<RestoreAtResult["shards"]> = [];
+  for (const [i, p] of plans.entries()) {
+    const units = unitsOf[i]!;
+    const r = await replayUnits(ep, units);
+    total.units += r.units;
+    total.commands += r.commands;
+    total.errors += r.errors;
+    total.ms += r.ms;
+    if (r.firstError && !total.firstError) total.firstError = `shard ${i}: ${r.firstError}`;
+    shards.push({ shard: p.base.shard, backupId: p.backup.backupId, units: r.units, offset: units.length ? units.at(-1)!.end : p.base.offset });
+  }
+  return { ...total, backupId: shards[0]!.backupId, offset: shards[0]!.offset, shards };
 }

@@ -57,7 +57,7 @@ export interface ScheduledBase {
 export async function takeScheduledBase(o: StreamJobsOptions, session: StreamSession): Promise<ScheduledBase | undefined> {
   const { store, clock, catalog } = o;
   const instance = session.instanceRecord;
-  const previous = (await catalog.streamBases(instance.instanceId, 0)).at(-1);
+  const previous = (await catalog.streamBases(instance.instanceId, session.shard)).at(-1);
   let taken: { backupId: string; writer: BlobWriter; replid: string; offset: number; at: number } | undefined;
   let recorded: { files: Awaited<ReturnType<StreamSession["recordBase"]>> } | undefined;
   let failure: Error | undefined;
@@ -87,7 +87,7 @@ export async function takeScheduledBase(o: StreamJobsOptions, session: StreamSes
     o.logger.info({ instanceId: instance.instanceId, reason: failure?.message }, "scheduled stream base not recorded");
     return undefined;
   }
-  const base: StreamBase = { backupId: taken.backupId, instanceId: instance.instanceId, shard: 0, replid: taken.replid, offset: taken.offset, takenAt: taken.at };
+  const base: StreamBase = { backupId: taken.backupId, instanceId: instance.instanceId, shard: session.shard, replid: taken.replid, offset: taken.offset, takenAt: taken.at };
   o.logger.info({ instanceId: instance.instanceId, backupId: base.backupId, offset: base.offset }, "scheduled stream base taken");
   // Its digest as for any backup; the proof needs it, so without --capture-digest it is computed here.
   const files = o.digests ? await o.digests.schedule(base.backupId, recorded.files) : recorded.files;

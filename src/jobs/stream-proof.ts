@@ -43,7 +43,7 @@ export interface ProofOptions {
 
 /** The stored units after `from.offset` through `to.offset`, in stream order; undefined if the stream breaks first. */
 export async function unitsBetween(catalog: Catalog, store: BlobStore, from: StreamBase, to: StreamBase): Promise<StoredUnit[] | undefined> {
-  const all = await catalog.streamSegments(from.instanceId, 0);
+  const all = await catalog.streamSegments(from.instanceId, from.shard);
   const first = baseSegment(all, from);
   if (first < 0) return undefined;
   const chain: StreamSegment[] = [all[first]!];

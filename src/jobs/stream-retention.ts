@@ -40,19 +40,27 @@ function keyStart(key: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** One instance's pass. `retentionMs` overrides the config's days (tests). */
+/** One instance's pass, shard by shard (a cluster: each shard's own anchor). `retentionMs` overrides the config's days (tests). */
 export async function reclaimStream(o: StreamRetentionOptions, config: StreamConfig, now: number, retentionMs = config.retentionDays * DAY_MS): Promise<StreamRetentionResult> {
-  const { catalog, store } = o;
   const id = config.instanceId;
   const result: StreamRetentionResult = { instanceId: id, basesRetired: [], segmentsDeleted: 0, bytesReclaimed: 0, blobsSwept: 0 };
+  const shards = [...new Set((await o.catalog.streamBases(id)).map((b) => b.shard))].sort((a, b) => a - b);
+  for (const shard of shards.length ? shards : [0]) await reclaimShard(o, config, shard, now, retentionMs, result);
+  if (result.basesRetired.length || result.segmentsDeleted || result.blobsSwept) o.logger.info({ ...result }, "stream retention");
+  return result;
+}
+
+async function reclaimShard(o: StreamRetentionOptions, config: StreamConfig, shard: number, now: number, retentionMs: number, result: StreamRetentionResult): Promise<void> {
+  const { catalog, store } = o;
+  const id = config.instanceId;
   const horizon = now - retentionMs;
   const bases = [];
-  for (const b of await catalog.streamBases(id, 0)) {
+  for (const b of await catalog.streamBases(id, shard)) {
     const backup = await catalog.backup(b.backupId);
     if (backup && (backup.status === 2 || backup.status === 4)) bases.push({ base: b, backup });
     else if (!backup || backup.status < 0) await catalog.deleteStreamBase(b.backupId); // retired elsewhere: its row goes too
   }
-  const all = await catalog.streamSegments(id, 0);
+  const all = await catalog.streamSegments(id, shard);
   // The anchor: the newest usable base at or before the horizon (one whose stream is stored).
   let anchorAt = -1;
   for (let i = bases.length - 1; i >= 0; i--) {
@@ -68,7 +76,7 @@ export async function reclaimStream(o: StreamRetentionOptions, config: StreamCon
       if ((backup.expireTime ?? 0) < now + DAY_MS) await catalog.updateBackup(backup.backupId, { expireTime: now + DAY_MS });
     }
   }
-  if (anchorAt < 0) return result;
+  if (anchorAt < 0) return;
   const anchor = bases[anchorAt]!.base;
   for (const { base, backup } of bases.slice(0, anchorAt)) {
     if (backup.locked) continue; // held by an export or a restore: retired on a later pass
@@ -92,16 +100,13 @@ export async function reclaimStream(o: StreamRetentionOptions, config: StreamCon
   // kept: below every kept base and segment nothing can be in flight.
   const listed = new Set(all.slice(first).map((s) => s.key).filter(Boolean));
   const floor = Math.min(keep.startOffset, ...bases.slice(anchorAt).map((b) => b.base.offset));
-  for await (const blob of store.list(`streams/${id}/shard-0/`)) {
+  for await (const blob of store.list(`streams/${id}/shard-${shard}/`)) {
     const start = keyStart(blob.key);
     if (listed.has(blob.key) || start === undefined || start >= floor) continue;
     await store.remove(blob.key).catch(() => undefined);
     result.blobsSwept++;
   }
-  if (result.basesRetired.length || result.segmentsDeleted || result.blobsSwept) {
-    o.logger.info({ ...result, anchor: anchor.backupId }, "stream retention");
-  }
-  return result;
+  o.logger.debug({ instanceId: id, shard, anchor: anchor.backupId }, "stream retention anchor");
 }
 
 /** Every stream's pass (the scheduler calls it before the ordinary expiry). */

@@ -8,7 +8,13 @@
 // backup listed like any other (BackupType "1", remark "second-level backup base") with a stream_bases row giving
 // its (replid, offset), committed in one transaction. Units go to the segment log (group commit <= 1 s); the
 // durable offset is what the link acknowledges. A dropped link is reopened from the durable point after a second,
-// while the sampler keeps the timeline going. This first slice streams standalone masters only (shard 0).
+// while the sampler keeps the timeline going.
+//
+// A cluster is streamed under the same ONE lease per instance: every slot-owning master gets its own session
+// (link + sampler + segment log), numbered as cluster backups number shards (masters ordered by first slot).
+// A session whose link drops re-reads the topology (through the registered node, else any node seen before)
+// and reconnects to its shard's master of now: after a failover that is the promoted replica, which answers
+// `PSYNC <old replid> <offset+1>` with `+CONTINUE <new replid>` (psync2), so the stream goes on without a gap.
 import crypto from "node:crypto";
 import type { Catalog } from "../catalog/catalog";
 import type { BackupMode, Instance, StoredFile, StreamConfig, StreamSegment } from "../catalog/types";
@@ -17,6 +23,7 @@ import type { Clock } from "../config";
 import { fileTypeFor, serverOfType } from "../protocol/instance-types";
 import type { RedisEndpoint } from "../redis/client/resp";
 import { parseEndpointUrl } from "../redis/client/url";
+import { discoverShards } from "../redis/capture/capture";
 import type { BackupDigests } from "./digests";
 import { ReplicaLink, ResumePoint } from "../redis/stream/replica";
 import { OffsetSampler } from "../redis/stream/sampler";
@@ -49,6 +56,8 @@ export interface StreamJobsOptions {
   proofRedisServer?: string;
   /** Where proof runs make their scratch directories (under the data dir); absent: the OS temp dir. */
   scratchDir?: string;
+  /** Hosts a cluster may announce nodes on besides the registered one (--cluster-hosts). */
+  clusterHosts?: readonly string[];
 }
 
 /** Samples kept on one idle segment before a new row is started. */
@@ -59,7 +68,7 @@ export function segmentKey(instanceId: string, shard: number, startOffset: numbe
 }
 
 export class StreamJobs {
-  private readonly sessions = new Map<string, StreamSession>();
+  private readonly sessions = new Map<string, InstanceStream>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
@@ -89,22 +98,27 @@ export class StreamJobs {
         await s.stop();
       }
     }
-    if (this.o.bases) for (const s of this.sessions.values()) void s.maybeBase();
+    if (this.o.bases) for (const s of this.sessions.values()) for (const shard of s.shards) void shard.maybeBase();
     for (const c of on.values()) {
       if (this.stopped || this.sessions.has(c.instanceId)) continue;
       if (c.owner && c.owner !== nodeId && (c.leaseUntil ?? 0) >= clock.now()) continue;
       const instance = await catalog.instance(c.instanceId);
       if (!instance?.redisUrl || instance.deletedAt !== undefined) continue;
       if (!(await catalog.claimStream(c.instanceId, nodeId, clock.now() + leaseMs, clock.now()))) continue;
-      const s = new StreamSession(this.o, instance, c);
+      const s = new InstanceStream(this.o, instance, c);
       this.sessions.set(c.instanceId, s);
       s.start();
     }
   }
 
-  /** The session streaming an instance on this node (tests, metrics). */
+  /** The session streaming an instance (its first shard) on this node (tests, metrics). */
   session(instanceId: string): StreamSession | undefined {
-    return this.sessions.get(instanceId);
+    return this.sessions.get(instanceId)?.shards[0];
+  }
+
+  /** Every shard's session of an instance streamed on this node, in shard order ([] when not streamed here). */
+  shardSessions(instanceId: string): readonly StreamSession[] {
+    return this.sessions.get(instanceId)?.shards ?? [];
   }
 
   /**
@@ -136,7 +150,86 @@ export class StreamJobs {
   }
 }
 
-/** One instance's stream on this node. */
+/**
+ * One instance streamed on this node under its lease: one session per shard (one for a standalone master). The
+ * topology is read first (INFO cluster, CLUSTER NODES, the host allow-list); until it can be read it is retried.
+ */
+export class InstanceStream {
+  shards: StreamSession[] = [];
+  private stopped = false;
+  private opening: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly seed: RedisEndpoint;
+  /** Every node seen in a topology read (masters and replicas): where to read it when the seed is down. */
+  private known: RedisEndpoint[] = [];
+
+  constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, private readonly config: StreamConfig) {
+    this.seed = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: ModifyInstanceBackupMode refuses it
+  }
+
+  start(): void {
+    this.opening = this.open();
+  }
+
+  private async open(): Promise<void> {
+    const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
+    while (!this.stopped) {
+      try {
+        const t = await this.topology();
+        if (this.stopped) return;
+        if (!t.cluster) {
+          this.shards = [new StreamSession(this.o, this.instance, this.config, 0, this.seed, async () => this.seed)];
+        } else {
+          if (this.instance.shardNum !== t.masters.length) await this.o.catalog.updateInstance(this.instance.instanceId, { shardNum: t.masters.length }).catch(() => undefined);
+          this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length));
+        }
+        for (const s of this.shards) s.start();
+        return;
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, "stream: the topology could not be read; retrying");
+        await this.o.catalog.setStreamStatus(this.instance.instanceId, this.o.nodeId, `reading the topology: ${(err as Error).message}`).catch(() => undefined);
+        await new Promise<void>((r) => {
+          this.wake = r;
+          setTimeout(r, this.o.retryMs ?? 1000);
+        });
+      }
+    }
+  }
+
+  /** The topology through the registered node, else through any node seen before (the seed may be the dead master). */
+  private async topology(): Promise<{ cluster: boolean; masters: RedisEndpoint[] }> {
+    const opts = { allowedHosts: this.o.clusterHosts ?? [], registeredHosts: [this.seed.host] };
+    let first: Error | undefined;
+    for (const via of [this.seed, ...this.known.filter((k) => k.host !== this.seed.host || k.port !== this.seed.port)]) {
+      try {
+        const t = await discoverShards(via, 10_000, opts);
+        if (t.cluster) this.known = t.shards.flatMap((s) => [s.endpoint, ...s.replicas.map((r) => r.endpoint)]);
+        return { cluster: t.cluster, masters: t.masters };
+      } catch (err) {
+        first ??= err as Error;
+      }
+    }
+    throw first ?? new Error("no node to read the topology from");
+  }
+
+  /** Shard i's master now (after a failover: the promoted replica). A changed number of shards is refused. */
+  private async masterOf(i: number, count: number): Promise<RedisEndpoint> {
+    const t = await this.topology();
+    if (t.masters.length !== count) throw new Error(`the cluster now has ${t.masters.length} masters, the stream ${count}: resharding while streaming is not supported (switch second-level backup off and on)`);
+    return t.masters[i]!;
+  }
+
+  /** Ends every shard's session, then releases the lease. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.opening;
+    await Promise.all(this.shards.map((s) => s.stop()));
+    await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);
+  }
+}
+
+/** One shard's stream (a standalone master: shard 0) on this node. */
 export class StreamSession {
   private link: ReplicaLink | undefined;
   private log: SegmentLog | undefined;
@@ -147,7 +240,7 @@ export class StreamSession {
   /** Ends the wait for the current link (a closed link reports nothing itself). */
   private endLink: ((e: Error) => void) | undefined;
   private last: StreamSegment | undefined;
-  private readonly ep: RedisEndpoint;
+  private ep: RedisEndpoint;
   private readonly startedAt: number;
   /** Samples taken before the segment log exists (while the base streams). */
   private early: Array<[number, number]> = [];
@@ -167,8 +260,9 @@ export class StreamSession {
   /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
   streaming = false;
 
-  constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig) {
-    this.ep = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: streams follow one master for now
+  constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig, readonly shard = 0,
+    ep: RedisEndpoint = parseEndpointUrl(instance.redisUrl!), private readonly locate: () => Promise<RedisEndpoint> = async () => ep, private readonly shardCount = 1) {
+    this.ep = ep;
     this.startedAt = o.clock.now();
   }
 
@@ -177,13 +271,27 @@ export class StreamSession {
   }
 
   start(): void {
+    this.startSampler();
+    this.loop = this.run();
+  }
+
+  private startSampler(): void {
+    this.sampler?.stop();
     this.sampler = new OffsetSampler(this.ep, (s) => {
       this.noteSample(s.offset, s.ms);
       if (this.log) this.log.sample(s);
       else this.early.push([s.offset, s.ms]);
     });
     this.sampler.start();
-    this.loop = this.run();
+  }
+
+  /** Before a reconnect: where the shard's master is now; a moved master gets the sampler moved too. */
+  private async relocate(): Promise<void> {
+    const ep = await this.locate();
+    if (ep.host === this.ep.host && ep.port === this.ep.port) return;
+    this.o.logger.info({ instanceId: this.instance.instanceId, shard: this.shard, from: `${this.ep.host}:${this.ep.port}`, to: `${ep.host}:${ep.port}` }, "stream: the shard's master moved (failover); following it");
+    this.ep = ep;
+    if (!this.stopped) this.startSampler();
   }
 
   private noteSample(offset: number, ms: number): void {
@@ -226,7 +334,7 @@ export class StreamSession {
     // The newest base's time is read once, then kept by recordBase: the check every pass costs no catalogue read.
     if (this.newestBaseAt !== undefined && !baseDue(this.instance, { takenAt: this.newestBaseAt }, this.o.clock.now(), this.o.bases)) return undefined;
     this.basing = (async () => {
-      const newest = (await this.o.catalog.streamBases(this.instance.instanceId, 0)).at(-1);
+      const newest = (await this.o.catalog.streamBases(this.instance.instanceId, this.shard)).at(-1);
       this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, newest?.takenAt ?? 0) || undefined;
       if (!baseDue(this.instance, newest, this.o.clock.now(), this.o.bases!)) return undefined;
       const r = await takeScheduledBase(this.o, this);
@@ -240,9 +348,12 @@ export class StreamSession {
   }
 
   private async run(): Promise<void> {
-    const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
+    const log = this.o.logger.child({ instanceId: this.instance.instanceId, shard: this.shard, component: "stream" });
+    let first = true;
     while (!this.stopped) {
       try {
+        if (!first) await this.relocate();
+        first = false;
         const { ended } = await this.connect();
         this.streaming = true;
         await this.status(`streaming from ${this.ep.host}:${this.ep.port}`);
@@ -276,7 +387,7 @@ export class StreamSession {
   /** Where to continue from: this session's log, else the catalogue's last segment. */
   private async resumePoint(): Promise<ResumePoint | undefined> {
     if (this.log) return { replid: this.log.replid, offset: this.log.durable.offset, db: this.log.durable.db };
-    const last = await this.o.catalog.lastStreamSegment(this.instance.instanceId, 0);
+    const last = await this.o.catalog.lastStreamSegment(this.instance.instanceId, this.shard);
     this.last = last;
     return last ? { replid: last.replid, offset: last.endOffset, db: last.endDb } : undefined;
   }
@@ -320,7 +431,7 @@ export class StreamSession {
     const id = this.instance.instanceId;
     const log: SegmentLog = new SegmentLog({
       store, now: () => clock.now(), flushMs: this.o.flushMs,
-      keyOf: (start, end) => segmentKey(id, 0, start, end),
+      keyOf: (start, end) => segmentKey(id, this.shard, start, end),
       record: (meta) => this.record(meta),
       onError: (err) => {
         this.lastError = err.message;
@@ -354,7 +465,7 @@ export class StreamSession {
       return;
     }
     const row: Omit<StreamSegment, "segmentId"> = {
-      instanceId: this.instance.instanceId, shard: 0, replid: meta.replid, startOffset: meta.startOffset, endOffset: meta.endOffset,
+      instanceId: this.instance.instanceId, shard: this.shard, replid: meta.replid, startOffset: meta.startOffset, endOffset: meta.endOffset,
       startDb: meta.startDb, endDb: meta.endDb, fromMs: meta.fromMs, toMs: meta.toMs, samples: meta.samples, units: meta.units, bytes: meta.bytes,
       createdAt: clock.now(), ...(meta.key ? { key: meta.key } : {}), ...(meta.sha256 ? { sha256: meta.sha256 } : {}),
     };
@@ -370,22 +481,23 @@ export class StreamSession {
     const files: StoredFile[] = [{ key: blobKey(backupId, 0), bytes: committed.bytes, sha256: committed.sha256, shard: 0, storedBytes: committed.storedBytes }];
     await catalog.transaction(async (tx) => {
       await tx.insertBackup({
-        backupId, instanceId: instance.instanceId, startTime: at, endTime: end, backupType: "1", status: 2, remark: "second-level backup base",
+        backupId, instanceId: instance.instanceId, startTime: at, endTime: end, backupType: "1", status: 2, remark: this.shardCount > 1 ? `second-level backup base, shard ${this.shard + 1}/${this.shardCount}` : "second-level backup base",
         locked: 0, backupSize: bytes, fullBackup: 0, instanceType: instance.instanceType, fileType: instance.redisVersion ? fileTypeFor(instance.redisVersion, serverOfType(instance.instanceType)) : "",
         expireTime: at + Math.max(instance.backupStorageDays, this.config.retentionDays) * DAY_MS, encrypted: false,
         files,
       });
-      await tx.insertStreamBase({ backupId, instanceId: instance.instanceId, shard: 0, replid, offset, takenAt: at });
+      await tx.insertStreamBase({ backupId, instanceId: instance.instanceId, shard: this.shard, replid, offset, takenAt: at });
     });
     this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, at);
     return files;
   }
 
   private async status(text: string): Promise<void> {
-    await this.o.catalog.setStreamStatus(this.instance.instanceId, this.o.nodeId, text).catch(() => undefined);
+    const what = this.shardCount > 1 ? `shard ${this.shard}: ${text}` : text;
+    await this.o.catalog.setStreamStatus(this.instance.instanceId, this.o.nodeId, what).catch(() => undefined);
   }
 
-  /** Ends the session: what is waiting is committed, the link and the sampler closed, the lease released. */
+  /** Ends the session: what is waiting is committed, the link and the sampler closed (the lease: InstanceStream.stop). */
   async stop(): Promise<void> {
     if (this.stopped) return this.loop;
     this.stopped = true;
@@ -397,6 +509,5 @@ export class StreamSession {
     await this.basing?.catch(() => undefined); // a scheduled base and its proof end first (no scratch server left behind)
     await this.log?.flush().catch(() => undefined);
     this.log?.stop();
-    await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);
   }
 }
