@@ -34,6 +34,11 @@ function partials(dir: string): string[] {
   return fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith(".partial")) : [];
 }
 
+function spooling(data: string): number {
+  const dir = path.join(data, "spool");
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".spool")).length : 0;
+}
+
 test("a CLI backup running while serve starts on the same data directory succeeds and is listed", async () => {
   const { data, seed } = seededDir("crs-locks-", { Instances: [{ InstanceId: "crs-lockcli1", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${slow.port}` }] });
   // The instance is registered first (a seed through the CLI), then the CLI backs it up in its own process.
@@ -46,7 +51,8 @@ test("a CLI backup running while serve starts on the same data directory succeed
   backup.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   backup.stderr!.on("data", (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((r) => backup.once("exit", r));
-  await waitFor("the CLI's capture to write", () => partials(path.join(data, "files")).length > 0 || undefined, 10_000);
+  // (to its spool file, --capture-mode spool, the default; or to the storage's partial file)
+  await waitFor("the CLI's capture to write", () => partials(path.join(data, "files")).length + spooling(data) > 0 || undefined, 10_000);
 
   // A server starts meanwhile: its start-up recovery, sweeps and clean-ups must leave the CLI's work alone.
   const server = await serve(["--data", data], env);
