@@ -25,6 +25,7 @@ import { replayUnits } from "../redis/stream/replay";
 import type { StoredUnit } from "../redis/stream/segments";
 import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
+import { redisMajorVersion } from "../instances/local";
 import { testFlag } from "../test-hooks";
 import { backupFiles } from "./backups";
 import { baseSegment, readStoredSegment } from "./point-in-time";
@@ -70,19 +71,9 @@ function freePort(): Promise<number> {
   });
 }
 
-function majorVersion(bin: string): Promise<number> {
-  return new Promise((resolve) => {
-    const p = spawn(bin, ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    p.on("error", () => resolve(0));
-    p.on("exit", () => resolve(Number(/v=(\d+)/.exec(out)?.[1] ?? 0)));
-  });
-}
-
 /** A scratch redis-server that loads `rdbFile` at start; resolves once it answers PING (loading done). */
 async function startScratch(bin: string, dir: string): Promise<{ proc: ChildProcess; ep: RedisEndpoint }> {
-  const major = await majorVersion(bin);
+  const major = await redisMajorVersion(bin);
   if (!major) throw new Error(`${bin} --version gave no Redis version (is redis-server on PATH?)`);
   const port = await freePort();
   const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"];
