@@ -220,7 +220,8 @@ describe("backups from the command line, and a crash in the middle of one", () =
     const env = cleanEnv({ CRS_SECRET_ID: "AKIDkill", CRS_SECRET_KEY: "killkey" });
     const first = await serve(["--data", data, "--seed", seed], env);
     const { TaskId } = await client(first.port, "AKIDkill", "killkey").ManualBackupInstance({ InstanceId: "crs-kill0001" });
-    const partial = () => filesUnder(path.join(data, "files")).filter((f) => f.endsWith(".partial"));
+    // The capture's file: its spool file (--capture-mode spool, the default) or the storage's partial file.
+    const partial = () => [...filesUnder(path.join(data, "files")).filter((f) => f.endsWith(".partial")), ...filesUnder(path.join(data, "spool")).filter((f) => f.endsWith(".spool"))];
     await waitFor("bytes on disk", () => partial().some((f) => fs.statSync(f).size > 0) || undefined, 20_000);
     first.proc.kill("SIGKILL");
     await first.exit;
