@@ -1,14 +1,14 @@
 // The crs-backup command as a user runs it: a real process, its output, its files and its signals.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { RedisClient, expectSdkError, waitForTask } from "./support/server";
 import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { dbsize, filesUnder, send } from "./support/dataset";
-import { seededDir } from "./support/cli-process";
+import { killServed, seededDir, serve } from "./support/cli-process";
 
 const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 
@@ -17,24 +17,6 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   if (!("CRS_SECRET_ID" in extra)) delete env.CRS_SECRET_ID;
   if (!("CRS_SECRET_KEY" in extra)) delete env.CRS_SECRET_KEY;
   return env;
-}
-
-interface Served {
-  proc: ChildProcess;
-  out: () => string;
-  port: number;
-  exit: Promise<number | null>;
-}
-
-async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<Served> {
-  const port = await freePort();
-  const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
-  proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
-  const exit = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
-  await waitFor("the server to listen", () => (out.includes("listening on") ? true : undefined), 10_000);
-  return { proc, out: () => out, port, exit };
 }
 
 function client(port: number, secretId: string, secretKey: string) {
@@ -144,6 +126,7 @@ describe("backups from the command line, and a crash in the middle of one", () =
     await send(slow.endpoint, [["DEBUG", "POPULATE", 50_000, "s", 16]]);
   });
   after(() => {
+    killServed(); // a failed assertion must not leave a serve process holding the run open
     source.kill();
     slow.kill();
   });
