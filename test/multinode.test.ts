@@ -4,7 +4,6 @@
 // is served once across the nodes; a shared limit of 5/s lets 5 requests of a burst through, wherever they land.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ChildProcess, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -13,22 +12,18 @@ import path from "node:path";
 import pg from "pg";
 import { send } from "./support/dataset";
 import { freshDatabase, TestDatabase } from "./support/postgres";
-import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
+import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
-import { expectSdkError, RedisClient, SdkClient, startTestServer, waitForTask } from "./support/server";
+import { sdk, serve, Served } from "./support/cli-process";
+import { expectSdkError, SdkClient, startTestServer, waitForTask } from "./support/server";
 
-const CLI = path.join(__dirname, "..", "src", "cli", "main.js");
 const KEY = { secretId: "AKIDmultinode0000000000000000001", secretKey: "multinodekey" };
 const LEASE_S = 3;
 const FAST = "crs-node0001";
 const SLOW = "crs-node0002";
 const AUTO = "crs-node0003";
 
-interface Node {
-  port: number;
-  proc: ChildProcess;
-  out(): string;
-  exit: Promise<void>;
+interface Node extends Served {
   client: SdkClient;
 }
 
@@ -53,22 +48,12 @@ function zoneAtNoon(): string {
 }
 
 async function startNode(i: number, extra: string[] = []): Promise<Node> {
-  const port = await freePort();
   const env = { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" };
-  const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data", path.join(base, `node-${i}`), "--seed", path.join(base, "seed.json"),
+  const node = await serve(["--data", path.join(base, `node-${i}`), "--seed", path.join(base, "seed.json"),
     "--catalog", db.url, "--storage", "s3://crs/multi", "--s3-endpoint", s3.endpoint, "--s3-path-style", "--s3-key-file", path.join(base, "s3key.json"),
     "--lease-seconds", String(LEASE_S), "--scheduler-interval", "1", "--tz", tz,
-    "--rate-limit", "0", "--rate-limit", "DescribeInstances=5", "--rate-limit-store", `redis://127.0.0.1:${shared.port}`, ...extra], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exit = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  await waitFor(`node ${i} to listen`, () => {
-    if (proc.exitCode !== null) throw new Error(`node ${i} exited: ${out}`);
-    return out.includes("listening on") ? true : undefined;
-  }, 30_000);
-  const client = new RedisClient({ credential: KEY, region: "ap-guangzhou", profile: { language: "en-US", httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
-  return { port, proc, out: () => out, exit, client };
+    "--rate-limit", "0", "--rate-limit", "DescribeInstances=5", "--rate-limit-store", `redis://127.0.0.1:${shared.port}`, ...extra], env, { timeoutMs: 30_000 });
+  return { ...node, client: sdk(node.port, KEY.secretId, KEY.secretKey, "en-US") };
 }
 
 function get(url: string): Promise<{ status: number; body: Buffer }> {

@@ -5,16 +5,15 @@
 // (--stream-commit-s3) sets the group-commit interval: the stored segments are that far apart.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { freshDatabase, TestDatabase } from "./support/postgres";
-import { freePort, RedisProcess, startRedis, waitFor } from "./support/redis";
+import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
-import { RedisClient, SdkClient } from "./support/server";
-import { CLI } from "./support/cli-process";
+import type { SdkClient } from "./support/server";
+import { sdk, serve, Served } from "./support/cli-process";
 import { checkAtCut, runCli, writeStandalone } from "./support/pitr";
 import { LocalTime } from "../src/protocol/time";
 
@@ -25,10 +24,7 @@ const ID = { source: "crs-ps3src01", target: "crs-ps3tgt01" };
 const tz = new LocalTime("Asia/Shanghai");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Node {
-  proc: ChildProcess;
-  out(): string;
-  exit: Promise<void>;
+interface Node extends Served {
   client: SdkClient;
 }
 
@@ -44,20 +40,10 @@ function storageArgs(): string[] {
 }
 
 async function startNode(i: number): Promise<Node> {
-  const port = await freePort();
   const env = { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" };
-  const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data", path.join(base, `node-${i}`), "--seed", path.join(base, "seed.json"), ...storageArgs(),
-    "--lease-seconds", String(LEASE_S), "--stream-commit-s3", String(COMMIT_S3_S), "--rate-limit", "0"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exit = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  await waitFor(`node ${i} to listen`, () => {
-    if (proc.exitCode !== null) throw new Error(`node ${i} exited: ${out}`);
-    return out.includes("listening on") ? true : undefined;
-  }, 30_000);
-  const client = new RedisClient({ credential: KEY, region: "ap-guangzhou", profile: { language: "en-US", httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
-  return { proc, out: () => out, exit, client };
+  const node = await serve(["--data", path.join(base, `node-${i}`), "--seed", path.join(base, "seed.json"), ...storageArgs(),
+    "--lease-seconds", String(LEASE_S), "--stream-commit-s3", String(COMMIT_S3_S), "--rate-limit", "0"], env, { timeoutMs: 30_000 });
+  return { ...node, client: sdk(node.port, KEY.secretId, KEY.secretKey, "en-US") };
 }
 
 async function query<T extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<T[]> {

@@ -102,8 +102,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Pro
   });
 }
 
-export function sdk(port: number, secretId: string, secretKey: string): SdkClient {
-  return new RedisClient({ credential: { secretId, secretKey }, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
+export function sdk(port: number, secretId: string, secretKey: string, language?: "en-US" | "zh-CN"): SdkClient {
+  return new RedisClient({ credential: { secretId, secretKey }, region: "ap-guangzhou", profile: { ...(language ? { language } : {}), httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: "http://" } } });
 }
 
 /** Every line of a serve process's stdout as parsed JSON (a line that is not JSON throws, naming it). */
