@@ -10,7 +10,8 @@ import { RespConnection } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
 import { keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
-import { AckedWrite, checkAtCut, runCli, writeUntil } from "./support/pitr";
+import { AckedWrite, checkAtCut, writeUntil } from "./support/pitr";
+import { runCli } from "./support/cli-process";
 
 const PW = "pitr-cluster-pw";
 const ID = { source: "crs-pclu0001", target: "crs-pclu0002" };

@@ -6,9 +6,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { cleanEnv, killServed, sdk, seededDir, serve, Served } from "./support/cli-process";
+import { cleanEnv, killServed, runCli, sdk, seededDir, serve, Served } from "./support/cli-process";
 import type { SdkClient } from "./support/server";
-import { AckedWrite, checkAtCut, runCli, writeStandalone } from "./support/pitr";
+import { AckedWrite, checkAtCut, writeStandalone } from "./support/pitr";
 import { LocalTime } from "../src/protocol/time";
 
 const KEY = { secretId: "AKIDpitrfail00000000000000000001", secretKey: "pitrfailsecret000000000000000001", account: "1300000901" };

@@ -13,8 +13,8 @@ import { freshDatabase, TestDatabase } from "./support/postgres";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
 import { startS3rver, S3TestServer } from "./support/s3";
 import type { SdkClient } from "./support/server";
-import { sdk, serve, Served } from "./support/cli-process";
-import { checkAtCut, runCli, writeStandalone } from "./support/pitr";
+import { runCli, sdk, serve, Served } from "./support/cli-process";
+import { checkAtCut, writeStandalone } from "./support/pitr";
 import { LocalTime } from "../src/protocol/time";
 
 const KEY = { secretId: "AKIDpitrs3000000000000000000001", secretKey: "pitrs3secret" };

@@ -1,11 +1,9 @@
 // Point-in-time recovery tests' shared parts: a writer that records when each write was sent and acknowledged
 // (standalone or, through a key -> connection function, a cluster), the check of a restored data set against
-// those records at a cut, and `crs-backup restore --at` run as a child process.
-import { spawn } from "node:child_process";
+// those records at a cut (`crs-backup restore --at` runs through cli-process.ts's runCli).
 import { RespConnection } from "../../src/redis/client/resp";
 import type { RedisEndpoint } from "../../src/redis/client/resp";
 import { send } from "./dataset";
-import { CLI, cleanEnv } from "./cli-process";
 
 /** Writes acknowledged this close before the end of the second may have arrived after it: either outcome. */
 export const ARRIVAL_MARGIN_MS = 200;
@@ -75,15 +73,4 @@ export async function checkAtCut(target: RedisEndpoint, ops: readonly AckedWrite
     } else tally.either++;
   }
   return tally;
-}
-
-/** Runs a crs-backup command to completion (its output: stdout and stderr together). */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(env) });
-    let out = "";
-    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    p.on("exit", (code) => resolve({ code, out }));
-  });
 }
