@@ -76,7 +76,9 @@ test("SIGKILL of the service while writes go on, restart: the outage is in Missi
   await streaming(ID.killed);
   let stopAt = Infinity;
   const writing = writeStandalone(master.endpoint, "k:", () => Date.now() < stopAt);
-  await sleep(2500);
+  // Long enough that the second checked before the outage (its start - 2, and the start may be up to 2 s before
+  // the kill) already holds writes.
+  await sleep(6000);
   const killedAt = Date.now();
   await killNode();
   await sleep(3000);
