@@ -5,6 +5,7 @@
 // lag in bytes and seconds (how long ago the master was at the acknowledged offset), the service's CPU per MB
 // of stream (/proc/<pid>/stat), stored bytes per million writes (plain and gzip), and the write rate with each.
 // Goal: lag < 1 s.   BENCH_WRITES (default 600,000), BENCH_PIPELINE (default 2), BENCH_VALUE (default 64 bytes).
+// BENCH_PROFILE=DIR writes a CPU profile of the service there (node --cpu-prof).
 // Run: npm run bench:stream
 import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
@@ -94,7 +95,8 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crs-bench-stream-"));
   fs.writeFileSync(path.join(dir, "seed.json"), JSON.stringify({ Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey }], Instances: [{ InstanceId: "crs-bench001", Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${master.port}` }] }));
   const port = await freePort();
-  const srv = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data", path.join(dir, "data"), "--seed", path.join(dir, "seed.json"), "--rate-limit", "0", "--log-level", "warn"], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" } });
+  const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const srv = spawn(process.execPath, [...profile, CLI, "serve", "--port", String(port), "--data", path.join(dir, "data"), "--seed", path.join(dir, "seed.json"), "--rate-limit", "0", "--log-level", "warn"], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" } });
   try {
     srv.stdout!.resume();
     await waitForHttp(port, 30_000);

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeCommand } from "../src/redis/client/resp";
 import { CommandStreamParser, splitCommands, StreamUnit } from "../src/redis/stream/parser";
-import { decodeSegment, encodeUnit } from "../src/redis/stream/segments";
+import { decodeSegment, segmentPieces } from "../src/redis/stream/segments";
 import { missingRanges, sampleBounds, unitsBefore } from "../src/redis/stream/timeline";
 
 const cmds = [["SELECT", "0"], ["SET", "a", "1"], ["PING"], ["MULTI"], ["SET", "b", "2"], ["INCR", "n"], ["EXEC"], ["SELECT", "3"], ["DEL", "a"], ["REPLCONF", "GETACK", "*"]];
@@ -47,10 +47,23 @@ test("a malformed stream is refused, not misread", () => {
 
 test("segment records round-trip", () => {
   const units = feed(new CommandStreamParser(5, 2), [bytes]).filter((u) => u.raw.length);
-  const blob = Buffer.concat([Buffer.from("CRSSEG1\n"), ...units.flatMap((u, i) => [encodeUnit(u, 100 + i), u.raw])]);
+  const blob = Buffer.concat([...segmentPieces(units.map((unit, i) => ({ unit, arrival: 100 + i })))]);
   const back = decodeSegment(blob);
   assert.deepEqual(back.map((u) => [u.end, u.arrival, u.db, u.commands, u.raw.toString()]), units.map((u, i) => [u.end, 100 + i, u.db, u.commands, u.raw.toString()]));
   assert.throws(() => decodeSegment(blob.subarray(0, blob.length - 3)), /truncated/);
+  assert.deepEqual(decodeSegment(Buffer.concat([...segmentPieces([])])), []);
+});
+
+test("a segment larger than a piece is written in pieces that join into the same bytes", () => {
+  const value = "v".repeat(50_000);
+  const cmd = Buffer.from(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${value.length}\r\n${value}\r\n`);
+  const units = feed(new CommandStreamParser(0, 0), [Buffer.concat(Array.from({ length: 60 }, () => cmd))]);
+  const pieces = [...segmentPieces(units.map((unit) => ({ unit, arrival: 7 })))];
+  assert.ok(pieces.length >= 2, `3 MB of units in ${pieces.length} piece(s)`);
+  const back = decodeSegment(Buffer.concat(pieces));
+  assert.equal(back.length, 60);
+  assert.deepEqual(back.map((u) => u.end), units.map((u) => u.end));
+  assert.ok(back.every((u) => u.raw.equals(cmd) && u.arrival === 7));
 });
 
 test("the cut: sure below the last sample before, never above the first after, arrival in between, a prefix", () => {

@@ -7,8 +7,9 @@
 // A session: the sampler (offset, time pairs) starts first, then the link. A full resync's RDB becomes a base: a
 // backup listed like any other (BackupType "1", remark "second-level backup base") with a stream_bases row giving
 // its (replid, offset), committed in one transaction. Units go to the segment log (group commit <= 1 s); the
-// durable offset is what the link acknowledges. A dropped link is reopened from the durable point after a second,
-// while the sampler keeps the timeline going.
+// durable offset is what the link acknowledges. A dropped link is reopened from the durable point (at once if it
+// had been streaming, else after a second), while the sampler keeps the timeline going, every 100 ms while the
+// link is down or behind.
 //
 // A cluster is streamed under the same ONE lease per instance: every slot-owning master gets its own session
 // (link + sampler + segment log), numbered as cluster backups number shards (masters ordered by first slot).
@@ -59,6 +60,10 @@ export interface StreamJobsOptions {
   /** Hosts a cluster may announce nodes on besides the registered one (--cluster-hosts). */
   clusterHosts?: readonly string[];
 }
+
+/** A link that streamed this long before it dropped is reopened after QUICK_RETRY_MS, not the retry delay. */
+const HEALTHY_LINK_MS = 5_000;
+const QUICK_RETRY_MS = 100;
 
 /** Samples kept on one idle segment before a new row is started. */
 const MAX_SAMPLES_PER_ROW = 600;
@@ -259,6 +264,8 @@ export class StreamSession {
   private newestBaseAt: number | undefined;
   /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
   streaming = false;
+  /** The stream runs behind the master (units arrive late): the sampler samples faster. */
+  private behind = false;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig, readonly shard = 0,
     ep: RedisEndpoint = parseEndpointUrl(instance.redisUrl!), private readonly locate: () => Promise<RedisEndpoint> = async () => ep, private readonly shardCount = 1) {
@@ -277,11 +284,15 @@ export class StreamSession {
 
   private startSampler(): void {
     this.sampler?.stop();
+    let previous: number | undefined;
     this.sampler = new OffsetSampler(this.ep, (s) => {
+      // Behind: what the master had sent by the previous sample has still not all arrived.
+      this.behind = previous !== undefined && (!this.link || this.link.received < previous);
+      previous = s.offset;
       this.noteSample(s.offset, s.ms);
       if (this.log) this.log.sample(s);
       else this.early.push([s.offset, s.ms]);
-    });
+    }, 1000, 10_000, () => !this.streaming || this.behind);
     this.sampler.start();
   }
 
@@ -350,15 +361,19 @@ export class StreamSession {
   private async run(): Promise<void> {
     const log = this.o.logger.child({ instanceId: this.instance.instanceId, shard: this.shard, component: "stream" });
     let first = true;
+    let healthy = false;
     while (!this.stopped) {
+      healthy = false;
       try {
         if (!first) await this.relocate();
         first = false;
         const { ended } = await this.connect();
         this.streaming = true;
+        const since = performance.now();
         await this.status(`streaming from ${this.ep.host}:${this.ep.port}`);
         const err = await ended;
         this.streaming = false;
+        healthy = performance.now() - since >= HEALTHY_LINK_MS;
         if (this.stopped) break;
         this.reconnects++;
         this.lastError = err.message;
@@ -377,9 +392,12 @@ export class StreamSession {
         this.log = undefined;
       });
       await this.status(`reconnecting: ${this.lastError ?? ""}`);
+      // A link that had been streaming (killed, a network blip) is reopened at once: every moment it is down,
+      // writes arrive late. One that failed to open or dropped soon after waits the retry delay.
+      const retryMs = this.o.retryMs ?? 1000;
       await new Promise<void>((r) => {
         this.wake = r;
-        setTimeout(r, this.o.retryMs ?? 1000);
+        setTimeout(r, healthy ? Math.min(retryMs, QUICK_RETRY_MS) : retryMs);
       });
     }
   }

@@ -1,7 +1,8 @@
 // Maps replication offsets to time from the master itself: `MULTI; TIME; INFO replication; EXEC` on a side
 // connection gives an exact (master offset, master time) pair — both read in one atomic step — without writing
-// anything into the stream. About once a second; a replica link that drops and resumes loses no second of the
-// timeline as long as this connection stays up.
+// anything into the stream. About once a second while the stream keeps up (placement by arrival is then close);
+// every 100 ms while the replica link is down or behind, when units arrive late and only samples place them. A
+// replica link that drops and resumes loses no second of the timeline as long as this connection stays up.
 import { RedisEndpoint, RespConnection, RespValue } from "../client/resp";
 import { commandWithin, connectForCapture } from "../capture/capture";
 
@@ -24,15 +25,25 @@ export function parseSample(reply: RespValue): OffsetSample {
   return { offset: Number(offset[1]), ms: sec! * 1000 + Math.floor(usec! / 1000), replid: replid[1]! };
 }
 
+/** How often the sampler samples while its owner says placement by arrival is off (the link down or behind). */
+export const URGENT_SAMPLE_MS = 100;
+
 export class OffsetSampler {
   private conn: RespConnection | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private stopped = false;
+  private lastAt = -Infinity;
   /** The last error, cleared by the next good sample. */
   lastError: Error | undefined;
 
-  constructor(private readonly ep: RedisEndpoint, private readonly onSample: (s: OffsetSample) => void, private readonly intervalMs = 1000, private readonly timeoutMs = 10_000) {}
+  /**
+   * @param urgent asked every URGENT_SAMPLE_MS: true while units will arrive late (the replication link is down,
+   *   or the stream runs behind the master), when only samples can place them in time: then it samples every
+   *   URGENT_SAMPLE_MS instead of every `intervalMs`.
+   */
+  constructor(private readonly ep: RedisEndpoint, private readonly onSample: (s: OffsetSample) => void, private readonly intervalMs = 1000, private readonly timeoutMs = 10_000,
+    private readonly urgent: () => boolean = () => false) {}
 
   /** Takes one sample now (connecting if needed). */
   async sample(): Promise<OffsetSample> {
@@ -54,10 +65,14 @@ export class OffsetSampler {
     }
   }
 
-  /** Samples every interval until stop(); a failed sample is retried on the next tick (a gap in the pairs). */
+  /** Samples every interval (or faster, see `urgent`) until stop(); a failed sample is retried on a later tick. */
   start(): void {
     const tick = async (): Promise<void> => {
       if (this.stopped || this.running) return;
+      const now = performance.now();
+      const hurry = !this.lastError && this.urgent(); // a master that does not answer is not asked ten times a second
+      if (now - this.lastAt < this.intervalMs - URGENT_SAMPLE_MS / 2 && !hurry) return;
+      this.lastAt = now;
       this.running = true;
       try {
         this.onSample(await this.sample());
@@ -67,7 +82,7 @@ export class OffsetSampler {
         this.running = false;
       }
     };
-    this.timer = setInterval(() => void tick(), this.intervalMs);
+    this.timer = setInterval(() => void tick(), Math.min(this.intervalMs, URGENT_SAMPLE_MS));
     void tick();
   }
 

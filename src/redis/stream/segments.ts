@@ -4,9 +4,9 @@
 // the row is written after it, so a segment is either listed and complete or not listed at all (an unlisted blob
 // left by a crash between the two is garbage, never read).
 //
-// Group commit: units wait in memory for at most `flushMs` (default 1 s), then everything waiting becomes one
-// segment: one blob written and fsynced (the local store fsyncs file and directory) and one row. The durable
-// offset — acknowledged to the master, resumed from — moves only after both.
+// Group commit: units wait in memory for at most `flushMs` (default 1 s) counting the commit itself, then
+// everything waiting becomes one segment: one blob written and fsynced (the local store fsyncs file and
+// directory) and one row. The durable offset — acknowledged to the master, resumed from — moves only after both.
 import type { SegmentMeta } from "../../records";
 import type { StreamUnit } from "./parser";
 import type { OffsetSample } from "./sampler";
@@ -23,14 +23,42 @@ export interface StoredUnit {
 const MAGIC = Buffer.from("CRSSEG1\n", "latin1");
 const HEAD = 28;
 
-export function encodeUnit(u: StreamUnit, arrival: number): Buffer {
-  const h = Buffer.allocUnsafe(HEAD);
-  h.writeDoubleLE(u.end, 0);
-  h.writeDoubleLE(arrival, 8);
-  h.writeUInt32LE(u.db, 16);
-  h.writeUInt32LE(u.commands, 20);
-  h.writeUInt32LE(u.raw.length, 24);
-  return h;
+/** A unit's header (end offset, arrival, db, commands, length) at `at` in `buf`. */
+function writeUnitHead(buf: Buffer, at: number, u: StreamUnit, arrival: number): void {
+  buf.writeDoubleLE(u.end, at);
+  buf.writeDoubleLE(arrival, at + 8);
+  buf.writeUInt32LE(u.db, at + 16);
+  buf.writeUInt32LE(u.commands, at + 20);
+  buf.writeUInt32LE(u.raw.length, at + 24);
+}
+
+/** Slack kept between a unit's commit and its bound (timer jitter, the catalogue row). */
+const COMMIT_MARGIN_MS = 50;
+
+/** Bytes handed to the blob writer at a time: one write per unit would cost a zlib round trip per command. */
+const PIECE_BYTES = 1 << 20;
+
+/** A segment's plain bytes (magic, then each unit's header and RESP bytes) in pieces of about a MiB. */
+export function* segmentPieces(units: ReadonlyArray<{ unit: StreamUnit; arrival: number }>): Generator<Buffer> {
+  let from = 0;
+  let first = true;
+  while (from < units.length || first) {
+    let size = first ? MAGIC.length : 0;
+    let to = from;
+    while (to < units.length && size < PIECE_BYTES) size += HEAD + units[to++]!.unit.raw.length;
+    const piece = Buffer.allocUnsafe(size);
+    let p = 0;
+    if (first) p += MAGIC.copy(piece, 0);
+    for (let i = from; i < to; i++) {
+      const { unit, arrival } = units[i]!;
+      writeUnitHead(piece, p, unit, arrival);
+      p += HEAD;
+      p += unit.raw.copy(piece, p);
+    }
+    yield piece;
+    first = false;
+    from = to;
+  }
 }
 
 /** Parses a segment's plain bytes. */
@@ -93,6 +121,10 @@ export class SegmentLog {
   /** Offset and db of the last unit added (durable once flushed). */
   private head: { offset: number; db: number };
   private fromMs: number;
+  /** Monotonic time the oldest waiting unit was added, the last commit ended, and how long it took. */
+  private oldestAt = 0;
+  private lastCommitAt = 0;
+  private commitMs = 0;
 
   constructor(private readonly o: SegmentLogOptions, public replid: string, offset: number, db: number, fromMs: number) {
     this.durable = { offset, db };
@@ -100,12 +132,27 @@ export class SegmentLog {
     this.fromMs = fromMs;
   }
 
-  /** Starts the group-commit timer. */
+  /**
+   * Starts the group commit. The bound is on a unit's wait, commit included: everything waiting is committed once
+   * its oldest unit has waited `flushMs` less what the last commit took (and a margin), so a unit is durable
+   * within about `flushMs` of its arrival; with nothing waiting, the samples and the covered time are recorded
+   * every `flushMs`. Timed on this process's monotonic clock, whatever clock the owner injects.
+   */
   start(): void {
-    this.timer = setInterval(() => void this.flush().catch(() => undefined), this.o.flushMs ?? 1000);
+    const flushMs = this.o.flushMs ?? 1000;
+    const tickMs = Math.max(10, Math.min(100, Math.floor(flushMs / 5)));
+    this.lastCommitAt = performance.now();
+    this.timer = setInterval(() => {
+      if (this.flushing || this.failed) return;
+      const now = performance.now();
+      const budget = flushMs - this.commitMs - tickMs - COMMIT_MARGIN_MS;
+      const due = this.units.length ? now - this.oldestAt >= budget : now - this.lastCommitAt >= flushMs;
+      if (due) void this.flush().catch(() => undefined);
+    }, tickMs);
   }
 
   add(units: StreamUnit[], arrival: number): void {
+    if (!this.units.length && units.length) this.oldestAt = performance.now();
     for (const u of units) {
       if (u.start !== this.head.offset) {
         this.fail(new Error(`stream units are not contiguous: a unit starts at ${u.start}, the log is at ${this.head.offset}`));
@@ -133,6 +180,7 @@ export class SegmentLog {
   }
 
   private async commit(): Promise<void> {
+    const began = performance.now();
     const units = this.units;
     const samples = this.samples;
     const head = this.head;
@@ -149,11 +197,7 @@ export class SegmentLog {
         const key = this.o.keyOf(meta.startOffset, meta.endOffset);
         const w = this.o.store.createWriter(key, { compress: true });
         try {
-          w.write(MAGIC);
-          for (const { unit, arrival } of stored) {
-            w.write(encodeUnit(unit, arrival));
-            w.write(unit.raw);
-          }
+          for (const piece of segmentPieces(stored)) w.write(piece);
           const c = await w.commit();
           meta.key = key;
           meta.bytes = c.bytes;
@@ -170,6 +214,8 @@ export class SegmentLog {
     }
     this.durable = head;
     this.fromMs = toMs;
+    this.lastCommitAt = performance.now();
+    this.commitMs = Math.min(this.lastCommitAt - began, (this.o.flushMs ?? 1000) / 2);
     this.o.onDurable?.(head.offset, head.db);
   }
 
