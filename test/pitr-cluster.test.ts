@@ -8,10 +8,12 @@ import assert from "node:assert/strict";
 import { readSlotMap, SlotRange } from "../src/redis/client/cluster";
 import { RespConnection } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
-import { keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { freePort, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
+import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
+import { processesIn } from "../src/instances/local";
 import { AckedWrite, checkAtCut, writeUntil } from "./support/pitr";
 import { runCli } from "./support/cli-process";
+import { send } from "./support/dataset";
 
 const PW = "pitr-cluster-pw";
 const ID = { source: "crs-pclu0001", target: "crs-pclu0002" };
@@ -22,6 +24,7 @@ let nodes: RedisProcess[];
 let target: RedisProcess;
 let srv: TestServer;
 let c: SdkClient;
+const clones: string[] = [];
 
 /** A cluster writer's routing: the slot's master, the slot map re-read after a MOVED (a failover). */
 class Router {
@@ -103,12 +106,14 @@ before(async () => {
       { InstanceId: ID.source, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:${PW}@127.0.0.1:${nodes[0]!.port}` },
       { InstanceId: ID.target, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${target.port}` },
     ],
-  }, { rateLimit: 0 });
+  }, { rateLimit: 0, clonePorts: await freePort().then((p) => ({ from: Math.min(p, 65000), to: Math.min(p, 65000) + 5 })) });
   c = srv.client({ language: "en-US" });
 });
 
 after(async () => {
+  const dataDir = srv?.dataDir;
   await srv?.close();
+  for (const id of clones) for (const pid of processesIn(`${dataDir}/data/instances/${id}`)) process.kill(pid, "SIGKILL");
   for (const n of nodes ?? []) n.kill();
   target?.kill();
 });
@@ -145,14 +150,66 @@ test("a failover of one shard's master: the stream follows the promoted replica 
   await waitFor("the replica promoted", async () => /role:master/.test(String(await withConn(replica, (x) => x.command("INFO", "replication")))) || undefined, 20_000, 50);
   // The shard's session now streams from the promoted replica.
   await waitFor("the stream following the new master", () => srv.services.streams.shardSessions(ID.source)[1]?.endpoint.port === replica.port || undefined, 20_000, 100);
-  await sleep(3000);
+  // Writes go on until 1.5 s past the cut (3 s after the failover's second), however fast the stream followed.
+  const sec = Math.floor(failoverAt / 1000) + 3;
+  await sleep(Math.max(1500, (sec + 1) * 1000 + 1500 - Date.now()));
   stop = true;
   const ops = await writing;
-  const sec = Math.floor(failoverAt / 1000) + 3;
   await restoreAndCheck(ops, sec);
   const bases = (await c.DescribeInstanceBackups({ InstanceId: ID.source, Status: [2] })).BackupSet!.filter((b) => (b.Remark ?? "").startsWith("second-level backup base"));
   assert.equal(bases.length, 3, "the promoted replica continued the stream (+CONTINUE): no new base");
   const gaps = (await info(sec)).MissingTimestamps ?? [];
   const gapSeconds = gaps.reduce((n, g) => n + g.EndTimeStamp! - g.StartTimeStamp! + 1, 0);
   assert.ok(gapSeconds <= 3, `a gap of ${gapSeconds} s around the failover: ${JSON.stringify(gaps)}`);
+});
+
+/** CloneInstances with NoAuth; waits for the task and returns the clone's address (DescribeInstances) and its record. */
+async function cloneOf(backupId: string, cloneTime?: number): Promise<{ port: number; instanceType: number; shards: number; message: string }> {
+  const out = await c.CloneInstances({
+    InstanceId: ID.source, BackupId: backupId, GoodsNum: 1, ZoneId: 100003, BillingMode: 0, Period: 1, SecurityGroupIdList: [], NoAuth: true,
+    ...(cloneTime !== undefined ? { CloneTime: tz.format(cloneTime * 1000) } : {}),
+  });
+  const id = out.InstanceIds![0]!;
+  clones.push(id);
+  const t = await waitForTask(c, Number(out.DealId), 120_000);
+  assert.equal(t.Status, "succeed", t.TaskMessage);
+  const i = (await c.DescribeInstances({ InstanceId: id })).InstanceSet![0]!;
+  assert.equal(i.Status, 2);
+  return { port: i.Port!, instanceType: i.Type!, shards: i.RedisShardNum!, message: t.TaskMessage! };
+}
+
+test("CloneInstances of a cluster: a cluster backup and a second of its stream each clone into one standalone server holding every shard's keys", async () => {
+  // A plain clone of a backup of the 3 shards (taken with no writes going on).
+  await writeCluster("p:", (() => {
+    const end = Date.now() + 500;
+    return () => Date.now() < end;
+  })());
+  const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.source, Remark: "cluster, for a clone", StorageDays: 0 });
+  assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
+  const backup = (await c.DescribeInstanceBackups({ InstanceId: ID.source, Status: [2] })).BackupSet!.find((b) => b.Remark === "cluster, for a clone")!;
+  const masters = (await readSlotMap(nodes[0]!.endpoint)).map((r) => r.master);
+  let keys = 0;
+  for (const m of masters) keys += Number((await send({ ...m, password: PW }, [["DBSIZE"]]))[0]);
+  const plain = await cloneOf(backup.BackupId!);
+  assert.match(plain.message, /\(3 shards\)/);
+  assert.equal(plain.shards, 1);
+  assert.ok(![7, 9, 16, 18, 20, 22].includes(plain.instanceType), `a standalone type, got ${plain.instanceType}`);
+  assert.ok(keys > 100);
+  assert.equal(Number((await send({ host: "127.0.0.1", port: plain.port }, [["DBSIZE"]]))[0]), keys);
+
+  // A clone at a second: every shard's base and units up to the cut.
+  let stop = false;
+  const writing = writeCluster("k:", () => !stop);
+  await sleep(3000);
+  stop = true;
+  const ops = await writing;
+  const sec = Math.floor(ops[0]!.sent / 1000) + 1;
+  const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
+  const at = await cloneOf(base, sec);
+  assert.match(at.message, /3 shards: shard 0: base .*shard 1: base .*shard 2: base /);
+  const tally = await checkAtCut({ host: "127.0.0.1", port: at.port }, ops, (sec + 1) * 1000);
+  assert.ok(tally.inside > 50 && tally.outside > 50, JSON.stringify(tally));
+  const map = await readSlotMap(nodes[0]!.endpoint);
+  const inside = ops.filter((o) => o.acked !== undefined && o.acked < (sec + 1) * 1000 - 200);
+  assert.equal(new Set(inside.map((o) => map.find((x) => keySlot(o.key) >= x.start && keySlot(o.key) <= x.end)!.start)).size, 3);
 });

@@ -3,9 +3,10 @@
 // jobs/clones.ts): registered at once with a new crs- id in the caller's account and region, Status 1 while it
 // loads, 2 once ready. The billing, zone, network, security-group, tag, template and alarm fields are checked for
 // their shape and mean nothing here (no cloud to bill or place it in); the port comes from --clone-ports, not VPort.
-import { isClusterType } from "../protocol/instance-types";
+// A cluster's backup or second clones into ONE standalone server holding every shard's keys (the local provider
+// runs single processes; a cluster-shaped clone waits for a provider that can place one).
 import { ApiError } from "../protocol/errors";
-import { PointInTimeError, planPointInTime } from "../jobs/point-in-time";
+import { PointInTimeError, planInstancePointInTime } from "../jobs/point-in-time";
 import { defineAction, ID_MAX_LENGTH } from "./action";
 
 /** At most this many clones per request (each is a process of this node). */
@@ -68,9 +69,6 @@ export default defineAction({
     if (backup.status !== 2 && backup.status !== 4) {
       throw new ApiError("ResourceUnavailable.BackupStatusAbnormal", { reason: `the backup ${backup.backupId} has Status ${backup.status}; only a kept (2) or exported (4) backup can be cloned` });
     }
-    if (backup.files.length !== 1 || source.shardNum > 1 || isClusterType(source.instanceType)) {
-      throw new ApiError("UnsupportedOperation", { reason: `${source.instanceId} is a cluster; clones are standalone instances of one shard in this version` });
-    }
     let atSec: number | undefined;
     if (p.CloneTime !== undefined) {
       const ms = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(p.CloneTime) ? ctx.time.parse(p.CloneTime) : undefined;
@@ -83,7 +81,7 @@ export default defineAction({
       // The same plan the task makes: refused now when that second cannot be restored. BackupId only has to be
       // one of the source's backups: the clone starts from the base the planner picks for that second.
       try {
-        await planPointInTime(ctx.catalog, config, atSec, ctx.services.clock.now());
+        await planInstancePointInTime(ctx.catalog, config, atSec, ctx.services.clock.now(), source.shardNum);
       } catch (err) {
         if (err instanceof PointInTimeError) throw new ApiError("InvalidParameterValue", { reason: `\`CloneTime\` ${p.CloneTime} cannot be cloned: ${err.message}` });
         throw err;

@@ -18,7 +18,7 @@
 import fs from "node:fs";
 import { pipeline } from "node:stream/promises";
 import type { Catalog, CatalogTx } from "../catalog/catalog";
-import type { Backup, Instance, Task } from "../catalog/types";
+import type { Backup, Instance, StoredFile, Task } from "../catalog/types";
 import type { Clock } from "../config";
 import type { Logger } from "../log";
 import type { JobContext, JobKind, JobQueue, JobSuccess, Undone } from "../queue";
@@ -29,9 +29,11 @@ import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
 import type { Provisioning } from "../instances/supervisor";
 import { ALL_WEEKDAYS } from "../protocol/schedule";
+import { standaloneTypeOf } from "../protocol/instance-types";
 import { backupFiles } from "./backups";
 import { generateInstanceId, probeRedis } from "./instances";
-import { planPointInTime, PointInTimeError, unitsOfPlan } from "./point-in-time";
+import { planInstancePointInTime, PointInTimeError, unitsOfPlan } from "./point-in-time";
+import { restoreByCommands } from "../redis/restore/commands";
 import { BackupUnavailableError } from "./errors";
 import { TASK } from "./tasks";
 import { testHook } from "../test-hooks";
@@ -81,7 +83,7 @@ export class CloneJobs implements JobKind {
         const host = p.o.host.includes(":") ? `[${p.o.host}]` : p.o.host;
         const instance: Instance = {
           instanceId, accountId: r.source.accountId, region: r.source.region, name: r.name ?? instanceId, redisUrl: `redis://${auth}${host}:${port}`,
-          instanceType: r.source.instanceType, shardNum: 1, memSizeMb: r.source.memSizeMb, createdAt: now,
+          instanceType: standaloneTypeOf(r.source.instanceType), shardNum: 1, memSizeMb: r.source.memSizeMb, createdAt: now,
           autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: r.source.autoBackupPeriod, backupStorageDays: r.source.backupStorageDays, lastAutoWindow: 0,
         };
         if (r.source.redisVersion) instance.redisVersion = r.source.redisVersion;
@@ -106,21 +108,26 @@ export class CloneJobs implements JobKind {
     return out;
   }
 
-  /** The base and the units a clone loads: the backup itself, or the plan of a second. */
-  private async plan(task: Task): Promise<{ backup: Backup; units: StoredUnit[]; what: string }> {
+  /**
+   * What a clone loads, one part per shard of the source (a standalone source: one): the RDB file and the stream
+   * units after it — the backup's files as they are, or each shard's base and units up to the second.
+   */
+  private async plan(task: Task): Promise<{ parts: Array<{ file: StoredFile; units: StoredUnit[] }>; what: string }> {
     const atSec = task.params?.cloneTime as number | undefined;
     const sourceId = task.params?.sourceInstanceId as string;
     if (atSec === undefined) {
       const backup = task.backupId ? await this.o.catalog.backup(task.backupId) : undefined;
-      if (!backup || (backup.status !== 2 && backup.status !== 4) || backup.files.length !== 1) throw new Error(`backup ${task.backupId} can no longer be cloned`);
-      return { backup, units: [], what: `backup ${backup.backupId}` };
+      if (!backup || (backup.status !== 2 && backup.status !== 4) || !backup.files.length) throw new Error(`backup ${task.backupId} can no longer be cloned`);
+      const files = backupFiles(backup);
+      return { parts: files.map((file) => ({ file, units: [] })), what: `backup ${backup.backupId}${files.length > 1 ? ` (${files.length} shards)` : ""}` };
     }
-    const config = await this.o.catalog.streamConfig(sourceId);
+    const [config, source] = await Promise.all([this.o.catalog.streamConfig(sourceId), this.o.catalog.instance(sourceId)]);
     if (!config) throw new PointInTimeError(`second-level backup was never switched on for ${sourceId}`);
-    const plan = await planPointInTime(this.o.catalog, config, atSec, this.o.clock.now());
-    const units = await unitsOfPlan(this.o.store, plan);
-    const offset = units.length ? units[units.length - 1]!.end : plan.base.offset;
-    return { backup: plan.backup, units, what: `${sourceId} at the end of second ${atSec}: base ${plan.backup.backupId} + ${units.length} unit(s) of the stream (to offset ${offset})` };
+    const plans = await planInstancePointInTime(this.o.catalog, config, atSec, this.o.clock.now(), source?.shardNum);
+    const parts = await Promise.all(plans.map(async (plan) => ({ plan, file: backupFiles(plan.backup)[0]!, units: await unitsOfPlan(this.o.store, plan) })));
+    const each = parts.map(({ plan, units }) => `base ${plan.backup.backupId} + ${units.length} unit(s) of the stream (to offset ${units.length ? units.at(-1)!.end : plan.base.offset})`);
+    const what = parts.length === 1 ? each[0]! : `${parts.length} shards: ${each.map((x, i) => `shard ${i}: ${x}`).join("; ")}`;
+    return { parts, what: `${sourceId} at the end of second ${atSec}: ${what}` };
   }
 
   async run(ctx: JobContext): Promise<JobSuccess> {
@@ -132,19 +139,31 @@ export class CloneJobs implements JobKind {
     // The node running the task owns the process from now on (it may not be the one that was asked).
     if (row.owner !== p.o.owner) await this.o.catalog.setProvisionedState(id, ["loading"], "loading", p.o.owner);
     const spec = p.specOf({ ...row, owner: p.o.owner }, instance);
-    const { backup, units, what } = await this.plan(ctx.task);
+    const { parts, what } = await this.plan(ctx.task);
     await this.o.catalog.updateTask(ctx.task.taskId, { message: `cloning ${what}` }).catch(() => undefined);
     const { dataFile } = await p.provider.prepare(spec);
-    const file = backupFiles(backup)[0]!;
-    await pipeline(await verifiedRead(this.o.store, file, { decompress: true }), fs.createWriteStream(dataFile, { mode: 0o600 }), { signal: ctx.signal });
+    await pipeline(await verifiedRead(this.o.store, parts[0]!.file, { decompress: true }), fs.createWriteStream(dataFile, { mode: 0o600 }), { signal: ctx.signal });
     ctx.progress(20);
     await p.provider.start(spec);
     testHook("clone-loading"); // tests: the node dies with the clone's server started, loading
     const ep: RedisEndpoint = { host: spec.host, port: spec.port, ...(spec.password !== undefined ? { password: spec.password } : {}) };
     await this.waitLoaded(spec, ep, ctx.signal);
-    ctx.progress(60);
-    const replay = units.length ? await replayRaw(ep, units) : undefined;
-    if (replay?.errors) throw new Error(`replaying the stream into the clone gave ${replay.errors} error(s), the first: ${replay.firstError ?? ""}`);
+    ctx.progress(50);
+    // A cluster's clone is one server: the other shards' files are added by commands (their keys are disjoint).
+    if (parts.length > 1) {
+      const rest = await Promise.all(parts.slice(1).map((x) => verifiedRead(this.o.store, x.file, { decompress: true })));
+      const merged = await restoreByCommands(rest, { target: ep, signal: ctx.signal });
+      if (merged.failed) throw new Error(`adding the other shards' keys to the clone failed for ${merged.failed} key(s), the first: ${merged.failures[0] ? `${merged.failures[0].key}: ${merged.failures[0].error}` : "-"}`);
+    }
+    ctx.progress(70);
+    // Each shard's units after its base (shards own disjoint slots: their order between shards is free).
+    let replay: { commands: number; ms: number } | undefined;
+    for (const [i, { units }] of parts.entries()) {
+      if (!units.length) continue;
+      const r = await replayRaw(ep, units);
+      if (r.errors) throw new Error(`replaying the stream${parts.length > 1 ? ` of shard ${i}` : ""} into the clone gave ${r.errors} error(s), the first: ${r.firstError ?? ""}`);
+      replay = { commands: (replay?.commands ?? 0) + r.commands, ms: (replay?.ms ?? 0) + r.ms };
+    }
     ctx.progress(90);
     await persist(ep, spec.dataDir);
     const probe = await probeRedis(instance.redisUrl!, { timeoutMs: 10_000 }).catch(() => undefined);

@@ -64,6 +64,14 @@ export function isClusterType(instanceType: number): boolean {
   return INSTANCE_TYPES.some((r) => r.code === instanceType && r.cluster);
 }
 
+/** The standard (one-shard) code of the same server and version as `instanceType` (itself when not a cluster code). */
+export function standaloneTypeOf(instanceType: number): number {
+  const row = INSTANCE_TYPES.find((r) => r.code === instanceType);
+  if (!row?.cluster) return instanceType;
+  const major = Math.max(...row.majors);
+  return INSTANCE_TYPES.find((r) => r.server === row.server && !r.cluster && r.majors.includes(major))!.code;
+}
+
 /** The FileType of a backup written by this server version, e.g. "RDB-Redis 7.0". */
 export function fileTypeFor(version: string, server: ServerName = "redis"): string {
   const [major, minor] = majorMinor(version);
