@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Catalog, CatalogTx } from "../src/catalog/catalog";
 import { openCatalog } from "../src/catalog/open";
-import type { Backup, BackupQuery, BackupStatus, Instance, Task } from "../src/catalog/types";
+import type { Backup, BackupQuery, BackupStatus, Instance, ProvisionedInstance, StreamSegment, Task } from "../src/catalog/types";
 import { freshDatabase, TestDatabase } from "./support/postgres";
 
 const STATUSES: BackupStatus[] = [1, 2, 3, 4, -1, -2];
@@ -387,6 +387,87 @@ for (const backend of backends) {
         later = new Promise((r) => setTimeout(r, 20)).then(() => a.credentialCount());
       });
       assert.equal(await later, before);
+    });
+
+    test("provisioned instances: a port held once across racing nodes, reads, owner filter, state moves from a set, delete frees the port", async () => {
+      const row = (id: string, owner: string, port: number): ProvisionedInstance => ({ instanceId: id, owner, provider: "local", port, dataDir: `/data/instances/${id}`, state: "loading", taskId: 7, createdAt: T0 });
+      const raced = await Promise.all([a.insertProvisioned(row("crs-prov0001", "node-a", 7401)), b.insertProvisioned(row("crs-prov0002", "node-b", 7401))]);
+      assert.deepEqual(raced.filter(Boolean).length, 1, "exactly one node holds the port");
+      const winner = raced[0] ? "crs-prov0001" : "crs-prov0002";
+      const loser = raced[0] ? "crs-prov0002" : "crs-prov0001";
+      assert.equal(await a.provisioned(loser), undefined);
+      assert.equal(await b.insertProvisioned(row(loser, "node-b", 7402)), true);
+      assert.deepEqual(await b.provisioned(winner), row(winner, raced[0] ? "node-a" : "node-b", 7401));
+      assert.deepEqual((await a.provisionedInstances()).map((p) => p.instanceId), ["crs-prov0001", "crs-prov0002"]);
+      assert.deepEqual((await a.provisionedInstances("node-b")).map((p) => p.port).sort(), raced[0] ? [7402] : [7401, 7402]);
+      // A state move happens once whoever races for it; a move from a state it is not in does nothing.
+      const moved = await Promise.all([a.setProvisionedState(winner, ["loading"], "ready", "node-a"), b.setProvisionedState(winner, ["loading"], "ready", "node-b")]);
+      assert.equal(moved.filter(Boolean).length, 1);
+      const after = (await a.provisioned(winner))!;
+      assert.equal(after.state, "ready");
+      assert.equal(after.owner, moved[0] ? "node-a" : "node-b");
+      assert.equal(await a.setProvisionedState(winner, ["loading"], "ready"), false);
+      assert.equal(await a.setProvisionedState(winner, ["loading", "ready"], "ready"), true);
+      assert.equal((await a.provisioned(winner))!.owner, after.owner, "no owner given: the owner stays");
+      // A row written in a failed transaction is not kept; delete frees the port for another instance.
+      await assert.rejects(a.transaction(async (tx) => {
+        await tx.insertProvisioned(row("crs-prov0003", "node-a", 7403));
+        throw new Error("rolled back");
+      }), /rolled back/);
+      assert.equal(await b.provisioned("crs-prov0003"), undefined);
+      await a.deleteProvisioned(winner);
+      assert.equal(await b.insertProvisioned(row("crs-prov0004", "node-b", 7401)), true);
+      await a.deleteProvisioned("crs-prov0404"); // absent: fine
+    });
+
+    test("streams: the mode and its since, one lease holder among racing nodes, renewal, takeover after it lapses, release; segments and bases", async () => {
+      const id = "crs-strm0001";
+      await a.upsertInstance(instance(id));
+      const on = await a.setBackupMode(id, "SecondLevelBackup", T0);
+      assert.equal(on.mode, "SecondLevelBackup");
+      assert.equal(on.since, T0);
+      assert.equal((await b.setBackupMode(id, "SecondLevelBackup", T0 + MIN)).since, T0, "since is kept while it stays on");
+      const claims = await Promise.all([a.claimStream(id, "node-a", T0 + 10_000, T0), b.claimStream(id, "node-b", T0 + 10_000, T0)]);
+      assert.equal(claims.filter(Boolean).length, 1, "one lease holder");
+      const [holder, other] = claims[0] ? ["node-a", "node-b"] : ["node-b", "node-a"];
+      assert.equal(await a.claimStream(id, holder, T0 + 20_000, T0 + 5_000), true, "renewed by its holder");
+      assert.equal(await b.claimStream(id, other, T0 + 30_000, T0 + 19_999), false, "not taken before it lapses");
+      assert.equal(await b.claimStream(id, other, T0 + 40_000, T0 + 20_001), true, "taken over once it lapsed");
+      await a.releaseStream(id, holder); // not the holder any more: nothing changes
+      assert.equal((await a.streamConfig(id))!.owner, other);
+      await a.setStreamStatus(id, other, "streaming");
+      await a.releaseStream(id, other);
+      const released = (await b.streamConfig(id))!;
+      assert.equal(released.owner, undefined);
+      assert.equal(released.status, "streaming");
+      assert.deepEqual((await a.streamConfigs("SecondLevelBackup")).map((c) => c.instanceId), [id]);
+      // Segments in stream order; the last one moved forward by extend; bases by shard.
+      const seg = (start: number, end: number, fromMs: number, toMs: number): Omit<StreamSegment, "segmentId"> => ({
+        instanceId: id, shard: 0, replid: "a".repeat(40), startOffset: start, endOffset: end, startDb: 0, endDb: 2, fromMs, toMs,
+        samples: [[end, toMs]], units: 3, bytes: end - start, key: `streams/${id}/shard-0/${start}-${end}.seg.gz`, sha256: "cd".repeat(32), createdAt: toMs,
+      });
+      const s1 = await a.insertStreamSegment(seg(100, 200, T0, T0 + 1000));
+      const s2 = await b.insertStreamSegment(seg(200, 300, T0 + 1000, T0 + 2000));
+      assert.ok(s2 > s1);
+      await a.extendStreamSegment(s2, { endOffset: 310, endDb: 0, toMs: T0 + 3000, samples: [[300, T0 + 2000], [310, T0 + 3000]] });
+      const last = (await b.lastStreamSegment(id, 0))!;
+      assert.deepEqual([last.segmentId, last.endOffset, last.endDb, last.toMs, last.samples], [s2, 310, 0, T0 + 3000, [[300, T0 + 2000], [310, T0 + 3000]]]);
+      assert.deepEqual((await b.streamSegments(id, 0, T0 + 2500)).map((x) => x.segmentId), [s2]);
+      assert.deepEqual((await b.streamSegments(id, 0)).map((x) => x.startOffset), [100, 200]);
+      assert.deepEqual(await b.streamStats(id, 0), { segments: 2, bytes: 200, fromMs: T0, toMs: T0 + 3000 });
+      await a.insertStreamBase({ backupId: "00000000-0000-4000-8000-00000000b001", instanceId: id, shard: 0, replid: "a".repeat(40), offset: 100, takenAt: T0 });
+      await a.insertStreamBase({ backupId: "00000000-0000-4000-8000-00000000b002", instanceId: id, shard: 1, replid: "b".repeat(40), offset: 5, takenAt: T0 + 1 });
+      await a.setStreamBaseProof("00000000-0000-4000-8000-00000000b001", { ok: true, at: T0 + 5, previous: "00000000-0000-4000-8000-00000000b000", units: 3, detail: "equal" });
+      const bases = await b.streamBases(id);
+      assert.deepEqual(bases.map((x) => [x.shard, x.offset]), [[0, 100], [1, 5]]);
+      assert.deepEqual(bases[0]!.proof, { ok: true, at: T0 + 5, previous: "00000000-0000-4000-8000-00000000b000", units: 3, detail: "equal" });
+      assert.deepEqual((await b.streamBases(id, 1)).map((x) => x.replid), ["b".repeat(40)]);
+      await a.deleteStreamSegment(s1);
+      assert.deepEqual((await b.streamSegments(id, 0)).map((x) => x.segmentId), [s2]);
+      // Switched off: since and the lease cleared, no claim possible.
+      const off = await b.setBackupMode(id, "NormalLevelBackup", T0 + 9 * MIN);
+      assert.equal(off.since, undefined);
+      assert.equal(await a.claimStream(id, "node-a", T0 + 99_000, T0 + 50_000), false);
     });
 
     test("settings: put, read, and settingOnce keeps the first value of racing writers", async () => {
