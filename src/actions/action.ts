@@ -1,7 +1,7 @@
 // What an action is: a name, a parameter schema and a thin handler over the services in its context.
 import type { Catalog } from "../catalog/catalog";
 import { ID_MAX_LENGTH } from "../protocol/ids";
-import type { Credential } from "../catalog/types";
+import type { Backup, Credential, Instance } from "../catalog/types";
 import type { Language } from "../protocol/errors";
 import type { Params, Schema } from "../protocol/schema";
 import type { LocalTime } from "../protocol/time";
@@ -48,3 +48,32 @@ export const BACKUP_OF_INSTANCE = {
   InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
   BackupId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
 } as const satisfies Schema;
+
+type BackupOfInstance = typeof BACKUP_OF_INSTANCE;
+
+/** The backup an action on BACKUP_OF_INSTANCE names, with its instance, both found in the caller's scope. */
+export interface FoundBackup {
+  instance: Instance;
+  backup: Backup;
+}
+
+/**
+ * An action on one backup of one instance: it takes BACKUP_OF_INSTANCE, and its handler is given the instance
+ * (InstanceNotExists first) and the backup (BackupNotExists unless it is that instance's).
+ */
+export function defineBackupAction(
+  a: Omit<Action<BackupOfInstance>, "schema" | "instanceParam" | "handle"> & {
+    handle(found: FoundBackup, ctx: ActionContext, params: Params<BackupOfInstance>): Promise<Record<string, unknown>> | Record<string, unknown>;
+  },
+): Action<BackupOfInstance> {
+  return defineAction({
+    ...a,
+    instanceParam: "InstanceId",
+    schema: BACKUP_OF_INSTANCE,
+    async handle(p, ctx) {
+      const instance = await ctx.scope.instance(p.InstanceId!);
+      const { backup } = await ctx.scope.backup(p.BackupId!, instance);
+      return a.handle({ instance, backup }, ctx, p);
+    },
+  });
+}
