@@ -8,7 +8,7 @@ import { keySlot, readSlotMap, SlotRange } from "../../src/redis/client/cluster"
 
 // Tests route writes to a cluster's nodes with the same slot function as the service.
 export { keySlot };
-import { RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
+import { parseInfo, RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
 
 /** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
 export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
@@ -18,6 +18,11 @@ export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Pr
   } finally {
     c.close();
   }
+}
+
+/** One field of a section of the node's INFO (undefined when it is not there). */
+export async function infoField(n: RedisProcess, section: string, name: string): Promise<string | undefined> {
+  return parseInfo(await withConn(n, (x) => x.command("INFO", section))).get(name);
 }
 
 export function freePort(): Promise<number> {
