@@ -5,8 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { replicaProblem } from "../src/redis/capture/source";
-import { parseInfo } from "../src/redis/client/resp";
-import { ClusterClient, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
+import { ClusterClient, infoField, RedisProcess, startCluster, startRedis, waitFor } from "./support/redis";
 import { send } from "./support/dataset";
 import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
 
@@ -19,9 +18,7 @@ let pairReplica: RedisProcess;
 let srv: TestServer;
 let c: SdkClient;
 
-const stat = async (n: RedisProcess, section: string, name: string): Promise<string | undefined> =>
-  parseInfo(await withConn(n, (x) => x.command("INFO", section))).get(name);
-const forks = async (n: RedisProcess): Promise<number> => Number(await stat(n, "stats", "total_forks"));
+const forks = async (n: RedisProcess): Promise<number> => Number(await infoField(n, "stats", "total_forks"));
 
 async function backup(id: string): Promise<{ Status?: string; TaskMessage?: string }> {
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: id });
@@ -54,15 +51,15 @@ before(async () => {
   // Every replica has everything its master has.
   for (const n of [...cluster, pairReplica]) {
     await waitFor(`node ${n.port} caught up`, async () => {
-      if ((await stat(n, "replication", "role")) !== "slave") return true;
-      const masterPort = Number(await stat(n, "replication", "master_port"));
+      if ((await infoField(n, "replication", "role")) !== "slave") return true;
+      const masterPort = Number(await infoField(n, "replication", "master_port"));
       const master = [...cluster, pairMaster].find((m) => m.port === masterPort)!;
-      return (await stat(n, "replication", "master_link_status")) === "up"
-        && (await stat(n, "replication", "slave_repl_offset")) === (await stat(master, "replication", "master_repl_offset")) || undefined;
+      return (await infoField(n, "replication", "master_link_status")) === "up"
+        && (await infoField(n, "replication", "slave_repl_offset")) === (await infoField(master, "replication", "master_repl_offset")) || undefined;
     }, 30_000, 50);
   }
   const masterNode = await (async () => {
-    for (const n of cluster) if ((await stat(n, "replication", "role")) === "master") return n;
+    for (const n of cluster) if ((await infoField(n, "replication", "role")) === "master") return n;
     throw new Error("no master");
   })();
   srv = await startTestServer({
@@ -84,7 +81,7 @@ after(async () => {
 
 describe("backups from replicas", () => {
   test("a cluster with one replica per master: every shard from its replica, the masters' total_forks unchanged", async () => {
-    const roles = await Promise.all(cluster.map(async (n) => stat(n, "replication", "role")));
+    const roles = await Promise.all(cluster.map(async (n) => infoField(n, "replication", "role")));
     const masters = cluster.filter((_, i) => roles[i] === "master");
     const replicas = cluster.filter((_, i) => roles[i] === "slave");
     assert.equal(masters.length, 3);
@@ -107,11 +104,11 @@ describe("backups from replicas", () => {
     for (const s of b.source!) {
       const replica = replicas.find((r) => s.node === `127.0.0.1:${r.port}`)!;
       // the replica's own offset at the snapshot (it only grows: the master's PINGs move it on)
-      assert.ok(s.offset! > 0 && s.offset! <= Number(await stat(replica, "replication", "slave_repl_offset")), `offset ${s.offset}`);
+      assert.ok(s.offset! > 0 && s.offset! <= Number(await infoField(replica, "replication", "slave_repl_offset")), `offset ${s.offset}`);
       assert.match(t.TaskMessage!, new RegExp(`replica ${s.node} \\(offset ${s.offset}\\)`));
     }
     // Each shard's replica follows one of the masters, a different one each.
-    const followed = await Promise.all(b.source!.map(async (s) => Number(await stat(replicas.find((r) => s.node === `127.0.0.1:${r.port}`)!, "replication", "master_port"))));
+    const followed = await Promise.all(b.source!.map(async (s) => Number(await infoField(replicas.find((r) => s.node === `127.0.0.1:${r.port}`)!, "replication", "master_port"))));
     assert.deepEqual(followed.sort(), masters.map((m) => m.port).sort());
   });
 

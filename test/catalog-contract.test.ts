@@ -37,6 +37,29 @@ function task(instanceId: string, over: Partial<Task> = {}): Omit<Task, "taskId"
   return { instanceId, accountId: "1300000001", taskType: "012", status: "preparing", progress: 0, startTime: T0, message: "", ...over };
 }
 
+/** A new instance with `n` new backups, inserted in one transaction. */
+async function seedBackups(cat: Catalog, instanceId: string, n: number): Promise<Backup[]> {
+  await cat.upsertInstance(instance(instanceId));
+  const all: Backup[] = [];
+  await cat.transaction(async (tx) => {
+    for (let i = 0; i < n; i++) {
+      const bk = backup(instanceId);
+      all.push(bk);
+      await tx.insertBackup(bk);
+    }
+  });
+  return all;
+}
+
+const byteOrder = (p: string, q: string) => Buffer.compare(Buffer.from(p), Buffer.from(q));
+
+/** What listBackups answers for `q`, read naively off `all`: filtered, newest first (ties by id bytes), one page. */
+function naiveListing(all: Backup[], q: BackupQuery): { total: number; ids: string[] } {
+  const hits = all.filter((r) => (q.begin === undefined || r.startTime >= q.begin) && (q.end === undefined || r.startTime <= q.end) && (!q.statuses || q.statuses.includes(r.status)))
+    .sort((p, r) => (p.startTime !== r.startTime ? r.startTime - p.startTime : byteOrder(p.backupId, r.backupId)));
+  return { total: hits.length, ids: hits.slice(q.offset, q.offset + q.limit).map((r) => r.backupId) };
+}
+
 interface Backend {
   name: string;
   open(): Promise<[Catalog, Catalog]>;
@@ -156,16 +179,7 @@ for (const backend of backends) {
     });
 
     test("listing: pages, windows and status sets match a naive reading; TotalCount from counts", async () => {
-      await a.upsertInstance(instance("crs-listing1"));
-      const all: Backup[] = [];
-      await a.transaction(async (tx) => {
-        for (let i = 0; i < 400; i++) {
-          const bk = backup("crs-listing1");
-          all.push(bk);
-          await tx.insertBackup(bk);
-        }
-      });
-      const byteOrder = (p: string, q: string) => Buffer.compare(Buffer.from(p), Buffer.from(q));
+      const all = await seedBackups(a, "crs-listing1", 400);
       let seed = 7;
       const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
       for (let round = 0; round < 60; round++) {
@@ -173,11 +187,10 @@ for (const backend of backends) {
         if (rnd(2)) q.begin = T0 + rnd(50) * MIN;
         if (rnd(2)) q.end = T0 + rnd(50) * MIN;
         if (rnd(2)) q.statuses = [STATUSES[rnd(6)]!, STATUSES[rnd(6)]!];
-        const hits = all.filter((r) => (q.begin === undefined || r.startTime >= q.begin) && (q.end === undefined || r.startTime <= q.end) && (!q.statuses || q.statuses.includes(r.status)))
-          .sort((p, r) => (p.startTime !== r.startTime ? r.startTime - p.startTime : byteOrder(p.backupId, r.backupId)));
         const got = await (round % 2 ? a : b).listBackups(q);
-        assert.equal(got.total, hits.length, JSON.stringify(q));
-        assert.deepEqual(got.rows.map((r) => r.backupId), hits.slice(q.offset, q.offset + q.limit).map((r) => r.backupId), JSON.stringify(q));
+        const want = naiveListing(all, q);
+        assert.equal(got.total, want.total, JSON.stringify(q));
+        assert.deepEqual(got.rows.map((r) => r.backupId), want.ids, JSON.stringify(q));
       }
       const stats = await a.stats();
       assert.ok(stats.backups >= 400);
@@ -190,24 +203,10 @@ for (const backend of backends) {
       const saved = handles.map((h) => h.listingOptions.indexThreshold);
       for (const h of handles) h.listingOptions.indexThreshold = 100;
       try {
-        await a.upsertInstance(instance("crs-listing2"));
-        const all: Backup[] = [];
-        await a.transaction(async (tx) => {
-          for (let i = 0; i < 300; i++) {
-            const bk = backup("crs-listing2");
-            all.push(bk);
-            await tx.insertBackup(bk);
-          }
-        });
-        const byteOrder = (p: string, q: string) => Buffer.compare(Buffer.from(p), Buffer.from(q));
-        const naive = (q: BackupQuery) => {
-          const hits = all.filter((r) => (q.begin === undefined || r.startTime >= q.begin) && (q.end === undefined || r.startTime <= q.end) && (!q.statuses || q.statuses.includes(r.status)))
-            .sort((p, r) => (p.startTime !== r.startTime ? r.startTime - p.startTime : byteOrder(p.backupId, r.backupId)));
-          return { total: hits.length, ids: hits.slice(q.offset, q.offset + q.limit).map((r) => r.backupId) };
-        };
+        const all = await seedBackups(a, "crs-listing2", 300);
         const check = async (c: Catalog, q: BackupQuery) => {
           const got = await c.listBackups(q);
-          const want = naive(q);
+          const want = naiveListing(all, q);
           assert.equal(got.total, want.total, JSON.stringify(q));
           assert.deepEqual(got.rows.map((r) => r.backupId), want.ids, JSON.stringify(q));
         };

@@ -11,7 +11,7 @@ import { RespConnection, RespValue } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor, freePort } from "./support/redis";
-import { expectSdkError, KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
+import { expectSdkError, KEY, SdkClient, seedCredentials, seedInstance, startTestServer, TestServer, waitForTask } from "./support/server";
 import { cleanEnv, cli, killServed, sdk, seededDir, serve } from "./support/cli-process";
 import { processesIn } from "../src/instances/local";
 
@@ -74,14 +74,9 @@ before(async () => {
   [master, plain] = await Promise.all([startRedis(DEBUG), startRedis(DEBUG)]);
   await send(master.endpoint, Array.from({ length: 2000 }, (_, i) => ["SET", `base:${i}`, `b${i}`]));
   await send(plain.endpoint, [...Array.from({ length: 500 }, (_, i) => ["HSET", `h:${i}`, "f", `v${i}`]), ["SET", "ttl", "x", "EX", 100000], ["SELECT", 2], ["SET", "db2", "two"]]);
-  const url = (p: RedisProcess) => `redis://127.0.0.1:${p.port}`;
   seed = {
-    Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }, { SecretId: OTHER.secretId, SecretKey: OTHER.secretKey, Account: OTHER.account }],
-    Instances: [
-      { InstanceId: ID.source, InstanceName: "source", Region: "ap-guangzhou", Account: KEY.account, Redis: url(master) },
-      { InstanceId: ID.plain, InstanceName: "plain", Region: "ap-guangzhou", Account: KEY.account, Redis: url(plain) },
-      { InstanceId: ID.foreign, InstanceName: "foreign", Region: "ap-guangzhou", Account: OTHER.account, Redis: url(plain) },
-    ],
+    Credentials: seedCredentials(KEY, OTHER),
+    Instances: [seedInstance(ID.source, "source", KEY, master.port), seedInstance(ID.plain, "plain", KEY, plain.port), seedInstance(ID.foreign, "foreign", OTHER, plain.port)],
   };
   // A range of our own (other tests and engineers run on this machine too).
   const p = await freePort();

@@ -9,10 +9,9 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import type { Page } from "playwright-core";
-import { parseInfo } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
 import { launchBrowserPage, Browser } from "./support/browser";
-import { RedisProcess, startRedis, waitFor, withConn } from "./support/redis";
+import { infoField, RedisProcess, startRedis, waitFor } from "./support/redis";
 import { KEY, startTestServer, TestServer } from "./support/server";
 
 const OTHER = { secretId: "AKIDsourceother00000000000000002", secretKey: "other-source-key", account: "1300000002" };
@@ -27,20 +26,17 @@ let browser: Browser;
 let page: Page;
 let base: string;
 
-const stat = async (n: RedisProcess, section: string, name: string): Promise<string | undefined> =>
-  parseInfo(await withConn(n, (x) => x.command("INFO", section))).get(name);
-
 before(async () => {
   const opts = ["--repl-diskless-sync-delay", "0"];
   master = await startRedis(opts);
   await send(master.endpoint, Array.from({ length: 50 }, (_, i) => ["SET", `k:${i}`, `v${i}`]));
   replica = await startRedis([...opts, "--replicaof", "127.0.0.1", String(master.port)]);
-  await waitFor("the replica's link up", async () => (await stat(replica, "replication", "master_link_status")) === "up" || undefined, 30_000, 50);
+  await waitFor("the replica's link up", async () => (await infoField(replica, "replication", "master_link_status")) === "up" || undefined, 30_000, 50);
   // Writes through the link, so the replication offset the backup records is past 0 whatever the timing.
   await send(master.endpoint, Array.from({ length: 10 }, (_, i) => ["SET", `after:${i}`, `v${i}`]));
   await waitFor("the replica in sync", async () => {
-    const m = Number(await stat(master, "replication", "master_repl_offset"));
-    return m > 0 && Number(await stat(replica, "replication", "slave_repl_offset")) === m || undefined;
+    const m = Number(await infoField(master, "replication", "master_repl_offset"));
+    return m > 0 && Number(await infoField(replica, "replication", "slave_repl_offset")) === m || undefined;
   }, 30_000, 50);
   srv = await startTestServer({
     Credentials: [
@@ -120,7 +116,7 @@ describe("BackupSource in the console", () => {
     assert.equal(await page.isChecked("input[name='backup-source'][value='replica']"), true);
 
     // The next backup, started from the page: from the replica; the master does not fork.
-    const forks = Number(await stat(master, "stats", "total_forks"));
+    const forks = Number(await infoField(master, "stats", "total_forks"));
     await page.click("[data-testid='backup-now']");
     const backup = await waitFor("the backup", async () => {
       const b = (await srv.services.catalog.backupsOfInstance(ID))[0];
@@ -128,7 +124,7 @@ describe("BackupSource in the console", () => {
     }, 30_000, 50);
     assert.deepEqual(backup.source!.map((s) => [s.role, s.node]), [["replica", `127.0.0.1:${replica.port}`]]);
     assert.ok(backup.source![0]!.offset! > 0);
-    assert.equal(Number(await stat(master, "stats", "total_forks")), forks, "the master forked");
+    assert.equal(Number(await infoField(master, "stats", "total_forks")), forks, "the master forked");
 
     // The backup's details say where it came from.
     const row = page.locator(`tr[data-backup='${backup.backupId}']`);

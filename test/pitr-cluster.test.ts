@@ -5,10 +5,9 @@
 // it restores exactly too.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readSlotMap, SlotRange } from "../src/redis/client/cluster";
-import { RespConnection } from "../src/redis/client/resp";
+import { readSlotMap } from "../src/redis/client/cluster";
 import { LocalTime } from "../src/protocol/time";
-import { freePort, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
+import { ClusterClient, freePort, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { processesIn } from "../src/instances/local";
 import { AckedWrite, checkAtCut, writeUntil } from "./support/pitr";
@@ -26,45 +25,14 @@ let srv: TestServer;
 let c: SdkClient;
 const clones: string[] = [];
 
-/** A cluster writer's routing: the slot's master, the slot map re-read after a MOVED (a failover). */
-class Router {
-  private map: SlotRange[] = [];
-  private readonly conns = new Map<string, RespConnection>();
-  async refresh(): Promise<void> {
-    for (const n of nodes) {
-      try {
-        this.map = await readSlotMap(n.endpoint);
-        return;
-      } catch {
-        // that node is down or not ready: the next one
-      }
-    }
-  }
-  async conn(key: string): Promise<RespConnection> {
-    const slot = keySlot(key);
-    const r = this.map.find((x) => slot >= x.start && slot <= x.end)!;
-    const addr = `${r.master.host}:${r.master.port}`;
-    let conn = this.conns.get(addr);
-    if (!conn) {
-      conn = await RespConnection.connect(r.master);
-      this.conns.set(addr, conn);
-    }
-    return conn;
-  }
-  close(): void {
-    for (const x of this.conns.values()) x.close();
-  }
-}
-
 /** Writes until `more()` is false; a write refused by a master that is one no longer is retried after re-reading the map. */
 async function writeCluster(prefix: string, more: () => boolean): Promise<AckedWrite[]> {
-  const router = new Router();
-  await router.refresh();
+  const router = await ClusterClient.ofAny(nodes.map((n) => n.endpoint));
   const all: AckedWrite[] = [];
   let n = 0;
   try {
     while (more()) {
-      const ops = await writeUntil(async (k) => router.conn(k), `${prefix}${n++}:`, more);
+      const ops = await writeUntil(async (k) => router.node(k), `${prefix}${n++}:`, more);
       const failed = ops.at(-1);
       if (failed && failed.acked === undefined) {
         ops.pop(); // not acknowledged: leave it out (it was refused, MOVED or READONLY)

@@ -10,7 +10,7 @@ import { RespConnection, RespValue } from "../src/redis/client/resp";
 import { LocalTime } from "../src/protocol/time";
 import { send } from "./support/dataset";
 import { RedisProcess, startRedis, waitFor } from "./support/redis";
-import { KEY, SdkClient, startTestServer, TestServer } from "./support/server";
+import { KEY, SdkClient, seedCredentials, seedInstance, startTestServer, TestServer } from "./support/server";
 import { runCli } from "./support/cli-process";
 
 const DEBUG = ["--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"];
@@ -157,14 +157,13 @@ before(async () => {
   [master, target] = await Promise.all([startRedis(DEBUG), startRedis(DEBUG)]);
   await send(master.endpoint, Array.from({ length: 20_000 }, (_, i) => ["SET", `base:${i}`, `b${i}`]));
   await send(target.endpoint, [["SET", "stale", "x"]]);
-  const url = (p: RedisProcess) => `redis://127.0.0.1:${p.port}`;
   seed = {
-    Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }, { SecretId: OTHER.secretId, SecretKey: OTHER.secretKey, Account: OTHER.account }],
+    Credentials: seedCredentials(KEY, OTHER),
     Instances: [
-      { InstanceId: ID.source, InstanceName: "source", Region: "ap-guangzhou", Account: KEY.account, Redis: url(master) },
-      { InstanceId: ID.target, InstanceName: "target", Region: "ap-guangzhou", Account: KEY.account, Redis: url(target) },
-      { InstanceId: ID.foreign, InstanceName: "foreign", Region: "ap-guangzhou", Account: OTHER.account, Redis: url(master) },
-      { InstanceId: ID.catalogOnly, InstanceName: "fixture", Region: "ap-guangzhou", Account: KEY.account },
+      seedInstance(ID.source, "source", KEY, master.port),
+      seedInstance(ID.target, "target", KEY, target.port),
+      seedInstance(ID.foreign, "foreign", OTHER, master.port),
+      seedInstance(ID.catalogOnly, "fixture", KEY),
     ],
   };
   srv = await startTestServer(seed, { rateLimit: 0 });

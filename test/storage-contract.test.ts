@@ -70,6 +70,23 @@ function closed(w: NodeJS.EventEmitter & { closed: boolean }): Promise<void> {
   return w.closed ? Promise.resolve() : new Promise((resolve) => w.once("close", () => resolve()));
 }
 
+/** Writes `key` from a source that dies after `total` bytes: the pipeline and the commit fail with its error, and nothing is left under the key. */
+async function writeFromDyingSource(store: BlobStore, key: string, total: number): Promise<void> {
+  let sent = 0;
+  const source = new Readable({
+    read() {
+      if (sent >= total) return this.destroy(new Error("source died"));
+      sent += 256 * 1024;
+      this.push(crypto.randomBytes(256 * 1024));
+    },
+  });
+  const w = store.createWriter(key);
+  await assert.rejects(pipeline(source, w), /source died/);
+  await assert.rejects(w.commit(), /source died/);
+  await closed(w);
+  assert.equal(await store.stat(key), undefined);
+}
+
 interface Backend {
   name: string;
   /** A fresh, empty store. */
@@ -252,20 +269,7 @@ for (const backend of [localBackend, s3Backend]) {
 
     test("an error mid-stream leaves nothing (multipart under way), and commit after destroy fails", async () => {
       const store = await backend.make();
-      let sent = 0;
-      const total = Math.max(backend.partSize * 2, 2 * MiB);
-      const source = new Readable({
-        read() {
-          if (sent >= total) return this.destroy(new Error("source died"));
-          sent += 256 * 1024;
-          this.push(crypto.randomBytes(256 * 1024));
-        },
-      });
-      const w = store.createWriter("err/x.rdb");
-      await assert.rejects(pipeline(source, w), /source died/);
-      await assert.rejects(w.commit(), /source died/);
-      await closed(w);
-      assert.equal(await store.stat("err/x.rdb"), undefined);
+      await writeFromDyingSource(store, "err/x.rdb", Math.max(backend.partSize * 2, 2 * MiB));
       assert.deepEqual(await backend.leftovers(store), []);
 
       const w2 = store.createWriter("err/y.rdb", { compress: true });
@@ -512,19 +516,7 @@ describe("S3BlobStore on a store without the multipart housekeeping (s3rver as p
     assert.ok(sha256(await readAll(await store.openRead("backups/b1/shard-1.rdb"))) === sha256(big));
     assert.deepEqual((await listAll(store, "backups/")).map((b) => b.key), ["backups/b1/shard-0.rdb", "backups/b1/shard-1.rdb"]);
     // A source that dies after parts were uploaded: the abort the store lacks neither hides the cause nor throws.
-    let sent = 0;
-    const source = new Readable({
-      read() {
-        if (sent >= 11 * MiB) return this.destroy(new Error("source died"));
-        sent += 256 * 1024;
-        this.push(crypto.randomBytes(256 * 1024));
-      },
-    });
-    const w = store.createWriter("backups/b2/shard-0.rdb");
-    await assert.rejects(pipeline(source, w), /source died/);
-    await assert.rejects(w.commit(), /source died/);
-    await closed(w);
-    assert.equal(await store.stat("backups/b2/shard-0.rdb"), undefined);
+    await writeFromDyingSource(store, "backups/b2/shard-0.rdb", 11 * MiB);
     assert.deepEqual(told, ["AbortMultipartUpload"]);
     // What that costs: the parts stay in the store.
     assert.deepEqual((await plain.uploadsOnDisk("plain-blobs")).map((u) => u.key), ["crs/backups/b2/shard-0.rdb"]);

@@ -7,7 +7,7 @@
 // runs single processes; a cluster-shaped clone waits for a provider that can place one).
 import { ApiError } from "../protocol/errors";
 import { PointInTimeError, planInstancePointInTime } from "../jobs/point-in-time";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction, ID_MAX_LENGTH } from "./action";
 
 /** At most this many clones per request (each is a process of this node). */
 export const MAX_CLONES = 10;
@@ -27,12 +27,10 @@ export function passwordProblem(pw: string): string | undefined {
 const int = { type: "integer" } as const;
 const str = (maxLength: number) => ({ type: "string", maxLength }) as const;
 
-export default defineAction({
+export default defineInstanceAction({
   name: "CloneInstances",
-  instanceParam: "InstanceId",
   mutates: true,
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     GoodsNum: { type: "integer", required: true, min: 1, max: MAX_CLONES },
     ZoneId: { type: "integer", required: true, min: 0 },
     BillingMode: { type: "integer", required: true, min: 0, max: 1 },
@@ -53,8 +51,7 @@ export default defineAction({
     AlarmPolicyList: { type: "array", items: str(64), maxItems: 50 },
     CloneTime: str(32),
   },
-  async handle(p, ctx) {
-    const source = await ctx.scope.instance(p.InstanceId!);
+  async handle(source, ctx, p) {
     const { backup } = await ctx.scope.backup(p.BackupId!, source);
     if (p.InstanceName !== undefined && !/^[\p{Script=Han}A-Za-z0-9_-]{1,59}$/u.test(p.InstanceName)) {
       throw new ApiError("InvalidParameterValue", { reason: "`InstanceName` must be 1 to 59 Chinese characters, letters, digits, \"-\" or \"_\"" });

@@ -1,12 +1,10 @@
 // DescribeAutoBackupConfig: the instance's automatic backup schedule and retention.
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction } from "./action";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "DescribeAutoBackupConfig",
-  instanceParam: "InstanceId",
-  schema: { InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH } },
-  async handle(p, ctx) {
-    const i = await ctx.scope.instance(p.InstanceId!);
+  params: {},
+  async handle(i) {
     return { AutoBackupType: 1, WeekDays: i.autoBackupWeekDays, TimePeriod: i.autoBackupPeriod, BackupStorageDays: i.backupStorageDays, BinlogStorageDays: 0 };
   },
 });

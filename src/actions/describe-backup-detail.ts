@@ -7,16 +7,12 @@
 import { DECRYPT_KEY_ACTION, downloadForm } from "../downloads/encrypted";
 import { backupKeyOf } from "../jobs/backups";
 import { ALGORITHM } from "../storage/encryption";
-import { BACKUP_OF_INSTANCE, defineAction } from "./action";
+import { defineBackupAction } from "./action";
 import { policyAllows } from "./scope";
 
-export default defineAction({
+export default defineBackupAction({
   name: "DescribeBackupDetail",
-  instanceParam: "InstanceId",
-  schema: BACKUP_OF_INSTANCE,
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
-    const { backup: b } = await ctx.scope.backup(p.BackupId!, instance);
+  async handle({ instance, backup: b }, ctx) {
     const key = backupKeyOf(b);
     let decryptKey: string | undefined;
     if (key && downloadForm(ctx.services.config, b).encrypted && ctx.origin.startsWith("https://") && policyAllows(ctx.credential, DECRYPT_KEY_ACTION, instance.instanceId)) {

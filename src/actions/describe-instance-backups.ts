@@ -1,7 +1,7 @@
 // DescribeInstanceBackups: an instance's backups, newest first, paged and filtered (the seed's contract).
 import { BACKUP_STATUSES } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction, pageParams } from "./action";
 import { backupSetJson } from "./format";
 import { TASK } from "../jobs/tasks";
 
@@ -9,20 +9,16 @@ const BACKUP_TASKS: readonly string[] = [TASK.backup, TASK.autoBackup];
 
 const range = "InvalidParameter.InvalidParameter" as const;
 
-export default defineAction({
+export default defineInstanceAction({
   name: "DescribeInstanceBackups",
-  instanceParam: "InstanceId",
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
-    Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
-    Offset: { type: "integer", min: 0, rangeCode: range },
+  params: {
+    ...pageParams(100),
     BeginTime: { type: "string", maxLength: 32 },
     EndTime: { type: "string", maxLength: 32 },
     Status: { type: "array", items: { type: "integer", rangeCode: range }, maxItems: 100 },
     InstanceName: { type: "string", maxLength: 128 },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     const begin = p.BeginTime !== undefined ? parseTime(ctx.time.parse(p.BeginTime), "BeginTime", p.BeginTime) : undefined;
     const end = p.EndTime !== undefined ? parseTime(ctx.time.parse(p.EndTime), "EndTime", p.EndTime) : undefined;
     if (begin !== undefined && end !== undefined && begin > end) {

@@ -7,7 +7,7 @@ import { dataPassword, parseRedisUrl, shownAddress } from "../redis/client/url";
 import type { Instance } from "../catalog/types";
 import { isClusterType } from "../protocol/instance-types";
 import type { LocalTime } from "../protocol/time";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineAction, ID_MAX_LENGTH, pageParams } from "./action";
 
 const range = "InvalidParameter.InvalidParameter" as const;
 /** The cloud's "no such time" (an instance that is not prepaid, not isolated). */
@@ -46,8 +46,7 @@ export default defineAction({
   name: "DescribeInstances",
   instanceParam: "InstanceId",
   schema: {
-    Limit: { type: "integer", min: 1, max: 1000, rangeCode: range },
-    Offset: { type: "integer", min: 0, rangeCode: range },
+    ...pageParams(1000),
     InstanceId: { type: "string", maxLength: ID_MAX_LENGTH },
     InstanceIds: { type: "array", items: { type: "string", maxLength: ID_MAX_LENGTH }, maxItems: 100 },
     SearchKey: { type: "string", maxLength: 128 },

@@ -4,17 +4,14 @@
 // (MissingTimestamps is the union of the shards' gaps) and BackupId is then shard 0's base ("" unless all have one).
 import { ApiError } from "../protocol/errors";
 import { missingTimestamps, planInstancePointInTime, PointInTimeError } from "../jobs/point-in-time";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction } from "./action";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "DescribeSecondLevelBackupInfo",
-  instanceParam: "InstanceId",
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     BackupTimestamp: { type: "integer", required: true, min: 0, max: 32503680000, rangeCode: "InvalidParameter.InvalidParameter" },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     const config = await ctx.catalog.streamConfig(instance.instanceId);
     if (config?.mode !== "SecondLevelBackup" || config.since === undefined) {
       throw new ApiError("FailedOperation.UnSupportError", { reason: `second-level backup is not on for ${instance.instanceId} (ModifyInstanceBackupMode BackupMode=SecondLevelBackup)` });

@@ -2,9 +2,7 @@
 import { RESULT_OF, STATUS_OF_RESULT } from "../jobs/tasks";
 import type { TaskStatus } from "../catalog/types";
 import { businessParameter } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH } from "./action";
-
-const range = "InvalidParameter.InvalidParameter" as const;
+import { defineAction, ID_MAX_LENGTH, pageParams } from "./action";
 
 export default defineAction({
   name: "DescribeTaskList",
@@ -12,8 +10,7 @@ export default defineAction({
   schema: {
     InstanceId: { type: "string", maxLength: ID_MAX_LENGTH },
     InstanceName: { type: "string", maxLength: 128 },
-    Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
-    Offset: { type: "integer", min: 0, rangeCode: range },
+    ...pageParams(100),
     ProjectIds: { type: "array", items: { type: "integer" }, maxItems: 100 },
     TaskTypes: { type: "array", items: { type: "string", maxLength: 16 }, maxItems: 100 },
     BeginTime: { type: "string", maxLength: 32 },

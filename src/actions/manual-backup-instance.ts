@@ -1,18 +1,15 @@
 // ManualBackupInstance: start a backup of a live instance; the TaskId comes back at once.
 import { ApiError } from "../protocol/errors";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction } from "./action";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "ManualBackupInstance",
-  instanceParam: "InstanceId",
   mutates: true,
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     Remark: { type: "string", maxLength: 256 },
     StorageDays: { type: "integer", min: 0, max: 1825 },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     if (!instance.redisUrl) {
       throw new ApiError("ResourceUnavailable.InstanceStatusAbnormal", { reason: `${instance.instanceId} has no Redis server registered (a catalogue-only instance), so it cannot be backed up` });
     }

@@ -4,21 +4,18 @@
 import { ALL_WEEKDAYS as ORDER, parsePeriod } from "../protocol/schedule";
 import { ApiError } from "../protocol/errors";
 import type { InstanceFields } from "../catalog/types";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction } from "./action";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "ModifyAutoBackupConfig",
-  instanceParam: "InstanceId",
   mutates: true,
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     WeekDays: { type: "array", items: { type: "string", maxLength: 16 }, maxItems: 7 },
     TimePeriod: { type: "string", maxLength: 32 },
     AutoBackupType: { type: "integer", min: 1, max: 1 },
     BackupStorageDays: { type: "integer", min: 1, max: 1825 },
   },
-  async handle(p, ctx) {
-    const i = await ctx.scope.instance(p.InstanceId!);
+  async handle(i, ctx, p) {
     const change: InstanceFields = {};
     if (p.WeekDays !== undefined) {
       if (p.WeekDays.length === 0) throw new ApiError("InvalidParameterValue.WeekDaysIsInvalid", { reason: "at least one day is required" });

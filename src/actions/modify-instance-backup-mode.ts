@@ -4,20 +4,17 @@
 import { parseRedisUrl } from "../redis/client/url";
 import { ApiError } from "../protocol/errors";
 import type { BackupMode } from "../catalog/types";
-import { defineAction, ID_MAX_LENGTH } from "./action";
+import { defineInstanceAction } from "./action";
 
 const MODES: readonly BackupMode[] = ["SecondLevelBackup", "NormalLevelBackup"];
 
-export default defineAction({
+export default defineInstanceAction({
   name: "ModifyInstanceBackupMode",
-  instanceParam: "InstanceId",
   mutates: true,
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     BackupMode: { type: "string", required: true, maxLength: 64 },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     const mode = p.BackupMode as BackupMode;
     if (!MODES.includes(mode)) throw new ApiError("InvalidParameter.NotSupported", { reason: `\`BackupMode\` must be SecondLevelBackup or NormalLevelBackup, got ${JSON.stringify(p.BackupMode!.slice(0, 64))}` });
     if (mode === "SecondLevelBackup") {

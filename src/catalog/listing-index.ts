@@ -70,8 +70,8 @@ export class ListingIndex {
   window(begin: number | undefined, end: number | undefined): [number, number] {
     const s = this.keys.starts;
     // Descending order: the first position with start <= end, and the first with start < begin.
-    const lo = end === undefined ? 0 : firstAtOrBelow(s, end);
-    const hi = begin === undefined ? this.size : firstBelow(s, begin);
+    const lo = end === undefined ? 0 : partitionPoint(s.length, (i) => s[i]! <= end);
+    const hi = begin === undefined ? this.size : partitionPoint(s.length, (i) => s[i]! < begin);
     return [lo, Math.max(lo, hi)];
   }
 
@@ -105,45 +105,22 @@ export class ListingIndex {
       return { total, positions };
     }
     const p = this.subset(statuses);
-    const a = lowerBound(p, lo);
-    const b = lowerBound(p, hi);
+    // Ascending positions: the first at or after lo, and the first at or after hi.
+    const a = partitionPoint(p.length, (i) => p[i]! >= lo);
+    const b = partitionPoint(p.length, (i) => p[i]! >= hi);
     for (let i = a + offset; i < b && positions.length < limit; i++) positions.push(p[i]!);
     return { total: b - a, positions };
   }
 }
 
-/** First index i in a descending array with s[i] <= v (s.length when none). */
-function firstAtOrBelow(s: Float64Array, v: number): number {
+/** The first index i in [0, n) at which `reached(i)` holds (n when none), for a `reached` that stays true once it is. */
+function partitionPoint(n: number, reached: (i: number) => boolean): number {
   let lo = 0;
-  let hi = s.length;
+  let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (s[mid]! <= v) hi = mid;
+    if (reached(mid)) hi = mid;
     else lo = mid + 1;
-  }
-  return lo;
-}
-
-/** First index i in a descending array with s[i] < v (s.length when none). */
-function firstBelow(s: Float64Array, v: number): number {
-  let lo = 0;
-  let hi = s.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (s[mid]! < v) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
-}
-
-/** First index i in an ascending array with p[i] >= v. */
-function lowerBound(p: Int32Array, v: number): number {
-  let lo = 0;
-  let hi = p.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (p[mid]! < v) lo = mid + 1;
-    else hi = mid;
   }
   return lo;
 }

@@ -8,7 +8,7 @@ import { keySlot, readSlotMap, SlotRange } from "../../src/redis/client/cluster"
 
 // Tests route writes to a cluster's nodes with the same slot function as the service.
 export { keySlot };
-import { RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
+import { parseInfo, RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
 
 /** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
 export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
@@ -18,6 +18,11 @@ export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Pr
   } finally {
     c.close();
   }
+}
+
+/** One field of a section of the node's INFO (undefined when it is not there). */
+export async function infoField(n: RedisProcess, section: string, name: string): Promise<string | undefined> {
+  return parseInfo(await withConn(n, (x) => x.command("INFO", section))).get(name);
 }
 
 export function freePort(): Promise<number> {
@@ -160,13 +165,34 @@ export async function startCluster(masters: number, password: string, extra: str
   return nodes;
 }
 
-/** A minimal cluster client for tests: each key goes to the master of its slot (no redirections followed). */
+/**
+ * A minimal cluster client for tests: each key goes to the master of its slot. No redirections are followed;
+ * refresh() re-reads the slot map (after a failover) from the first of its seeds that answers.
+ */
 export class ClusterClient {
   private conns = new Map<string, Promise<RespConnection>>();
-  private constructor(private readonly map: SlotRange[]) {}
+  private constructor(private readonly seeds: RedisEndpoint[], private map: SlotRange[]) {}
 
   static async open(seed: RedisEndpoint): Promise<ClusterClient> {
-    return new ClusterClient(await readSlotMap(seed));
+    return new ClusterClient([seed], await readSlotMap(seed));
+  }
+
+  /** A client whose slot map is read from the first of the nodes that answers (some may be down). */
+  static async ofAny(seeds: RedisEndpoint[]): Promise<ClusterClient> {
+    const client = new ClusterClient(seeds, []);
+    await client.refresh();
+    return client;
+  }
+
+  async refresh(): Promise<void> {
+    for (const seed of this.seeds) {
+      try {
+        this.map = await readSlotMap(seed);
+        return;
+      } catch {
+        // that node is down or not ready: the next one
+      }
+    }
   }
 
   async node(key: string): Promise<RespConnection> {
@@ -177,6 +203,7 @@ export class ClusterClient {
     if (!c) {
       c = RespConnection.connect(r.master);
       this.conns.set(addr, c);
+      c.catch(() => this.conns.delete(addr)); // a node that did not answer is tried again next time
     }
     return c;
   }
@@ -186,6 +213,6 @@ export class ClusterClient {
   }
 
   close(): void {
-    for (const c of this.conns.values()) void c.then((x) => x.close());
+    for (const c of this.conns.values()) void c.then((x) => x.close(), () => undefined);
   }
 }

@@ -20,6 +20,18 @@ export interface TestServer extends RunningServer {
 
 export const KEY = { secretId: "AKIDtestdefault000000000000000001", secretKey: "testsecretkey0000000000000000001", account: "1300000001" };
 
+export type TestKey = typeof KEY;
+
+/** A seed's Credentials: one for each key, in its account. */
+export function seedCredentials(...keys: TestKey[]): object[] {
+  return keys.map((k) => ({ SecretId: k.secretId, SecretKey: k.secretKey, Account: k.account }));
+}
+
+/** A seed's instance in ap-guangzhou of the key's account, backed by the local Redis on `port` (none: catalogue only). */
+export function seedInstance(id: string, name: string, key: TestKey, port?: number): object {
+  return { InstanceId: id, InstanceName: name, Region: "ap-guangzhou", Account: key.account, ...(port !== undefined ? { Redis: `redis://127.0.0.1:${port}` } : {}) };
+}
+
 /** Starts a server on a new temporary directory, or again on `reuse` (a previous TestServer's dataDir). */
 export async function startTestServer(seed: object, over: Partial<ServeConfig> = {}, reuse?: string): Promise<TestServer> {
   const dataDir = reuse ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-test-"));

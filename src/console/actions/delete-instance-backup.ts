@@ -1,15 +1,11 @@
 // DeleteInstanceBackup (console only; the cloud API has no such action): removes a backup's files and marks it
 // deleted (Status -2), as `crs-backup backup delete` does; the record stays for the audit trail.
-import { BACKUP_OF_INSTANCE, defineAction } from "../../actions/action";
+import { defineBackupAction } from "../../actions/action";
 import { ApiError } from "../../protocol/errors";
 
-export default defineAction({
+export default defineBackupAction({
   name: "DeleteInstanceBackup",
-  instanceParam: "InstanceId",
-  schema: BACKUP_OF_INSTANCE,
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
-    const { backup } = await ctx.scope.backup(p.BackupId!, instance);
+  async handle({ backup }, ctx, p) {
     // One already deleted is as absent as an unknown one.
     if (backup.status === -2) throw new ApiError("InvalidParameterValue.BackupNotExists", { backupId: p.BackupId! });
     if (backup.status === -1) throw new ApiError("InvalidParameterValue", { reason: `the backup ${backup.backupId} has expired (-1): its files are already removed` });

@@ -1,16 +1,12 @@
 // DescribeBackupSources (console only): which node each shard of a backup was taken from — its role (master or
 // replica), address and replication offset when the snapshot was asked for (recorded since catalogue migration 5;
 // older and fixture backups have none: an empty list). A CAM policy allows it as DescribeInstanceBackups.
-import { BACKUP_OF_INSTANCE, defineAction } from "../../actions/action";
+import { defineBackupAction } from "../../actions/action";
 
-export default defineAction({
+export default defineBackupAction({
   name: "DescribeBackupSources",
   policyAction: "DescribeInstanceBackups",
-  instanceParam: "InstanceId",
-  schema: BACKUP_OF_INSTANCE,
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
-    const { backup } = await ctx.scope.backup(p.BackupId!, instance);
+  async handle({ backup }) {
     const sources = [...(backup.source ?? [])].sort((a, b) => a.shard - b.shard);
     return {
       BackupId: backup.backupId,

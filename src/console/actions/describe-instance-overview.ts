@@ -5,12 +5,11 @@
 // A CAM policy allows it as DescribeInstances; backup figures need DescribeInstanceBackups and the schedule
 // DescribeAutoBackupConfig, else they are null.
 import type { Backup, Instance } from "../../catalog/types";
-import { defineAction } from "../../actions/action";
+import { defineAction, pageParams } from "../../actions/action";
 import { parseRedisUrl, shownAddress } from "../../redis/client/url";
 import { nextWindow } from "../schedule";
 import { policyAllows } from "../../actions/scope";
 
-const range = "InvalidParameter.InvalidParameter" as const;
 /** How many of the latest backups make the trend. */
 export const TREND_LENGTH = 12;
 
@@ -25,8 +24,7 @@ export default defineAction({
   policyAction: "DescribeInstances",
   instanceParam: "InstanceId",
   schema: {
-    Limit: { type: "integer", min: 1, max: 100, rangeCode: range },
-    Offset: { type: "integer", min: 0, rangeCode: range },
+    ...pageParams(100),
     SearchKey: { type: "string", maxLength: 128 },
     /** One instance (the instance page): looked up by id instead of listing the account's instances. */
     InstanceId: { type: "string", maxLength: 64 },

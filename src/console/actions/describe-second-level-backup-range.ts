@@ -3,21 +3,18 @@
 // stored second), the seconds without data inside it (the same MissingTimestamps as DescribeSecondLevelBackupInfo),
 // the bases with their proof, and whether this server can clone to a second (CloneInstances registered).
 // A CAM policy allows it as DescribeSecondLevelBackupInfo.
-import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
+import { defineInstanceAction } from "../../actions/action";
 import { actions as publicActions } from "../../actions";
 import { missingTimestamps, planPointInTime, PointInTimeError } from "../../jobs/point-in-time";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "DescribeSecondLevelBackupRange",
   policyAction: "DescribeSecondLevelBackupInfo",
-  instanceParam: "InstanceId",
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     /** A second ("YYYY-MM-DD HH:mm:ss", server time zone): the answer says which base a clone to it starts from. */
     At: { type: "string", maxLength: 32 },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     const { catalog } = ctx;
     const config = await catalog.streamConfig(instance.instanceId);
     const on = config?.mode === "SecondLevelBackup" && config.since !== undefined;

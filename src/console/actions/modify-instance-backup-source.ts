@@ -3,21 +3,18 @@
 // replica is healthy, and the task says so); src/redis/capture/source.ts has the rules. The CLI sets it with
 // `instance add --backup-source`, a fixture with BackupSource. A CAM policy allows it as ModifyAutoBackupConfig:
 // it is one of the instance's backup settings. The next backup (manual or automatic) follows the new setting.
-import { defineAction, ID_MAX_LENGTH } from "../../actions/action";
+import { defineInstanceAction } from "../../actions/action";
 import { ApiError } from "../../protocol/errors";
 import { BACKUP_SOURCES, BackupSource } from "../../records";
 
-export default defineAction({
+export default defineInstanceAction({
   name: "ModifyInstanceBackupSource",
   policyAction: "ModifyAutoBackupConfig",
-  instanceParam: "InstanceId",
   mutates: true,
-  schema: {
-    InstanceId: { type: "string", required: true, maxLength: ID_MAX_LENGTH },
+  params: {
     BackupSource: { type: "string", required: true, maxLength: 32 },
   },
-  async handle(p, ctx) {
-    const instance = await ctx.scope.instance(p.InstanceId!);
+  async handle(instance, ctx, p) {
     const source = p.BackupSource! as BackupSource;
     if (!BACKUP_SOURCES.includes(source)) {
       throw new ApiError("InvalidParameterValue", { reason: `\`BackupSource\` must be one of ${BACKUP_SOURCES.join(", ")}, got ${JSON.stringify(p.BackupSource)}` });

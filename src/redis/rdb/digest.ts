@@ -53,22 +53,18 @@ const HEXPIRE_SHA = constSha(Buffer.from("!!hexpire!!"));
 
 const tmp = new Int32Array(5);
 
-/** d ^= SHA1(data) */
-function xorBytes(d: Int32Array, data: Uint8Array): void {
-  sha1Into(data, 0, data.length, tmp);
-  d[0] ^= tmp[0];
-  d[1] ^= tmp[1];
-  d[2] ^= tmp[2];
-  d[3] ^= tmp[3];
-  d[4] ^= tmp[4];
-}
-
 function xorWords(d: Int32Array, w: Int32Array): void {
   d[0] ^= w[0];
   d[1] ^= w[1];
   d[2] ^= w[2];
   d[3] ^= w[3];
   d[4] ^= w[4];
+}
+
+/** d ^= SHA1(data) */
+function xorBytes(d: Int32Array, data: Uint8Array): void {
+  sha1Into(data, 0, data.length, tmp);
+  xorWords(d, tmp);
 }
 
 /** d = SHA1(d ^ SHA1(data)) */

@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { useApp } from "./app";
 import { ErrorNote } from "./components";
 import type { Key } from "./i18n";
-import { useLoad } from "./hooks";
+import { useLoad, useSubmit } from "./hooks";
 import { BACKUP_SOURCE_MODES, BackupSourceMode, BackupSources } from "./types";
 
 export function sourceLabel(t: ReturnType<typeof useApp>["t"], mode: BackupSourceMode): string {
@@ -15,25 +15,14 @@ export function sourceLabel(t: ReturnType<typeof useApp>["t"], mode: BackupSourc
 export function BackupSourceForm({ instanceId, current, registered, onSaved }: { instanceId: string; current: BackupSourceMode; registered: boolean; onSaved: () => void }) {
   const { t, call } = useApp();
   const [mode, setMode] = useState<BackupSourceMode>(current);
-  const [saving, setSaving] = useState(false);
   const [saved, setSaved] = useState(false);
-  const [error, setError] = useState<unknown>(null);
   useEffect(() => setMode(current), [current]);
-  const save = async (e: Event) => {
-    e.preventDefault();
-    setSaving(true);
+  const { busy: saving, error, submit: save } = useSubmit(async () => {
     setSaved(false);
-    setError(null);
-    try {
-      await call("ModifyInstanceBackupSource", { InstanceId: instanceId, BackupSource: mode });
-      setSaved(true);
-      onSaved();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setSaving(false);
-    }
-  };
+    await call("ModifyInstanceBackupSource", { InstanceId: instanceId, BackupSource: mode });
+    setSaved(true);
+    onSaved();
+  });
   return (
     <form class="backup-source" onSubmit={save} data-testid="backup-source" data-current={current}>
       <p class="sub">{t("source.intro")}</p>

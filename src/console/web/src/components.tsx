@@ -3,8 +3,9 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { ApiFailure } from "./api";
 import { useApp } from "./app";
-import { has, Lang, LANGS } from "./i18n";
-import { linkClick } from "./router";
+import { has, Key, Lang, LANGS } from "./i18n";
+import type { Loaded } from "./hooks";
+import { linkClick, navigate, Route, withQuery } from "./router";
 
 const STATUS_CLASS: Record<string, string> = { "1": "busy", "2": "ok", "3": "busy", "4": "ok", "-1": "muted", "-2": "bad" };
 
@@ -26,6 +27,21 @@ export function Badge({ kind, children, title }: { kind: "ok" | "busy" | "bad" |
   return <span class={`badge badge-${kind}`} title={title}>{children}</span>;
 }
 
+/** The part after `prefix.` of each i18n key that has it. */
+type KeysUnder<K, P extends string> = K extends `${P}.${infer C}` ? C : never;
+
+/** A grid table's header row: a column for each key `prefix.col`; those in `num` are right-aligned numbers. */
+export function GridHead<P extends string>({ prefix, cols, num = [] }: { prefix: P; cols: Array<KeysUnder<Key, P>>; num?: Array<KeysUnder<Key, P>> }) {
+  const { t } = useApp();
+  return (
+    <thead>
+      <tr>
+        {cols.map((c) => <th class={num.includes(c) ? "num" : undefined}>{t(`${prefix}.${c}` as Key)}</th>)}
+      </tr>
+    </thead>
+  );
+}
+
 export function Link({ href, children, class: cls }: { href: string; children: ComponentChildren; class?: string }) {
   return <a href={`/console${href}`} class={cls} onClick={(e) => linkClick(e as MouseEvent, href)}>{children}</a>;
 }
@@ -41,6 +57,34 @@ export function Pager({ total, page, limit, onPage }: { total: number; page: num
       <button type="button" disabled={page >= pages} onClick={() => onPage(page + 1)} data-testid="next">{t("pager.next")}</button>
       <button type="button" disabled={page >= pages} onClick={() => onPage(pages)}>{t("pager.last")}</button>
     </nav>
+  );
+}
+
+/**
+ * One page of a listing: its error, "loading" until the first answer, then the table (children), a note when the
+ * page has no items and the pager, which moves the route's `page`.
+ */
+export function Paged<D extends { TotalCount: number }>({ list, items, empty, route, page, limit, children }: {
+  list: Loaded<D>;
+  items: (data: D) => unknown[];
+  empty: string;
+  route: Route;
+  page: number;
+  limit: number;
+  children: (data: D) => ComponentChildren;
+}) {
+  const { t } = useApp();
+  return (
+    <>
+      <ErrorNote error={list.error} />
+      {list.data ? (
+        <>
+          {children(list.data)}
+          {items(list.data).length === 0 ? <p class="empty">{empty}</p> : null}
+          <Pager total={list.data.TotalCount} page={page} limit={limit} onPage={(p) => navigate(withQuery(route, { page: p === 1 ? undefined : p }))} />
+        </>
+      ) : list.loading ? <p class="muted">{t("common.loading")}</p> : null}
+    </>
   );
 }
 

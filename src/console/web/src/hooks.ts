@@ -28,6 +28,34 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   return { ...state, reload: run };
 }
 
+export interface Submit {
+  /** True while the action runs (a form disables its submit button). */
+  busy: boolean;
+  /** What the last try threw, to show; cleared when the next one starts. */
+  error: unknown;
+  /** The form's onSubmit: runs the action instead of submitting the page. */
+  submit(e: Event): Promise<void>;
+}
+
+/** A form's submit handler around `action`, with its busy state and the error to show. */
+export function useSubmit(action: () => Promise<void>): Submit {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, submit };
+}
+
 /** Calls fn every `ms` while `ms` is not null. */
 export function useInterval(fn: () => void, ms: number | null): void {
   const fnRef = useRef(fn);

@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { useApp } from "./app";
 import { Badge, ErrorNote } from "./components";
-import { useLoad } from "./hooks";
+import { useLoad, useSubmit } from "./hooks";
 
 interface Range {
   BackupMode: string;
@@ -64,29 +64,18 @@ function CloneForm({ instanceId, defaultAt }: { instanceId: string; defaultAt: s
   const [at, setAt] = useState(defaultAt);
   const [noAuth, setNoAuth] = useState(true);
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
   const [created, setCreated] = useState<string[] | null>(null);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
+  const { busy, error, submit } = useSubmit(async () => {
     setCreated(null);
-    try {
-      // The base a clone to that second starts from (the same plan CloneInstances itself makes).
-      const r = await call<Range>("DescribeSecondLevelBackupRange", { InstanceId: instanceId, At: at });
-      if (!r.AtBackupId) throw new Error(r.AtReason ?? "that second is not restorable");
-      const out = await call<{ InstanceIds: string[] }>("CloneInstances", {
-        InstanceId: instanceId, GoodsNum: 1, ZoneId: 0, BillingMode: 0, Period: 1, SecurityGroupIdList: [], BackupId: r.AtBackupId, CloneTime: at,
-        ...(noAuth ? { NoAuth: true } : { Password: password }),
-      });
-      setCreated(out.InstanceIds);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    // The base a clone to that second starts from (the same plan CloneInstances itself makes).
+    const r = await call<Range>("DescribeSecondLevelBackupRange", { InstanceId: instanceId, At: at });
+    if (!r.AtBackupId) throw new Error(r.AtReason ?? "that second is not restorable");
+    const out = await call<{ InstanceIds: string[] }>("CloneInstances", {
+      InstanceId: instanceId, GoodsNum: 1, ZoneId: 0, BillingMode: 0, Period: 1, SecurityGroupIdList: [], BackupId: r.AtBackupId, CloneTime: at,
+      ...(noAuth ? { NoAuth: true } : { Password: password }),
+    });
+    setCreated(out.InstanceIds);
+  });
   return (
     <form class="backup-now" onSubmit={submit} data-testid="pitr-clone">
       <h3>{t("pitr.clone.title")}</h3>

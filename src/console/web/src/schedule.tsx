@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { useApp } from "./app";
 import { ErrorNote } from "./components";
-import { useLoad } from "./hooks";
+import { useLoad, useSubmit } from "./hooks";
 
 export const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] as const;
 const HOURS = Array.from({ length: 24 }, (_, h) => `${String(h).padStart(2, "0")}:00`);
@@ -21,9 +21,7 @@ export function ScheduleForm({ instanceId, onSaved }: { instanceId: string; onSa
   const [from, setFrom] = useState("00:00");
   const [to, setTo] = useState("01:00");
   const [keep, setKeep] = useState(7);
-  const [saving, setSaving] = useState(false);
   const [saved, setSaved] = useState(false);
-  const [error, setError] = useState<unknown>(null);
   useEffect(() => {
     if (!cfg.data) return;
     setDays(cfg.data.WeekDays);
@@ -33,22 +31,13 @@ export function ScheduleForm({ instanceId, onSaved }: { instanceId: string; onSa
     setKeep(cfg.data.BackupStorageDays);
   }, [cfg.data]);
 
-  const save = async (e: Event) => {
-    e.preventDefault();
-    setSaving(true);
+  const { busy: saving, error, submit: save } = useSubmit(async () => {
     setSaved(false);
-    setError(null);
-    try {
-      await call("ModifyAutoBackupConfig", { InstanceId: instanceId, WeekDays: days, TimePeriod: `${from}-${to}`, AutoBackupType: 1, BackupStorageDays: keep });
-      setSaved(true);
-      cfg.reload();
-      onSaved();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setSaving(false);
-    }
-  };
+    await call("ModifyAutoBackupConfig", { InstanceId: instanceId, WeekDays: days, TimePeriod: `${from}-${to}`, AutoBackupType: 1, BackupStorageDays: keep });
+    setSaved(true);
+    cfg.reload();
+    onSaved();
+  });
 
   if (cfg.error) return <ErrorNote error={cfg.error} />;
   if (!cfg.data) return <p class="muted">{t("common.loading")}</p>;
@@ -67,18 +56,8 @@ export function ScheduleForm({ instanceId, onSaved }: { instanceId: string; onSa
         </div>
       </fieldset>
       <div class="row">
-        <label>
-          <span>{t("schedule.from")}</span>
-          <select name="from" value={from} onChange={(e) => setFrom((e.target as HTMLSelectElement).value)}>
-            {HOURS.map((h) => <option value={h}>{h}</option>)}
-          </select>
-        </label>
-        <label>
-          <span>{t("schedule.to")}</span>
-          <select name="to" value={to} onChange={(e) => setTo((e.target as HTMLSelectElement).value)}>
-            {HOURS.map((h) => <option value={h}>{h}</option>)}
-          </select>
-        </label>
+        <HourSelect label={t("schedule.from")} name="from" value={from} onChange={setFrom} />
+        <HourSelect label={t("schedule.to")} name="to" value={to} onChange={setTo} />
         <label>
           <span>{t("schedule.retention")}</span>
           <input type="number" name="keep" min={1} max={1825} value={keep} onInput={(e) => setKeep(Number((e.target as HTMLInputElement).value))} />
@@ -91,5 +70,17 @@ export function ScheduleForm({ instanceId, onSaved }: { instanceId: string; onSa
         {saved ? <span class="saved" role="status">{t("common.saved")}</span> : null}
       </div>
     </form>
+  );
+}
+
+/** One end of the backup window: a whole hour of the day. */
+function HourSelect({ label, name, value, onChange }: { label: string; name: string; value: string; onChange: (hour: string) => void }) {
+  return (
+    <label>
+      <span>{label}</span>
+      <select name={name} value={value} onChange={(e) => onChange((e.target as HTMLSelectElement).value)}>
+        {HOURS.map((h) => <option value={h}>{h}</option>)}
+      </select>
+    </label>
   );
 }

@@ -2,11 +2,11 @@
 // (statuses, a start-time window), server-side paging, and per backup: download, restore into an instance, delete.
 import { useEffect, useState } from "preact/hooks";
 import { useApp } from "../app";
-import { Badge, ErrorNote, Modal, Pager, StatusBadge } from "../components";
+import { Badge, ErrorNote, GridHead, Modal, Paged, StatusBadge } from "../components";
 import { SizeDurationChart } from "../chart";
 import { bytes, duration, fromInput, toInput, wallMs } from "../format";
 import { has } from "../i18n";
-import { useDebounced, useInterval, useLoad } from "../hooks";
+import { useDebounced, useInterval, useLoad, useSubmit } from "../hooks";
 import { navigate, Route, withQuery } from "../router";
 import { TaskWatch } from "../taskwatch";
 import { BackupOrigin } from "../backup-source";
@@ -63,36 +63,24 @@ export function BackupsSection({ instanceId, route, version, onChanged }: { inst
       <div class="card" data-testid="backups" data-ready={list.data && !list.loading ? "1" : "0"}>
         <h2>{t("backups.title")}</h2>
         <Filters route={route} statuses={statuses} begin={begin} end={end} />
-        <ErrorNote error={list.error} />
-        {list.data ? (
-          <>
+        <Paged list={list} items={(d) => d.BackupSet} empty={t("backups.empty")} route={route} page={page} limit={LIMIT}>
+          {(d) => (
             <div class="table-scroll">
               <table class="grid backups">
-                <thead>
-                  <tr>
-                    <th>{t("backups.col.start")}</th>
-                    <th>{t("backups.col.id")}</th>
-                    <th>{t("backups.col.type")}</th>
-                    <th>{t("backups.col.status")}</th>
-                    <th class="num">{t("backups.col.size")}</th>
-                    <th class="num">{t("backups.col.duration")}</th>
-                    <th>{t("backups.col.fileType")}</th>
-                    <th>{t("backups.col.expire")}</th>
-                    <th>{t("backups.col.remark")}</th>
-                    <th>{t("backups.col.actions")}</th>
-                  </tr>
-                </thead>
+                <GridHead
+                  prefix="backups.col"
+                  cols={["start", "id", "type", "status", "size", "duration", "fileType", "expire", "remark", "actions"]}
+                  num={["size", "duration"]}
+                />
                 <tbody>
-                  {list.data.BackupSet.map((b) => (
+                  {d.BackupSet.map((b) => (
                     <BackupRow key={b.BackupId} b={b} open={open === b.BackupId} onToggle={() => setOpen(open === b.BackupId ? null : b.BackupId)} onAction={(kind) => setDialog({ kind, backup: b })} />
                   ))}
                 </tbody>
               </table>
             </div>
-            {list.data.BackupSet.length === 0 ? <p class="empty">{t("backups.empty")}</p> : null}
-            <Pager total={list.data.TotalCount} page={page} limit={LIMIT} onPage={(p) => navigate(withQuery(route, { page: p === 1 ? undefined : p }))} />
-          </>
-        ) : list.loading ? <p class="muted">{t("common.loading")}</p> : null}
+          )}
+        </Paged>
       </div>
       {dialog?.kind === "download" ? <DownloadDialog backup={dialog.backup} onClose={() => { setDialog(null); onChanged(); }} /> : null}
       {dialog?.kind === "restore" ? <RestoreDialog backup={dialog.backup} onClose={() => setDialog(null)} /> : null}
@@ -231,25 +219,14 @@ function RestoreDialog({ backup, onClose }: { backup: BackupSet; onClose: () => 
   const { t, call } = useApp();
   const [target, setTarget] = useState("");
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
   const [started, setStarted] = useState<{ taskId: number; target: string } | null>(null);
   const search = useDebounced(target.trim(), 250);
   const candidates = useLoad(() => call<Overview>("DescribeInstanceOverview", { Limit: 100, ...(search ? { SearchKey: search } : {}) }), [search]);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const r = await call<{ TaskId: number }>("RestoreInstance", { InstanceId: target.trim(), BackupId: backup.BackupId, Password: password });
-      setPassword("");
-      setStarted({ taskId: r.TaskId, target: target.trim() });
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const r = await call<{ TaskId: number }>("RestoreInstance", { InstanceId: target.trim(), BackupId: backup.BackupId, Password: password });
+    setPassword("");
+    setStarted({ taskId: r.TaskId, target: target.trim() });
+  });
   return (
     <Modal title={t("restore.title", { id: backup.BackupId })} onClose={onClose}>
       {started ? (

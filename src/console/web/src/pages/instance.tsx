@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { useApp } from "../app";
 import { Badge, ErrorNote, Link } from "../components";
 import { until } from "../format";
-import { useLoad } from "../hooks";
+import { useLoad, useSubmit } from "../hooks";
 import type { Route } from "../router";
 import { ScheduleForm } from "../schedule";
 import { BackupSourceForm, sourceLabel } from "../backup-source";
@@ -79,24 +79,13 @@ export function InstancePage({ instanceId, route }: { instanceId: string; route:
 function BackupNow({ instanceId, disabled, onStarted, onDone }: { instanceId: string; disabled: boolean; onStarted: () => void; onDone: () => void }) {
   const { t, call } = useApp();
   const [remark, setRemark] = useState("");
-  const [busy, setBusy] = useState(false);
   const [taskId, setTaskId] = useState<number | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const start = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const r = await call<{ TaskId: number }>("ManualBackupInstance", { InstanceId: instanceId, ...(remark ? { Remark: remark } : {}) });
-      setTaskId(r.TaskId);
-      setRemark("");
-      onStarted();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit: start } = useSubmit(async () => {
+    const r = await call<{ TaskId: number }>("ManualBackupInstance", { InstanceId: instanceId, ...(remark ? { Remark: remark } : {}) });
+    setTaskId(r.TaskId);
+    setRemark("");
+    onStarted();
+  });
   return (
     <form class="backup-now" onSubmit={start}>
       <label>

@@ -2,7 +2,7 @@
 // its state, last backup and its age, the next scheduled window and a sparkline of recent backup sizes.
 import { useEffect, useState } from "preact/hooks";
 import { useApp } from "../app";
-import { Badge, ErrorNote, Link, Pager, Sparkline, StatusBadge } from "../components";
+import { Badge, GridHead, Link, Paged, Sparkline, StatusBadge } from "../components";
 import { age, bytes, until } from "../format";
 import { useInterval, useLoad } from "../hooks";
 import { navigate, Route, withQuery } from "../router";
@@ -33,29 +33,16 @@ export function InstancesPage({ route }: { route: Route }) {
           <button type="submit">{t("common.search")}</button>
         </form>
       </div>
-      <ErrorNote error={list.error} />
-      {list.data ? (
-        <>
+      <Paged list={list} items={(d) => d.InstanceSet} empty={t("instances.empty")} route={route} page={page} limit={LIMIT}>
+        {(d) => (
           <table class="grid instances">
-            <thead>
-              <tr>
-                <th>{t("instances.col.instance")}</th>
-                <th>{t("instances.col.status")}</th>
-                <th>{t("instances.col.version")}</th>
-                <th>{t("instances.col.lastBackup")}</th>
-                <th>{t("instances.col.nextWindow")}</th>
-                <th class="num">{t("instances.col.backups")}</th>
-                <th>{t("instances.col.trend")}</th>
-              </tr>
-            </thead>
+            <GridHead prefix="instances.col" cols={["instance", "status", "version", "lastBackup", "nextWindow", "backups", "trend"]} num={["backups"]} />
             <tbody>
-              {list.data.InstanceSet.map((i) => <InstanceRow key={i.InstanceId} i={i} />)}
+              {d.InstanceSet.map((i) => <InstanceRow key={i.InstanceId} i={i} />)}
             </tbody>
           </table>
-          {list.data.InstanceSet.length === 0 ? <p class="empty">{t("instances.empty")}</p> : null}
-          <Pager total={list.data.TotalCount} page={page} limit={LIMIT} onPage={(p) => navigate(withQuery(route, { page: p === 1 ? undefined : p }))} />
-        </>
-      ) : list.loading ? <p class="muted">{t("common.loading")}</p> : null}
+        )}
+      </Paged>
     </section>
   );
 }

@@ -2,7 +2,7 @@
 // waiting or running so progress moves live. A failed task's message is one click away (DescribeTaskInfo).
 import { useState } from "preact/hooks";
 import { useApp } from "../app";
-import { ErrorNote, Link, Pager, ResultBadge } from "../components";
+import { ErrorNote, GridHead, Link, Paged, ResultBadge } from "../components";
 import { has } from "../i18n";
 import { useInterval, useLoad } from "../hooks";
 import { navigate, Route, withQuery } from "../router";
@@ -29,27 +29,14 @@ export function TasksPage({ route }: { route: Route }) {
           </span>
         ) : null}
       </div>
-      <ErrorNote error={list.error} />
-      {list.data ? (
-        <>
+      <Paged list={list} items={(d) => d.Tasks} empty={t("tasks.empty")} route={route} page={page} limit={LIMIT}>
+        {(d) => (
           <table class="grid tasks">
-            <thead>
-              <tr>
-                <th>{t("tasks.col.id")}</th>
-                <th>{t("tasks.col.type")}</th>
-                <th>{t("tasks.col.instance")}</th>
-                <th>{t("tasks.col.start")}</th>
-                <th>{t("tasks.col.end")}</th>
-                <th>{t("tasks.col.progress")}</th>
-                <th>{t("tasks.col.result")}</th>
-              </tr>
-            </thead>
-            <tbody>{list.data.Tasks.map((task) => <TaskLine key={task.TaskId} task={task} />)}</tbody>
+            <GridHead prefix="tasks.col" cols={["id", "type", "instance", "start", "end", "progress", "result"]} />
+            <tbody>{d.Tasks.map((task) => <TaskLine key={task.TaskId} task={task} />)}</tbody>
           </table>
-          {list.data.Tasks.length === 0 ? <p class="empty">{t("tasks.empty")}</p> : null}
-          <Pager total={list.data.TotalCount} page={page} limit={LIMIT} onPage={(p) => navigate(withQuery(route, { page: p === 1 ? undefined : p }))} />
-        </>
-      ) : list.loading ? <p class="muted">{t("common.loading")}</p> : null}
+        )}
+      </Paged>
     </section>
   );
 }
