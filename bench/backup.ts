@@ -42,6 +42,8 @@ interface ChildReport {
   bytes: number;
   storedBytes: number;
   peakRssKb: number;
+  /** VmHWM once the backup is stored, before the digest (the capture's own peak). */
+  captureRssKb?: number;
   payload: string;
 }
 
@@ -58,6 +60,7 @@ interface Row {
   bytes: number;
   storedBytes: number;
   peakRssKb: number;
+  captureRssKb?: number;
 }
 
 function vmHwmKb(pid: number | "self"): number {
@@ -96,7 +99,7 @@ async function child(port: number, root: string): Promise<void> {
     res = { bytes: spooled.bytes, linkMs: spooled.linkMs, payload: "spool" };
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  const report: ChildReport = { ms, linkMs: res.linkMs, bytes: res.bytes, storedBytes: committed.storedBytes, peakRssKb: 0, payload: res.payload };
+  const report: ChildReport = { ms, linkMs: res.linkMs, bytes: res.bytes, storedBytes: committed.storedBytes, peakRssKb: 0, captureRssKb: vmHwmKb("self"), payload: res.payload };
   // As production runs it (BackupDigests): the digest from the stored file once the transfer is done, unless
   // BENCH_DIGEST=off (what --capture-digest off runs).
   if (process.env.BENCH_DIGEST !== "off") {
@@ -280,7 +283,7 @@ async function main(): Promise<void> {
       const root = path.join(work, `ours-${round}`);
       const ours = await runMeasured(process.execPath, [self, "--child", String(redis.port), root]);
       const rep = JSON.parse(ours.stdout) as ChildReport;
-      rows.push({ round, tool: `${process.env.BENCH_CAPTURE === "direct" ? "direct" : "spool"} (gzip${process.env.BENCH_ENCRYPT === "on" ? " + AES-256-GCM" : ""})${process.env.BENCH_DIGEST === "off" ? "" : ", digest after"}`, wallMs: ours.wallMs, innerMs: rep.ms, linkMs: rep.linkMs, digestMs: rep.digestMs, digestRssKb: rep.digestRssKb, bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
+      rows.push({ round, tool: `${process.env.BENCH_CAPTURE === "direct" ? "direct" : "spool"} (gzip${process.env.BENCH_ENCRYPT === "on" ? " + AES-256-GCM" : ""})${process.env.BENCH_DIGEST === "off" ? "" : ", digest after"}`, wallMs: ours.wallMs, innerMs: rep.ms, linkMs: rep.linkMs, digestMs: rep.digestMs, digestRssKb: rep.digestRssKb, ...(rep.captureRssKb ? { captureRssKb: rep.captureRssKb } : {}), bytes: rep.bytes, storedBytes: rep.storedBytes, peakRssKb: Math.max(ours.peakRssKb, rep.peakRssKb) });
       fs.rmSync(root, { recursive: true, force: true });
       console.error(`round ${round}: link ${sec(rep.linkMs)} s, stored ${sec(rep.ms)} s in-process, ${sec(ours.wallMs)} s incl. node start and digest (${rep.payload}); digest ${rep.digestMs !== undefined ? sec(rep.digestMs) : "-"} s`);
     };
@@ -313,7 +316,7 @@ async function main(): Promise<void> {
     out.push("");
     out.push(`Median: redis-cli ${sec(cliMed)} s; ours: the socket (connect until the link closed) ${sec(oursLink)} s, until stored ${sec(oursInner)} s in-process.`);
     out.push(`Ratio ours/redis-cli: the socket's time ${(oursLink / cliMed).toFixed(3)} (goal <= 1.05); until stored ${(oursInner / cliMed).toFixed(3)}; the whole process including Node start-up and the digest after the transfer: ${(oursWall / cliMed).toFixed(3)}.`);
-    out.push(`Peak RSS: ours ${mb(ourPeak)} MB (goal < 100 MB), the digest worker ${mb(Math.max(0, ...ourRows.map((r) => r.digestRssKb ?? 0)))} MB (its own process), redis-cli ${mb(Math.max(...cliRows.map((r) => r.peakRssKb)))} MB.`);
+    out.push(`Peak RSS: ours ${mb(ourPeak)} MB (goal < 100 MB; ${mb(Math.max(...ourRows.map((r) => r.captureRssKb ?? 0)))} MB once stored, before the digest), the digest worker ${mb(Math.max(0, ...ourRows.map((r) => r.digestRssKb ?? 0)))} MB (its own process), redis-cli ${mb(Math.max(...cliRows.map((r) => r.peakRssKb)))} MB.`);
     const rate = Number(process.env.BENCH_WRITE_RATE ?? 5000);
     if (rate > 0) out.push("", ...(await cowRounds(redis.port, keys, valueSize, rate, rounds, runCli, runOurs, rows)));
     if (process.env.BENCH_API === "off") {

@@ -128,7 +128,7 @@ export class SpoolFile {
       });
     };
     return new Writable({
-      highWaterMark: 4 * BATCH_BYTES,
+      highWaterMark: BATCH_BYTES,
       construct(cb) {
         fs.open(path, "wx", 0o600, (err, opened) => {
           fd = opened;
