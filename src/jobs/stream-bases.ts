@@ -18,14 +18,17 @@
 // stream's lease takes them (its session), one at a time per instance. After each, the proof run
 // (jobs/stream-proof.ts) replays the previous base and the stream up to the new base's offset and compares.
 import crypto from "node:crypto";
-import type { Instance, StreamBase, StreamProof } from "../catalog/types";
+import type { Instance, StoredFile, StreamBase, StreamProof } from "../catalog/types";
 import type { LocalTime } from "../protocol/time";
 import { ReplicaLink } from "../redis/stream/replica";
-import type { BlobWriter } from "../storage/blob-store";
+import type { BlobStore, BlobWriter } from "../storage/blob-store";
 import { blobKey, DAY_MS } from "./backups";
 import { openWindow } from "./scheduler";
-import type { StreamJobsOptions, StreamSession } from "./streams";
-import { digestStoredFile } from "./digests";
+import type { Catalog } from "../catalog/catalog";
+import type { Clock } from "../config";
+import type { Logger } from "../log";
+import type { RedisEndpoint } from "../redis/client/resp";
+import { BackupDigests, digestStoredFile } from "./digests";
 import { proveBase } from "./stream-proof";
 
 export interface BaseScheduleOptions {
@@ -54,12 +57,33 @@ export interface ScheduledBase {
  * the stream to be durable past its offset and runs the proof against the previous base. Undefined when the
  * base was discarded (replid changed).
  */
-export async function takeScheduledBase(o: StreamJobsOptions, session: StreamSession): Promise<ScheduledBase | undefined> {
+/** What taking a base needs of the stream job's options (streams.ts's StreamJobsOptions has all of it). */
+export interface BaseTakerOptions {
+  catalog: Catalog;
+  store: BlobStore;
+  clock: Clock;
+  logger: Logger;
+  digests?: BackupDigests;
+  proofRedisServer?: string;
+  scratchDir?: string;
+}
+
+/** The shard's stream a base is taken for (streams.ts's StreamSession). */
+export interface BaseSession {
+  readonly instanceRecord: Instance;
+  readonly shard: number;
+  readonly endpoint: RedisEndpoint;
+  readonly streamReplid: string | undefined;
+  readonly durableOffset: number | undefined;
+  recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]>;
+}
+
+export async function takeScheduledBase(o: BaseTakerOptions, session: BaseSession): Promise<ScheduledBase | undefined> {
   const { store, clock, catalog } = o;
   const instance = session.instanceRecord;
   const previous = (await catalog.streamBases(instance.instanceId, session.shard)).at(-1);
   let taken: { backupId: string; writer: BlobWriter; replid: string; offset: number; at: number } | undefined;
-  let recorded: { files: Awaited<ReturnType<StreamSession["recordBase"]>> } | undefined;
+  let recorded: { files: StoredFile[] } | undefined;
   let failure: Error | undefined;
   const link = await ReplicaLink.open(session.endpoint, undefined, {
     onFullResync: (replid, offset) => {
