@@ -110,6 +110,8 @@ async function cloneAtSecondVsBase(): Promise<void> {
   const rdb = path.join(src.dir, "base.rdb");
   await withConn(src, (c) => c.command("DEBUG", "POPULATE", BASE_KEYS, "key", VALUE_SIZE));
   execFileSync("redis-cli", ["-p", String(src.port), "--rdb", rdb], { stdio: "ignore" });
+  const used = /^used_memory:(\d+)/m.exec(String(await withConn(src, (c) => c.command("INFO", "memory"))))?.[1];
+  console.log(`base: ${BASE_KEYS} keys, used_memory ${(Number(used) / 2 ** 30).toFixed(2)} GiB, RDB ${(fs.statSync(rdb).size / 2 ** 30).toFixed(2)} GiB`);
   await src.stop();
   const writes = Math.round(HOURS * 3600 * WRITES_PER_SEC);
   const us = units(writes, "w");
