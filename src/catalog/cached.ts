@@ -52,6 +52,17 @@ function cache<V extends object>(max: number, maxSize: number, ttlMs: number, si
   });
 }
 
+/**
+ * Empties a cache. lru-cache's clear() refills its arrays to their full length (`max`: up to 100,000 slots here)
+ * whatever the cache holds, and the caches are emptied after every change seen, so a few entries are deleted one
+ * by one instead.
+ */
+function empty<V extends object>(c: LRUCache<string, V>): void {
+  if (c.size === 0) return;
+  if (c.size > 256) return c.clear();
+  for (const k of [...c.keys()]) c.delete(k);
+}
+
 function freezeBackup(b: Backup): void {
   Object.freeze(b.files);
   if (b.source) Object.freeze(b.source);
@@ -131,18 +142,18 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     if (changed === undefined) return false;
     if (changed) {
       this.epoch++;
-      this.credentialCache.clear();
-      this.instanceCache.clear();
-      this.sizes.clear();
-      this.pages?.clear();
+      empty(this.credentialCache);
+      empty(this.instanceCache);
+      empty(this.sizes);
+      if (this.pages) empty(this.pages);
     }
     return true;
   }
 
   /** Drops cached credentials and instances after this node changed some. */
   private forget(): void {
-    this.credentialCache.clear();
-    this.instanceCache.clear();
+    empty(this.credentialCache);
+    empty(this.instanceCache);
   }
 
   private async written<T>(p: Promise<T>): Promise<T> {
