@@ -361,9 +361,8 @@ export class StreamSession {
   private async run(): Promise<void> {
     const log = this.o.logger.child({ instanceId: this.instance.instanceId, shard: this.shard, component: "stream" });
     let first = true;
-    let healthy = false;
     while (!this.stopped) {
-      healthy = false;
+      let healthy = false;
       try {
         if (!first) await this.relocate();
         first = false;

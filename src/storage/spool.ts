@@ -89,10 +89,10 @@ export class SpoolFile {
 
   /**
    * The sink a capture writes the raw bytes into: the socket's chunks (64 KiB each) are gathered and written by
-   * one `writev` per MiB or per 50 ms, whichever comes first (encrypted first when asked), with back-pressure while a write is in flight; 'finish'
-   * once every byte is in the file. Created exclusively (0600): never over another file. One system call per MiB
-   * instead of a thread-pool write per chunk halves the capture's CPU (docs/benchmarks.md), CPU that on a small
-   * machine the master's fork child would otherwise lack.
+   * one `writev` per MiB or per 50 ms, whichever comes first (encrypted first when asked), with back-pressure
+   * while a full batch is written; 'finish' once every byte is in the file. Created exclusively (0600): never over
+   * another file. One system call per MiB instead of a thread-pool write per chunk halves the capture's CPU
+   * (docs/benchmarks.md), CPU that on a small machine the master's fork child would otherwise lack.
    */
   writer(): Writable {
     const cipher = this.key && this.iv ? crypto.createCipheriv("aes-256-gcm", this.key, this.iv) : undefined;
