@@ -121,13 +121,14 @@ export class SpoolFile {
         chain = chain.then(() => new Promise<void>((resolve) => fs.writev(fd!, out, (err) => {
           failure ??= err ?? undefined;
           resolve();
+          if (err) sink.destroy(err); // a full disk fails the capture now, not at its next chunk
         })));
       }
       return chain.then(() => {
         if (failure) throw failure;
       });
     };
-    return new Writable({
+    const sink: Writable = new Writable({
       highWaterMark: BATCH_BYTES,
       construct(cb) {
         fs.open(path, "wx", 0o600, (err, opened) => {
@@ -169,6 +170,7 @@ export class SpoolFile {
         });
       },
     });
+    return sink;
   }
 
   /** The plain bytes written, read back (decrypted and checked against the GCM tag: a changed file fails). */
