@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { RedisClient, SdkClient } from "./server";
 import { freePort, waitFor } from "./redis";
+import { track } from "./reaper";
 
 export const CLI = path.join(__dirname, "..", "..", "src", "cli", "main.js");
 
@@ -51,7 +52,7 @@ export interface Served {
 export async function serve(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: string; timeoutMs?: number } = {}): Promise<Served> {
   const port = args.includes("--port") ? Number(args[args.indexOf("--port") + 1]) : await freePort();
   const proc = spawn(process.execPath, [CLI, "serve", ...(args.includes("--port") ? [] : ["--port", String(port)]), ...args], { env, cwd: o.cwd, stdio: ["ignore", "pipe", "pipe"] });
-  live.add(proc);
+  live.add(track(proc));
   let out = "";
   let stdout = "";
   let stderr = "";

@@ -9,6 +9,7 @@ import { keySlot, readSlotMap, SlotRange } from "../../src/redis/client/cluster"
 // Tests route writes to a cluster's nodes with the same slot function as the service.
 export { keySlot };
 import { parseInfo, RespConnection, RedisEndpoint, RespValue } from "../../src/redis/client/resp";
+import { track } from "./reaper";
 
 /** Runs fn on a fresh connection to p, closed afterwards whatever fn does. */
 export async function withConn<T>(p: RedisProcess, fn: (c: RespConnection) => Promise<T>): Promise<T> {
@@ -64,23 +65,47 @@ export interface RedisProcess {
 
 /** Starts redis-server with the given extra arguments (e.g. ["--requirepass", "x"]). */
 export async function startRedis(extra: string[] = [], opts: { password?: string; username?: string; dir?: string; bin?: string } = {}): Promise<RedisProcess> {
+  // A free port can be taken between the probe and redis-server's bind (by another test's process, or by a
+  // cluster node's bus port, which is port + 10000): then start again on another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOnce(extra, opts);
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startRedisOnce(extra: string[], opts: { password?: string; username?: string; dir?: string; bin?: string }): Promise<RedisProcess> {
   const port = await freePort();
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-redis-"));
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", path.join(dir, "redis.log"), ...extra];
-  const proc = spawn(opts.bin ?? "redis-server", args, { stdio: "ignore" });
+  const logfile = path.join(dir, "redis.log");
+  const logStart = fs.existsSync(logfile) ? fs.statSync(logfile).size : 0; // a restart in the same directory appends
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", logfile, ...extra];
+  const proc = track(spawn(opts.bin ?? "redis-server", args, { stdio: "ignore" }));
   const endpoint: RedisEndpoint = { host: "127.0.0.1", port, password: opts.password, username: opts.username };
   let exited = false;
   proc.once("exit", () => (exited = true));
-  await waitFor(`redis-server on port ${port}`, async () => {
-    if (exited) throw new Error(`redis-server exited; log: ${safeRead(path.join(dir, "redis.log"))}`);
+  // An exit ends the wait at once (the probe's errors are retried until the deadline).
+  const outcome = await waitFor(`redis-server on port ${port}`, async () => {
+    if (exited) return "exited" as const;
     const c = await RespConnection.connect(endpoint, 1000);
     try {
-      const reply = await c.command("PING");
-      return reply === "PONG" ? true : undefined;
+      return (await c.command("PING")) === "PONG" ? ("up" as const) : undefined;
     } finally {
       c.close();
     }
-  }, 15_000);
+  }, 15_000).catch((err: unknown) => {
+    proc.kill("SIGKILL");
+    throw err;
+  });
+  if (outcome === "exited") {
+    const log = safeRead(logfile, logStart);
+    if (/Address already in use/.test(log)) throw new PortTaken(`port ${port} was taken: ${log}`);
+    throw new Error(`redis-server exited; log: ${log}`);
+  }
   return {
     port,
     dir,
@@ -112,8 +137,8 @@ function childPids(pid: number | undefined): number[] {
   }
 }
 
-function safeRead(p: string): string {
-  try { return fs.readFileSync(p, "utf8").slice(-2000); } catch { return "(no log)"; }
+function safeRead(p: string, from = 0): string {
+  try { return fs.readFileSync(p).subarray(from).toString("utf8").slice(-2000); } catch { return "(no log)"; }
 }
 
 export function redisCheckRdb(file: string): { ok: boolean; output: string } {
@@ -131,8 +156,14 @@ export function redisCheckRdb(file: string): { ok: boolean; output: string } {
  * `replicasPerMaster`, that many replicas each (after the masters in the array; every replica's link is up).
  */
 export async function startCluster(masters: number, password: string, extra: string[] = [], replicasPerMaster = 0): Promise<RedisProcess[]> {
-  const nodes = await Promise.all(Array.from({ length: masters * (1 + replicasPerMaster) }, () =>
+  const started = await Promise.allSettled(Array.from({ length: masters * (1 + replicasPerMaster) }, () =>
     startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", password, "--masterauth", password, ...extra], { password })));
+  const nodes = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    for (const n of nodes) n.kill();
+    throw failed.reason;
+  }
   await new Promise<void>((resolve, reject) =>
     execFile("redis-cli", ["-a", password, "--no-auth-warning", "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicasPerMaster), "--cluster-yes"],
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve())));

@@ -23,6 +23,7 @@ import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
+import { track } from "./reaper";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { S3BlobStore, S3StoreOptions } from "../../src/storage/s3";
 
@@ -47,7 +48,7 @@ export interface S3TestServer {
 
 export async function startS3rver(opts: { dir?: string; plain?: boolean } = {}): Promise<S3TestServer> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "crs-s3rver-"));
-  const proc = spawn(process.execPath, [__filename, "--serve", dir, ...(opts.plain ? ["--plain"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = track(spawn(process.execPath, [__filename, "--serve", dir, ...(opts.plain ? ["--plain"] : [])], { stdio: ["ignore", "pipe", "inherit"] }));
   const port = await new Promise<number>((resolve, reject) => {
     const rl = readline.createInterface({ input: proc.stdout! });
     const timer = setTimeout(() => reject(new Error("s3rver did not start within 20 s")), 20_000);

@@ -1,6 +1,7 @@
 // Real Redis Sentinels for tests: `redis-server <conf> --sentinel` (any redis-server binary is a Sentinel), each on
 // a free port in its own temporary directory, with short failure timeouts so failovers take about a second.
 import { spawn, ChildProcess } from "node:child_process";
+import { track } from "./reaper";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -40,7 +41,7 @@ export async function startSentinel(o: SentinelOptions): Promise<SentinelProcess
   if (o.dataPassword) lines.push(`sentinel auth-pass ${o.masterName} ${o.dataPassword}`);
   if (o.sentinelPassword) lines.push(`requirepass ${o.sentinelPassword}`, `sentinel sentinel-pass ${o.sentinelPassword}`);
   fs.writeFileSync(conf, `${lines.join("\n")}\n`);
-  const proc = spawn("redis-server", [conf, "--sentinel"], { stdio: "ignore" });
+  const proc = track(spawn("redis-server", [conf, "--sentinel"], { stdio: "ignore" }));
   let exited = false;
   proc.once("exit", () => (exited = true));
   const endpoint: RedisEndpoint = { host: "127.0.0.1", port, password: o.sentinelPassword };
