@@ -124,8 +124,14 @@ async function main(): Promise<void> {
   await load(ourPort, requests.slice(0, 200), { connections: 50, seconds: 2 });
   let served = 0;
   let cpu = 0;
+  let bareServed = 0;
+  let bareCpu = 0;
   for (let round = 1; round <= 2; round++) {
-    rows.push({ round, name: "bare node:http", r: await load(barePort, requests, run) });
+    const bareBefore = cpuSeconds(bare.pid!);
+    const b = await load(barePort, requests, run);
+    bareCpu += cpuSeconds(bare.pid!) - bareBefore;
+    bareServed += b.total;
+    rows.push({ round, name: "bare node:http", r: b });
     const before = cpuSeconds(ours.pid!);
     const r = await load(ourPort, requests, run);
     cpu += cpuSeconds(ours.pid!) - before;
@@ -150,6 +156,8 @@ async function main(): Promise<void> {
   console.log(`crs-backup p99: ${Math.max(...rows.filter((x) => x.name === "crs-backup").map((x) => x.r.p99))} ms (goal <= 15)`);
   console.log(`server start with the catalogue: ${startMs} ms (goal < 2000)`);
   console.log(`crs-backup server process CPU per request (HTTP included): ${((cpu * 1e6) / served).toFixed(0)} µs over ${served} requests; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  // The bare server's own CPU per request: what HTTP alone costs here (read, parse, a response of the same size).
+  console.log(`bare node:http server process CPU per request: ${((bareCpu * 1e6) / bareServed).toFixed(0)} µs over ${bareServed} requests`);
   if (profDir) console.log(`server CPU profile in ${profDir} (node dist/bench/cpuprofile-top.js FILE ${served})`);
   if (!keep) fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -3,6 +3,7 @@
 // field), the rows it serves are frozen copies of the cache's, the RedisBackupSet JSON memo follows every field,
 // and the response spliced from raw JSON is the text JSON.stringify makes.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -98,6 +99,21 @@ test("cached listing pages see every write: this handle's, another connection's,
 
   await b.deleteBackupRecord(backup("crs-small001", 99).backupId);
   await same("delete through another connection");
+});
+
+test("a commit by another process is seen by the first read after it (PRAGMA data_version, read once per event-loop callback)", async () => {
+  const top = (await a.listBackups(pages[0]!)).rows[0]!;
+  for (const size of [11, 12, 13]) {
+    assert.notEqual((await a.listBackups(pages[0]!)).rows[0]!.backupSize, size); // cached now
+    // Plain SQL in a child process: neither this process's connections nor their total_changes() see it.
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, ["-e", `new (require("better-sqlite3"))(process.argv[1]).prepare("UPDATE backups SET backup_size = ? WHERE backup_id = ?").run(${size}, process.argv[2])`,
+        path.join(dir, "catalog.db"), top.backupId], { stdio: "inherit", cwd: path.join(__dirname, "..", "..") });
+      child.once("exit", resolve);
+    });
+    assert.equal(code, 0);
+    assert.equal((await a.listBackups(pages[0]!)).rows[0]!.backupSize, size);
+  }
 });
 
 test("the RedisBackupSet JSON memo follows every field, the instance's name and region, and the zone", () => {

@@ -199,6 +199,12 @@ class SqliteOps extends SqlOps {
   }
 }
 
+/**
+ * Every engine open in this process: changed() sums their total_changes(), so a commit through another connection
+ * in this process (a test's second catalogue, a tool run in-process) shows at once, PRAGMA or not.
+ */
+const openEngines = new Set<SqliteEngine>();
+
 export class SqliteEngine extends SqliteOps implements CatalogEngine {
   readonly kind = "sqlite" as const;
   readonly db: Database.Database;
@@ -213,6 +219,12 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
   private readonly resetTick = () => {
     this.dataVersionChecked = false;
   };
+  /**
+   * A nextTick queued from a microtask runs once the whole microtask queue has drained. (Queued directly it could
+   * run first: the request's handler itself runs inside a nextTick, the stream's end event, and Node runs every
+   * queued tick before the microtasks.)
+   */
+  private readonly resetAfterDrain = () => process.nextTick(this.resetTick);
   private readonly stmt: Record<"totalChanges" | "dataVersion" | "listingStats" | "listingKeys", Database.Statement>;
 
   /** Opens (creating owner-only if needed) the catalogue file and applies pending migrations. */
@@ -244,6 +256,7 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
       listingStats: db.prepare("SELECT v.version, c.status, c.n FROM backup_versions v LEFT JOIN backup_counts c ON c.instance_id = v.instance_id WHERE v.instance_id = ?").raw(),
       listingKeys: db.prepare("SELECT rowid, start_time, status, backup_id FROM backups WHERE instance_id = ? ORDER BY start_time DESC, backup_id ASC").raw(),
     };
+    openEngines.add(this);
   }
 
   private appliedVersions(): number[] {
@@ -282,6 +295,7 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
 
   async close(): Promise<void> {
     await this.exec.ready();
+    openEngines.delete(this);
     this.db.close();
   }
 
@@ -340,14 +354,18 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
   // --- the cache's primitives ---
 
   /**
-   * This connection's writes show in total_changes(), other connections' and processes' commits in PRAGMA
-   * data_version. The latter is read once per synchronous run of JavaScript (reset by a microtask), so every
-   * request sees every commit made before it started. While a transaction is open the cache is not used (a
-   * rollback would not show).
+   * This connection's writes show in total_changes() (read on every call: ~0.1 µs), other connections' and
+   * processes' commits in PRAGMA data_version (this process's other connections: their total_changes(), summed) (~5-17 µs, a read lock on the WAL index). The latter is read once
+   * per macrotask: the first call after an event-loop callback began reads it, and a reset queued then (which
+   * runs once the callback's promise chain has drained: resetAfterDrain) lets the next callback read it again. Every request
+   * still sees every commit made before it arrived: its bytes are read in the callback that handles them, and
+   * the check comes after that read. (Resetting after every microtask read the PRAGMA ~3 times per request.)
+   * While a transaction is open the cache is not used (a rollback would not show).
    */
   changed(): boolean | undefined {
     if (this.db.inTransaction) return undefined;
-    const changes = this.stmt.totalChanges.get() as number;
+    let changes = 0;
+    for (const e of openEngines) changes += e.stmt.totalChanges.get() as number;
     let changed = changes !== this.seenChanges;
     if (!this.dataVersionChecked) {
       const dv = this.stmt.dataVersion.get() as number;
@@ -356,7 +374,7 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
         changed = true;
       }
       this.dataVersionChecked = true;
-      queueMicrotask(this.resetTick);
+      queueMicrotask(this.resetAfterDrain);
     }
     this.seenChanges = changes;
     return changed;
