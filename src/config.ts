@@ -110,6 +110,11 @@ export interface Config {
    * automatic-backup window, and at least once a day.
    */
   pitrBaseEveryMs?: number;
+  /**
+   * Second-level backup of a cluster: every shard takes a new base this long after keys last moved between its
+   * masters (a slot migration); the seconds from the move until then are reported missing. Default 10 s.
+   */
+  pitrRebaseAfterMs?: number;
   /** CloneInstances: the redis-server binary a clone runs (default: redis-server on PATH). */
   cloneRedisServer: string;
   /** CloneInstances: the ports clones listen on (on advertiseHost), inclusive. */

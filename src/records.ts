@@ -37,4 +37,6 @@ export interface SegmentMeta {
   /** Plain bytes and their SHA-256. */
   bytes: number;
   sha256?: string;
+  /** Units that moved a key into this master from another (RESTORE-ASKING: a cluster's slot migration). */
+  keyMoves?: number;
 }

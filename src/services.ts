@@ -129,7 +129,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
     const streams = new StreamJobs({
       catalog, store, clock, logger: logger.child({ node: nodeId }), nodeId, leaseMs: config.leaseMs, pollMs: config.pollMs, digests,
       flushMs: store.describe().startsWith("s3://") ? config.streamCommitS3Ms : 1000, clusterHosts: config.clusterHosts,
-      bases: { ...(config.pitrBaseEveryMs !== undefined ? { everyMs: config.pitrBaseEveryMs } : {}), time },
+      bases: { ...(config.pitrBaseEveryMs !== undefined ? { everyMs: config.pitrBaseEveryMs } : {}), ...(config.pitrRebaseAfterMs !== undefined ? { afterKeyMovesMs: config.pitrRebaseAfterMs } : {}), time },
       proofRedisServer: config.cloneRedisServer, scratchDir: path.join(config.dataDir, "scratch"),
     });
     const links = await LinkSigner.open(catalog);

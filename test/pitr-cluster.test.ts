@@ -75,7 +75,7 @@ before(async () => {
       { InstanceId: ID.source, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:${PW}@127.0.0.1:${nodes[0]!.port}` },
       { InstanceId: ID.target, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${target.port}` },
     ],
-  }, { rateLimit: 0, clonePorts: await freePort().then((p) => ({ from: Math.min(p, 65000), to: Math.min(p, 65000) + 5 })) });
+  }, { rateLimit: 0, pitrRebaseAfterMs: 1000, clonePorts: await freePort().then((p) => ({ from: Math.min(p, 65000), to: Math.min(p, 65000) + 5 })) });
   c = srv.client({ language: "en-US" });
 });
 
@@ -179,4 +179,46 @@ test("CloneInstances of a cluster: a cluster backup and a second of its stream e
   const map = await readSlotMap(nodes[0]!.endpoint);
   const inside = ops.filter((o) => o.acked !== undefined && o.acked < (sec + 1) * 1000 - 200);
   assert.equal(new Set(inside.map((o) => map.find((x) => keySlot(o.key) >= x.start && keySlot(o.key) <= x.end)!.start)).size, 3);
+});
+
+test("a slot migrated between two masters while streaming: the seconds from the move to every shard's new base are missing, a second after them clones exactly", async () => {
+  const map = await readSlotMap(nodes[0]!.endpoint);
+  const tag = "{moved}";
+  const slot = keySlot(tag);
+  const from = map.find((r) => slot >= r.start && slot <= r.end)!.master;
+  const to = map.find((r) => r.master.port !== from.port)!.master;
+  const src = { ...from, password: PW };
+  const dst = { ...to, password: PW };
+  const keys = Array.from({ length: 40 }, (_, i) => `${tag}:${i}`);
+  await send(src, keys.map((k) => ["SET", k, `old-${k}`]));
+  const myId = async (ep: typeof src) => String((await send(ep, [["CLUSTER", "MYID"]]))[0]);
+  const [srcId, dstId] = [await myId(src), await myId(dst)];
+  // The steps of redis-cli --cluster reshard for one slot: IMPORTING, MIGRATING, MIGRATE the keys, NODE everywhere.
+  await send(dst, [["CLUSTER", "SETSLOT", String(slot), "IMPORTING", srcId]]);
+  await send(src, [["CLUSTER", "SETSLOT", String(slot), "MIGRATING", dstId]]);
+  // Every key of the slot moves (earlier tests' keys may hash to it too).
+  const inSlot = ((await send(src, [["CLUSTER", "GETKEYSINSLOT", String(slot), "10000"]]))[0] as Buffer[]).map(String);
+  assert.equal(String((await send(src, [["MIGRATE", to.host, String(to.port), "", "0", "5000", "AUTH", PW, "KEYS", ...inSlot]]))[0]), "OK");
+  for (const m of map.map((r) => r.master)) await send({ ...m, password: PW }, [["CLUSTER", "SETSLOT", String(slot), "NODE", dstId]]);
+  const moved = Date.now();
+  await send(dst, keys.slice(0, 20).map((k) => ["SET", k, `new-${k}`])); // the new owner changes half of them
+  const moveSec = Math.floor(moved / 1000);
+
+  // Every shard takes a new base once the moves stop (here 1 s); until then the move's seconds are missing.
+  await waitFor("a new base on every shard after the move", async () => {
+    for (const shard of [0, 1, 2]) if (!(await srv.services.catalog.streamBases(ID.source, shard)).some((b) => b.takenAt > moved)) return undefined;
+    return true;
+  }, 60_000, 250);
+  const sec = Math.floor(Date.now() / 1000) + 1;
+  const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
+  const gaps = (await info(sec)).MissingTimestamps ?? [];
+  assert.ok(gaps.some((g) => g.StartTimeStamp! <= moveSec && g.EndTimeStamp! >= moveSec), `the move's second ${moveSec} is missing: ${JSON.stringify(gaps)}`);
+  assert.ok(!(await info(moveSec)).BackupId, "a second of the move has no backup to restore from");
+  const r = await runCli(["restore", "--data", `${srv.dataDir}/data`, "--instance", ID.target, "--from", ID.source, "--at", tz.format(moveSec * 1000)]);
+  assert.notEqual(r.code, 0, r.out);
+
+  // A second after the new bases: every moved key once, with the value its owner had then.
+  const at = await cloneOf(base, sec);
+  const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
+  for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 20 ? "new" : "old"}-${k}`, k);
 });

@@ -238,5 +238,15 @@ CREATE TABLE provisioned_instances (
 );
 `,
     },
+    {
+      version: 10,
+      // NULL: none. Seconds from the first such segment until every shard has a base taken after it are not
+      // restorable (jobs/point-in-time.ts): replay runs shard by shard, which is exact only while shards own
+      // disjoint keys.
+      name: "second-level backup: segments that hold keys moved between a cluster's masters (slot migration)",
+      sql: `
+ALTER TABLE stream_segments ADD COLUMN key_moves INTEGER;
+`,
+    },
   ];
 }

@@ -51,6 +51,7 @@ function toSegment(r: Row): StreamSegment {
   };
   if (r.blob_key) s.key = r.blob_key as string;
   if (r.sha256) s.sha256 = r.sha256 as string;
+  if (r.key_moves !== null && r.key_moves !== undefined && num(r.key_moves) > 0) s.keyMoves = num(r.key_moves);
   return s;
 }
 
@@ -60,7 +61,7 @@ function toBase(r: Row): StreamBase {
   return b;
 }
 
-const SEGMENT_COLUMNS = "segment_id, instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at";
+const SEGMENT_COLUMNS = "segment_id, instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at, key_moves";
 
 export class StreamTables implements StreamCatalog {
   constructor(private readonly streamSql: SqlExecutor) {}
@@ -101,9 +102,9 @@ export class StreamTables implements StreamCatalog {
   }
 
   async insertStreamSegment(s: Omit<StreamSegment, "segmentId">): Promise<number> {
-    const rows = await this.streamSql.all(`INSERT INTO stream_segments(instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING segment_id`,
-    [s.instanceId, s.shard, s.replid, s.startOffset, s.endOffset, s.startDb, s.endDb, s.fromMs, s.toMs, JSON.stringify(s.samples), s.key ?? null, s.units, s.bytes, s.sha256 ?? null, s.createdAt]);
+    const rows = await this.streamSql.all(`INSERT INTO stream_segments(instance_id, shard, replid, start_offset, end_offset, start_db, end_db, from_ms, to_ms, samples, blob_key, units, bytes, sha256, created_at, key_moves)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING segment_id`,
+    [s.instanceId, s.shard, s.replid, s.startOffset, s.endOffset, s.startDb, s.endDb, s.fromMs, s.toMs, JSON.stringify(s.samples), s.key ?? null, s.units, s.bytes, s.sha256 ?? null, s.createdAt, s.keyMoves ?? null]);
     return num(rows[0]!.segment_id);
   }
 

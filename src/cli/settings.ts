@@ -73,6 +73,7 @@ export const SETTINGS: Setting[] = [
   { key: "encryptionKeys", flag: "--encryption-keys <file>", env: "CRS_ENCRYPTION_KEYS", kind: "file", scope: "all", help: "keyring of the master keys that wrap encrypted backups' data keys: JSON {\"active\":\"k1\",\"keys\":{\"k1\":\"<base64 of 32 bytes>\"}}, owner-only (chmod 600)" },
   { key: "encryptBackups", flag: "--encrypt-backups <on|off>", env: "CRS_ENCRYPT_BACKUPS", kind: "onoff", scope: "all", help: "encrypt every new backup (AES-256-GCM) unless its instance chooses otherwise (default off; needs --encryption-keys)" },
   { key: "pitrBaseEvery", flag: "--pitr-base-every <seconds>", env: "CRS_PITR_BASE_EVERY", kind: "seconds", min: 1, max: 86400, scope: "serve", help: "second-level backup: take a new base this often (default: in each instance's automatic-backup window, and at least daily)" },
+  { key: "pitrRebaseAfter", flag: "--pitr-rebase-after <seconds>", env: "CRS_PITR_REBASE_AFTER", kind: "seconds", min: 1, max: 86400, scope: "serve", help: "second-level backup of a cluster: every shard takes a new base this long after keys last moved between its masters (a slot migration; the seconds in between are not restorable; default 10)" },
   { key: "streamCommitS3", flag: "--stream-commit-s3 <seconds>", env: "CRS_STREAM_COMMIT_S3", kind: "seconds", min: 1, max: 60, scope: "serve", help: "second-level backup on S3 storage: group-commit the stream this often, the RPO bound (default 5; one PUT per streaming shard per interval while writes arrive, none idle; local storage: 1 s)" },
   { key: "downloadEncrypted", flag: "--download-encrypted <on|off>", env: "CRS_DOWNLOAD_ENCRYPTED", kind: "onoff", scope: "serve", help: "download links of encrypted backups serve the encrypted file (DecryptKey in DescribeBackupDetail, over TLS) instead of the plain RDB (default off)" },
   { key: "cloneRedisServer", flag: "--clone-redis-server <path>", env: "CRS_CLONE_REDIS_SERVER", kind: "string", scope: "serve", help: "CloneInstances: the redis-server binary clones run (default: redis-server on PATH)" },
@@ -246,6 +247,7 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
       case "minFreeSpace": cfg.minFreeBytes = parsed.value as number; break;
       case "diskReserve": cfg.diskReserveBytes = parsed.value as number; break;
       case "pitrBaseEvery": cfg.pitrBaseEveryMs = (parsed.value as number) * 1000; break;
+      case "pitrRebaseAfter": cfg.pitrRebaseAfterMs = (parsed.value as number) * 1000; break;
       case "streamCommitS3": cfg.streamCommitS3Ms = (parsed.value as number) * 1000; break;
       default: (cfg as unknown as Record<string, unknown>)[s.key] = parsed.value;
     }

@@ -62,7 +62,42 @@ export async function missingTimestamps(catalog: Catalog, config: StreamConfig, 
   if (shards.length === 1) return shardMissingTimestamps(catalog, config, 0, now);
   const all = [];
   for (const shard of shards) all.push(...await shardMissingTimestamps(catalog, config, shard, now));
+  all.push(...await keyMoveGaps(catalog, config, shards, now));
   return mergeRanges(all);
+}
+
+/**
+ * A cluster's seconds that keys moving between masters (a slot migration: RESTORE-ASKING on the importing master,
+ * a plain DEL on the other) make unrestorable: from the first second of a segment holding a moved key until
+ * every shard has a base taken after that segment (the stream takes them once the moves stop: streams.ts).
+ * Replay runs shard by shard, which is exact only while each key lives in one shard's stream since the bases.
+ */
+async function keyMoveGaps(catalog: Catalog, config: StreamConfig, shards: number[], now: number): Promise<Array<{ start: number; end: number }>> {
+  const from = Math.max(config.since ?? 0, now - WINDOW_MS);
+  const bases = await Promise.all(shards.map((shard) => catalog.streamBases(config.instanceId, shard)));
+  const out: Array<{ start: number; end: number }> = [];
+  for (const shard of shards) {
+    for (const seg of await catalog.streamSegments(config.instanceId, shard, from, now)) {
+      if (!seg.keyMoves) continue;
+      const after = bases.map((b) => b.find((x) => x.takenAt > seg.toMs)?.takenAt);
+      const until = after.some((t) => t === undefined) ? now : Math.max(...(after as number[]));
+      out.push({ start: Math.floor(Math.max(seg.fromMs, from) / 1000), end: Math.floor(until / 1000) });
+    }
+  }
+  return out;
+}
+
+/** Refuses a cluster plan whose shards' bases are older than a key move before the cut (the plan's own check). */
+async function checkNoKeyMoves(catalog: Catalog, config: StreamConfig, plans: PointInTimePlan[], atSec: number): Promise<void> {
+  if (plans.length < 2) return;
+  const oldest = Math.min(...plans.map((p) => p.base.takenAt));
+  const cutoffMs = (atSec + 1) * 1000;
+  for (const p of plans) {
+    const moved = (await catalog.streamSegments(config.instanceId, p.base.shard, oldest, cutoffMs)).find((s) => s.keyMoves && s.toMs > oldest && s.fromMs < cutoffMs);
+    if (moved) {
+      throw new PointInTimeError(`keys moved between the cluster's masters (a slot migration) at ${Math.floor(moved.fromMs / 1000)}, after a shard's base and before ${atSec}: a second after every shard's next base is restorable`);
+    }
+  }
 }
 
 /** One shard's seconds without data between `since` and `now`. */
@@ -94,6 +129,7 @@ export async function planInstancePointInTime(catalog: Catalog, config: StreamCo
       throw err;
     }
   }
+  await checkNoKeyMoves(catalog, config, plans, atSec);
   return plans;
 }
 

@@ -36,6 +36,8 @@ export interface BaseScheduleOptions {
   everyMs?: number;
   /** The server's time zone (windows are in it). */
   time?: LocalTime;
+  /** A cluster's shards all re-base this long after keys last moved between its masters (default 10 s). */
+  afterKeyMovesMs?: number;
 }
 
 /** Whether a new base is due now, given the newest one. The first base is the link's own full resync. */

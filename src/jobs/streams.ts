@@ -61,6 +61,9 @@ export interface StreamJobsOptions {
   clusterHosts?: readonly string[];
 }
 
+/** After keys last moved between a cluster's masters, this long without another move before every shard re-bases. */
+export const DEFAULT_REBASE_AFTER_MOVES_MS = 10_000;
+
 /** A link that streamed this long before it dropped is reopened after QUICK_RETRY_MS, not the retry delay. */
 const HEALTHY_LINK_MS = 5_000;
 const QUICK_RETRY_MS = 100;
@@ -187,6 +190,13 @@ export class InstanceStream {
         } else {
           if (this.instance.shardNum !== t.masters.length) await this.o.catalog.updateInstance(this.instance.instanceId, { shardNum: t.masters.length }).catch(() => undefined);
           this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length));
+          // A slot migration shows as RESTORE-ASKING in the importing master's stream only; every shard re-bases.
+          for (const s of this.shards) {
+            s.onKeyMoves = (at) => {
+              log.info({ at }, "stream: keys moved between the cluster's masters (slot migration); every shard takes a new base once they stop");
+              for (const x of this.shards) x.keysMoved(at);
+            };
+          }
         }
         for (const s of this.shards) s.start();
         return;
@@ -266,6 +276,10 @@ export class StreamSession {
   streaming = false;
   /** The stream runs behind the master (units arrive late): the sampler samples faster. */
   private behind = false;
+  /** When keys last moved between the cluster's masters as seen by any shard's stream (a slot migration). */
+  private movedAt: number | undefined;
+  /** Told when this shard's stream records a segment holding moved keys (InstanceStream tells every shard). */
+  onKeyMoves: ((at: number) => void) | undefined;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig, readonly shard = 0,
     ep: RedisEndpoint = parseEndpointUrl(instance.redisUrl!), private readonly locate: () => Promise<RedisEndpoint> = async () => ep, private readonly shardCount = 1) {
@@ -342,12 +356,13 @@ export class StreamSession {
   /** Takes a scheduled base when one is due (stream-bases.ts); one at a time; failures are logged and retried later. */
   maybeBase(): Promise<ScheduledBase | undefined> | undefined {
     if (this.basing || this.stopped || !this.log || !this.streaming || !this.o.bases) return this.basing;
+    const rebase = this.rebaseDue();
     // The newest base's time is read once, then kept by recordBase: the check every pass costs no catalogue read.
-    if (this.newestBaseAt !== undefined && !baseDue(this.instance, { takenAt: this.newestBaseAt }, this.o.clock.now(), this.o.bases)) return undefined;
+    if (!rebase && this.newestBaseAt !== undefined && !baseDue(this.instance, { takenAt: this.newestBaseAt }, this.o.clock.now(), this.o.bases)) return undefined;
     this.basing = (async () => {
       const newest = (await this.o.catalog.streamBases(this.instance.instanceId, this.shard)).at(-1);
       this.newestBaseAt = Math.max(this.newestBaseAt ?? 0, newest?.takenAt ?? 0) || undefined;
-      if (!baseDue(this.instance, newest, this.o.clock.now(), this.o.bases!)) return undefined;
+      if (!this.rebaseDue() && !baseDue(this.instance, newest, this.o.clock.now(), this.o.bases!)) return undefined;
       const r = await takeScheduledBase(this.o, this);
       if (r) this.lastScheduled = r;
       return r;
@@ -356,6 +371,17 @@ export class StreamSession {
       return undefined;
     }).finally(() => (this.basing = undefined));
     return this.basing;
+  }
+
+  /** Keys moved between the masters and have not moved for `afterKeyMovesMs`, and this shard has no base since. */
+  private rebaseDue(): boolean {
+    if (this.movedAt === undefined) return false;
+    return this.o.clock.now() - this.movedAt >= (this.o.bases?.afterKeyMovesMs ?? DEFAULT_REBASE_AFTER_MOVES_MS) && (this.newestBaseAt ?? 0) <= this.movedAt;
+  }
+
+  /** A key moved into or out of this cluster's masters (any shard's stream saw it): every shard takes a new base. */
+  keysMoved(at: number): void {
+    this.movedAt = Math.max(this.movedAt ?? 0, at);
   }
 
   private async run(): Promise<void> {
@@ -471,9 +497,11 @@ export class StreamSession {
   /** A committed segment's row: a new one, or (nothing stored, same lineage) the last row moved forward. */
   private async record(meta: SegmentMeta): Promise<void> {
     const { catalog, clock } = this.o;
+    if (meta.keyMoves) this.onKeyMoves?.(clock.now());
     const last = this.last;
     const idle = !meta.key && last && last.endOffset === meta.startOffset && last.replid === meta.replid && last.toMs >= meta.fromMs - 5_000;
-    if (idle && last.samples.length < MAX_SAMPLES_PER_ROW) {
+    // A segment holding moved keys keeps its own end: the seconds it makes missing end at bases taken after it.
+    if (idle && last.samples.length < MAX_SAMPLES_PER_ROW && !last.keyMoves) {
       const top = last.samples.reduce((m, [o]) => Math.max(m, o), -1);
       const samples = [...last.samples, ...meta.samples.filter(([o]) => o > top)];
       const fields = { endOffset: meta.endOffset, endDb: meta.endDb, toMs: meta.toMs, samples };
@@ -485,6 +513,7 @@ export class StreamSession {
       instanceId: this.instance.instanceId, shard: this.shard, replid: meta.replid, startOffset: meta.startOffset, endOffset: meta.endOffset,
       startDb: meta.startDb, endDb: meta.endDb, fromMs: meta.fromMs, toMs: meta.toMs, samples: meta.samples, units: meta.units, bytes: meta.bytes,
       createdAt: clock.now(), ...(meta.key ? { key: meta.key } : {}), ...(meta.sha256 ? { sha256: meta.sha256 } : {}),
+      ...(meta.keyMoves ? { keyMoves: meta.keyMoves } : {}),
     };
     const segmentId = await catalog.insertStreamSegment(row);
     this.last = { ...row, segmentId };

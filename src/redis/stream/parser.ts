@@ -19,6 +19,11 @@ export interface StreamUnit {
   raw: Buffer;
   /** Commands in `raw` (MULTI and EXEC included); 0 for PING and REPLCONF. */
   commands: number;
+  /**
+   * The unit holds a RESTORE-ASKING: a key MIGRATE moved into this master from another (a cluster's slot
+   * migration). The source master's stream has a plain DEL of it, so between shards the order matters again.
+   */
+  keyMove?: true;
 }
 
 export class StreamFormatError extends Error {
@@ -79,6 +84,7 @@ export class CommandStreamParser {
   private txStart = -1;
   private txCommands = 0;
   private txDb = 0;
+  private txKeyMove = false;
 
   /**
    * @param offset the replication offset of the last byte before the stream's first byte (FULLRESYNC's offset, or
@@ -112,8 +118,10 @@ export class CommandStreamParser {
       if (this.txStart >= 0) {
         this.txCommands++;
         if (c.name === "select" && c.arg1 !== undefined) this.db = Number(c.arg1);
+        if (c.name === "restore-asking") this.txKeyMove = true;
         if (c.name === "exec" || c.name === "discard") {
-          units.push(this.unit(unitStart, c.next, this.txDb, this.txCommands));
+          units.push(this.unit(unitStart, c.next, this.txDb, this.txCommands, false, this.txKeyMove));
+          this.txKeyMove = false;
           this.txStart = -1;
           unitStart = c.next;
         }
@@ -123,6 +131,7 @@ export class CommandStreamParser {
         this.txStart = at;
         this.txCommands = 1;
         this.txDb = this.db;
+        this.txKeyMove = false;
         unitStart = at;
         continue;
       }
@@ -133,18 +142,20 @@ export class CommandStreamParser {
         this.db = n;
       }
       const empty = c.name === "ping" || c.name === "replconf";
-      units.push(this.unit(at, c.next, before, empty ? 0 : 1, empty));
+      units.push(this.unit(at, c.next, before, empty ? 0 : 1, empty, c.name === "restore-asking"));
       unitStart = c.next;
     }
     return units;
   }
 
-  private unit(from: number, to: number, db: number, commands: number, empty = false): StreamUnit {
+  private unit(from: number, to: number, db: number, commands: number, empty = false, keyMove = false): StreamUnit {
     const start = this.offset;
     const end = start + (to - from);
     this.offset = end;
     // Copied: the unit outlives this buffer (held until its segment is committed).
-    return { start, end, db, dbAfter: this.db, raw: empty ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(from, to)), commands };
+    const u: StreamUnit = { start, end, db, dbAfter: this.db, raw: empty ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(from, to)), commands };
+    if (keyMove) u.keyMove = true;
+    return u;
   }
 }
 

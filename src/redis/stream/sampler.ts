@@ -51,10 +51,12 @@ export class OffsetSampler {
     const c = this.conn;
     try {
       await commandWithin(c, this.ep, this.timeoutMs, "MULTI");
-      const time = c.command("TIME");
-      const info = c.command("INFO", "replication");
+      // QUEUED replies. Handled at once: when the connection drops before EXEC answers, EXEC's error is the one
+      // thrown, and these two must not reject unhandled (an unhandled rejection ends a Node process).
+      const queued = Promise.all([c.command("TIME"), c.command("INFO", "replication")]);
+      queued.catch(() => undefined);
       const exec = await commandWithin(c, this.ep, this.timeoutMs, "EXEC");
-      await Promise.all([time, info]);
+      await queued;
       const s = parseSample(exec);
       this.lastError = undefined;
       return s;

@@ -192,6 +192,8 @@ export class SegmentLog {
       replid: this.replid, startOffset: this.durable.offset, endOffset: head.offset, startDb: this.durable.db, endDb: head.db,
       fromMs: this.fromMs, toMs, samples, units: stored.length, bytes: 0,
     };
+    const keyMoves = stored.reduce((n, x) => n + (x.unit.keyMove ? 1 : 0), 0);
+    if (keyMoves) meta.keyMoves = keyMoves;
     try {
       if (stored.length) {
         const key = this.o.keyOf(meta.startOffset, meta.endOffset);
