@@ -434,6 +434,12 @@ for (const backend of backends) {
       assert.equal(await b.claimStream(id, other, T0 + 40_000, T0 + 20_001), true, "taken over once it lapsed");
       await a.releaseStream(id, holder); // not the holder any more: nothing changes
       assert.equal((await a.streamConfig(id))!.owner, other);
+      // Starting afresh (a cluster's number of masters changed): only the lease holder moves since and the epoch.
+      assert.equal(await a.restartStream(id, holder, T0 + 21_000), false, "not by a node that lost the lease");
+      assert.equal((await b.streamConfig(id))!.epoch, undefined);
+      assert.equal(await a.restartStream(id, other, T0 + 21_000), true);
+      const afresh = (await b.streamConfig(id))!;
+      assert.deepEqual([afresh.since, afresh.epoch], [T0 + 21_000, T0 + 21_000]);
       await a.setStreamStatus(id, other, "streaming");
       await a.releaseStream(id, other);
       const released = (await b.streamConfig(id))!;
@@ -463,6 +469,10 @@ for (const backend of backends) {
       assert.deepEqual((await b.streamBases(id, 1)).map((x) => x.replid), ["b".repeat(40)]);
       await a.deleteStreamSegment(s1);
       assert.deepEqual((await b.streamSegments(id, 0)).map((x) => x.segmentId), [s2]);
+      // A segment holding keys moved in from another master (RESTORE-ASKING) keeps their count.
+      const s3 = await a.insertStreamSegment({ ...seg(310, 400, T0 + 3000, T0 + 4000), keyMoves: 7 });
+      assert.deepEqual((await b.streamSegments(id, 0)).map((x) => [x.segmentId, x.keyMoves]), [[s2, undefined], [s3, 7]]);
+      await a.deleteStreamSegment(s3);
       // Switched off: since and the lease cleared, no claim possible.
       const off = await b.setBackupMode(id, "NormalLevelBackup", T0 + 9 * MIN);
       assert.equal(off.since, undefined);

@@ -13,6 +13,7 @@ import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./supp
 import { processesIn } from "../src/instances/local";
 import { AckedWrite, checkAtCut, writeUntil } from "./support/pitr";
 import { runCli } from "./support/cli-process";
+import type { RedisEndpoint } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
 
 const PW = "pitr-cluster-pw";
@@ -22,6 +23,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let nodes: RedisProcess[];
 let target: RedisProcess;
+/** Nodes added to the cluster by a test (a new master). */
+const added: RedisProcess[] = [];
 let srv: TestServer;
 let c: SdkClient;
 const clones: string[] = [];
@@ -48,7 +51,7 @@ async function writeCluster(prefix: string, more: () => boolean): Promise<AckedW
   return all;
 }
 
-async function info(sec: number): Promise<{ BackupId?: string; MissingTimestamps?: Array<{ StartTimeStamp?: number; EndTimeStamp?: number }> }> {
+async function info(sec: number): Promise<{ BackupId?: string; StartTimestamp?: number; MissingTimestamps?: Array<{ StartTimeStamp?: number; EndTimeStamp?: number }> }> {
   return c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: sec });
 }
 
@@ -83,7 +86,7 @@ after(async () => {
   const dataDir = srv?.dataDir;
   await srv?.close();
   for (const id of clones) for (const pid of processesIn(`${dataDir}/data/instances/${id}`)) process.kill(pid, "SIGKILL");
-  for (const n of nodes ?? []) n.kill();
+  for (const n of [...(nodes ?? []), ...added]) n.kill();
   target?.kill();
 });
 
@@ -221,4 +224,65 @@ test("a slot migrated between two masters while streaming: the seconds from the 
   const at = await cloneOf(base, sec);
   const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
   for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 20 ? "new" : "old"}-${k}`, k);
+});
+
+/** Moves every key of `slot` from its owner to the master `to` (id `toId`), as redis-cli --cluster reshard does. */
+async function moveSlot(slot: number, masters: RedisEndpoint[], to: RedisEndpoint, toId: string): Promise<void> {
+  const map = await readSlotMap(nodes[0]!.endpoint);
+  const from = { ...map.find((r) => slot >= r.start && slot <= r.end)!.master, password: PW };
+  const fromId = String((await send(from, [["CLUSTER", "MYID"]]))[0]);
+  await send({ ...to, password: PW }, [["CLUSTER", "SETSLOT", String(slot), "IMPORTING", fromId]]);
+  await send(from, [["CLUSTER", "SETSLOT", String(slot), "MIGRATING", toId]]);
+  const inSlot = ((await send(from, [["CLUSTER", "GETKEYSINSLOT", String(slot), "10000"]]))[0] as Buffer[]).map(String);
+  if (inSlot.length) assert.equal(String((await send(from, [["MIGRATE", to.host, String(to.port), "", "0", "5000", "AUTH", PW, "KEYS", ...inSlot]]))[0]), "OK");
+  for (const m of [...masters, to]) await send({ ...m, password: PW }, [["CLUSTER", "SETSLOT", String(slot), "NODE", toId]]);
+}
+
+test("a master added to the cluster while streaming: the stream starts afresh on 4 shards (StartTimestamp moves, a base each), and a second after clones every key", async () => {
+  const startedBefore = (await c.DescribeSecondLevelBackupInfo({ InstanceId: ID.source, BackupTimestamp: Math.floor(Date.now() / 1000) - 1 })).StartTimestamp!;
+  const extra = await startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", PW, "--masterauth", PW, "--repl-diskless-sync-delay", "0"], { password: PW });
+  added.push(extra);
+  // One entry per master (a master owns several ranges once a slot has moved: the previous test).
+  const masters = [...new Map((await readSlotMap(nodes[0]!.endpoint)).map((r) => [r.master.port, r.master])).values()];
+  assert.equal(masters.length, 3);
+  await send({ ...masters[0]!, password: PW }, [["CLUSTER", "MEET", "127.0.0.1", String(extra.port)]]);
+  const extraId = String((await send(extra.endpoint, [["CLUSTER", "MYID"]]))[0]);
+  for (const m of masters) {
+    await waitFor(`${m.port} to know the new node`, async () => String((await send({ ...m, password: PW }, [["CLUSTER", "NODES"]]))[0]).includes(extraId) || undefined, 20_000, 100);
+  }
+  const tag = "{grown}";
+  const keys = Array.from({ length: 30 }, (_, i) => `${tag}:${i}`);
+  const owner = (await readSlotMap(nodes[0]!.endpoint)).find((r) => keySlot(tag) >= r.start && keySlot(tag) <= r.end)!.master;
+  await send({ ...owner, password: PW }, keys.map((k) => ["SET", k, `before-${k}`]));
+  await moveSlot(keySlot(tag), masters, extra.endpoint, extraId);
+  const grown = Date.now();
+
+  // The stream sees 4 masters, starts afresh and takes a base on each.
+  const config = await waitFor("the stream restarted", async () => {
+    const cfg = await srv.services.catalog.streamConfig(ID.source);
+    return cfg?.epoch !== undefined && cfg.epoch > startedBefore ? cfg : undefined;
+  }, 30_000, 200);
+  await waitFor("a base on each of the 4 shards", async () => {
+    for (const shard of [0, 1, 2, 3]) if (!(await srv.services.catalog.streamBases(ID.source, shard)).some((b) => b.takenAt >= config.epoch!)) return undefined;
+    return true;
+  }, 60_000, 250);
+  assert.equal(srv.services.streams.shardSessions(ID.source).length, 4);
+  await send(extra.endpoint, keys.slice(0, 10).map((k) => ["SET", k, `after-${k}`])); // the new master changes a third of them
+
+  const sec = Math.floor(Date.now() / 1000) + 1;
+  const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
+  const now = await info(sec);
+  assert.equal(now.StartTimestamp, Math.floor(config.since! / 1000));
+  assert.ok(now.StartTimestamp! >= Math.floor(grown / 1000) - 5 && now.StartTimestamp! > startedBefore, JSON.stringify(now));
+  // A second before the restart is no longer restorable to a second (its bases were of 3 shards).
+  const r = await runCli(["restore", "--data", `${srv.dataDir}/data`, "--instance", ID.target, "--from", ID.source, "--at", tz.format((startedBefore + 2) * 1000)]);
+  assert.notEqual(r.code, 0, r.out);
+
+  const at = await cloneOf(base, sec);
+  assert.match(at.message, /4 shards/);
+  const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
+  for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 10 ? "after" : "before"}-${k}`, k);
+  let total = 0;
+  for (const m of [...masters, extra.endpoint]) total += Number((await send({ ...m, password: PW }, [["DBSIZE"]]))[0]);
+  assert.equal(Number((await send({ host: "127.0.0.1", port: at.port }, [["DBSIZE"]]))[0]), total);
 });

@@ -525,6 +525,11 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     return this.engine.setBackupMode(instanceId, mode, now);
   }
 
+  async restartStream(instanceId: string, nodeId: string, now: number): Promise<boolean> {
+    this.guard();
+    return this.engine.restartStream(instanceId, nodeId, now);
+  }
+
   async setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void> {
     this.guard();
     return this.engine.setStreamStatus(instanceId, nodeId, status);

@@ -243,9 +243,12 @@ CREATE TABLE provisioned_instances (
       // NULL: none. Seconds from the first such segment until every shard has a base taken after it are not
       // restorable (jobs/point-in-time.ts): replay runs shard by shard, which is exact only while shards own
       // disjoint keys.
-      name: "second-level backup: segments that hold keys moved between a cluster's masters (slot migration)",
+      // stream_config.epoch: when the stream last started afresh because the cluster's number of masters changed;
+      // bases taken before it are never used again (their shards were another shape).
+      name: "second-level backup: segments holding keys moved between a cluster's masters (slot migration); the stream's epoch (a changed number of masters)",
       sql: `
 ALTER TABLE stream_segments ADD COLUMN key_moves INTEGER;
+ALTER TABLE stream_config ADD COLUMN epoch BIGINT;
 `,
     },
   ];

@@ -11,6 +11,11 @@ export interface StreamCatalog {
   streamConfigs(mode?: BackupMode): Promise<StreamConfig[]>;
   setBackupMode(instanceId: string, mode: BackupMode, now: number): Promise<StreamConfig>;
   setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void>;
+  /**
+   * Starts a cluster's stream afresh (its number of masters changed): `since` and `epoch` become `now`, if this node
+   * holds the lease and the mode is still on. False otherwise.
+   */
+  restartStream(instanceId: string, nodeId: string, now: number): Promise<boolean>;
   claimStream(instanceId: string, nodeId: string, leaseUntil: number, now: number): Promise<boolean>;
   releaseStream(instanceId: string, nodeId: string): Promise<void>;
   insertStreamSegment(s: Omit<StreamSegment, "segmentId">): Promise<number>;
@@ -36,6 +41,8 @@ function toConfig(r: Row): StreamConfig {
   const c: StreamConfig = { instanceId: r.instance_id as string, mode: r.mode as BackupMode, retentionDays: num(r.retention_days), status: r.status as string };
   const since = opt(r.since);
   if (since !== undefined) c.since = since;
+  const epoch = opt(r.epoch);
+  if (epoch !== undefined) c.epoch = epoch;
   if (r.owner !== null && r.owner !== undefined) c.owner = r.owner as string;
   const lease = opt(r.lease_until);
   if (lease !== undefined) c.leaseUntil = lease;
@@ -85,6 +92,11 @@ export class StreamTables implements StreamCatalog {
       await this.streamSql.run("UPDATE stream_config SET mode = ?, since = NULL, owner = NULL, lease_until = NULL, status = '' WHERE instance_id = ?", [mode, instanceId]);
     }
     return (await this.streamConfig(instanceId))!;
+  }
+
+  async restartStream(instanceId: string, nodeId: string, now: number): Promise<boolean> {
+    const rows = await this.streamSql.all("UPDATE stream_config SET since = ?, epoch = ? WHERE instance_id = ? AND owner = ? AND mode = 'SecondLevelBackup' RETURNING instance_id", [now, now, instanceId, nodeId]);
+    return rows.length > 0;
   }
 
   async setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void> {

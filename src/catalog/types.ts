@@ -158,6 +158,11 @@ export interface StreamConfig {
   leaseUntil?: number;
   /** What the streaming node last said (connected, the error it retries after), for operators. */
   status: string;
+  /**
+   * When the stream last started afresh because the cluster's number of masters changed (epoch ms; `since` moved
+   * with it): bases taken before it are never used by a restore, since their shards were another shape.
+   */
+  epoch?: number;
 }
 
 /** One committed stream segment: its stored metadata (src/redis/stream/segments.ts) and its row. */

@@ -18,7 +18,7 @@ export function registerPitrCommands(program: Command): void {
       const instance = await s.catalog.instance(id);
       if (!instance) throw new Error(`no instance ${id}`);
       const now = s.clock.now();
-      const shardList = await streamShards(s.catalog, id, instance.shardNum);
+      const shardList = await streamShards(s.catalog, id, instance.shardNum, config?.epoch);
       const segments = await s.catalog.streamSegments(id, 0);
       const bases = await s.catalog.streamBases(id, 0);
       const gaps = config ? await missingTimestamps(s.catalog, config, now, shardList.length) : [];

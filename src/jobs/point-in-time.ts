@@ -36,8 +36,9 @@ const WINDOW_MS = 7 * 86_400_000;
  * The shards of an instance's stream: 0..n-1 with n the larger of `shardNum` (the instance's ShardNum, which the
  * stream sets from the topology it reads) and the shards that have a base. A standalone instance: [0].
  */
-export async function streamShards(catalog: Catalog, instanceId: string, shardNum = 1): Promise<number[]> {
-  const top = (await catalog.streamBases(instanceId)).reduce((m, b) => Math.max(m, b.shard), 0);
+export async function streamShards(catalog: Catalog, instanceId: string, shardNum = 1, epoch = 0): Promise<number[]> {
+  // Bases from before the epoch (another number of masters) do not count: their shards were another shape.
+  const top = (await catalog.streamBases(instanceId)).reduce((m, b) => (b.takenAt >= epoch ? Math.max(m, b.shard) : m), 0);
   return Array.from({ length: Math.max(shardNum, top + 1, 1) }, (_, i) => i);
 }
 
@@ -58,7 +59,7 @@ function mergeRanges(ranges: Array<{ start: number; end: number }>): Array<{ sta
  */
 export async function missingTimestamps(catalog: Catalog, config: StreamConfig, now: number, shardNum?: number): Promise<Array<{ start: number; end: number }>> {
   if (config.since === undefined) return [];
-  const shards = await streamShards(catalog, config.instanceId, shardNum);
+  const shards = await streamShards(catalog, config.instanceId, shardNum, config.epoch);
   if (shards.length === 1) return shardMissingTimestamps(catalog, config, 0, now);
   const all = [];
   for (const shard of shards) all.push(...await shardMissingTimestamps(catalog, config, shard, now));
@@ -118,7 +119,7 @@ export async function planPointInTime(catalog: Catalog, config: StreamConfig, at
 
 /** One plan per shard, in shard order, for the same cut; refused unless every shard covers the second. */
 export async function planInstancePointInTime(catalog: Catalog, config: StreamConfig, atSec: number, now: number, shardNum?: number): Promise<PointInTimePlan[]> {
-  const shards = await streamShards(catalog, config.instanceId, shardNum);
+  const shards = await streamShards(catalog, config.instanceId, shardNum, config.epoch);
   const gaps = await missingTimestamps(catalog, config, now, shards.length);
   const plans: PointInTimePlan[] = [];
   for (const shard of shards) {
@@ -142,7 +143,7 @@ export async function planShardPointInTime(catalog: Catalog, config: StreamConfi
   const gaps = knownGaps ?? await missingTimestamps(catalog, config, now);
   const gap = gaps.find((g) => atSec >= g.start && atSec <= g.end);
   if (gap) throw new PointInTimeError(`there is no backup data for ${atSec}: the stream has a gap from ${gap.start} to ${gap.end}`);
-  const bases = (await catalog.streamBases(config.instanceId, shard)).filter((b) => b.takenAt < cutoffMs).reverse();
+  const bases = (await catalog.streamBases(config.instanceId, shard)).filter((b) => b.takenAt < cutoffMs && b.takenAt >= (config.epoch ?? 0)).reverse();
   const all = await catalog.streamSegments(config.instanceId, shard);
   for (const base of bases) {
     const backup = await catalog.backup(base.backupId);

@@ -61,6 +61,9 @@ export interface StreamJobsOptions {
   clusterHosts?: readonly string[];
 }
 
+/** How often a cluster's stream re-reads the topology for a changed number of masters. */
+const MASTERS_CHECK_MS = 2_000;
+
 /** After keys last moved between a cluster's masters, this long without another move before every shard re-bases. */
 export const DEFAULT_REBASE_AFTER_MOVES_MS = 10_000;
 
@@ -170,6 +173,8 @@ export class InstanceStream {
   private readonly seed: RedisEndpoint;
   /** Every node seen in a topology read (masters and replicas): where to read it when the seed is down. */
   private known: RedisEndpoint[] = [];
+  private watch: NodeJS.Timeout | undefined;
+  private reshaping = false;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, private readonly config: StreamConfig) {
     this.seed = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: ModifyInstanceBackupMode refuses it
@@ -179,7 +184,7 @@ export class InstanceStream {
     this.opening = this.open();
   }
 
-  private async open(): Promise<void> {
+  private async open(fresh = false): Promise<void> {
     const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
     while (!this.stopped) {
       try {
@@ -189,7 +194,8 @@ export class InstanceStream {
           this.shards = [new StreamSession(this.o, this.instance, this.config, 0, this.seed, async () => this.seed)];
         } else {
           if (this.instance.shardNum !== t.masters.length) await this.o.catalog.updateInstance(this.instance.instanceId, { shardNum: t.masters.length }).catch(() => undefined);
-          this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length));
+          this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length, fresh));
+          this.watchMasters(t.masters.length);
           // A slot migration shows as RESTORE-ASKING in the importing master's stream only; every shard re-bases.
           for (const s of this.shards) {
             s.onKeyMoves = (at) => {
@@ -227,17 +233,62 @@ export class InstanceStream {
     throw first ?? new Error("no node to read the topology from");
   }
 
-  /** Shard i's master now (after a failover: the promoted replica). A changed number of shards is refused. */
+  /** Shard i's master now (after a failover: the promoted replica). A changed number of masters restarts the stream. */
   private async masterOf(i: number, count: number): Promise<RedisEndpoint> {
     const t = await this.topology();
-    if (t.masters.length !== count) throw new Error(`the cluster now has ${t.masters.length} masters, the stream ${count}: resharding while streaming is not supported (switch second-level backup off and on)`);
+    if (t.masters.length !== count) {
+      void this.reshape(count, t.masters.length);
+      throw new Error(`the cluster now has ${t.masters.length} masters, the stream ${count}: the stream starts afresh`);
+    }
     return t.masters[i]!;
+  }
+
+  /** Reads the topology every MASTERS_CHECK_MS: a changed number of masters restarts the stream (reshape). */
+  private watchMasters(count: number): void {
+    clearInterval(this.watch);
+    this.watch = setInterval(() => {
+      if (this.stopped || this.reshaping) return;
+      this.topology().then((t) => {
+        if (t.cluster && t.masters.length !== count) void this.reshape(count, t.masters.length);
+      }, () => undefined); // unreadable now: the shards' own links report their trouble
+    }, MASTERS_CHECK_MS);
+    this.watch.unref();
+  }
+
+  /**
+   * The cluster gained or lost a master: shards are numbered by slot order, so every shard may now be another
+   * master. The stream starts afresh (decision): `since` and the epoch move to now (seconds before it are no
+   * longer restorable to a second; its bases stay listed as backups), and every shard takes a new base by a full
+   * resync, whatever its master would continue.
+   */
+  private async reshape(from: number, to: number): Promise<void> {
+    if (this.reshaping || this.stopped) return;
+    this.reshaping = true;
+    const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
+    try {
+      log.warn({ from, to }, "stream: the cluster's number of masters changed; second-level backup starts afresh (new bases on every shard; earlier seconds are no longer restorable)");
+      clearInterval(this.watch);
+      await this.opening;
+      const old = this.shards;
+      this.shards = [];
+      await Promise.all(old.map((s) => s.stop()));
+      if (this.stopped) return;
+      if (!(await this.o.catalog.restartStream(this.instance.instanceId, this.o.nodeId, this.o.clock.now()))) return; // the lease or the mode went
+      this.opening = this.open(true);
+      await this.opening;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "stream: starting afresh failed; the next check tries again");
+    } finally {
+      this.reshaping = false;
+    }
   }
 
   /** Ends every shard's session, then releases the lease. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
+    clearInterval(this.watch);
+    while (this.reshaping) await new Promise((r) => setTimeout(r, 20));
     await this.opening;
     await Promise.all(this.shards.map((s) => s.stop()));
     await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);
@@ -282,7 +333,9 @@ export class StreamSession {
   onKeyMoves: ((at: number) => void) | undefined;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, readonly config: StreamConfig, readonly shard = 0,
-    ep: RedisEndpoint = parseEndpointUrl(instance.redisUrl!), private readonly locate: () => Promise<RedisEndpoint> = async () => ep, private readonly shardCount = 1) {
+    ep: RedisEndpoint = parseEndpointUrl(instance.redisUrl!), private readonly locate: () => Promise<RedisEndpoint> = async () => ep, private readonly shardCount = 1,
+    /** Start with a full resync (a new base), not from the catalogue's last segment (the stream started afresh). */
+    private fresh = false) {
     this.ep = ep;
     this.startedAt = o.clock.now();
   }
@@ -430,6 +483,7 @@ export class StreamSession {
   /** Where to continue from: this session's log, else the catalogue's last segment. */
   private async resumePoint(): Promise<ResumePoint | undefined> {
     if (this.log) return { replid: this.log.replid, offset: this.log.durable.offset, db: this.log.durable.db };
+    if (this.fresh) return undefined;
     const last = await this.o.catalog.lastStreamSegment(this.instance.instanceId, this.shard);
     this.last = last;
     return last ? { replid: last.replid, offset: last.endOffset, db: last.endDb } : undefined;
@@ -470,6 +524,7 @@ export class StreamSession {
   }
 
   private newLog(replid: string, offset: number, db: number, fromMs: number): void {
+    this.fresh = false;
     const { store, clock } = this.o;
     const id = this.instance.instanceId;
     const log: SegmentLog = new SegmentLog({
