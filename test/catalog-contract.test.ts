@@ -470,8 +470,10 @@ for (const backend of backends) {
       await a.deleteStreamSegment(s1);
       assert.deepEqual((await b.streamSegments(id, 0)).map((x) => x.segmentId), [s2]);
       // A segment holding keys moved in from another master (RESTORE-ASKING) keeps their count.
+      assert.equal(await b.lastKeyMove(id), undefined);
       const s3 = await a.insertStreamSegment({ ...seg(310, 400, T0 + 3000, T0 + 4000), keyMoves: 7 });
       assert.deepEqual((await b.streamSegments(id, 0)).map((x) => [x.segmentId, x.keyMoves]), [[s2, undefined], [s3, 7]]);
+      assert.equal(await b.lastKeyMove(id), T0 + 4000);
       await a.deleteStreamSegment(s3);
       // Switched off: since and the lease cleared, no claim possible.
       const off = await b.setBackupMode(id, "NormalLevelBackup", T0 + 9 * MIN);

@@ -525,6 +525,11 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     return this.engine.setBackupMode(instanceId, mode, now);
   }
 
+  async lastKeyMove(instanceId: string): Promise<number | undefined> {
+    this.guard();
+    return this.engine.lastKeyMove(instanceId);
+  }
+
   async restartStream(instanceId: string, nodeId: string, now: number): Promise<boolean> {
     this.guard();
     return this.engine.restartStream(instanceId, nodeId, now);

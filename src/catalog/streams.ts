@@ -22,6 +22,8 @@ export interface StreamCatalog {
   extendStreamSegment(segmentId: number, fields: Pick<StreamSegment, "endOffset" | "endDb" | "toMs" | "samples">): Promise<void>;
   streamSegments(instanceId: string, shard: number, fromMs?: number, toMs?: number): Promise<StreamSegment[]>;
   lastStreamSegment(instanceId: string, shard: number): Promise<StreamSegment | undefined>;
+  /** The end (to_ms) of the newest segment of any shard holding keys moved between masters; undefined: none. */
+  lastKeyMove(instanceId: string): Promise<number | undefined>;
   insertStreamBase(b: StreamBase): Promise<void>;
   streamBases(instanceId: string, shard?: number): Promise<StreamBase[]>;
   // --- scheduled bases, retention, the proof (h17b) ---
@@ -97,6 +99,10 @@ export class StreamTables implements StreamCatalog {
   async restartStream(instanceId: string, nodeId: string, now: number): Promise<boolean> {
     const rows = await this.streamSql.all("UPDATE stream_config SET since = ?, epoch = ? WHERE instance_id = ? AND owner = ? AND mode = 'SecondLevelBackup' RETURNING instance_id", [now, now, instanceId, nodeId]);
     return rows.length > 0;
+  }
+
+  async lastKeyMove(instanceId: string): Promise<number | undefined> {
+    return opt((await this.streamSql.all("SELECT max(to_ms) AS at FROM stream_segments WHERE instance_id = ? AND key_moves > 0", [instanceId]))[0]?.at);
   }
 
   async setStreamStatus(instanceId: string, nodeId: string, status: string): Promise<void> {

@@ -197,6 +197,10 @@ export class InstanceStream {
           this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length, fresh));
           this.watchMasters(t.masters.length);
           // A slot migration shows as RESTORE-ASKING in the importing master's stream only; every shard re-bases.
+          // A move recorded before this node took the stream counts too: a shard whose newest base is older
+          // re-bases (maybeBase reads the newest base before it decides).
+          const lastMove = await this.o.catalog.lastKeyMove(this.instance.instanceId).catch(() => undefined);
+          if (lastMove !== undefined) for (const s of this.shards) s.keysMoved(lastMove);
           for (const s of this.shards) {
             s.onKeyMoves = (at) => {
               log.info({ at }, "stream: keys moved between the cluster's masters (slot migration); every shard takes a new base once they stop");
