@@ -62,9 +62,19 @@ export async function missingTimestamps(catalog: Catalog, config: StreamConfig, 
   const shards = await streamShards(catalog, config.instanceId, shardNum, config.epoch);
   if (shards.length === 1) return shardMissingTimestamps(catalog, config, 0, now);
   const all = [];
-  for (const shard of shards) all.push(...await shardMissingTimestamps(catalog, config, shard, now));
-  all.push(...await keyMoveGaps(catalog, config, shards, now));
+  const moved: StreamSegment[] = [];
+  for (const shard of shards) {
+    const segments = await catalog.streamSegments(config.instanceId, shard, windowStart(config, now), now);
+    all.push(...await shardMissingTimestamps(catalog, config, shard, now, segments));
+    moved.push(...segments.filter((s) => s.keyMoves));
+  }
+  if (moved.length) all.push(...await keyMoveGaps(catalog, config, shards, moved, now));
   return mergeRanges(all);
+}
+
+/** Where the seconds a restore may ask for begin: second-level backup's start, at most 7 days ago. */
+function windowStart(config: StreamConfig, now: number): number {
+  return Math.max(config.since ?? 0, now - WINDOW_MS);
 }
 
 /**
@@ -73,19 +83,14 @@ export async function missingTimestamps(catalog: Catalog, config: StreamConfig, 
  * every shard has a base taken after that segment (the stream takes them once the moves stop: streams.ts).
  * Replay runs shard by shard, which is exact only while each key lives in one shard's stream since the bases.
  */
-async function keyMoveGaps(catalog: Catalog, config: StreamConfig, shards: number[], now: number): Promise<Array<{ start: number; end: number }>> {
-  const from = Math.max(config.since ?? 0, now - WINDOW_MS);
+async function keyMoveGaps(catalog: Catalog, config: StreamConfig, shards: number[], moved: readonly StreamSegment[], now: number): Promise<Array<{ start: number; end: number }>> {
+  const from = windowStart(config, now);
   const bases = await Promise.all(shards.map((shard) => catalog.streamBases(config.instanceId, shard)));
-  const out: Array<{ start: number; end: number }> = [];
-  for (const shard of shards) {
-    for (const seg of await catalog.streamSegments(config.instanceId, shard, from, now)) {
-      if (!seg.keyMoves) continue;
-      const after = bases.map((b) => b.find((x) => x.takenAt > seg.toMs)?.takenAt);
-      const until = after.some((t) => t === undefined) ? now : Math.max(...(after as number[]));
-      out.push({ start: Math.floor(Math.max(seg.fromMs, from) / 1000), end: Math.floor(until / 1000) });
-    }
-  }
-  return out;
+  return moved.map((seg) => {
+    const after = bases.map((b) => b.find((x) => x.takenAt > seg.toMs)?.takenAt);
+    const until = after.some((t) => t === undefined) ? now : Math.max(...(after as number[]));
+    return { start: Math.floor(Math.max(seg.fromMs, from) / 1000), end: Math.floor(until / 1000) };
+  });
 }
 
 /** Refuses a cluster plan whose shards' bases are older than a key move before the cut (the plan's own check). */
@@ -102,10 +107,11 @@ async function checkNoKeyMoves(catalog: Catalog, config: StreamConfig, plans: Po
 }
 
 /** One shard's seconds without data between `since` and `now`. */
-export async function shardMissingTimestamps(catalog: Catalog, config: StreamConfig, shard: number, now: number): Promise<Array<{ start: number; end: number }>> {
+export async function shardMissingTimestamps(catalog: Catalog, config: StreamConfig, shard: number, now: number, read?: StreamSegment[]): Promise<Array<{ start: number; end: number }>> {
   if (config.since === undefined) return [];
-  const from = Math.max(config.since, now - WINDOW_MS);
-  const segments = await catalog.streamSegments(config.instanceId, shard, from, now);
+  const from = windowStart(config, now);
+  // `read`: the shard's segments from `from` to `now`, when the caller has them already.
+  const segments = read ?? await catalog.streamSegments(config.instanceId, shard, from, now);
   // Seconds before the oldest kept base have no backup data (retention reclaimed it: jobs/stream-retention.ts).
   const oldest = (await catalog.streamBases(config.instanceId, shard))[0]?.takenAt ?? 0;
   const ranges: Coverage[] = segments.filter((s) => s.toMs > oldest).map((s) => ({ fromMs: Math.max(s.fromMs, oldest), toMs: s.toMs }));

@@ -174,7 +174,8 @@ export class InstanceStream {
   /** Every node seen in a topology read (masters and replicas): where to read it when the seed is down. */
   private known: RedisEndpoint[] = [];
   private watch: NodeJS.Timeout | undefined;
-  private reshaping = false;
+  /** The restart in progress after the number of masters changed (reshape), one at a time. */
+  private reshaping: Promise<void> | undefined;
 
   constructor(private readonly o: StreamJobsOptions, private readonly instance: Instance, private readonly config: StreamConfig) {
     this.seed = parseEndpointUrl(instance.redisUrl!); // a Sentinel URL is refused here: ModifyInstanceBackupMode refuses it
@@ -265,9 +266,13 @@ export class InstanceStream {
    * longer restorable to a second; its bases stay listed as backups), and every shard takes a new base by a full
    * resync, whatever its master would continue.
    */
-  private async reshape(from: number, to: number): Promise<void> {
-    if (this.reshaping || this.stopped) return;
-    this.reshaping = true;
+  private reshape(from: number, to: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.reshaping ??= this.restartAfresh(from, to).finally(() => (this.reshaping = undefined));
+    return this.reshaping;
+  }
+
+  private async restartAfresh(from: number, to: number): Promise<void> {
     const log = this.o.logger.child({ instanceId: this.instance.instanceId, component: "stream" });
     try {
       log.warn({ from, to }, "stream: the cluster's number of masters changed; second-level backup starts afresh (new bases on every shard; earlier seconds are no longer restorable)");
@@ -281,9 +286,9 @@ export class InstanceStream {
       this.opening = this.open(true);
       await this.opening;
     } catch (err) {
-      log.warn({ err: (err as Error).message }, "stream: starting afresh failed; the next check tries again");
-    } finally {
-      this.reshaping = false;
+      // The shards are stopped already: try the whole restart again (the catalogue may have been unwritable).
+      log.warn({ err: (err as Error).message }, "stream: starting afresh failed; trying again");
+      setTimeout(() => void this.reshape(from, to), this.o.retryMs ?? 1000).unref();
     }
   }
 
@@ -292,7 +297,7 @@ export class InstanceStream {
     this.stopped = true;
     this.wake?.();
     clearInterval(this.watch);
-    while (this.reshaping) await new Promise((r) => setTimeout(r, 20));
+    await this.reshaping;
     await this.opening;
     await Promise.all(this.shards.map((s) => s.stop()));
     await this.o.catalog.releaseStream(this.instance.instanceId, this.o.nodeId).catch(() => undefined);
