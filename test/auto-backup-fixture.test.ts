@@ -61,7 +61,7 @@ describe("the scheduler, DescribeAutoBackupConfig and the metrics follow the fix
         { InstanceId: ID.custom, Region: "ap-guangzhou", Account: KEY.account, Redis: closed, AutoBackup: { WeekDays: ["Monday", "Thursday"], TimePeriod: "02:00-04:00", BackupStorageDays: 14 } },
         { InstanceId: ID.mondayNight, Region: "ap-guangzhou", Account: KEY.account, Redis: closed, AutoBackup: { WeekDays: ["Monday"], TimePeriod: "00:00-02:00" } },
       ],
-    }, { clock: { now: () => NOW }, schedulerIntervalMs: 0, rateLimit: 0 });
+    }, { clock: { now: () => NOW }, schedulerIntervalMs: 0, rateLimit: 0, autoBackups: true });
   });
 
   after(async () => srv?.close());

@@ -214,7 +214,7 @@ test("the watermark: 1.2x the last backup, at least the floor; automatic backups
     Instances: [{ InstanceId: "crs-diskwm01", Region: "ap-guangzhou", Account: TEST_KEY.account, Redis: "redis://127.0.0.1:1" }],
     Backups: [{ InstanceId: "crs-diskwm01", BackupId: "0b7c1e5d-b012-11e8-941e-4846fb00c75d", StartTime: "2024-06-02 00:10:00", EndTime: "2024-06-02 00:20:00",
       BackupType: "1", Status: 2, BackupSize: huge }],
-  }, { rateLimit: 0, clock, schedulerIntervalMs: 0, minFreeBytes: 0, logger: createLogger({ destination: stream, level: "debug", pretty: false }) });
+  }, { rateLimit: 0, clock, schedulerIntervalMs: 0, minFreeBytes: 0, autoBackups: true, logger: createLogger({ destination: stream, level: "debug", pretty: false }) });
   try {
     const c = srv.client({ language: "en-US" });
     const refused = await expectSdkError(c.ManualBackupInstance({ InstanceId: "crs-diskwm01" }), "ResourceInsufficient");

@@ -41,7 +41,7 @@ before(async () => {
       { InstanceId: MAIN, InstanceName: "life", Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${src.port}` },
       { InstanceId: TARGET, InstanceName: "target", Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:tpw@127.0.0.1:${target.port}` },
     ],
-  }, { rateLimit: 0, clock, schedulerIntervalMs: 0, auditDays: 30 });
+  }, { rateLimit: 0, clock, schedulerIntervalMs: 0, auditDays: 30, autoBackups: true });
   c = srv.client({ language: "en-US" });
 });
 

@@ -94,7 +94,7 @@ describe("what request and background lines carry", () => {
     srv = await startTestServer({
       Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }],
       Instances: [{ InstanceId: ID, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:pw-LOGTEST-secret@127.0.0.1:${redis.port}`, AutoBackup: false }],
-    }, { rateLimit: 0, schedulerIntervalMs: 0 });
+    }, { rateLimit: 0, schedulerIntervalMs: 0, autoBackups: true });
   });
 
   after(async () => {

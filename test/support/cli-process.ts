@@ -51,7 +51,11 @@ export interface Served {
 /** Starts `crs-backup serve` on a free port (unless --port is given) and waits until it listens. */
 export async function serve(args: string[], env: NodeJS.ProcessEnv, o: { cwd?: string; timeoutMs?: number } = {}): Promise<Served> {
   const port = args.includes("--port") ? Number(args[args.indexOf("--port") + 1]) : await freePort();
-  const proc = spawn(process.execPath, [CLI, "serve", ...(args.includes("--port") ? [] : ["--port", String(port)]), ...args], { env, cwd: o.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  // No automatic backups unless the test asks (`--auto-backups on`): a fixture's default schedule (00:00-01:00 in
+  // the server's zone, 16:00-17:00 UTC) is open on the wall clock an hour a day, and its start-up pass would back
+  // every instance up under the test.
+  const auto = args.includes("--auto-backups") || env.CRS_AUTO_BACKUPS !== undefined ? [] : ["--auto-backups", "off"];
+  const proc = spawn(process.execPath, [CLI, "serve", ...(args.includes("--port") ? [] : ["--port", String(port)]), ...auto, ...args], { env, cwd: o.cwd, stdio: ["ignore", "pipe", "pipe"] });
   live.add(track(proc));
   let out = "";
   let stdout = "";

@@ -40,7 +40,10 @@ export async function startTestServer(seed: object, over: Partial<ServeConfig> =
   // Log lines (JSON) kept for the tests to read.
   const { stream, lines: logs } = memoryDestination();
   const logger = createLogger({ destination: stream, level: "debug", pretty: false });
-  const running = await startServer({ ...DEFAULTS, dataDir: path.join(dataDir, "data"), port: 0, seed: seedFile, logger, leaseMs: 5_000, pollMs: 200, ...over }, {});
+  // No automatic backups unless a test asks for them (`autoBackups: true`): a fixture's instances get the default
+  // schedule (every day 00:00-01:00 in the server's zone, 16:00-17:00 UTC), and on the wall clock that window is
+  // open for an hour a day, when its start-up pass would back every instance up under the test.
+  const running = await startServer({ ...DEFAULTS, dataDir: path.join(dataDir, "data"), port: 0, seed: seedFile, logger, leaseMs: 5_000, pollMs: 200, autoBackups: false, ...over }, {});
   return {
     ...running,
     dataDir,
