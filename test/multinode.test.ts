@@ -51,7 +51,7 @@ async function startNode(i: number, extra: string[] = []): Promise<Node> {
   const env = { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "" };
   const node = await serve(["--data", path.join(base, `node-${i}`), "--seed", path.join(base, "seed.json"),
     "--catalog", db.url, "--storage", "s3://crs/multi", "--s3-endpoint", s3.endpoint, "--s3-path-style", "--s3-key-file", path.join(base, "s3key.json"),
-    "--lease-seconds", String(LEASE_S), "--scheduler-interval", "1", "--tz", tz,
+    "--lease-seconds", String(LEASE_S), "--scheduler-interval", "1", "--tz", tz, "--auto-backups", "on",
     "--rate-limit", "0", "--rate-limit", "DescribeInstances=5", "--rate-limit-store", `redis://127.0.0.1:${shared.port}`, ...extra], env, { timeoutMs: 30_000 });
   return { ...node, client: sdk(node.port, KEY.secretId, KEY.secretKey, "en-US") };
 }
@@ -163,7 +163,7 @@ test("an automatic backup window is served once across the nodes", async () => {
   // More scheduler passes, driven here on a fourth node over the same catalogue while the three tick each
   // second: none queues another backup for the window.
   const fourth = await startTestServer({}, {
-    rateLimit: 0, catalog: db.url, storage: "s3://crs/multi", tz, schedulerIntervalMs: 0,
+    rateLimit: 0, catalog: db.url, storage: "s3://crs/multi", tz, schedulerIntervalMs: 0, autoBackups: true,
     s3: { endpoint: s3.endpoint, region: "us-east-1", pathStyle: true, keyFile: path.join(base, "s3key.json") },
   });
   try {
