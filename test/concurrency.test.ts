@@ -60,7 +60,7 @@ test("serve --workers 2 on PostgreSQL: two nodes on one port; the embedded catal
   assert.match(refusal, /--workers needs a catalogue every worker can share/);
 
   const db: TestDatabase = await freshDatabase("workers");
-  const proc = spawn(process.execPath, [CLI, "serve", "--workers", "2", "--port", String(port), "--data", path.join(srv.dataDir, "w"), "--catalog", db.url], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, [CLI, "serve", "--workers", "2", "--port", String(port), "--data", path.join(srv.dataDir, "w"), "--catalog", db.url, "--auto-backups", "off"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));

@@ -124,7 +124,7 @@ test("a capture into S3 killed mid-stream leaves no object, no upload and no lis
   const env = { ...process.env, CRS_SECRET_ID: "AKIDs3kill", CRS_SECRET_KEY: "s3killkey", CRS_STORAGE: "s3://crs/node-k", CRS_S3_ENDPOINT: s3.endpoint, CRS_S3_PATH_STYLE: "true", CRS_S3_KEY_FILE: keyFile };
   const serve = async () => {
     const port = await freePort();
-    const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data", path.join(base, "data"), "--seed", seed, "--rate-limit", "0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data", path.join(base, "data"), "--seed", seed, "--rate-limit", "0", "--auto-backups", "off"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
