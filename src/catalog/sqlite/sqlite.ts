@@ -204,6 +204,8 @@ class SqliteOps extends SqlOps {
  * in this process (a test's second catalogue, a tool run in-process) shows at once, PRAGMA or not.
  */
 const openEngines = new Set<SqliteEngine>();
+/** total_changes() of engines closed in this process, so the sum changed() compares never goes down (no ABA). */
+let closedChanges = 0;
 
 export class SqliteEngine extends SqliteOps implements CatalogEngine {
   readonly kind = "sqlite" as const;
@@ -295,7 +297,7 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
 
   async close(): Promise<void> {
     await this.exec.ready();
-    openEngines.delete(this);
+    if (openEngines.delete(this)) closedChanges += this.stmt.totalChanges.get() as number;
     this.db.close();
   }
 
@@ -354,17 +356,17 @@ export class SqliteEngine extends SqliteOps implements CatalogEngine {
   // --- the cache's primitives ---
 
   /**
-   * This connection's writes show in total_changes() (read on every call: ~0.1 µs), other connections' and
-   * processes' commits in PRAGMA data_version (this process's other connections: their total_changes(), summed) (~5-17 µs, a read lock on the WAL index). The latter is read once
-   * per macrotask: the first call after an event-loop callback began reads it, and a reset queued then (which
-   * runs once the callback's promise chain has drained: resetAfterDrain) lets the next callback read it again. Every request
-   * still sees every commit made before it arrived: its bytes are read in the callback that handles them, and
-   * the check comes after that read. (Resetting after every microtask read the PRAGMA ~3 times per request.)
+   * Writes through this process's connections show in their summed total_changes() (read on every call, ~0.1 µs
+   * each), other processes' commits in PRAGMA data_version (~5-17 µs: a read lock on the WAL index). The PRAGMA is
+   * read once per macrotask: the first call in an event-loop callback reads it, and a reset queued then
+   * (resetAfterDrain) runs once that callback's promise chain has drained. Every request still sees every commit
+   * made before it arrived: its bytes are read in the callback that handles them, before the check. (Reset after
+   * every microtask, it ran ~3 times per request.)
    * While a transaction is open the cache is not used (a rollback would not show).
    */
   changed(): boolean | undefined {
     if (this.db.inTransaction) return undefined;
-    let changes = 0;
+    let changes = closedChanges;
     for (const e of openEngines) changes += e.stmt.totalChanges.get() as number;
     let changed = changes !== this.seenChanges;
     if (!this.dataVersionChecked) {
