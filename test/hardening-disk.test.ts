@@ -73,10 +73,15 @@ function durableStatus(catalogFile: string, taskId: number): string | undefined 
   }
 }
 
+/** The pids of a redis-server's child processes (the fork that sends a snapshot to its replicas). */
+function snapshotChildren(r: RedisProcess): number[] {
+  return fs.readFileSync(`/proc/${r.proc.pid}/task/${r.proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
 /** Ends the capture of a slow source: drops its replicas and SIGKILLs the snapshot child that feeds them. */
 async function cutCapture(r: RedisProcess): Promise<void> {
   await send(r.endpoint, [["CLIENT", "KILL", "TYPE", "replica"]]);
-  for (const child of fs.readFileSync(`/proc/${r.proc.pid}/task/${r.proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean)) process.kill(Number(child), "SIGKILL");
+  for (const child of snapshotChildren(r)) process.kill(child, "SIGKILL");
 }
 
 /** Files and folders under `dir`, recursively. */
@@ -153,6 +158,9 @@ test("a disk that fills up: refused up front, failures recorded through the rese
   const s1 = (await client.ManualBackupInstance({ InstanceId: "crs-diskslw1" })).TaskId!;
   const s2 = (await client.ManualBackupInstance({ InstanceId: "crs-diskslw2" })).TaskId!;
   for (const t of [s1, s2]) await waitFor(`task ${t} to run`, async () => (await client.DescribeTaskInfo({ TaskId: t })).Status === "running" || undefined, 10_000, 50);
+  // "running" is said before the capture's SYNC reaches the source: cut only once each source has forked the
+  // snapshot child that feeds us (a cut before that kills nothing, and the capture then runs its 60 s).
+  for (const r of [slow, slow2]) await waitFor(`port ${r.port}'s snapshot child`, () => snapshotChildren(r).length > 0 || undefined, 10_000, 50);
   ballast = fill(disk);
   // Meanwhile a request that must write answers a precise code, not InternalError (here: refused up front).
   await expectSdkError(client.ManualBackupInstance({ InstanceId: "crs-diskbig1" }), "ResourceInsufficient");
