@@ -419,6 +419,25 @@ for (const backend of backends) {
       await a.deleteProvisioned("crs-prov0404"); // absent: fine
     });
 
+    test("cluster-shaped provisioned instances: every node's port held once across instances, a taken one refuses the whole row, delete frees them all", async () => {
+      const row = (id: string, ports: number[]): ProvisionedInstance => ({ instanceId: id, owner: "node-a", provider: "local", port: ports[0]!, clusterPorts: ports, dataDir: `/data/instances/${id}`, state: "loading", taskId: 8, createdAt: T0 });
+      assert.equal(await a.insertProvisioned(row("crs-provc001", [7501, 7502, 7503])), true);
+      assert.deepEqual(await b.provisioned("crs-provc001"), row("crs-provc001", [7501, 7502, 7503]));
+      // A cluster of one master is still a cluster.
+      assert.equal(await a.insertProvisioned(row("crs-provc002", [7510])), true);
+      assert.deepEqual((await b.provisioned("crs-provc002"))!.clusterPorts, [7510]);
+      // A standalone instance or another cluster on a port the first one's third node holds: refused, nothing kept.
+      assert.equal(await b.insertProvisioned({ ...row("crs-provc003", [7503]), clusterPorts: undefined } as ProvisionedInstance), false);
+      assert.equal(await a.insertProvisioned(row("crs-provc004", [7520, 7503])), false);
+      assert.equal(await a.provisioned("crs-provc004"), undefined);
+      assert.equal(await a.insertProvisioned(row("crs-provc005", [7520, 7521])), true, "the refused row's own ports are free");
+      const listed = new Map((await b.provisionedInstances()).map((p) => [p.instanceId, p.clusterPorts]));
+      assert.deepEqual([listed.get("crs-provc001"), listed.get("crs-provc005")], [[7501, 7502, 7503], [7520, 7521]]);
+      await a.deleteProvisioned("crs-provc001");
+      assert.equal(await b.insertProvisioned(row("crs-provc006", [7502, 7503, 7501])), true);
+      for (const id of ["crs-provc002", "crs-provc005", "crs-provc006"]) await a.deleteProvisioned(id);
+    });
+
     test("streams: the mode and its since, one lease holder among racing nodes, renewal, takeover after it lapses, release; segments and bases", async () => {
       const id = "crs-strm0001";
       await a.upsertInstance(instance(id));

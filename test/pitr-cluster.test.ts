@@ -1,18 +1,21 @@
 // Second-level backup of a Redis Cluster (3 masters, 1 replica each): ModifyInstanceBackupMode streams every
 // master under one lease; a second is one cut applied to each shard's stream with its own samples, restored into
-// a standalone target (every shard's base, then every shard's units up to the cut); a failover of one shard's
+// a standalone target (every shard's base, then every shard's units up to the cut) or cloned into a cluster of
+// the same shape (CloneInstances: a node per shard, the source's slot ranges); a failover of one shard's
 // master is followed (the promoted replica's `+CONTINUE <new replid>`: no new base, no gap) and a second after
 // it restores exactly too.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { readSlotMap } from "../src/redis/client/cluster";
 import { LocalTime } from "../src/protocol/time";
 import { isClusterType } from "../src/protocol/instance-types";
-import { ClusterClient, freePort, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
+import { ClusterClient, clusterClonePorts, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { processesIn } from "../src/instances/local";
-import { AckedWrite, checkAtCut, writeUntil } from "./support/pitr";
-import { runCli } from "./support/cli-process";
+import { AckedWrite, checkAtCut, checkClusterAtCut, dbsizeOf, getAll, rebasedAfterMove, shapeOf, writeUntil } from "./support/pitr";
+import { cleanEnv, killServed, runCli, sdk, seededDir, serve } from "./support/cli-process";
 import type { RedisEndpoint } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
 
@@ -28,6 +31,8 @@ const added: RedisProcess[] = [];
 let srv: TestServer;
 let c: SdkClient;
 const clones: string[] = [];
+/** Data directories of served (child) processes that made clones, for the after hook. */
+const cloneDataDirs: string[] = [];
 
 /** Writes until `more()` is false; a write refused by a master that is one no longer is retried after re-reading the map. */
 async function writeCluster(prefix: string, more: () => boolean): Promise<AckedWrite[]> {
@@ -78,14 +83,18 @@ before(async () => {
       { InstanceId: ID.source, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:${PW}@127.0.0.1:${nodes[0]!.port}` },
       { InstanceId: ID.target, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://127.0.0.1:${target.port}` },
     ],
-  }, { rateLimit: 0, pitrRebaseAfterMs: 1000, clonePorts: await freePort().then((p) => ({ from: Math.min(p, 65000), to: Math.min(p, 65000) + 5 })) });
+  }, { rateLimit: 0, pitrRebaseAfterMs: 1000, clonePorts: clusterClonePorts(40) });
   c = srv.client({ language: "en-US" });
 });
 
 after(async () => {
+  killServed();
   const dataDir = srv?.dataDir;
   await srv?.close();
-  for (const id of clones) for (const pid of processesIn(`${dataDir}/data/instances/${id}`)) process.kill(pid, "SIGKILL");
+  for (const id of clones) for (const data of [`${dataDir}/data`, ...cloneDataDirs]) {
+    const dir = `${data}/instances/${id}`;
+    for (const d of [dir, ...(fs.existsSync(dir) ? fs.readdirSync(dir).filter((e) => e.startsWith("shard-")).map((e) => `${dir}/${e}`) : [])]) for (const pid of processesIn(d)) process.kill(pid, "SIGKILL");
+  }
   for (const n of [...(nodes ?? []), ...added]) n.kill();
   target?.kill();
 });
@@ -150,24 +159,26 @@ async function cloneOf(backupId: string, cloneTime?: number): Promise<{ port: nu
   return { port: i.Port!, instanceType: i.Type!, shards: i.RedisShardNum!, message: t.TaskMessage! };
 }
 
-test("CloneInstances of a cluster: a cluster backup and a second of its stream each clone into one standalone server holding every shard's keys", async () => {
+test("CloneInstances of a cluster: a cluster backup and a second of its stream each clone into a cluster of 3 masters with the source's slot ranges", async () => {
   // A plain clone of a backup of the 3 shards (taken with no writes going on).
   const end = Date.now() + 500;
   await writeCluster("p:", () => Date.now() < end);
   const { TaskId } = await c.ManualBackupInstance({ InstanceId: ID.source, Remark: "cluster, for a clone", StorageDays: 0 });
   assert.equal((await waitForTask(c, TaskId!)).Status, "succeed");
   const backup = (await c.DescribeInstanceBackups({ InstanceId: ID.source, Status: [2] })).BackupSet!.find((b) => b.Remark === "cluster, for a clone")!;
-  const masters = (await readSlotMap(nodes[0]!.endpoint)).map((r) => r.master);
-  let keys = 0;
-  for (const m of masters) keys += Number((await send({ ...m, password: PW }, [["DBSIZE"]]))[0]);
+  const source = await shapeOf(nodes[0]!.endpoint);
+  const keys = await dbsizeOf(nodes[0]!.endpoint, PW);
   const plain = await cloneOf(backup.BackupId!);
-  assert.match(plain.message, /\(3 shards\)/);
-  assert.equal(plain.shards, 1);
-  assert.ok(!isClusterType(plain.instanceType), `a standalone type, got ${plain.instanceType}`);
+  assert.match(plain.message, /\(3 shards\) into crs-[a-z0-9]{8} \(a cluster of 3 master\(s\) on \d+, \d+, \d+\)/);
+  assert.equal(plain.shards, 3);
+  assert.ok(isClusterType(plain.instanceType), `a cluster type, got ${plain.instanceType}`);
+  const plainEp = { host: "127.0.0.1", port: plain.port };
+  assert.match(String((await send(plainEp, [["CLUSTER", "INFO"]]))[0]), /cluster_state:ok/);
+  assert.deepEqual(await shapeOf(plainEp), source, "the source's slot ranges, master by master");
   assert.ok(keys > 100);
-  assert.equal(Number((await send({ host: "127.0.0.1", port: plain.port }, [["DBSIZE"]]))[0]), keys);
+  assert.equal(await dbsizeOf(plainEp), keys);
 
-  // A clone at a second: every shard's base and units up to the cut.
+  // A clone at a second: every shard's base and units up to the cut, each into its own node.
   let stop = false;
   const writing = writeCluster("k:", () => !stop);
   await sleep(3000);
@@ -176,12 +187,80 @@ test("CloneInstances of a cluster: a cluster backup and a second of its stream e
   const sec = Math.floor(ops[0]!.sent / 1000) + 1;
   const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
   const at = await cloneOf(base, sec);
-  assert.match(at.message, /3 shards: shard 0: base .*shard 1: base .*shard 2: base /);
-  const tally = await checkAtCut({ host: "127.0.0.1", port: at.port }, ops, (sec + 1) * 1000);
+  assert.match(at.message, /3 shards: shard 0: base .*shard 1: base .*shard 2: base .*a cluster of 3 master/);
+  assert.equal(at.shards, 3);
+  const atEp = { host: "127.0.0.1", port: at.port };
+  assert.deepEqual(await shapeOf(atEp), source);
+  const tally = await checkClusterAtCut(atEp, ops, (sec + 1) * 1000);
   assert.ok(tally.inside > 50 && tally.outside > 50, JSON.stringify(tally));
   const map = await readSlotMap(nodes[0]!.endpoint);
   const inside = ops.filter((o) => o.acked !== undefined && o.acked < (sec + 1) * 1000 - 200);
   assert.equal(new Set(inside.map((o) => map.find((x) => keySlot(o.key) >= x.start && keySlot(o.key) <= x.end)!.start)).size, 3);
+
+  // The clone is an instance like any other: backed up as a cluster of 3 shards.
+  const cloneId = clones.at(-1)!;
+  const b = await c.ManualBackupInstance({ InstanceId: cloneId });
+  const done = await waitForTask(c, b.TaskId!);
+  assert.equal(done.Status, "succeed", done.TaskMessage);
+  assert.match(done.TaskMessage!, /in 3 shard\(s\)/);
+});
+
+/** Pids of live processes in each node directory of a cluster-shaped clone, by shard. */
+function clonePids(data: string, id: string): number[][] {
+  const dir = path.join(data, "instances", id);
+  const shards = fs.existsSync(dir) ? fs.readdirSync(dir).filter((e) => /^shard-\d+$/.test(e)).sort() : [];
+  return shards.map((e) => processesIn(path.join(dir, e)));
+}
+
+test("a cluster-shaped clone: a node that dies is started again and rejoins with its data; a SIGKILL of the service while one loads leaves no redis-server", async () => {
+  // Supervision, node by node: the plain clone of the test above loses its second node.
+  const id = clones[0]!;
+  const i = (await c.DescribeInstances({ InstanceId: id })).InstanceSet![0]!;
+  const ep = { host: "127.0.0.1", port: i.Port! };
+  const keys = await dbsizeOf(ep);
+  const before = clonePids(path.join(srv.dataDir, "data"), id);
+  assert.equal(before.length, 3);
+  const [pid] = before[1]!;
+  assert.ok(pid, "the second node's process is found");
+  process.kill(pid, "SIGKILL");
+  await waitFor("the node started again and back in the cluster", async () => {
+    const now = clonePids(path.join(srv.dataDir, "data"), id)[1]!;
+    if (!now.length || now.includes(pid)) return undefined;
+    const shape = await shapeOf(ep).catch(() => []);
+    return shape.length === 3 && /cluster_state:ok/.test(String((await send(ep, [["CLUSTER", "INFO"]]))[0])) ? true : undefined;
+  }, 30_000, 200);
+  assert.equal(await waitFor("every key served again", async () => ((await dbsizeOf(ep).catch(() => 0)) === keys ? keys : undefined), 20_000, 200), keys);
+
+  // The service SIGKILLed with the clone's 3 nodes started and loading: the restart fails the task and removes them.
+  const dir = seededDir("crs-cluclone-kill-", {
+    Credentials: [{ SecretId: KEY.secretId, SecretKey: KEY.secretKey, Account: KEY.account }],
+    Instances: [{ InstanceId: ID.source, Region: "ap-guangzhou", Account: KEY.account, Redis: `redis://:${PW}@127.0.0.1:${nodes[0]!.port}` }],
+  });
+  const range = clusterClonePorts(10);
+  const args = ["--data", dir.data, "--seed", dir.seed, "--rate-limit", "0", "--clone-ports", `${range.from}-${range.to}`, "--auto-backups", "off"];
+  const first = await serve(args, cleanEnv({ CRS_TEST_CRASH_AT: "clone-loading" }));
+  const client = sdk(first.port, KEY.secretId, KEY.secretKey);
+  const { TaskId } = await client.ManualBackupInstance({ InstanceId: ID.source, Remark: "k", StorageDays: 0 });
+  assert.equal((await waitForTask(client, TaskId!)).Status, "succeed");
+  const backupId = (await client.DescribeInstanceBackups({ InstanceId: ID.source, Status: [2] })).BackupSet![0]!.BackupId!;
+  const out = await client.CloneInstances({ InstanceId: ID.source, BackupId: backupId, GoodsNum: 1, ZoneId: 100003, BillingMode: 0, Period: 1, SecurityGroupIdList: [], NoAuth: true });
+  const cloneId = out.InstanceIds![0]!;
+  clones.push(cloneId);
+  cloneDataDirs.push(dir.data);
+  await first.exit;
+  assert.equal(first.signal(), "SIGKILL");
+  const started = clonePids(dir.data, cloneId);
+  assert.equal(started.length, 3);
+  assert.ok(started.every((x) => x.length > 0), "every node's redis-server was started before the crash");
+  const second = await serve(args, cleanEnv());
+  const client2 = sdk(second.port, KEY.secretId, KEY.secretKey);
+  const task = await waitForTask(client2, Number(out.DealId));
+  assert.equal(task.Status, "failed");
+  assert.match(task.TaskMessage!, /interrupted.*half-made clone .* removed \(processes stopped, directory deleted, ports \d+, \d+, \d+ freed\)/);
+  for (const pids of started) for (const x of pids) assert.equal(fs.existsSync(`/proc/${x}`) && !/\) Z /.test(fs.readFileSync(`/proc/${x}/stat`, "utf8")), false, `pid ${x} is gone`);
+  assert.equal(fs.existsSync(path.join(dir.data, "instances", cloneId)), false);
+  assert.equal((await client2.DescribeInstances({ InstanceId: cloneId })).TotalCount, 0);
+  await second.stop();
 });
 
 test("a slot migrated between two masters while streaming: the seconds from the move to every shard's new base are missing, a second after them clones exactly", async () => {
@@ -208,21 +287,13 @@ test("a slot migrated between two masters while streaming: the seconds from the 
   const moveSec = Math.floor(moved / 1000);
 
   // Every shard takes a new base once the moves stop (here 1 s); until then the move's seconds are missing.
-  await waitFor("a new base on every shard after the move", async () => {
-    for (const shard of [0, 1, 2]) if (!(await srv.services.catalog.streamBases(ID.source, shard)).some((b) => b.takenAt > moved)) return undefined;
-    return true;
-  }, 60_000, 250);
-  const sec = Math.floor(Date.now() / 1000) + 1;
-  const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
-  const gaps = (await info(sec)).MissingTimestamps ?? [];
-  assert.ok(gaps.some((g) => g.StartTimeStamp! <= moveSec && g.EndTimeStamp! >= moveSec), `the move's second ${moveSec} is missing: ${JSON.stringify(gaps)}`);
-  assert.ok(!(await info(moveSec)).BackupId, "a second of the move has no backup to restore from");
+  const { sec, base } = await rebasedAfterMove(srv.services.catalog, ID.source, 3, moved, moveSec, info);
   const r = await runCli(["restore", "--data", `${srv.dataDir}/data`, "--instance", ID.target, "--from", ID.source, "--at", tz.format(moveSec * 1000)]);
   assert.notEqual(r.code, 0, r.out);
 
   // A second after the new bases: every moved key once, with the value its owner had then.
   const at = await cloneOf(base, sec);
-  const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
+  const got = await getAll({ host: "127.0.0.1", port: at.port }, keys);
   for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 20 ? "new" : "old"}-${k}`, k);
 });
 
@@ -289,11 +360,14 @@ test("a master added to the cluster while streaming: the stream starts afresh on
 
   const at = await cloneOf(base, sec);
   assert.match(at.message, /4 shards/);
-  const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
+  const atEp = { host: "127.0.0.1", port: at.port };
+  assert.equal(at.shards, 4);
+  assert.deepEqual(await shapeOf(atEp), await shapeOf(nodes[0]!.endpoint), "the clone has the source's 4 masters and their slots");
+  const got = await getAll(atEp, keys);
   for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 10 ? "after" : "before"}-${k}`, k);
   let total = 0;
   for (const m of [...masters, extra.endpoint]) total += Number((await send({ ...m, password: PW }, [["DBSIZE"]]))[0]);
-  assert.equal(Number((await send({ host: "127.0.0.1", port: at.port }, [["DBSIZE"]]))[0]), total);
+  assert.equal(await dbsizeOf(atEp), total);
 });
 
 test("the added master emptied again: the stream starts afresh on 3 shards, and the fourth shard's bases no longer count", async () => {
@@ -317,11 +391,13 @@ test("the added master emptied again: the stream starts afresh on 3 shards, and 
   const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
   const at = await cloneOf(base, sec);
   assert.match(at.message, /3 shards/);
+  const atEp = { host: "127.0.0.1", port: at.port };
+  assert.equal(at.shards, 3);
   let total = 0;
   for (const m of masters) total += Number((await send({ ...m, password: PW }, [["DBSIZE"]]))[0]);
-  assert.equal(Number((await send({ host: "127.0.0.1", port: at.port }, [["DBSIZE"]]))[0]), total);
+  assert.equal(await dbsizeOf(atEp), total);
   const keys = Array.from({ length: 30 }, (_, i) => `{grown}:${i}`);
-  const got = await send({ host: "127.0.0.1", port: at.port }, keys.map((k) => ["GET", k]));
+  const got = await getAll(atEp, keys);
   for (const [i, k] of keys.entries()) assert.equal(String(got[i]), `${i < 10 ? "after" : "before"}-${k}`, k);
 });
 

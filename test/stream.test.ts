@@ -41,6 +41,22 @@ test("a transaction cut by the chunking waits whole; received counts its bytes",
   assert.equal(p.push(bytes.subarray(cut)).length, 4);
 });
 
+test("keys moving between masters are marked: RESTORE-ASKING, CLUSTER SYNCSLOTS (Valkey 9, Redis 8.4+), TRIMSLOTS; in a transaction too; other CLUSTER commands are not", () => {
+  const cmds = [
+    ["SET", "a", "1"],
+    ["RESTORE-ASKING", "k", "0", "x"],
+    ["CLUSTER", "SYNCSLOTS", "ESTABLISH", "SOURCE", "abc", "NAME", "job", "SLOTSRANGE", "1", "1"],
+    ["cluster", "syncslots", "CONF", "ASM-TASK", "t:a:b:import:connecting:1-1"],
+    ["TRIMSLOTS", "RANGES", "1", "1", "1"],
+    ["CLUSTER", "SETSLOT", "1", "STABLE"],
+    ["UNLINK", "k"],
+    ["MULTI"], ["SET", "b", "2"], ["CLUSTER", "SYNCSLOTS", "FINISH", "STATE", "SUCCESS"], ["EXEC"],
+    ["MULTI"], ["SET", "c", "3"], ["EXEC"],
+  ];
+  const units = feed(new CommandStreamParser(0, 0), [Buffer.concat(cmds.map((c) => encodeCommand(c)))]);
+  assert.deepEqual(units.map((u) => u.keyMove === true), [false, true, true, true, true, false, false, true, false]);
+});
+
 test("a malformed stream is refused, not misread", () => {
   assert.throws(() => new CommandStreamParser(0, 0).push(Buffer.from("+OK\r\n")), /command boundary/);
 });

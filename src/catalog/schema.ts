@@ -251,5 +251,24 @@ ALTER TABLE stream_segments ADD COLUMN key_moves INTEGER;
 ALTER TABLE stream_config ADD COLUMN epoch BIGINT;
 `,
     },
+    {
+      version: 11,
+      // Every port a provisioned instance holds, one row per node: a cluster-shaped clone has one redis-server per
+      // shard of its source (shard 0's port is also provisioned_instances.port, the address it is registered
+      // with). The primary key holds each port once across all instances and nodes; rows made before this
+      // migration get their one node. provisioned_instances.shape: 'cluster' for a cluster-shaped clone (its
+      // nodes run with cluster-enabled, even a cluster of one master), NULL for one standalone server.
+      name: "provisioned instances: one row per node and port, and the shape (cluster-shaped clones)",
+      sql: `
+ALTER TABLE provisioned_instances ADD COLUMN shape TEXT;
+CREATE TABLE provisioned_nodes (
+  port INTEGER PRIMARY KEY,
+  instance_id TEXT NOT NULL,
+  shard INTEGER NOT NULL
+);
+CREATE INDEX provisioned_nodes_instance ON provisioned_nodes (instance_id);
+INSERT INTO provisioned_nodes (port, instance_id, shard) SELECT port, instance_id, 0 FROM provisioned_instances;
+`,
+    },
   ];
 }

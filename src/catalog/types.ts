@@ -65,6 +65,8 @@ export interface StoredFile {
   digest?: string;
   /** Keys in the shard's RDB, counted while it was captured. */
   keys?: number;
+  /** A cluster shard's inclusive slot ranges when it was captured (a cluster-shaped clone assigns them again). */
+  slots?: Array<[number, number]>;
 }
 
 export interface Backup {
@@ -211,6 +213,11 @@ export interface ProvisionedInstance {
   /** `local`: a redis-server process of the owner (src/instances/local.ts). */
   provider: string;
   port: number;
+  /**
+   * A cluster-shaped clone: the port of each shard's node, in shard order (the first is `port`); each node's
+   * directory is `dataDir`/shard-<n>. Absent: one standalone server in `dataDir`.
+   */
+  clusterPorts?: number[];
   /** Its own owner-only directory (DATA/instances/<id>). */
   dataDir: string;
   state: ProvisionedState;

@@ -89,6 +89,8 @@ export class LocalProcessProvider implements InstanceProvider {
       `port ${spec.port}`, `bind ${spec.host}`, `dir ${quote(spec.dataDir)}`, "dbfilename dump.rdb", `pidfile ${quote(path.join(spec.dataDir, PID))}`,
       `logfile ${quote(path.join(spec.dataDir, LOG))}`, "daemonize no", "save \"\"", "appendonly no", "appendfsync everysec", "loglevel notice",
       ...(major >= 7 ? ["enable-debug-command local"] : []),
+      // A node of a cluster-shaped clone: its membership and slots live in nodes.conf beside its data.
+      ...(spec.cluster ? ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 5000"] : []),
       ...(spec.password !== undefined ? [`requirepass ${quote(spec.password)}`] : ["protected-mode no"]),
     ];
     await fs.promises.writeFile(path.join(spec.dataDir, CONF), `${lines.join("\n")}\n`, { mode: 0o600 });

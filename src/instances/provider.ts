@@ -12,6 +12,8 @@ export interface InstanceSpec {
   dataDir: string;
   /** requirepass; absent with NoAuth. */
   password?: string;
+  /** One node of a cluster-shaped instance: started with cluster-enabled (its nodes.conf in `dataDir`). */
+  cluster?: boolean;
 }
 
 export interface InstanceProvider {

@@ -4,6 +4,7 @@
 // in `removing` (a removal interrupted) is finished. A `loading` row belongs to its clone task (jobs/clones.ts),
 // whose recovery removes a half-made clone. Stopping the node stops the loop, not the instances: they keep
 // serving, and the next start of the node finds them alive.
+import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -83,12 +84,42 @@ export class Provisioning {
     return spec;
   }
 
-  /** Ports of the range that no provisioned instance holds and that are free on the host now, lowest first. */
-  async freePorts(want: number): Promise<number[]> {
-    const taken = new Set((await this.o.catalog.provisionedInstances()).map((p) => p.port));
+  /**
+   * The servers of an instance: one (its spec), or for a cluster-shaped one a node per shard, each on its port in
+   * its own directory `shard-<n>` under the instance's.
+   */
+  nodesOf(row: ProvisionedInstance, instance: Instance | undefined): InstanceSpec[] {
+    const spec = this.specOf(row, instance);
+    if (!row.clusterPorts) return [spec];
+    return row.clusterPorts.map((port, shard) => ({ ...spec, port, dataDir: path.join(row.dataDir, `shard-${shard}`), cluster: true }));
+  }
+
+  /**
+   * Stops every server of an instance at once and deletes its directory: the nodes its row names and any
+   * `shard-<n>` directory found under it (a row may be gone, or name fewer nodes than were started).
+   */
+  async destroy(row: ProvisionedInstance, instance: Instance | undefined): Promise<void> {
+    const specs = this.nodesOf(row, instance);
+    const known = new Set(specs.map((s) => s.dataDir));
+    for (const entry of await fs.promises.readdir(row.dataDir).catch(() => [] as string[])) {
+      const dir = path.join(row.dataDir, entry);
+      if (/^shard-\d+$/.test(entry) && !known.has(dir)) specs.push({ ...this.specOf(row, instance), dataDir: dir, cluster: true });
+    }
+    for (const spec of specs) await this.o.provider.destroy(spec);
+    await this.o.provider.destroy(this.specOf(row, instance));
+  }
+
+  /**
+   * Ports of the range that no provisioned instance holds and that are free on the host now, lowest first; for
+   * the nodes of a cluster (`bus`), their cluster bus port (port + 10000) is free too.
+   */
+  async freePorts(want: number, o: { bus?: boolean } = {}): Promise<number[]> {
+    const taken = new Set((await this.o.catalog.provisionedInstances()).flatMap((p) => p.clusterPorts ?? [p.port]));
     const out: number[] = [];
     for (let port = this.o.ports.from; port <= this.o.ports.to && out.length < want; port++) {
-      if (!taken.has(port) && (await bindable(this.o.host, port))) out.push(port);
+      if (taken.has(port) || !(await bindable(this.o.host, port))) continue;
+      if (o.bus && (port + 10000 > 65535 || !(await bindable(this.o.host, port + 10000)))) continue;
+      out.push(port);
     }
     return out;
   }
@@ -115,16 +146,19 @@ export class Provisioning {
     for (const row of await this.o.catalog.provisionedInstances(this.o.owner)) {
       if (row.provider !== this.o.provider.name || this.starting.has(row.instanceId)) continue;
       const instance = await this.o.catalog.instance(row.instanceId);
-      const spec = this.specOf(row, instance);
       if (row.state === "removing") {
-        await this.finishRemoval(row, spec);
-      } else if (row.state === "ready" && !(await this.o.provider.alive(spec))) {
-        this.starting.add(row.instanceId);
-        try {
-          this.o.logger.warn({ instanceId: row.instanceId, port: row.port, log: await this.o.provider.logTail(spec) }, "a provisioned instance's redis-server was not running; starting it again");
-          await this.o.provider.start(spec);
-        } finally {
-          this.starting.delete(row.instanceId);
+        await this.finishRemoval(row, instance);
+      } else if (row.state === "ready") {
+        // Each node of a cluster-shaped instance on its own: its nodes.conf brings it back into the cluster.
+        for (const spec of this.nodesOf(row, instance)) {
+          if (await this.o.provider.alive(spec)) continue;
+          this.starting.add(row.instanceId);
+          try {
+            this.o.logger.warn({ instanceId: row.instanceId, port: spec.port, log: await this.o.provider.logTail(spec) }, "a provisioned instance's redis-server was not running; starting it again");
+            await this.o.provider.start(spec);
+          } finally {
+            this.starting.delete(row.instanceId);
+          }
         }
       }
     }
@@ -146,11 +180,11 @@ export class Provisioning {
       await this.o.catalog.setProvisionedState(instance.instanceId, ["removing"], "ready");
       throw err;
     }
-    await this.finishRemoval(row, this.specOf(row, instance));
+    await this.finishRemoval(row, instance);
   }
 
-  private async finishRemoval(row: ProvisionedInstance, spec: InstanceSpec): Promise<void> {
-    await this.o.provider.destroy(spec);
+  private async finishRemoval(row: ProvisionedInstance, instance: Instance | undefined): Promise<void> {
+    await this.destroy(row, instance);
     const i = await this.o.catalog.instance(row.instanceId);
     if (i && i.deletedAt === undefined) await this.o.catalog.updateInstance(row.instanceId, { deletedAt: this.o.clock.now() });
     await this.o.catalog.deleteProvisioned(row.instanceId);

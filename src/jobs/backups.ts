@@ -376,7 +376,7 @@ export class BackupJobs implements JobKind {
       lap("captureMs");
       const committed = stored.committed;
       testHook("backup-shard-committed");
-      files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes });
+      files.push({ key, bytes: committed.bytes, sha256: committed.sha256, shard, storedBytes: committed.storedBytes, ...(topology.cluster ? { slots: info.slots } : {}) });
       total += committed.bytes;
       server ??= stored.rdb.server;
       sources.push(chosen.source);

@@ -12,6 +12,12 @@
 // effects never cut), then the append-only file
 // switched on and written into its redis.conf, so restarts keep the data. The row moves to ready with the success.
 //
+// A cluster's clone is a cluster of the same shape: one cluster-enabled redis-server per shard (ports from
+// --clone-ports, directories shard-<n>), each loading its shard's RDB, made into one cluster serving the
+// source's slot ranges (instances/cluster.ts), then each shard's units replayed into its own node. It is
+// registered with the cluster's InstanceType and RedisShardNum, and its address is the first node's (any node
+// leads a cluster client to the others).
+//
 // A failure, or the death of the node while it runs (recovery), undoes it all: the process killed (found by its
 // pid files or the marker in its environment), the directory deleted, the row deleted (the port is free again),
 // the instance's registration removed (it is not listed). No redis-server of a failed clone survives.
@@ -29,11 +35,11 @@ import type { BlobStore } from "../storage/blob-store";
 import { verifiedRead } from "../storage/integrity";
 import type { Provisioning } from "../instances/supervisor";
 import { ALL_WEEKDAYS } from "../protocol/schedule";
-import { standaloneTypeOf } from "../protocol/instance-types";
+import { isClusterType, standaloneTypeOf } from "../protocol/instance-types";
 import { backupFiles } from "./backups";
 import { generateInstanceId, probeRedis } from "./instances";
 import { planInstancePointInTime, PointInTimeError, unitsOfPlan } from "./point-in-time";
-import { restoreByCommands } from "../redis/restore/commands";
+import { formCluster } from "../instances/cluster";
 import { BackupUnavailableError } from "./errors";
 import { TASK } from "./tasks";
 import { testHook } from "../test-hooks";
@@ -71,19 +77,26 @@ export class CloneJobs implements JobKind {
   async enqueue(r: CloneRequest): Promise<Array<{ instanceId: string; taskId: number }>> {
     const p = this.o.provisioning;
     const out: Array<{ instanceId: string; taskId: number }> = [];
+    // A cluster's clone is a cluster of as many masters as the clone loads shards: the backup's, or for a
+    // second of the stream the source's masters now (bases of another shape are never planned).
+    const cluster = r.atSec !== undefined
+      ? isClusterType(r.source.instanceType) || r.source.shardNum > 1
+      : isClusterType(r.backup.instanceType) || r.backup.files.length > 1;
+    const nodes = !cluster ? 1 : r.atSec !== undefined ? Math.max(1, r.source.shardNum) : Math.max(1, r.backup.files.length);
     for (let n = 0; n < r.count; n++) {
       let made: { instanceId: string; taskId: number } | undefined;
       // Another clone (on this node or another) may take a port between the look and the insert: take the next.
       for (let attempt = 0; attempt < 20 && !made; attempt++) {
-        const [port] = await p.freePorts(1);
-        if (port === undefined) throw new BackupUnavailableError("status", `no free port is left in --clone-ports ${p.o.ports.from}-${p.o.ports.to} on ${p.o.host}`, r.backup.backupId);
+        const ports = await p.freePorts(nodes, { bus: cluster });
+        const port = ports[0];
+        if (port === undefined || ports.length < nodes) throw new BackupUnavailableError("status", `${nodes > 1 ? `${nodes} free ports are` : "no free port is"} ${nodes > 1 ? "not " : ""}left in --clone-ports ${p.o.ports.from}-${p.o.ports.to} on ${p.o.host}${nodes > 1 ? ` for a cluster of ${nodes} masters` : ""}`, r.backup.backupId);
         const instanceId = generateInstanceId();
         const now = this.o.clock.now();
         const auth = r.password !== undefined ? `:${encodeURIComponent(r.password)}@` : "";
         const host = p.o.host.includes(":") ? `[${p.o.host}]` : p.o.host;
         const instance: Instance = {
           instanceId, accountId: r.source.accountId, region: r.source.region, name: r.name ?? instanceId, redisUrl: `redis://${auth}${host}:${port}`,
-          instanceType: standaloneTypeOf(r.source.instanceType), shardNum: 1, memSizeMb: r.source.memSizeMb, createdAt: now,
+          instanceType: cluster ? r.source.instanceType : standaloneTypeOf(r.source.instanceType), shardNum: nodes, memSizeMb: r.source.memSizeMb, createdAt: now,
           autoBackupWeekDays: ALL_WEEKDAYS, autoBackupPeriod: r.source.autoBackupPeriod, backupStorageDays: r.source.backupStorageDays, lastAutoWindow: 0,
         };
         if (r.source.redisVersion) instance.redisVersion = r.source.redisVersion;
@@ -93,7 +106,9 @@ export class CloneJobs implements JobKind {
             instanceId, accountId: r.source.accountId, taskType: TASK.clone, status: "preparing", progress: 0, startTime: now, message: "", backupId: r.backup.backupId,
             params: { sourceInstanceId: r.source.instanceId, ...(r.atSec !== undefined ? { cloneTime: r.atSec } : {}) },
           });
-          const ok = await tx.insertProvisioned({ instanceId, owner: p.o.owner, provider: p.provider.name, port, dataDir: p.dataDirOf(instanceId), state: "loading", taskId, createdAt: now });
+          const ok = await tx.insertProvisioned({
+            instanceId, owner: p.o.owner, provider: p.provider.name, port, ...(cluster ? { clusterPorts: ports } : {}), dataDir: p.dataDirOf(instanceId), state: "loading", taskId, createdAt: now,
+          });
           if (!ok) throw new PortTaken();
           return { instanceId, taskId };
         }).catch((err: unknown) => {
@@ -138,40 +153,42 @@ export class CloneJobs implements JobKind {
     if (!row || !instance || row.state !== "loading") throw new Error(`the clone ${id} is no longer provisioned`);
     // The node running the task owns the process from now on (it may not be the one that was asked).
     if (row.owner !== p.o.owner) await this.o.catalog.setProvisionedState(id, ["loading"], "loading", p.o.owner);
-    const spec = p.specOf({ ...row, owner: p.o.owner }, instance);
+    const specs = p.nodesOf({ ...row, owner: p.o.owner }, instance);
+    const cluster = row.clusterPorts !== undefined;
     const { parts, what } = await this.plan(ctx.task);
+    if (parts.length !== specs.length) throw new Error(`the clone ${id} was provisioned with ${specs.length} server(s) for ${parts.length} shard(s) (the source changed shape since it was asked)`);
     await this.o.catalog.updateTask(ctx.task.taskId, { message: `cloning ${what}` }).catch(() => undefined);
-    const { dataFile } = await p.provider.prepare(spec);
-    await pipeline(await verifiedRead(this.o.store, parts[0]!.file, { decompress: true }), fs.createWriteStream(dataFile, { mode: 0o600 }), { signal: ctx.signal });
-    ctx.progress(20);
-    await p.provider.start(spec);
-    testHook("clone-loading"); // tests: the node dies with the clone's server started, loading
-    const ep: RedisEndpoint = { host: spec.host, port: spec.port, ...(spec.password !== undefined ? { password: spec.password } : {}) };
-    await this.waitLoaded(spec, ep, ctx.signal);
-    ctx.progress(50);
-    // A cluster's clone is one server: the other shards' files are added by commands (their keys are disjoint).
-    if (parts.length > 1) {
-      const rest = await Promise.all(parts.slice(1).map((x) => verifiedRead(this.o.store, x.file, { decompress: true })));
-      const merged = await restoreByCommands(rest, { target: ep, signal: ctx.signal });
-      if (merged.failed) throw new Error(`adding the other shards' keys to the clone failed for ${merged.failed} key(s), the first: ${merged.failures[0] ? `${merged.failures[0].key}: ${merged.failures[0].error}` : "-"}`);
+    // Each shard's RDB into its node's directory; a standalone clone has one of each.
+    for (const [i, spec] of specs.entries()) {
+      const { dataFile } = await p.provider.prepare(spec);
+      await pipeline(await verifiedRead(this.o.store, parts[i]!.file, { decompress: true }), fs.createWriteStream(dataFile, { mode: 0o600 }), { signal: ctx.signal });
     }
+    ctx.progress(20);
+    for (const spec of specs) await p.provider.start(spec);
+    testHook("clone-loading"); // tests: the node dies with the clone's server started, loading
+    const eps: RedisEndpoint[] = specs.map((spec) => ({ host: spec.host, port: spec.port, ...(spec.password !== undefined ? { password: spec.password } : {}) }));
+    for (const [i, spec] of specs.entries()) await this.waitLoaded(spec, eps[i]!, ctx.signal);
+    ctx.progress(50);
+    if (cluster) await formCluster(eps, parts.map((x) => x.file.slots), ctx.signal);
     ctx.progress(70);
-    // Each shard's units after its base (shards own disjoint slots: their order between shards is free).
+    // Each shard's units after its base into its own node (shards own disjoint slots: their order between shards
+    // is free).
     let replay: { commands: number; ms: number } | undefined;
     for (const [i, { units }] of parts.entries()) {
       if (!units.length) continue;
-      const r = await replayRaw(ep, units);
+      const r = await replayRaw(eps[i]!, units);
       if (r.errors) throw new Error(`replaying the stream${parts.length > 1 ? ` of shard ${i}` : ""} into the clone gave ${r.errors} error(s), the first: ${r.firstError ?? ""}`);
       replay = { commands: (replay?.commands ?? 0) + r.commands, ms: (replay?.ms ?? 0) + r.ms };
     }
     ctx.progress(90);
-    await persist(ep, spec.dataDir);
+    for (const [i, spec] of specs.entries()) await persist(eps[i]!, spec.dataDir);
     const probe = await probeRedis(instance.redisUrl!, { timeoutMs: 10_000 }).catch(() => undefined);
+    const shape = cluster ? `a cluster of ${specs.length} master(s) on ${specs.map((x) => x.port).join(", ")}` : `${specs[0]!.host}:${specs[0]!.port}`;
     return {
-      message: `cloned ${what} into ${id} (${spec.host}:${spec.port})${replay ? `; ${replay.commands} command(s) replayed in ${replay.ms} ms` : ""}`,
+      message: `cloned ${what} into ${id} (${shape})${replay ? `; ${replay.commands} command(s) replayed in ${replay.ms} ms` : ""}`,
       commit: async (tx) => {
         if (!(await tx.setProvisionedState(id, ["loading"], "ready"))) throw new Error(`the clone ${id} was removed while it loaded`);
-        if (probe) await tx.updateInstance(id, { redisVersion: probe.redisVersion, instanceType: probe.instanceType, memSizeMb: probe.memSizeMb });
+        if (probe) await tx.updateInstance(id, { redisVersion: probe.redisVersion, instanceType: probe.instanceType, memSizeMb: probe.memSizeMb, shardNum: probe.shardNum });
       },
     };
   }
@@ -204,9 +221,9 @@ export class CloneJobs implements JobKind {
     const p = this.o.provisioning;
     const row = await this.o.catalog.provisioned(task.instanceId);
     const instance = await this.o.catalog.instance(task.instanceId);
-    const spec = p.specOf(row ?? { instanceId: task.instanceId, owner: p.o.owner, provider: p.provider.name, port: 0, dataDir: p.dataDirOf(task.instanceId), state: "loading", createdAt: 0 }, instance);
-    await p.provider.destroy(spec);
-    return { note: `the half-made clone ${task.instanceId} was removed (process stopped, directory deleted, port ${spec.port || "-"} freed)` };
+    await p.destroy(row ?? { instanceId: task.instanceId, owner: p.o.owner, provider: p.provider.name, port: 0, dataDir: p.dataDirOf(task.instanceId), state: "loading", createdAt: 0 }, instance);
+    const ports = row?.clusterPorts ?? (row ? [row.port] : []);
+    return { note: `the half-made clone ${task.instanceId} was removed (process${ports.length > 1 ? "es" : ""} stopped, directory deleted, port${ports.length > 1 ? "s" : ""} ${ports.join(", ") || "-"} freed)` };
   }
 
   async failed(tx: CatalogTx, task: Task): Promise<void> {

@@ -196,6 +196,10 @@ export class InstanceStream {
         } else {
           if (this.instance.shardNum !== t.masters.length) await this.o.catalog.updateInstance(this.instance.instanceId, { shardNum: t.masters.length }).catch(() => undefined);
           this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length, fresh));
+          for (const [i, s] of this.shards.entries()) {
+            s.slots = t.slots[i];
+            s.readSlots = async () => void (await this.topology());
+          }
           this.watchMasters(t.masters.length);
           // A slot migration shows as RESTORE-ASKING in the importing master's stream only; every shard re-bases.
           // A move recorded before this node took the stream counts too: a shard whose newest base is older
@@ -223,14 +227,19 @@ export class InstanceStream {
   }
 
   /** The topology through the registered node, else through any node seen before (the seed may be the dead master). */
-  private async topology(): Promise<{ cluster: boolean; masters: RedisEndpoint[] }> {
+  private async topology(): Promise<{ cluster: boolean; masters: RedisEndpoint[]; slots: Array<Array<[number, number]>> }> {
     const opts = { allowedHosts: this.o.clusterHosts ?? [], registeredHosts: [this.seed.host] };
     let first: Error | undefined;
     for (const via of [this.seed, ...this.known.filter((k) => k.host !== this.seed.host || k.port !== this.seed.port)]) {
       try {
         const t = await discoverShards(via, 10_000, opts);
-        if (t.cluster) this.known = t.shards.flatMap((s) => [s.endpoint, ...s.replicas.map((r) => r.endpoint)]);
-        return { cluster: t.cluster, masters: t.masters };
+        const slots = t.shards.map((s) => s.slots);
+        if (t.cluster) {
+          this.known = t.shards.flatMap((s) => [s.endpoint, ...s.replicas.map((r) => r.endpoint)]);
+          // Each shard's slots as last read: recorded with its next base (a cluster-shaped clone assigns them).
+          if (this.shards.length === slots.length) for (const [i, s] of this.shards.entries()) s.slots = slots[i];
+        }
+        return { cluster: t.cluster, masters: t.masters, slots };
       } catch (err) {
         first ??= err as Error;
       }
@@ -334,6 +343,10 @@ export class StreamSession {
   private newestBaseAt: number | undefined;
   /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
   streaming = false;
+  /** A cluster shard's slot ranges as the last topology read gave them (recorded with each base). */
+  slots: Array<[number, number]> | undefined;
+  /** Reads the topology again (which sets `slots`), just before a base is recorded. */
+  readSlots: (() => Promise<void>) | undefined;
   /** The stream runs behind the master (units arrive late): the sampler samples faster. */
   private behind = false;
   /** When keys last moved between the cluster's masters as seen by any shard's stream (a slot migration). */
@@ -586,9 +599,10 @@ export class StreamSession {
   /** Lists a base: its backup record and its stream_bases row in one transaction (also for scheduled bases). */
   async recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]> {
     const { catalog, clock } = this.o;
+    await this.readSlots?.().catch(() => undefined);
     const end = clock.now();
     const instance = this.instance;
-    const files: StoredFile[] = [{ key: blobKey(backupId, 0), bytes: committed.bytes, sha256: committed.sha256, shard: 0, storedBytes: committed.storedBytes }];
+    const files: StoredFile[] = [{ key: blobKey(backupId, 0), bytes: committed.bytes, sha256: committed.sha256, shard: 0, storedBytes: committed.storedBytes, ...(this.slots ? { slots: this.slots } : {}) }];
     await catalog.transaction(async (tx) => {
       await tx.insertBackup({
         backupId, instanceId: instance.instanceId, startTime: at, endTime: end, backupType: "1", status: 2, remark: this.shardCount > 1 ? `second-level backup base, shard ${this.shard + 1}/${this.shardCount}` : "second-level backup base",

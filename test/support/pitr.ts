@@ -4,6 +4,10 @@
 import { RespConnection } from "../../src/redis/client/resp";
 import type { RedisEndpoint } from "../../src/redis/client/resp";
 import { send } from "./dataset";
+import { readSlotMap } from "../../src/redis/client/cluster";
+import assert from "node:assert/strict";
+import type { Catalog } from "../../src/catalog/catalog";
+import { keySlot, waitFor } from "./redis";
 
 /** Writes acknowledged this close before the end of the second may have arrived after it: either outcome. */
 export const ARRIVAL_MARGIN_MS = 200;
@@ -73,4 +77,70 @@ export async function checkAtCut(target: RedisEndpoint, ops: readonly AckedWrite
     } else tally.either++;
   }
   return tally;
+}
+
+// Clusters: a restored or cloned cluster read master by master.
+
+/** The slot ranges of a cluster, master by master in slot order: [[start, end], ...] per master. */
+export async function shapeOf(seed: RedisEndpoint): Promise<Array<Array<[number, number]>>> {
+  const byMaster = new Map<string, Array<[number, number]>>();
+  for (const r of (await readSlotMap(seed)).sort((a, b) => a.start - b.start)) {
+    const k = `${r.master.host}:${r.master.port}`;
+    byMaster.set(k, [...(byMaster.get(k) ?? []), [r.start, r.end]]);
+  }
+  return [...byMaster.values()];
+}
+
+/** GET of each key from the master of the cluster at `seed` that serves it, in the order given. */
+export async function getAll(seed: RedisEndpoint, keys: string[]): Promise<unknown[]> {
+  const map = await readSlotMap(seed);
+  const out: unknown[] = new Array(keys.length);
+  for (const r of map) {
+    const mine = keys.map((k, i) => [k, i] as const).filter(([k]) => keySlot(k) >= r.start && keySlot(k) <= r.end);
+    if (!mine.length) continue;
+    const got = await send(r.master, mine.map(([k]) => ["GET", k]));
+    for (const [n, [, i]] of mine.entries()) out[i] = got[n];
+  }
+  return out;
+}
+
+/** The keys of a cluster: DBSIZE summed over its masters. */
+export async function dbsizeOf(seed: RedisEndpoint, password?: string): Promise<number> {
+  let total = 0;
+  for (const m of new Map((await readSlotMap(seed)).map((r) => [r.master.port, r.master])).values()) total += Number((await send({ ...m, ...(password ? { password } : {}) }, [["DBSIZE"]]))[0]);
+  return total;
+}
+
+/** checkAtCut over a cluster: each write read from the master serving its key. */
+export async function checkClusterAtCut(seed: RedisEndpoint, ops: AckedWrite[], cutMs: number): Promise<{ inside: number; outside: number; either: number }> {
+  const map = await readSlotMap(seed);
+  const total = { inside: 0, outside: 0, either: 0 };
+  for (const r of map) {
+    const mine = ops.filter((o) => keySlot(o.key) >= r.start && keySlot(o.key) <= r.end);
+    if (!mine.length) continue;
+    const t = await checkAtCut(r.master, mine, cutMs);
+    total.inside += t.inside;
+    total.outside += t.outside;
+    total.either += t.either;
+  }
+  return total;
+}
+
+type SecondInfo = (sec: number) => Promise<{ BackupId?: string; MissingTimestamps?: Array<{ StartTimeStamp?: number; EndTimeStamp?: number }> }>;
+
+/**
+ * After keys moved between a cluster's masters at `movedAt` (second `moveSec`): waits for a new base on every
+ * shard, then for the next second to be covered; checks that the move's second is missing and has no base.
+ */
+export async function rebasedAfterMove(catalog: Catalog, instanceId: string, shards: number, movedAt: number, moveSec: number, info: SecondInfo): Promise<{ sec: number; base: string }> {
+  await waitFor("a new base on every shard after the move", async () => {
+    for (let shard = 0; shard < shards; shard++) if (!(await catalog.streamBases(instanceId, shard)).some((b) => b.takenAt > movedAt)) return undefined;
+    return true;
+  }, 60_000, 250);
+  const sec = Math.floor(Date.now() / 1000) + 1;
+  const base = await waitFor(`second ${sec} covered`, async () => (await info(sec)).BackupId || undefined, 30_000, 200);
+  const gaps = (await info(sec)).MissingTimestamps ?? [];
+  assert.ok(gaps.some((g) => g.StartTimeStamp! <= moveSec && g.EndTimeStamp! >= moveSec), `the move's second ${moveSec} is missing: ${JSON.stringify(gaps)}`);
+  assert.ok(!(await info(moveSec)).BackupId, "a second of the move has no backup to restore from");
+  return { sec, base };
 }

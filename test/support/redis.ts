@@ -155,9 +155,19 @@ export function redisCheckRdb(file: string): { ok: boolean; output: string } {
  * Starts cluster-enabled servers and joins them into one Redis Cluster: `masters` masters and, with
  * `replicasPerMaster`, that many replicas each (after the masters in the array; every replica's link is up).
  */
-export async function startCluster(masters: number, password: string, extra: string[] = [], replicasPerMaster = 0): Promise<RedisProcess[]> {
+/**
+ * A range of ports for a test's clones of clusters: below 55535, so each node's cluster bus port (port + 10000)
+ * exists too (the ephemeral ports freePort gives are often above that). Ports someone else holds are skipped by
+ * the service itself.
+ */
+export function clusterClonePorts(size: number): { from: number; to: number } {
+  const from = 20000 + Math.floor(Math.random() * 30000);
+  return { from, to: from + size };
+}
+
+export async function startCluster(masters: number, password: string, extra: string[] = [], replicasPerMaster = 0, bin?: string): Promise<RedisProcess[]> {
   const started = await Promise.allSettled(Array.from({ length: masters * (1 + replicasPerMaster) }, () =>
-    startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", password, "--masterauth", password, ...extra], { password })));
+    startRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--requirepass", password, "--masterauth", password, ...extra], { password, ...(bin ? { bin } : {}) })));
   const nodes = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) {

@@ -20,10 +20,24 @@ export interface StreamUnit {
   /** Commands in `raw` (MULTI and EXEC included); 0 for PING and REPLCONF. */
   commands: number;
   /**
-   * The unit holds a RESTORE-ASKING: a key MIGRATE moved into this master from another (a cluster's slot
-   * migration). The source master's stream has a plain DEL of it, so between shards the order matters again.
+   * The unit moves keys between a cluster's masters (movesKeys): a RESTORE-ASKING (a key MIGRATE moved into this
+   * master; the source master's stream has a plain DEL of it), or an atomic slot migration's own commands. Between
+   * shards the order matters again, so replay shard by shard is not exact around it.
    */
   keyMove?: true;
+}
+
+/**
+ * Whether a command of the stream marks keys moving between a cluster's masters:
+ * - `RESTORE-ASKING`: classic migration (SETSLOT IMPORTING/MIGRATING + MIGRATE), on the importing master;
+ * - `CLUSTER SYNCSLOTS ...`: atomic slot migration, on the importing master in Valkey 9 (ESTABLISH ... FINISH;
+ *   the keys then arrive as plain SET/HSET/... and the source's stream has only plain UNLINKs) and on both
+ *   masters in Redis 8.4+ (`CONF ASM-TASK`);
+ * - `TRIMSLOTS`: Redis 8.4+ drops a migrated slot's keys (the source after a migration, the target after a
+ *   failed one).
+ */
+export function movesKeys(name: string, arg1: string | undefined): boolean {
+  return name === "restore-asking" || name === "trimslots" || (name === "cluster" && arg1?.toLowerCase() === "syncslots");
 }
 
 export class StreamFormatError extends Error {
@@ -118,7 +132,7 @@ export class CommandStreamParser {
       if (this.txStart >= 0) {
         this.txCommands++;
         if (c.name === "select" && c.arg1 !== undefined) this.db = Number(c.arg1);
-        if (c.name === "restore-asking") this.txKeyMove = true;
+        if (movesKeys(c.name, c.arg1)) this.txKeyMove = true;
         if (c.name === "exec" || c.name === "discard") {
           units.push(this.unit(unitStart, c.next, this.txDb, this.txCommands, false, this.txKeyMove));
           this.txKeyMove = false;
@@ -142,7 +156,7 @@ export class CommandStreamParser {
         this.db = n;
       }
       const empty = c.name === "ping" || c.name === "replconf";
-      units.push(this.unit(at, c.next, before, empty ? 0 : 1, empty, c.name === "restore-asking"));
+      units.push(this.unit(at, c.next, before, empty ? 0 : 1, empty, movesKeys(c.name, c.arg1)));
       unitStart = c.next;
     }
     return units;
