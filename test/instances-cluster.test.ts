@@ -37,6 +37,7 @@ test("a node's own slots from CLUSTER NODES: ranges, single slots, migration mar
     "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-3 7 [8->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]",
     "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383",
   ].join("\n");
-  assert.deepEqual(ownSlotsOf(text), [0, 1, 2, 3, 7]);
-  assert.deepEqual(ownSlotsOf("abc 127.0.0.1:1@2 myself,master - 0 0 0 connected\n"), []);
+  const via = { host: "127.0.0.1", port: 30001 };
+  assert.deepEqual(ownSlotsOf(text, via), [0, 1, 2, 3, 7]);
+  assert.deepEqual(ownSlotsOf("abc 127.0.0.1:1@2 myself,master - 0 0 0 connected\n", via), []);
 });

@@ -6,14 +6,12 @@
 // second after that clones exactly, into a cluster of the same shape.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { readSlotMap } from "../src/redis/client/cluster";
 import { LocalTime } from "../src/protocol/time";
-import { processesIn } from "../src/instances/local";
 import { clusterClonePorts, keySlot, RedisProcess, startCluster, waitFor } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
-import { getAll, rebasedAfterMove, shapeOf } from "./support/pitr";
+import { getAll, killClones, rebasedAfterMove, shapeOf } from "./support/pitr";
 import { send } from "./support/dataset";
 import { missing, version } from "./support/versions";
 
@@ -27,13 +25,8 @@ const running: Array<{ nodes: RedisProcess[]; srv: TestServer }> = [];
 
 after(async () => {
   for (const { nodes, srv } of running) {
-    const dataDir = srv.dataDir;
     await srv.close();
-    const instances = path.join(dataDir, "data", "instances");
-    for (const id of fs.existsSync(instances) ? fs.readdirSync(instances) : []) {
-      const dir = path.join(instances, id);
-      for (const d of [dir, ...fs.readdirSync(dir).map((e) => path.join(dir, e))]) for (const pid of processesIn(d)) process.kill(pid, "SIGKILL");
-    }
+    killClones(path.join(srv.dataDir, "data"));
     for (const n of nodes) n.kill();
   }
 });

@@ -14,7 +14,7 @@ import { isClusterType } from "../src/protocol/instance-types";
 import { ClusterClient, clusterClonePorts, keySlot, RedisProcess, startCluster, startRedis, waitFor, withConn } from "./support/redis";
 import { KEY, SdkClient, startTestServer, TestServer, waitForTask } from "./support/server";
 import { processesIn } from "../src/instances/local";
-import { AckedWrite, checkAtCut, checkClusterAtCut, dbsizeOf, getAll, rebasedAfterMove, shapeOf, writeUntil } from "./support/pitr";
+import { AckedWrite, checkAtCut, checkClusterAtCut, dbsizeOf, getAll, killClones, rebasedAfterMove, shapeOf, writeUntil } from "./support/pitr";
 import { cleanEnv, killServed, runCli, sdk, seededDir, serve } from "./support/cli-process";
 import type { RedisEndpoint } from "../src/redis/client/resp";
 import { send } from "./support/dataset";
@@ -91,10 +91,7 @@ after(async () => {
   killServed();
   const dataDir = srv?.dataDir;
   await srv?.close();
-  for (const id of clones) for (const data of [`${dataDir}/data`, ...cloneDataDirs]) {
-    const dir = `${data}/instances/${id}`;
-    for (const d of [dir, ...(fs.existsSync(dir) ? fs.readdirSync(dir).filter((e) => e.startsWith("shard-")).map((e) => `${dir}/${e}`) : [])]) for (const pid of processesIn(d)) process.kill(pid, "SIGKILL");
-  }
+  for (const data of [...(dataDir ? [`${dataDir}/data`] : []), ...cloneDataDirs]) killClones(data);
   for (const n of [...(nodes ?? []), ...added]) n.kill();
   target?.kill();
 });

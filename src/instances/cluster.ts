@@ -9,21 +9,16 @@
 import dns from "node:dns/promises";
 import net from "node:net";
 import { parseInfo, RedisEndpoint, RespConnection } from "../redis/client/resp";
+import { parseClusterNodes } from "../redis/client/topology";
 
 export const CLUSTER_SLOTS = 16384;
 /** How long the nodes may take to see each other and agree that the cluster is up. */
 const FORM_TIMEOUT_MS = 60_000;
 
-/** The slots a node serves itself, from its CLUSTER NODES (the `myself` line; importing/migrating marks skipped). */
-export function ownSlotsOf(clusterNodes: string): number[] {
-  const line = clusterNodes.split("\n").find((l) => l.split(" ")[2]?.split(",").includes("myself"));
-  const out: number[] = [];
-  for (const field of line?.trim().split(" ").slice(8) ?? []) {
-    if (field.startsWith("[")) continue;
-    const [a, b] = field.split("-").map(Number);
-    for (let s = a!; s <= (b ?? a!); s++) out.push(s);
-  }
-  return out;
+/** The slots a node serves itself, from its CLUSTER NODES as read through `via` (the `myself` master's). */
+export function ownSlotsOf(clusterNodes: string, via: RedisEndpoint): number[] {
+  const mine = parseClusterNodes(clusterNodes, via).find((shard) => shard.endpoint === via);
+  return (mine?.slots ?? []).flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i));
 }
 
 /**
@@ -79,7 +74,7 @@ export function rangesOf(owner: Int16Array, shard: number): Array<[number, numbe
 export async function formCluster(nodes: readonly RedisEndpoint[], recorded: ReadonlyArray<ReadonlyArray<readonly [number, number]> | undefined>, signal?: AbortSignal): Promise<void> {
   const conns = await Promise.all(nodes.map((ep) => RespConnection.connect(ep, 10_000)));
   try {
-    const held = await Promise.all(conns.map(async (c) => ownSlotsOf(String(await c.command("CLUSTER", "NODES")))));
+    const held = await Promise.all(conns.map(async (c, i) => ownSlotsOf(String(await c.command("CLUSTER", "NODES")), nodes[i]!)));
     const owner = planSlots(held, recorded);
     for (const [shard, c] of conns.entries()) {
       const have = new Set(held[shard]);

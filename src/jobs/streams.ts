@@ -198,7 +198,10 @@ export class InstanceStream {
           this.shards = t.masters.map((ep, i) => new StreamSession(this.o, this.instance, this.config, i, ep, () => this.masterOf(i, t.masters.length), t.masters.length, fresh));
           for (const [i, s] of this.shards.entries()) {
             s.slots = t.slots[i];
-            s.readSlots = async () => void (await this.topology());
+            s.readSlots = async () => {
+              const now = await this.topology();
+              return now.slots.length === t.masters.length ? now.slots[i] : undefined;
+            };
           }
           this.watchMasters(t.masters.length);
           // A slot migration shows as RESTORE-ASKING in the importing master's stream only; every shard re-bases.
@@ -233,13 +236,8 @@ export class InstanceStream {
     for (const via of [this.seed, ...this.known.filter((k) => k.host !== this.seed.host || k.port !== this.seed.port)]) {
       try {
         const t = await discoverShards(via, 10_000, opts);
-        const slots = t.shards.map((s) => s.slots);
-        if (t.cluster) {
-          this.known = t.shards.flatMap((s) => [s.endpoint, ...s.replicas.map((r) => r.endpoint)]);
-          // Each shard's slots as last read: recorded with its next base (a cluster-shaped clone assigns them).
-          if (this.shards.length === slots.length) for (const [i, s] of this.shards.entries()) s.slots = slots[i];
-        }
-        return { cluster: t.cluster, masters: t.masters, slots };
+        if (t.cluster) this.known = t.shards.flatMap((s) => [s.endpoint, ...s.replicas.map((r) => r.endpoint)]);
+        return { cluster: t.cluster, masters: t.masters, slots: t.shards.map((s) => s.slots) };
       } catch (err) {
         first ??= err as Error;
       }
@@ -343,10 +341,10 @@ export class StreamSession {
   private newestBaseAt: number | undefined;
   /** True while the replication link is streaming (metrics: crs_backup_stream_up). */
   streaming = false;
-  /** A cluster shard's slot ranges as the last topology read gave them (recorded with each base). */
+  /** A cluster shard's slot ranges as last read (recorded with each base; a cluster-shaped clone assigns them). */
   slots: Array<[number, number]> | undefined;
-  /** Reads the topology again (which sets `slots`), just before a base is recorded. */
-  readSlots: (() => Promise<void>) | undefined;
+  /** This shard's slot ranges read again, just before a base is recorded (undefined: the cluster changed shape). */
+  readSlots: (() => Promise<Array<[number, number]> | undefined>) | undefined;
   /** The stream runs behind the master (units arrive late): the sampler samples faster. */
   private behind = false;
   /** When keys last moved between the cluster's masters as seen by any shard's stream (a slot migration). */
@@ -599,7 +597,7 @@ export class StreamSession {
   /** Lists a base: its backup record and its stream_bases row in one transaction (also for scheduled bases). */
   async recordBase(backupId: string, replid: string, offset: number, at: number, bytes: number, committed: { bytes: number; sha256: string; storedBytes: number }): Promise<StoredFile[]> {
     const { catalog, clock } = this.o;
-    await this.readSlots?.().catch(() => undefined);
+    this.slots = (await this.readSlots?.().catch(() => undefined)) ?? this.slots;
     const end = clock.now();
     const instance = this.instance;
     const files: StoredFile[] = [{ key: blobKey(backupId, 0), bytes: committed.bytes, sha256: committed.sha256, shard: 0, storedBytes: committed.storedBytes, ...(this.slots ? { slots: this.slots } : {}) }];

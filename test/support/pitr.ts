@@ -7,6 +7,9 @@ import { send } from "./dataset";
 import { readSlotMap } from "../../src/redis/client/cluster";
 import assert from "node:assert/strict";
 import type { Catalog } from "../../src/catalog/catalog";
+import fs from "node:fs";
+import path from "node:path";
+import { processesIn } from "../../src/instances/local";
 import { keySlot, waitFor } from "./redis";
 
 /** Writes acknowledged this close before the end of the second may have arrived after it: either outcome. */
@@ -143,4 +146,14 @@ export async function rebasedAfterMove(catalog: Catalog, instanceId: string, sha
   assert.ok(gaps.some((g) => g.StartTimeStamp! <= moveSec && g.EndTimeStamp! >= moveSec), `the move's second ${moveSec} is missing: ${JSON.stringify(gaps)}`);
   assert.ok(!(await info(moveSec)).BackupId, "a second of the move has no backup to restore from");
   return { sec, base };
+}
+
+/** SIGKILLs every clone's redis-server under a data directory (DATA/instances/<id> and its shard-<n> nodes). */
+export function killClones(data: string): void {
+  const instances = path.join(data, "instances");
+  for (const id of fs.existsSync(instances) ? fs.readdirSync(instances) : []) {
+    const dir = path.join(instances, id);
+    const nodes = fs.readdirSync(dir).filter((e) => /^shard-\d+$/.test(e)).map((e) => path.join(dir, e));
+    for (const d of [dir, ...nodes]) for (const pid of processesIn(d)) process.kill(pid, "SIGKILL");
+  }
 }
