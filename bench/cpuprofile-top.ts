@@ -2,7 +2,7 @@
 // self time summed by function (name, file:line) and by file, as shares of the whole and, given a request count,
 // as µs per request.
 //
-//   node dist/bench/cpuprofile-top.js FILE.cpuprofile [requests] [top=30]
+//   [CPUPROF_WINDOW=FROM_MS-TO_MS] node dist/bench/cpuprofile-top.js FILE.cpuprofile [requests] [top=30]
 import fs from "node:fs";
 import path from "node:path";
 
@@ -30,10 +30,14 @@ function shortUrl(url: string): string {
   return u.startsWith("node:") ? u : path.basename(u);
 }
 
-export function summarise(p: Profile): { totalUs: number; byFunction: Map<string, number>; byFile: Map<string, number> } {
+/** `window` [fromMs, toMs] after the profile's start: only the samples taken in it count (e.g. past start-up). */
+export function summarise(p: Profile, window?: [number, number]): { totalUs: number; byFunction: Map<string, number>; byFile: Map<string, number> } {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
+  let at = 0; // µs since the profile's start
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (window && (at < window[0] * 1000 || at > window[1] * 1000)) continue;
     // A sample's time is the delta to the next sample.
     const dt = p.timeDeltas[i + 1] ?? 0;
     self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + dt);
@@ -58,7 +62,9 @@ function main(): void {
   const p = JSON.parse(fs.readFileSync(file, "utf8")) as Profile;
   const requests = requestsText ? Number(requestsText) : 0;
   const top = Number(topText ?? 30);
-  const { totalUs, byFunction, byFile } = summarise(p);
+  // CPUPROF_WINDOW=FROM-TO (ms after the profile's start): only that stretch, e.g. what bench:scale's fleet prints.
+  const w = /^(\d+)-(\d+)$/.exec(process.env.CPUPROF_WINDOW ?? "");
+  const { totalUs, byFunction, byFile } = summarise(p, w ? [Number(w[1]), Number(w[2])] : undefined);
   const idle = byFunction.get("(idle) (native)") ?? 0;
   const busy = totalUs - idle;
   console.log(`profile: ${(totalUs / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (not idle)${requests ? `; ${requests} requests: ${(busy / requests).toFixed(1)} µs busy per request` : ""}`);

@@ -6,7 +6,10 @@
 //   3. fleet: 50 small redis-servers (10,000 keys each) backed up at once by two nodes (PostgreSQL catalogue,
 //             one shared directory) with --concurrency 4: total wall time and each node's peak RSS, against the
 //             sum of `redis-cli --rdb` over the same servers.
-// Env: SCALE_PARTS=api,s3,fleet (default all), BENCH_BACKUPS, BENCH_SECONDS, BENCH_KEYS, FLEET_SERVERS, FLEET_KEYS.
+// Env: SCALE_PARTS=api,s3,fleet (default all), BENCH_BACKUPS, BENCH_SECONDS, BENCH_KEYS, FLEET_SERVERS, FLEET_KEYS,
+// FLEET_ROUNDS (default 2: the nodes' first backups after their start, then the same fleet again on warm nodes);
+// for the fleet's analysis: FLEET_SERVE_ARGS (more `serve` options), FLEET_CPU_BY_COMM=1 (CPU by command name),
+// FLEET_CPU_PROF=DIR (the nodes' V8 CPU profiles, with the window to read them by).
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -123,6 +126,61 @@ async function partS3(): Promise<void> {
   console.log(`\n${r.text}`);
 }
 
+/** CPU seconds a process has used, its own and its reaped children's (utime, stime, cutime, cstime of /proc/PID/stat). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds used by every process whose command name is `comm` (PostgreSQL's backends), reaped children included. */
+function cpuSecondsOf(comm: string): number {
+  let sum = 0;
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/comm`, "utf8").trim() === comm) sum += cpuSeconds(Number(d));
+    } catch { /* gone */ }
+  }
+  return sum;
+}
+
+/** CPU seconds of every live process by command name (a process started since counts whole; one ended since, if
+ *  not reaped by a live parent, is missed). */
+function cpuByComm(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(`${d} ${comm}`, (Number(f[11]) + Number(f[12])) / 100);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** The machine's busy CPU seconds so far (all cores; /proc/stat's first line without idle and iowait). */
+function machineBusySeconds(): number {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / 100;
+}
+
+/** Waits until the machine's CPUs are nearly idle (under 10 % busy over 200 ms), or the deadline passes. */
+async function quiet(deadlineMs: number): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  while (Date.now() < until) {
+    const a = machineBusySeconds();
+    await new Promise((r) => setTimeout(r, 200));
+    if ((machineBusySeconds() - a) / 0.2 < 0.1 * os.cpus().length) return;
+  }
+}
+
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -138,9 +196,11 @@ async function partFleet(dir: string): Promise<void> {
     for (let i = 0; i < n; i += 10) redis.push(...(await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => startRedis(["--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes"])))));
     await Promise.all(redis.map((r, i) => redisSend(r.endpoint, [["DEBUG", "POPULATE", keys, `k${i}`, 32]])));
     // Baseline: redis-cli --rdb over the same servers, one after another.
+    const base0 = { machine: machineBusySeconds(), all: cpuByComm() };
     let t = Date.now();
     for (const r of redis) execFileSync("redis-cli", ["-p", String(r.port), "--rdb", path.join(dir, `base-${r.port}.rdb`)], { stdio: "ignore" });
     const baselineMs = Date.now() - t;
+    const base1 = { machine: machineBusySeconds(), all: cpuByComm() };
     for (const r of redis) fs.rmSync(path.join(dir, `base-${r.port}.rdb`), { force: true });
 
     const key = { secretId: "AKIDfleet00000000000000000000001", secretKey: "fleetkey" };
@@ -150,43 +210,77 @@ async function partFleet(dir: string): Promise<void> {
       Instances: redis.map((r, i) => ({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}`, Region: "ap-guangzhou", Redis: `redis://127.0.0.1:${r.port}` })),
     }));
     const shared = path.join(dir, "fleet-files");
-    const nodes: Array<{ port: number; pid: number; kill(): void }> = [];
+    const nodes: Array<{ port: number; pid: number; spawnedAt: number; kill(): void }> = [];
+    // FLEET_CPU_PROF=DIR: each node writes a V8 CPU profile there when it stops; the fleet's window in each is printed.
+    const prof = process.env.FLEET_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.FLEET_CPU_PROF}`] : [];
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
-      const proc = spawnLogged([CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
-        "--storage", shared, "--concurrency", "4", "--rate-limit", "0", "--auto-backups", "off", "--log-level", "warn"], path.join(dir, `fleet-node-${i}.log`));
+      const spawnedAt = Date.now();
+      const proc = spawnLogged([...prof, CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
+        "--storage", shared, "--concurrency", "4", "--rate-limit", "0", "--auto-backups", "off", "--log-level", "warn",
+        ...(process.env.FLEET_SERVE_ARGS ?? "").split(" ").filter(Boolean)], path.join(dir, `fleet-node-${i}.log`));
       await waitForHttp(port, 60_000);
-      nodes.push({ port, pid: proc.pid!, kill: () => proc.kill("SIGTERM") });
+      nodes.push({ port, pid: proc.pid!, spawnedAt, kill: () => proc.kill("SIGTERM") });
     }
     try {
       const clients = nodes.map((nd) => new RedisClient({ credential: key, region: "ap-guangzhou", profile: { httpProfile: { endpoint: `127.0.0.1:${nd.port}`, protocol: "http://" } } }));
-      t = Date.now();
-      const tasks = await Promise.all(redis.map((_, i) => clients[i % 2]!.ManualBackupInstance({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}` })));
-      if (tasks.some((x) => !x.TaskId)) throw new Error("a ManualBackupInstance answered no TaskId");
-      // One request per look (how many of the fleet's backups are still queued or running), every 20 ms: the
-      // client sees the last success at most ~20 ms late, and the looks cost the nodes ~50 requests/s instead of
-      // the 250/s of 50 DescribeTaskInfo every 200 ms (which was also up to 200 ms late).
-      const backupTypes = ["012"];
-      await waitFor("every backup", async () => {
-        const open = await clients[0]!.DescribeTaskList({ TaskTypes: backupTypes, Result: [0, 1], Limit: 1 });
-        if (open.TotalCount) return undefined;
-        const failed = await clients[0]!.DescribeTaskList({ TaskTypes: backupTypes, Result: [4], Limit: 1 });
-        if (failed.TotalCount) throw new Error(`${failed.TotalCount} backup(s) failed, e.g. task ${failed.Tasks?.[0]?.TaskId}`);
-        return true;
-      }, 600_000, 20);
-      const fleetMs = Date.now() - t;
-      const rss = nodes.map((nd) => peakRssMb(nd.pid));
-      // Where the work went (which node ran how many) and when the last one ended by the catalogue's clock.
-      const pgc = new pg.Client({ connectionString: db.url });
-      await pgc.connect();
-      const owners = (await pgc.query("SELECT owner, count(*)::int AS n, min(start_time)::bigint AS first, max(end_time)::bigint AS last FROM tasks WHERE task_type = '012' GROUP BY owner ORDER BY owner")).rows as Array<{ owner: string; n: number; first: string; last: string }>;
-      await pgc.end();
-      const lastEnd = Math.max(...owners.map((o) => Number(o.last)));
-      console.log("| what | wall time | peak RSS per node |\n|---|---|---|");
-      console.log(`| sum of redis-cli --rdb, one after another | ${(baselineMs / 1000).toFixed(2)} s | - |`);
-      console.log(`| two nodes, --concurrency 4, all at once | ${(fleetMs / 1000).toFixed(2)} s | ${rss.map((x) => `${x.toFixed(0)} MB`).join(", ")} |`);
-      console.log(`\nbackups per node: ${owners.map((o) => `${o.owner}: ${o.n} (last ended ${(Number(o.last) - t) / 1000} s in)`).join(", ")}; the client saw the last end ${fleetMs - (lastEnd - t)} ms after it`);
-      console.log(`\nfleet / sum of redis-cli: ${(fleetMs / baselineMs).toFixed(2)}`);
+      const cpu = () => ({ nodes: nodes.map((nd) => cpuSeconds(nd.pid)), redis: redis.reduce((a, r) => a + cpuSeconds(r.proc.pid!), 0), pg: cpuSecondsOf("postgres"), all: cpuByComm(), bench: process.cpuUsage(), machine: machineBusySeconds() });
+      // FLEET_ROUNDS=N: the fleet backed up N times by the same two nodes; round 1 is their first backups after start
+      // (code still being compiled, connections and the digest workers started), the later rounds what a
+      // long-running node pays. Between rounds, the machine is let go quiet (the digests of the round done).
+      const rounds = Number(process.env.FLEET_ROUNDS ?? 2);
+      for (let round = 1; round <= rounds; round++) {
+        if (round > 1) await quiet(30_000);
+        const cpu0 = cpu();
+        const mono0 = process.hrtime.bigint(); // CLOCK_MONOTONIC, what `perf record -k CLOCK_MONOTONIC` stamps
+        t = Date.now();
+        const tasks = await Promise.all(redis.map((_, i) => clients[i % 2]!.ManualBackupInstance({ InstanceId: `crs-fleet${String(i).padStart(3, "0")}` })));
+        if (tasks.some((x) => !x.TaskId)) throw new Error("a ManualBackupInstance answered no TaskId");
+        // One request per look (how many of the fleet's backups are still queued or running), every 20 ms: the
+        // client sees the last success at most ~20 ms late, and the looks cost the nodes ~50 requests/s instead of
+        // the 250/s of 50 DescribeTaskInfo every 200 ms (which was also up to 200 ms late).
+        const backupTypes = ["012"];
+        await waitFor("every backup", async () => {
+          const open = await clients[0]!.DescribeTaskList({ TaskTypes: backupTypes, Result: [0, 1], Limit: 1 });
+          if (open.TotalCount) return undefined;
+          const failed = await clients[0]!.DescribeTaskList({ TaskTypes: backupTypes, Result: [4], Limit: 1 });
+          if (failed.TotalCount) throw new Error(`${failed.TotalCount} backup(s) failed, e.g. task ${failed.Tasks?.[0]?.TaskId}`);
+          return true;
+        }, 600_000, 20);
+        const fleetMs = Date.now() - t;
+        const cpu1 = cpu();
+        const mono1 = process.hrtime.bigint();
+        const rss = nodes.map((nd) => peakRssMb(nd.pid));
+        // Where the work went (which node ran how many) and when the last one ended by the catalogue's clock.
+        const pgc = new pg.Client({ connectionString: db.url });
+        await pgc.connect();
+        const owners = (await pgc.query("SELECT owner, count(*)::int AS n, min(start_time)::bigint AS first, max(end_time)::bigint AS last FROM tasks WHERE task_type = '012' AND start_time >= $1 GROUP BY owner ORDER BY owner", [t])).rows as Array<{ owner: string; n: number; first: string; last: string }>;
+        await pgc.end();
+        const lastEnd = Math.max(...owners.map((o) => Number(o.last)));
+        console.log(`\n### round ${round} of ${rounds}${round > 1 ? " (the nodes warm: each has run backups before)" : " (the nodes just started)"}\n`);
+        console.log("| what | wall time | peak RSS per node |\n|---|---|---|");
+        console.log(`| sum of redis-cli --rdb, one after another | ${(baselineMs / 1000).toFixed(2)} s | - |`);
+        console.log(`| two nodes, --concurrency 4, all at once | ${(fleetMs / 1000).toFixed(2)} s | ${rss.map((x) => `${x.toFixed(0)} MB`).join(", ")} |`);
+        console.log(`\nbackups per node: ${owners.map((o) => `${o.owner}: ${o.n} (last ended ${(Number(o.last) - t) / 1000} s in)`).join(", ")}; the client saw the last end ${fleetMs - (lastEnd - t)} ms after it`);
+        console.log(`\nfleet / sum of redis-cli: ${(fleetMs / baselineMs).toFixed(2)}`);
+        // Where the CPU of the fleet's window went (a digest worker's share is counted once its node has reaped it).
+        const perBackup = (s: number) => `${((s * 1000) / n).toFixed(1)} ms`;
+        const nodeCpu = cpu1.nodes.reduce((a, x, i) => a + x - cpu0.nodes[i]!, 0);
+        const benchCpu = (cpu1.bench.user + cpu1.bench.system - cpu0.bench.user - cpu0.bench.system) / 1e6;
+        const machine = cpu1.machine - cpu0.machine;
+        if (prof.length) console.log(`CPU profiles: ${nodes.map((nd) => `pid ${nd.pid} CPUPROF_WINDOW=${t - nd.spawnedAt}-${t - nd.spawnedAt + fleetMs}`).join(", ")}`);
+        if (process.env.FLEET_CPU_BY_COMM) {
+          const byComm = (a: Map<string, number>, b: Map<string, number>) => {
+            const by = new Map<string, number>();
+            for (const [k, v] of b) { const comm = k.slice(k.indexOf(" ") + 1).replace(/^kworker.*/, "kworker"); by.set(comm, (by.get(comm) ?? 0) + v - (a.get(k) ?? 0)); }
+            return [...by].filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${perBackup(v)}`).join(", ");
+          };
+          console.log(`the window on CLOCK_MONOTONIC (for perf report --time): ${(Number(mono0) / 1e9).toFixed(6)},${(Number(mono1) / 1e9).toFixed(6)}`);
+          console.log(`by command name, the fleet: ${byComm(cpu0.all, cpu1.all)}`);
+          console.log(`by command name, redis-cli's run (machine ${perBackup(base1.machine - base0.machine)} per backup): ${byComm(base0.all, base1.all)}`);
+        }
+        console.log(`\nCPU in the fleet's window, per backup: the two nodes ${perBackup(nodeCpu)}, the Redis servers (their forks reaped) ${perBackup(cpu1.redis - cpu0.redis)}, PostgreSQL ${perBackup(cpu1.pg - cpu0.pg)}, this bench's client ${perBackup(benchCpu)}; the machine ${perBackup(machine)} (${(machine / (fleetMs / 1000)).toFixed(2)} of ${os.cpus().length} cores busy)`);
+      }
     } finally {
       for (const nd of nodes) nd.kill();
     }

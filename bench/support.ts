@@ -68,7 +68,7 @@ export function send(port: number, req: SignedRequest): Promise<string> {
 /** Starts a process with its output in a log file (the per-request log stays on, as in production). */
 export function spawnLogged(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
   const fd = fs.openSync(logFile, "a");
-  return spawn(process.execPath, args, { stdio: ["ignore", fd, fd], env: { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "", ...env } });
+  return spawn(process.execPath, [...(process.env.BENCH_PRELOAD ? ["-r", process.env.BENCH_PRELOAD] : []), ...args], { stdio: ["ignore", fd, fd], env: { ...process.env, CRS_SECRET_ID: "", CRS_SECRET_KEY: "", ...env } });
 }
 
 export interface LoadResult {

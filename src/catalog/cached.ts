@@ -52,6 +52,23 @@ function cache<V extends object>(max: number, maxSize: number, ttlMs: number, si
   });
 }
 
+/** The CatalogTx writes that change what this layer caches (credentials, instances): the only ones that do. */
+const CACHED_WRITES: ReadonlySet<PropertyKey> = new Set<keyof CatalogTx>(["putCredential", "deleteCredential", "upsertInstance", "updateInstance"]);
+
+/** The engine's transaction, noting in `wrote` whether a write of CACHED_WRITES was made through it. */
+function watchCachedWrites(tx: CatalogTx, wrote: { cached: boolean }): CatalogTx {
+  return new Proxy(tx, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== "function" || !CACHED_WRITES.has(prop)) return v;
+      return (...args: unknown[]) => {
+        wrote.cached = true;
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
 /**
  * A bounded cache emptied in O(1): each entry carries the generation it was stored in, and empty() starts a new
  * one, so older entries read as misses and are overwritten or evicted like any other. (lru-cache's clear() refills
@@ -145,15 +162,18 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
     this.guard();
     const token = { open: true };
     this.openTransactions++;
+    const wrote = { cached: false };
     try {
-      return await this.scope.run(token, () => this.engine.transaction(fn));
+      return await this.scope.run(token, () => this.engine.transaction((tx) => fn(watchCachedWrites(tx, wrote))));
     } finally {
       token.open = false;
       // Outside a transaction nothing needs the scope: disable() turns Node's promise hooks off again (run()
       // turns them on). Left on, every promise in the process pays for the hook, about a fifth of the API's
       // throughput on SQLite. Continuations that outlive the transaction find their token closed.
       if (--this.openTransactions === 0) this.scope.disable();
-      this.forget(); // what the transaction changed may be cached
+      // What the transaction changed may be cached: dropped when it wrote credentials or instances (a backup's
+      // own transactions write neither, and the next request then still finds its credential and instance here).
+      if (wrote.cached) this.forget();
     }
   }
 
@@ -456,6 +476,11 @@ export class CachedCatalog<E extends CatalogEngine = CatalogEngine> implements C
   async updateTask(taskId: number, fields: TaskFields): Promise<void> {
     this.guard();
     return this.engine.updateTask(taskId, fields);
+  }
+
+  async updateOwnTask(taskId: number, nodeId: string, fields: TaskFields): Promise<boolean> {
+    this.guard();
+    return this.engine.updateOwnTask(taskId, nodeId, fields);
   }
 
   async tasksInStatus(statuses: TaskStatus[]): Promise<Task[]> {

@@ -68,6 +68,11 @@ export interface CatalogTx extends StreamCatalog, ProvisionedCatalog {
   insertTask(t: Omit<Task, "taskId">): Promise<number>;
   task(taskId: number): Promise<Task | undefined>;
   updateTask(taskId: number, fields: TaskFields): Promise<void>;
+  /**
+   * Sets `fields` on a task only while it is running and owned by `nodeId` (how a node records the outcome of
+   * a task it holds: one conditional write, no read before it); true when it did.
+   */
+  updateOwnTask(taskId: number, nodeId: string, fields: TaskFields): Promise<boolean>;
   tasksInStatus(statuses: TaskStatus[]): Promise<Task[]>;
   /** Active (preparing or running) tasks of given types on an instance. */
   activeTasks(instanceId: string, taskTypes: readonly string[]): Promise<Task[]>;

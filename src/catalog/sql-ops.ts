@@ -186,6 +186,11 @@ export abstract class SqlOps extends ProvisionedTables implements CatalogTx, Tas
     if (u) await this.x.run(u.text, u.args);
   }
 
+  async updateOwnTask(taskId: number, nodeId: string, fields: TaskFields): Promise<boolean> {
+    const u = updateStatement("tasks", taskColumns(fields), "task_id = ? AND owner = ? AND status = 'running'", [taskId, nodeId]);
+    return u ? (await this.x.run(u.text, u.args)) === 1 : false;
+  }
+
   async tasksInStatus(statuses: TaskStatus[]): Promise<Task[]> {
     const args: unknown[] = [];
     return (await this.x.all(`SELECT * FROM tasks WHERE ${this.x.dialect.anyOf("status", statuses, "text", args)} ORDER BY task_id`, args)).map(toTask);

@@ -215,6 +215,21 @@ export function describeSpool(s: { bytes: number; linkMs: number; storeMs: numbe
   return `spooled ${formatBytes(s.bytes)} in ${sec(s.linkMs)}${which}, link closed; stored in ${sec(s.storeMs)}`;
 }
 
+/** A backup's shard sizes, as the next backup's task carries them (params.estimate) for the spool's decision. */
+interface SizeEstimate {
+  backupId: string;
+  /** Plain bytes by shard number. */
+  shards: Record<number, number>;
+}
+
+function estimateOf(b: Backup): SizeEstimate {
+  return { backupId: b.backupId, shards: Object.fromEntries(b.files.map((f) => [f.shard, f.bytes])) };
+}
+
+function isEstimate(v: unknown): v is SizeEstimate {
+  return typeof v === "object" && v !== null && typeof (v as SizeEstimate).backupId === "string" && typeof (v as SizeEstimate).shards === "object";
+}
+
 /** Whether two endpoints name the same server (host and port; the credentials are the instance's either way). */
 function sameNode(a: RedisEndpoint, b: RedisEndpoint): boolean {
   return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
@@ -228,16 +243,20 @@ export class BackupJobs implements JobKind {
 
   constructor(private readonly o: BackupJobsOptions) {}
 
+  /** The instance's newest kept backup (Status 2 or 4): the size the next one is expected to have. */
+  private async newestKept(instanceId: string): Promise<Backup | undefined> {
+    return (await this.o.catalog.listBackups({ instanceId, statuses: [2, 4], limit: 1, offset: 0 })).rows[0];
+  }
+
   /**
    * Refuses a backup up front (DiskSpaceError) when a disk it writes to has less free space than the watermark:
-   * 1.2x the instance's newest kept backup, at least the configured floor.
+   * 1.2x the instance's newest kept backup (`newest`), at least the configured floor.
    */
-  async checkSpace(instance: Instance, automatic = false): Promise<void> {
+  private checkSpace(instance: Instance, newest: Backup | undefined, automatic: boolean): void {
     const space = this.o.space;
     if (!space) return;
-    const { rows } = await this.o.catalog.listBackups({ instanceId: instance.instanceId, statuses: [2, 4], limit: 1, offset: 0 });
     try {
-      space.check(rows[0]?.backupSize ?? 0);
+      space.check(newest?.backupSize ?? 0);
     } catch (err) {
       if (err instanceof DiskSpaceError) {
         try {
@@ -258,7 +277,9 @@ export class BackupJobs implements JobKind {
    */
   async enqueue(instance: Instance, opts: StartBackupOptions = {}, window?: number): Promise<{ taskId: number; backupId: string } | undefined> {
     if (!instance.redisUrl) throw new Error(`instance ${instance.instanceId} has no Redis connection registered`);
-    await this.checkSpace(instance, opts.automatic === true);
+    // Read once for both: the free-space check now, the spool's decision when the task runs (carried in its params).
+    const newest = this.o.space || this.o.spool ? await this.newestKept(instance.instanceId) : undefined;
+    this.checkSpace(instance, newest, opts.automatic === true);
     // A failure of this instance that this node knows but could not write yet (a full disk) still holds the
     // instance's lock in the catalogue: written now, so a backup asked once space is back starts at once.
     await this.o.queue.flushPending(instance.instanceId);
@@ -288,6 +309,7 @@ export class BackupJobs implements JobKind {
       return tx.insertTask({
         instanceId: instance.instanceId, accountId: instance.accountId, taskType: opts.automatic ? TASK.autoBackup : TASK.backup,
         status: "preparing", progress: 0, startTime: now, message: "", backupId: backup.backupId,
+        ...(newest ? { params: { estimate: estimateOf(newest) } } : {}),
       });
     });
     if (taskId === undefined) return undefined;
@@ -368,7 +390,7 @@ export class BackupJobs implements JobKind {
       const ep = chosen.endpoint;
       const key = blobKey(backup.backupId, shard);
       const onProgress = (bytes: number): void => ctx.local?.onProgress?.(total + bytes, undefined, `shard ${shard + 1}/${topology.masters.length}`);
-      const spoolTo = this.o.spool ? await this.spoolDecision(backup, shard, ep, connection, timeoutMs) : undefined;
+      const spoolTo = this.o.spool ? await this.spoolDecision(backup, shard, ep, connection, timeoutMs, task.params?.estimate) : undefined;
       if (spoolTo?.note) notes.push(spoolTo.note);
       const stored = spoolTo?.use
         ? await this.spoolShard(ctx, backup, shard, ep, spoolTo.connection, onProgress)
@@ -386,9 +408,12 @@ export class BackupJobs implements JobKind {
         spooled.storeMs += stored.spooled.storeMs;
         spooled.shards++;
       }
-      // Recorded per shard, so a crash part-way leaves a list of what to remove.
-      await catalog.updateBackup(backup.backupId, { files, source: sources });
-      ctx.progress(((shard + 1) / topology.masters.length) * 99);
+      // Recorded per shard, so a crash part-way leaves a list of what to remove; the last shard's record is the
+      // outcome's own (commit below; a crash before it leaves a blob that undo finds by its backup's prefix).
+      if (shard < topology.shards.length - 1) {
+        await catalog.updateBackup(backup.backupId, { files, source: sources });
+        ctx.progress(((shard + 1) / topology.masters.length) * 99);
+      }
       lap("recordMs");
     }
     const switched = await masterSwitch(resolved, timeoutMs);
@@ -406,10 +431,15 @@ export class BackupJobs implements JobKind {
     return {
       message,
       result: finished,
-      committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, instanceId: backup.instanceId, message, transferredAt })),
+      committed: digests && (() => void digests.schedule(backup.backupId, files, { taskId: task.taskId, instanceId: backup.instanceId, message, transferredAt, plain: !backupKeyOf(backup), committed: true })),
       commit: async (tx) => {
         await tx.updateBackup(backup.backupId, { status: 2, endTime: end, backupSize: total, fileType: finished.fileType, instanceType, files, source: sources });
-        await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum: topology.masters.length });
+        // What the instance is, as this backup found it: written when it changed (one backup task per instance at
+        // a time, so the row read when the task started is the latest these fields can be).
+        const shardNum = topology.masters.length;
+        if (instance.redisVersion !== version || instance.instanceType !== instanceType || instance.shardNum !== shardNum) {
+          await tx.updateInstance(backup.instanceId, { redisVersion: version, instanceType, shardNum });
+        }
       },
     };
   }
@@ -435,13 +465,14 @@ export class BackupJobs implements JobKind {
    * file in the instance's newest kept backup, else from the server's INFO used_memory, with 20% to spare).
    * The connection the capture will use is opened here (the INFO needs one anyway) and handed over.
    */
-  private async spoolDecision(backup: Backup, shard: number, ep: RedisEndpoint, given: RespConnection | undefined, timeoutMs: number): Promise<{ use: boolean; note?: string; connection: RespConnection }> {
+  private async spoolDecision(backup: Backup, shard: number, ep: RedisEndpoint, given: RespConnection | undefined, timeoutMs: number, carried: unknown): Promise<{ use: boolean; note?: string; connection: RespConnection }> {
     const spool = this.o.spool!;
     const connection = given ?? (await connectForCapture(ep, timeoutMs));
     try {
-      const { rows } = await this.o.catalog.listBackups({ instanceId: backup.instanceId, statuses: [2, 4], limit: 1, offset: 0 });
-      let estimate = rows[0]?.files.find((f) => f.shard === shard)?.bytes;
-      let basis = `its size in backup ${rows[0]?.backupId ?? ""}`;
+      // The newest kept backup as enqueue() read it (a task queued by an older build has none: read it now).
+      const known = isEstimate(carried) ? carried : await this.newestKept(backup.instanceId).then((b) => (b ? estimateOf(b) : undefined));
+      let estimate = known?.shards[shard];
+      let basis = `its size in backup ${known?.backupId ?? ""}`;
       if (estimate === undefined) {
         const info = await commandWithin(connection, ep, timeoutMs, "INFO", "memory");
         const m = /^used_memory:(\d+)/m.exec(Buffer.isBuffer(info) ? info.toString("latin1") : String(info));

@@ -33,6 +33,10 @@ interface Job {
   message: string;
   /** When the transfer ended (Date.now()). */
   transferredAt: number;
+  /** The backup is known to be plain (not encrypted): its files are read without reading its record first. */
+  plain: boolean;
+  /** `files` are the backup's as its task just committed them (Status 2, unlocked): attached without a read first. */
+  committed: boolean;
   done: Promise<StoredFile[]>;
   resolve(files: StoredFile[]): void;
 }
@@ -57,12 +61,12 @@ export class BackupDigests {
    * Queues the digests of a committed backup's files. `message` is the task's message at success (the
    * outcome is appended). The promise gives the files as attached (with `digest`), or as they were if none.
    */
-  schedule(backupId: string, files: readonly StoredFile[], opts: { taskId?: number; instanceId?: string; message?: string; transferredAt?: number } = {}): Promise<StoredFile[]> {
+  schedule(backupId: string, files: readonly StoredFile[], opts: { taskId?: number; instanceId?: string; message?: string; transferredAt?: number; plain?: boolean; committed?: boolean } = {}): Promise<StoredFile[]> {
     const existing = this.jobs.get(backupId);
     if (existing) return existing.done;
     let resolve!: (files: StoredFile[]) => void;
     const done = new Promise<StoredFile[]>((r) => (resolve = r));
-    const job: Job = { backupId, files: [...files], taskId: opts.taskId, instanceId: opts.instanceId, message: opts.message ?? "", transferredAt: opts.transferredAt ?? Date.now(), done, resolve };
+    const job: Job = { backupId, files: [...files], taskId: opts.taskId, instanceId: opts.instanceId, message: opts.message ?? "", transferredAt: opts.transferredAt ?? Date.now(), plain: opts.plain === true, committed: opts.committed === true, done, resolve };
     if (this.abort.signal.aborted) {
       resolve(job.files);
       return done;
@@ -111,8 +115,9 @@ export class BackupDigests {
     await this.hold?.(job.backupId);
     const t0 = Date.now();
     const computed = new Map<number, CapturedDigest>();
-    // An encrypted backup's files are read with its data key (decrypted here, gunzipped in the worker).
-    const b = await this.o.catalog.backup(job.backupId);
+    // An encrypted backup's files are read with its data key (decrypted here, gunzipped in the worker), read
+    // from its record now: a key rotation may have re-wrapped it since the transfer.
+    const b = job.plain ? undefined : await this.o.catalog.backup(job.backupId);
     const encryption = b?.kmsKeyId && b.wrappedKey ? { keyId: b.kmsKeyId, wrappedKey: b.wrappedKey } : undefined;
     for (const f of job.files) {
       if (this.abort.signal.aborted) return job.files;
@@ -121,7 +126,7 @@ export class BackupDigests {
     if (this.abort.signal.aborted) return job.files;
     const ms = Date.now() - t0;
     const missing = [...computed.values()].find((d) => d.missing)?.missing;
-    const attached = await attachDigests(this.o.catalog, job.backupId, computed);
+    const attached = await attachDigests(this.o.catalog, job.backupId, computed, job.committed ? job.files : undefined);
     const log = { backupId: job.backupId, taskId: job.taskId, instanceId: job.instanceId, ms, afterTransferMs: Date.now() - job.transferredAt };
     let note: string;
     if (!attached) {
@@ -167,19 +172,32 @@ export function digestStoredFile(store: BlobStore, file: RecordedBlob, signal?: 
  * against the new state rather than overwrite it. Returns the files as written, or undefined when the backup is
  * no longer kept (its files are gone).
  */
-export async function attachDigests(catalog: Catalog, backupId: string, computed: ReadonlyMap<number, CapturedDigest>): Promise<StoredFile[] | undefined> {
+export async function attachDigests(catalog: Catalog, backupId: string, computed: ReadonlyMap<number, CapturedDigest>, committed?: readonly StoredFile[]): Promise<StoredFile[] | undefined> {
+  // A backup just taken (`committed`: its files as its task recorded them) is most often still as it was: Status
+  // 2, unlocked, those files (only a capture, a retirement or this attachment change them; a retirement changes
+  // the status too). So the first write assumes that state, and only when it fails is the record read.
+  if (committed?.length) {
+    const files = withDigests(committed, computed);
+    if (files && (await catalog.transitionBackup(backupId, [2], 2, { files }, 0))) return files;
+  }
   for (let attempt = 0; attempt < ATTACH_ATTEMPTS; attempt++) {
     const b: Backup | undefined = await catalog.backup(backupId);
     if (!b || !KEPT_STATUSES.has(b.status) || !b.files.length) return undefined;
-    let changed = false;
-    const files = b.files.map((f) => {
-      const d = computed.get(f.shard);
-      if (!d || f.digest || (!d.digest && d.keys === undefined)) return f;
-      changed = true;
-      return { ...f, ...(d.digest ? { digest: d.digest } : {}), ...(d.keys !== undefined ? { keys: d.keys } : {}) };
-    });
-    if (!changed) return b.files;
+    const files = withDigests(b.files, computed);
+    if (!files) return b.files;
     if (await catalog.transitionBackup(backupId, [b.status], b.status, { files }, b.locked)) return files;
   }
   throw new Error(`backup ${backupId} changed under each of ${ATTACH_ATTEMPTS} attempts to attach its digest`);
+}
+
+/** The files with the computed digests where they have none; undefined when that changes nothing. */
+function withDigests(given: readonly StoredFile[], computed: ReadonlyMap<number, CapturedDigest>): StoredFile[] | undefined {
+  let changed = false;
+  const files = given.map((f) => {
+    const d = computed.get(f.shard);
+    if (!d || f.digest || (!d.digest && d.keys === undefined)) return f;
+    changed = true;
+    return { ...f, ...(d.digest ? { digest: d.digest } : {}), ...(d.keys !== undefined ? { keys: d.keys } : {}) };
+  });
+  return changed ? files : undefined;
 }

@@ -8,7 +8,7 @@
 // recovered the task. A process that dies with outcomes in memory loses nothing the catalogue relies on: its
 // tasks are still running there and are recovered as interrupted.
 import { Catalog, CatalogFullError, CatalogTx, isTransientCatalogError } from "../catalog/catalog";
-import type { Task } from "../catalog/types";
+import type { Task, TaskFields } from "../catalog/types";
 import type { Logger } from "../log";
 import type { QueueClock } from "./clock";
 import { BACKOFF, nextDelay } from "./retry";
@@ -43,16 +43,20 @@ export class Outcomes {
 
   constructor(private readonly o: OutcomeOptions) {}
 
-  /** Whether this node still owns the task (a lapsed lease may have been taken over by a recovering node). */
-  async stillOurs(tx: CatalogTx, task: Task): Promise<boolean> {
-    const now = await tx.task(task.taskId);
-    return now?.status === "running" && now.owner === this.o.nodeId;
+  /**
+   * Ends a task this node still owns (a lapsed lease may have been taken over by a recovering node): one write,
+   * conditional on the owner and the running status, first in the outcome's transaction so the rest of it is
+   * only written when this node still holds the task. False (nothing written) when it does not.
+   */
+  async endOwn(tx: CatalogTx, task: Task, status: "succeed" | "failed", message: string, endTime = this.o.clock.now()): Promise<boolean> {
+    assertTransition("running", status);
+    return tx.updateOwnTask(task.taskId, this.o.nodeId, endFields(status, message, endTime));
   }
 
   /** Ends a running task (the state machine's running -> succeed / failed). */
   async markTask(tx: CatalogTx, task: Task, status: "succeed" | "failed", message: string, endTime = this.o.clock.now()): Promise<void> {
     assertTransition("running", status);
-    await tx.updateTask(task.taskId, { status, message, endTime, ...(status === "succeed" ? { progress: 100 } : {}), leaseUntil: undefined });
+    await tx.updateTask(task.taskId, endFields(status, message, endTime));
   }
 
   /**
@@ -144,9 +148,8 @@ export class Outcomes {
       for (let attempt = 0; attempt < 2; attempt++) {
         try {
           const ours = await this.o.catalog.transaction(async (tx) => {
-            if (!(await this.stillOurs(tx, p.task))) return false;
+            if (!(await this.endOwn(tx, p.task, "failed", p.message, p.endTime))) return false;
             await p.kind?.failed(tx, p.task);
-            await this.markTask(tx, p.task, "failed", p.message, p.endTime);
             return true;
           });
           this.pending.delete(p.task.taskId);
@@ -168,4 +171,9 @@ export class Outcomes {
     })().finally(() => (p.flushing = undefined));
     return p.flushing;
   }
+}
+
+/** The fields a task's end writes. */
+function endFields(status: "succeed" | "failed", message: string, endTime: number): TaskFields {
+  return { status, message, endTime, ...(status === "succeed" ? { progress: 100 } : {}), leaseUntil: undefined };
 }

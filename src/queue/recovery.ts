@@ -72,10 +72,9 @@ export class Recovery {
     const message = `interrupted: the node running it (${who}) stopped${undone.note ? `; ${undone.note}` : ""}`;
     try {
       await outcomes.record(log, async (tx) => {
-        if (!(await outcomes.stillOurs(tx, task))) return false;
+        if (!(await outcomes.endOwn(tx, task, succeeded ? "succeed" : "failed", message))) return false;
         if (succeeded) await kind?.recovered?.(tx, task);
         else if (kind) await kind.failed(tx, task);
-        await outcomes.markTask(tx, task, succeeded ? "succeed" : "failed", message);
         return true;
       });
     } catch (err) {

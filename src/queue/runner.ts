@@ -9,7 +9,9 @@
 //   other node is woken at the commit too, and the poll remains the fallback.
 // - The owner renews its lease while the job runs (lease.ts). On success the kind's commit and the task's end
 //   are one transaction; on failure the kind's undo runs first, then its catalogue rollback and the task's end.
-// - Every pass (each pollMs, and each kick) retries failures kept in memory, recovers lapsed leases and claims.
+// - Every pass (each pollMs, and each kick) retries failures kept in memory and claims; lapsed leases are looked
+//   for at most once per pollMs (a lease lapses after leaseMs, which is many polls: the busy node's kicks, one
+//   per queued and per ended task, need not each read every running task again).
 import type { Catalog, QueueWatch } from "../catalog/catalog";
 import type { Task } from "../catalog/types";
 import type { Logger } from "../log";
@@ -58,6 +60,15 @@ const PROGRESS_EVERY_MS = 500;
 
 export class TaskRunner implements JobQueue {
   private readonly kinds = new Map<string, JobKind>();
+  /**
+   * Kicks so far (each one a sign that work may have been queued), and for each pool the count at the start of
+   * its last claim that found nothing: while no kick came since, the queue holds nothing for it, so room freed
+   * by an ended task claims nothing (on a busy node, one claim statement less per task).
+   */
+  private wakes = 0;
+  private readonly drained = new Map<Pool, number>();
+  /** When a pass last looked for lapsed leases (clock time). */
+  private lapsedLookedAt = -Infinity;
   private readonly running = new Map<number, Running>();
   private readonly clock: QueueClock;
   private readonly outcomes: Outcomes;
@@ -100,9 +111,7 @@ export class TaskRunner implements JobQueue {
     }
     // Not ours any more (recovered meanwhile, which did the same work): nothing left to write.
     await this.outcomes.record(log, async (tx) => {
-      if (!(await this.outcomes.stillOurs(tx, task))) return false;
-      await this.outcomes.markTask(tx, task, "succeed", "");
-      return true;
+      return this.outcomes.endOwn(tx, task, "succeed", "");
     });
   }
 
@@ -155,8 +164,14 @@ export class TaskRunner implements JobQueue {
     }
   }
 
-  /** Looks for work now (after queueing a task here). */
+  /** Looks for work now (after queueing a task here, or told of one queued elsewhere, or at each poll). */
   kick(): void {
+    this.wakes++;
+    this.pump();
+  }
+
+  /** Runs a pass (or one more after the current one); a pass alone claims only from pools not known drained. */
+  private pump(): void {
     if (this.stopped) return;
     if (this.pumping) {
       this.again = true;
@@ -168,7 +183,7 @@ export class TaskRunner implements JobQueue {
         this.pumping = undefined;
         if (this.again) {
           this.again = false;
-          this.kick();
+          this.pump();
         }
       });
   }
@@ -181,14 +196,22 @@ export class TaskRunner implements JobQueue {
       // best effort
     }
     await this.flushPending();
-    await this.recoverLapsed();
+    const now = this.clock.now();
+    if (now - this.lapsedLookedAt >= this.o.pollMs || now < this.lapsedLookedAt) {
+      this.lapsedLookedAt = now;
+      await this.recoverLapsed();
+    }
     if (!this.o.takeQueued) return;
     for (const pool of POOLS) {
       const types = [...this.kinds.entries()].filter(([, k]) => k.pool === pool).map(([t]) => t);
-      while (!this.stopped && this.inPool(pool) < this.o.concurrency[pool]) {
+      while (!this.stopped && this.drained.get(pool) !== this.wakes && this.inPool(pool) < this.o.concurrency[pool]) {
         const now = this.clock.now();
+        const wakes = this.wakes;
         const task = await this.o.catalog.claimTask(this.o.nodeId, types, now + this.o.leaseMs, now);
-        if (!task) break;
+        if (!task) {
+          this.drained.set(pool, wakes);
+          break;
+        }
         this.launch(task);
       }
     }
@@ -228,7 +251,7 @@ export class TaskRunner implements JobQueue {
     entry.done = this.execute(task, kind, abort, local).then((r) => {
       this.running.delete(task.taskId);
       this.waiters.settle(task.taskId, r);
-      this.kick(); // room for the next one
+      this.pump(); // room for the next one (claimed if the queue may have one: see `drained`)
       return r;
     });
     return entry;
@@ -273,9 +296,8 @@ export class TaskRunner implements JobQueue {
       lease.stop();
       const message = success.message ?? "";
       const committed = await outcomes.record(log, async (tx) => {
-        if (!(await outcomes.stillOurs(tx, task))) return false;
+        if (!(await outcomes.endOwn(tx, task, "succeed", message))) return false;
         await success.commit?.(tx);
-        await outcomes.markTask(tx, task, "succeed", message);
         return true;
       });
       if (committed === "done") {
@@ -308,9 +330,8 @@ export class TaskRunner implements JobQueue {
         // While the catalogue accepts writes it alone is the truth, so every action reports the same state; from
         // the first refused write (a full disk) the failure is reported from memory meanwhile.
         const recorded = await outcomes.record(log, async (tx) => {
-          if (!(await outcomes.stillOurs(tx, task))) return false;
+          if (!(await outcomes.endOwn(tx, task, "failed", message, endTime))) return false;
           await kind.failed(tx, task);
-          await outcomes.markTask(tx, task, "failed", message, endTime);
           return true;
         }, this.o.inlineRetryMs ?? inlineFailureBudget(this.o.leaseMs), () => outcomes.known(task, kind, message, endTime));
         if (recorded === "deferred") outcomes.defer(task, kind, message, log, endTime);

@@ -48,6 +48,14 @@ class PooledWorker {
   constructor(private readonly onExit: (w: PooledWorker) => void) {
     // execArgv: none of the parent's (--cpu-prof, --inspect, a test runner's flags) belong to the worker.
     this.worker = fork(path.join(__dirname, "digest-worker-main.js"), [], { serialization: "advanced", execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    // Lowered from here at once, so the worker's own start-up (~50 ms of CPU: Node's bootstrap, loading the
+    // digest code) already runs at nice 19; the threads it starts inherit it (the worker also lowers every
+    // thread of its own, for what ran before this call).
+    try {
+      if (this.worker.pid !== undefined) os.setPriority(this.worker.pid, 19);
+    } catch {
+      // exited already, or not permitted: the worker lowers itself
+    }
     this.unref();
     this.worker.on("message", (m: Reply) => this.sessions.get(m.id)?.reply(m));
     const die = (e: Error) => {
