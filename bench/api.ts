@@ -8,7 +8,7 @@ import fs0 from "node:fs";
 import { catalogFile } from "../src/app";
 import { SqliteCatalog } from "../src/catalog/sqlite/sqlite";
 import { LocalTime } from "../src/protocol/time";
-import { CLI, load, LoadResult, send, SignedRequest, signedRequest, spawnLogged, waitForHttp } from "./support";
+import { CLI, load, LoadResult, processCpu, send, SignedRequest, signedRequest, spawnLogged, waitForHttp } from "./support";
 
 const TOTAL = Number(process.env.BENCH_BACKUPS ?? 1_000_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -80,10 +80,7 @@ export function workload(port: number, count: number): SignedRequest[] {
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
+const cpuSeconds = (pid: number): number => processCpu(pid).seconds;
 
 async function main(): Promise<void> {
   // BENCH_DATA: keep the catalogue there and reuse it on the next run (it takes a while to build).

@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { RespConnection } from "../src/redis/client/resp";
 import { startRedis } from "../test/support/redis";
-import { CLI, send, signedRequest, spawnLogged, waitForHttp } from "./support";
+import { CLI, processCpu, send, signedRequest, spawnLogged, waitForHttp } from "./support";
 
 const KEY = { secretId: "AKIDbenchsmall000000000000000001", secretKey: "benchsmallsecret" };
 const median = (xs: number[]): number => {
@@ -32,9 +32,7 @@ function timeCli(port: number, file: string): Promise<number> {
 
 /** CPU time (user + system) a process has used so far, in ms (/proc/PID/stat, clock ticks of 10 ms). */
 function cpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
+  return processCpu(pid).seconds * 1000;
 }
 
 /** redis-cli --rdb's own CPU time (user + system, ms) under /usr/bin/time. */

@@ -23,7 +23,7 @@ import { freePort, RedisProcess, startRedis, waitFor } from "../test/support/red
 import { send as redisSend } from "../test/support/dataset";
 import { buildCatalogue, workload } from "./api";
 import { benchStorage } from "./storage";
-import { CLI, load, LoadResult, send, spawnLogged, waitForHttp } from "./support";
+import { CLI, load, LoadResult, processCpu, send, spawnLogged, waitForHttp } from "./support";
 import { RedisClient } from "../test/support/server";
 
 const PARTS = (process.env.SCALE_PARTS ?? "api,s3,fleet").split(",");
@@ -126,43 +126,39 @@ async function partS3(): Promise<void> {
   console.log(`\n${r.text}`);
 }
 
-/** CPU seconds a process has used, its own and its reaped children's (utime, stime, cutime, cstime of /proc/PID/stat). */
+/** CPU seconds a process has used, its own and its reaped children's; 0 once it is gone. */
 function cpuSeconds(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100; // USER_HZ is 100 on Linux
+    const c = processCpu(pid);
+    return c.seconds + c.childrenSeconds;
   } catch {
     return 0;
   }
 }
 
-/** CPU seconds used by every process whose command name is `comm` (PostgreSQL's backends), reaped children included. */
-function cpuSecondsOf(comm: string): number {
-  let sum = 0;
+/** Every live process's CPU (processCpu), by pid. */
+function liveProcesses(): Map<number, ReturnType<typeof processCpu>> {
+  const out = new Map<number, ReturnType<typeof processCpu>>();
   for (const d of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (fs.readFileSync(`/proc/${d}/comm`, "utf8").trim() === comm) sum += cpuSeconds(Number(d));
-    } catch { /* gone */ }
-  }
-  return sum;
-}
-
-/** CPU seconds of every live process by command name (a process started since counts whole; one ended since, if
- *  not reaped by a live parent, is missed). */
-function cpuByComm(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const d of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(`${d} ${comm}`, (Number(f[11]) + Number(f[12])) / 100);
+      out.set(Number(d), processCpu(Number(d)));
     } catch { /* gone */ }
   }
   return out;
+}
+
+/** CPU seconds used by every process whose command name is `comm` (PostgreSQL's backends), reaped children included. */
+function cpuSecondsOf(comm: string): number {
+  let sum = 0;
+  for (const c of liveProcesses().values()) if (c.comm === comm) sum += c.seconds + c.childrenSeconds;
+  return sum;
+}
+
+/** CPU seconds of every live process by "pid comm" (a process started since counts whole; one ended since, if
+ *  not reaped by a live parent, is missed). */
+function cpuByComm(): Map<string, number> {
+  return new Map([...liveProcesses()].map(([pid, c]) => [`${pid} ${c.comm}`, c.seconds]));
 }
 
 /** The machine's busy CPU seconds so far (all cores; /proc/stat's first line without idle and iowait). */

@@ -14,7 +14,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { startRedis, RedisProcess, withConn, freePort, waitFor } from "../test/support/redis";
 import { RedisClient } from "../test/support/server";
-import { CLI, waitForHttp } from "./support";
+import { CLI, processCpu, waitForHttp } from "./support";
 
 const WRITES = Number(process.env.BENCH_WRITES ?? 600_000);
 const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 2);
@@ -68,10 +68,7 @@ function lagOf(samples: Sample[]): { p50Bytes: number; maxBytes: number; p50Seco
   return { p50Bytes: p50(bytes), maxBytes: bytes.at(-1) ?? 0, p50Seconds: p50(seconds), maxSeconds: seconds.at(-1) ?? 0 };
 }
 
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks of 1/100 s
-}
+const cpuSeconds = (pid: number): number => processCpu(pid).seconds;
 
 function dirBytes(dir: string): number {
   if (!fs.existsSync(dir)) return 0;

@@ -65,6 +65,20 @@ export function send(port: number, req: SignedRequest): Promise<string> {
   });
 }
 
+/**
+ * A process's CPU time so far from /proc/PID/stat (Linux; clock ticks of USER_HZ = 100): its own (user + system)
+ * and its reaped children's, in seconds, with its command name. Throws when the process is gone.
+ */
+export function processCpu(pid: number): { comm: string; seconds: number; childrenSeconds: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    seconds: (Number(f[11]) + Number(f[12])) / 100, // utime, stime
+    childrenSeconds: (Number(f[13]) + Number(f[14])) / 100, // cutime, cstime
+  };
+}
+
 /** Starts a process with its output in a log file (the per-request log stays on, as in production). */
 export function spawnLogged(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
   const fd = fs.openSync(logFile, "a");
