@@ -7,9 +7,11 @@
 //             one shared directory) with --concurrency 4: total wall time and each node's peak RSS, against the
 //             sum of `redis-cli --rdb` over the same servers.
 // Env: SCALE_PARTS=api,s3,fleet (default all), BENCH_BACKUPS, BENCH_SECONDS, BENCH_KEYS, FLEET_SERVERS, FLEET_KEYS,
-// FLEET_ROUNDS (default 2: the nodes' first backups after their start, then the same fleet again on warm nodes);
+// FLEET_ROUNDS (default 3: the nodes' first backups after their start, the same fleet again on warm nodes, then once
+// more after the nodes sat idle FLEET_IDLE_S, default 35 s: past every 30 s idle timeout a node has, as before a
+// scheduled backup window);
 // for the fleet's analysis: FLEET_SERVE_ARGS (more `serve` options), FLEET_CPU_BY_COMM=1 (CPU by command name),
-// FLEET_CPU_PROF=DIR (the nodes' V8 CPU profiles, with the window to read them by).
+// FLEET_CPU_PROF=DIR (the nodes' V8 CPU profiles, with the window to read them by), FLEET_NODE_ARGS (Node/V8 flags).
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -212,7 +214,7 @@ async function partFleet(dir: string): Promise<void> {
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
       const spawnedAt = Date.now();
-      const proc = spawnLogged([...prof, CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
+      const proc = spawnLogged([...prof, ...(process.env.FLEET_NODE_ARGS ?? "").split(" ").filter(Boolean), CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
         "--storage", shared, "--concurrency", "4", "--rate-limit", "0", "--auto-backups", "off", "--log-level", "warn",
         ...(process.env.FLEET_SERVE_ARGS ?? "").split(" ").filter(Boolean)], path.join(dir, `fleet-node-${i}.log`));
       await waitForHttp(port, 60_000);
@@ -224,9 +226,12 @@ async function partFleet(dir: string): Promise<void> {
       // FLEET_ROUNDS=N: the fleet backed up N times by the same two nodes; round 1 is their first backups after start
       // (code still being compiled, connections and the digest workers started), the later rounds what a
       // long-running node pays. Between rounds, the machine is let go quiet (the digests of the round done).
-      const rounds = Number(process.env.FLEET_ROUNDS ?? 2);
+      const rounds = Number(process.env.FLEET_ROUNDS ?? 3);
+      const idleS = Number(process.env.FLEET_IDLE_S ?? 35);
+      const what = (round: number) => round === 1 ? "the nodes just started" : round === 3 ? `the nodes warm, then idle ${idleS} s` : "the nodes warm: each has run backups before";
       for (let round = 1; round <= rounds; round++) {
         if (round > 1) await quiet(30_000);
+        if (round === 3) await new Promise((r) => setTimeout(r, idleS * 1000));
         const cpu0 = cpu();
         const mono0 = process.hrtime.bigint(); // CLOCK_MONOTONIC, what `perf record -k CLOCK_MONOTONIC` stamps
         t = Date.now();
@@ -253,7 +258,7 @@ async function partFleet(dir: string): Promise<void> {
         const owners = (await pgc.query("SELECT owner, count(*)::int AS n, min(start_time)::bigint AS first, max(end_time)::bigint AS last FROM tasks WHERE task_type = '012' AND start_time >= $1 GROUP BY owner ORDER BY owner", [t])).rows as Array<{ owner: string; n: number; first: string; last: string }>;
         await pgc.end();
         const lastEnd = Math.max(...owners.map((o) => Number(o.last)));
-        console.log(`\n### round ${round} of ${rounds}${round > 1 ? " (the nodes warm: each has run backups before)" : " (the nodes just started)"}\n`);
+        console.log(`\n### round ${round} of ${rounds} (${what(round)})\n`);
         console.log("| what | wall time | peak RSS per node |\n|---|---|---|");
         console.log(`| sum of redis-cli --rdb, one after another | ${(baselineMs / 1000).toFixed(2)} s | - |`);
         console.log(`| two nodes, --concurrency 4, all at once | ${(fleetMs / 1000).toFixed(2)} s | ${rss.map((x) => `${x.toFixed(0)} MB`).join(", ")} |`);

@@ -85,7 +85,7 @@ export async function createServices(config: Config, o: ServicesOptions): Promis
   prepareDataDir(config);
   // A keyring that is not owner-only or does not read stops the start before anything is opened.
   const keys = config.encryptionKeys !== undefined ? new LocalKeyring(config.encryptionKeys) : undefined;
-  const catalog = await openCatalog(catalogUrl(config));
+  const catalog = await openCatalog(catalogUrl(config), { server: o.role === "serve" });
   try {
     const storage = parseStorageUrl(config.storage, {
       defaultDir: filesDir(config.dataDir), s3Endpoint: config.s3?.endpoint, s3Region: config.s3?.region, s3PathStyle: config.s3?.pathStyle, s3KeyFile: config.s3?.keyFile,

@@ -117,6 +117,42 @@ test("a backup asked of node 1 is listed on node 2 and downloadable through node
   assert.equal(crypto.createHash("sha256").update(viaOne.body).digest("hex"), crypto.createHash("sha256").update(viaThree.body).digest("hex"));
 });
 
+/** The local ports of the TCP sockets process `pid` holds (from /proc: its fds' socket inodes, /proc/net/tcp's ports). */
+function localPortsOf(pid: number): Set<number> {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: "utf8" }) ?? "");
+    if (m) inodes.add(m[1]!);
+  }
+  const ports = new Set<number>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+test("each node opens its catalogue pool (10 connections, named crs-backup) at start and keeps it, plus its LISTEN connection", async () => {
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  try {
+    // Between requests: a pool opened on demand would hold the one or two connections its last requests used.
+    await nodes[1]!.client.DescribeInstanceBackups({ InstanceId: FAST });
+    const rows = (await admin.query<{ client_port: number; application_name: string }>(
+      "SELECT client_port, application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")).rows;
+    for (const n of nodes) {
+      const ports = localPortsOf(n.proc.pid!);
+      const mine = rows.filter((r) => ports.has(r.client_port));
+      assert.equal(mine.length, 11, `node pid ${n.proc.pid}: ${mine.length} connections to the catalogue`);
+      assert.ok(mine.every((r) => r.application_name === "crs-backup"), JSON.stringify(mine));
+    }
+  } finally {
+    await admin.end();
+  }
+});
+
 test("SIGKILL of the node running a backup: another node ends its task within the lease; nothing stays at Status 1", async () => {
   const asked = nodes[0]!;
   const { TaskId } = await asked.client.ManualBackupInstance({ InstanceId: SLOW });

@@ -10,11 +10,14 @@ export function sqlitePath(url: string): string | undefined {
   return url.startsWith("sqlite:") ? url.slice("sqlite:".length) : url;
 }
 
-/** Opens (creating the SQLite file owner-only, in an owner-only folder) and migrates the catalogue. */
-export async function openCatalog(url: string): Promise<Catalog> {
+/**
+ * Opens (creating the SQLite file owner-only, in an owner-only folder) and migrates the catalogue. `server`: a
+ * long-running server's PostgreSQL pool (fixed-size, opened at once; see PostgresCatalog.open), not a command's.
+ */
+export async function openCatalog(url: string, opts: { server?: boolean } = {}): Promise<Catalog> {
   if (isPostgresUrl(url)) {
     const { PostgresCatalog } = await import("./postgres/postgres");
-    return PostgresCatalog.open(url);
+    return PostgresCatalog.open(url, { fixed: opts.server });
   }
   const file = sqlitePath(url)!;
   if (!file) throw new Error("the catalogue URL names no file");

@@ -78,6 +78,9 @@ class PgExecutor implements SqlExecutor {
   }
 }
 
+/** How this service's connections show in pg_stat_activity (an application_name in the URL wins). */
+const APPLICATION_NAME = "crs-backup";
+
 /** The channel a queued task is announced on (in its own transaction: delivered when it commits). */
 const QUEUE_CHANNEL = "crs_task_queued";
 /** How long a lost LISTEN connection waits before it is opened again (the runner's poll covers the gap). */
@@ -202,7 +205,7 @@ export class PgEngine extends PgOps implements CatalogEngine {
     let client: pg.Client | undefined;
     let retry: NodeJS.Timeout | undefined;
     const listen = async (): Promise<void> => {
-      const c = new pg.Client({ connectionString: this.url, types: TYPES, connectionTimeoutMillis: 10_000 });
+      const c = new pg.Client({ connectionString: this.url, types: TYPES, connectionTimeoutMillis: 10_000, application_name: APPLICATION_NAME });
       const lost = (): void => {
         if (client !== c) return;
         client = undefined;
@@ -276,20 +279,37 @@ export class PgEngine extends PgOps implements CatalogEngine {
   }
 }
 
+/** Opens the pool's `n` connections at once (each checked out together, then all given back idle). */
+async function openAll(pool: pg.Pool, n: number): Promise<void> {
+  const clients = await Promise.allSettled(Array.from({ length: n }, () => pool.connect()));
+  for (const r of clients) if (r.status === "fulfilled") r.value.release();
+  const failed = clients.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 /** The shared catalogue: the one cache over a PostgreSQL engine. */
 export class PostgresCatalog extends CachedCatalog<PgEngine> {
   watchQueue(onQueued: () => void): Promise<QueueWatch> {
     return this.engine.watchQueue(onQueued);
   }
 
-  /** Connects, checks the server answers, and applies pending migrations. */
-  static async open(url: string, opts: { max?: number } = {}): Promise<PostgresCatalog> {
-    const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, types: TYPES, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
+  /**
+   * Connects, checks the server answers, and applies pending migrations. `fixed` (a server's catalogue): the pool
+   * is opened to its size now and keeps its connections while idle, as HikariCP's default fixed-size pool does. A
+   * connection costs PostgreSQL a backend process (a fork, its catalogue caches filled, every named statement
+   * parsed and planned again); opened on demand and closed after 30 s idle, a burst of small backups after a quiet
+   * spell paid that for every connection the burst needed (bench:scale's fleet: PostgreSQL's CPU doubled, ~3.5 ms
+   * per backup). A command's pool (`crs-backup backups ...`) still opens connections as it needs them.
+   */
+  static async open(url: string, opts: { max?: number; fixed?: boolean } = {}): Promise<PostgresCatalog> {
+    const max = opts.max ?? 10;
+    const pool = new pg.Pool({ connectionString: url, max, min: opts.fixed ? max : 0, types: TYPES, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000, application_name: APPLICATION_NAME });
     // An idle client's error (server restarted) must not crash the process; the next query reconnects.
     pool.on("error", () => undefined);
     const c = new PostgresCatalog(new PgEngine(pool, url));
     try {
       await c.migrate();
+      if (opts.fixed) await openAll(pool, max);
     } catch (err) {
       await pool.end().catch(() => undefined);
       throw mapError(err);
