@@ -11,7 +11,8 @@
 // more after the nodes sat idle FLEET_IDLE_S, default 35 s: past every 30 s idle timeout a node has, as before a
 // scheduled backup window);
 // for the fleet's analysis: FLEET_SERVE_ARGS (more `serve` options), FLEET_CPU_BY_COMM=1 (CPU by command name),
-// FLEET_CPU_PROF=DIR (the nodes' V8 CPU profiles, with the window to read them by), FLEET_NODE_ARGS (Node/V8 flags).
+// FLEET_CPU_PROF=DIR (the nodes' V8 CPU profiles, with the window to read them by), FLEET_NODE_ARGS (Node/V8 flags),
+// FLEET_LOGS=DIR (the nodes' logs copied there).
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -284,6 +285,8 @@ async function partFleet(dir: string): Promise<void> {
       }
     } finally {
       for (const nd of nodes) nd.kill();
+      // FLEET_LOGS=DIR: the nodes' logs kept there (what FLEET_NODE_ARGS' tracing flags printed).
+      if (process.env.FLEET_LOGS) for (let i = 0; i < nodes.length; i++) fs.copyFileSync(path.join(dir, `fleet-node-${i}.log`), path.join(process.env.FLEET_LOGS, `fleet-node-${i}.log`));
     }
   } finally {
     for (const r of redis) r.kill();
