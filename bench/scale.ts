@@ -180,6 +180,11 @@ async function quiet(deadlineMs: number): Promise<void> {
   }
 }
 
+/** The space-separated words of an environment variable (none when unset). */
+function envWords(name: string): string[] {
+  return (process.env[name] ?? "").split(" ").filter(Boolean);
+}
+
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -215,9 +220,9 @@ async function partFleet(dir: string): Promise<void> {
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
       const spawnedAt = Date.now();
-      const proc = spawnLogged([...prof, ...(process.env.FLEET_NODE_ARGS ?? "").split(" ").filter(Boolean), CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
+      const proc = spawnLogged([...prof, ...envWords("FLEET_NODE_ARGS"), CLI, "serve", "--port", String(port), "--data", path.join(dir, `fleet-node-${i}`), "--seed", seed, "--catalog", db.url,
         "--storage", shared, "--concurrency", "4", "--rate-limit", "0", "--auto-backups", "off", "--log-level", "warn",
-        ...(process.env.FLEET_SERVE_ARGS ?? "").split(" ").filter(Boolean)], path.join(dir, `fleet-node-${i}.log`));
+        ...envWords("FLEET_SERVE_ARGS")], path.join(dir, `fleet-node-${i}.log`));
       await waitForHttp(port, 60_000);
       nodes.push({ port, pid: proc.pid!, spawnedAt, kill: () => proc.kill("SIGTERM") });
     }

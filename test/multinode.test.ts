@@ -121,7 +121,13 @@ test("a backup asked of node 1 is listed on node 2 and downloadable through node
 function localPortsOf(pid: number): Set<number> {
   const inodes = new Set<string>();
   for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: "utf8" }) ?? "");
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed since the listing
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
     if (m) inodes.add(m[1]!);
   }
   const ports = new Set<number>();

@@ -298,8 +298,8 @@ export class PostgresCatalog extends CachedCatalog<PgEngine> {
    * is opened to its size now and keeps its connections while idle, as HikariCP's default fixed-size pool does. A
    * connection costs PostgreSQL a backend process (a fork, its catalogue caches filled, every named statement
    * parsed and planned again); opened on demand and closed after 30 s idle, a burst of small backups after a quiet
-   * spell paid that for every connection the burst needed (bench:scale's fleet: PostgreSQL's CPU doubled, ~3.5 ms
-   * per backup). A command's pool (`crs-backup backups ...`) still opens connections as it needs them.
+   * spell paid that for every connection the burst needed (bench:scale's fleet, a just-started node: PostgreSQL's CPU
+   * ~4.4 ms per backup, ~3.2 with the pool opened at start). A command's pool (`crs-backup backups ...`) still opens connections as it needs them.
    */
   static async open(url: string, opts: { max?: number; fixed?: boolean } = {}): Promise<PostgresCatalog> {
     const max = opts.max ?? 10;
